@@ -1,0 +1,64 @@
+# rtap: every developer and CI command in one place. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .venv-tools
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+# Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help install jars system-deps run test test-unit lint fmt bench faults clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/rtap: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (rtap needs Python >= 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(TOOLS)/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet checkov==3.3.30  # own venv: it pins an old `packaging`
+
+jars/lib/.resolved: jars/pom.xml
+	@command -v java >/dev/null || { echo "error: Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: Maven is required to fetch the Kafka and Spark jars (apt-get install maven)"; exit 1; }
+	rm -rf jars/lib
+	mvn -q -f jars/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory=lib/kafka -DincludeScope=runtime
+	mvn -q -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
+	@touch $@
+
+install: $(BIN)/rtap jars/lib/.resolved ## Install Python packages and the Kafka/Spark jars
+jars: jars/lib/.resolved ## Resolve the Kafka broker and Spark connector jars from Maven Central
+
+system-deps: ## Debian packages the tests need (headless Chromium, shellcheck)
+	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck >/dev/null; }
+
+run: install ## Install everything and run the pipeline locally (broker, warehouse, stream job, generator, dashboard)
+	$(BIN)/rtap up
+
+lint: $(BIN)/rtap ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+fmt: $(BIN)/rtap ## Format the code
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: install system-deps $(TOOLS)/bin/checkov ## Run every check: lint, unit, integration and end-to-end tests
+	$(MAKE) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(BIN)/rtap ## Unit tests only (no services)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+clean: ## Remove local state (.rtap) and build outputs
+	rm -rf .rtap .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from rtap.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""The ``rtap`` command line: wiring only.
+
+Each pipeline stage owns its commands in ``rtap/<stage>/cli.py``; this module registers them and turns
+every :class:`~rtap.errors.RtapError` into one line on stderr and a non-zero exit. Stage modules import
+heavy dependencies (pyspark, chdb) inside their commands so that ``rtap --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from rtap.errors import RtapError
+
+app = typer.Typer(
+    name="rtap",
+    help="rtap: real-time clickstream analytics (Kafka -> Spark -> ClickHouse -> dashboards).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each stage registers its own commands; keep this list sorted by pipeline stage.
+    from rtap.broker import cli as broker_cli
+    from rtap.ingest import cli as ingest_cli
+    from rtap.warehouse import cli as warehouse_cli
+
+    app.add_typer(broker_cli.app, name="kafka")
+    app.command("produce")(ingest_cli.produce)
+    app.command("migrate")(warehouse_cli.migrate)
+    app.command("sql")(warehouse_cli.sql)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: one clear line and a non-zero exit for every deliberate error."""
+    try:
+        app()
+    except RtapError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

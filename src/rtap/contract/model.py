@@ -1,0 +1,131 @@
+"""Load the versioned JSON Schema, validate records against it, describe its fields."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from rtap.errors import ContractError
+
+CURRENT_VERSION = 1
+# Money is exact: prices are stored as Decimal(PRICE_PRECISION, PRICE_SCALE) in Spark and ClickHouse,
+# so revenue sums do not depend on summation order (Float64 sums do, and would not reconcile exactly).
+PRICE_PRECISION = 18
+PRICE_SCALE = 6
+
+# RFC 3339 date-time: a 'T' (or space, which RFC 3339 allows), seconds, optional fraction, mandatory offset.
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+@cache
+def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """The JSON Schema of contract ``version`` as shipped in the package."""
+    path = resources.files("rtap.contract") / "schemas" / f"clickstream-event.v{version}.json"
+    try:
+        schema: dict[str, Any] = orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ContractError(f"no contract version {version} in this rtap") from exc
+    return schema
+
+
+@dataclass(frozen=True)
+class ContractField:
+    """One top-level property of the contract, flattened for code generation and drift tests."""
+
+    name: str
+    json_type: str  # "string" | "number" | "integer"
+    required: bool
+    nullable: bool
+    enum: tuple[Any, ...] | None = None
+    format: str | None = None
+
+
+def _describe(name: str, spec: dict[str, Any], required: bool) -> ContractField:
+    if "anyOf" in spec:  # e.g. ip_address: null | ipv4 | ipv6
+        branches = spec["anyOf"]
+        types = {b["type"] for b in branches}
+        formats = sorted(b["format"] for b in branches if "format" in b)
+        base = (types - {"null"}).pop()
+        return ContractField(name, base, required, "null" in types, None, "|".join(formats) or None)
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    base = next(t for t in types if t != "null")
+    enum = tuple(v for v in spec["enum"] if v is not None) if "enum" in spec else None
+    return ContractField(name, base, required, "null" in types, enum, spec.get("format"))
+
+
+@cache
+def contract_fields(version: int = CURRENT_VERSION) -> tuple[ContractField, ...]:
+    """The contract's properties in schema order: the column order of Spark and ClickHouse too."""
+    schema = load_schema(version)
+    required = set(schema["required"])
+    return tuple(_describe(n, s, n in required) for n, s in schema["properties"].items())
+
+
+def _field(name: str) -> ContractField:
+    return next(f for f in contract_fields() if f.name == name)
+
+
+EVENT_TYPES: tuple[str, ...] = _field("event_type").enum or ()
+DEVICES: tuple[str, ...] = _field("device").enum or ()
+REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in contract_fields() if f.required)
+
+
+@cache
+def _validator(version: int) -> Any:
+    return fastjsonschema.compile(
+        load_schema(version),
+        formats={"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN},
+        use_formats=True,
+    )
+
+
+def parse_event_time(value: str) -> datetime:
+    """An RFC 3339 string as an aware UTC datetime (millisecond precision, like the warehouse)."""
+    if not _RFC3339.match(value):
+        raise ContractError("not an RFC 3339 date-time", "event_time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError as exc:
+        raise ContractError(f"invalid date-time ({exc})", "event_time") from exc
+    utc = parsed.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def format_event_time(value: datetime) -> str:
+    """The canonical wire form rtap writes: UTC, milliseconds, 'Z'."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """Validate one record and return it normalised (UTC event_time, Decimal price, contract fields only).
+
+    Raises :class:`ContractError` naming the first broken rule. Unknown fields are dropped, not refused.
+    """
+    if isinstance(record, (bytes, str)):
+        try:
+            record = orjson.loads(record)
+        except orjson.JSONDecodeError as exc:
+            raise ContractError(f"invalid JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise ContractError("not a JSON object")
+    try:
+        _validator(version)(record)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        field = exc.path[1] if len(exc.path) > 1 else None
+        raise ContractError(exc.message, field) from exc
+    event = {f.name: record.get(f.name) for f in contract_fields(version)}
+    event["event_time"] = parse_event_time(record["event_time"])
+    if event["price"] is not None:
+        event["price"] = Decimal(str(event["price"])).quantize(Decimal(1).scaleb(-PRICE_SCALE))
+    return event

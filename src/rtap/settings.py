@@ -1,0 +1,215 @@
+"""All of rtap's configuration, typed, in one module.
+
+Each component has its own settings class and its own environment prefix; this module is the only
+place that knows environment variable names (deep code receives a settings object, never reads
+``os.environ``). Values come from, in order: explicit arguments, ``RTAP_*`` environment variables,
+a ``.env`` file in the working directory, then the defaults below. ``.env.example`` lists them all.
+Secrets are ``SecretStr`` so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True)
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how rtap's topics look. Also drives the local broker (``rtap kafka``)."""
+
+    model_config = _config("RTAP_KAFKA_")
+
+    bootstrap_servers: str = f"{LOOPBACK}:9092"
+    topic: str = "clickstream.events"
+    dlq_topic: str = "clickstream.events.dlq"
+    partitions: int = Field(default=6, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    retention_hours: int = Field(default=168, ge=1)
+    # Local broker only: the listener and controller ports on loopback, and the JVM heap.
+    host: str = LOOPBACK
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "512m"
+    # An Apache Kafka distribution to use instead of the Maven jars (the conventional KAFKA_HOME too).
+    home: Path | None = Field(default=None, validation_alias=AliasChoices("RTAP_KAFKA_HOME", "KAFKA_HOME"))
+    # For managed clusters (MSK, Confluent Cloud): SASL over TLS. Empty means PLAINTEXT.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka / Java client properties shared by every Kafka client rtap makes."""
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        return config
+
+
+class ProducerSettings(BaseSettings):
+    """Throughput/durability trade-offs of ``rtap produce``: durable by default, batched for speed."""
+
+    model_config = _config("RTAP_PRODUCER_")
+
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    linger_ms: int = Field(default=20, ge=0)
+    batch_bytes: int = Field(default=1_000_000, ge=1)
+    queue_max_messages: int = Field(default=500_000, ge=1)
+
+
+class GeneratorSettings(BaseSettings):
+    """The simulated shop: its size, and how much dirt it mixes into the stream."""
+
+    model_config = _config("RTAP_GEN_")
+
+    seed: int = 42
+    users: int = Field(default=5_000, ge=1)
+    pages: int = Field(default=200, ge=1)
+    products: int = Field(default=500, ge=1)
+    zipf_s: float = Field(default=1.1, gt=0)
+    bot_share: float = Field(default=0.01, ge=0, le=1)
+    duplicate_rate: float = Field(default=0.01, ge=0, le=0.5)
+    late_rate: float = Field(default=0.005, ge=0, le=0.5)
+    late_by_seconds: float = Field(default=120.0, gt=0)
+    malformed_rate: float = Field(default=0.005, ge=0, le=0.5)
+    daily_curve: bool = False
+
+
+class WarehouseSettings(BaseSettings):
+    """ClickHouse: embedded chDB (default, data in the rtap data directory) or a server."""
+
+    model_config = _config("RTAP_CLICKHOUSE_")
+
+    backend: Literal["chdb", "server"] = "chdb"
+    database: str = Field(default="rtap", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    host: str = LOOPBACK
+    port: int = Field(default=8123, ge=1, le=65535)
+    secure: bool = False
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    # The read-only account dashboards and `rtap sql` use against a server.
+    readonly_user: str = "rtap_reader"
+    readonly_password: SecretStr = SecretStr("")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    query_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class StreamSettings(BaseSettings):
+    """The Spark job: where it runs and its event-time semantics."""
+
+    model_config = _config("RTAP_STREAM_")
+
+    master: str = "local[*]"
+    app_name: str = "rtap-stream"
+    watermark_delay_s: float = Field(default=30.0, ge=0)
+    session_gap_s: float = Field(default=1800.0, gt=0)
+    trigger_interval_s: float = Field(default=1.0, ge=0)
+    max_offsets_per_trigger: int = Field(default=1_000_000, ge=1)
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    bot_clicks_per_minute: int = Field(default=60, ge=1)
+    # Records larger than this go to the dead letters instead of being parsed.
+    max_record_bytes: int = Field(default=65_536, ge=256)
+    # event_time later than the Kafka record timestamp by more than this is rejected as implausible.
+    max_future_skew_s: float = Field(default=3600.0, ge=0)
+    shuffle_partitions: int = Field(default=2, ge=1)
+    driver_memory: str = "1g"
+
+
+class DashboardSettings(BaseSettings):
+    """The built-in web dashboard. Loopback by default: exposing it is a deliberate choice."""
+
+    model_config = _config("RTAP_DASHBOARD_")
+
+    host: str = LOOPBACK
+    port: int = Field(default=8050, ge=1, le=65535)
+    max_range_hours: int = Field(default=48, ge=1)
+    query_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class MetabaseSettings(BaseSettings):
+    """Metabase provisioning (``rtap metabase provision``)."""
+
+    model_config = _config("RTAP_METABASE_")
+
+    url: str = "http://127.0.0.1:3000"
+    admin_email: str = "admin@rtap.local"
+    admin_password: SecretStr = SecretStr("")
+    site_name: str = "rtap"
+    # How Metabase reaches ClickHouse (inside compose this is the service name, not loopback).
+    clickhouse_host: str = "clickhouse"
+    clickhouse_port: int = 8123
+
+
+class DataPaths:
+    """Layout of the rtap data directory: everything rtap writes lives below ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def kafka(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def chdb(self) -> Path:
+        return self.root / "chdb"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def run(self) -> Path:
+        """Pid files and local sockets of running rtap processes."""
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def truth(self) -> Path:
+        """Ground truth written by the generator for each produced run."""
+        return self.root / "truth"
+
+
+class Settings(BaseSettings):
+    """Everything, grouped by component. ``Settings()`` reads the environment once."""
+
+    model_config = _config("RTAP_")
+
+    data_dir: Path = Path(".rtap")
+    # Where `rtap` finds the Maven-resolved jars (jars/pom.xml -> `make jars`).
+    jars_dir: Path = Path("jars/lib")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    metabase: MetabaseSettings = Field(default_factory=MetabaseSettings)
+
+    @field_validator("data_dir", "jars_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.data_dir)
