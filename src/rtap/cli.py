@@ -26,6 +26,7 @@ app = typer.Typer(
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
     from rtap.broker import cli as broker_cli
+    from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
     from rtap.warehouse import cli as warehouse_cli
 
@@ -33,6 +34,8 @@ def _register() -> None:
     app.command("produce")(ingest_cli.produce)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)
+    app.command("dashboard")(dashboard_cli.dashboard)
+    app.add_typer(dashboard_cli.metabase_app, name="metabase")
 
 
 _register()
