@@ -1,0 +1,224 @@
+"""The built-in dashboard's HTTP API and page (FastAPI).
+
+Only the SQL of the definition ever runs: a request names a panel, never a query, and the time range
+is bound as ClickHouse query parameters. The client handed in is expected to be read-only
+(``create_client(..., readonly=True)``), so even a bad definition cannot write. Results are capped at
+``MAX_ROWS`` rows by wrapping the panel query, which works the same on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from string import Template
+from typing import Annotated, Any
+
+import pyarrow as pa
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import BaseModel
+
+from rtap import __version__
+from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition
+from rtap.errors import RetryableWarehouseError, WarehouseError
+from rtap.settings import Settings
+from rtap.warehouse import WarehouseClient
+
+# Enough for a 24 h timeseries at 10 s resolution; beyond that a chart is unreadable anyway.
+MAX_ROWS = 10_000
+# The ranges the page offers (minutes); the API accepts any range up to max_range_hours.
+RANGE_CHOICES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+class PanelResult(BaseModel):
+    """One panel's data: column names, rows in column order, and when and over which range it ran."""
+
+    panel: str
+    chart: str
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool
+    range_from: datetime
+    range_to: datetime
+    elapsed_ms: float
+    updated_at: datetime
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    version: str
+
+
+class DashboardsResponse(BaseModel):
+    dashboards: list[Dashboard]
+    ranges: dict[str, int]
+    max_range_hours: int
+
+
+def parse_instant(value: str, name: str) -> datetime:
+    """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise HTTPException(400, f"'{name}' is not an ISO 8601 date-time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def resolve_range(
+    raw_from: str | None, raw_to: str | None, *, default_minutes: int, max_hours: int, now: datetime
+) -> tuple[datetime, datetime]:
+    """The requested [from, to) range, defaulted and checked; HTTP 400 with a reason when it is unusable."""
+    end = parse_instant(raw_to, "to") if raw_to else now
+    start = parse_instant(raw_from, "from") if raw_from else end - timedelta(minutes=default_minutes)
+    if start >= end:
+        raise HTTPException(400, f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+    if end - start > timedelta(hours=max_hours):
+        raise HTTPException(
+            400, f"the range is {(end - start) / timedelta(hours=1):.1f} h; at most {max_hours} h is allowed"
+        )
+    return start, end
+
+
+def _json_value(value: Any) -> Any:
+    """A result cell as JSON: instants as ISO 8601 UTC with 'Z', decimals as numbers, NaN as null."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def table_rows(table: pa.Table) -> list[list[Any]]:
+    columns = [[_json_value(value) for value in column.to_pylist()] for column in table.columns]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _dashboard_of(definition: Definition, panel: Panel) -> Dashboard:
+    return next(d for d in definition.dashboards if panel in d.panels)
+
+
+def run_panel(
+    client: WarehouseClient, panel: Panel, start: datetime, end: datetime, max_rows: int = MAX_ROWS
+) -> tuple[pa.Table, bool]:
+    """Run ``panel``'s query over [start, end); returns at most ``max_rows`` rows and whether it was cut."""
+    # One row more than shown tells "exactly max_rows" apart from "cut".
+    sql = f"SELECT * FROM (\n{panel.sql}\n) LIMIT {max_rows + 1}"
+    bound: Mapping[str, Any] = {name: {"from": start, "to": end}[name] for name in panel.parameters}
+    table = client.query_arrow(sql, parameters=bound)
+    if table.num_rows > max_rows:
+        return table.slice(0, max_rows), True
+    return table, False
+
+
+def create_app(settings: Settings, client: WarehouseClient, definition: Definition | None = None) -> FastAPI:
+    """The dashboard application over ``client`` (read-only) and the packaged (or given) definition."""
+    definition = definition or load_definition()
+    panels = definition.panels_by_id()
+    static = resources.files("rtap.dashboard") / "static"
+    page = Template((static / "index.html").read_text(encoding="utf-8")).safe_substitute(
+        version=__version__, title="rtap dashboards"
+    )
+    plotly_js = resources.files("plotly") / "package_data" / "plotly.min.js"
+
+    app = FastAPI(
+        title="rtap dashboard API",
+        version=__version__,
+        description="Live panels over the rtap ClickHouse tables. Each panel runs only its own, fixed SQL.",
+    )
+
+    @app.get("/api/health", response_model=Health)
+    def health() -> Health:
+        """Whether the warehouse answers a trivial query."""
+        try:
+            client.query_rows("SELECT 1")
+        except WarehouseError as exc:
+            raise HTTPException(503, f"warehouse unavailable: {exc}") from exc
+        return Health(status="ok", database=client.database, version=__version__)
+
+    @app.get("/api/dashboards", response_model=DashboardsResponse)
+    def dashboards() -> DashboardsResponse:
+        """The dashboards definition, as the page renders it."""
+        return DashboardsResponse(
+            dashboards=definition.dashboards,
+            ranges=RANGE_CHOICES,
+            max_range_hours=settings.dashboard.max_range_hours,
+        )
+
+    @app.get(
+        "/api/panels/{panel_id}",
+        response_model=PanelResult,
+        responses={400: {"description": "bad time range"}, 404: {"description": "unknown panel"}},
+    )
+    def panel_data(
+        panel_id: str,
+        range_from: Annotated[str | None, Query(alias="from", description="ISO 8601 start (inclusive)")] = None,
+        range_to: Annotated[str | None, Query(alias="to", description="ISO 8601 end (exclusive)")] = None,
+    ) -> PanelResult:
+        """Run one panel's query over [from, to) (default: its dashboard's range ending now)."""
+        panel = panels.get(panel_id)
+        if panel is None:
+            raise HTTPException(404, f"no panel {panel_id!r}; see /api/dashboards for the panel ids")
+        start, end = resolve_range(
+            range_from,
+            range_to,
+            default_minutes=_dashboard_of(definition, panel).default_range_minutes,
+            max_hours=settings.dashboard.max_range_hours,
+            now=datetime.now(UTC),
+        )
+        began = time.perf_counter()
+        try:
+            table, truncated = run_panel(client, panel, start, end)
+        except WarehouseError as exc:
+            status = 503 if isinstance(exc, RetryableWarehouseError) else 502
+            raise HTTPException(status, f"panel {panel_id!r} failed: {exc}") from exc
+        return PanelResult(
+            panel=panel.id,
+            chart=panel.chart.value,
+            columns=table.column_names,
+            types=[str(field.type) for field in table.schema],
+            rows=table_rows(table),
+            row_count=table.num_rows,
+            truncated=truncated,
+            range_from=start,
+            range_to=end,
+            elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
+            updated_at=datetime.now(UTC),
+        )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly() -> FileResponse:
+        # Served from the installed plotly package: the page works offline and matches that version.
+        return FileResponse(str(plotly_js), media_type="text/javascript", headers=_CACHE_A_DAY)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no static file {name!r}")
+        return Response((static / name).read_bytes(), media_type=STATIC_FILES[name])
+
+    return app
+
+
+_CACHE_A_DAY = {"Cache-Control": "public, max-age=86400"}

@@ -1,0 +1,57 @@
+"""Commands of the dashboard stage: ``rtap dashboard`` and ``rtap metabase provision``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rtap.settings import Settings
+
+metabase_app = typer.Typer(help="Metabase as code: provision dashboards from dashboards.yaml.", no_args_is_help=True)
+
+_DEFINITION_HELP = "A dashboards YAML file to use instead of the packaged one."
+
+
+def dashboard(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: settings, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: settings, 8050).")] = None,
+    definition: Annotated[Path | None, typer.Option(help=_DEFINITION_HELP)] = None,
+) -> None:
+    """Serve the built-in live dashboard (read-only over the warehouse) until Ctrl-C."""
+    from rtap.dashboard.definition import load_definition
+    from rtap.dashboard.server import serve_dashboard
+    from rtap.warehouse import create_client
+
+    settings = Settings()
+    if host:
+        settings.dashboard.host = host
+    loaded = load_definition(definition)
+    with (
+        create_client(settings, readonly=True) as client,
+        serve_dashboard(settings, client, port=port, definition=loaded) as server,
+    ):
+        Console().print(f"dashboard: [bold]{server.url}[/]  (API docs: {server.url}/docs; Ctrl-C to stop)")
+        while server.running:
+            time.sleep(0.5)
+
+
+@metabase_app.command("provision")
+def provision(
+    url: Annotated[str | None, typer.Option(help="Metabase base URL (default: RTAP_METABASE_URL).")] = None,
+    definition: Annotated[Path | None, typer.Option(help=_DEFINITION_HELP)] = None,
+) -> None:
+    """Create or update the ClickHouse database, the rtap collection, cards and dashboards in Metabase."""
+    from rtap.dashboard.definition import load_definition
+    from rtap.dashboard.metabase import provision as run_provision
+
+    settings = Settings()
+    report = run_provision(settings, load_definition(definition), url or settings.metabase.url)
+    console = Console()
+    for kind, name, action in report.actions:
+        console.print(f"{action:>9}  {kind:<10} {name}", highlight=False)
+    for title, dashboard_url in report.dashboard_urls.items():
+        console.print(f"[bold]{title}[/]: {dashboard_url}", highlight=False)

@@ -1,0 +1,89 @@
+"""Run the dashboard with uvicorn in a background thread, so ``rtap up`` can serve it next to the pipeline.
+
+The listening socket is bound here, before uvicorn starts, so a taken port is a one-line
+:class:`~rtap.errors.PortInUseError` at once instead of a log line from a thread nobody watches.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+
+import uvicorn
+
+from rtap.dashboard.api import create_app
+from rtap.dashboard.definition import Definition
+from rtap.errors import PortInUseError, ServiceError
+from rtap.settings import Settings
+from rtap.warehouse import WarehouseClient
+
+_START_TIMEOUT_S = 15.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one); PortInUseError if it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR only lets us reuse a port in TIME_WAIT; a live listener still makes bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(host, port, "the dashboard") from exc
+        raise ServiceError(f"cannot listen on {host}:{port} for the dashboard: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class DashboardServer:
+    """A running dashboard: ``url`` to open, ``stop()`` to shut it down (also as a context manager)."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket) -> None:
+        self._server = server
+        self._thread = thread
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
+        self.host: str = host
+        self.port: int = port
+        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._socket.close()
+
+    def __enter__(self) -> DashboardServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def serve_dashboard(
+    settings: Settings, client: WarehouseClient, *, port: int | None = None, definition: Definition | None = None
+) -> DashboardServer:
+    """Start the dashboard on settings.dashboard.host:port (``port`` overrides, 0 = any free port)."""
+    host = settings.dashboard.host
+    sock = bind_socket(host, settings.dashboard.port if port is None else port)
+    app = create_app(settings, client, definition)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rtap-dashboard", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise ServiceError(f"the dashboard did not start on {host}:{sock.getsockname()[1]}")
+        time.sleep(0.02)
+    return DashboardServer(server, thread, sock)

@@ -1,0 +1,261 @@
+// rtap dashboard page. Reads the definition from /api/dashboards, then polls each panel of the shown
+// dashboard at its own refresh interval. A poll is scheduled only after the previous one finished,
+// so a slow warehouse slows the page down instead of piling up requests.
+"use strict";
+
+const PALETTE = ["#4cc2ff", "#f78166", "#3fb950", "#d2a8ff", "#e3b341", "#56d4dd", "#ff7b72", "#a5d6ff",
+                 "#7ee787", "#ffa657"];
+const PLOT_LAYOUT = {
+  paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+  font: { color: "#b7c1cd", size: 11, family: "Inter, Segoe UI, system-ui, sans-serif" },
+  margin: { l: 48, r: 12, t: 6, b: 28 },
+  xaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441" },
+  yaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", rangemode: "tozero" },
+  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: { size: 10 } },
+  hovermode: "x unified", colorway: PALETTE,
+};
+const PLOT_CONFIG = { displayModeBar: false, responsive: true };
+
+const state = { definition: null, dashboard: null, range: "1h", timers: [], generation: 0 };
+
+const el = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+const pad = (n) => String(n).padStart(2, "0");
+const localTime = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+// Plotly ignores time zones in date strings, so instants become local wall-clock strings here.
+const localStamp = (iso) => {
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${localTime(d)}`;
+};
+const isTime = (type) => type.startsWith("timestamp") || type.startsWith("date");
+const isNumeric = (type) => /^(u?int|int|uint|float|double|decimal|halffloat)/.test(type);
+const label = (name) => name.replace(/_/g, " ");
+const formatNumber = (v) => {
+  if (v === null || v === undefined) return "–";
+  if (typeof v !== "number") return String(v);
+  const abs = Math.abs(v);
+  if (abs >= 1e9) return (v / 1e9).toFixed(2) + "B";
+  if (abs >= 1e6) return (v / 1e6).toFixed(2) + "M";
+  return v.toLocaleString(undefined, { maximumFractionDigits: abs < 10 ? 2 : 1 });
+};
+
+async function fetchJson(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
+  return body;
+}
+
+function rangeQuery() {
+  const to = new Date();
+  const from = new Date(to.getTime() - state.definition.ranges[state.range] * 60000);
+  return `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
+}
+
+// --- renderers: one per chart type, each takes the panel's body element and the API result ----------
+
+function renderNumber(body, result) {
+  const row = result.rows[0];
+  let box = body.querySelector(".numbers");
+  if (!box) { box = el("div", "numbers"); body.replaceChildren(box); }
+  box.replaceChildren(...result.columns.map((name, i) => {
+    const item = el("div", "number");
+    item.append(el("div", "value", formatNumber(row[i])), el("div", "label", label(name)));
+    return item;
+  }));
+}
+
+function renderTable(body, result) {
+  const table = el("table");
+  const head = el("tr");
+  result.columns.forEach((name) => head.append(el("th", "", label(name))));
+  table.append(el("thead")).append(head);
+  const tbody = el("tbody");
+  for (const row of result.rows) {
+    const tr = el("tr");
+    row.forEach((value, i) => {
+      const type = result.types[i];
+      const text = value === null ? "–" : isTime(type) ? localStamp(value) : isNumeric(type) ? formatNumber(value) : String(value);
+      const td = el("td", isNumeric(type) ? "num" : "", text);
+      td.title = value === null ? "" : String(value);
+      tr.append(td);
+    });
+    tbody.append(tr);
+  }
+  table.append(tbody);
+  const wrap = el("div", "table-wrap");
+  wrap.append(table);
+  body.replaceChildren(wrap);
+}
+
+function timeseriesTraces(result) {
+  const [xName, ...rest] = result.columns;
+  const x = result.rows.map((r) => localStamp(r[0]));
+  // (time, series, value): one line per distinct series, in first-seen order.
+  if (rest.length === 2 && !isNumeric(result.types[1])) {
+    const series = new Map();
+    for (const [t, name, value] of result.rows) {
+      if (!series.has(name)) series.set(name, { x: [], y: [] });
+      series.get(name).x.push(localStamp(t));
+      series.get(name).y.push(value);
+    }
+    return [...series].map(([name, s]) => ({ type: "scatter", mode: "lines", name: String(name), x: s.x, y: s.y,
+                                             line: { width: 2, shape: "linear" } }));
+  }
+  return rest.map((name, i) => ({ type: "scatter", mode: "lines", name: label(name), x,
+                                  y: result.rows.map((r) => r[i + 1]), line: { width: 2 },
+                                  fill: rest.length === 1 ? "tozeroy" : "none",
+                                  fillcolor: "rgba(76,194,255,0.12)" }));
+}
+
+function plot(body, traces, layout) {
+  let chart = body.querySelector(".chart");
+  if (!chart) { chart = el("div", "chart"); body.replaceChildren(chart); }
+  Plotly.react(chart, traces, { ...PLOT_LAYOUT, ...layout }, PLOT_CONFIG);
+}
+
+function renderTimeseries(body, result) {
+  plot(body, timeseriesTraces(result), { xaxis: { ...PLOT_LAYOUT.xaxis, type: "date" } });
+}
+
+function renderBar(body, result) {
+  const rows = [...result.rows].reverse();  // largest on top in a horizontal bar chart
+  plot(body, [{
+    type: "bar", orientation: "h", x: rows.map((r) => r[1]), y: rows.map((r) => String(r[0])),
+    marker: { color: PALETTE[0] }, name: label(result.columns[1]),
+    hovertemplate: "%{y}<br>" + label(result.columns[1]) + ": %{x}<extra></extra>",
+  }], { margin: { ...PLOT_LAYOUT.margin, l: 130 }, hovermode: "closest", showlegend: false,
+        yaxis: { ...PLOT_LAYOUT.yaxis, automargin: true, rangemode: undefined } });
+}
+
+function renderFunnel(body, result) {
+  plot(body, [{
+    type: "funnel", y: result.rows.map((r) => String(r[0])), x: result.rows.map((r) => r[1]),
+    textinfo: "value+percent initial", marker: { color: PALETTE.slice(0, result.rows.length) },
+    connector: { line: { color: "#2b3441" } },
+  }], { margin: { ...PLOT_LAYOUT.margin, l: 100 }, hovermode: "closest", showlegend: false,
+        yaxis: { ...PLOT_LAYOUT.yaxis, rangemode: undefined } });
+}
+
+const RENDERERS = { number: renderNumber, table: renderTable, timeseries: renderTimeseries, bar: renderBar,
+                    funnel: renderFunnel };
+
+// Empty means nothing to draw: no rows, or a one-row aggregate over no data (all nulls or zero count).
+function isEmpty(result) {
+  if (result.rows.length === 0) return true;
+  return result.chart === "funnel" && result.rows.every((r) => !r[1]);
+}
+
+// --- panels -------------------------------------------------------------------------------------
+
+function buildPanel(panel) {
+  const node = el("section", "panel");
+  node.id = `panel-${panel.id}`;
+  node.dataset.panel = panel.id;
+  node.dataset.chart = panel.chart;
+  node.dataset.state = "loading";
+  node.style.gridColumn = `span ${panel.width}`;
+  node.style.gridRow = `span ${panel.height}`;
+  const head = el("div", "panel-head");
+  head.append(el("span", "panel-dot"), el("h2", "panel-title", panel.title), el("span", "panel-updated", ""));
+  head.title = `refreshes every ${panel.refresh_seconds} s`;
+  const body = el("div", "panel-body");
+  body.append(el("div", "chart"));
+  node.append(head, body, el("div", "message", "loading…"));
+  return node;
+}
+
+async function refreshPanel(panel, node, generation) {
+  if (generation !== state.generation) return;
+  const body = node.querySelector(".panel-body");
+  const message = node.querySelector(".message");
+  try {
+    const result = await fetchJson(`/api/panels/${panel.id}?${rangeQuery()}`);
+    if (generation !== state.generation) return;
+    const empty = isEmpty(result);
+    if (!empty) RENDERERS[panel.chart](body, result);
+    node.dataset.state = empty ? "empty" : "ok";
+    node.dataset.rows = String(result.row_count);
+    message.textContent = empty ? "No data in this time range yet" : "";
+    const updated = new Date(result.updated_at);
+    node.dataset.updated = result.updated_at;
+    node.querySelector(".panel-updated").textContent =
+      `updated ${localTime(updated)}${result.truncated ? " · truncated" : ""}`;
+  } catch (error) {
+    if (generation !== state.generation) return;
+    // Keep the last good chart visible under the error line: a blip should not blank a wall screen.
+    node.dataset.state = "error";
+    message.textContent = `⚠ ${error.message}`;
+  }
+  state.timers.push(setTimeout(() => refreshPanel(panel, node, generation), panel.refresh_seconds * 1000));
+}
+
+function show(dashboardId) {
+  const dashboard = state.definition.dashboards.find((d) => d.id === dashboardId) || state.definition.dashboards[0];
+  state.dashboard = dashboard;
+  state.generation += 1;
+  state.timers.forEach(clearTimeout);
+  state.timers = [];
+  document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.dataset.id === dashboard.id));
+  document.querySelectorAll("#ranges button").forEach((b) => b.classList.toggle("active", b.dataset.range === state.range));
+  document.getElementById("description").textContent = dashboard.description;
+  document.title = `${dashboard.title} · rtap`;
+  const grid = document.getElementById("grid");
+  grid.dataset.dashboard = dashboard.id;
+  grid.replaceChildren();
+  for (const panel of dashboard.panels) {
+    const node = buildPanel(panel);
+    grid.append(node);
+    refreshPanel(panel, node, state.generation);
+  }
+}
+
+async function pollHealth() {
+  const status = document.getElementById("status");
+  try {
+    const health = await fetchJson("/api/health");
+    status.textContent = `live · ${health.database}`;
+    status.className = "status ok";
+  } catch (error) {
+    status.textContent = "warehouse unreachable";
+    status.className = "status bad";
+  }
+  setTimeout(pollHealth, 5000);
+}
+
+function tick() {
+  document.getElementById("clock").textContent = localTime(new Date());
+}
+
+async function main() {
+  state.definition = await fetchJson("/api/dashboards");
+  const params = new URLSearchParams(location.search);
+  if (params.get("range") in state.definition.ranges) state.range = params.get("range");
+  const tabs = document.getElementById("tabs");
+  for (const dashboard of state.definition.dashboards) {
+    const a = el("a", "", dashboard.title);
+    a.href = `#${dashboard.id}`;
+    a.dataset.id = dashboard.id;
+    tabs.append(a);
+  }
+  const ranges = document.getElementById("ranges");
+  for (const key of Object.keys(state.definition.ranges)) {
+    const button = el("button", "", key);
+    button.dataset.range = key;
+    button.addEventListener("click", () => { state.range = key; show(state.dashboard.id); });
+    ranges.append(button);
+  }
+  window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+  show(location.hash.slice(1));
+  pollHealth();
+  tick();
+  setInterval(tick, 1000);
+}
+
+main().catch((error) => {
+  document.getElementById("grid").replaceChildren(el("p", "description", `Cannot load dashboards: ${error.message}`));
+});
