@@ -28,6 +28,7 @@ def _register() -> None:
     from rtap.broker import cli as broker_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
+    from rtap.validate import cli as validate_cli
     from rtap.warehouse import cli as warehouse_cli
 
     app.add_typer(broker_cli.app, name="kafka")
@@ -36,6 +37,7 @@ def _register() -> None:
     app.command("sql")(warehouse_cli.sql)
     app.command("dashboard")(dashboard_cli.dashboard)
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
+    app.command("validate")(validate_cli.validate)
 
 
 _register()

@@ -1,0 +1,75 @@
+"""Commands of the validate stage: ``rtap validate`` (end-to-end check of a running stack)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rtap.settings import Settings
+
+
+def validate(
+    target: Annotated[
+        str | None,
+        typer.Option(help="Base URL of the rtap dashboard, e.g. http://IP:8050 (default: the local one)."),
+    ] = None,
+    metabase: Annotated[
+        str | None,
+        typer.Option(help="Base URL of Metabase, e.g. http://IP:3000; its rtap cards are run too."),
+    ] = None,
+    freshness_s: Annotated[
+        float, typer.Option("--freshness-s", min=1, help="Bound on the age of the newest data (seconds).")
+    ] = 60.0,
+    flow_timeout_s: Annotated[
+        float, typer.Option("--flow-timeout-s", min=1, help="How long to wait for the event count to grow.")
+    ] = 30.0,
+    wait_s: Annotated[
+        float,
+        typer.Option("--wait-s", min=0, help="Retry failing checks for this long (a stack still starting)."),
+    ] = 0.0,
+    allow_empty: Annotated[
+        list[str] | None,
+        typer.Option("--allow-empty", help="A panel id that may return no rows in this run (repeatable)."),
+    ] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", min=1, help="HTTP timeout per request.")] = 30.0,
+) -> None:
+    """Check a running stack end to end (local, compose or cloud): one line per check, non-zero exit on failure.
+
+    Metabase's admin account comes from RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
+    """
+    from contextlib import ExitStack
+
+    from rtap.errors import ConfigError, ValidationFailedError
+    from rtap.validate.checks import MetabaseTarget, ValidationOptions, run_checks, validate_until
+    from rtap.validate.http import base_url, new_client
+
+    settings = Settings()
+    dashboard_url = base_url(target or f"http://{settings.dashboard.host}:{settings.dashboard.port}", "--target")
+    options = ValidationOptions(
+        freshness_s=freshness_s, flow_timeout_s=flow_timeout_s, allow_empty=frozenset(allow_empty or ())
+    )
+    console, errors = Console(highlight=False), Console(stderr=True, highlight=False)
+    with ExitStack() as stack:
+        dashboard_client = stack.enter_context(new_client(dashboard_url, timeout_s))
+        metabase_target = None
+        if metabase:
+            password = settings.metabase.admin_password.get_secret_value()
+            if not password:
+                raise ConfigError("--metabase needs RTAP_METABASE_ADMIN_PASSWORD to run the rtap cards")
+            metabase_client = stack.enter_context(new_client(base_url(metabase, "--metabase"), timeout_s))
+            metabase_target = MetabaseTarget(metabase_client, settings.metabase.admin_email, password)
+        results = validate_until(
+            lambda: list(run_checks(dashboard_client, options, metabase_target)),
+            wait_s,
+            on_retry=lambda failed: errors.print(
+                f"waiting: {len(failed)} checks failing (first: {failed[0].line()})", soft_wrap=True
+            ),
+        )
+    for result in results:
+        console.print(result.line(), soft_wrap=True, style=None if result.ok else "red")
+    failed = [result.name for result in results if not result.ok]
+    if failed:
+        raise ValidationFailedError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+    console.print(f"all {len(results)} checks passed against {dashboard_url}")

@@ -1,0 +1,57 @@
+"""JSON over HTTP for ``rtap validate``: one place where httpx errors become rtap errors.
+
+A check that cannot reach a service, or gets an error status or a body that is not JSON, must turn into
+one readable failed line ("GET http://host:8050/api/health: connection refused"), not a traceback. So
+every request goes through :func:`request_json`, which raises :class:`~rtap.errors.ServiceError` with
+the method, the URL and the reason, and the checks report that message as the figure of a failed check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from rtap.errors import ConfigError, ServiceError
+
+# Enough of an error body to show the server's reason without flooding the terminal.
+_BODY_EXCERPT = 200
+
+
+def base_url(url: str, option: str) -> str:
+    """``url`` without a trailing slash, after checking it is an absolute http(s) URL."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"{option} must be an http:// or https:// URL with a host, got {url!r}")
+    return url.rstrip("/")
+
+
+def new_client(url: str, timeout_s: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """A client for one service; ``transport`` lets unit tests answer with ``httpx.MockTransport``."""
+    return httpx.Client(base_url=url, timeout=timeout_s, transport=transport, follow_redirects=True)
+
+
+def request_json(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> Any:
+    """The JSON body of a 2xx answer; ServiceError naming the request for anything else."""
+    where = f"{method} {client.build_request(method, path).url}"
+    try:
+        response = client.request(method, path, params=params, json=body)
+    except httpx.TimeoutException as exc:
+        raise ServiceError(f"{where}: no answer within {client.timeout.read} s") from exc
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"{where}: {exc or type(exc).__name__}") from exc
+    if not response.is_success:
+        excerpt = " ".join(response.text.split())[:_BODY_EXCERPT]
+        raise ServiceError(f"{where}: HTTP {response.status_code} {excerpt}".rstrip())
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ServiceError(f"{where}: the answer is not JSON") from exc
