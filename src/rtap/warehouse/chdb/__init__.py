@@ -1,0 +1,1 @@
+"""Embedded ClickHouse (chDB): client and engine (client.py), data-directory ownership, error mapping."""

@@ -1,0 +1,218 @@
+"""Embedded ClickHouse (chDB): data in ``settings.paths.chdb``, owned by one process at a time.
+
+Within the owning process every client shares one engine (:class:`_Engine`): chDB can run one data
+directory per process, and the stream sink, the dashboard and the socket server all use it at once.
+
+Why every call takes the engine's lock: chDB resolves ``Python(name)`` by looking ``name`` up in the
+Python frames of whichever thread it is serving, so two threads inserting from Arrow at the same time
+can read each other's tables (measured: 6 threads x 30 concurrent inserts gave a wrong sum without the
+lock, the exact one with it). Serialising costs little because chDB serialises queries on a session
+internally anyway.
+
+Why two chDB connections: the read-write session, and a second connection to the same directory
+opened with ``readonly=2``, which the engine itself enforces for read-only clients, the socket
+channel and ``query_text``. ``readonly=2`` rather than 1 because 1 also forbids per-query settings
+(e.g. ``max_execution_time``) and the ``Python()`` table function that ``$inputs`` need; writes and
+changing ``readonly`` itself are refused either way (code 164).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from rtap.errors import ConfigError, RetryableWarehouseError, WarehouseError
+from rtap.warehouse import sql as sqltext
+from rtap.warehouse.chdb.errors import translate
+from rtap.warehouse.chdb.ownership import Ownership, owner_pid, try_acquire
+from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.parameters import format_parameters
+
+if TYPE_CHECKING:
+    from rtap.settings import Settings
+
+# Names the Python() table function sees for ``$name`` inputs; the prefix keeps them from ever
+# matching an unrelated variable further up the stack.
+INPUT_PREFIX = "_rtap_input_"
+_CALL = "_conn.query(_sql, _fmt, params=_params)"
+_POLL_S = 0.1
+
+
+def _execute(conn: Any, sql: str, fmt: str, params: dict[str, str], inputs: dict[str, pa.Table]) -> Any:
+    """Run ``sql`` with each input bound as a local variable where ``Python(...)`` finds it.
+
+    ``eval`` with an explicit locals mapping is the one way to give chDB a frame whose local names
+    are chosen at run time; the evaluated expression is a constant, never caller text.
+    """
+    scope: dict[str, Any] = {INPUT_PREFIX + name: table for name, table in inputs.items()}
+    scope.update(_conn=conn, _sql=sql, _fmt=fmt, _params=params)
+    return eval(_CALL, {"__builtins__": {}}, scope)
+
+
+class _Engine:
+    """One process's chDB engine on one directory: both connections, the lock, and who uses them."""
+
+    # chdb ships py.typed but leaves its API untyped; Any keeps strict mypy useful everywhere else.
+    session: Any
+    readonly: Any
+
+    def __init__(self, directory: Path, ownership: Ownership) -> None:
+        from chdb import connect, session
+
+        self.directory = directory
+        self.ownership = ownership
+        self.lock = threading.Lock()
+        self.users = 0
+        try:
+            self.session = session.Session(str(directory))  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            ownership.release()
+            raise translate(exc) from exc
+        try:
+            self.readonly = connect(f"{directory}?readonly=2")  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            self.session.close()
+            ownership.release()
+            raise translate(exc) from exc
+
+    def run(
+        self,
+        *,
+        readonly: bool,
+        sql: str,
+        fmt: str,
+        params: dict[str, str] | None = None,
+        inputs: dict[str, pa.Table] | None = None,
+    ) -> Any:
+        conn = self.readonly if readonly else self.session
+        with self.lock:
+            try:
+                return _execute(conn, sql, fmt, params or {}, inputs or {})
+            except RuntimeError as exc:  # ChdbError is a RuntimeError
+                raise translate(exc, sql) from exc
+
+    def close(self) -> None:
+        with self.lock:
+            self.readonly.close()
+            self.session.close()
+            self.ownership.release()
+
+
+_engines: dict[Path, _Engine] = {}
+_engines_lock = threading.Lock()
+
+
+class ChdbClient(WarehouseClient):
+    """A client on this process's chDB engine; read-only clients use the engine's readonly connection."""
+
+    def __init__(self, engine: _Engine, database: str, *, readonly: bool) -> None:
+        super().__init__(database, readonly=readonly)
+        self._engine = engine
+        self._closed = False
+
+    @property
+    def directory(self) -> Path:
+        return self._engine.directory
+
+    def readonly_view(self) -> ChdbClient:
+        """Another, read-only client on the same engine (the socket channel serves through one)."""
+        with _engines_lock:
+            self._engine.users += 1
+        return ChdbClient(self._engine, self.database, readonly=True)
+
+    def _bind(self, statement: str, inputs: dict[str, pa.Table]) -> str:
+        for name in inputs:
+            sqltext.check_identifier(name, "input name")
+        return sqltext.substitute_inputs(statement, inputs, lambda name: f"Python({INPUT_PREFIX}{name})")
+
+    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+        sql = self._bind(statement, inputs) + sqltext.settings_clause(settings)
+        self._engine.run(readonly=False, sql=sql, fmt="TabSeparated", inputs=inputs)
+
+    def _query_arrow(
+        self,
+        statement: str,
+        inputs: dict[str, pa.Table],
+        parameters: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> pa.Table:
+        sql = self._bind(statement, inputs) + sqltext.settings_clause(settings)
+        result = self._engine.run(
+            readonly=self.readonly,
+            sql=sql,
+            fmt="ArrowTable",
+            params=format_parameters(parameters),
+            inputs=inputs,
+        )
+        if not isinstance(result, pa.Table):
+            raise WarehouseError("chDB did not return Arrow (a FORMAT clause has no place in query_arrow)")
+        return result
+
+    def _query_text(self, statement: str, default_format: str) -> bytes:
+        sql = self._bind(statement, {})
+        result = self._engine.run(readonly=True, sql=sql, fmt=default_format)
+        return bytes(result.bytes())
+
+    def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
+        columns = ", ".join(sqltext.quote_identifier(name) for name in data.column_names)
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token is not None else {}
+        sql = (
+            f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python({INPUT_PREFIX}data)"
+            + sqltext.settings_clause(settings)
+        )
+        self._engine.run(readonly=False, sql=sql, fmt="TabSeparated", inputs={"data": data})
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with _engines_lock:
+            self._engine.users -= 1
+            if self._engine.users > 0:
+                return
+            _engines.pop(self._engine.directory, None)
+        self._engine.close()
+
+
+def open_chdb(settings: Settings, *, readonly: bool = False) -> WarehouseClient:
+    """This process's client on the chDB directory, or a channel client if another process owns it.
+
+    Waits up to ``connect_timeout_s`` for an owner that holds the lock but does not answer on its
+    socket yet (it may be starting, or finishing a short command such as ``rtap migrate``).
+    """
+    from rtap.warehouse.channel import ChannelClient, socket_path
+
+    directory = settings.paths.chdb
+    if "?" in str(directory):
+        raise ConfigError(f"the chDB data directory may not contain '?': {directory}")
+    database = settings.warehouse.database
+    deadline = time.monotonic() + settings.warehouse.connect_timeout_s
+    while True:
+        with _engines_lock:
+            engine = _engines.get(directory)
+            if engine is None:
+                if _engines:
+                    (other,) = _engines
+                    raise WarehouseError(
+                        f"chDB runs one data directory per process: {other} is open here, {directory} was asked for"
+                    )
+                ownership = try_acquire(directory)
+                if ownership is not None:
+                    engine = _Engine(directory, ownership)
+                    _engines[directory] = engine
+            if engine is not None:
+                engine.users += 1
+                return ChdbClient(engine, database, readonly=readonly)
+        channel = ChannelClient.connect(socket_path(settings), settings, owner_pid=owner_pid(directory))
+        if channel is not None:
+            return channel
+        if time.monotonic() >= deadline:
+            raise RetryableWarehouseError(
+                f"the chDB data directory {directory} is owned by rtap process {owner_pid(directory)}, "
+                f"which serves no read-only socket at {socket_path(settings)}; wait for it to finish or stop it"
+            )
+        time.sleep(_POLL_S)

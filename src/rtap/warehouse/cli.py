@@ -1,0 +1,49 @@
+"""``rtap migrate`` and ``rtap sql``: the warehouse from the command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rtap.settings import Settings
+
+
+def migrate() -> None:
+    """Create or upgrade the ClickHouse schema; applies only migrations not applied before."""
+    from rtap.warehouse import create_client
+    from rtap.warehouse.migrate import apply_migrations, load_migrations
+
+    settings = Settings()
+    with create_client(settings) as client:
+        applied = apply_migrations(client)
+    for migration in applied:
+        typer.echo(f"applied {migration.label} ({len(migration.statements)} statements)")
+    total = len(load_migrations())
+    if applied:
+        typer.echo(f"database {settings.warehouse.database}: {len(applied)} applied, {total} in total")
+    else:
+        typer.echo(f"database {settings.warehouse.database} is up to date ({total} migrations)")
+
+
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only statement; {db} is the rtap database.")],
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="ClickHouse output format when the query has no FORMAT clause "
+            "[default: PrettyCompactMonoBlock on a terminal, TabSeparated otherwise]",
+        ),
+    ] = None,
+) -> None:
+    """Run a read-only query and print ClickHouse's own output (works while `rtap up` runs)."""
+    from rtap.warehouse import create_client
+
+    fmt = output_format or ("PrettyCompactMonoBlock" if sys.stdout.isatty() else "TabSeparated")
+    with create_client(Settings(), readonly=True) as client:
+        output = client.query_text(query, default_format=fmt)
+    sys.stdout.buffer.write(output)
+    sys.stdout.flush()

@@ -1,0 +1,177 @@
+"""The warehouse client every stage uses, and the factory that picks its backend.
+
+:class:`WarehouseClient` holds what is the same for every backend: ``{db}`` rendering, one
+statement per call, read-only checks, ``$name`` input markers and row conversion. A backend
+implements five hooks (``_command``, ``_query_arrow``, ``_query_text``, ``_insert_arrow``,
+``_close``) that receive already rendered, checked SQL. Backends:
+
+- ``rtap.warehouse.chdb``: embedded chDB, one owning process per data directory;
+- ``rtap.warehouse.channel``: read-only access to a chDB directory owned by another rtap process;
+- ``rtap.warehouse.server``: a ClickHouse server through clickhouse-connect.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from rtap.errors import QueryRejectedError, WarehouseError
+from rtap.warehouse import sql as sqltext
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rtap.settings import Settings
+
+DEFAULT_TEXT_FORMAT = "PrettyCompactMonoBlock"
+
+
+class WarehouseClient(ABC):
+    """A connection to ClickHouse; a context manager, safe to share between threads."""
+
+    database: str
+    readonly: bool
+
+    def __init__(self, database: str, *, readonly: bool) -> None:
+        self.database = sqltext.check_identifier(database, "database name")
+        self.readonly = readonly
+
+    # -- public interface -------------------------------------------------------------------------
+
+    def render(self, sql: str) -> str:
+        """``sql`` with every ``{db}`` replaced by the database name (in literals too, e.g. system.tables filters)."""
+        return sql.replace("{db}", self.database)
+
+    def command(
+        self,
+        sql: str,
+        *,
+        inputs: Mapping[str, pa.Table] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Run one statement that returns nothing useful: DDL, ``INSERT ... SELECT`` (from ``$inputs`` too)."""
+        statement = self._statement(sql)
+        if self.readonly:
+            raise QueryRejectedError(self._refusal(statement), query=statement)
+        self._command(statement, dict(inputs or {}), dict(settings or {}))
+
+    def query_arrow(
+        self,
+        sql: str,
+        *,
+        inputs: Mapping[str, pa.Table] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        """The result of one query as an Arrow table. ``parameters`` fill ``{name:Type}`` placeholders."""
+        statement = self._statement(sql)
+        if self.readonly:
+            self._check_read_only(statement)
+        return self._query_arrow(statement, dict(inputs or {}), dict(parameters or {}), dict(settings or {}))
+
+    def query_rows(self, sql: str, *, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """The result as Python tuples (through Arrow, so types match :meth:`query_arrow` on every backend)."""
+        table = self.query_arrow(sql, parameters=parameters)
+        columns = [column.to_pylist() for column in table.columns]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+        """Insert ``data`` into ``{db}.<table>``, columns matched by name.
+
+        With ``dedup_token`` the insert is idempotent: ClickHouse drops a repeat with the same token
+        (``insert_deduplication_token``; rtap's tables keep a non-replicated deduplication window).
+        """
+        sqltext.check_identifier(table, "table name")
+        target = f"{self.database}.{table}"
+        if self.readonly:
+            raise QueryRejectedError(self._refusal(f"INSERT INTO {target}"), query=f"INSERT INTO {target}")
+        if data.num_columns == 0:
+            raise WarehouseError(f"cannot insert into {target}: the Arrow table has no columns")
+        if data.num_rows == 0:
+            return
+        self._insert_arrow(table, data, dedup_token)
+
+    def query_text(self, sql: str, *, default_format: str = DEFAULT_TEXT_FORMAT) -> bytes:
+        """ClickHouse's own formatted output of a read-only query; a FORMAT clause in ``sql`` wins."""
+        statement = self._statement(sql)
+        self._check_read_only(statement)
+        sqltext.check_identifier(default_format, "output format")
+        return self._query_text(statement, default_format)
+
+    def close(self) -> None:
+        """Release the connection; the client cannot be used afterwards."""
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- helpers for backends ---------------------------------------------------------------------
+
+    def _statement(self, sql: str) -> str:
+        return sqltext.single_statement(self.render(sql))
+
+    def _refusal(self, statement: str) -> str:
+        """The one-line reason a write is refused on this client (backends add where to write instead)."""
+        return f"refused on a read-only warehouse connection: {_head(statement)}"
+
+    def _check_read_only(self, statement: str) -> None:
+        if not sqltext.is_read_only(statement):
+            raise QueryRejectedError(
+                f"{self._refusal(statement)} (only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS are allowed)",
+                query=statement,
+            )
+
+    # -- backend hooks: called with rendered, single, checked statements ---------------------------
+
+    @abstractmethod
+    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+        """Run a write or DDL statement; only ever called on a read-write client."""
+
+    @abstractmethod
+    def _query_arrow(
+        self,
+        statement: str,
+        inputs: dict[str, pa.Table],
+        parameters: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> pa.Table:
+        """Run a query and return Arrow; on a read-only client the statement already passed the check."""
+
+    @abstractmethod
+    def _query_text(self, statement: str, default_format: str) -> bytes:
+        """Run a read-only statement and return the engine's formatted output."""
+
+    @abstractmethod
+    def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
+        """Insert a non-empty Arrow table into ``{db}.<table>``; only called on a read-write client."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release whatever the backend holds. Called once per :meth:`close`."""
+
+
+def _head(statement: str, limit: int = 80) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def create_client(settings: Settings, *, readonly: bool = False) -> WarehouseClient:
+    """A client for the configured backend (``settings.warehouse.backend``).
+
+    For chDB, the first process to open ``settings.paths.chdb`` owns it; in any other process this
+    returns a read-only client that queries through the owner's local socket.
+    """
+    if settings.warehouse.backend == "server":
+        from rtap.warehouse.server.client import ServerClient
+
+        return ServerClient(settings.warehouse, readonly=readonly)
+    from rtap.warehouse.chdb.client import open_chdb
+
+    return open_chdb(settings, readonly=readonly)

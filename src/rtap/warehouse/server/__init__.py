@@ -1,0 +1,1 @@
+"""A ClickHouse server through clickhouse-connect: client and error mapping."""

@@ -1,0 +1,203 @@
+"""Just enough of ClickHouse's lexical rules to handle SQL text safely, without a full parser.
+
+rtap needs to find statement boundaries, comments, its ``$name`` input markers and the leading
+keyword of a statement. Doing that with plain string search breaks as soon as a ``;``, ``--`` or
+``$`` appears inside a string literal, a quoted identifier or a heredoc, so everything here walks
+the text once and only ever looks at code outside those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rtap.errors import WarehouseError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INPUT_MARKER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_HEREDOC_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+_FIRST_WORD = re.compile(r"\s*(\(|[A-Za-z_]+)")
+
+# Statements that cannot change data or session state. Read-only paths accept only these, so a
+# refusal is one clear line before the engine is even asked (the engine still enforces readonly).
+READ_ONLY_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS", "("})
+
+SegmentKind = Literal["code", "string", "identifier", "comment", "heredoc"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: SegmentKind
+    text: str
+
+
+def _closing_quote(sql: str, start: int, quote: str) -> int:
+    """Index just past the quote closing the literal opened at ``start`` (backslash and doubling escape)."""
+    index = start + 1
+    while index < len(sql):
+        char = sql[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == quote:
+            if index + 1 < len(sql) and sql[index + 1] == quote:
+                index += 2
+                continue
+            return index + 1
+        index += 1
+    raise WarehouseError(f"unterminated {quote} quote in SQL starting at character {start}")
+
+
+def segments(sql: str) -> Iterator[Segment]:
+    """Split ``sql`` into code and non-code pieces; joining every ``text`` gives ``sql`` back."""
+    index = 0
+    code_start = 0
+    length = len(sql)
+    while index < length:
+        char = sql[index]
+        end: int | None = None
+        kind: SegmentKind = "code"
+        if char in "'\"`":
+            end = _closing_quote(sql, index, char)
+            kind = "string" if char == "'" else "identifier"
+        elif sql.startswith("--", index):
+            newline = sql.find("\n", index)
+            end = length if newline < 0 else newline
+            kind = "comment"
+        elif sql.startswith("/*", index):
+            close = sql.find("*/", index + 2)
+            if close < 0:
+                raise WarehouseError(f"unterminated /* comment in SQL starting at character {index}")
+            end, kind = close + 2, "comment"
+        elif char == "$":
+            tag = _HEREDOC_TAG.match(sql, index)
+            if tag:
+                close = sql.find(tag.group(0), tag.end())
+                if close < 0:
+                    raise WarehouseError(f"unterminated heredoc {tag.group(0)} in SQL")
+                end, kind = close + len(tag.group(0)), "heredoc"
+        if end is None:
+            index += 1
+            continue
+        if code_start < index:
+            yield Segment("code", sql[code_start:index])
+        yield Segment(kind, sql[index:end])
+        index = code_start = end
+    if code_start < length:
+        yield Segment("code", sql[code_start:])
+
+
+def strip_comments(sql: str) -> str:
+    """``sql`` without ``--`` and ``/* */`` comments (each replaced by one space so tokens stay apart)."""
+    return "".join(" " if seg.kind == "comment" else seg.text for seg in segments(sql))
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a script: comments removed, split on ``;`` outside literals, blanks dropped."""
+    statements: list[str] = []
+    current: list[str] = []
+    for seg in segments(sql):
+        if seg.kind == "comment":
+            current.append(" ")
+            continue
+        if seg.kind != "code":
+            current.append(seg.text)
+            continue
+        first, *rest = seg.text.split(";")
+        current.append(first)
+        for piece in rest:
+            statements.append("".join(current).strip())
+            current = [piece]
+    statements.append("".join(current).strip())
+    return [statement for statement in statements if statement]
+
+
+def single_statement(sql: str) -> str:
+    """The one statement in ``sql`` (a trailing ``;`` is fine); several are refused.
+
+    chDB would run every statement of a multi-statement string, the HTTP interface refuses them:
+    refusing here keeps both backends alike and keeps a read-only check from judging only the first.
+    """
+    statements = split_statements(sql)
+    if len(statements) != 1:
+        found = "no statement" if not statements else f"{len(statements)} statements"
+        raise WarehouseError(f"expected exactly one SQL statement, got {found}")
+    return statements[0]
+
+
+def leading_keyword(statement: str) -> str:
+    """The first keyword of a statement, upper-cased (``(`` for a parenthesised query)."""
+    match = _FIRST_WORD.match(strip_comments(statement))
+    return match.group(1).upper() if match else ""
+
+
+def is_read_only(statement: str) -> bool:
+    """Whether the statement's kind can only read (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)."""
+    return leading_keyword(statement) in READ_ONLY_KEYWORDS
+
+
+def substitute_inputs(sql: str, names: Mapping[str, Any], reference: Callable[[str], str]) -> str:
+    """Replace each ``$name`` marker in code with ``reference(name)``; every marker and every name must match.
+
+    A marker without an input, or an input no marker uses, is a bug in the caller: both fail loudly
+    rather than run a query against the wrong data.
+    """
+    used: set[str] = set()
+    parts: list[str] = []
+    for seg in segments(sql):
+        if seg.kind != "code":
+            parts.append(seg.text)
+            continue
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                raise WarehouseError(f"the query uses ${name} but no input named {name!r} was given")
+            used.add(name)
+            return reference(name)
+
+        parts.append(_INPUT_MARKER.sub(replace, seg.text))
+    unused = sorted(set(names) - used)
+    if unused:
+        raise WarehouseError(f"inputs given but not used in the query: {', '.join(unused)}")
+    return "".join(parts)
+
+
+def check_identifier(name: str, what: str) -> str:
+    """``name`` if it is a plain identifier; rtap never needs to quote its own table or input names."""
+    if not IDENTIFIER.match(name):
+        raise WarehouseError(f"invalid {what} {name!r}: use letters, digits and underscores")
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """A column name as a backquoted identifier (columns such as ``partition`` are keywords)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def quote_string(value: str) -> str:
+    """A single-quoted ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def setting_literal(value: Any) -> str:
+    """A value for a ``SETTINGS`` clause."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return quote_string(str(value))
+
+
+def settings_clause(settings: Mapping[str, Any]) -> str:
+    """`` SETTINGS a=1, b='x'`` for appending to a statement, or ``''`` when there is nothing to set.
+
+    ClickHouse accepts a second trailing SETTINGS clause after one already in the query, and after
+    a FORMAT clause, so appending is safe for SELECT and INSERT ... SELECT.
+    """
+    if not settings:
+        return ""
+    pairs = ", ".join(f"{check_identifier(k, 'setting')}={setting_literal(v)}" for k, v in settings.items())
+    return f" SETTINGS {pairs}"

@@ -1,0 +1,103 @@
+"""SQL text handling: statement splitting, comments, `$inputs`, read-only classification, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtap.errors import WarehouseError
+from rtap.warehouse import sql as sqltext
+
+
+def test_split_ignores_semicolons_in_literals_and_comments() -> None:
+    script = """
+    -- a comment; with a semicolon
+    CREATE TABLE a (x String DEFAULT ';') ENGINE = Memory; /* block; comment */
+    SELECT 'it''s; fine', "odd;name", `back;tick` FROM a;
+    SELECT $$heredoc; text$$;
+    """
+    assert sqltext.split_statements(script) == [
+        "CREATE TABLE a (x String DEFAULT ';') ENGINE = Memory",
+        "SELECT 'it''s; fine', \"odd;name\", `back;tick` FROM a",
+        "SELECT $$heredoc; text$$",
+    ]
+
+
+def test_strip_comments_keeps_comment_markers_inside_strings() -> None:
+    assert sqltext.strip_comments("SELECT '--not a comment' -- a comment\n, 2").split() == [
+        "SELECT",
+        "'--not",
+        "a",
+        "comment'",
+        ",",
+        "2",
+    ]
+
+
+def test_escaped_quote_does_not_end_a_string() -> None:
+    assert sqltext.split_statements(r"SELECT 'a\';b'; SELECT 2") == [r"SELECT 'a\';b'", "SELECT 2"]
+
+
+@pytest.mark.parametrize("broken", ["SELECT 'open", "SELECT 1 /* open", "SELECT $tag$ open"])
+def test_unterminated_literals_fail_clearly(broken: str) -> None:
+    with pytest.raises(WarehouseError, match="unterminated"):
+        sqltext.split_statements(broken)
+
+
+def test_single_statement_refuses_several() -> None:
+    assert sqltext.single_statement("SELECT 1;  -- trailing\n") == "SELECT 1"
+    with pytest.raises(WarehouseError, match="exactly one SQL statement, got 2 statements"):
+        sqltext.single_statement("SELECT 1; DROP TABLE t")
+    with pytest.raises(WarehouseError, match="got no statement"):
+        sqltext.single_statement("-- only a comment")
+
+
+@pytest.mark.parametrize(
+    ("statement", "read_only"),
+    [
+        ("SELECT 1", True),
+        ("  -- why\n with x AS (SELECT 1) SELECT * FROM x", True),
+        ("(SELECT 1) UNION ALL (SELECT 2)", True),
+        ("SHOW TABLES", True),
+        ("describe t", True),
+        ("EXPLAIN SELECT 1", True),
+        ("EXISTS TABLE t", True),
+        ("INSERT INTO t SELECT 1", False),
+        ("/* SELECT */ DROP TABLE t", False),
+        ("SET max_threads = 1", False),
+        ("USE other", False),
+        ("ALTER TABLE t DELETE WHERE 1", False),
+    ],
+)
+def test_read_only_classification(statement: str, read_only: bool) -> None:
+    assert sqltext.is_read_only(statement) is read_only
+
+
+def test_inputs_replace_markers_in_code_only() -> None:
+    rendered = sqltext.substitute_inputs(
+        "SELECT '$t', x FROM $t JOIN $other USING (x) -- $t", {"t": 1, "other": 2}, lambda n: f"Python({n})"
+    )
+    assert rendered == "SELECT '$t', x FROM Python(t) JOIN Python(other) USING (x) -- $t"
+
+
+def test_inputs_must_match_markers_both_ways() -> None:
+    with pytest.raises(WarehouseError, match=r"uses \$missing but no input named 'missing'"):
+        sqltext.substitute_inputs("SELECT * FROM $missing", {}, str)
+    with pytest.raises(WarehouseError, match="inputs given but not used in the query: extra"):
+        sqltext.substitute_inputs("SELECT 1", {"extra": 1}, str)
+
+
+def test_heredoc_is_not_an_input_marker() -> None:
+    assert sqltext.substitute_inputs("SELECT $x$ $y $x$", {}, str) == "SELECT $x$ $y $x$"
+
+
+def test_settings_clause_quotes_values_and_checks_names() -> None:
+    clause = sqltext.settings_clause({"insert_deduplication_token": "b'7", "max_threads": 2, "final": True})
+    assert clause == " SETTINGS insert_deduplication_token='b\\'7', max_threads=2, final=1"
+    assert sqltext.settings_clause({}) == ""
+    with pytest.raises(WarehouseError, match="invalid setting"):
+        sqltext.settings_clause({"x=1; DROP": 1})
+
+
+def test_quote_identifier_escapes_backticks() -> None:
+    assert sqltext.quote_identifier("partition") == "`partition`"
+    assert sqltext.quote_identifier("a`b") == "`a\\`b`"
