@@ -19,7 +19,8 @@ def migrate() -> None:
     with create_client(settings) as client:
         applied = apply_migrations(client)
     for migration in applied:
-        typer.echo(f"applied {migration.label} ({len(migration.statements)} statements)")
+        count = len(migration.statements)
+        typer.echo(f"applied {migration.label} ({count} statement{'s' if count != 1 else ''})")
     total = len(load_migrations())
     if applied:
         typer.echo(f"database {settings.warehouse.database}: {len(applied)} applied, {total} in total")
@@ -35,7 +36,7 @@ def sql(
             "--format",
             "-f",
             help="ClickHouse output format when the query has no FORMAT clause "
-            "[default: PrettyCompactMonoBlock on a terminal, TabSeparated otherwise]",
+            "(default: PrettyCompactMonoBlock on a terminal, TabSeparated otherwise).",
         ),
     ] = None,
 ) -> None:
