@@ -1,0 +1,39 @@
+output "public_ip" {
+  description = "Public IPv4 address of the host."
+  value       = aws_instance.host.public_ip
+}
+
+output "dashboard_url" {
+  description = "The rtap dashboard."
+  value       = "http://${aws_instance.host.public_ip}:8050"
+}
+
+output "metabase_url" {
+  description = "Metabase (its admin password is in the host's deploy/compose/.env, see docs/aws.md)."
+  value       = "http://${aws_instance.host.public_ip}:3000"
+}
+
+output "spark_ui_url" {
+  description = "Spark UI of the streaming job."
+  value       = "http://${aws_instance.host.public_ip}:4040"
+}
+
+output "ssh_command" {
+  description = "Log in to the host; the bootstrap log is /var/log/rtap-bootstrap.log."
+  value       = "ssh -i ${local.ssh_identity} ubuntu@${aws_instance.host.public_ip}"
+}
+
+output "instance_id" {
+  description = "EC2 instance id."
+  value       = aws_instance.host.id
+}
+
+output "availability_zone" {
+  description = "The zone the host runs in."
+  value       = aws_subnet.public.availability_zone
+}
+
+output "shutdown_at" {
+  description = "When the cost guard stops or terminates the host (UTC), or null without a TTL."
+  value       = var.ttl_hours > 0 ? time_offset.ttl[0].rfc3339 : null
+}

@@ -1,0 +1,71 @@
+# The host's only firewall. Inbound: SSH from the admin network, the three web UIs from ui_cidrs.
+# Kafka (9092/9093), ClickHouse (8123/9000) and PostgreSQL (5432) are never opened: they are reached
+# only inside the compose network. Outbound: HTTP and HTTPS only (apt, Docker's registry, GitHub,
+# PyPI, Maven Central). DNS, NTP and the instance metadata service are link-local VPC services that
+# security groups do not filter, so they need no rule.
+
+locals {
+  ui_cidrs = var.ui_cidrs != null ? var.ui_cidrs : [var.admin_cidr]
+
+  web_uis = {
+    dashboard = { port = 8050, description = "rtap dashboard" }
+    metabase  = { port = 3000, description = "Metabase" }
+    spark_ui  = { port = 4040, description = "Spark UI of the streaming job" }
+  }
+
+  ui_rules = {
+    for pair in setproduct(keys(local.web_uis), local.ui_cidrs) :
+    "${pair[0]} ${pair[1]}" => merge(local.web_uis[pair[0]], { cidr = pair[1] })
+  }
+
+  egress_ports = {
+    http  = { port = 80, description = "HTTP: Ubuntu package mirrors" }
+    https = { port = 443, description = "HTTPS: Docker packages and images, Git, PyPI, Maven Central" }
+  }
+}
+
+resource "aws_security_group" "host" {
+  name        = "${var.name}-host"
+  description = "rtap host: SSH from the admin network, web UIs from ui_cidrs, HTTP(S) out"
+  vpc_id      = aws_vpc.main.id
+
+  tags = { Name = "${var.name}-host" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ssh" {
+  security_group_id = aws_security_group.host.id
+  description       = "SSH from the admin network"
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+  cidr_ipv4         = var.admin_cidr
+}
+
+resource "aws_vpc_security_group_ingress_rule" "web_ui" {
+  for_each = local.ui_rules
+
+  security_group_id = aws_security_group.host.id
+  description       = each.value.description
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+}
+
+resource "aws_vpc_security_group_egress_rule" "web" {
+  for_each = local.egress_ports
+
+  security_group_id = aws_security_group.host.id
+  description       = each.value.description
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+check "web_uis_not_public" {
+  assert {
+    condition     = !contains(local.ui_cidrs, "0.0.0.0/0")
+    error_message = "ui_cidrs contains 0.0.0.0/0: the dashboards and the Spark UI (which can kill the streaming job) are open to the whole internet. Keep it only for a short demo; see docs/aws.md."
+  }
+}

@@ -1,0 +1,179 @@
+variable "name" {
+  description = "Prefix of every resource name; also the Deployment tag."
+  type        = string
+  default     = "rtap"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 characters: lower-case letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like us-east-1."
+  }
+}
+
+variable "availability_zone" {
+  description = <<-EOT
+    Availability zone of the public subnet, e.g. us-east-1b. Null picks the first zone of the region
+    where instance_type is offered. An explicit zone is checked at plan time: not every type exists in
+    every zone (the error that stopped the system rtap replaces).
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.availability_zone == null || startswith(coalesce(var.availability_zone, "-"), var.region)
+    error_message = "availability_zone must be a zone of the chosen region (e.g. us-east-1b for us-east-1)."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "Address range of the VPC; the public subnet is its first /24."
+  type        = string
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr)) && can(cidrsubnet(var.vpc_cidr, 8, 0))
+    error_message = "vpc_cidr must be an IPv4 CIDR of /24 or larger, e.g. 10.42.0.0/16."
+  }
+}
+
+variable "admin_cidr" {
+  description = <<-EOT
+    The one network allowed to SSH to the host, normally your own address as a /32
+    (`curl -s https://checkip.amazonaws.com` then append /32). Never the whole internet.
+  EOT
+  type        = string
+
+  validation {
+    condition = (
+      can(cidrnetmask(var.admin_cidr))
+      && try(cidrsubnet(var.admin_cidr, 0, 0) == var.admin_cidr, false)
+      && try(tonumber(split("/", var.admin_cidr)[1]) >= 8, false)
+    )
+    error_message = "admin_cidr must be an IPv4 CIDR in canonical form with a prefix of /8 or longer (e.g. 203.0.113.7/32); 0.0.0.0/0 is refused."
+  }
+}
+
+variable "ui_cidrs" {
+  description = <<-EOT
+    Networks allowed to reach the web UIs (rtap dashboard 8050, Metabase 3000, Spark UI 4040).
+    Null means [admin_cidr]. ["0.0.0.0/0"] opens them to the world: a deliberate choice, see docs/aws.md
+    (the dashboards show the data to anyone, and the Spark UI can kill the streaming job).
+  EOT
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition = var.ui_cidrs == null || alltrue([
+      for cidr in coalesce(var.ui_cidrs, []) :
+      can(cidrnetmask(cidr)) && try(cidrsubnet(cidr, 0, 0) == cidr, false)
+    ])
+    error_message = "ui_cidrs must be IPv4 CIDRs in canonical form, e.g. [\"203.0.113.7/32\"]."
+  }
+}
+
+variable "public_key_path" {
+  description = "Path of an SSH public key file to register as a new EC2 key pair (deleted again on destroy)."
+  type        = string
+  default     = null
+}
+
+variable "existing_key_name" {
+  description = <<-EOT
+    Name of an EC2 key pair that already exists in the region. It is only looked up (a data source),
+    never managed, so `terraform destroy` leaves it alone. Set this or public_key_path, not both.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = (var.existing_key_name == null) != (var.public_key_path == null)
+    error_message = "Set exactly one of public_key_path (a new key pair) and existing_key_name (adopt an existing one)."
+  }
+}
+
+variable "instance_type" {
+  description = <<-EOT
+    EC2 instance type. The stack (Kafka, Spark, ClickHouse, Metabase and its PostgreSQL, the dashboard)
+    needs about 6 GiB; t3.large has 8 GiB. 1 GiB types such as t2.micro run out of memory and hang.
+  EOT
+  type        = string
+  default     = "t3.large"
+}
+
+variable "root_volume_gib" {
+  description = "Size of the encrypted gp3 root volume: the container images, their build cache and the data."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.root_volume_gib >= 30 && var.root_volume_gib <= 500
+    error_message = "root_volume_gib must be between 30 and 500."
+  }
+}
+
+variable "repo_url" {
+  description = "Git repository the host clones over HTTPS (`make aws-up` passes this clone's origin)."
+  type        = string
+
+  validation {
+    # The value is pasted into the bootstrap script: only URL characters, no quotes or spaces.
+    condition     = can(regex("^https://[A-Za-z0-9._~/@:-]+$", var.repo_url))
+    error_message = "repo_url must be an https:// Git URL without quotes, spaces or shell characters."
+  }
+}
+
+variable "repo_ref" {
+  description = "Branch, tag or commit the host checks out (`make aws-up` passes this clone's HEAD commit)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$", var.repo_ref))
+    error_message = "repo_ref must be a branch, tag or commit name (letters, digits, '.', '_', '/', '-')."
+  }
+}
+
+variable "ttl_hours" {
+  description = <<-EOT
+    Cost guard: the host is shut down this many hours after it is created (0 disables the guard).
+    Two independent mechanisms enforce it: a timer on the host and an EventBridge Scheduler schedule
+    that calls EC2 directly, so a host that has stopped responding is still shut down.
+  EOT
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.ttl_hours >= 0 && var.ttl_hours <= 720 && floor(var.ttl_hours) == var.ttl_hours
+    error_message = "ttl_hours must be a whole number of hours between 0 (no guard) and 720."
+  }
+}
+
+variable "ttl_action" {
+  description = <<-EOT
+    What the cost guard does. "terminate" (default) ends every charge: the instance and its root volume
+    are deleted (the network costs nothing and stays until `terraform destroy`). "stop" keeps the volume
+    (about USD 0.08 per GiB-month) so the host can be started again.
+  EOT
+  type        = string
+  default     = "terminate"
+
+  validation {
+    condition     = contains(["terminate", "stop"], var.ttl_action)
+    error_message = "ttl_action must be \"terminate\" or \"stop\"."
+  }
+}
+
+variable "extra_tags" {
+  description = "More tags for every resource (e.g. Owner, CostCenter)."
+  type        = map(string)
+  default     = {}
+}
