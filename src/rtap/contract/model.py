@@ -25,6 +25,16 @@ PRICE_SCALE = 6
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 _RFC3339 = re.compile(RFC3339_PATTERN)
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}$"
+_H16 = r"[0-9a-fA-F]{1,4}"
+IPV6_PATTERN = (
+    rf"^(({_H16}:){{7}}{_H16}|(({_H16}:){{0,7}}{_H16})?::(({_H16}:){{0,7}}{_H16})?"
+    rf"|(({_H16}:){{0,6}}{_H16})?::(({_H16}:){{0,5}}{_H16}:)?({_OCTET}\.){{3}}{_OCTET})$"
+)
+# The JSON Schema formats the contract uses, as regexes valid in both Python and Java (Spark's rlike), so
+# the Python validator and the Spark job accept exactly the same strings.
+FORMAT_PATTERNS = {"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN, "ipv4": IPV4_PATTERN, "ipv6": IPV6_PATTERN}
 
 
 @cache
@@ -84,7 +94,7 @@ REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in contract_fields() if f.
 def _validator(version: int) -> Any:
     return fastjsonschema.compile(
         load_schema(version),
-        formats={"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN},
+        formats=FORMAT_PATTERNS,
         use_formats=True,
     )
 

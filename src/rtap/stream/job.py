@@ -1,0 +1,171 @@
+"""The stream job: Spark's Kafka source -> classify each micro-batch -> idempotent warehouse writes.
+
+Wiring only: the decisions live in ``rtap.stream.transforms`` (pure) and the writes in ``rtap.stream.sink``.
+Offsets are owned by Spark's checkpoint in the rtap data directory; a micro-batch whose write fails is not
+committed and runs again, and the sink makes that re-run harmless. If the checkpoint is lost, the job resumes
+after the last batch committed in ``pipeline_batches`` (the warehouse is the durable record of progress),
+never from the beginning of the topic and never silently past unread data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from rtap.errors import PipelineError
+from rtap.settings import Settings
+from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
+from rtap.stream.sink import BatchStats, WarehouseSink
+from rtap.stream.spark import build_session
+from rtap.stream.transforms import classify_batch
+from rtap.warehouse import WarehouseClient
+
+log = logging.getLogger("rtap.stream")
+
+PIPELINE_ID_FILE = "rtap-pipeline-id"
+COMMITTED_OFFSETS = """
+SELECT p, max(o) FROM {db}.pipeline_batches FINAL
+ARRAY JOIN mapKeys(end_offsets) AS p, mapValues(end_offsets) AS o
+GROUP BY p ORDER BY p
+"""
+
+
+def pipeline_id(checkpoint: Path) -> str:
+    """A stable id for this checkpoint: the prefix of every deduplication token the job writes."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    marker = checkpoint / PIPELINE_ID_FILE
+    if not marker.exists():
+        marker.write_text(str(uuid.uuid4()))
+    return marker.read_text().strip()
+
+
+def starting_offsets(settings: Settings, client: WarehouseClient, checkpoint: Path) -> tuple[str, dict[int, int]]:
+    """Where a query without checkpointed offsets starts: after the warehouse's last committed batch."""
+    if (checkpoint / "offsets").exists():
+        return settings.stream.starting_offsets, {}  # Spark's checkpoint decides; this option is ignored
+    committed = {int(p): int(o) for p, o in client.query_rows(COMMITTED_OFFSETS)}
+    if not committed:
+        return settings.stream.starting_offsets, {}
+    log.warning("no checkpoint in %s: resuming after the last committed batch at offsets %s", checkpoint, committed)
+    return json.dumps({settings.kafka.topic: {str(p): o for p, o in committed.items()}}), committed
+
+
+class StreamJob:
+    """One streaming query, restarted from its checkpoint after a failed batch (bounded, with backoff)."""
+
+    def __init__(self, settings: Settings, client: WarehouseClient, *, max_consecutive_failures: int = 5) -> None:
+        self._settings = settings
+        self._client = client
+        self._max_failures = max_consecutive_failures
+        self._stop = threading.Event()
+        self._query: StreamingQuery | None = None
+        self.last_batch: BatchStats | None = None
+        self.checkpoint = settings.paths.checkpoints / "stream"
+
+    def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
+        settings = self._settings
+        reader = (
+            spark.readStream.format("kafka")
+            .option("subscribe", settings.kafka.topic)
+            .option("startingOffsets", start)
+            .option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
+            # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error.
+            .option("failOnDataLoss", "true")
+        )
+        for key, value in settings.kafka.client_config().items():
+            reader = reader.option(f"kafka.{key}", value)
+        return reader.load()
+
+    def _process(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
+        started = datetime.now(UTC)
+        high_water = sink.high_water(batch_id)
+        stream = self._settings.stream
+        classified = classify_batch(
+            batch,
+            high_water=high_water,
+            watermark_delay_s=stream.watermark_delay_s,
+            max_record_bytes=stream.max_record_bytes,
+            max_future_skew_s=stream.max_future_skew_s,
+        ).toArrow()
+        stats = sink.write(batch_id, classified, started, high_water)
+        self.last_batch = stats
+        log.info(
+            "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms (lag %d)",
+            batch_id,
+            stats.input_rows,
+            stats.accepted,
+            stats.duplicates,
+            stats.late,
+            stats.dead_letters,
+            stats.duration_ms,
+            stats.kafka_lag,
+        )
+
+    def _start(self, spark: SparkSession) -> StreamingQuery:
+        start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
+        sink = WarehouseSink(
+            self._client,
+            self._settings.stream,
+            pipeline_id(self.checkpoint),
+            KafkaDeadLetterPublisher(self._settings.kafka),
+            LagProbe(self._settings.kafka, committed),
+        )
+        interval = f"{self._settings.stream.trigger_interval_s} seconds"
+        return (
+            self._kafka_source(spark, start)
+            .writeStream.queryName("rtap-stream")
+            .foreachBatch(lambda batch, batch_id: self._process(sink, batch, batch_id))
+            .option("checkpointLocation", str(self.checkpoint))
+            .trigger(processingTime=interval)
+            .start()
+        )
+
+    def run(self) -> None:
+        """Run until :meth:`stop`; a failing batch restarts the query, too many failures in a row raise."""
+        spark = build_session(self._settings)
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._query = self._start(spark)
+                while not self._stop.is_set() and self._query.isActive:
+                    self._query.awaitTermination(0.5)
+                    if self.last_batch is not None and failures:
+                        failures = 0
+                error = self._query.exception()
+                if self._stop.is_set() or error is None:
+                    break
+                failures += 1
+                if failures >= self._max_failures:
+                    raise PipelineError(
+                        f"stream job failed {failures} times in a row; last error: {_first_line(error)}"
+                    )
+                backoff = min(30.0, 2.0**failures)
+                log.error("batch failed (%s); restarting from the checkpoint in %.0f s", _first_line(error), backoff)
+                self._stop.wait(backoff)
+        finally:
+            if self._query is not None and self._query.isActive:
+                self._query.stop()
+
+    def stop(self) -> None:
+        """Stop after the running micro-batch; safe to call from a signal handler or another thread."""
+        self._stop.set()
+        if self._query is not None and self._query.isActive:
+            self._query.stop()
+
+    def wait_until_started(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._query is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,99 @@
+"""The stream job's own Kafka clients: the dead-letter publisher and the lag probe (driver side).
+
+Spark's Kafka source reads the input topic; these two small confluent-kafka clients do what the source
+cannot: publish dead letters to ``clickstream.events.dlq`` and measure how far the job is behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from rtap.errors import BrokerError
+from rtap.settings import KafkaSettings
+
+DLQ_FLUSH_TIMEOUT_S = 30.0
+
+
+class KafkaDeadLetterPublisher:
+    """Publishes invalid records to the DLQ topic: the original key and bytes, the reason in headers.
+
+    The header layout follows Kafka Connect's dead-letter convention, so existing tooling can read it. A
+    replayed micro-batch publishes its dead letters again (at-least-once on this topic); consumers that must
+    not see a copy twice key on the ``rtap.source.*`` headers. The warehouse table is exactly-once.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._topic = settings.dlq_topic
+        self._producer = Producer(
+            {**settings.client_config(), "enable.idempotence": True, "acks": "all", "compression.type": "lz4"}
+        )
+        self._errors: list[KafkaError] = []
+
+    def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
+        if error is not None:
+            self._errors.append(error)
+
+    def publish(self, rows: pa.Table) -> None:
+        for row in rows.select(
+            ["raw_key", "raw", "error", "topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+        ).to_pylist():
+            timestamp: datetime = row["kafka_timestamp"]
+            headers = [
+                ("rtap.error", str(row["error"]).encode()),
+                ("rtap.source.topic", str(row["topic"]).encode()),
+                ("rtap.source.partition", str(row["kafka_partition"]).encode()),
+                ("rtap.source.offset", str(row["kafka_offset"]).encode()),
+                ("rtap.source.timestamp", timestamp.isoformat().encode()),
+            ]
+            self._produce(row["raw_key"], row["raw"], headers)
+        remaining = self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
+        if remaining or self._errors:
+            errors, self._errors = self._errors, []
+            raise BrokerError(
+                f"dead-letter publish to {self._topic} failed: {remaining} undelivered, "
+                f"{len(errors)} errors ({errors[0] if errors else 'timeout'})"
+            )
+
+    def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise BrokerError(f"dead-letter publish to {self._topic} failed: {exc}") from exc
+
+
+class LagProbe:
+    """Records behind the newest offsets of the input topic, given the positions the job has reached."""
+
+    def __init__(self, settings: KafkaSettings, start_positions: Mapping[int, int] | None = None) -> None:
+        self._topic = settings.topic
+        self._admin = AdminClient(settings.client_config())
+        self._positions: dict[int, int] = dict(start_positions or {})
+
+    def __call__(self, end_offsets: Mapping[int, int]) -> int:
+        for partition, offset in end_offsets.items():
+            self._positions[partition] = max(offset, self._positions.get(partition, 0))
+        latest = self.latest_offsets()
+        return sum(max(0, end - self._positions.get(p, 0)) for p, end in latest.items())
+
+    def latest_offsets(self) -> dict[int, int]:
+        """The log-end offset of every partition of the input topic."""
+        try:
+            metadata = self._admin.list_topics(self._topic, timeout=10)
+            partitions = metadata.topics[self._topic].partitions
+            request = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in partitions}
+            futures = self._admin.list_offsets(request, request_timeout=10)
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read offsets of {self._topic}: {exc}") from exc

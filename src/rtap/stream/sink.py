@@ -1,0 +1,316 @@
+"""Write one classified micro-batch to ClickHouse with an exactly-once effect.
+
+Called on the driver from ``foreachBatch`` with the batch as Arrow (see ``rtap.stream.job``). Every write is
+idempotent, so Spark may re-run a batch after a crash at any point without changing any table:
+
+- each INSERT carries ``insert_deduplication_token = "<pipeline>:<batch>:<table>"``: a retried insert of the
+  same batch into the same table is dropped by ClickHouse (the tables keep a deduplication window);
+- every decision is a function of the batch and of state committed *before* it (the previous batch's
+  ``pipeline_batches`` row, and ``events`` rows from other Kafka records), never of this batch's own writes;
+- ``pipeline_batches`` is written last: it is the batch's commit record and the next batch's state.
+
+The windowed tables are maintained as mergeable partial aggregates: each batch inserts its partial states
+(``*_state``), then rewrites the final rows of the windows it touched from the merged states. Any failure
+raises: the batch fails, Spark does not commit its offsets, and the batch is re-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rtap.settings import StreamSettings
+from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE
+from rtap.warehouse import WarehouseClient
+
+EVENT_TABLE_COLUMNS = (
+    *EVENT_COLUMNS,
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "batch_id",
+    "ingested_at",
+)
+_EVENT_SELECT = ", ".join("toUUID(event_id)" if c == "event_id" else c for c in EVENT_TABLE_COLUMNS)
+_EVENT_INSERT = ", ".join(EVENT_TABLE_COLUMNS)
+
+# A candidate is a duplicate when an event with its id is already stored from a *different* Kafka record.
+# Comparing records rather than batch ids keeps the answer identical when this batch is replayed after its
+# own rows were written. Copies of an event carry the same event_time, so the time range bounds the scan.
+KNOWN_DUPLICATES = """
+SELECT DISTINCT toString(e.event_id) AS event_id
+FROM {db}.events AS e
+WHERE e.event_time BETWEEN (SELECT min(event_time) FROM $candidates) AND (SELECT max(event_time) FROM $candidates)
+  AND e.event_id IN (SELECT toUUID(event_id) FROM $candidates)
+  AND (e.kafka_partition, e.kafka_offset) NOT IN (SELECT kafka_partition, kafka_offset FROM $candidates)
+"""
+
+INSERT_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
+INSERT_LATE = f"INSERT INTO {{db}}.late_events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
+INSERT_DEAD_LETTERS = """
+INSERT INTO {db}.dead_letters (received_at, topic, `partition`, `offset`, kafka_timestamp, error, raw, batch_id)
+SELECT ingested_at, topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, batch_id FROM $rows
+"""
+
+# Partial aggregates of the accepted events of one batch (one row per key).
+PARTIALS = {
+    "page_views_1m_state": """
+INSERT INTO {db}.page_views_1m_state
+SELECT toStartOfMinute(event_time) AS window_start, page_url, count() AS views, uniqExactState(user_id) AS users
+FROM $rows WHERE event_type IN ('page_view', 'product_view')
+GROUP BY window_start, page_url ORDER BY window_start, page_url
+""",
+    "events_1m_state": """
+INSERT INTO {db}.events_1m_state
+SELECT toStartOfMinute(event_time) AS window_start, event_type, count() AS events,
+       uniqExactState(user_id) AS users,
+       uniqExactStateIf(ifNull(order_id, ''), event_type = 'purchase' AND order_id IS NOT NULL) AS orders,
+       sum(if(event_type = 'purchase', toDecimal128(ifNull(price, 0), 6) * ifNull(quantity, 0), toDecimal128(0, 6)))
+           AS revenue
+FROM $rows GROUP BY window_start, event_type ORDER BY window_start, event_type
+""",
+    "sessions": """
+INSERT INTO {db}.sessions
+SELECT session_id, any(user_id), min(event_time), max(event_time), count(),
+       countIf(event_type IN ('page_view', 'product_view')),
+       max(event_type = 'add_to_cart'), max(event_type = 'checkout'), max(event_type = 'purchase'),
+       sum(if(event_type = 'purchase', toDecimal128(ifNull(price, 0), 6) * ifNull(quantity, 0), toDecimal128(0, 6)))
+FROM $rows GROUP BY session_id ORDER BY session_id
+""",
+    "activity_1m_state:user": """
+INSERT INTO {db}.activity_1m_state
+SELECT toStartOfMinute(event_time) AS window_start, 'user', user_id, count()
+FROM $rows GROUP BY window_start, user_id ORDER BY window_start, user_id
+""",
+    "activity_1m_state:ip": """
+INSERT INTO {db}.activity_1m_state
+SELECT toStartOfMinute(event_time) AS window_start, 'ip', assumeNotNull(ip_address), count()
+FROM $rows WHERE ip_address IS NOT NULL GROUP BY window_start, ip_address ORDER BY window_start, ip_address
+""",
+}
+
+# Final rows of every window the batch touched, recomputed from the merged partial states.
+# version = wall-clock microseconds: a later rewrite always wins under FINAL, and it is at least as complete.
+_TOUCHED = "(SELECT DISTINCT toStartOfMinute(event_time) FROM $rows)"
+FINALS = {
+    "page_views_1m": f"""
+INSERT INTO {{db}}.page_views_1m
+SELECT window_start, page_url, sum(views), uniqExactMerge(users), toUnixTimestamp64Micro(now64(6)), now64(3)
+FROM {{db}}.page_views_1m_state WHERE window_start IN {_TOUCHED}
+GROUP BY window_start, page_url
+""",
+    "events_1m": f"""
+INSERT INTO {{db}}.events_1m
+SELECT window_start, event_type, sum(events), uniqExactMerge(users), uniqExactMerge(orders), sum(revenue),
+       toUnixTimestamp64Micro(now64(6)), now64(3)
+FROM {{db}}.events_1m_state WHERE window_start IN {_TOUCHED}
+GROUP BY window_start, event_type
+""",
+    "bot_suspects": f"""
+INSERT INTO {{db}}.bot_suspects
+SELECT window_start, actor_kind, actor, sum(clicks) AS total, {{threshold}}, toUnixTimestamp64Micro(now64(6)), now64(3)
+FROM {{db}}.activity_1m_state WHERE window_start IN {_TOUCHED}
+GROUP BY window_start, actor_kind, actor HAVING total > {{threshold}}
+""",
+}
+
+INSERT_BATCH = """
+INSERT INTO {db}.pipeline_batches
+SELECT query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters,
+       duration_ms, rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag,
+       mapFromArrays(hw_partitions, hw_times), mapFromArrays(offset_partitions, offsets)
+FROM $rows
+"""
+
+LAST_HIGH_WATER = """
+SELECT partition_high_water FROM {db}.pipeline_batches FINAL
+WHERE (query_id = {query_id:String} AND batch_id < {batch_id:Int64}) OR query_id != {query_id:String}
+ORDER BY query_id = {query_id:String} DESC, if(query_id = {query_id:String}, batch_id, 0) DESC, finished_at DESC
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one micro-batch did; also the ``pipeline_batches`` row."""
+
+    batch_id: int
+    input_rows: int
+    accepted: int
+    duplicates: int
+    late: int
+    dead_letters: int
+    duration_ms: int
+    max_event_time: datetime | None
+    kafka_lag: int
+
+
+class DeadLetterPublisher(Protocol):
+    """Publishes a batch's dead letters to the DLQ topic (``rtap.stream.kafka``); raises on any failure."""
+
+    def publish(self, rows: pa.Table) -> None: ...
+
+
+def _status(table: pa.Table, status: str) -> pa.Table:
+    return table.filter(pc.equal(table["status"], status))
+
+
+def _with_lineage(table: pa.Table, batch_id: int, now: datetime) -> pa.Table:
+    n = table.num_rows
+    return table.append_column("batch_id", pa.array([batch_id] * n, pa.int64())).append_column(
+        "ingested_at", pa.array([now] * n, pa.timestamp("ms", tz="UTC"))
+    )
+
+
+def _max_by_partition(table: pa.Table, value: str) -> dict[int, object]:
+    if table.num_rows == 0:
+        return {}
+    grouped = table.group_by("kafka_partition").aggregate([(value, "max")])
+    return dict(zip(grouped["kafka_partition"].to_pylist(), grouped[f"{value}_max"].to_pylist(), strict=True))
+
+
+def _merged_high_water(before: Mapping[int, datetime], valid: pa.Table) -> dict[int, datetime]:
+    marks = dict(before)
+    for partition, moment in _max_by_partition(valid, "event_time").items():
+        if not isinstance(moment, datetime):
+            continue
+        previous = marks.get(int(partition))
+        marks[int(partition)] = moment if previous is None or moment > previous else previous
+    return marks
+
+
+class WarehouseSink:
+    """Idempotent writer of classified micro-batches (see the module docstring for the protocol)."""
+
+    def __init__(
+        self,
+        client: WarehouseClient,
+        settings: StreamSettings,
+        pipeline_id: str,
+        dead_letters: DeadLetterPublisher,
+        kafka_lag: Callable[[Mapping[int, int]], int],
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._pipeline_id = pipeline_id
+        self._dead_letters = dead_letters
+        self._kafka_lag = kafka_lag
+
+    def high_water(self, batch_id: int) -> dict[int, datetime]:
+        """Per-partition event-time high-water marks committed before ``batch_id``.
+
+        From this pipeline's previous batch; for a new pipeline (a fresh or deleted checkpoint), from the
+        newest batch of any earlier one, so event time keeps moving forward across checkpoint resets.
+        """
+        rows = self._client.query_rows(
+            LAST_HIGH_WATER, parameters={"query_id": self._pipeline_id, "batch_id": batch_id}
+        )
+        if not rows:
+            return {}
+        marks: Mapping[int, datetime] = rows[0][0]
+        return {int(p): t if t.tzinfo else t.replace(tzinfo=UTC) for p, t in marks.items()}
+
+    def _token(self, batch_id: int, table: str) -> dict[str, str]:
+        return {"insert_deduplication_token": f"{self._pipeline_id}:{batch_id}:{table}"}
+
+    def _insert(self, sql: str, rows: pa.Table, batch_id: int, table: str) -> None:
+        if rows.num_rows:
+            self._client.command(sql, inputs={"rows": rows}, settings=self._token(batch_id, table))
+
+    def write(
+        self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[int, datetime]
+    ) -> BatchStats:
+        """Write every record of the batch to exactly one place, then commit the batch record.
+
+        ``high_water`` is what :meth:`high_water` returned for this batch (the state it was classified with).
+        """
+        now = datetime.now(UTC)
+        table = _with_lineage(classified, batch_id, now)
+        dead, late = _status(table, DEAD_LETTER), _status(table, LATE)
+        candidates = _status(table, ACCEPTED)
+        in_batch_duplicates = _status(table, DUPLICATE).num_rows
+
+        self._dead_letters.publish(dead)
+        self._insert(INSERT_DEAD_LETTERS, dead, batch_id, "dead_letters")
+        self._insert(INSERT_LATE, late, batch_id, "late_events")
+
+        accepted = candidates
+        if candidates.num_rows:
+            keys = candidates.select(["event_id", "event_time", "kafka_partition", "kafka_offset"])
+            known = self._client.query_arrow(KNOWN_DUPLICATES, inputs={"candidates": keys})
+            if known.num_rows:
+                accepted = candidates.filter(pc.invert(pc.is_in(candidates["event_id"], known["event_id"])))
+        stored_duplicates = candidates.num_rows - accepted.num_rows
+
+        self._insert(INSERT_EVENTS, accepted, batch_id, "events")
+        for table_name, sql in PARTIALS.items():
+            self._insert(sql, accepted, batch_id, table_name)
+        if accepted.num_rows:
+            threshold = str(int(self._settings.bot_clicks_per_minute))
+            for sql in FINALS.values():
+                self._client.command(sql.replace("{threshold}", threshold), inputs={"rows": accepted})
+
+        valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
+        high_water = _merged_high_water(high_water, valid)
+        end_offsets = {int(p): int(o) + 1 for p, o in _max_by_partition(table, "kafka_offset").items()}
+        lag = self._kafka_lag(end_offsets)
+        max_event_time = max(high_water.values()) if high_water else None
+        finished = datetime.now(UTC)
+        duration_ms = max(1, int((finished - started_at).total_seconds() * 1000))
+        stats = BatchStats(
+            batch_id=batch_id,
+            input_rows=table.num_rows,
+            accepted=accepted.num_rows,
+            duplicates=in_batch_duplicates + stored_duplicates,
+            late=late.num_rows,
+            dead_letters=dead.num_rows,
+            duration_ms=duration_ms,
+            max_event_time=max_event_time,
+            kafka_lag=lag,
+        )
+        self._commit(stats, started_at, finished, high_water, end_offsets)
+        return stats
+
+    def _commit(
+        self,
+        stats: BatchStats,
+        started: datetime,
+        finished: datetime,
+        high_water: Mapping[int, datetime],
+        end_offsets: Mapping[int, int],
+    ) -> None:
+        delay_ms = int(self._settings.watermark_delay_s * 1000)
+        max_time = stats.max_event_time
+        watermark = None if max_time is None else max_time.timestamp() * 1000 - delay_ms
+        freshness = None if max_time is None else int((finished - max_time).total_seconds() * 1000)
+        partitions = sorted(high_water)
+        offset_partitions = sorted(end_offsets)
+        row = pa.table(
+            {
+                "query_id": [self._pipeline_id],
+                "batch_id": pa.array([stats.batch_id], pa.int64()),
+                "started_at": pa.array([started], pa.timestamp("ms", tz="UTC")),
+                "finished_at": pa.array([finished], pa.timestamp("ms", tz="UTC")),
+                "input_rows": pa.array([stats.input_rows], pa.uint64()),
+                "valid": pa.array([stats.accepted], pa.uint64()),
+                "duplicates": pa.array([stats.duplicates], pa.uint64()),
+                "late": pa.array([stats.late], pa.uint64()),
+                "dead_letters": pa.array([stats.dead_letters], pa.uint64()),
+                "duration_ms": pa.array([stats.duration_ms], pa.uint64()),
+                "rows_per_second": pa.array([stats.input_rows * 1000.0 / stats.duration_ms], pa.float64()),
+                "watermark": pa.array([None if watermark is None else int(watermark)], pa.timestamp("ms", tz="UTC")),
+                "max_event_time": pa.array([max_time], pa.timestamp("ms", tz="UTC")),
+                "freshness_ms": pa.array([freshness], pa.int64()),
+                "kafka_lag": pa.array([stats.kafka_lag], pa.int64()),
+                "hw_partitions": pa.array([partitions], pa.list_(pa.int32())),
+                "hw_times": pa.array([[high_water[p] for p in partitions]], pa.list_(pa.timestamp("ms", tz="UTC"))),
+                "offset_partitions": pa.array([offset_partitions], pa.list_(pa.int32())),
+                "offsets": pa.array([[end_offsets[p] for p in offset_partitions]], pa.list_(pa.int64())),
+            }
+        )
+        self._client.command(INSERT_BATCH, inputs={"rows": row}, settings=self._token(stats.batch_id, "batches"))

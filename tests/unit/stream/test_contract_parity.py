@@ -1,0 +1,100 @@
+"""The Spark job and the Python validator must accept exactly the same records (both derive from the schema).
+
+Hypothesis generates valid events and mutates them (missing, null, wrong type, odd strings and numbers, odd
+timestamps, extra fields); one Spark batch classifies them all, and every verdict and normalised value must
+equal the Python validator's.
+"""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtap.contract import contract_fields, validate_event
+from rtap.errors import ContractError
+from rtap.stream.transforms import DEAD_LETTER, classify_batch
+from tests.unit.stream.conftest import event, kafka_batch
+
+FIELDS = [f.name for f in contract_fields()]
+odd_strings = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "\x00", "é", "😀", "page_view", "purchase", "DE", "de", "1.2.3.4", "::1", "999.0.0.1"]),
+)
+odd_numbers = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, 1, 1.0, 2.5, -0.0, 1e9, 1e9 + 1, 999_999.999, 10**6, 10**6 + 1]),
+)
+odd_times = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.sampled_from(
+        [
+            "2026-11-29T12:00:00Z",
+            "2026-11-29T12:00:00.123456789+05:30",
+            "2026-11-29 12:00:00-01:00",
+            "2026-11-29t12:00:00z",
+            "2026-11-29T12:00:00",
+            "2026-11-29",
+            "2026-13-01T00:00:00Z",
+            "2026-11-29T24:00:00Z",
+            "2026-11-29T23:59:60Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-29T12:00:00+24:00",
+        ]
+    ),
+)
+any_value = st.one_of(
+    st.none(), st.booleans(), odd_strings, odd_numbers, odd_times, st.lists(st.integers(), max_size=2)
+)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, object]:
+    record: dict[str, object] = event(draw(st.integers(0, 10**6)))
+    if draw(st.booleans()):
+        record.update(
+            event_type="purchase",
+            product_id=draw(odd_strings),
+            price=draw(odd_numbers),
+            quantity=draw(odd_numbers),
+            order_id="o1",
+        )
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            record.pop(name, None)
+        else:
+            record[name] = draw(any_value)
+    if draw(st.booleans()):
+        record["extra_" + draw(st.text(max_size=5))] = draw(any_value)
+    return record
+
+
+def python_verdict(payload: bytes) -> dict[str, object] | None:
+    try:
+        return validate_event(payload)
+    except ContractError:
+        return None
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(records(), min_size=20, max_size=120))
+def test_spark_and_python_agree_on_every_record(spark, batch) -> None:
+    payloads = [orjson.dumps(r) for r in batch]
+    classified = classify_batch(
+        kafka_batch(spark, [(0, i, p) for i, p in enumerate(payloads)]),
+        high_water={},
+        watermark_delay_s=1e9,  # nothing is late here: this test is about the contract only
+        max_record_bytes=1 << 20,
+        max_future_skew_s=1e12,
+    )
+    rows = {row["kafka_offset"]: row for row in classified.toArrow().to_pylist()}
+    for offset, payload in enumerate(payloads):
+        expected, row = python_verdict(payload), rows[offset]
+        assert (row["status"] != DEAD_LETTER) == (expected is not None), (payload, row["error"])
+        if expected is not None:
+            for name in FIELDS:
+                assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
+                    name,
+                    payload,
+                )

@@ -1,0 +1,132 @@
+"""Each transform on small batch DataFrames: every kind of invalid record, late, duplicate, normalisation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import SparkSession
+
+from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES, classify_batch
+from tests.unit.stream.conftest import event, kafka_batch
+
+LIMITS = {"watermark_delay_s": 30.0, "max_record_bytes": 4096, "max_future_skew_s": 3600.0}
+
+
+def classify(
+    spark: SparkSession, records: list[tuple[int, int, object]], high_water=None
+) -> dict[tuple[int, int], dict]:
+    out = classify_batch(kafka_batch(spark, records), high_water=high_water or {}, **LIMITS).toArrow().to_pylist()
+    return {(row["kafka_partition"], row["kafka_offset"]): row for row in out}
+
+
+INVALID = [
+    (b"{broken", "invalid JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"\xff\xfe", "invalid JSON"),
+    (b"x" * 5000, "record too large: 5000 bytes"),
+    (event(1, user_id=...), "user_id: required field missing or null"),
+    (event(1, user_id=None), "user_id: required field missing or null"),
+    (event(1, user_id=""), "user_id: shorter than 1"),
+    (event(1, user_id=7), "user_id: expected string, got bigint"),
+    (event(1, event_type="teleport"), "event_type: must be one of"),
+    (event(1, event_id="not-a-uuid"), "event_id: not a valid uuid"),
+    (event(1, event_time="yesterday"), "event_time: not a valid date-time"),
+    (event(1, event_time="2026-02-30T10:00:00Z"), "event_time: not a valid date-time"),
+    (event(1, event_time="2031-01-01T00:00:00Z"), "event_time: outside 1970-01-01"),
+    (event(1, price="12.5"), "price: expected number, got string"),
+    (event(1, price=-1), "price: below 0"),
+    (event(1, price=1e300), "price: "),
+    (event(1, quantity=1.5), "quantity: expected integer"),
+    (event(1, quantity=0), "quantity: below 1"),
+    (event(1, device="fridge"), "device: must be one of"),
+    (event(1, country="Germany"), "country: does not match pattern"),
+    (event(1, ip_address="300.1.1.1"), "ip_address: not a valid ipv4 or ipv6"),
+    (event(1, schema_version=2), "schema_version: must be one of [1]"),
+    (event(1, event_type="purchase", product_id="p1", price=9.99, quantity=1), "order_id: required when"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), INVALID, ids=[r for _, r in INVALID])
+def test_each_kind_of_invalid_record_is_a_dead_letter_with_its_reason(spark, payload, reason) -> None:
+    row = classify(spark, [(0, 0, payload)])[(0, 0)]
+    assert row["status"] == DEAD_LETTER
+    assert row["error"].startswith(reason)
+    assert row["raw"] == (payload if isinstance(payload, bytes) else row["raw"])
+    assert row["raw"] is not None
+
+
+def test_valid_record_is_normalised_and_extra_fields_are_ignored(spark) -> None:
+    payload = event(
+        1,
+        event_time="2026-11-29T13:00:00.5+01:00",
+        event_type="purchase",
+        product_id="p1",
+        price=19.99,
+        quantity=2,
+        order_id="o1",
+        ip_address="2001:db8::1",
+        unknown_field={"nested": [1, 2]},
+    )
+    row = classify(spark, [(0, 0, payload)])[(0, 0)]
+    assert row["status"] == ACCEPTED, row["error"]
+    assert row["event_time"] == datetime(2026, 11, 29, 12, 0, 0, 500000, tzinfo=UTC)
+    assert row["price"] == Decimal("19.990000")
+    assert row["schema_version"] == 1
+    assert row["raw"] is None
+
+
+def test_late_is_behind_the_watermark_of_its_own_partition(spark) -> None:
+    rows = classify(
+        spark,
+        [
+            (0, 0, event(1, "2026-11-29T12:01:00Z")),
+            (0, 1, event(2, "2026-11-29T12:00:29.999Z")),  # 12:01:00 - 30 s = 12:00:30 -> late
+            (0, 2, event(3, "2026-11-29T12:00:30Z")),  # exactly at the watermark -> on time
+            (1, 0, event(4, "2026-11-29T12:00:00Z")),  # another partition: no high water yet
+            (1, 1, b"{broken"),  # invalid records never move the watermark
+        ],
+    )
+    assert [rows[k]["status"] for k in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]] == [
+        ACCEPTED,
+        LATE,
+        ACCEPTED,
+        ACCEPTED,
+        DEAD_LETTER,
+    ]
+
+
+def test_high_water_from_earlier_batches_is_carried(spark) -> None:
+    carried = {0: datetime(2026, 11, 29, 12, 5, tzinfo=UTC)}
+    rows = classify(
+        spark, [(0, 10, event(1, "2026-11-29T12:04:00Z")), (1, 0, event(2, "2026-11-29T12:04:00Z"))], carried
+    )
+    assert rows[(0, 10)]["status"] == LATE
+    assert rows[(1, 0)]["status"] == ACCEPTED
+
+
+def test_the_first_copy_of_an_event_is_accepted_and_later_copies_are_duplicates(spark) -> None:
+    copy = event(7, "2026-11-29T12:00:00Z")
+    rows = classify(spark, [(2, 5, copy), (2, 6, copy), (2, 9, copy), (2, 3, event(8))])
+    assert [rows[(2, o)]["status"] for o in (3, 5, 6, 9)] == [ACCEPTED, ACCEPTED, DUPLICATE, DUPLICATE]
+
+
+def test_classification_does_not_depend_on_micro_batch_boundaries(spark) -> None:
+    times = ["12:00:00", "12:02:00", "12:00:40", "12:01:31", "12:03:00", "12:02:29", "12:02:31", "12:01:00"]
+    records = [(0, i, event(i, f"2026-11-29T{t}Z")) for i, t in enumerate(times)]
+    whole = classify(spark, records)
+    first, second = records[:3], records[3:]
+    part1 = classify(spark, first)
+    carried = {0: max(r["event_time"] for r in part1.values() if r["status"] != DEAD_LETTER)}
+    part2 = classify(spark, second, carried)
+    split = {**part1, **part2}
+    assert {k: r["status"] for k, r in whole.items()} == {k: r["status"] for k, r in split.items()}
+    assert sorted(r["status"] for r in whole.values()) == sorted([ACCEPTED] * 5 + [LATE] * 3)
+
+
+def test_every_record_gets_exactly_one_known_status(spark) -> None:
+    records = [(0, i, payload) for i, (payload, _) in enumerate(INVALID)] + [(1, i, event(i)) for i in range(5)]
+    rows = classify(spark, records)
+    assert len(rows) == len(records)
+    assert {r["status"] for r in rows.values()} <= set(STATUSES)
