@@ -1,0 +1,88 @@
+# The AWS lifecycle: one host made by deploy/terraform that runs the compose stack.
+# Included by the Makefile; `make help` lists the targets. docs/aws.md explains each step.
+#
+#   make aws-up        terraform init + apply (prints the URLs and the SSH command)
+#   make aws-validate  wait for the host's bootstrap, then `rtap validate` against it
+#   make aws-down      terraform destroy
+#   make aws-e2e       all three; destroys at the end even when a step fails or is interrupted
+#
+# Defaults come from this clone and this machine; override any of them on the command line
+# (`make aws-up AWS_REGION=eu-central-1`) or put Terraform variables in deploy/terraform/terraform.tfvars,
+# which wins over these (they are passed as TF_VAR_* environment variables).
+
+AWS_TF_DIR := deploy/terraform
+AWS_TF := terraform -chdir=$(AWS_TF_DIR)
+# Your public address as a /32: the only source allowed to SSH and (by default) to open the UIs.
+AWS_ADMIN_CIDR ?= $(shell curl -fsS --max-time 10 https://checkip.amazonaws.com)/32
+# A new key pair from this public key, or AWS_KEY_NAME to adopt an existing one (never deleted).
+AWS_KEY_NAME ?=
+AWS_PUBLIC_KEY ?= $(if $(AWS_KEY_NAME),,$(firstword $(wildcard $(HOME)/.ssh/id_ed25519.pub $(HOME)/.ssh/id_rsa.pub)))
+# The private key for SSH (to read the generated Metabase password); by default the public key minus .pub.
+AWS_SSH_KEY ?= $(patsubst %.pub,%,$(AWS_PUBLIC_KEY))
+# The host clones this repository at exactly this commit: push it first.
+AWS_REPO_URL ?= $(shell git config --get remote.origin.url | sed -E 's#^git@([^:]+):#https://\1/#')
+AWS_REPO_REF ?= $(shell git rev-parse HEAD)
+AWS_REGION ?=
+AWS_TTL_HOURS ?=
+# How long aws-validate waits for a fresh host (boot, Docker, image builds, first windows).
+AWS_WAIT_S ?= 1500
+AWS_VALIDATE_ARGS ?=
+AWS_APPLY_ARGS ?= -auto-approve
+# The .env variable on the host that holds Metabase's generated admin password.
+AWS_METABASE_PASSWORD_VAR ?= RTAP_METABASE_ADMIN_PASSWORD
+
+# Only non-empty values are passed, so terraform.tfvars and the variables' defaults stay in charge otherwise.
+aws_tf_env = $(strip \
+  $(if $(AWS_ADMIN_CIDR),TF_VAR_admin_cidr='$(AWS_ADMIN_CIDR)') \
+  $(if $(AWS_KEY_NAME),TF_VAR_existing_key_name='$(AWS_KEY_NAME)') \
+  $(if $(AWS_PUBLIC_KEY),TF_VAR_public_key_path='$(AWS_PUBLIC_KEY)') \
+  $(if $(AWS_REPO_URL),TF_VAR_repo_url='$(AWS_REPO_URL)') \
+  $(if $(AWS_REPO_REF),TF_VAR_repo_ref='$(AWS_REPO_REF)') \
+  $(if $(AWS_REGION),TF_VAR_region='$(AWS_REGION)') \
+  $(if $(AWS_TTL_HOURS),TF_VAR_ttl_hours='$(AWS_TTL_HOURS)'))
+# Sub-makes run the top-level makefile (the one that included this file).
+aws_make = $(MAKE) -f $(firstword $(MAKEFILE_LIST)) --no-print-directory
+aws_ssh = ssh -i '$(AWS_SSH_KEY)' -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=accept-new \
+  -o UserKnownHostsFile=$(AWS_TF_DIR)/.known_hosts
+
+.PHONY: aws-check aws-up aws-validate aws-down aws-e2e
+
+aws-check:
+	@command -v terraform >/dev/null || { echo "error: terraform >= 1.11 is required (https://developer.hashicorp.com/terraform/install)"; exit 1; }
+	@if command -v aws >/dev/null; then aws sts get-caller-identity --query Arn --output text >/dev/null || \
+	  { echo "error: no AWS credentials: run 'aws configure' or 'aws sso login', or set AWS_PROFILE"; exit 1; }; fi
+	@[[ "$(AWS_ADMIN_CIDR)" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+/[0-9]+$$ ]] || \
+	  { echo "error: could not work out your address (got '$(AWS_ADMIN_CIDR)'): set AWS_ADMIN_CIDR=x.x.x.x/32"; exit 1; }
+	@[ -n "$(AWS_REPO_URL)" ] || { echo "error: no git remote 'origin': set AWS_REPO_URL=https://.../rtap.git"; exit 1; }
+	@if [[ "$(AWS_REPO_REF)" =~ ^[0-9a-f]{40}$$ ]] && [ -z "$$(git branch -r --contains $(AWS_REPO_REF) 2>/dev/null)" ]; then \
+	  echo "error: commit $(AWS_REPO_REF) is on no remote branch, so the host cannot fetch it: push it or set AWS_REPO_REF"; exit 1; fi
+	@[ -z "$$(git status --porcelain --untracked-files=no)" ] || \
+	  echo "warning: uncommitted changes are not deployed; the host runs $(AWS_REPO_REF)"
+
+aws-up: aws-check ## AWS: create the network and the host, start the stack (terraform init + apply)
+	$(AWS_TF) init -input=false
+	$(aws_tf_env) $(AWS_TF) apply -input=false $(AWS_APPLY_ARGS)
+
+aws-validate: $(BIN)/rtap ## AWS: wait for the host, then check it end to end with rtap validate
+	@ip=$$($(AWS_TF) output -raw public_ip) || { echo "error: nothing deployed (run make aws-up)"; exit 1; }; \
+	echo "waiting for the host's bootstrap (cloud-init) on $$ip ..."; \
+	deadline=$$(( $$(date +%s) + $(AWS_WAIT_S) )); \
+	until $(aws_ssh) ubuntu@$$ip true 2>/dev/null; do \
+	  [ $$(date +%s) -lt $$deadline ] || { echo "error: no SSH on $$ip within $(AWS_WAIT_S) s"; exit 1; }; sleep 10; done; \
+	$(aws_ssh) ubuntu@$$ip 'cloud-init status --wait >/dev/null; cloud-init status --long' || \
+	  { echo "error: the bootstrap failed; its log:"; $(aws_ssh) ubuntu@$$ip 'sudo tail -n 40 /var/log/rtap-bootstrap.log'; exit 1; }; \
+	password=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^$(AWS_METABASE_PASSWORD_VAR)=//p' /opt/rtap/deploy/compose/.env"); \
+	remaining=$$(( deadline - $$(date +%s) )); [ $$remaining -gt 60 ] || remaining=60; \
+	RTAP_METABASE_ADMIN_PASSWORD="$$password" $(BIN)/rtap validate --target http://$$ip:8050 \
+	  --metabase http://$$ip:3000 --wait-s $$remaining $(AWS_VALIDATE_ARGS)
+
+aws-down: ## AWS: destroy everything aws-up created (an adopted key pair stays)
+	$(AWS_TF) init -input=false >/dev/null
+	$(aws_tf_env) $(AWS_TF) destroy -input=false -auto-approve
+
+aws-e2e: ## AWS: aws-up, aws-validate and aws-down; always destroys, even on failure or Ctrl-C
+	@trap 'status=$$?; trap - EXIT INT TERM; echo "--- aws-e2e: destroying (exit status so far: $$status)"; \
+	  $(aws_make) aws-down || { echo "error: destroy failed; run make aws-down again"; [ $$status -ne 0 ] || status=1; }; \
+	  exit $$status' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(aws_make) aws-up AWS_APPLY_ARGS=-auto-approve && $(aws_make) aws-validate
