@@ -1,0 +1,61 @@
+"""``rtap kafka start|stop|status``: the local broker as a background process that outlives the command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rtap.settings import Settings
+
+app = typer.Typer(help="The local single-node Kafka broker (KRaft, run from the Maven jars).", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the broker to answer.")] = 90.0,
+) -> None:
+    """Start the broker in the background and create rtap's topics."""
+    from rtap.broker import LocalKafka
+    from rtap.ingest.topics import ensure_topics
+
+    broker = LocalKafka(Settings(), attached=False)
+    pid = broker.start(timeout_s=timeout)
+    created = ensure_topics(broker.kafka_settings())
+    console = Console()
+    console.print(f"Kafka is up on {broker.bootstrap_servers} (pid {pid}, data in {broker.files.data})")
+    if created:
+        console.print(f"created topics: {', '.join(created)}")
+
+
+@app.command()
+def stop(
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for a clean shutdown before SIGKILL.")] = 30.0,
+) -> None:
+    """Stop the broker started by `rtap kafka start` (SIGTERM, then SIGKILL after --timeout)."""
+    from rtap.broker import LocalKafka
+
+    broker = LocalKafka(Settings(), attached=False)
+    pid = broker.pid()
+    if broker.stop(timeout_s=timeout):
+        Console().print(f"stopped the Kafka broker (pid {pid})")
+    else:
+        Console().print("no local Kafka broker is running")
+
+
+@app.command()
+def status() -> None:
+    """Print the broker's pid, address and topics; exit 0 if it answers, 1 if not."""
+    from rtap.broker import LocalKafka
+
+    state = LocalKafka(Settings(), attached=False).status()
+    console = Console()
+    pid = state.pid if state.pid is not None else "not started by rtap"
+    if not state.running:
+        console.print(
+            f"Kafka is not running on {state.address} (pid: {pid})" + (f": {state.error}" if state.error else "")
+        )
+        raise typer.Exit(1)
+    console.print(f"Kafka is up on {state.address} (pid: {pid})")
+    console.print(f"topics: {', '.join(state.topics) if state.topics else '(none)'}")

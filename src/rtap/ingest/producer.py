@@ -1,0 +1,305 @@
+"""``rtap produce``: the generator's records into Kafka, on an open-loop schedule, with every delivery accounted for.
+
+Open loop: event *i* is due at ``t0 + i / rate`` (stretched by the generator's daily curve) whatever
+happened to event *i - 1*; its ``event_time`` is that intended time. When the process falls behind (a
+GC pause, a slow broker) it sends the late events at once with their intended times rather than skipping
+them or sliding the schedule, so the stream's event times are the schedule's and the lag is reported.
+A closed loop (wait for each send, then schedule the next) would hide exactly the stalls a load test
+exists to show.
+
+Deliveries: librdkafka is asked for error reports only (``delivery.report.only.error``), so the hot loop
+pays no Python callback per successful record; after the final flush every record has either been
+acknowledged (acks=all, idempotent) or reported failed, and ``delivered = produced - failed``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rtap.errors import ConfigError
+from rtap.settings import KafkaSettings, ProducerSettings, Settings
+
+# librdkafka gives up on a record after this long; the final flush waits a little longer than that, so
+# a dead broker ends a run with a failure count instead of hanging it.
+DELIVERY_TIMEOUT_MS = 120_000
+# Scheduled events between two housekeeping steps (serve delivery reports, check stop, report progress).
+HOUSEKEEPING_EVERY = 512
+# Ahead of schedule by less than this: send now rather than pay a sleep that oversleeps anyway.
+MIN_SLEEP_S = 0.001
+# How often the daily-curve multiplier is re-read: it changes over hours, not microseconds.
+MULTIPLIER_REFRESH_S = 1.0
+
+
+def producer_config(kafka: KafkaSettings, producer: ProducerSettings) -> dict[str, Any]:
+    """librdkafka settings for ``rtap produce``: durable, ordered per key, batched, Java-compatible keys.
+
+    ``murmur2_random`` is the Java client's partitioner (murmur2 of the key, random for null keys), which
+    is what the generator's ground truth predicts partitions with.
+    """
+    return {
+        **kafka.client_config(),
+        "client.id": "rtap-producer",
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": producer.compression,
+        "linger.ms": producer.linger_ms,
+        "batch.size": producer.batch_bytes,
+        "queue.buffering.max.messages": producer.queue_max_messages,
+        "partitioner": "murmur2_random",
+        "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+        "delivery.report.only.error": True,
+    }
+
+
+def validate_run(rate: float, count: int | None, duration_s: float | None) -> None:
+    """Reject impossible run shapes before anything connects (ConfigError: one line, exit 2)."""
+    if not math.isfinite(rate) or rate < 0:
+        raise ConfigError(f"--rate must be >= 0 events/s (0 = as fast as possible), got {rate}")
+    if count is not None and duration_s is not None:
+        raise ConfigError("give --count or --duration, not both")
+    if count is not None and count < 1:
+        raise ConfigError(f"--count must be >= 1, got {count}")
+    if duration_s is not None and (not math.isfinite(duration_s) or duration_s <= 0):
+        raise ConfigError(f"--duration must be > 0 seconds, got {duration_s}")
+
+
+class OpenLoopSchedule:
+    """When each event is due, in seconds after the start: ``i / rate``, stretched by a rate multiplier.
+
+    The multiplier (the generator's daily curve, a function of the wall-clock time of the schedule) is
+    re-read every ``refresh_s`` of schedule time; between refreshes offsets are computed from the last
+    refresh point by multiplication, not by adding up intervals, so a constant rate gives exactly
+    ``i / rate`` however long the run.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        multiplier: Callable[[float], float] | None = None,
+        wall_start: float = 0.0,
+        refresh_s: float = MULTIPLIER_REFRESH_S,
+    ) -> None:
+        if rate <= 0:
+            raise ConfigError(f"a schedule needs a rate > 0, got {rate}")
+        self._rate = rate
+        self._multiplier = multiplier
+        self._wall_start = wall_start
+        self._refresh_s = refresh_s
+        self._base = 0.0  # offset of the last refresh point
+        self._steps = 0  # events since that point
+        self._interval = self._interval_at(0.0)
+        self._next_refresh = refresh_s
+
+    def _interval_at(self, offset: float) -> float:
+        factor = 1.0 if self._multiplier is None else self._multiplier(self._wall_start + offset)
+        if not factor > 0:
+            raise ConfigError(f"the rate multiplier must be > 0, got {factor}")
+        return 1.0 / (self._rate * factor)
+
+    def next_offset(self) -> float:
+        """The due offset of the next event (the first is 0.0)."""
+        offset = self._base + self._steps * self._interval
+        if self._multiplier is not None and offset >= self._next_refresh:
+            self._base, self._steps = offset, 0
+            self._interval = self._interval_at(offset)
+            self._next_refresh = offset + self._refresh_s
+        self._steps += 1
+        return offset
+
+
+@dataclass(frozen=True)
+class ProduceProgress:
+    """A snapshot for progress displays, taken between two housekeeping steps."""
+
+    scheduled: int
+    produced: int
+    in_flight: int
+    failed: int
+    elapsed_s: float
+    lag_s: float
+
+
+@dataclass(frozen=True)
+class ProduceReport:
+    """The outcome of one run. ``failed`` counts records Kafka did not acknowledge."""
+
+    run_id: str
+    topic: str
+    scheduled: int
+    produced: int
+    failed: int
+    elapsed_s: float
+    max_lag_s: float
+    final_lag_s: float
+    truth_path: Path
+    first_error: str | None = None
+
+    @property
+    def delivered(self) -> int:
+        return self.produced - self.failed
+
+    @property
+    def records_per_s(self) -> float:
+        return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class _DeliveryTally:
+    """librdkafka's delivery callback; with ``delivery.report.only.error`` it only sees failures."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def __call__(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = str(error)
+
+
+def new_run_id(seed: int) -> str:
+    """Sortable by start time, with the seed for reproduction, unique with a random suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-seed{seed}-{secrets.token_hex(3)}"
+
+
+def write_truth(truth_dir: Path, run_id: str, payload: bytes, *, latest: bool) -> Path:
+    """Write ``<run_id>.json`` (and ``latest.json`` when asked) atomically: a reader never sees half a file."""
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    names = [f"{run_id}.json", "latest.json"] if latest else [f"{run_id}.json"]
+    for name in names:
+        partial = truth_dir / f".{name}.{os.getpid()}.tmp"
+        partial.write_bytes(payload)
+        partial.replace(truth_dir / name)
+    return truth_dir / f"{run_id}.json"
+
+
+def produce_run(
+    settings: Settings,
+    *,
+    rate: float,
+    count: int | None = None,
+    duration_s: float | None = None,
+    seed: int | None = None,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[ProduceProgress], None] | None = None,
+    progress_interval_s: float = 0.25,
+) -> ProduceReport:
+    """Generate and produce one run; returns its report (the caller decides what a failure means).
+
+    Runs until ``count`` events were scheduled, ``duration_s`` of schedule passed, or ``stop`` is set.
+    An event is one scheduled send; the generator may emit more than one record for it (duplicates), so
+    ``produced`` can exceed ``scheduled``. The ground truth goes to ``settings.paths.truth``; ``latest.json``
+    is only pointed at runs whose every record was delivered.
+    """
+    validate_run(rate, count, duration_s)
+    from confluent_kafka import Producer
+
+    from rtap.generate import ClickstreamGenerator
+    from rtap.ingest.topics import ensure_topics
+
+    generator_settings = settings.generator
+    if seed is not None:
+        generator_settings = generator_settings.model_copy(update={"seed": seed})
+    kafka = settings.kafka
+    ensure_topics(kafka, timeout_s=15.0)
+    generator = ClickstreamGenerator(
+        generator_settings, partitions=kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
+    )
+    run_id = new_run_id(generator_settings.seed)
+    tally = _DeliveryTally()
+    producer = Producer({**producer_config(kafka, settings.producer), "on_delivery": tally})
+    stop = stop if stop is not None else threading.Event()
+
+    # Locals, not attribute lookups, in the loop: this is the producer's whole per-record cost.
+    topic = kafka.topic
+    produce = producer.produce
+    poll = producer.poll
+    generate = generator.generate
+    monotonic = time.monotonic
+    from_timestamp = datetime.fromtimestamp
+    now_utc = datetime.now
+
+    mono_start = monotonic()
+    wall_start = time.time()
+    schedule = None
+    if rate > 0:
+
+        def multiplier(wall: float) -> float:
+            return float(generator.rate_multiplier(from_timestamp(wall, UTC)))
+
+        schedule = OpenLoopSchedule(rate, multiplier, wall_start)
+    limit = count if count is not None else -1
+    scheduled = produced = 0
+    max_lag = lag = 0.0
+    next_progress = mono_start + progress_interval_s
+
+    while scheduled != limit:
+        slept = False
+        if schedule is not None:
+            offset = schedule.next_offset()
+            if duration_s is not None and offset >= duration_s:
+                break
+            ahead = mono_start + offset - monotonic()
+            if ahead >= MIN_SLEEP_S:
+                if stop.wait(ahead):
+                    break
+                slept = True
+                lag = 0.0
+            elif ahead < 0:
+                lag = -ahead
+                if lag > max_lag:
+                    max_lag = lag
+            else:
+                lag = 0.0
+            event_time = from_timestamp(wall_start + offset, UTC)
+        else:
+            event_time = now_utc(UTC)
+        for record in generate(event_time):
+            while True:
+                try:
+                    produce(topic, record.value, record.key)
+                    break
+                except BufferError:  # the local queue is full: let librdkafka drain it, then retry
+                    poll(0.05)
+            produced += 1
+        scheduled += 1
+        # Housekeeping every N events, and whenever the schedule leaves slack (low rates).
+        if slept or scheduled % HOUSEKEEPING_EVERY == 0:
+            poll(0)
+            now = monotonic()
+            if stop.is_set() or (schedule is None and duration_s is not None and now - mono_start >= duration_s):
+                break
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + progress_interval_s
+                on_progress(ProduceProgress(scheduled, produced, len(producer), tally.failed, now - mono_start, lag))
+
+    remaining = producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 10)
+    elapsed = monotonic() - mono_start
+    failed = tally.failed + remaining
+    first_error = tally.first_error or (
+        f"{remaining} records still queued after the final flush" if remaining else None
+    )
+    if on_progress is not None:
+        on_progress(ProduceProgress(scheduled, produced, remaining, failed, elapsed, lag))
+    truth_path = write_truth(settings.paths.truth, run_id, generator.truth.to_json(), latest=failed == 0)
+    return ProduceReport(
+        run_id=run_id,
+        topic=topic,
+        scheduled=scheduled,
+        produced=produced,
+        failed=failed,
+        elapsed_s=elapsed,
+        max_lag_s=max_lag,
+        final_lag_s=lag,
+        truth_path=truth_path,
+        first_error=first_error,
+    )

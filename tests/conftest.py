@@ -1,0 +1,27 @@
+"""Fixtures every test layer may use: free loopback ports and per-run unique names."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the kernel's choice for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """Names that cannot collide with another test or an earlier run sharing the same broker or database."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return make

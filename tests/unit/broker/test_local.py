@@ -1,0 +1,69 @@
+"""LocalKafka's checks that run before any JVM: ports, jars, pid files, log tails."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from rtap.broker import LocalKafka
+from rtap.broker.local import _log_tail, port_in_use
+from rtap.errors import DependencyError
+from rtap.settings import KafkaSettings, Settings
+from tests.conftest import free_port
+
+
+def test_port_in_use_sees_a_listener_and_not_a_free_port() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        assert port_in_use("127.0.0.1", taken)
+    assert not port_in_use("127.0.0.1", free_port())
+
+
+def test_start_without_jars_fails_before_starting_anything(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        jars_dir=tmp_path / "no-jars",
+        kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
+    )
+    broker = LocalKafka(settings)
+
+    with pytest.raises(DependencyError, match="make jars"):
+        broker.start()
+    assert broker.pid() is None
+    assert not broker.files.pid.exists()
+
+
+def test_stale_pid_file_is_not_a_running_broker(tmp_path: Path) -> None:
+    broker = LocalKafka(Settings(data_dir=tmp_path))
+    broker.files.root.mkdir(parents=True)
+    # This test process is alive but is not a Kafka broker: pids are reused after reboots.
+    broker.files.pid.write_text(f"{os.getpid()}\n")
+
+    assert broker.pid() is None
+    assert broker.stop() is False
+    assert not broker.files.pid.exists()
+
+
+def test_log_tail_starts_just_before_the_first_error(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.log"
+    log.write_text(
+        "INFO starting\nInvalid maximum heap size: -Xmx12q\nError: Could not create the Java Virtual Machine.\n"
+        "Error: A fatal exception has occurred. Program will exit.\n"
+    )
+
+    tail = _log_tail(log)
+
+    assert tail.startswith("Invalid maximum heap size")
+    assert "\n" not in tail
+
+
+def test_log_tail_without_errors_is_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.log"
+    log.write_text("".join(f"INFO line {i}\n" for i in range(10)))
+
+    assert _log_tail(log) == "INFO line 6 / INFO line 7 / INFO line 8 / INFO line 9"
