@@ -9,12 +9,18 @@ const PLOT_LAYOUT = {
   paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
   font: { color: "#b7c1cd", size: 11, family: "Inter, Segoe UI, system-ui, sans-serif" },
   margin: { l: 48, r: 12, t: 6, b: 28 },
-  xaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441" },
+  xaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", automargin: true },
   yaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", rangemode: "tozero" },
   legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: { size: 10 } },
   hovermode: "x unified", colorway: PALETTE,
 };
 const PLOT_CONFIG = { displayModeBar: false, responsive: true };
+// Tick labels by zoom: seconds for short ranges, minutes within a day, dates beyond (no second date line).
+const TIME_TICKS = [
+  { dtickrange: [null, 59000], value: "%H:%M:%S" },
+  { dtickrange: [59000, 86400000], value: "%H:%M" },
+  { dtickrange: [86400000, null], value: "%b %d" },
+];
 
 const state = { definition: null, dashboard: null, range: "1h", timers: [], generation: 0 };
 
@@ -73,7 +79,9 @@ function renderTable(body, result) {
   const table = el("table");
   const head = el("tr");
   result.columns.forEach((name) => head.append(el("th", "", label(name))));
-  table.append(el("thead")).append(head);
+  const thead = el("thead");
+  thead.append(head);
+  table.append(thead);
   const tbody = el("tbody");
   for (const row of result.rows) {
     const tr = el("tr");
@@ -119,7 +127,9 @@ function plot(body, traces, layout) {
 }
 
 function renderTimeseries(body, result) {
-  plot(body, timeseriesTraces(result), { xaxis: { ...PLOT_LAYOUT.xaxis, type: "date" } });
+  plot(body, timeseriesTraces(result), {
+    xaxis: { ...PLOT_LAYOUT.xaxis, type: "date", hoverformat: "%Y-%m-%d %H:%M:%S", tickformatstops: TIME_TICKS },
+  });
 }
 
 function renderBar(body, result) {
@@ -128,8 +138,9 @@ function renderBar(body, result) {
     type: "bar", orientation: "h", x: rows.map((r) => r[1]), y: rows.map((r) => String(r[0])),
     marker: { color: PALETTE[0] }, name: label(result.columns[1]),
     hovertemplate: "%{y}<br>" + label(result.columns[1]) + ": %{x}<extra></extra>",
-  }], { margin: { ...PLOT_LAYOUT.margin, l: 130 }, hovermode: "closest", showlegend: false,
-        yaxis: { ...PLOT_LAYOUT.yaxis, automargin: true, rangemode: undefined } });
+  }], { margin: { ...PLOT_LAYOUT.margin, l: 12 }, hovermode: "closest", showlegend: false,
+        xaxis: { ...PLOT_LAYOUT.xaxis, type: "linear", rangemode: "tozero" },
+        yaxis: { gridcolor: "rgba(0,0,0,0)", linecolor: "#2b3441", type: "category", automargin: true } });
 }
 
 function renderFunnel(body, result) {
@@ -137,8 +148,8 @@ function renderFunnel(body, result) {
     type: "funnel", y: result.rows.map((r) => String(r[0])), x: result.rows.map((r) => r[1]),
     textinfo: "value+percent initial", marker: { color: PALETTE.slice(0, result.rows.length) },
     connector: { line: { color: "#2b3441" } },
-  }], { margin: { ...PLOT_LAYOUT.margin, l: 100 }, hovermode: "closest", showlegend: false,
-        yaxis: { ...PLOT_LAYOUT.yaxis, rangemode: undefined } });
+  }], { margin: { ...PLOT_LAYOUT.margin, l: 12 }, hovermode: "closest", showlegend: false,
+        xaxis: { visible: false }, yaxis: { type: "category", automargin: true } });
 }
 
 const RENDERERS = { number: renderNumber, table: renderTable, timeseries: renderTimeseries, bar: renderBar,

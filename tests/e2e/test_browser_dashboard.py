@@ -1,0 +1,124 @@
+"""The built-in dashboard in a real headless Chromium: every panel draws data, and charts follow new rows.
+
+Chromium comes from Debian (``make system-deps``); Playwright only drives it and never downloads one.
+Screenshots land in test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from rtap.dashboard.definition import load_definition
+from rtap.dashboard.server import DashboardServer, serve_dashboard
+from rtap.settings import Settings
+from rtap.warehouse import WarehouseClient, create_client
+from rtap.warehouse.migrate import apply_migrations
+from tests.integration.dashboard.seed import seed_clickstream, seed_page_views, seed_pipeline
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DashboardServer, WarehouseClient, datetime]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-browser"))
+    now = datetime.now(UTC) - timedelta(seconds=2)
+    with create_client(settings) as writer:
+        apply_migrations(writer)
+        seed_clickstream(writer, now)
+        seed_pipeline(writer, now)
+        with create_client(settings, readonly=True) as reader, serve_dashboard(settings, reader, port=0) as server:
+            yield server, writer, now
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1680, "height": 1050})
+        finally:
+            browser.close()
+
+
+def wait_until_every_panel_has_data(page: Page, dashboard_id: str) -> None:
+    dashboard = next(d for d in load_definition().dashboards if d.id == dashboard_id)
+    page.wait_for_function(
+        "([id, n]) => document.querySelector('#grid')?.dataset.dashboard === id"
+        " && document.querySelectorAll('.panel[data-state=\"ok\"]').length === n",
+        arg=[dashboard_id, len(dashboard.panels)],
+        timeout=20_000,
+    )
+    states = page.eval_on_selector_all(".panel", "nodes => nodes.map(n => [n.dataset.panel, n.dataset.state])")
+    assert states == [[panel.id, "ok"] for panel in dashboard.panels]
+    for panel in dashboard.panels:
+        node = page.locator(f"#panel-{panel.id}")
+        assert node.locator(".panel-updated").inner_text().startswith("updated ")
+        if panel.chart.value in {"timeseries", "bar", "funnel"}:
+            traces = chart_data(page, panel.id)
+            assert traces, f"{panel.id}: no traces drawn"
+            assert all(len(trace["x"]) > 0 for trace in traces), panel.id
+            assert node.locator(".main-svg").count() > 0, f"{panel.id}: plotly drew no svg"
+        elif panel.chart.value == "table":
+            assert node.locator("tbody tr").count() > 0, panel.id
+        else:
+            assert node.locator(".number .value").count() > 0, panel.id
+
+
+def chart_data(page: Page, panel_id: str) -> list[dict[str, Any]]:
+    traces: list[dict[str, Any]] = page.eval_on_selector(
+        f"#panel-{panel_id} .chart", "el => (el.data || []).map(t => ({name: t.name, x: t.x, y: t.y}))"
+    )
+    return traces
+
+
+def test_every_panel_renders_and_a_chart_follows_new_rows(
+    served: tuple[DashboardServer, WarehouseClient, datetime], page: Page
+) -> None:
+    server, writer, now = served
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{server.url}/#clickstream")
+    wait_until_every_panel_has_data(page, "clickstream")
+    before = {trace["name"]: trace["y"][-1] for trace in chart_data(page, "page_views_top_pages")}
+
+    # A later micro-batch refines the newest minute: the chart must show it at its next refresh (2 s).
+    seed_page_views(writer, now, minutes=1, version=2, extra_views=500)
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#panel-page_views_top_pages .chart');"
+        " return el && el.data && el.data.some(t => t.y[t.y.length - 1] >= 500); }",
+        timeout=10_000,
+    )
+    after = {trace["name"]: trace["y"][-1] for trace in chart_data(page, "page_views_top_pages")}
+    assert {name: after[name] - value for name, value in before.items()} == dict.fromkeys(before, 500)
+    page.wait_for_timeout(500)  # let plotly finish its transition before the picture is taken
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    page.click("#tabs a[data-id='pipeline']")
+    wait_until_every_panel_has_data(page, "pipeline")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-pipeline.png"), full_page=True)
+
+
+def test_range_choice_reloads_every_panel(
+    served: tuple[DashboardServer, WarehouseClient, datetime], page: Page
+) -> None:
+    server, _writer, _now = served
+    page.goto(f"{server.url}/?range=15m#clickstream")
+    wait_until_every_panel_has_data(page, "clickstream")
+    assert page.locator("#ranges button.active").inner_text() == "15m"
+    page.click("#ranges button[data-range='24h']")
+    wait_until_every_panel_has_data(page, "clickstream")
+    assert page.locator("#ranges button.active").inner_text() == "24h"
+    assert page.locator("#status").inner_text().startswith("live")
