@@ -116,13 +116,21 @@ def _dashboard_of(definition: Definition, panel: Panel) -> Dashboard:
 
 
 def run_panel(
-    client: WarehouseClient, panel: Panel, start: datetime, end: datetime, max_rows: int = MAX_ROWS
+    client: WarehouseClient,
+    panel: Panel,
+    start: datetime,
+    end: datetime,
+    *,
+    max_rows: int = MAX_ROWS,
+    timeout_s: float | None = None,
 ) -> tuple[pa.Table, bool]:
     """Run ``panel``'s query over [start, end); returns at most ``max_rows`` rows and whether it was cut."""
     # One row more than shown tells "exactly max_rows" apart from "cut".
     sql = f"SELECT * FROM (\n{panel.sql}\n) LIMIT {max_rows + 1}"
     bound: Mapping[str, Any] = {name: {"from": start, "to": end}[name] for name in panel.parameters}
-    table = client.query_arrow(sql, parameters=bound)
+    # A slow panel must not hold the (serialised) warehouse for the others: the engine stops it.
+    limits = {"max_execution_time": timeout_s} if timeout_s else None
+    table = client.query_arrow(sql, parameters=bound, settings=limits)
     if table.num_rows > max_rows:
         return table.slice(0, max_rows), True
     return table, False
@@ -185,7 +193,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         )
         began = time.perf_counter()
         try:
-            table, truncated = run_panel(client, panel, start, end)
+            table, truncated = run_panel(client, panel, start, end, timeout_s=settings.dashboard.query_timeout_s)
         except WarehouseError as exc:
             status = 503 if isinstance(exc, RetryableWarehouseError) else 502
             raise HTTPException(status, f"panel {panel_id!r} failed: {exc}") from exc

@@ -158,7 +158,9 @@ def test_offsets_are_converted_to_utc(api: TestClient, warehouse: Warehouse) -> 
 
 def test_results_are_row_limited(warehouse: Warehouse) -> None:
     views = load_definition().panels_by_id()["page_views_top_pages"]
-    table, truncated = run_panel(warehouse.reader, views, warehouse.now - timedelta(hours=1), datetime.now(UTC), 7)
+    table, truncated = run_panel(
+        warehouse.reader, views, warehouse.now - timedelta(hours=1), datetime.now(UTC), max_rows=7
+    )
     assert (table.num_rows, truncated) == (7, True)
 
 
