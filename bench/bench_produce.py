@@ -1,0 +1,202 @@
+"""Producer throughput against a real local broker: the rtap path (P1) against raw confluent-kafka (B1).
+
+    .venv/bin/python -m bench.bench_produce [--records 300000] [--repeats 3]
+
+Starts a private LocalKafka (free loopback ports, temporary data dir), then, in one run and alternating:
+
+* B1 = raw produce: pre-encoded generator records (made before the clock starts) handed to a
+  confluent-kafka Producer with rtap's producer settings, flushed. The ceiling for this broker and config.
+* P1 = ``rtap produce --rate 0 --count N``'s code path (``produce_run``): generation, encoding, produce,
+  flush, ground truth written.
+
+Each is repeated; the medians, the spread (min..max) and the ratio P1/B1 go to bench/results/produce.json
+and produce.md. Records/s counts records acknowledged by the broker (acks=all, idempotent, lz4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from rtap.broker import LocalKafka
+from rtap.generate import ClickstreamGenerator
+from rtap.ingest.producer import DELIVERY_TIMEOUT_MS, produce_run, producer_config
+from rtap.ingest.topics import ensure_topics
+from rtap.settings import KafkaSettings, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Sample:
+    records: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.records / self.seconds
+
+
+def _pre_encoded(settings: Settings, records: int) -> list[tuple[bytes, bytes]]:
+    """Generator output, made before timing, at event times one millisecond apart."""
+    generator = ClickstreamGenerator(
+        settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
+    )
+    start = datetime.now(UTC)
+    out: list[tuple[bytes, bytes]] = []
+    i = 0
+    while len(out) < records:
+        out.extend((r.key, r.value) for r in generator.generate(start + timedelta(milliseconds=i)))
+        i += 1
+    return out[:records]
+
+
+def bench_raw(settings: Settings, payload: list[tuple[bytes, bytes]]) -> Sample:
+    """B1: produce already-encoded records as fast as confluent-kafka takes them, then flush."""
+    config: dict[str, Any] = producer_config(settings.kafka, settings.producer)
+    failures: list[object] = []
+    producer = Producer({**config, "on_delivery": lambda error, _msg: failures.append(error) if error else None})
+    produce, poll, topic = producer.produce, producer.poll, settings.kafka.topic
+    started = time.perf_counter()
+    for n, (key, value) in enumerate(payload):
+        while True:
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                poll(0.05)
+        if n % 512 == 0:
+            poll(0)
+    remaining = producer.flush(DELIVERY_TIMEOUT_MS / 1000)
+    elapsed = time.perf_counter() - started
+    if remaining or failures:
+        raise SystemExit(f"B1: {remaining} undelivered, {len(failures)} failed: {failures[:1]}")
+    return Sample(len(payload), elapsed)
+
+
+def bench_rtap(settings: Settings, records: int) -> Sample:
+    """P1: the whole `rtap produce --rate 0` path; counts what the broker acknowledged."""
+    started = time.perf_counter()
+    report = produce_run(settings, rate=0, count=records)
+    elapsed = time.perf_counter() - started
+    if report.failed:
+        raise SystemExit(f"P1: {report.failed} records failed: {report.first_error}")
+    return Sample(report.delivered, elapsed)
+
+
+def _summary(samples: list[Sample]) -> dict[str, Any]:
+    rates = [s.per_s for s in samples]
+    return {
+        "median_records_per_s": statistics.median(rates),
+        "min_records_per_s": min(rates),
+        "max_records_per_s": max(rates),
+        "samples": [{"records": s.records, "seconds": round(s.seconds, 4)} for s in samples],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=300_000, help="records per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where produce.json and produce.md go")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
+        port, controller_port = free_port(), free_port()
+        kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port)
+        base = Settings(data_dir=Path(tmp), jars_dir=REPO_ROOT / "jars" / "lib", kafka=kafka)
+        with LocalKafka(base) as broker:
+            suffix = uuid.uuid4().hex[:8]
+            topics = broker.kafka_settings().model_copy(
+                update={"topic": f"bench.produce.{suffix}", "dlq_topic": f"bench.produce.{suffix}.dlq"}
+            )
+            settings = base.model_copy(update={"kafka": topics})
+            ensure_topics(topics)
+            payload = _pre_encoded(settings, args.records)
+            bench_raw(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
+            raw: list[Sample] = []
+            rtap: list[Sample] = []
+            for _ in range(args.repeats):
+                raw.append(bench_raw(settings, payload))
+                rtap.append(bench_rtap(settings, args.records))
+                print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s", flush=True)
+
+    b1, p1 = _summary(raw), _summary(rtap)
+    ratio = p1["median_records_per_s"] / b1["median_records_per_s"]
+    command = "python -m bench.bench_produce " + shlex.join(argv if argv is not None else sys.argv[1:])
+    result = {
+        "command": command.strip(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "records_per_measurement": args.records,
+        "repeats": args.repeats,
+        "producer": settings.producer.model_dump(),
+        "partitions": settings.kafka.partitions,
+        "B1_raw_produce": b1,
+        "P1_rtap_produce": p1,
+        "ratio_P1_over_B1": ratio,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "produce.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    (args.out / "produce.md").write_text(_markdown(result))
+    print(_markdown(result))
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 0
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    rows = []
+    for name, key in (("B1 raw confluent-kafka produce", "B1_raw_produce"), ("P1 rtap produce", "P1_rtap_produce")):
+        s = result[key]
+        rows.append(
+            f"| {name} | {s['median_records_per_s']:,.0f} | {s['min_records_per_s']:,.0f} .. "
+            f"{s['max_records_per_s']:,.0f} |"
+        )
+    return "\n".join(
+        [
+            "# Producer throughput",
+            "",
+            f"Command: `{result['command']}` ({result['when']}, {result['machine']['cpus']} CPUs, "
+            f"Python {result['machine']['python']})",
+            "",
+            f"{result['records_per_measurement']:,} records per measurement, {result['repeats']} repeats, "
+            f"{result['partitions']} partitions, acks=all, idempotent, {result['producer']['compression']}, "
+            f"linger {result['producer']['linger_ms']} ms. Broker: local single-node KRaft on the same machine.",
+            "",
+            "| measurement | median records/s | spread (min .. max) |",
+            "|---|---:|---:|",
+            *rows,
+            "",
+            f"Ratio P1/B1 (medians): **{result['ratio_P1_over_B1']:.2f}**",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

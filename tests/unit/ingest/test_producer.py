@@ -1,0 +1,113 @@
+"""The producer's pure parts: its librdkafka settings, the open-loop schedule, run ids and truth files."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+
+from rtap.errors import ConfigError
+from rtap.ingest.producer import OpenLoopSchedule, new_run_id, producer_config, validate_run, write_truth
+from rtap.settings import KafkaSettings, ProducerSettings
+
+
+def test_producer_config_is_durable_batched_and_java_compatible() -> None:
+    config = producer_config(
+        KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        ProducerSettings(compression="zstd", linger_ms=7, batch_bytes=12345, queue_max_messages=99),
+    )
+
+    assert config["bootstrap.servers"] == "127.0.0.1:1"
+    assert config["enable.idempotence"] is True
+    assert config["acks"] == "all"
+    assert config["partitioner"] == "murmur2_random"
+    assert config["compression.type"] == "zstd"
+    assert config["linger.ms"] == 7
+    assert config["batch.size"] == 12345
+    assert config["queue.buffering.max.messages"] == 99
+    # Failures still reach the callback; successes are counted by difference after the flush.
+    assert config["delivery.report.only.error"] is True
+
+
+def test_producer_config_defaults_to_lz4() -> None:
+    assert producer_config(KafkaSettings(), ProducerSettings())["compression.type"] == "lz4"
+
+
+def test_constant_rate_schedule_is_exactly_i_over_rate() -> None:
+    schedule = OpenLoopSchedule(rate=3.0)
+
+    offsets = [schedule.next_offset() for _ in range(300_001)]
+
+    assert offsets[:4] == [0.0, 1 / 3, 2 / 3, 1.0]
+    # Multiplying from the start, not adding intervals: no drift after many events.
+    assert offsets[-1] == 100_000.0
+
+
+def test_a_multiplier_scales_the_rate() -> None:
+    schedule = OpenLoopSchedule(rate=100.0, multiplier=lambda _wall: 2.0)
+
+    offsets = [schedule.next_offset() for _ in range(1001)]
+
+    assert offsets[-1] == pytest.approx(5.0)  # 1000 events at 200/s
+
+
+def test_the_multiplier_is_read_at_the_schedules_wall_clock_time() -> None:
+    # Half speed for the first 10 s of wall time after 1000.0, then double speed.
+    seen: list[float] = []
+
+    def curve(wall: float) -> float:
+        seen.append(wall)
+        return 0.5 if wall < 1010.0 else 2.0
+
+    schedule = OpenLoopSchedule(rate=10.0, multiplier=curve, wall_start=1000.0, refresh_s=1.0)
+    offsets = [schedule.next_offset() for _ in range(100)]
+
+    assert seen[0] == 1000.0
+    # 5 events/s for 10 s = 50 events, then 20 events/s.
+    assert offsets[50] == pytest.approx(10.0)
+    assert offsets[70] == pytest.approx(11.0)
+    assert all(b > a for a, b in itertools.pairwise(offsets))
+
+
+def test_a_non_positive_multiplier_is_refused() -> None:
+    with pytest.raises(ConfigError, match="multiplier must be > 0"):
+        OpenLoopSchedule(rate=10.0, multiplier=lambda _wall: 0.0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "count", "duration", "message"),
+    [
+        (-1.0, None, None, "--rate must be >= 0"),
+        (math.nan, None, None, "--rate must be >= 0"),
+        (10.0, 0, None, "--count must be >= 1"),
+        (10.0, None, 0.0, "--duration must be > 0"),
+        (10.0, 5, 1.0, "not both"),
+    ],
+)
+def test_invalid_runs_are_config_errors(rate: float, count: int | None, duration: float | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_run(rate, count, duration)
+
+
+@pytest.mark.parametrize(("rate", "count", "duration"), [(0.0, None, None), (5.0, 1, None), (1e6, None, 0.5)])
+def test_valid_runs_pass(rate: float, count: int | None, duration: float | None) -> None:
+    validate_run(rate, count, duration)
+
+
+def test_run_ids_are_unique_and_carry_the_seed() -> None:
+    ids = {new_run_id(7) for _ in range(50)}
+
+    assert len(ids) == 50
+    assert all("-seed7-" in run_id for run_id in ids)
+
+
+def test_truth_of_a_failed_run_does_not_move_latest(tmp_path: Path) -> None:
+    good = write_truth(tmp_path, "run-a", b'{"a": 1}', latest=True)
+    bad = write_truth(tmp_path, "run-b", b'{"b": 2}', latest=False)
+
+    assert good.read_bytes() == b'{"a": 1}'
+    assert bad.read_bytes() == b'{"b": 2}'
+    assert (tmp_path / "latest.json").read_bytes() == b'{"a": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "run-a.json", "run-b.json"]
