@@ -24,6 +24,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rtap.contract import REQUIRED_FIELDS
 from rtap.settings import StreamSettings
 from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE
 from rtap.warehouse import WarehouseClient
@@ -167,6 +168,16 @@ def _with_lineage(table: pa.Table, batch_id: int, now: datetime) -> pa.Table:
     )
 
 
+def _required_not_null(table: pa.Table) -> pa.Table:
+    """Declare the contract's required fields non-null (they are, for valid rows), so ClickHouse sees ``String``
+    rather than ``Nullable(String)``: aggregate states such as ``uniqExact(String)`` accept no other type."""
+    schema = pa.schema(
+        [f.with_nullable(False) if f.name in REQUIRED_FIELDS else f for f in table.schema],
+        metadata=table.schema.metadata,
+    )
+    return table.cast(schema)
+
+
 def _max_by_partition(table: pa.Table, value: str) -> dict[int, object]:
     if table.num_rows == 0:
         return {}
@@ -212,7 +223,7 @@ class WarehouseSink:
         )
         if not rows:
             return {}
-        marks: Mapping[int, datetime] = rows[0][0]
+        marks = dict(rows[0][0])  # a Map arrives as a list of (key, value) pairs from Arrow
         return {int(p): t if t.tzinfo else t.replace(tzinfo=UTC) for p, t in marks.items()}
 
     def _token(self, batch_id: int, table: str) -> dict[str, str]:
@@ -231,8 +242,9 @@ class WarehouseSink:
         """
         now = datetime.now(UTC)
         table = _with_lineage(classified, batch_id, now)
-        dead, late = _status(table, DEAD_LETTER), _status(table, LATE)
-        candidates = _status(table, ACCEPTED)
+        dead = _status(table, DEAD_LETTER)
+        late = _required_not_null(_status(table, LATE))
+        candidates = _required_not_null(_status(table, ACCEPTED))
         in_batch_duplicates = _status(table, DUPLICATE).num_rows
 
         self._dead_letters.publish(dead)
