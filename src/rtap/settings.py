@@ -9,7 +9,6 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -210,6 +209,8 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @cached_property
+    @property
     def paths(self) -> DataPaths:
+        # A plain property: a cached one would survive model_copy(update={"data_dir": ...}) and point
+        # the copy's files at the original's directory.
         return DataPaths(self.data_dir)
