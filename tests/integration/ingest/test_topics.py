@@ -50,7 +50,8 @@ def test_dead_letter_topic_with_fewer_partitions_is_refused(
 ) -> None:
     kafka = _unique_topics(kafka_settings, unique_name, partitions=3)
     admin = AdminClient(dict(kafka.client_config()))
-    admin.create_topics([NewTopic(kafka.dlq_topic, num_partitions=1, replication_factor=1)])[kafka.dlq_topic].result(30)
+    created = admin.create_topics([NewTopic(kafka.dlq_topic, num_partitions=1, replication_factor=1)])
+    created[kafka.dlq_topic].result(30)
 
     with pytest.raises(BrokerError, match=rf"topic {kafka.dlq_topic} has 1 partitions, fewer than"):
         ensure_topics(kafka)
