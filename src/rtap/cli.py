@@ -28,13 +28,19 @@ def _register() -> None:
     from rtap.broker import cli as broker_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
+    from rtap.stack import cli as stack_cli
+    from rtap.stream import cli as stream_cli
     from rtap.validate import cli as validate_cli
     from rtap.warehouse import cli as warehouse_cli
 
+    app.command("up")(stack_cli.up)
+    app.command("status")(stack_cli.status)
     app.add_typer(broker_cli.app, name="kafka")
     app.command("produce")(ingest_cli.produce)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)
+    app.command("stream")(stream_cli.stream)
+    app.add_typer(stream_cli.dlq_app, name="dlq")
     app.command("dashboard")(dashboard_cli.dashboard)
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
     app.command("validate")(validate_cli.validate)

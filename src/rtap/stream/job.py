@@ -109,13 +109,13 @@ class StreamJob:
             stats.kafka_lag,
         )
 
-    def _start(self, spark: SparkSession) -> StreamingQuery:
+    def _start(self, spark: SparkSession, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
         start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
         sink = WarehouseSink(
             self._client,
             self._settings.stream,
             pipeline_id(self.checkpoint),
-            KafkaDeadLetterPublisher(self._settings.kafka),
+            dead_letters,
             LagProbe(self._settings.kafka, committed),
         )
         interval = f"{self._settings.stream.trigger_interval_s} seconds"
@@ -131,10 +131,11 @@ class StreamJob:
     def run(self) -> None:
         """Run until :meth:`stop`; a failing batch restarts the query, too many failures in a row raise."""
         spark = build_session(self._settings)
+        dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
         failures = 0
         try:
             while not self._stop.is_set():
-                self._query = self._start(spark)
+                self._query = self._start(spark, dead_letters)
                 while not self._stop.is_set() and self._query.isActive:
                     self._query.awaitTermination(0.5)
                     if self.last_batch is not None and failures:
@@ -153,6 +154,7 @@ class StreamJob:
         finally:
             if self._query is not None and self._query.isActive:
                 self._query.stop()
+            dead_letters.close()
 
     def stop(self) -> None:
         """Stop after the running micro-batch; safe to call from a signal handler or another thread."""

@@ -60,6 +60,11 @@ class KafkaDeadLetterPublisher:
                 f"{len(errors)} errors ({errors[0] if errors else 'timeout'})"
             )
 
+    def close(self) -> None:
+        """Deliver what is queued and release the client (its threads would otherwise outlive the job)."""
+        self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
+        self._producer.close()
+
     def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         while True:
             try:

@@ -1,0 +1,44 @@
+"""``rtap up`` and ``rtap status``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rtap.errors import ConfigError
+from rtap.settings import Settings
+
+
+def up(
+    no_generator: Annotated[bool, typer.Option("--no-generator", help="Do not start the event generator.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where all state lives (default: RTAP_DATA_DIR or .rtap).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Generator rate in events/s.")] = 1000.0,
+) -> None:
+    """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator."""
+    from rtap.stack.up import run_stack
+
+    if rate <= 0:
+        raise ConfigError(f"--rate must be > 0 for `rtap up`, got {rate}")
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    run_stack(settings, generator=not no_generator, rate=rate, console=Console())
+
+
+def status() -> None:
+    """One-screen summary of the local stack; exits 0 only when every part is healthy."""
+    from rtap.stack.status import collect
+
+    checks = collect(Settings())
+    console = Console()
+    for check in checks:
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        console.print(f"{mark} {check.name:<12} {check.detail}", highlight=False)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,79 @@
+"""``rtap status``: one screen on the local stack; exit 0 only when every part is healthy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rtap.broker import LocalKafka
+from rtap.errors import RtapError
+from rtap.settings import Settings
+from rtap.stack.up import UP_PID_FILE
+
+# A job with work to do (lag > 0) must have committed a batch within this many seconds.
+STALL_AFTER_S = 60.0
+
+LAST_BATCHES = """
+SELECT
+    max(finished_at) AS last_batch,
+    argMax(kafka_lag, finished_at) AS lag,
+    argMax(freshness_ms, finished_at) AS freshness_ms,
+    sumIf(input_rows, finished_at > now64(3) - INTERVAL 10 SECOND) / 10 AS events_per_s,
+    count() AS batches,
+    sum(valid) AS events
+FROM {db}.pipeline_batches FINAL
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _up_process(settings: Settings) -> int | None:
+    try:
+        pid = int((settings.paths.run / UP_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def collect(settings: Settings) -> list[Check]:
+    """Every check, each independent of the others' failures."""
+    from rtap.warehouse import create_client
+
+    checks: list[Check] = []
+    broker = LocalKafka(settings, attached=False).status()
+    checks.append(
+        Check(
+            "broker",
+            broker.running,
+            f"{settings.kafka.bootstrap_servers}" + (f", pid {broker.pid}" if broker.pid else "")
+            if broker.running
+            else "not reachable",
+        )
+    )
+    pid = _up_process(settings)
+    checks.append(Check("rtap up", pid is not None, f"pid {pid}" if pid else "not running"))
+    try:
+        with create_client(settings, readonly=True) as client:
+            row = client.query_rows(LAST_BATCHES)[0]
+    except RtapError as exc:
+        checks.append(Check("warehouse", False, str(exc)))
+        return checks
+    last, lag, freshness_ms, rate, batches, events = row
+    checks.append(Check("warehouse", True, f"{events:,} events in {batches:,} batches"))
+    if not batches:
+        checks.append(Check("stream job", False, "no batch committed yet"))
+        return checks
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - last).total_seconds()
+    stalled = lag > 0 and age > STALL_AFTER_S
+    checks.append(Check("stream job", not stalled, f"last batch {age:.1f} s ago, lag {lag:,} records"))
+    fresh = "n/a" if freshness_ms is None else f"{freshness_ms / 1000:.2f} s"
+    checks.append(Check("throughput", True, f"{rate:,.0f} events/s over 10 s, freshness at last batch {fresh}"))
+    return checks
