@@ -10,7 +10,10 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt bench faults clean
+.PHONY: help install jars system-deps run test test-unit lint fmt clean
+
+include deploy/compose/compose.mk
+include deploy/aws.mk
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'

@@ -19,7 +19,10 @@ LOOPBACK = "127.0.0.1"
 
 
 def _config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True)
+    # env_ignore_empty: a copied .env.example with blank values means "default", not "empty string".
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True, env_ignore_empty=True
+    )
 
 
 class KafkaSettings(BaseSettings):

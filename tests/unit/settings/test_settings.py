@@ -1,0 +1,98 @@
+"""Settings: one typed module, RTAP_* variables, secrets hidden, every variable documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rtap.settings import (
+    DashboardSettings,
+    GeneratorSettings,
+    KafkaSettings,
+    MetabaseSettings,
+    ProducerSettings,
+    Settings,
+    StreamSettings,
+    WarehouseSettings,
+)
+
+COMPONENTS = [
+    Settings,
+    KafkaSettings,
+    ProducerSettings,
+    GeneratorSettings,
+    WarehouseSettings,
+    StreamSettings,
+    DashboardSettings,
+    MetabaseSettings,
+]
+ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
+
+
+def test_environment_variables_reach_nested_components(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RTAP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RTAP_KAFKA_PARTITIONS", "12")
+    monkeypatch.setenv("RTAP_STREAM_WATERMARK_DELAY_S", "5")
+    monkeypatch.setenv("RTAP_CLICKHOUSE_BACKEND", "server")
+    settings = Settings()
+    assert settings.data_dir == tmp_path
+    assert settings.paths.chdb == tmp_path / "chdb"
+    assert settings.kafka.partitions == 12
+    assert settings.stream.watermark_delay_s == 5
+    assert settings.warehouse.backend == "server"
+
+
+def test_kafka_home_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KAFKA_HOME", str(tmp_path))
+    assert KafkaSettings().home == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RTAP_KAFKA_PARTITIONS", "0"),
+        ("RTAP_CLICKHOUSE_BACKEND", "postgres"),
+        ("RTAP_CLICKHOUSE_DATABASE", "rtap; DROP TABLE x"),
+        ("RTAP_DASHBOARD_PORT", "70000"),
+        ("RTAP_GEN_DUPLICATE_RATE", "2"),
+    ],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable.split("_", 2)[-1].lower()):
+        Settings()
+
+
+def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTAP_CLICKHOUSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("RTAP_KAFKA_SASL_PASSWORD", "s3cret")
+    settings = Settings()
+    assert "hunter2" not in repr(settings) and "s3cret" not in repr(settings)
+    assert settings.kafka.client_config()["sasl.password"] == "s3cret"
+
+
+def test_servers_bind_to_loopback_by_default() -> None:
+    settings = Settings()
+    assert settings.kafka.host == settings.dashboard.host == "127.0.0.1"
+
+
+def test_env_example_lists_every_variable() -> None:
+    documented = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line and line[0] != "#"}
+    expected = {
+        f"{cls.model_config['env_prefix']}{name.upper()}"
+        for cls in COMPONENTS
+        for name, field in cls.model_fields.items()
+        if field.annotation not in COMPONENTS
+    }
+    assert expected == documented
+
+
+def test_a_copied_env_example_means_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    assert Settings().kafka.home is None
+    assert Settings().model_dump(exclude={"data_dir", "jars_dir"}) == Settings(_env_file=None).model_dump(
+        exclude={"data_dir", "jars_dir"}
+    )
