@@ -129,6 +129,8 @@ class StreamSettings(BaseSettings):
     max_future_skew_s: float = Field(default=3600.0, ge=0)
     shuffle_partitions: int = Field(default=2, ge=1)
     driver_memory: str = "1g"
+    # Address the Spark UI (and, in local mode, the driver) listens on. Inside a container: 0.0.0.0.
+    ui_host: str = LOOPBACK
 
 
 class DashboardSettings(BaseSettings):

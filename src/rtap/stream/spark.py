@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.streaming.metricsEnabled", "true")
     )
     if stream.master.startswith("local"):
-        # Local mode: nothing listens beyond loopback (the Spark UI included).
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        # Local mode: the driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
+        # ignores spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
+        os.environ["SPARK_LOCAL_IP"] = stream.ui_host
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", stream.ui_host)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
