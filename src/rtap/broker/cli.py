@@ -23,7 +23,7 @@ def start(
     broker = LocalKafka(Settings(), attached=False)
     pid = broker.start(timeout_s=timeout)
     created = ensure_topics(broker.kafka_settings())
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"Kafka is up on {broker.bootstrap_servers} (pid {pid}, data in {broker.files.data})")
     if created:
         console.print(f"created topics: {', '.join(created)}")
@@ -39,9 +39,9 @@ def stop(
     broker = LocalKafka(Settings(), attached=False)
     pid = broker.pid()
     if broker.stop(timeout_s=timeout):
-        Console().print(f"stopped the Kafka broker (pid {pid})")
+        Console(highlight=False).print(f"stopped the Kafka broker (pid {pid})")
     else:
-        Console().print("no local Kafka broker is running")
+        Console(highlight=False).print("no local Kafka broker is running")
 
 
 @app.command()
@@ -50,7 +50,7 @@ def status() -> None:
     from rtap.broker import LocalKafka
 
     state = LocalKafka(Settings(), attached=False).status()
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)
     pid = state.pid if state.pid is not None else "not started by rtap"
     if not state.running:
         console.print(

@@ -45,9 +45,11 @@ def produce(
     console.print(
         f"run {report.run_id}: {report.produced:,} records ({report.scheduled:,} events) to {report.topic} "
         f"in {report.elapsed_s:.2f}s = {report.records_per_s:,.0f} records/s; "
-        f"behind schedule: max {report.max_lag_s * 1000:.1f} ms, final {report.final_lag_s * 1000:.1f} ms"
+        f"behind schedule: max {report.max_lag_s * 1000:.1f} ms, final {report.final_lag_s * 1000:.1f} ms",
+        highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"ground truth: {report.truth_path}")
+    console.print(f"ground truth: {report.truth_path}", highlight=False, soft_wrap=True)
     if report.failed:
         raise BrokerError(
             f"{report.failed:,} of {report.produced:,} records were not delivered to {report.topic} "

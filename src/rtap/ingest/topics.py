@@ -23,13 +23,15 @@ _MS_PER_HOUR = 3_600_000
 
 
 def _admin(settings: KafkaSettings) -> AdminClient:
-    config: dict[str, Any] = dict(settings.client_config())
+    # librdkafka would print every failed connection attempt (many per second) to stderr; an admin call
+    # that fails raises one BrokerError with the reason instead, so only critical logs are kept.
+    config: dict[str, Any] = {**settings.client_config(), "log_level": 2}
     return AdminClient(config)
 
 
-def _metadata(settings: KafkaSettings, timeout_s: float) -> ClusterMetadata:
+def _metadata(settings: KafkaSettings, timeout_s: float, admin: AdminClient | None = None) -> ClusterMetadata:
     try:
-        return _admin(settings).list_topics(timeout=timeout_s)
+        return (admin or _admin(settings)).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise BrokerError(
             f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s "
@@ -68,7 +70,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     """
     admin = _admin(settings)
     wanted = {settings.topic: settings.partitions, settings.dlq_topic: settings.partitions}
-    existing = _metadata(settings, timeout_s).topics
+    existing = _metadata(settings, timeout_s, admin).topics
     missing = []
     for name in wanted:
         found = existing.get(name)
