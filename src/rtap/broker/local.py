@@ -293,8 +293,8 @@ class LocalKafka:
             )
 
     def _wait_ready(self, process: subprocess.Popen[bytes], deadline: float, timeout_s: float) -> None:
-        """Until the broker lists its metadata (socket up and this node registered) or the deadline passes."""
-        from rtap.ingest.topics import list_brokers
+        """Until the broker serves metadata with every partition led, or the deadline passes."""
+        from rtap.ingest.topics import cluster_ready
 
         kafka = self.settings.kafka
         while True:
@@ -312,7 +312,7 @@ class LocalKafka:
                 )
             if _accepts(kafka.host, kafka.port):
                 with contextlib.suppress(BrokerError):
-                    if list_brokers(self.kafka_settings(), timeout_s=2.0):
+                    if cluster_ready(self.kafka_settings(), timeout_s=2.0):
                         return
             time.sleep(_POLL_S)
 

@@ -263,10 +263,10 @@ def produce_run(
             event_time = from_timestamp(wall_start + offset, UTC)
         else:
             event_time = now_utc(UTC)
-        for record in generate(event_time):
+        for key, value, _partition in generate(event_time):  # unpacking beats two attribute lookups
             while True:
                 try:
-                    produce(topic, record.value, record.key)
+                    produce(topic, value, key)
                     break
                 except BufferError:  # the local queue is full: let librdkafka drain it, then retry
                     poll(0.05)

@@ -50,9 +50,16 @@ def list_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> 
     return tuple(sorted(name for name in metadata.topics if not name.startswith("__")))
 
 
-def list_brokers(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[int, ...]:
-    """The ids of the brokers the cluster reports (empty while a starting node has not registered)."""
-    return tuple(sorted(_metadata(settings, timeout_s).brokers))
+def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> bool:
+    """Whether a broker has registered and every partition has a leader (a restarted node reloads its
+    partitions after it starts answering metadata requests; until then clients get NOT_LEADER errors)."""
+    metadata = _metadata(settings, timeout_s)
+    if not metadata.brokers:
+        return False
+    return all(
+        topic.error is None and all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
+        for topic in metadata.topics.values()
+    )
 
 
 def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADMIN_TIMEOUT_S) -> int | None:
