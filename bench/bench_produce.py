@@ -8,6 +8,7 @@ Starts a private LocalKafka (free loopback ports, temporary data dir), then, in 
   confluent-kafka Producer with rtap's producer settings, flushed. The ceiling for this broker and config.
 * P1 = ``rtap produce --rate 0 --count N``'s code path (``produce_run``): generation, encoding, produce,
   flush, ground truth written.
+* G1 = the generator alone, no Kafka: the ceiling P1 can reach, to tell the two costs apart.
 
 Each is repeated; the medians, the spread (min..max) and the ratio P1/B1 go to bench/results/produce.json
 and produce.md. Records/s counts records acknowledged by the broker (acks=all, idempotent, lz4).
@@ -97,6 +98,19 @@ def bench_raw(settings: Settings, payload: list[tuple[bytes, bytes]]) -> Sample:
     return Sample(len(payload), elapsed)
 
 
+def bench_generate(settings: Settings, records: int) -> Sample:
+    """G1: the generator alone (records made, classified into the truth, then dropped): P1's ceiling."""
+    generator = ClickstreamGenerator(
+        settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
+    )
+    generate, now = generator.generate, datetime.now
+    made = 0
+    started = time.perf_counter()
+    while made < records:
+        made += len(generate(now(UTC)))
+    return Sample(made, time.perf_counter() - started)
+
+
 def bench_rtap(settings: Settings, records: int) -> Sample:
     """P1: the whole `rtap produce --rate 0` path; counts what the broker acknowledged."""
     started = time.perf_counter()
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where produce.json and produce.md go")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
         port, controller_port = free_port(), free_port()
@@ -139,25 +154,37 @@ def main(argv: list[str] | None = None) -> None:
             bench_raw(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
             raw: list[Sample] = []
             rtap: list[Sample] = []
+            gen: list[Sample] = []
             for _ in range(args.repeats):
                 raw.append(bench_raw(settings, payload))
                 rtap.append(bench_rtap(settings, args.records))
-                print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s", flush=True)
+                gen.append(bench_generate(settings, args.records))
+                print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s   G1 {gen[-1].per_s:,.0f}/s", flush=True)
 
-    b1, p1 = _summary(raw), _summary(rtap)
+    load_after = os.getloadavg()[0]
+    b1, p1, g1 = _summary(raw), _summary(rtap), _summary(gen)
     ratio = p1["median_records_per_s"] / b1["median_records_per_s"]
     command = "python -m bench.bench_produce " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = {
         "command": command.strip(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": _cpus(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # The broker shares these cores; other work on the machine moves both numbers.
+            "load_average_1m_before": load_before,
+            "load_average_1m_after": load_after,
+        },
         "records_per_measurement": args.records,
         "repeats": args.repeats,
         "producer": settings.producer.model_dump(),
         "partitions": settings.kafka.partitions,
         "B1_raw_produce": b1,
         "P1_rtap_produce": p1,
+        "G1_generate_only": g1,
         "ratio_P1_over_B1": ratio,
+        "ratio_P1_over_G1": p1["median_records_per_s"] / g1["median_records_per_s"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "produce.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
@@ -170,8 +197,13 @@ def _cpus() -> int:
 
 
 def _markdown(result: dict[str, Any]) -> str:
+    machine = result["machine"]
     rows = []
-    for name, key in (("B1 raw confluent-kafka produce", "B1_raw_produce"), ("P1 rtap produce", "P1_rtap_produce")):
+    for name, key in (
+        ("B1 raw confluent-kafka produce (pre-encoded)", "B1_raw_produce"),
+        ("P1 rtap produce (generate + encode + produce)", "P1_rtap_produce"),
+        ("G1 generator alone (no Kafka)", "G1_generate_only"),
+    ):
         s = result[key]
         rows.append(
             f"| {name} | {s['median_records_per_s']:,.0f} | {s['min_records_per_s']:,.0f} .. "
@@ -181,8 +213,9 @@ def _markdown(result: dict[str, Any]) -> str:
         [
             "# Producer throughput",
             "",
-            f"Command: `{result['command']}` ({result['when']}, {result['machine']['cpus']} CPUs, "
-            f"Python {result['machine']['python']})",
+            f"Command: `{result['command']}` ({result['when']}, {machine['cpus']} CPUs, Python {machine['python']}, "
+            f"1-min load average {machine['load_average_1m_before']:.1f} before, "
+            f"{machine['load_average_1m_after']:.1f} after)",
             "",
             f"{result['records_per_measurement']:,} records per measurement, {result['repeats']} repeats, "
             f"{result['partitions']} partitions, acks=all, idempotent, {result['producer']['compression']}, "
@@ -192,7 +225,8 @@ def _markdown(result: dict[str, Any]) -> str:
             "|---|---:|---:|",
             *rows,
             "",
-            f"Ratio P1/B1 (medians): **{result['ratio_P1_over_B1']:.2f}**",
+            f"Ratio P1/B1 (medians): **{result['ratio_P1_over_B1']:.2f}**; "
+            f"P1/G1: {result['ratio_P1_over_G1']:.2f} (how much of the generator's own speed survives producing).",
             "",
         ]
     )

@@ -159,10 +159,16 @@ class LocalKafka:
         return f"{self.settings.kafka.host}:{self.settings.kafka.port}"
 
     def kafka_settings(self) -> KafkaSettings:
-        """``settings.kafka`` pointed at this broker, for clients (the listener may differ from the default)."""
-        return self.settings.kafka.model_copy(
-            update={"bootstrap_servers": self.bootstrap_servers, "security_protocol": "PLAINTEXT"}
-        )
+        """``settings.kafka`` pointed at this broker, for clients: its listener (which RTAP_KAFKA_PORT may
+        have moved away from RTAP_KAFKA_BOOTSTRAP_SERVERS) and PLAINTEXT without credentials, as it serves."""
+        update = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "PLAINTEXT",
+            "sasl_mechanism": None,
+            "sasl_username": None,
+            "sasl_password": None,
+        }
+        return self.settings.kafka.model_copy(update=update)
 
     def __enter__(self) -> LocalKafka:
         self.start()

@@ -67,3 +67,20 @@ def test_log_tail_without_errors_is_the_last_lines(tmp_path: Path) -> None:
     log.write_text("".join(f"INFO line {i}\n" for i in range(10)))
 
     assert _log_tail(log) == "INFO line 6 / INFO line 7 / INFO line 8 / INFO line 9"
+
+
+def test_clients_of_the_local_broker_use_its_listener_in_plaintext(tmp_path: Path) -> None:
+    kafka = KafkaSettings(
+        bootstrap_servers="kafka.example:9096",
+        port=19092,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="user",
+        sasl_password="secret",  # type: ignore[arg-type]  # pydantic turns it into a SecretStr
+    )
+    broker = LocalKafka(Settings(data_dir=tmp_path, kafka=kafka))
+
+    assert broker.kafka_settings().client_config() == {
+        "bootstrap.servers": "127.0.0.1:19092",
+        "security.protocol": "PLAINTEXT",
+    }
