@@ -9,6 +9,7 @@ never from the beginning of the topic and never silently past unread data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -17,6 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from py4j.protocol import Py4JNetworkError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -136,10 +138,18 @@ class StreamJob:
         try:
             while not self._stop.is_set():
                 self._query = self._start(spark, dead_letters)
-                while not self._stop.is_set() and self._query.isActive:
-                    self._query.awaitTermination(0.5)
-                    if self.last_batch is not None and failures:
-                        failures = 0
+                try:
+                    while not self._stop.is_set() and self._query.isActive:
+                        self._query.awaitTermination(0.5)
+                        if self.last_batch is not None and failures:
+                            failures = 0
+                except Py4JNetworkError:
+                    if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
+                        log.warning("Spark's JVM exited while the job was stopping")
+                        return
+                    raise PipelineError(
+                        "Spark's JVM died; the job stops (restart it to resume from the checkpoint)"
+                    ) from None
                 error = self._query.exception()
                 if self._stop.is_set() or error is None:
                     break
@@ -152,15 +162,19 @@ class StreamJob:
                 log.error("batch failed (%s); restarting from the checkpoint in %.0f s", _first_line(error), backoff)
                 self._stop.wait(backoff)
         finally:
-            if self._query is not None and self._query.isActive:
-                self._query.stop()
+            with contextlib.suppress(Py4JNetworkError):  # nothing left to stop when the JVM is gone
+                if self._query is not None and self._query.isActive:
+                    self._query.stop()
             dead_letters.close()
 
     def stop(self) -> None:
-        """Stop after the running micro-batch; safe to call from a signal handler or another thread."""
+        """Ask :meth:`run` to stop the query (within 0.5 s).
+
+        Only sets a flag: a signal handler runs on the main thread, possibly in the middle of a py4j call,
+        and a second py4j call from there would corrupt the gateway connection. An interrupted micro-batch
+        is not committed and runs again on restart, which the sink makes harmless.
+        """
         self._stop.set()
-        if self._query is not None and self._query.isActive:
-            self._query.stop()
 
     def wait_until_started(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
