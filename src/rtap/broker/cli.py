@@ -51,11 +51,9 @@ def status() -> None:
 
     state = LocalKafka(Settings(), attached=False).status()
     console = Console(highlight=False, soft_wrap=True)
-    pid = state.pid if state.pid is not None else "not started by rtap"
     if not state.running:
-        console.print(
-            f"Kafka is not running on {state.address} (pid: {pid})" + (f": {state.error}" if state.error else "")
-        )
+        console.print(f"Kafka is not running on {state.address}" + (f": {state.error}" if state.error else ""))
         raise typer.Exit(1)
+    pid = state.pid if state.pid is not None else "not started by rtap"
     console.print(f"Kafka is up on {state.address} (pid: {pid})")
     console.print(f"topics: {', '.join(state.topics) if state.topics else '(none)'}")
