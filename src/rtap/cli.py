@@ -26,6 +26,7 @@ app = typer.Typer(
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
     from rtap.broker import cli as broker_cli
+    from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
     from rtap.stack import cli as stack_cli
@@ -35,6 +36,7 @@ def _register() -> None:
 
     app.command("up")(stack_cli.up)
     app.command("status")(stack_cli.status)
+    app.add_typer(contract_cli.app, name="contract")
     app.add_typer(broker_cli.app, name="kafka")
     app.command("produce")(ingest_cli.produce)
     app.command("migrate")(warehouse_cli.migrate)
