@@ -46,6 +46,7 @@ def _register() -> None:
     app.command("dashboard")(dashboard_cli.dashboard)
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
     app.command("validate")(validate_cli.validate)
+    app.command("reconcile")(validate_cli.reconcile)
 
 
 _register()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -73,3 +74,40 @@ def validate(
     if failed:
         raise ValidationFailedError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
     console.print(f"all {len(results)} checks passed against {dashboard_url}")
+
+
+def reconcile(
+    truth: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--truth",
+            dir_okay=False,
+            help="Ground truth file(s) of the runs in the topic, in production order "
+            "(repeatable; default: DATA_DIR/truth/latest.json).",
+        ),
+    ] = None,
+    max_differences: Annotated[
+        int, typer.Option("--max-differences", min=1, help="Differences listed per check.")
+    ] = 10,
+) -> None:
+    """Compare the warehouse with the generator's ground truth: exit 0 only when every number is exact."""
+    from rich.table import Table
+
+    from rtap.errors import ValidationFailedError
+    from rtap.validate.reconcile import format_report, load_truth, observe
+    from rtap.validate.reconcile import reconcile as compare
+    from rtap.warehouse import create_client
+
+    settings = Settings()
+    expected = load_truth(truth or [settings.paths.truth / "latest.json"])
+    with create_client(settings, readonly=True) as client:
+        observed = observe(client, topic=settings.kafka.topic)
+    report = compare(expected, observed, max_differences=max_differences)
+    table = Table("check", "expected", "observed", "result", title="reconciliation with the ground truth")
+    for name, want, got, result in format_report(report):
+        table.add_row(name, want, got, result, style=None if result == "ok" else "red")
+    Console(highlight=False).print(table)
+    if not report.ok:
+        raise ValidationFailedError(
+            f"{len(report.failed)} of {len(report.checks)} checks differ: {', '.join(c.name for c in report.failed)}"
+        )

@@ -1,0 +1,184 @@
+"""Reconcile the warehouse with the generator's ground truth: every count and every window row, exactly.
+
+:func:`reconcile` is a pure comparison (tested without a warehouse); :func:`observe` is the small query
+part that reads what readers see (``FINAL`` on the ReplacingMergeTree tables). The checks:
+
+- ``events``, ``dead_letters``, ``late_events``: row counts vs the truth's accepted, dead-letter and
+  late records; ``duplicates``: the sum over committed micro-batches (``pipeline_batches``);
+- ``accounted``: the four together vs the records produced (nothing silently dropped);
+- ``sessions``: distinct session ids;
+- ``page_views_1m`` and ``events_1m``: every row, both ways (missing, unexpected and different rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rtap.errors import ConfigError
+from rtap.generate.truth import EventStats, GroundTruth, PageViews
+
+if TYPE_CHECKING:
+    from rtap.warehouse import WarehouseClient
+
+DEFAULT_MAX_DIFFERENCES = 10
+
+COUNT_EVENTS = "SELECT count() FROM {db}.events FINAL"
+COUNT_LATE = "SELECT count() FROM {db}.late_events FINAL"
+COUNT_DEAD_LETTERS = "SELECT count() FROM {db}.dead_letters FINAL WHERE topic = {topic:String}"
+SUM_DUPLICATES = "SELECT toUInt64(sum(duplicates)) FROM {db}.pipeline_batches FINAL"
+COUNT_SESSIONS = "SELECT uniqExact(session_id) FROM {db}.sessions"
+# Windows as epoch seconds and money as text: the same Python values from every backend, exactly.
+PAGE_VIEWS = "SELECT toUnixTimestamp(window_start), page_url, views, unique_users FROM {db}.page_views_1m FINAL"
+EVENTS_1M = (
+    "SELECT toUnixTimestamp(window_start), event_type, events, users, orders, toString(revenue) "
+    "FROM {db}.events_1m FINAL"
+)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the warehouse shows its readers."""
+
+    events: int
+    dead_letters: int
+    late_events: int
+    duplicates: int
+    sessions: int
+    page_views_1m: Mapping[tuple[datetime, str], PageViews] = field(default_factory=dict)
+    events_1m: Mapping[tuple[datetime, str], EventStats] = field(default_factory=dict)
+
+
+class Check(NamedTuple):
+    """One line of the report; ``differences`` lists the first few, ``total_differences`` counts all."""
+
+    name: str
+    expected: str
+    observed: str
+    differences: tuple[str, ...] = ()
+    total_differences: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.total_differences == 0
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+
+def _count(name: str, expected: int, observed: int) -> Check:
+    differences = () if expected == observed else (f"off by {observed - expected:+d}",)
+    return Check(name, str(expected), str(observed), differences, len(differences))
+
+
+def _key(key: tuple[datetime, str]) -> str:
+    return f"{key[0]:%Y-%m-%d %H:%M} {key[1]}"
+
+
+def _describe(row: Any) -> str:
+    return ", ".join(f"{name}={value}" for name, value in zip(row._fields, row, strict=True))
+
+
+def _rows(
+    name: str,
+    expected: Mapping[tuple[datetime, str], PageViews] | Mapping[tuple[datetime, str], EventStats],
+    observed: Mapping[tuple[datetime, str], PageViews] | Mapping[tuple[datetime, str], EventStats],
+    limit: int,
+) -> Check:
+    """Compare two tables row by row, both ways: missing, unexpected and different rows."""
+    differences: list[str] = []
+    for key in sorted(expected.keys() | observed.keys()):
+        want, got = expected.get(key), observed.get(key)
+        if want == got:
+            continue
+        if got is None:
+            differences.append(f"{_key(key)}: missing (expected {_describe(want)})")
+        elif want is None:
+            differences.append(f"{_key(key)}: unexpected row ({_describe(got)})")
+        else:
+            changed = [f"{n} expected {a} got {b}" for n, a, b in zip(want._fields, want, got, strict=True) if a != b]
+            differences.append(f"{_key(key)}: " + ", ".join(changed))
+    return Check(name, f"{len(expected)} rows", f"{len(observed)} rows", tuple(differences[:limit]), len(differences))
+
+
+def reconcile(truth: GroundTruth, observed: Observed, *, max_differences: int = DEFAULT_MAX_DIFFERENCES) -> Report:
+    """Compare the warehouse with the truth; the report is ok only when every number is exact."""
+    accounted = observed.events + observed.dead_letters + observed.late_events + observed.duplicates
+    return Report(
+        (
+            _count("events", truth.accepted, observed.events),
+            _count("dead_letters", truth.dead_letters, observed.dead_letters),
+            _count("late_events", truth.late, observed.late_events),
+            _count("duplicates", truth.duplicates, observed.duplicates),
+            _count("accounted", truth.produced, accounted),
+            _count("sessions", truth.sessions, observed.sessions),
+            _rows("page_views_1m", truth.page_views_1m(), observed.page_views_1m, max_differences),
+            _rows("events_1m", truth.events_1m(), observed.events_1m, max_differences),
+        )
+    )
+
+
+def _utc(epoch_seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(epoch_seconds), UTC)
+
+
+def _scalar(client: WarehouseClient, sql: str, parameters: Mapping[str, Any] | None = None) -> int:
+    rows = client.query_rows(sql, parameters=parameters)
+    value = rows[0][0] if rows else 0
+    return int(value or 0)
+
+
+def observe(client: WarehouseClient, *, topic: str) -> Observed:
+    """Read what readers of the warehouse see (dead letters of the input ``topic`` only)."""
+    return Observed(
+        events=_scalar(client, COUNT_EVENTS),
+        dead_letters=_scalar(client, COUNT_DEAD_LETTERS, {"topic": topic}),
+        late_events=_scalar(client, COUNT_LATE),
+        duplicates=_scalar(client, SUM_DUPLICATES),
+        sessions=_scalar(client, COUNT_SESSIONS),
+        page_views_1m={
+            (_utc(window), page): PageViews(int(views), int(users))
+            for window, page, views, users in client.query_rows(PAGE_VIEWS)
+        },
+        events_1m={
+            (_utc(window), event_type): EventStats(int(events), int(users), int(orders), Decimal(revenue))
+            for window, event_type, events, users, orders, revenue in client.query_rows(EVENTS_1M)
+        },
+    )
+
+
+def load_truth(paths: Sequence[Path]) -> GroundTruth:
+    """The truth of one or more runs (given in production order), merged."""
+    truths = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no ground truth at {path} (produce a run first, or pass --truth)") from exc
+        truths.append(GroundTruth.from_json(data))
+    return GroundTruth.merge_all(truths)
+
+
+def format_report(report: Report) -> Iterable[tuple[str, str, str, str]]:
+    """Rows of the report table: check, expected, observed, result (with the listed differences)."""
+    for check in report.checks:
+        if check.ok:
+            yield check.name, check.expected, check.observed, "ok"
+            continue
+        more = check.total_differences - len(check.differences)
+        lines = [*check.differences, *([f"... and {more} more"] if more > 0 else [])]
+        yield check.name, check.expected, check.observed, "DIFFERENT\n" + "\n".join(lines)
