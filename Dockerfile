@@ -9,10 +9,11 @@
 
 FROM maven:3.9.11-eclipse-temurin-17 AS jars
 WORKDIR /build
-COPY jars/pom.xml ./pom.xml
-# The cache mount keeps ~/.m2 between builds without putting it in a layer.
+COPY jars/pom.xml jars/settings.xml ./
+# The cache mount keeps ~/.m2 between builds without putting it in a layer. settings.xml maps a
+# repository Spark's parent POM declares onto Maven Central (see the file).
 RUN --mount=type=cache,target=/root/.m2 \
-    mvn --batch-mode --quiet -P spark dependency:copy-dependencies \
+    mvn --batch-mode --quiet -s settings.xml -P spark dependency:copy-dependencies \
         -DoutputDirectory=/build/lib/spark -DincludeScope=runtime
 
 FROM python:3.11.14-slim-bookworm AS wheel

@@ -29,12 +29,12 @@ $(TOOLS)/bin/checkov:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet checkov==3.3.30  # own venv: it pins an old `packaging`
 
-jars/lib/.resolved: jars/pom.xml
+jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: Maven is required to fetch the Kafka and Spark jars (apt-get install maven)"; exit 1; }
 	rm -rf jars/lib
-	mvn -q -f jars/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory=lib/kafka -DincludeScope=runtime
-	mvn -q -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
+	mvn -q -s jars/settings.xml -f jars/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory=lib/kafka -DincludeScope=runtime
+	mvn -q -s jars/settings.xml -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
 	@touch $@
 
 install: $(BIN)/rtap jars/lib/.resolved ## Install Python packages and the Kafka/Spark jars

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from py4j.protocol import Py4JNetworkError
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -70,6 +71,7 @@ class StreamJob:
         self._stop = threading.Event()
         self._query: StreamingQuery | None = None
         self.last_batch: BatchStats | None = None
+        self._committed_since_start = threading.Event()
         self.checkpoint = settings.paths.checkpoints / "stream"
 
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
@@ -99,6 +101,7 @@ class StreamJob:
         ).toArrow()
         stats = sink.write(batch_id, classified, started, high_water)
         self.last_batch = stats
+        self._committed_since_start.set()
         log.info(
             "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms (lag %d)",
             batch_id,
@@ -138,22 +141,11 @@ class StreamJob:
         try:
             while not self._stop.is_set():
                 self._query = self._start(spark, dead_letters)
-                try:
-                    while not self._stop.is_set() and self._query.isActive:
-                        self._query.awaitTermination(0.5)
-                        if self.last_batch is not None and failures:
-                            failures = 0
-                except Py4JNetworkError:
-                    if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
-                        log.warning("Spark's JVM exited while the job was stopping")
-                        return
-                    raise PipelineError(
-                        "Spark's JVM died; the job stops (restart it to resume from the checkpoint)"
-                    ) from None
-                error = self._query.exception()
+                self._committed_since_start.clear()
+                error = self._await(self._query)
                 if self._stop.is_set() or error is None:
-                    break
-                failures += 1
+                    return
+                failures = 1 if self._committed_since_start.is_set() else failures + 1
                 if failures >= self._max_failures:
                     raise PipelineError(
                         f"stream job failed {failures} times in a row; last error: {_first_line(error)}"
@@ -166,6 +158,20 @@ class StreamJob:
                 if self._query is not None and self._query.isActive:
                     self._query.stop()
             dead_letters.close()
+
+    def _await(self, query: StreamingQuery) -> BaseException | None:
+        """Wait until the query ends or a stop is requested; the query's failure, if it failed."""
+        try:
+            while not self._stop.is_set() and query.isActive:
+                query.awaitTermination(0.5)
+        except StreamingQueryException as failure:
+            return failure
+        except Py4JNetworkError:
+            if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
+                log.warning("Spark's JVM exited while the job was stopping")
+                return None
+            raise PipelineError("Spark's JVM died; the job stops (restart it to resume from the checkpoint)") from None
+        return query.exception()
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop the query (within 0.5 s).

@@ -199,8 +199,10 @@ def test_nothing_is_downloaded_outside_a_package_manager(stages: list[Stage]) ->
 def test_the_connector_jars_come_from_the_projects_pom(stages: list[Stage], runtime: Stage) -> None:
     jars = next(s for s in stages if s.name == "jars")
     copies = [copy_args(a)[1] for a in jars.all("COPY")]
-    assert ["jars/pom.xml", "./pom.xml"] in copies
-    assert any("-P spark" in run and "dependency:copy-dependencies" in run for run in jars.all("RUN"))
+    assert ["jars/pom.xml", "jars/settings.xml", "./"] in copies
+    assert any(
+        "-s settings.xml -P spark" in run and "dependency:copy-dependencies" in run for run in jars.all("RUN")
+    )
     # Where rtap looks for them: connector_jars(settings.jars_dir / "spark") in rtap.stream.spark.
     destinations = [paths[-1] for flags, paths in map(copy_args, runtime.all("COPY")) if flags.get("from") == "jars"]
     assert destinations == [f"{env_values(runtime)['RTAP_JARS_DIR']}/spark"]

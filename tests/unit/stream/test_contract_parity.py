@@ -8,6 +8,7 @@ equal the Python validator's.
 from __future__ import annotations
 
 import orjson
+import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +46,12 @@ odd_times = st.one_of(
     ),
 )
 any_value = st.one_of(
-    st.none(), st.booleans(), odd_strings, odd_numbers, odd_times, st.lists(st.integers(), max_size=2)
+    st.none(),
+    st.booleans(),
+    odd_strings,
+    odd_numbers,
+    odd_times,
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2),
 )
 
 
@@ -88,11 +94,15 @@ def test_spark_and_python_agree_on_every_record(spark, batch) -> None:
         max_record_bytes=1 << 20,
         max_future_skew_s=1e12,
     )
-    rows = {row["kafka_offset"]: row for row in classified.toArrow().to_pylist()}
+    table = classified.toArrow()
+    verdicts = dict(zip(table["kafka_offset"].to_pylist(), table["error"].to_pylist(), strict=True))
+    # Typed columns of dead letters are never read (their values may not even fit a Python datetime).
+    valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
     for offset, payload in enumerate(payloads):
-        expected, row = python_verdict(payload), rows[offset]
-        assert (row["status"] != DEAD_LETTER) == (expected is not None), (payload, row["error"])
+        expected = python_verdict(payload)
+        assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
         if expected is not None:
+            row = valid[offset]
             for name in FIELDS:
                 assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
                     name,
