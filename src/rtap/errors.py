@@ -67,9 +67,7 @@ class PortInUseError(ServiceError):
 
     def __init__(self, host: str, port: int, what: str) -> None:
         self.host, self.port, self.what = host, port, what
-        super().__init__(
-            f"port {host}:{port} for {what} is already in use; stop that process or choose another port"
-        )
+        super().__init__(f"port {host}:{port} for {what} is already in use; stop that process or choose another port")
 
 
 class BrokerError(ServiceError):

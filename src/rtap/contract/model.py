@@ -63,10 +63,10 @@ class ContractField:
 def _describe(name: str, spec: dict[str, Any], required: bool) -> ContractField:
     if "anyOf" in spec:  # e.g. ip_address: null | ipv4 | ipv6
         branches = spec["anyOf"]
-        types = {b["type"] for b in branches}
+        branch_types = {b["type"] for b in branches}
         formats = sorted(b["format"] for b in branches if "format" in b)
-        base = (types - {"null"}).pop()
-        return ContractField(name, base, required, "null" in types, None, "|".join(formats) or None)
+        base = (branch_types - {"null"}).pop()
+        return ContractField(name, base, required, "null" in branch_types, None, "|".join(formats) or None)
     types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
     base = next(t for t in types if t != "null")
     enum = tuple(v for v in spec["enum"] if v is not None) if "enum" in spec else None

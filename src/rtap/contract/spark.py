@@ -29,14 +29,13 @@ from pyspark.sql.types import (
 )
 
 from rtap.contract.model import (
+    FORMAT_PATTERNS,
     PRICE_PRECISION,
     PRICE_SCALE,
-    FORMAT_PATTERNS,
     ContractField,
     contract_fields,
     load_schema,
 )
-
 
 _SQL_TYPE = {"string": "string", "integer": "int", "number": f"decimal({PRICE_PRECISION},{PRICE_SCALE})"}
 

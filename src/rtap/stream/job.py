@@ -21,7 +21,7 @@ from pathlib import Path
 from py4j.protocol import Py4JNetworkError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from rtap.errors import PipelineError
 from rtap.settings import Settings
@@ -163,7 +163,7 @@ class StreamJob:
         """Wait until the query ends or a stop is requested; the query's failure, if it failed."""
         try:
             while not self._stop.is_set() and query.isActive:
-                query.awaitTermination(0.5)
+                query.awaitTermination(1)
         except StreamingQueryException as failure:
             return failure
         except Py4JNetworkError:
@@ -174,7 +174,7 @@ class StreamJob:
         return query.exception()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to stop the query (within 0.5 s).
+        """Ask :meth:`run` to stop the query (within a second).
 
         Only sets a flag: a signal handler runs on the main thread, possibly in the middle of a py4j call,
         and a second py4j call from there would corrupt the gateway connection. An interrupted micro-batch

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
 
 from rtap.errors import BrokerError
 from rtap.settings import KafkaSettings
@@ -44,7 +44,7 @@ class KafkaDeadLetterPublisher:
             ["raw_key", "raw", "error", "topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
         ).to_pylist():
             timestamp: datetime = row["kafka_timestamp"]
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("rtap.error", str(row["error"]).encode()),
                 ("rtap.source.topic", str(row["topic"]).encode()),
                 ("rtap.source.partition", str(row["kafka_partition"]).encode()),
@@ -65,7 +65,7 @@ class KafkaDeadLetterPublisher:
         self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
         self._producer.close()
 
-    def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, str | bytes | None]]) -> None:
         while True:
             try:
                 self._producer.produce(
@@ -83,7 +83,8 @@ class LagProbe:
 
     def __init__(self, settings: KafkaSettings, start_positions: Mapping[int, int] | None = None) -> None:
         self._topic = settings.topic
-        self._admin = AdminClient(settings.client_config())
+        config: dict[str, str | int | float | bool] = {**settings.client_config()}
+        self._admin = AdminClient(config)
         self._positions: dict[int, int] = dict(start_positions or {})
 
     def __call__(self, end_offsets: Mapping[int, int]) -> int:
@@ -97,7 +98,7 @@ class LagProbe:
         try:
             metadata = self._admin.list_topics(self._topic, timeout=10)
             partitions = metadata.topics[self._topic].partitions
-            request = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in partitions}
+            request = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in partitions}  # type: ignore[no-untyped-call]
             futures = self._admin.list_offsets(request, request_timeout=10)
             return {tp.partition: future.result().offset for tp, future in futures.items()}
         except KafkaException as exc:

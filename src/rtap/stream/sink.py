@@ -269,7 +269,7 @@ class WarehouseSink:
 
         valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
         high_water = _merged_high_water(high_water, valid)
-        end_offsets = {int(p): int(o) + 1 for p, o in _max_by_partition(table, "kafka_offset").items()}
+        end_offsets = {int(p): int(str(o)) + 1 for p, o in _max_by_partition(table, "kafka_offset").items()}
         lag = self._kafka_lag(end_offsets)
         max_event_time = max(high_water.values()) if high_water else None
         finished = datetime.now(UTC)

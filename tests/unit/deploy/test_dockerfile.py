@@ -200,9 +200,7 @@ def test_the_connector_jars_come_from_the_projects_pom(stages: list[Stage], runt
     jars = next(s for s in stages if s.name == "jars")
     copies = [copy_args(a)[1] for a in jars.all("COPY")]
     assert ["jars/pom.xml", "jars/settings.xml", "./"] in copies
-    assert any(
-        "-s settings.xml -P spark" in run and "dependency:copy-dependencies" in run for run in jars.all("RUN")
-    )
+    assert any("-s settings.xml -P spark" in run and "dependency:copy-dependencies" in run for run in jars.all("RUN"))
     # Where rtap looks for them: connector_jars(settings.jars_dir / "spark") in rtap.stream.spark.
     destinations = [paths[-1] for flags, paths in map(copy_args, runtime.all("COPY")) if flags.get("from") == "jars"]
     assert destinations == [f"{env_values(runtime)['RTAP_JARS_DIR']}/spark"]
