@@ -28,7 +28,7 @@ from rtap.errors import ServiceError
 from rtap.validate.http import request_json
 
 # The panels of dashboards.yaml the flow and freshness checks read (their SQL defines the figures).
-FLOW_PANEL, FLOW_COLUMN = "events_total", "events"
+FLOW_PANEL, FLOW_COLUMN = "events_total", "total_events"
 FRESHNESS_PANEL = "freshness"
 WINDOWS_PANEL, WINDOW_COLUMN = "events_by_type", "minute"
 # Width of the windowed tables (*_1m): the newest window may have started this much before the bound.

@@ -93,7 +93,7 @@ class FakeStack:
     def panel_rows(self, panel_id: str, params: dict[str, str]) -> tuple[list[str], list[list[Any]]]:
         if panel_id == FLOW_PANEL:
             self.flow_reads.append(params)
-            return ["events", "per_second"], [[self.events_per_read * len(self.flow_reads), 4.2]]
+            return ["total_events", "per_second"], [[self.events_per_read * len(self.flow_reads), 4.2]]
         if panel_id == FRESHNESS_PANEL:
             return ["freshness_s", "last_batch_age_s", "batches"], [[self.freshness_s, self.last_batch_age_s, 90]]
         if panel_id == WINDOWS_PANEL:
@@ -172,7 +172,7 @@ def test_a_working_stack_passes_every_check_with_its_figures() -> None:
     assert failed(results) == set()
     assert results["dashboard API healthy"].detail == "status ok (database rtap, version 0.1.0)"
     assert results["dashboards listed"].detail == f"{len(DEFINITION.dashboards)} dashboards, {len(PANEL_TITLES)} panels"
-    assert results["events flowing"].detail == "events_total.events 250 -> 500 (+250)"
+    assert results["events flowing"].detail == "events_total.total_events 250 -> 500 (+250)"
     assert "finished 0.8 s ago (bound 60 s)" in results["pipeline fresh"].detail
     assert results["newest window fresh"].detail.startswith("newest window starts 2025-11-29T12:00:00Z, 30 s ago")
     panel_checks = [name for name in results if name.startswith("panel ")]
@@ -192,7 +192,10 @@ def test_the_flow_check_keeps_the_start_fixed_and_waits_for_growth() -> None:
 def test_no_new_events_fails_after_the_flow_timeout() -> None:
     results, clock = run(FakeStack(events_per_read=0), flow_timeout_s=10, flow_poll_s=2)
     assert failed(results) == {"events flowing"}
-    assert results["events flowing"].line() == "✗ events flowing: events_total.events 0 -> 0: no new events within 10 s"
+    assert (
+        results["events flowing"].line()
+        == "✗ events flowing: events_total.total_events 0 -> 0: no new events within 10 s"
+    )
     assert clock.now == 10
 
 
@@ -328,3 +331,13 @@ def test_cli_against_a_closed_port_prints_failed_lines_and_exits_non_zero() -> N
     assert result.exit_code != 0
     assert "✗ dashboard API healthy: GET http://127.0.0.1:9/api/health:" in result.output
     assert "2 checks failed: dashboard API healthy, dashboards listed" in str(result.exception)
+
+
+def test_the_panels_and_columns_validate_reads_exist_in_the_packaged_definition() -> None:
+    """The fake stack above answers whatever validate asks; this pins those names to the real definition."""
+    from rtap.validate.checks import FLOW_COLUMN, FLOW_PANEL, FRESHNESS_PANEL, WINDOW_COLUMN, WINDOWS_PANEL
+
+    sql = {panel.id: panel.sql for dashboard in load_definition().dashboards for panel in dashboard.panels}
+    assert f"AS {FLOW_COLUMN}" in sql[FLOW_PANEL]
+    assert f"AS {WINDOW_COLUMN}" in sql[WINDOWS_PANEL]
+    assert FRESHNESS_PANEL in sql
