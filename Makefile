@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt clean
+.PHONY: help install jars system-deps run test test-unit lint fmt bench clean
 
 include deploy/compose/compose.mk
 include deploy/aws.mk
@@ -62,6 +62,9 @@ test: install system-deps $(TOOLS)/bin/checkov ## Run every check: lint, unit, i
 
 test-unit: $(BIN)/rtap ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: install ## Benchmarks against the baselines and the Kafka engine (writes bench/results; ~20 min)
+	$(BIN)/rtap bench
 
 clean: ## Remove local state (.rtap) and build outputs
 	rm -rf .rtap .pytest_cache .mypy_cache .ruff_cache

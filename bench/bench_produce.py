@@ -20,115 +20,22 @@ import argparse
 import os
 import platform
 import shlex
-import socket
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
+from rtap.bench.produce import Sample, free_port, generate_only, pre_encoded, raw_produce, rtap_produce, summary
 from rtap.broker import LocalKafka
-from rtap.generate import ClickstreamGenerator
-from rtap.ingest.producer import DELIVERY_TIMEOUT_MS, produce_run, producer_config
 from rtap.ingest.topics import ensure_topics
 from rtap.settings import KafkaSettings, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class Sample:
-    records: int
-    seconds: float
-
-    @property
-    def per_s(self) -> float:
-        return self.records / self.seconds
-
-
-def _pre_encoded(settings: Settings, records: int) -> list[tuple[bytes, bytes]]:
-    """Generator output, made before timing, at event times one millisecond apart."""
-    generator = ClickstreamGenerator(
-        settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
-    )
-    start = datetime.now(UTC)
-    out: list[tuple[bytes, bytes]] = []
-    i = 0
-    while len(out) < records:
-        out.extend((r.key, r.value) for r in generator.generate(start + timedelta(milliseconds=i)))
-        i += 1
-    return out[:records]
-
-
-def bench_raw(settings: Settings, payload: list[tuple[bytes, bytes]]) -> Sample:
-    """B1: produce already-encoded records as fast as confluent-kafka takes them, then flush."""
-    config: dict[str, Any] = producer_config(settings.kafka, settings.producer)
-    failures: list[object] = []
-    producer = Producer({**config, "on_delivery": lambda error, _msg: failures.append(error) if error else None})
-    produce, poll, topic = producer.produce, producer.poll, settings.kafka.topic
-    started = time.perf_counter()
-    for n, (key, value) in enumerate(payload):
-        while True:
-            try:
-                produce(topic, value, key)
-                break
-            except BufferError:
-                poll(0.05)
-        if n % 512 == 0:
-            poll(0)
-    remaining = producer.flush(DELIVERY_TIMEOUT_MS / 1000)
-    elapsed = time.perf_counter() - started
-    if remaining or failures:
-        raise SystemExit(f"B1: {remaining} undelivered, {len(failures)} failed: {failures[:1]}")
-    return Sample(len(payload), elapsed)
-
-
-def bench_generate(settings: Settings, records: int) -> Sample:
-    """G1: the generator alone (records made, classified into the truth, then dropped): P1's ceiling."""
-    generator = ClickstreamGenerator(
-        settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
-    )
-    generate, now = generator.generate, datetime.now
-    made = 0
-    started = time.perf_counter()
-    while made < records:
-        made += len(generate(now(UTC)))
-    return Sample(made, time.perf_counter() - started)
-
-
-def bench_rtap(settings: Settings, records: int) -> Sample:
-    """P1: the whole `rtap produce --rate 0` path; counts what the broker acknowledged."""
-    started = time.perf_counter()
-    report = produce_run(settings, rate=0, count=records)
-    elapsed = time.perf_counter() - started
-    if report.failed:
-        raise SystemExit(f"P1: {report.failed} records failed: {report.first_error}")
-    return Sample(report.delivered, elapsed)
-
-
-def _summary(samples: list[Sample]) -> dict[str, Any]:
-    rates = [s.per_s for s in samples]
-    return {
-        "median_records_per_s": statistics.median(rates),
-        "min_records_per_s": min(rates),
-        "max_records_per_s": max(rates),
-        "samples": [{"records": s.records, "seconds": round(s.seconds, 4)} for s in samples],
-    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,19 +57,19 @@ def main(argv: list[str] | None = None) -> None:
             )
             settings = base.model_copy(update={"kafka": topics})
             ensure_topics(topics)
-            payload = _pre_encoded(settings, args.records)
-            bench_raw(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
+            payload = pre_encoded(settings, args.records)
+            raw_produce(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
             raw: list[Sample] = []
             rtap: list[Sample] = []
             gen: list[Sample] = []
             for _ in range(args.repeats):
-                raw.append(bench_raw(settings, payload))
-                rtap.append(bench_rtap(settings, args.records))
-                gen.append(bench_generate(settings, args.records))
+                raw.append(raw_produce(settings, payload))
+                rtap.append(rtap_produce(settings, args.records)[0])
+                gen.append(generate_only(settings, args.records))
                 print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s   G1 {gen[-1].per_s:,.0f}/s", flush=True)
 
     load_after = os.getloadavg()[0]
-    b1, p1, g1 = _summary(raw), _summary(rtap), _summary(gen)
+    b1, p1, g1 = summary(raw), summary(rtap), summary(gen)
     ratio = p1["median_records_per_s"] / b1["median_records_per_s"]
     command = "python -m bench.bench_produce " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = {

@@ -25,6 +25,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
+    from rtap.bench import cli as bench_cli
     from rtap.broker import cli as broker_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
@@ -47,6 +48,7 @@ def _register() -> None:
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
     app.command("validate")(validate_cli.validate)
     app.command("reconcile")(validate_cli.reconcile)
+    app.command("bench")(bench_cli.bench)
 
 
 _register()

@@ -1,0 +1,42 @@
+"""``rtap bench``: every throughput baseline and the full job, in one run, on a private local stack."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SMOKE_EVENTS = 3_000
+
+
+def bench(
+    events: Annotated[int, typer.Option(min=100, help="Records in the topic (and per produce measurement).")] = 200_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of each measurement (medians and spread).")] = 3,
+    out: Annotated[Path, typer.Option(help="Directory for the JSON, markdown and PNG results.")] = Path(
+        "bench/results"
+    ),
+    smoke: Annotated[bool, typer.Option(help=f"A tiny run for CI: {SMOKE_EVENTS:,} records, one repeat.")] = False,
+    timeout: Annotated[float, typer.Option(min=10, help="Seconds each drain may take before the run fails.")] = 600.0,
+) -> None:
+    """Measure B1, P1, B2, B3, B4, P and K on one topic; reconcile every P run; write bench/results."""
+    from rich.console import Console
+
+    from rtap.bench.harness import BenchPlan, run_bench
+    from rtap.bench.report import markdown, write
+    from rtap.errors import ValidationFailedError
+    from rtap.settings import Settings
+
+    if smoke:
+        events, repeats = SMOKE_EVENTS, 1
+    plan = BenchPlan(events, repeats, Settings().jars_dir, timeout, smoke)
+    command = "rtap " + shlex.join(sys.argv[1:])
+    result = run_bench(plan, command)
+    paths = write(result, out)
+    console = Console()
+    console.print(markdown(result), highlight=False, markup=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if not result["reconciliation"]["ok"]:
+        raise ValidationFailedError("the job's tables differ from the produced truth (see the report)")

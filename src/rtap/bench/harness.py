@@ -1,0 +1,213 @@
+"""One ``rtap bench`` run: a private local broker, one topic, every measurement, reconciliation, results.
+
+Order: B1/P1 produce into a scratch topic (so their repeats do not change what the drains read); the input
+topic is then filled once with ``produce_run`` (its ground truth is what P is reconciled against); B2, B3, P
+and K all drain that same topic; B4 inserts the rows P wrote. Each P repeat gets its own data directory
+(warehouse and checkpoint), so every repeat drains the whole topic from the beginning.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rtap.bench.drain import JobRun, kafka_engine, raw_consume, run_job, spark_drain, warehouse_insert
+from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
+from rtap.bench.produce import Sample, free_port, pre_encoded, raw_produce, rtap_produce, summary
+from rtap.errors import BrokerError
+from rtap.settings import KafkaSettings, Settings, StreamSettings
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    events: int
+    repeats: int
+    jars_dir: Path
+    drain_timeout_s: float
+    smoke: bool
+
+
+def _timed_cpu(measure: Any, *args: Any) -> Sample:
+    """Run one measurement and attach the CPU the whole local stack (this process, the broker) spent."""
+    before = tree_cpu_s(os.getpid())
+    sample: Sample = measure(*args)
+    return Sample(sample.records, sample.seconds, tree_cpu_s(os.getpid()) - before)
+
+
+def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
+    """Run every measurement; returns the result document (reconciliation included, pass or fail)."""
+    from rtap.broker import LocalKafka
+    from rtap.ingest.topics import ensure_topics
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
+        root = Path(tmp)
+        port, controller_port = free_port(), free_port()
+        kafka = KafkaSettings(
+            bootstrap_servers=f"127.0.0.1:{port}", host="127.0.0.1", port=port, controller_port=controller_port
+        )
+        stream = StreamSettings(master="local[2]", trigger_interval_s=0.5)
+        base = Settings(data_dir=root / "bench", jars_dir=plan.jars_dir, kafka=kafka, stream=stream)
+        with LocalKafka(base.model_copy(update={"data_dir": root / "broker"})) as broker:
+            suffix = uuid.uuid4().hex[:8]
+            main = base.model_copy(
+                update={
+                    "kafka": broker.kafka_settings().model_copy(
+                        update={"topic": f"bench.{suffix}.events", "dlq_topic": f"bench.{suffix}.dlq"}
+                    )
+                }
+            )
+            scratch = main.model_copy(
+                update={
+                    "kafka": main.kafka.model_copy(
+                        update={"topic": f"bench.{suffix}.produce", "dlq_topic": f"bench.{suffix}.produce.dlq"}
+                    )
+                }
+            )
+            ensure_topics(main.kafka)
+            ensure_topics(scratch.kafka)
+            result = _measure(plan, main, scratch, root)
+            broker_pid = broker.pid()
+            result["peak_rss_mb"]["broker"] = peak_rss_mb(broker_pid) if broker_pid else None
+    peaks = result["peak_rss_mb"]
+    peaks["stack"] = sum(peaks[k] or 0.0 for k in ("broker", "job"))
+    result.update(
+        command=command,
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine={
+            "cpus": os.cpu_count() or 0,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # Everything shares these cores with whatever else runs on the machine.
+            "load_average_1m_before": load_before,
+            "load_average_1m_after": os.getloadavg()[0],
+        },
+        events=plan.events,
+        repeats=plan.repeats,
+        smoke=plan.smoke,
+        partitions=base.kafka.partitions,
+        spark_master=stream.master,
+    )
+    result["ratios"] = _ratios(result)
+    return result
+
+
+def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> dict[str, Any]:
+    from rtap.generate.truth import GroundTruth
+    from rtap.ingest.producer import produce_run
+
+    payload = pre_encoded(scratch, plan.events)
+    raw_produce(scratch, payload[: max(1, plan.events // 10)])  # warm-up: connections, the broker's JIT
+    b1 = [_timed_cpu(raw_produce, scratch, payload) for _ in range(plan.repeats)]
+    p1 = [_timed_cpu(lambda s, n: rtap_produce(s, n)[0], scratch, plan.events) for _ in range(plan.repeats)]
+
+    fill = produce_run(main, rate=0, count=plan.events)
+    if fill.failed:
+        raise BrokerError(f"filling {main.kafka.topic}: {fill.failed} records failed: {fill.first_error}")
+    truth = GroundTruth.from_json(fill.truth_path.read_bytes())
+    expected = fill.produced
+
+    b2 = [_timed_cpu(raw_consume, main, expected, plan.drain_timeout_s) for _ in range(plan.repeats)]
+    b3, spark_peak = _spark_drains(plan, main, root)
+
+    jobs: list[JobRun] = []
+    b4: list[Sample] = []
+    reconciliations: list[dict[str, Any]] = []
+    for i in range(plan.repeats):
+        settings = main.model_copy(update={"data_dir": root / f"job-{i}"})
+        jobs.append(run_job(settings, expected, plan.drain_timeout_s))
+        check, insert = _reconcile_and_insert(settings, truth)
+        reconciliations.append(check)
+        b4.append(insert)
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+    k_settings = main.model_copy(update={"data_dir": root / "kafka-engine"})
+    k_sample, k_error = kafka_engine(k_settings, expected, plan.drain_timeout_s)
+
+    p = summary([j.drain for j in jobs])
+    p.update(
+        median_job_rows_per_s=statistics.median(j.job_rows_per_s for j in jobs),
+        median_startup_s=statistics.median(j.startup_s for j in jobs),
+        batches=[j.batches for j in jobs],
+    )
+    job_peaks = [j.peak_rss_mb for j in jobs if j.peak_rss_mb is not None]
+    return {
+        "records_in_topic": expected,
+        "B1_raw_produce": summary(b1),
+        "P1_rtap_produce": summary(p1),
+        "B2_raw_consume": summary(b2),
+        "B3_spark_passthrough": summary(b3),
+        "B4_warehouse_insert": summary(b4),
+        "P_rtap_job": p,
+        "K_kafka_engine": {**(summary([k_sample]) if k_sample else {}), "error": k_error},
+        "peak_rss_mb": {
+            "job": max(job_peaks) if job_peaks else None,
+            "bench_spark_jvm": spark_peak,
+            "bench_process": peak_rss_mb(os.getpid()),
+        },
+        "reconciliation": {"ok": all(r["ok"] for r in reconciliations), "runs": reconciliations},
+    }
+
+
+def _spark_drains(plan: BenchPlan, settings: Settings, root: Path) -> tuple[list[Sample], float | None]:
+    """B3 repeats in one SparkSession (built exactly as the job builds its own); the JVM's peak RSS."""
+    from rtap.stream.spark import build_session
+
+    spark = build_session(settings)
+    try:
+        samples = [_timed_cpu(spark_drain, spark, settings, root / f"b3-{i}") for i in range(plan.repeats)]
+        jvms = [pid for pid in children(os.getpid()) if _is_java(pid)]
+        peak = max((p for pid in jvms if (p := tree_peak_rss_mb(pid)) is not None), default=None)
+    finally:
+        spark.stop()
+    return samples, peak
+
+
+def _is_java(pid: int) -> bool:
+    try:
+        return b"org.apache.spark.deploy.SparkSubmit" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _reconcile_and_insert(settings: Settings, truth: Any) -> tuple[dict[str, Any], Sample]:
+    """Reconcile one P run's warehouse with the truth, then time B4 with that run's own event rows."""
+    from rtap.validate.reconcile import observe, reconcile
+    from rtap.warehouse import create_client
+
+    with create_client(settings) as client:
+        report = reconcile(truth, observe(client, topic=settings.kafka.topic))
+        rows = client.query_arrow("SELECT * FROM {db}.events")
+        insert = _timed_cpu(warehouse_insert, client, rows, f"bench_events_{uuid.uuid4().hex[:8]}")
+    check = {
+        "ok": report.ok,
+        "checks": {c.name: {"expected": c.expected, "observed": c.observed, "ok": c.ok} for c in report.checks},
+        "differences": [d for c in report.failed for d in c.differences],
+    }
+    return check, insert
+
+
+def _median(result: dict[str, Any], key: str) -> float | None:
+    value = result.get(key, {}).get("median_records_per_s")
+    return float(value) if value else None
+
+
+def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: str, b: str) -> float | None:
+        top, bottom = _median(result, a), _median(result, b)
+        return top / bottom if top is not None and bottom else None
+
+    return {
+        "P_over_B3": ratio("P_rtap_job", "B3_spark_passthrough"),
+        "P_over_K": ratio("P_rtap_job", "K_kafka_engine"),
+        "P1_over_B1": ratio("P1_rtap_produce", "B1_raw_produce"),
+        "P_over_B4": ratio("P_rtap_job", "B4_warehouse_insert"),
+    }

@@ -1,0 +1,66 @@
+"""Peak memory and CPU time of processes, read from /proc (Linux), without psutil.
+
+Peak RSS is ``VmHWM`` (the high-water mark the kernel keeps per process); CPU time is ``utime + stime``
+from ``/proc/<pid>/stat`` plus the CPU of reaped children (``cutime + cstime``), so a measurement that
+starts and stops a child still counts it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:  # the process exited between listing and reading
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its closing parenthesis.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def children(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        kids = parents.get(pending.pop(), [])
+        found.extend(kids)
+        pending.extend(kids)
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by ``pid``, its live descendants and every child already reaped."""
+    ticks = 0
+    for member in [pid, *children(pid)]:
+        fields = _stat_fields(member)
+        if fields is not None:
+            # After the state field (index 0): utime, stime, cutime, cstime are at 11..14.
+            ticks += sum(int(v) for v in fields[11:15])
+    return ticks / _TICKS
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident set size of one process in MiB, or None when it is gone."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def tree_peak_rss_mb(pid: int) -> float | None:
+    """Sum of the peaks of ``pid`` and its live descendants: an upper bound of the group's peak."""
+    peaks = [p for member in [pid, *children(pid)] if (p := peak_rss_mb(member)) is not None]
+    return sum(peaks) if peaks else None

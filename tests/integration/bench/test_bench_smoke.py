@@ -1,0 +1,58 @@
+"""`rtap bench --smoke`: the whole harness on a few thousand records, as CI runs it. No speed assertions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+JARS = REPO_ROOT / "jars" / "lib"
+
+MEASUREMENTS = (
+    "B1_raw_produce",
+    "P1_rtap_produce",
+    "B2_raw_consume",
+    "B3_spark_passthrough",
+    "B4_warehouse_insert",
+    "P_rtap_job",
+)
+
+
+def test_smoke_run_writes_every_figure_and_reconciles(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "rtap", "bench", "--smoke", "--out", str(out), "--timeout", "300"],
+        cwd=tmp_path,
+        # Only the jars location from outside: no RTAP_* setting of the caller may leak into the run.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("RTAP_")}, "RTAP_JARS_DIR": str(JARS)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [json_path] = out.glob("bench-*.json")
+    result = orjson.loads(json_path.read_bytes())
+
+    assert result["reconciliation"]["ok"] is True
+    assert result["records_in_topic"] >= 3_000
+    for key in MEASUREMENTS:
+        figure = result[key]
+        assert figure["median_records_per_s"] > 0, key
+        assert figure["min_records_per_s"] <= figure["median_records_per_s"] <= figure["max_records_per_s"], key
+    # K either measured a drain or names the engine's error: never silently missing.
+    k = result["K_kafka_engine"]
+    assert ("median_records_per_s" in k) != bool(k["error"])
+    assert set(result["ratios"]) == {"P_over_B3", "P_over_K", "P1_over_B1", "P_over_B4"}
+    assert result["peak_rss_mb"]["broker"] > 0
+    assert result["peak_rss_mb"]["job"] > 0
+    assert result["P_rtap_job"]["median_job_rows_per_s"] > 0
+    assert (out / "bench.md").read_text().startswith("# rtap bench")
+    assert (out / "bench.png").stat().st_size > 0

@@ -1,0 +1,43 @@
+"""Peak RSS and CPU time from /proc, checked against a real child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
+
+
+def test_cpu_time_grows_with_work_and_includes_children() -> None:
+    before = tree_cpu_s(os.getpid())
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # reaped: counted in cutime
+    assert tree_cpu_s(os.getpid()) - before >= 0.25
+
+
+def test_peak_rss_of_a_child_that_allocates() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; b = bytearray(64 * 1024 * 1024); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            peak = peak_rss_mb(child.pid)
+            if peak is not None and peak >= 64:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert child.pid in children(os.getpid())
+        assert peak is not None
+        assert peak >= 64
+        tree = tree_peak_rss_mb(os.getpid())
+        assert tree is not None
+        assert tree >= peak
+    finally:
+        child.communicate(b"")
+
+
+def test_a_gone_process_has_no_peak() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert peak_rss_mb(child.pid) is None
