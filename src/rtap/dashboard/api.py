@@ -63,6 +63,11 @@ class DashboardsResponse(BaseModel):
     max_range_hours: int
 
 
+# ClickHouse's DateTime64 range: instants outside it cannot be bound as query parameters.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+
+
 def parse_instant(value: str, name: str) -> datetime:
     """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC)."""
     try:
@@ -86,6 +91,9 @@ def resolve_range(
         raise HTTPException(
             400, f"the range is {(end - start) / timedelta(hours=1):.1f} h; at most {max_hours} h is allowed"
         )
+    for name, moment in (("from", start), ("to", end)):
+        if not EARLIEST <= moment <= LATEST:
+            raise HTTPException(400, f"'{name}' ({moment.isoformat()}) is outside {EARLIEST.year}..{LATEST.year}")
     return start, end
 
 

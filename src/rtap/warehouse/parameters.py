@@ -27,7 +27,9 @@ def _datetime_text(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     # Whole seconds stay whole so that a plain DateTime parameter parses too.
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+    # The year is zero-padded by hand: glibc's strftime("%Y") does not pad years below 1000.
+    text = f"{value.year:04d}" + value.strftime("-%m-%d %H:%M:%S")
+    return f"{text}.{value.microsecond:06d}" if value.microsecond else text
 
 
 class ParameterText(str):
