@@ -63,6 +63,9 @@ test: install system-deps $(TOOLS)/bin/checkov ## Run every check: lint, unit, i
 test-unit: $(BIN)/rtap ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+faults: install ## Fault injection against the running pipeline (broker restart mid-run; exact reconciliation)
+	$(BIN)/pytest -m faults tests/e2e
+
 bench: install ## Benchmarks against the baselines and the Kafka engine (writes bench/results; ~20 min)
 	$(BIN)/rtap bench
 

@@ -1,0 +1,71 @@
+"""Faults injected into the running pipeline; each run must still reconcile exactly with the generator's truth.
+
+The broker restart: the producer keeps sending while the broker is down (librdkafka queues and retries within
+its delivery timeout), the stream job keeps polling (Spark's consumer reconnects), and once the broker is back
+nothing may be missing or counted twice. The broker here is this module's own, so stopping it disturbs no
+other test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rtap.broker import LocalKafka
+from rtap.generate import GroundTruth
+from rtap.ingest.producer import ProduceReport, produce_run
+from rtap.ingest.topics import ensure_topics
+from tests.e2e.conftest import StreamProcess, pipeline_settings
+from tests.e2e.test_pipeline import assert_tables_equal_truth
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(900)]
+
+# Open-loop rate: production runs until the test stops it, after the broker is back and written to again.
+RATE = 100.0
+# Well inside the producer's 120 s delivery timeout: a retry, not a failure, is expected.
+DOWN_S = 10.0
+# Production continues this long against the restarted broker before the run ends.
+AFTER_S = 15.0
+# The job's first batch (Spark start-up) on a loaded 2-core machine.
+FIRST_BATCH_TIMEOUT_S = 300.0
+
+
+def test_broker_restart_while_producing_and_consuming_loses_nothing(broker: LocalKafka, tmp_path: Path) -> None:
+    settings = pipeline_settings(broker, tmp_path, "brokerfault", max_offsets_per_trigger=1000)
+    ensure_topics(settings.kafka)  # before the job subscribes
+    stop = threading.Event()
+    reports: list[ProduceReport] = []
+    producer = threading.Thread(
+        target=lambda: reports.append(produce_run(settings, rate=RATE, duration_s=900, seed=23, stop=stop)),
+        daemon=True,
+    )
+    producer.start()
+    job = StreamProcess(settings)
+    try:
+        job.wait_processed(1, timeout_s=FIRST_BATCH_TIMEOUT_S)  # producing and consuming now
+        assert producer.is_alive()
+
+        assert broker.stop()
+        time.sleep(DOWN_S)
+        broker.start()
+        time.sleep(AFTER_S)
+        stop.set()
+
+        producer.join(timeout=180)
+        assert not producer.is_alive(), "the producer did not finish after the broker came back"
+        (report,) = reports
+        assert report.failed == 0, f"{report.failed} records not delivered across the broker restart"
+        truth = GroundTruth.from_json(report.truth_path.read_bytes())
+        totals = truth.totals()
+        assert totals.produced == report.produced > RATE * (DOWN_S + AFTER_S)
+
+        job.wait_processed(totals.produced)
+        assert job.stop() == 0
+    except BaseException:
+        if job.process.poll() is None:
+            job.kill()
+        raise
+    assert_tables_equal_truth(settings, truth)
