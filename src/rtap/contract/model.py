@@ -21,9 +21,20 @@ CURRENT_VERSION = 1
 PRICE_PRECISION = 18
 PRICE_SCALE = 6
 
+# `$` in Python and Java regexes also matches before a final line break, so "DE\n" would pass "^[A-Z]{2}$"
+# and an event_id with a trailing newline would escape deduplication. JSON Schema patterns follow ECMA-262,
+# where `$` means the end. END means the very end in both engines; strict_pattern() puts it in place of `$`.
+END = r"(?![\s\S])"
+
+
+def strict_pattern(pattern: str) -> str:
+    """``pattern`` with a final ``$`` anchored at the very end of the input (see END)."""
+    return pattern[:-1] + END if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+
+
 # RFC 3339 date-time: a 'T' (or space, which RFC 3339 allows), seconds, optional fraction, mandatory offset.
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-_RFC3339 = re.compile(RFC3339_PATTERN)
+_RFC3339 = re.compile(strict_pattern(RFC3339_PATTERN))
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}$"
@@ -34,7 +45,15 @@ IPV6_PATTERN = (
 )
 # The JSON Schema formats the contract uses, as regexes valid in both Python and Java (Spark's rlike), so
 # the Python validator and the Spark job accept exactly the same strings.
-FORMAT_PATTERNS = {"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN, "ipv4": IPV4_PATTERN, "ipv6": IPV6_PATTERN}
+FORMAT_PATTERNS = {
+    name: strict_pattern(pattern)
+    for name, pattern in {
+        "uuid": UUID_PATTERN,
+        "date-time": RFC3339_PATTERN,
+        "ipv4": IPV4_PATTERN,
+        "ipv6": IPV6_PATTERN,
+    }.items()
+}
 
 
 @cache
@@ -90,10 +109,19 @@ DEVICES: tuple[str, ...] = _field("device").enum or ()
 REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in contract_fields() if f.required)
 
 
+def _strict_patterns(node: Any) -> Any:
+    """A copy of a schema whose ``pattern`` keywords end with END instead of ``$``."""
+    if isinstance(node, dict):
+        return {k: strict_pattern(v) if k == "pattern" else _strict_patterns(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_strict_patterns(v) for v in node]
+    return node
+
+
 @cache
 def _validator(version: int) -> Any:
     return fastjsonschema.compile(
-        load_schema(version),
+        _strict_patterns(load_schema(version)),
         formats=FORMAT_PATTERNS,
         use_formats=True,
     )

@@ -37,6 +37,7 @@ from rtap.contract.model import (
     ContractField,
     contract_fields,
     load_schema,
+    strict_pattern,
 )
 
 _SQL_TYPE = {"string": "string", "integer": "int", "number": f"decimal({PRICE_PRECISION},{PRICE_SCALE})"}
@@ -131,7 +132,10 @@ def _field_rules(field: ContractField, spec: dict[str, Any]) -> list[_Rule]:
         rules.append(_Rule(f"{present} AND NOT ({any_match})", _str(f"{name}: not a valid {' or '.join(formats)}")))
     if "pattern" in spec:
         rules.append(
-            _Rule(f"{present} AND NOT {typed} RLIKE {_str(spec['pattern'])}", _str(f"{name}: does not match pattern"))
+            _Rule(
+                f"{present} AND NOT {typed} RLIKE {_str(strict_pattern(spec['pattern']))}",
+                _str(f"{name}: does not match pattern"),
+            )
         )
     if "minLength" in spec:
         short = f"{present} AND char_length({typed}) < {spec['minLength']}"
@@ -139,10 +143,13 @@ def _field_rules(field: ContractField, spec: dict[str, Any]) -> list[_Rule]:
     if "maxLength" in spec:
         long = f"{present} AND char_length({typed}) > {spec['maxLength']}"
         rules.append(_Rule(long, _str(f"{name}: longer than {spec['maxLength']}")))
+    # Bounds apply to the number as sent, like JSON Schema: the typed value is already rounded to the
+    # column's scale (-3e-35 would become 0 and pass "minimum: 0").
+    sent = f"try_variant_get({raw}, '$', 'double')"
     if "minimum" in spec:
-        rules.append(_Rule(f"{present} AND {typed} < {spec['minimum']}", _str(f"{name}: below {spec['minimum']}")))
+        rules.append(_Rule(f"{present} AND {sent} < {spec['minimum']}", _str(f"{name}: below {spec['minimum']}")))
     if "maximum" in spec:
-        rules.append(_Rule(f"{present} AND {typed} > {spec['maximum']}", _str(f"{name}: above {spec['maximum']}")))
+        rules.append(_Rule(f"{present} AND {sent} > {spec['maximum']}", _str(f"{name}: above {spec['maximum']}")))
     if field.format == "date-time":
         rules.append(_Rule(f"{present} AND __ts_{name} IS NULL", _str(f"{name}: not a valid date-time")))
     return rules
@@ -187,6 +194,9 @@ def _plan(value: str, record_timestamp: str, max_record_bytes: int, max_future_s
     document_rules = [
         _Rule(f"{payload} IS NULL", _str("empty record")),
         _Rule(f"{size} > {max_record_bytes}", f"concat('record too large: ', CAST({size} AS STRING), ' bytes')"),
+        # Spark would decode broken UTF-8 with U+FFFD replacements and accept the event: lossy, and RFC 8259
+        # (like the Python validator) refuses it.
+        _Rule(f"NOT is_valid_utf8({payload})", _str("invalid JSON (not UTF-8)")),
         _Rule("__doc IS NULL", _str("invalid JSON")),
         _Rule("__r IS NULL", _str("not a JSON object")),
     ]
