@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt bench clean
+.PHONY: help install jars system-deps run test test-unit lint fmt bench faults clean
 
 include deploy/compose/compose.mk
 include deploy/aws.mk
