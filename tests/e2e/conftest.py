@@ -6,6 +6,7 @@ Each test gets its own topic and data directory on the module's broker, so runs 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 from rtap.broker import LocalKafka
 from rtap.settings import GeneratorSettings, Settings, StreamSettings
 from rtap.warehouse import create_client
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.conftest import REPO_ROOT, local_broker_settings
 
 DRAIN_TIMEOUT_S = 600.0
@@ -109,3 +112,15 @@ class StreamProcess:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
         self._log.close()
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1680, "height": 1050})
+        finally:
+            browser.close()

@@ -6,27 +6,20 @@ Screenshots land in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from rtap.dashboard.definition import load_definition
 from rtap.dashboard.server import DashboardServer, serve_dashboard
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
+from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
 from tests.integration.dashboard.seed import seed_clickstream, seed_page_views, seed_pipeline
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -39,49 +32,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboard
         seed_pipeline(writer, now)
         with create_client(settings, readonly=True) as reader, serve_dashboard(settings, reader, port=0) as server:
             yield server, writer, now
-
-
-@pytest.fixture(scope="module")
-def page() -> Iterator[Page]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page(viewport={"width": 1680, "height": 1050})
-        finally:
-            browser.close()
-
-
-def wait_until_every_panel_has_data(page: Page, dashboard_id: str) -> None:
-    dashboard = next(d for d in load_definition().dashboards if d.id == dashboard_id)
-    page.wait_for_function(
-        "([id, n]) => document.querySelector('#grid')?.dataset.dashboard === id"
-        " && document.querySelectorAll('.panel[data-state=\"ok\"]').length === n",
-        arg=[dashboard_id, len(dashboard.panels)],
-        timeout=20_000,
-    )
-    states = page.eval_on_selector_all(".panel", "nodes => nodes.map(n => [n.dataset.panel, n.dataset.state])")
-    assert states == [[panel.id, "ok"] for panel in dashboard.panels]
-    for panel in dashboard.panels:
-        node = page.locator(f"#panel-{panel.id}")
-        assert node.locator(".panel-updated").inner_text().startswith("updated ")
-        if panel.chart.value in {"timeseries", "bar", "funnel"}:
-            traces = chart_data(page, panel.id)
-            assert traces, f"{panel.id}: no traces drawn"
-            assert all(len(trace["x"]) > 0 for trace in traces), panel.id
-            assert node.locator(".main-svg").count() > 0, f"{panel.id}: plotly drew no svg"
-        elif panel.chart.value == "table":
-            assert node.locator("tbody tr").count() > 0, panel.id
-        else:
-            assert node.locator(".number .value").count() > 0, panel.id
-
-
-def chart_data(page: Page, panel_id: str) -> list[dict[str, Any]]:
-    traces: list[dict[str, Any]] = page.eval_on_selector(
-        f"#panel-{panel_id} .chart", "el => (el.data || []).map(t => ({name: t.name, x: t.x, y: t.y}))"
-    )
-    return traces
 
 
 def test_every_panel_renders_and_a_chart_follows_new_rows(

@@ -1,5 +1,5 @@
-"""`rtap up` as a user runs it: the whole local stack in one process, checked by `rtap validate` and `rtap status`,
-then stopped with SIGTERM, leaving nothing running."""
+"""`rtap up` as a user runs it: the whole local stack in one process, checked by `rtap validate`, `rtap status`
+and a real browser on the live dashboard, then stopped with SIGTERM, leaving nothing running."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page
 
 from tests.conftest import free_port
+from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
 from tests.integration.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
 
 
 def run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -24,7 +26,12 @@ def run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     )
 
 
-def test_up_serves_live_data_that_validate_and_status_accept(tmp_path: Path) -> None:
+def events_shown(page: Page) -> float:
+    """The newest minute's count summed over the event types drawn by the live chart."""
+    return float(sum(trace["y"][-1] for trace in chart_data(page, "events_by_type")))
+
+
+def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path: Path, page: Page) -> None:
     kafka_port, controller_port, dashboard_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -53,6 +60,18 @@ def test_up_serves_live_data_that_validate_and_status_accept(tmp_path: Path) -> 
         assert "stream job" in status.stdout
         sql = run(["sql", "SELECT count() > 0 FROM rtap.events FINAL"], env, timeout=60)
         assert sql.stdout.strip() == "1", sql.stdout + sql.stderr
+
+        # The page a data team keeps open: every panel draws the pipeline's data, and the charts move as the
+        # generator keeps producing (the page polls; the job commits a batch every few seconds).
+        page.goto(f"http://127.0.0.1:{dashboard_port}/#clickstream")
+        wait_until_every_panel_has_data(page, "clickstream")
+        before = events_shown(page)
+        deadline = time.monotonic() + 120
+        while events_shown(page) == before and time.monotonic() < deadline:
+            page.wait_for_timeout(1000)
+        assert events_shown(page) != before, "the live chart did not change while events kept arriving"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(timeout=180)
