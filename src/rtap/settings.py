@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -219,3 +220,21 @@ class Settings(BaseSettings):
         # A plain property: a cached one would survive model_copy(update={"data_dir": ...}) and point
         # the copy's files at the original's directory.
         return DataPaths(self.data_dir)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment for an rtap child process (``rtap stream``, ``rtap reconcile``) with these settings:
+    the parent's environment plus the RTAP_* variables that locate its data, jars, topics and Spark master."""
+    stream = settings.stream
+    return {
+        **os.environ,
+        "RTAP_DATA_DIR": str(settings.data_dir),
+        "RTAP_JARS_DIR": str(settings.jars_dir),
+        "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "RTAP_KAFKA_TOPIC": settings.kafka.topic,
+        "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
+        "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
+        "RTAP_STREAM_MASTER": stream.master,
+        "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
+        "RTAP_STREAM_MAX_OFFSETS_PER_TRIGGER": str(stream.max_offsets_per_trigger),
+    }

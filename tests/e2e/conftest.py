@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from rtap.broker import LocalKafka
-from rtap.settings import GeneratorSettings, Settings, StreamSettings
+from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.conftest import REPO_ROOT, local_broker_settings
@@ -44,22 +44,6 @@ def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: o
     )
 
 
-def environment(settings: Settings) -> dict[str, str]:
-    """The settings as the RTAP_* variables a child process reads."""
-    stream = settings.stream
-    return {
-        **os.environ,
-        "RTAP_DATA_DIR": str(settings.data_dir),
-        "RTAP_JARS_DIR": str(settings.jars_dir),
-        "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "RTAP_KAFKA_TOPIC": settings.kafka.topic,
-        "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
-        "RTAP_STREAM_MASTER": stream.master,
-        "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
-        "RTAP_STREAM_MAX_OFFSETS_PER_TRIGGER": str(stream.max_offsets_per_trigger),
-    }
-
-
 class StreamProcess:
     """`rtap stream` in its own process group: stopped with SIGTERM, or killed with SIGKILL like a crash."""
 
@@ -70,7 +54,7 @@ class StreamProcess:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rtap", "stream"],
-            env=environment(settings),
+            env=child_environment(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -10,9 +10,9 @@ import pytest
 
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import produce_run
-from rtap.settings import Settings
+from rtap.settings import Settings, child_environment
 from rtap.warehouse import create_client
-from tests.e2e.conftest import StreamProcess, environment, pipeline_settings
+from tests.e2e.conftest import StreamProcess, pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -56,7 +56,7 @@ def test_seeded_run_with_dirt_matches_the_generators_truth_exactly(broker, tmp_p
     assert job.stop() == 0
     assert_tables_equal_truth(settings, truth)
     reconcile = subprocess.run(
-        [sys.executable, "-m", "rtap", "reconcile"], env=environment(settings), capture_output=True, text=True
+        [sys.executable, "-m", "rtap", "reconcile"], env=child_environment(settings), capture_output=True, text=True
     )
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rtap.bench.procfs import tree_cpu_s, tree_peak_rss_mb
 from rtap.bench.produce import Sample
 from rtap.errors import BrokerError, PipelineError
-from rtap.settings import Settings
+from rtap.settings import Settings, child_environment
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -94,23 +94,6 @@ def warehouse_insert(client: WarehouseClient, rows: pa.Table, table: str) -> Sam
     return Sample(rows.num_rows, elapsed)
 
 
-def job_environment(settings: Settings) -> dict[str, str]:
-    """The settings as the RTAP_* variables ``rtap stream`` reads in its own process."""
-    stream = settings.stream
-    return {
-        **os.environ,
-        "RTAP_DATA_DIR": str(settings.data_dir),
-        "RTAP_JARS_DIR": str(settings.jars_dir),
-        "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "RTAP_KAFKA_TOPIC": settings.kafka.topic,
-        "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
-        "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
-        "RTAP_STREAM_MASTER": stream.master,
-        "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
-        "RTAP_STREAM_MAX_OFFSETS_PER_TRIGGER": str(stream.max_offsets_per_trigger),
-    }
-
-
 @dataclass(frozen=True)
 class JobRun:
     """P: one run of the full job over the pre-filled topic."""
@@ -138,7 +121,7 @@ def run_job(settings: Settings, expected: int, timeout_s: float) -> JobRun:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "rtap", "stream"],
-            env=job_environment(settings),
+            env=child_environment(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

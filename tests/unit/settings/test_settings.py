@@ -99,3 +99,23 @@ def test_a_copied_env_example_means_the_defaults(monkeypatch: pytest.MonkeyPatch
     assert Settings().model_dump(exclude={"data_dir", "jars_dir"}) == Settings(_env_file=None).model_dump(
         exclude={"data_dir", "jars_dir"}
     )
+
+
+def test_a_child_process_reads_back_the_same_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rtap.settings import StreamSettings, child_environment
+
+    parent = Settings(
+        data_dir=tmp_path,
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1234", topic="t.events", dlq_topic="t.dlq", partitions=3),
+        stream=StreamSettings(master="local[2]", trigger_interval_s=0.5, max_offsets_per_trigger=10),
+    )
+    for name, value in child_environment(parent).items():
+        if name.startswith("RTAP_"):
+            monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child.data_dir == parent.data_dir
+    assert child.kafka.model_dump(
+        include={"bootstrap_servers", "topic", "dlq_topic", "partitions"}
+    ) == parent.kafka.model_dump(include={"bootstrap_servers", "topic", "dlq_topic", "partitions"})
+    assert child.stream.master == "local[2]"
+    assert child.stream.max_offsets_per_trigger == 10
