@@ -123,6 +123,9 @@ class StreamSettings(BaseSettings):
     trigger_interval_s: float = Field(default=1.0, ge=0)
     max_offsets_per_trigger: int = Field(default=1_000_000, ge=1)
     starting_offsets: Literal["earliest", "latest"] = "earliest"
+    # Records Kafka deleted (retention) before the job read them stop the job; true skips them, recorded
+    # in the warehouse's data_gaps table and reported by `rtap reconcile` (docs/operations.md).
+    accept_data_loss: bool = False
     bot_clicks_per_minute: int = Field(default=60, ge=1)
     # Records larger than this go to the dead letters instead of being parsed.
     max_record_bytes: int = Field(default=65_536, ge=256)
@@ -237,4 +240,5 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_STREAM_MASTER": stream.master,
         "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
         "RTAP_STREAM_MAX_OFFSETS_PER_TRIGGER": str(stream.max_offsets_per_trigger),
+        "RTAP_STREAM_ACCEPT_DATA_LOSS": str(stream.accept_data_loss).lower(),
     }

@@ -18,6 +18,14 @@ def stream(
     master: Annotated[
         str | None, typer.Option(help="Spark master URL, e.g. local[2] or spark://host:7077 (default: settings).")
     ] = None,
+    accept_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--accept-data-loss",
+            help="Skip records Kafka deleted before the job read them, recording them in data_gaps "
+            "(default: stop with the partitions and counts; RTAP_STREAM_ACCEPT_DATA_LOSS).",
+        ),
+    ] = False,
 ) -> None:
     """Run the Spark Structured Streaming job until Ctrl-C / SIGTERM."""
     from rtap.ingest.topics import ensure_topics
@@ -28,6 +36,8 @@ def stream(
     settings = Settings()
     if master:
         settings.stream.master = master
+    if accept_data_loss:
+        settings.stream.accept_data_loss = True
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ensure_topics(settings.kafka)
     with create_client(settings) as client:

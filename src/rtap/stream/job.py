@@ -10,7 +10,6 @@ never from the beginning of the topic and never silently past unread data.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from rtap.errors import PipelineError
 from rtap.settings import Settings
+from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.stream.spark import build_session
@@ -34,11 +34,6 @@ from rtap.warehouse import WarehouseClient
 log = logging.getLogger("rtap.stream")
 
 PIPELINE_ID_FILE = "rtap-pipeline-id"
-COMMITTED_OFFSETS = """
-SELECT p, max(o) FROM {db}.pipeline_batches FINAL
-ARRAY JOIN mapKeys(end_offsets) AS p, mapValues(end_offsets) AS o
-GROUP BY p ORDER BY p
-"""
 
 
 def pipeline_id(checkpoint: Path) -> str:
@@ -54,11 +49,13 @@ def starting_offsets(settings: Settings, client: WarehouseClient, checkpoint: Pa
     """Where a query without checkpointed offsets starts: after the warehouse's last committed batch."""
     if (checkpoint / "offsets").exists():
         return settings.stream.starting_offsets, {}  # Spark's checkpoint decides; this option is ignored
-    committed = {int(p): int(o) for p, o in client.query_rows(COMMITTED_OFFSETS)}
+    committed = resume_positions(client, settings.kafka.topic)  # committed batches and recorded gaps
     if not committed:
         return settings.stream.starting_offsets, {}
     log.warning("no checkpoint in %s: resuming after the last committed batch at offsets %s", checkpoint, committed)
-    return json.dumps({settings.kafka.topic: {str(p): o for p, o in committed.items()}}), committed
+    earliest = settings.stream.starting_offsets == "earliest"
+    partitions = log_start_offsets(settings.kafka)
+    return spark_starting_offsets(settings.kafka.topic, committed, partitions, from_earliest=earliest), committed
 
 
 class StreamJob:
@@ -81,7 +78,8 @@ class StreamJob:
             .option("subscribe", settings.kafka.topic)
             .option("startingOffsets", start)
             .option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
-            # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error.
+            # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
+            # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
             .option("failOnDataLoss", "true")
         )
         for key, value in settings.kafka.client_config().items():
@@ -112,6 +110,8 @@ class StreamJob:
         )  # fmt: skip
 
     def _start(self, spark: SparkSession, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
+        # Before every start, restarts included: Spark's own data-loss failure ends up here too.
+        check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
         sink = WarehouseSink(
             self._client,
@@ -132,6 +132,8 @@ class StreamJob:
 
     def run(self) -> None:
         """Run until :meth:`stop`; a failing batch restarts the query, too many failures in a row raise."""
+        # Also before Spark's start-up, so that refusing to skip deleted records takes seconds, not a JVM start.
+        check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         spark = build_session(self._settings)
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
         failures = 0

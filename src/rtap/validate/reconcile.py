@@ -6,6 +6,10 @@ part that reads what readers see (``FINAL`` on the ReplacingMergeTree tables). T
 - ``events``, ``dead_letters``, ``late_events``: row counts vs the truth's accepted, dead-letter and
   late records; ``duplicates``: the sum over committed micro-batches (``pipeline_batches``);
 - ``accounted``: the four together vs the records produced (nothing silently dropped);
+- ``lost_by_retention``: records Kafka deleted before the job read them, skipped only when the operator
+  accepted it (``rtap stream --accept-data-loss``) and recorded in ``data_gaps``: every range is listed,
+  and a non-zero count fails the report. They are in no table, so when the truth covers them the other
+  counts differ by them, which the ``accounted`` line says;
 - ``sessions``: distinct session ids;
 - ``page_views_1m`` and ``events_1m``: every row, both ways (missing, unexpected and different rows).
 """
@@ -31,6 +35,10 @@ COUNT_EVENTS = "SELECT count() FROM {db}.events FINAL"
 COUNT_LATE = "SELECT count() FROM {db}.late_events FINAL"
 COUNT_DEAD_LETTERS = "SELECT count() FROM {db}.dead_letters FINAL WHERE topic = {topic:String}"
 SUM_DUPLICATES = "SELECT toUInt64(sum(duplicates)) FROM {db}.pipeline_batches FINAL"
+DATA_GAPS = """
+SELECT `partition`, first_offset, end_offset, records FROM {db}.data_gaps FINAL
+WHERE topic = {topic:String} ORDER BY `partition`, first_offset
+"""
 COUNT_SESSIONS = "SELECT uniqExact(session_id) FROM {db}.sessions"
 # Windows as epoch seconds and money as text: the same Python values from every backend, exactly.
 PAGE_VIEWS = "SELECT toUnixTimestamp(window_start), page_url, views, unique_users FROM {db}.page_views_1m FINAL"
@@ -38,6 +46,15 @@ EVENTS_1M = (
     "SELECT toUnixTimestamp(window_start), event_type, events, users, orders, toString(revenue) "
     "FROM {db}.events_1m FINAL"
 )
+
+
+class LostRange(NamedTuple):
+    """Offsets ``[first_offset, end_offset)`` of one partition, deleted by retention before they were read."""
+
+    partition: int
+    first_offset: int
+    end_offset: int
+    records: int
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,11 @@ class Observed:
     sessions: int
     page_views_1m: Mapping[tuple[datetime, str], PageViews] = field(default_factory=dict)
     events_1m: Mapping[tuple[datetime, str], EventStats] = field(default_factory=dict)
+    lost_by_retention: tuple[LostRange, ...] = ()
+
+    @property
+    def lost(self) -> int:
+        return sum(gap.records for gap in self.lost_by_retention)
 
 
 class Check(NamedTuple):
@@ -83,6 +105,20 @@ class Report:
 def _count(name: str, expected: int, observed: int) -> Check:
     differences = () if expected == observed else (f"off by {observed - expected:+d}",)
     return Check(name, str(expected), str(observed), differences, len(differences))
+
+
+def _accounted(expected: int, observed: int, lost: int) -> Check:
+    check = _count("accounted", expected, observed)
+    if check.ok or not lost:
+        return check
+    return check._replace(differences=(*check.differences, f"{lost} records lost by retention (lost_by_retention)"))
+
+
+def _lost(ranges: Sequence[LostRange], limit: int) -> Check:
+    listed = tuple(
+        f"partition {r.partition} offsets {r.first_offset}..{r.end_offset - 1}: {r.records} records" for r in ranges
+    )
+    return Check("lost_by_retention", "0", str(sum(r.records for r in ranges)), listed[:limit], len(listed))
 
 
 def _key(key: tuple[datetime, str]) -> str:
@@ -124,10 +160,11 @@ def reconcile(truth: GroundTruth, observed: Observed, *, max_differences: int = 
             _count("dead_letters", truth.dead_letters, observed.dead_letters),
             _count("late_events", truth.late, observed.late_events),
             _count("duplicates", truth.duplicates, observed.duplicates),
-            _count("accounted", truth.produced, accounted),
+            _accounted(truth.produced, accounted, observed.lost),
             _count("sessions", truth.sessions, observed.sessions),
             _rows("page_views_1m", truth.page_views_1m(), observed.page_views_1m, max_differences),
             _rows("events_1m", truth.events_1m(), observed.events_1m, max_differences),
+            _lost(observed.lost_by_retention, max_differences),
         )
     )
 
@@ -158,6 +195,10 @@ def observe(client: WarehouseClient, *, topic: str) -> Observed:
             (_utc(window), event_type): EventStats(int(events), int(users), int(orders), Decimal(revenue))
             for window, event_type, events, users, orders, revenue in client.query_rows(EVENTS_1M)
         },
+        lost_by_retention=tuple(
+            LostRange(int(partition), int(first), int(end), int(records))
+            for partition, first, end, records in client.query_rows(DATA_GAPS, parameters={"topic": topic})
+        ),
     )
 
 

@@ -203,4 +203,4 @@ def test_a_correctly_loaded_warehouse_reconciles_exactly(
     assert "views expected" in changed.failed[0].differences[0]
     failed = runner.invoke(app, ["reconcile", "--truth", str(truth_path)])
     assert isinstance(failed.exception, ValidationFailedError)
-    assert "1 of 8 checks differ: page_views_1m" in str(failed.exception)
+    assert "1 of 9 checks differ: page_views_1m" in str(failed.exception)

@@ -1,0 +1,184 @@
+"""Records Kafka deleted before the stream job read them: found before every query start, never skipped silently.
+
+Kafka's retention deletes old log segments whether or not a consumer has read them. When the job resumes
+(after a stop, a crash, or a failed batch, including Spark's own data-loss failure) it compares where it
+will resume in each partition with the partition's log start offset (the earliest offset still stored):
+
+    resume position  = the end offset of the last batch committed in the warehouse (``pipeline_batches``),
+                       or the end of a gap already recorded in ``data_gaps``, whichever is later;
+    gap              = [resume position, log start offset) when the log start is past the position.
+
+A gap stops the job with one line naming each partition, its offsets and the number of records, and how
+to continue. With ``RTAP_STREAM_ACCEPT_DATA_LOSS=true`` (``rtap stream --accept-data-loss``) the job
+records the gaps in ``{db}.data_gaps``, logs them, sets Spark's checkpoint aside (its offsets point into
+the deleted range, where Spark would stop again) and resumes at the log start: the new checkpoint starts
+from the warehouse's positions, exactly as after a deleted checkpoint. ``rtap reconcile`` reports the
+recorded gaps as records lost by retention.
+
+The warehouse, not the checkpoint, is the reference: it is written before Spark commits a batch, so its
+positions are never behind the checkpoint's, and records it holds were processed even if the checkpoint
+would read them again. A pipeline that never committed a batch has nothing to lose yet: it starts at the
+earliest offset still stored (``starting_offsets``), as a new consumer does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from rtap.errors import BrokerError, PipelineError
+from rtap.settings import KafkaSettings, Settings
+from rtap.warehouse import WarehouseClient
+
+log = logging.getLogger("rtap.stream")
+
+REASON_RETENTION = "retention"
+
+# Per partition, the offset after the last record the warehouse accounts for: processed in a committed
+# batch, or skipped in a recorded gap.
+RESUME_POSITIONS = """
+SELECT p, max(o) FROM (
+    SELECT p, o FROM {db}.pipeline_batches FINAL
+    ARRAY JOIN mapKeys(end_offsets) AS p, mapValues(end_offsets) AS o
+    UNION ALL
+    SELECT `partition` AS p, end_offset AS o FROM {db}.data_gaps FINAL WHERE topic = {topic:String}
+)
+GROUP BY p ORDER BY p
+"""
+
+INSERT_GAPS = """
+INSERT INTO {db}.data_gaps (detected_at, topic, `partition`, first_offset, end_offset, records, reason, pipeline_id)
+SELECT detected_at, topic, `partition`, first_offset, end_offset, records, reason, pipeline_id FROM $rows
+"""
+
+
+@dataclass(frozen=True, order=True)
+class Gap:
+    """Offsets ``[first_offset, end_offset)`` of one partition, deleted before the job read them."""
+
+    partition: int
+    first_offset: int
+    end_offset: int
+
+    @property
+    def records(self) -> int:
+        return self.end_offset - self.first_offset
+
+
+def find_gaps(positions: Mapping[int, int], log_start: Mapping[int, int], *, from_earliest: bool = True) -> list[Gap]:
+    """Partitions whose log now starts after the position the job resumes from.
+
+    A partition without a position was never read by this pipeline; once the pipeline has committed
+    anything at all, it owed that partition every record from offset 0 when it starts from the earliest
+    offsets (``from_earliest``), and nothing when it starts from the latest. A pipeline that has committed
+    nothing is not checked: it starts wherever ``starting_offsets`` says, as a new consumer does.
+    """
+    if not positions:
+        return []
+    return [
+        Gap(partition, positions.get(partition, 0), start)
+        for partition, start in sorted(log_start.items())
+        if (partition in positions or from_earliest) and start > positions.get(partition, 0)
+    ]
+
+
+def spark_starting_offsets(
+    topic: str, positions: Mapping[int, int], partitions: Iterable[int], *, from_earliest: bool = True
+) -> str:
+    """Spark's ``startingOffsets`` JSON from ``positions``: Spark requires every partition, and a partition
+    this pipeline never read starts at the earliest (-2) or latest (-1) offset, like the setting says."""
+    default = -2 if from_earliest else -1
+    return json.dumps({topic: {str(p): positions.get(p, default) for p in sorted(partitions)}})
+
+
+def describe(gaps: Iterable[Gap]) -> str:
+    """``partition 0 offsets 100..199 (100 records), ...``: the ranges in one line."""
+    return ", ".join(
+        f"partition {g.partition} offsets {g.first_offset}..{g.end_offset - 1} ({g.records} records)" for g in gaps
+    )
+
+
+def log_start_offsets(kafka: KafkaSettings) -> dict[int, int]:
+    """The earliest offset still stored in every partition of the input topic (after retention)."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
+
+    admin = AdminClient({**kafka.client_config()})
+    try:
+        metadata = admin.list_topics(kafka.topic, timeout=10)
+        topic = metadata.topics.get(kafka.topic)
+        if topic is None or topic.error is not None:
+            raise BrokerError(f"cannot describe {kafka.topic}: {topic.error if topic else 'no such topic'}")
+        request = {TopicPartition(kafka.topic, p): OffsetSpec.earliest() for p in topic.partitions}  # type: ignore[no-untyped-call]
+        futures = admin.list_offsets(request, request_timeout=10)
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the log start offsets of {kafka.topic}: {exc}") from exc
+
+
+def resume_positions(client: WarehouseClient, topic: str) -> dict[int, int]:
+    """Per partition, the offset after the last record the warehouse accounts for (see the module docstring)."""
+    return {int(p): int(o) for p, o in client.query_rows(RESUME_POSITIONS, parameters={"topic": topic})}
+
+
+def record_gaps(client: WarehouseClient, topic: str, gaps: list[Gap], pipeline_id: str) -> None:
+    """Write the gaps to ``{db}.data_gaps`` (idempotent: the same gap collapses under FINAL)."""
+    now = datetime.now(UTC)
+    rows = pa.table(
+        {
+            "detected_at": pa.array([now] * len(gaps), pa.timestamp("ms", tz="UTC")),
+            "topic": [topic] * len(gaps),
+            "partition": pa.array([g.partition for g in gaps], pa.int32()),
+            "first_offset": pa.array([g.first_offset for g in gaps], pa.int64()),
+            "end_offset": pa.array([g.end_offset for g in gaps], pa.int64()),
+            "records": pa.array([g.records for g in gaps], pa.uint64()),
+            "reason": [REASON_RETENTION] * len(gaps),
+            "pipeline_id": [pipeline_id] * len(gaps),
+        }
+    )
+    client.command(INSERT_GAPS, inputs={"rows": rows})
+
+
+def set_checkpoint_aside(checkpoint: Path) -> Path | None:
+    """Rename Spark's checkpoint (kept for inspection): its offsets point into deleted data."""
+    if not checkpoint.exists():
+        return None
+    aside = checkpoint.with_name(f"{checkpoint.name}.data-loss-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}")
+    shutil.move(checkpoint, aside)
+    return aside
+
+
+def check_retention(settings: Settings, client: WarehouseClient, checkpoint: Path, pipeline_id: str) -> list[Gap]:
+    """Before a query starts: stop on unread deleted records, or record and skip them when accepted.
+
+    Raises :class:`PipelineError` (one line: partitions, offsets, counts, how to continue) unless
+    ``settings.stream.accept_data_loss``; then returns the gaps it recorded (empty when there are none).
+    """
+    topic = settings.kafka.topic
+    from_earliest = settings.stream.starting_offsets == "earliest"
+    gaps = find_gaps(resume_positions(client, topic), log_start_offsets(settings.kafka), from_earliest=from_earliest)
+    if not gaps:
+        return []
+    total = sum(g.records for g in gaps)
+    if not settings.stream.accept_data_loss:
+        raise PipelineError(
+            f"Kafka deleted {total} records of {topic} that the job had not read (retention): {describe(gaps)}; "
+            "nothing was written for them. To skip them and continue, run `rtap stream --accept-data-loss` "
+            f"(RTAP_STREAM_ACCEPT_DATA_LOSS=true): the ranges are recorded in {client.database}.data_gaps "
+            "and reported by `rtap reconcile`"
+        )
+    record_gaps(client, topic, gaps, pipeline_id)
+    aside = set_checkpoint_aside(checkpoint)
+    log.warning(
+        "skipping %d records of %s deleted by retention before they were read (accepted): %s; recorded in "
+        "%s.data_gaps; checkpoint set aside to %s",
+        total, topic, describe(gaps), client.database, aside,
+    )  # fmt: skip
+    return gaps
