@@ -6,6 +6,9 @@ The broker is one KRaft node that is both broker and controller. Its quorum is d
 quorum records the controller's endpoint in the metadata log at format time, so a later start on another
 port (tests pick free ports) would advertise a stale controller address. A static voter is read from
 this file on every start.
+
+The same configuration makes one node of a multi-node quorum (:class:`KraftNode`, used by
+:mod:`rtap.cluster`): every node lists all voters, and replicated topics get the cluster's replication.
 """
 
 from __future__ import annotations
@@ -87,6 +90,23 @@ class BrokerFiles:
         return (self.data / "meta.properties").is_file()
 
 
+@dataclass(frozen=True)
+class KraftNode:
+    """This broker's place in a multi-node KRaft quorum: every node is broker and controller.
+
+    ``voters`` is the static ``controller.quorum.voters`` of the whole quorum and ``cluster_id`` is shared:
+    nodes formatted with different ids refuse to form one cluster.
+    """
+
+    node_id: int
+    voters: str
+    cluster_id: str
+
+    @property
+    def size(self) -> int:
+        return len(self.voters.split(","))
+
+
 def random_cluster_id() -> str:
     """A cluster id as Kafka's ``Uuid.randomUuid().toString()`` makes it: 16 random bytes, URL-safe base64.
 
@@ -98,14 +118,16 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(settings: Settings, files: BrokerFiles) -> str:
-    """The broker's configuration: one combined broker+controller node on loopback."""
+def server_properties(settings: Settings, files: BrokerFiles, node: KraftNode | None = None) -> str:
+    """The broker's configuration: one combined broker+controller node on loopback, alone or one of ``node``'s
+    quorum."""
     kafka = settings.kafka
     host = kafka.host
+    node_id = NODE_ID if node is None else node.node_id
     properties = {
         "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        "controller.quorum.voters": f"{NODE_ID}@{host}:{kafka.controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": f"{NODE_ID}@{host}:{kafka.controller_port}" if node is None else node.voters,
         "listeners": f"PLAINTEXT://{host}:{kafka.port},CONTROLLER://{host}:{kafka.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{kafka.port}",
         "controller.listener.names": "CONTROLLER",
@@ -130,6 +152,18 @@ def server_properties(settings: Settings, files: BrokerFiles) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.hours": str(kafka.retention_hours),
     }
+    if node is not None and node.size > 1:
+        # Internal topics survive the loss of one node and refuse writes that only one replica holds.
+        replicas, in_sync = str(min(3, node.size)), str(min(2, node.size))
+        properties |= {
+            "default.replication.factor": str(kafka.replication_factor),
+            "min.insync.replicas": str(kafka.min_insync_replicas),
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": in_sync,
+        }
     header = "# Written by rtap on every start of the local broker; edit the RTAP_KAFKA_* settings instead.\n"
     return header + "".join(f"{key}={value}\n" for key, value in properties.items())
 

@@ -34,6 +34,7 @@ from rtap.broker.config import (
     BROKER_MAIN,
     LOG4J2_PROPERTIES,
     BrokerFiles,
+    KraftNode,
     broker_command,
     format_command,
     java_command,
@@ -146,11 +147,15 @@ def _log_tail(log: Path, since: int = 0) -> str:
 
 
 class LocalKafka:
-    """One local KRaft broker+controller configured from :class:`~rtap.settings.Settings`."""
+    """One local KRaft broker+controller configured from :class:`~rtap.settings.Settings`.
 
-    def __init__(self, settings: Settings, *, attached: bool = True) -> None:
+    Alone by default; with ``node`` it is one member of a multi-node quorum (see :mod:`rtap.cluster`).
+    """
+
+    def __init__(self, settings: Settings, *, attached: bool = True, node: KraftNode | None = None) -> None:
         self.settings = settings
         self.attached = attached
+        self.node = node
         self.files = BrokerFiles(settings.paths.kafka)
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -191,9 +196,11 @@ class LocalKafka:
             return None
         return pid if _is_broker(pid, self.files.server_properties) else None
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> int:
+    def start(self, timeout_s: float = START_TIMEOUT_S, *, wait: bool = True) -> int:
         """Start the broker and wait until it answers metadata requests; returns its pid.
 
+        ``wait=False`` returns once the process runs: a quorum member cannot be ready before a majority of
+        its peers run, so a cluster starts every node first and then calls :meth:`wait_ready`.
         Raises DependencyError (Java or jars), PortInUseError, or BrokerStartError (with the log tail).
         After a failure nothing started here is left running.
         """
@@ -209,7 +216,7 @@ class LocalKafka:
 
         files = self.files
         files.root.mkdir(parents=True, exist_ok=True)
-        files.server_properties.write_text(server_properties(self.settings, files))
+        files.server_properties.write_text(server_properties(self.settings, files, self.node))
         files.log4j_config.write_text(LOG4J2_PROPERTIES)
         if files.log.exists():  # keep the previous run's log for a post-mortem, bound the total
             files.log.replace(files.log.with_name(files.log.name + ".1"))
@@ -231,7 +238,8 @@ class LocalKafka:
         self._process = process
         try:
             files.pid.write_text(f"{process.pid}\n")
-            self._wait_ready(process, deadline, timeout_s)
+            if wait:
+                self._wait_ready(process, deadline, timeout_s)
         except BaseException:
             self._kill_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -274,6 +282,12 @@ class LocalKafka:
             return BrokerStatus(self.bootstrap_servers, pid, running=False, error=str(error))
         return BrokerStatus(self.bootstrap_servers, pid, running=True, topics=topics)
 
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """After ``start(wait=False)``: until this broker serves metadata with every partition led."""
+        if self._process is None:
+            raise BrokerError(f"the Kafka broker on {self.bootstrap_servers} was not started by this object")
+        self._wait_ready(self._process, time.monotonic() + timeout_s, timeout_s)
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _format(self, base: list[str]) -> None:
@@ -283,7 +297,9 @@ class LocalKafka:
         with self.files.log.open("ab") as log:
             try:
                 result = subprocess.run(
-                    format_command(base, self.files, random_cluster_id()),
+                    format_command(
+                        base, self.files, random_cluster_id() if self.node is None else self.node.cluster_id
+                    ),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
