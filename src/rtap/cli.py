@@ -27,6 +27,7 @@ def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
     from rtap.bench import cli as bench_cli
     from rtap.broker import cli as broker_cli
+    from rtap.cluster import cli as cluster_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
@@ -39,6 +40,7 @@ def _register() -> None:
     app.command("status")(stack_cli.status)
     app.add_typer(contract_cli.app, name="contract")
     app.add_typer(broker_cli.app, name="kafka")
+    app.add_typer(cluster_cli.app, name="cluster")
     app.command("produce")(ingest_cli.produce)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)

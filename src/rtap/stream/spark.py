@@ -52,8 +52,9 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.driver.extraJavaOptions", "-XX:-DontCompileHugeMethods")
         .config("spark.executor.extraJavaOptions", "-XX:-DontCompileHugeMethods")
     )
-    if stream.master.startswith("local"):
-        # Local mode: the driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
+    if stream.master.startswith(("local", "spark://127.0.0.1:", "spark://localhost:")):
+        # Local mode, or a standalone cluster on this machine (rtap.cluster): executors reach the driver on
+        # loopback. The driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
         # ignores spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
         os.environ["SPARK_LOCAL_IP"] = stream.ui_host
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", stream.ui_host)
