@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt bench faults clean
+.PHONY: help install jars system-deps run test test-unit lint fmt bench faults soak clean
 
 include deploy/compose/compose.mk
 include deploy/aws.mk
@@ -63,8 +63,11 @@ test: install system-deps $(TOOLS)/bin/checkov ## Run every check: lint, unit, i
 test-unit: $(BIN)/rtap ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-faults: install ## Fault injection against the running pipeline (broker restart mid-run; exact reconciliation)
-	$(BIN)/pytest -m faults tests/e2e
+faults: install ## Fault suite, large: 200k-event runs, 5 kill -9, broker restart, warehouse, retention (bench/results/faults.md)
+	RTAP_FAULTS_SCALE=large $(BIN)/pytest -m faults tests/e2e
+
+soak: install ## Producer + stream job under load for 10 minutes: memory flat? (bench/results/soak.md; not in CI)
+	nice -n 5 $(BIN)/python -m bench.soak
 
 bench: install ## Benchmarks against the baselines and the Kafka engine (writes bench/results; ~20 min)
 	$(BIN)/rtap bench
