@@ -3,12 +3,16 @@ insert (B4), the full rtap job (P) and ClickHouse's Kafka table engine (K)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +29,38 @@ if TYPE_CHECKING:
     from rtap.warehouse import WarehouseClient
 
 POLL_S = 0.5
+SPARK_EVENTS = "spark-events"
+_PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
+_BATCH_LOG = re.compile(r"batch \d+: (\d+) records .* in (\d+) ms \(spark (\d+) ms, warehouse (-?\d+) ms")
+
+
+def time_split(data_dir: Path) -> dict[str, int]:
+    """Where a job's batch time went, summed over its batches (ms).
+
+    From Spark's event log: each phase of ``durationMs`` (``addBatch`` is the whole ``foreachBatch`` call,
+    ``latestOffset``/``getBatch`` read Kafka's offsets, ``walCommit``/``commitOffsets`` write the checkpoint).
+    From the job's log: inside ``addBatch``, Spark's classification to Arrow (``foreach_spark``) and the
+    warehouse writes (``foreach_warehouse``).
+    """
+    totals: dict[str, int] = {}
+    for path in sorted((data_dir / SPARK_EVENTS).rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if _PROGRESS_EVENT not in line:
+                continue
+            progress = json.loads(line).get("progress", {})
+            totals["batches"] = totals.get("batches", 0) + 1
+            for phase, ms in progress.get("durationMs", {}).items():
+                totals[phase] = totals.get(phase, 0) + int(ms)
+    log_path = data_dir / "stream.log"
+    if log_path.exists():
+        for match in _BATCH_LOG.finditer(log_path.read_text(errors="replace")):
+            totals["foreach_spark"] = totals.get("foreach_spark", 0) + int(match.group(3))
+            totals["foreach_warehouse"] = totals.get("foreach_warehouse", 0) + int(match.group(4))
+    return totals
+
+
 JOB_STOP_TIMEOUT_S = 120.0
 
 
@@ -103,6 +139,7 @@ class JobRun:
     job_rows_per_s: float  # the job's own figure: input rows / summed batch durations
     startup_s: float  # process start -> first batch started
     peak_rss_mb: float | None  # the job's Python process plus its Spark JVM
+    time_split: dict[str, int]  # see time_split()
 
 
 _PROGRESS = (
@@ -111,41 +148,75 @@ _PROGRESS = (
 )
 
 
-def run_job(settings: Settings, expected: int, timeout_s: float) -> JobRun:
-    """Start ``python -m rtap stream`` on the topic, wait until every record is committed, stop it (SIGTERM)."""
-    from rtap.warehouse import create_client
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def running_job(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m rtap stream`` in its own process group on ``settings``; stopped (SIGTERM) on exit."""
+    events = settings.data_dir / SPARK_EVENTS
+    events.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "stream.log"
-    launched = time.time()
+    # Spark's event log holds every micro-batch's progress (durationMs per phase); pyspark passes these
+    # arguments to spark-submit when it launches the job's JVM, next to the session builder's own settings.
+    submit = " ".join(
+        f"--conf {key}={value}"
+        for key, value in {
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": f"file://{events}",
+            # Plain JSON lines, one file: readable without Spark's codecs.
+            "spark.eventLog.compress": "false",
+            "spark.eventLog.rolling.enabled": "false",
+        }.items()
+    )
+    submit += " pyspark-shell"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "rtap", "stream"],
-            env=child_environment(settings),
+            env={**child_environment(settings), "PYSPARK_SUBMIT_ARGS": submit},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.data_dir,
         )
         try:
-            deadline = time.monotonic() + timeout_s
-            progress: tuple[Any, ...] = (0, 0, None, None, 0)
-            while progress[0] < expected:
-                if process.poll() is not None:
-                    raise PipelineError(f"P: the stream job exited with {process.returncode}: {_tail(log_path)}")
-                if time.monotonic() > deadline:
-                    raise PipelineError(f"P: {progress[0]} of {expected} records committed in {timeout_s:.0f} s")
-                time.sleep(POLL_S)
-                try:
-                    with create_client(settings, readonly=True) as client:
-                        progress = client.query_rows(_PROGRESS)[0]
-                except Exception:  # noqa: BLE001 - still starting: no channel or no tables yet
-                    continue
-            # From launch: the job's JVM start-up and first-batch planning are part of what it costs.
-            cpu_s = tree_cpu_s(process.pid)
-            peak = tree_peak_rss_mb(process.pid)
+            yield process
         finally:
             _stop(process)
+
+
+def wait_committed(
+    settings: Settings, process: subprocess.Popen[bytes], expected: int, timeout_s: float
+) -> tuple[Any, ...]:
+    """Poll ``pipeline_batches`` (read-only, through the job's socket) until ``expected`` input rows committed.
+
+    Returns the progress row (rows, batches, first start, last finish, busy ms); raises when the job exits
+    or the time runs out.
+    """
+    from rtap.warehouse import create_client
+
+    deadline = time.monotonic() + timeout_s
+    progress: tuple[Any, ...] = (0, 0, None, None, 0)
+    while progress[0] < expected:
+        if process.poll() is not None:
+            log_path = settings.data_dir / "stream.log"
+            raise PipelineError(f"the stream job exited with {process.returncode}: {_tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise PipelineError(f"{progress[0]} of {expected} records committed in {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+        try:
+            with create_client(settings, readonly=True) as client:
+                progress = client.query_rows(_PROGRESS)[0]
+        except Exception:  # noqa: BLE001 - still starting: no channel or no tables yet
+            continue
+    return progress
+
+
+def run_job(settings: Settings, expected: int, timeout_s: float) -> JobRun:
+    """Start the job on the topic, wait until every record is committed, stop it."""
+    launched = time.time()
+    with running_job(settings) as process:
+        progress = wait_committed(settings, process, expected, timeout_s)
+        # From launch: the job's JVM start-up and first-batch planning are part of what it costs.
+        cpu_s = tree_cpu_s(process.pid)
+        peak = tree_peak_rss_mb(process.pid)
     rows, batches, first_start, last_finish, busy_ms = progress
     return JobRun(
         drain=Sample(int(rows), float(last_finish) - float(first_start), cpu_s),
@@ -153,6 +224,7 @@ def run_job(settings: Settings, expected: int, timeout_s: float) -> JobRun:
         job_rows_per_s=int(rows) * 1000 / max(1, int(busy_ms)),
         startup_s=float(first_start) - launched,
         peak_rss_mb=peak,
+        time_split=time_split(settings.data_dir),
     )
 
 
@@ -170,45 +242,59 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def kafka_engine(settings: Settings, expected: int, timeout_s: float) -> tuple[Sample | None, str | None]:
-    """K: ClickHouse's Kafka table engine in chDB plus a materialized view computing ``page_views_1m``.
+def kafka_engine_error(settings: Settings) -> str | None:
+    """The pinned chDB's answer to ``CREATE TABLE ... ENGINE = Kafka`` (None when it accepts it).
 
-    Returns the drain sample, or None and the engine's exact error when chDB cannot run it here.
+    Kept in every result: chDB 4.4.0 refuses with ``Shutdown was called (LOGICAL_ERROR)`` (its message broker
+    schedule pool has size 0 and cannot be configured through the connection string or a config file).
     """
     from rtap.warehouse import create_client
 
-    group = f"rtap-bench-k-{uuid.uuid4().hex[:8]}"
-    statements = (
-        "CREATE TABLE {db}.k_source (raw String) ENGINE = Kafka SETTINGS "
+    sql = (
+        "CREATE TABLE {db}.k_probe (raw String) ENGINE = Kafka SETTINGS "
         f"kafka_broker_list = '{settings.kafka.bootstrap_servers}', kafka_topic_list = '{settings.kafka.topic}', "
-        f"kafka_group_name = '{group}', kafka_format = 'JSONAsString', "
-        f"kafka_num_consumers = {settings.kafka.partitions}",
-        "CREATE TABLE {db}.k_page_views_1m (window_start DateTime('UTC'), page_url String, records UInt64, "
-        "views UInt64, users AggregateFunction(uniqExact, String)) "
-        "ENGINE = AggregatingMergeTree ORDER BY (window_start, page_url)",
-        "CREATE MATERIALIZED VIEW {db}.k_mv TO {db}.k_page_views_1m AS SELECT "
-        "toStartOfMinute(parseDateTime64BestEffortOrZero(JSONExtractString(raw, 'event_time'), 3, 'UTC')) "
-        "AS window_start, JSONExtractString(raw, 'page_url') AS page_url, count() AS records, "
-        "countIf(JSONExtractString(raw, 'event_type') = 'page_view') AS views, "
-        "uniqExactStateIf(JSONExtractString(raw, 'user_id'), JSONExtractString(raw, 'event_type') = 'page_view') "
-        "AS users FROM {db}.k_source GROUP BY window_start, page_url",
+        f"kafka_group_name = 'rtap-bench-k-probe-{uuid.uuid4().hex[:8]}', kafka_format = 'RawBLOB'"
     )
     with create_client(settings) as client:
         client.command("CREATE DATABASE IF NOT EXISTS {db}")
-        started = time.perf_counter()
         try:
-            for sql in statements:
-                client.command(sql)
-        except Exception as exc:  # noqa: BLE001 - K's outcome is the engine's error, reported as the result
-            return None, " ".join(str(exc).split())
-        deadline = time.monotonic() + timeout_s
-        done = 0
-        while done < expected and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-            done = int(client.query_rows("SELECT toUInt64(sum(records)) FROM {db}.k_page_views_1m")[0][0] or 0)
-        elapsed = time.perf_counter() - started
-        client.command("DROP TABLE {db}.k_mv")
-        client.command("DROP TABLE {db}.k_source")
-    if done < expected:
-        return None, f"the Kafka engine consumed {done} of {expected} records in {timeout_s:.0f} s"
-    return Sample(done, elapsed), None
+            client.command(sql)
+        except Exception as exc:  # noqa: BLE001 - the engine's refusal is the result being recorded
+            return " ".join(str(exc).split())
+        client.command("DROP TABLE {db}.k_probe")
+    return None
+
+
+@dataclass(frozen=True)
+class KafkaEngineRun:
+    """K: one drain of the topic by ClickHouse's Kafka engine (see ``kafka_engine_worker``)."""
+
+    drain: Sample
+    page_views: int  # page views K counted (no deduplication, no lateness rule)
+    chdb_version: str
+
+
+def kafka_engine(settings: Settings, expected: int, timeout_s: float, python: Path) -> KafkaEngineRun:
+    """Run ``kafka_engine_worker`` with ``python`` (a Python whose chDB creates Kafka tables) on the topic."""
+    worker = Path(__file__).with_name("kafka_engine_worker.py")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        str(python),
+        str(worker),
+        str(settings.data_dir / "chdb-k"),
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic,
+        f"rtap-bench-k-{uuid.uuid4().hex[:8]}",
+        str(expected),
+        str(timeout_s),
+    ]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s + 60, check=False)
+    except OSError as exc:
+        raise PipelineError(f"K: cannot run {python}: {exc}") from exc
+    if done.returncode != 0:
+        raise PipelineError(f"K: the Kafka engine worker failed: {' '.join(done.stderr.split()[-40:])}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if int(out["records"]) < expected:
+        raise PipelineError(f"K: the Kafka engine read {out['records']} of {expected} records in {timeout_s:.0f} s")
+    return KafkaEngineRun(Sample(int(out["records"]), float(out["seconds"])), int(out["views"]), str(out["chdb"]))

@@ -19,9 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rtap.bench.drain import JobRun, kafka_engine, raw_consume, run_job, spark_drain, warehouse_insert
+from rtap.bench.drain import (
+    JobRun,
+    kafka_engine,
+    kafka_engine_error,
+    raw_consume,
+    run_job,
+    spark_drain,
+    warehouse_insert,
+)
 from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
 from rtap.bench.produce import Sample, free_port, pre_encoded, raw_produce, rtap_produce, summary
+from rtap.bench.sustain import sustain
 from rtap.errors import BrokerError
 from rtap.settings import KafkaSettings, Settings, StreamSettings
 
@@ -33,6 +42,9 @@ class BenchPlan:
     jars_dir: Path
     drain_timeout_s: float
     smoke: bool
+    step_s: float  # each open-loop step of the sustainable-rate search
+    max_steps: int
+    k_python: Path | None  # a Python whose chDB creates Kafka tables (K); None: K records the pinned chDB's error
 
 
 def _timed_cpu(measure: Any, *args: Any) -> Sample:
@@ -72,9 +84,23 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
                     )
                 }
             )
-            ensure_topics(main.kafka)
-            ensure_topics(scratch.kafka)
+            live = main.model_copy(
+                update={
+                    "data_dir": root / "sustain",
+                    "kafka": main.kafka.model_copy(
+                        update={"topic": f"bench.{suffix}.live", "dlq_topic": f"bench.{suffix}.live.dlq"}
+                    ),
+                }
+            )
+            for settings in (main, scratch, live):
+                ensure_topics(settings.kafka)
             result = _measure(plan, main, scratch, root)
+            # Open-loop steps start at half of P's drain rate, below what the producer itself can offer.
+            start = min(result["P_rtap_job"]["median_records_per_s"], result["P1_rtap_produce"]["min_records_per_s"])
+            try:
+                result["P_sustained"] = sustain(live, start / 2, plan.step_s, plan.max_steps, plan.drain_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - recorded with the other results, then the command fails on it
+                result["P_sustained"] = {"error": " ".join(str(exc).split())}
             broker_pid = broker.pid()
             result["peak_rss_mb"]["broker"] = peak_rss_mb(broker_pid) if broker_pid else None
     peaks = result["peak_rss_mb"]
@@ -130,7 +156,16 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
         shutil.rmtree(settings.data_dir, ignore_errors=True)
 
     k_settings = main.model_copy(update={"data_dir": root / "kafka-engine"})
-    k_sample, k_error = kafka_engine(k_settings, expected, plan.drain_timeout_s)
+    k: dict[str, Any] = {"pinned_chdb_error": kafka_engine_error(k_settings), "error": None}
+    if plan.k_python is None:
+        k["error"] = f"not run (no --k-python); the pinned chDB: {k['pinned_chdb_error']}"
+    else:
+        before = tree_cpu_s(os.getpid())
+        k_run = kafka_engine(k_settings, expected, plan.drain_timeout_s, plan.k_python)
+        drain = Sample(k_run.drain.records, k_run.drain.seconds, tree_cpu_s(os.getpid()) - before)
+        # K has no deduplication or lateness rule: how far its page views are from the truth's.
+        truth_views = sum(row.views for row in truth.page_views_1m().values())
+        k.update(summary([drain]), chdb=k_run.chdb_version, page_views=k_run.page_views, truth_page_views=truth_views)
 
     p = summary([j.drain for j in jobs])
     p.update(
@@ -147,13 +182,14 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
         "B3_spark_passthrough": summary(b3),
         "B4_warehouse_insert": summary(b4),
         "P_rtap_job": p,
-        "K_kafka_engine": {**(summary([k_sample]) if k_sample else {}), "error": k_error},
+        "K_kafka_engine": k,
         "peak_rss_mb": {
             "job": max(job_peaks) if job_peaks else None,
             "bench_spark_jvm": spark_peak,
             "bench_process": peak_rss_mb(os.getpid()),
         },
         "reconciliation": {"ok": all(r["ok"] for r in reconciliations), "runs": reconciliations},
+        "P_spark_progress": _progress_breakdown(jobs),
     }
 
 
@@ -195,12 +231,21 @@ def _reconcile_and_insert(settings: Settings, truth: Any) -> tuple[dict[str, Any
     return check, insert
 
 
+def _progress_breakdown(jobs: list[JobRun]) -> dict[str, float]:
+    """Median over P's runs of each phase's summed milliseconds (see ``drain.time_split``)."""
+    keys = sorted({k for j in jobs for k in j.time_split})
+    return {k: statistics.median(j.time_split.get(k, 0) for j in jobs) for k in keys}
+
+
 def _median(result: dict[str, Any], key: str) -> float | None:
     value = result.get(key, {}).get("median_records_per_s")
     return float(value) if value else None
 
 
 def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    sustained = (result.get("P_sustained") or {}).get("sustainable_records_per_s")
+    b3, k = _median(result, "B3_spark_passthrough"), _median(result, "K_kafka_engine")
+
     def ratio(a: str, b: str) -> float | None:
         top, bottom = _median(result, a), _median(result, b)
         return top / bottom if top is not None and bottom else None
@@ -210,4 +255,6 @@ def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
         "P_over_K": ratio("P_rtap_job", "K_kafka_engine"),
         "P1_over_B1": ratio("P1_rtap_produce", "B1_raw_produce"),
         "P_over_B4": ratio("P_rtap_job", "B4_warehouse_insert"),
+        "P_sustained_over_B3": sustained / b3 if sustained and b3 else None,
+        "P_sustained_over_K": sustained / k if sustained and k else None,
     }

@@ -10,7 +10,6 @@ import socket
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rtap.errors import BrokerError
@@ -63,18 +62,18 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
 
 
 def pre_encoded(settings: Settings, records: int) -> list[tuple[bytes, bytes]]:
-    """Generator output, made before any clock starts, at event times one millisecond apart."""
+    """Generator output, made before any clock starts, one block of sends per millisecond."""
     from rtap.generate import ClickstreamGenerator
+    from rtap.ingest.producer import BLOCK_EVENTS
 
     generator = ClickstreamGenerator(
         settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
     )
-    start = datetime.now(UTC)
+    start_ms = time.time_ns() // 1_000_000
     out: list[tuple[bytes, bytes]] = []
-    i = 0
     while len(out) < records:
-        out.extend((r.key, r.value) for r in generator.generate(start + timedelta(milliseconds=i)))
-        i += 1
+        block = generator.generate_block([start_ms + len(out) // BLOCK_EVENTS] * BLOCK_EVENTS)
+        out.extend(zip(block.keys, block.values, strict=True))
     return out[:records]
 
 
@@ -106,17 +105,19 @@ def raw_produce(settings: Settings, payload: list[tuple[bytes, bytes]]) -> Sampl
 
 
 def generate_only(settings: Settings, records: int) -> Sample:
-    """G1: the generator alone (records made, classified into the truth, then dropped): P1's ceiling."""
+    """G1: the generator alone, in blocks as ``produce_run`` uses it (records made, classified into the
+    truth, then dropped): the ceiling P1 can reach."""
     from rtap.generate import ClickstreamGenerator
+    from rtap.ingest.producer import BLOCK_EVENTS
 
     generator = ClickstreamGenerator(
         settings.generator, partitions=settings.kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
     )
-    generate, now = generator.generate, datetime.now
+    generate_block, time_ns = generator.generate_block, time.time_ns
     made = 0
     started = time.perf_counter()
     while made < records:
-        made += len(generate(now(UTC)))
+        made += len(generate_block([time_ns() // 1_000_000] * BLOCK_EVENTS).values)
     return Sample(made, time.perf_counter() - started)
 
 

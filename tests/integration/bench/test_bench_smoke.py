@@ -26,10 +26,15 @@ MEASUREMENTS = (
 )
 
 
+# Built by `make bench`; where it exists the smoke runs K through it too.
+K_PYTHON = REPO_ROOT / ".venv-k" / "bin" / "python"
+
+
 def test_smoke_run_writes_every_figure_and_reconciles(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    k_args = ["--k-python", str(K_PYTHON)] if K_PYTHON.exists() else []
     run = subprocess.run(
-        [sys.executable, "-m", "rtap", "bench", "--smoke", "--out", str(out), "--timeout", "300"],
+        [sys.executable, "-m", "rtap", "bench", "--smoke", "--out", str(out), "--timeout", "300", *k_args],
         cwd=tmp_path,
         # Only the jars location from outside: no RTAP_* setting of the caller may leak into the run.
         env={**{k: v for k, v in os.environ.items() if not k.startswith("RTAP_")}, "RTAP_JARS_DIR": str(JARS)},
@@ -50,7 +55,25 @@ def test_smoke_run_writes_every_figure_and_reconciles(tmp_path: Path) -> None:
     # K either measured a drain or names the engine's error: never silently missing.
     k = result["K_kafka_engine"]
     assert ("median_records_per_s" in k) != bool(k["error"])
-    assert set(result["ratios"]) == {"P_over_B3", "P_over_K", "P1_over_B1", "P_over_B4"}
+    assert set(result["ratios"]) == {
+        "P_over_B3",
+        "P_over_K",
+        "P1_over_B1",
+        "P_over_B4",
+        "P_sustained_over_B3",
+        "P_sustained_over_K",
+    }
+    # The sustained phase: one judged step, freshness seen per event by the probe, exact totals.
+    live = result["P_sustained"]
+    [step] = live["steps"]
+    assert step["records"] > 0
+    assert isinstance(step["sustainable"], bool)
+    assert step["reason"]
+    assert live["freshness"]["raw"]["events"] > 0
+    assert live["freshness"]["raw"]["p50_s"] > 0
+    assert live["reconciliation"]["ok"] is True, live["reconciliation"]["differences"]
+    assert live["time_split"]["batches"] > 0
+    assert result["P_spark_progress"]["addBatch"] > 0
     assert result["peak_rss_mb"]["broker"] > 0
     assert result["peak_rss_mb"]["job"] > 0
     assert result["P_rtap_job"]["median_job_rows_per_s"] > 0
