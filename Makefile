@@ -69,8 +69,14 @@ faults: install ## Fault suite, large: 200k-event runs, 5 kill -9, broker restar
 soak: install ## Producer + stream job under load for 10 minutes: memory flat? (bench/results/soak.md; not in CI)
 	nice -n 5 $(BIN)/python -m bench.soak
 
-bench: install ## Benchmarks against the baselines and the Kafka engine (writes bench/results; ~20 min)
-	$(BIN)/rtap bench
+# K only: chDB 4.4.0 (rtap's pin) refuses ENGINE = Kafka; 3.7.2 creates it (see bench/README.md).
+K_VENV := .venv-k
+$(K_VENV)/bin/python:
+	$(PYTHON) -m venv $(K_VENV)
+	$(K_VENV)/bin/pip install --quiet chdb==3.7.2
+
+bench: install $(K_VENV)/bin/python ## Benchmarks against the baselines and the Kafka engine (writes bench/results; ~20 min)
+	$(BIN)/rtap bench --k-python $(K_VENV)/bin/python
 
 clean: ## Remove local state (.rtap) and build outputs
 	rm -rf .rtap .pytest_cache .mypy_cache .ruff_cache
