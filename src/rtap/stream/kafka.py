@@ -6,7 +6,7 @@ cannot: publish dead letters to ``clickstream.events.dlq`` and measure how far t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,29 @@ from rtap.errors import BrokerError
 from rtap.settings import KafkaSettings
 
 DLQ_FLUSH_TIMEOUT_S = 30.0
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    on_delivery: Callable[[KafkaError | None, Any], None],
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> None:
+    """``producer.produce`` that waits while librdkafka's local queue is full instead of failing.
+
+    A full queue (``BufferError``) means the broker is slower than we produce, not that anything failed:
+    serving delivery callbacks for a moment frees room. Real failures still raise (``KafkaException``) or
+    reach ``on_delivery``.
+    """
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 class KafkaDeadLetterPublisher:
@@ -51,7 +74,17 @@ class KafkaDeadLetterPublisher:
                 ("rtap.source.offset", str(row["kafka_offset"]).encode()),
                 ("rtap.source.timestamp", timestamp.isoformat().encode()),
             ]
-            self._produce(row["raw_key"], row["raw"], headers)
+            try:
+                produce_waiting(
+                    self._producer,
+                    self._topic,
+                    key=row["raw_key"],
+                    value=row["raw"],
+                    headers=headers,
+                    on_delivery=self._on_delivery,
+                )
+            except KafkaException as exc:
+                raise BrokerError(f"dead-letter publish to {self._topic} failed: {exc}") from exc
         remaining = self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
@@ -64,18 +97,6 @@ class KafkaDeadLetterPublisher:
         """Deliver what is queued and release the client (its threads would otherwise outlive the job)."""
         self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
         self._producer.close()
-
-    def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, str | bytes | None]]) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                raise BrokerError(f"dead-letter publish to {self._topic} failed: {exc}") from exc
 
 
 class LagProbe:

@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from rtap.contract import validate_event
 from rtap.errors import BrokerError, ContractError
 from rtap.settings import KafkaSettings
+from rtap.stream.kafka import produce_waiting
 
 REPLAY_GROUP = "rtap-dlq-replay"
 
@@ -64,7 +65,9 @@ def replay_dead_letters(settings: KafkaSettings, *, dry_run: bool = False, idle_
                 continue
             report.replayed += 1
             if not dry_run:
-                producer.produce(settings.topic, value=message.value(), key=message.key(), on_delivery=on_delivery)
+                produce_waiting(
+                    producer, settings.topic, key=message.key(), value=message.value(), on_delivery=on_delivery
+                )
                 producer.poll(0)
         if not dry_run:
             if producer.flush(30) or failures:
