@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from rtap.bench.produce import Sample, summary
-from rtap.bench.report import markdown, write
+from rtap.bench.report import batch_cost, markdown, write
 
 
 def _result(k_error: str | None) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def _result(k_error: str | None) -> dict[str, Any]:
         "time_split": {"batches": 40, "triggerExecution": 80_000, "addBatch": 70_000, "foreach_spark": 30_000,
                        "foreach_warehouse": 38_000, "walCommit": 2_000},
     }  # fmt: skip
-    result["P_spark_progress"] = {"batches": 1, "triggerExecution": 20_000, "addBatch": 19_000}
+    result["P_spark_progress"] = {"batches": 1, "triggerExecution": 1_150, "addBatch": 1_100}
     result.update(
         command="rtap bench --events 1000 --repeats 2",
         when="2026-01-01T00:00:00+00:00",
@@ -101,6 +102,11 @@ def test_markdown_reports_the_sustained_rate_freshness_time_split_and_targets() 
     # Shares of the sustained phase's trigger time; a phase the drain run lacks is n/a.
     assert "| - of which warehouse: dedup lookup, inserts, window rewrites, commit row | n/a | 38.0 s (48%) |" in text
     assert "Sustained, per batch: 2,000 ms a trigger, of which 750 ms Spark classification and 950 ms" in text
+    # 1 batch of 1,000 records in 1.15 s and 40 batches of 210,500 records in 80 s: solved exactly.
+    fixed, per_record_us = batch_cost(_result(None)) or (0.0, 0.0)
+    assert 1 * fixed + 1_000 * per_record_us / 1000 == pytest.approx(1_150)
+    assert 40 * fixed + 210_500 * per_record_us / 1000 == pytest.approx(80_000)
+    assert f"**{fixed:,.0f} ms per batch + {per_record_us:,.1f} µs per record**" in text
     assert "| sustained >= 100,000 events/s | 2,000 | no |" in text
     assert "| peak RSS of the local stack <= 4 GB | 1,300 MiB | yes |" in text
     assert "The pinned chDB refuses `CREATE TABLE ... ENGINE = Kafka`: `Code: 49. Shutdown was called.`" in text
