@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.soak [--duration-s 600] [--rate 400] [--interval-s 5]   (make soak)
 
-Starts a private LocalKafka (free loopback ports, temporary data dir), then ``rtap stream`` and
-``rtap produce --rate R --duration D`` as two processes, and samples the resident set size (VmRSS) of
-each every few seconds: the producer, and the job's process tree (the Python driver and Spark's JVM).
+Starts a private LocalKafka (free loopback ports, temporary data dir) and ``rtap stream``; once the job has
+processed a small priming run (Spark's start-up is not part of the load), ``rtap produce --rate R --duration D``
+runs as a second process, and the resident set size (VmRSS) of each is sampled every few seconds: the
+producer, and the job's process tree (the Python driver and Spark's JVM).
 The rate is one the job sustains on this machine, so a growing backlog cannot pass for a leak; the
 Kafka lag at the end is reported.
 
@@ -14,7 +15,7 @@ third is at most 10 % above the mean of the middle third (``--tolerance``). A le
 records processed grows the last third by as much as the middle one grew over the first, which this
 catches at ten minutes for anything above ~2 % of the heap per minute.
 
-After the load, the job drains, stops (SIGTERM), and the run is reconciled with the generator's truth
+After the load, the job drains, stops (SIGTERM), and both runs are reconciled with the generator's truth
 (``rtap reconcile``). Results: bench/results/soak.json (every sample) and soak.md.
 """
 
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ from rtap.warehouse import create_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
-DRAIN_TIMEOUT_S = 600.0
+DRAIN_TIMEOUT_S = 900.0
+PRIMING_EVENTS = 2_000
 
 
 def rss_mb(pid: int) -> float | None:
@@ -63,6 +65,18 @@ def tree_rss_mb(pid: int) -> float | None:
     """RSS of ``pid`` and its live descendants (the job: Python driver + Spark's JVM)."""
     values = [v for member in [pid, *children(pid)] if (v := rss_mb(member)) is not None]
     return sum(values) if values else None
+
+
+def wait_for(settings: Settings, job: subprocess.Popen[bytes], records: int, logs: Path) -> int:
+    """Wait until the job has committed ``records`` input records; what it committed."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while (done := committed(settings)[0]) < records:
+        if job.poll() is not None:
+            raise SystemExit(f"the stream job exited with {job.returncode}; see {logs / 'stream.log'}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the job committed {done} of {records} records in {DRAIN_TIMEOUT_S:.0f} s")
+        time.sleep(2)
+    return done
 
 
 def committed(settings: Settings) -> tuple[int, int]:
@@ -145,31 +159,39 @@ def soak(settings: Settings, args: argparse.Namespace, broker_pid: int | None) -
     logs.mkdir(parents=True, exist_ok=True)
     rtap = [sys.executable, "-m", "rtap"]
     with (logs / "stream.log").open("ab") as job_log, (logs / "produce.log").open("ab") as produce_log:
-        # Both start together: the job's start-up falls in the first (warm-up) third, and the run's truth
-        # covers every record in the topic, so the reconciliation at the end is exact or it fails.
         job = subprocess.Popen([*rtap, "stream"], env=env, stdout=job_log, stderr=subprocess.STDOUT)
         try:
+            # A small priming run first, so that Spark's start-up (minutes on a busy machine) is not part of the
+            # load period; the soak run starts in the next minute, so the two truths reconcile as one.
+            subprocess.run(
+                [*rtap, "produce", "--rate", "0", "--count", str(PRIMING_EVENTS), "--seed", "4"],
+                env=env, stdout=produce_log, stderr=subprocess.STDOUT, check=True,
+            )  # fmt: skip
+            primed_at = datetime.now(UTC)
+            prime_path = settings.paths.truth / "latest.json"
+            prime_path = prime_path.rename(prime_path.with_name("priming.json"))
+            priming = orjson.loads(prime_path.read_bytes())["produced"]
+            wait_for(settings, job, priming, logs)
+            boundary = primed_at.replace(second=0, microsecond=0) + timedelta(minutes=1, milliseconds=200)
+            time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()))
             producer = subprocess.Popen(
                 [*rtap, "produce", "--rate", str(args.rate), "--duration", str(args.duration_s), "--seed", "5"],
                 env=env, stdout=produce_log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-            samples = sample(job.pid, producer, broker_pid, args.interval_s)
+            samples = sample(settings, job.pid, producer, broker_pid, args.interval_s)
             if producer.wait() != 0:
                 raise SystemExit(f"the producer failed; see {logs / 'produce.log'}")
             truth_path = settings.paths.truth / "latest.json"
             produced = orjson.loads(truth_path.read_bytes())["produced"]
-            deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while (done := committed(settings))[0] < produced and time.monotonic() < deadline:
-                if job.poll() is not None:
-                    raise SystemExit(f"the stream job exited with {job.returncode}; see {logs / 'stream.log'}")
-                time.sleep(2)
-            lag_at_end = done[1]
+            done = wait_for(settings, job, priming + produced, logs)
+            lag_at_end = samples[-1]["kafka_lag"] if samples else 0
         finally:
             job.terminate()
             job_code = job.wait(timeout=180)
     reconciled = subprocess.run(
-        [*rtap, "reconcile", "--truth", str(truth_path)], env=env, capture_output=True, text=True
-    )
+        [*rtap, "reconcile", "--truth", str(prime_path), "--truth", str(truth_path)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
     load = [s for s in samples if s["producer_mb"] is not None]
     series = {
         name: [s[f"{name}_mb"] for s in load if s[f"{name}_mb"] is not None] for name in ("job", "producer", "broker")
@@ -181,7 +203,8 @@ def soak(settings: Settings, args: argparse.Namespace, broker_pid: int | None) -
         "interval_s": args.interval_s,
         "tolerance": args.tolerance,
         "produced": produced,
-        "processed": done[0],
+        "processed": done - priming,
+        "priming_records": priming,
         "kafka_lag_at_end": lag_at_end,
         "job_exit_code": job_code,
         "reconciled": reconciled.returncode == 0,
@@ -194,7 +217,7 @@ def soak(settings: Settings, args: argparse.Namespace, broker_pid: int | None) -
 
 
 def sample(
-    job_pid: int, producer: subprocess.Popen[bytes], broker_pid: int | None, interval_s: float
+    settings: Settings, job_pid: int, producer: subprocess.Popen[bytes], broker_pid: int | None, interval_s: float
 ) -> list[dict[str, Any]]:
     """RSS of the job tree, the producer and the broker every ``interval_s`` while the producer runs."""
     samples: list[dict[str, Any]] = []
@@ -206,6 +229,7 @@ def sample(
                 "job_mb": tree_rss_mb(job_pid),
                 "producer_mb": rss_mb(producer.pid),
                 "broker_mb": None if broker_pid is None else rss_mb(broker_pid),
+                "kafka_lag": committed(settings)[1],
                 "load_1m": os.getloadavg()[0],
             }
         )

@@ -20,6 +20,7 @@ from playwright.sync_api import Page, sync_playwright
 from rtap.broker import LocalKafka
 from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
+from rtap.warehouse.chdb.ownership import owner_pid
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.conftest import REPO_ROOT, local_broker_settings
 
@@ -67,6 +68,10 @@ class StreamProcess:
 
     def processed(self) -> int:
         """Input records of committed batches (read through the job's read-only channel)."""
+        if owner_pid(self.settings.paths.chdb) != self.process.pid:
+            # The job has not opened the warehouse yet: opening it here would hold the directory's lock while
+            # the job starts, and on a loaded machine for longer than the job waits for it.
+            return 0
         with create_client(self.settings, readonly=True) as client:
             rows = client.query_rows("SELECT sum(input_rows) FROM {db}.pipeline_batches FINAL")
         return int(rows[0][0] or 0)
