@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt bench faults soak clean
+.PHONY: help install jars system-deps run test test-unit lint fmt bench faults soak cluster-test clean
 
 include deploy/compose/compose.mk
 include deploy/aws.mk
@@ -65,6 +65,9 @@ test-unit: $(BIN)/rtap ## Unit tests only (no services)
 
 faults: install ## Fault suite, large: 200k-event runs, 5 kill -9, broker restart, warehouse, retention (bench/results/faults.md)
 	RTAP_FAULTS_SCALE=large $(BIN)/pytest -m faults tests/e2e
+
+cluster-test: install ## Cluster profile: 3 KRaft brokers, Spark master + 2 workers; kill a broker and a worker; exact
+	$(BIN)/pytest -m cluster tests/e2e/test_cluster.py
 
 soak: install ## Producer + stream job under load for 10 minutes: memory flat? (bench/results/soak.md; not in CI)
 	nice -n 5 $(BIN)/python -m bench.soak
