@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from rtap.dashboard.server import DashboardServer, serve_dashboard
-from rtap.settings import Settings
+from rtap.settings import Settings, StreamSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DashboardServer, WarehouseClient, datetime]]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-browser"))
+    # The seeded sessions ended a minute ago: with a 20 s session gap they count as ended (abandoned carts).
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-browser"), stream=StreamSettings(session_gap_s=20))
     now = datetime.now(UTC) - timedelta(seconds=2)
     with create_client(settings) as writer:
         apply_migrations(writer)

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
 from rtap import __version__
-from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition
+from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
@@ -129,13 +129,18 @@ def run_panel(
     start: datetime,
     end: datetime,
     *,
+    setting_values: Mapping[str, Any],
     max_rows: int = MAX_ROWS,
     timeout_s: float | None = None,
 ) -> tuple[pa.Table, bool]:
-    """Run ``panel``'s query over [start, end); returns at most ``max_rows`` rows and whether it was cut."""
+    """Run ``panel``'s query over [start, end); returns at most ``max_rows`` rows and whether it was cut.
+
+    ``setting_values``: the values of the definition's setting parameters (see :func:`setting_parameters`).
+    """
     # One row more than shown tells "exactly max_rows" apart from "cut".
     sql = f"SELECT * FROM (\n{panel.sql}\n) LIMIT {max_rows + 1}"
-    bound: Mapping[str, Any] = {name: {"from": start, "to": end}[name] for name in panel.parameters}
+    values = {"from": start, "to": end, **setting_values}
+    bound: Mapping[str, Any] = {name: values[name] for name in panel.parameters}
     # A slow panel must not hold the (serialised) warehouse for the others: the engine stops it.
     limits = {"max_execution_time": timeout_s} if timeout_s else None
     table = client.query_arrow(sql, parameters=bound, settings=limits)
@@ -201,7 +206,14 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         )
         began = time.perf_counter()
         try:
-            table, truncated = run_panel(client, panel, start, end, timeout_s=settings.dashboard.query_timeout_s)
+            table, truncated = run_panel(
+                client,
+                panel,
+                start,
+                end,
+                setting_values=setting_parameters(settings),
+                timeout_s=settings.dashboard.query_timeout_s,
+            )
         except WarehouseError as exc:
             status = 503 if isinstance(exc, RetryableWarehouseError) else 502
             raise HTTPException(status, f"panel {panel_id!r} failed: {exc}") from exc

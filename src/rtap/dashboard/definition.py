@@ -17,10 +17,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rtap.errors import ConfigError
+from rtap.settings import Settings
 
-# A time-range parameter as panels write it: ClickHouse's native `{name:Type}` placeholder.
+# A parameter as panels write it: ClickHouse's native `{name:Type}` placeholder.
 PARAMETER = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):(?P<type>[^{}]+)\}")
+# The time range the viewer picked (DateTime64), and settings a panel's meaning depends on, with their type:
+# a session counts as ended only after RTAP_STREAM_SESSION_GAP_S of inactivity, and the SQL must not
+# hard-code a copy of that number.
 TIME_PARAMETERS = frozenset({"from", "to"})
+SETTING_PARAMETERS = {"session_gap_s": "UInt32"}
+
+
+def setting_parameters(settings: Settings) -> dict[str, int]:
+    """The values bound to :data:`SETTING_PARAMETERS`, from the settings the stream job runs with."""
+    return {"session_gap_s": round(settings.stream.session_gap_s)}
+
+
 _IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 # Statements a panel may start with: panels read, they never write (the client is read-only as well).
 _READ_ONLY_START = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
@@ -61,15 +73,20 @@ class Panel(_Strict):
             raise ValueError("must read the rtap tables through {db}.<table>")
         for match in PARAMETER.finditer(sql):
             name, type_ = match["name"], match["type"].replace(" ", "")
+            if name in SETTING_PARAMETERS:
+                if type_ != SETTING_PARAMETERS[name]:
+                    raise ValueError(f"parameter {{{name}}} must be a {SETTING_PARAMETERS[name]}, not {match['type']}")
+                continue
             if name not in TIME_PARAMETERS:
-                raise ValueError(f"unknown parameter {{{name}}}: only {{from}} and {{to}} are bound")
+                known = ", ".join(f"{{{n}}}" for n in sorted(TIME_PARAMETERS | SETTING_PARAMETERS.keys()))
+                raise ValueError(f"unknown parameter {{{name}}}: only {known} are bound")
             if not type_.startswith("DateTime64("):
                 raise ValueError(f"parameter {{{name}}} must be a DateTime64, not {match['type']}")
         return sql.strip().rstrip(";").strip()
 
     @property
     def parameters(self) -> frozenset[str]:
-        """The time-range parameters this panel's SQL uses (a panel may be range-independent)."""
+        """The parameters this panel's SQL uses (a panel may be range-independent)."""
         return frozenset(match["name"] for match in PARAMETER.finditer(self.sql))
 
 

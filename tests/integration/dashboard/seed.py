@@ -108,6 +108,8 @@ def seed_clickstream(client: WarehouseClient, now: datetime, *, minutes: int = 1
         }
         for i in range(10)
     ]
+    # Still open: a cart, no purchase yet, its last event 20 s ago. Not abandoned until the session gap passes.
+    sessions.append({**sessions[5], "session_id": "s10", "user_id": "u10", "session_end": now - timedelta(seconds=20)})
     client.insert_arrow(
         "sessions",
         _table(

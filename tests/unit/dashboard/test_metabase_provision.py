@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from rtap.dashboard.definition import Definition, load_definition
 from rtap.dashboard.metabase import metabase_sql, provision
 from rtap.errors import ConfigError, MetabaseError
-from rtap.settings import MetabaseSettings, Settings, WarehouseSettings
+from rtap.settings import MetabaseSettings, Settings, StreamSettings, WarehouseSettings
 
 from .fake_metabase import FakeMetabase
 
@@ -114,10 +114,17 @@ def test_a_moved_clickhouse_host_updates_the_database(
 
 def test_metabase_sql_fixes_the_range_relative_to_now(definition: Definition) -> None:
     panel = definition.panels_by_id()["events_by_type"]
-    sql = metabase_sql(panel, "analytics", 60)
+    sql = metabase_sql(panel, Settings(warehouse=WarehouseSettings(database="analytics")), 60)
     assert "analytics.events_1m FINAL" in sql
     assert "toStartOfMinute((now() - INTERVAL 60 MINUTE))" in sql
     assert "window_start < (now())" in sql
+    assert "{" not in sql
+
+
+def test_metabase_sql_inlines_the_session_gap(definition: Definition) -> None:
+    panel = definition.panels_by_id()["abandoned_carts"]
+    sql = metabase_sql(panel, Settings(stream=StreamSettings(session_gap_s=900)), 60)
+    assert "toIntervalSecond(900)" in sql
     assert "{" not in sql
 
 

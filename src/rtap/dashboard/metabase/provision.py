@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from rtap.dashboard.definition import PARAMETER, ChartType, Dashboard, Definition, Panel
+from rtap.dashboard.definition import PARAMETER, ChartType, Dashboard, Definition, Panel, setting_parameters
 from rtap.errors import ConfigError, MetabaseError
 from rtap.settings import Settings
 
@@ -49,10 +49,14 @@ class ProvisionReport:
         return sum(1 for _, _, done in self.actions if done == action)
 
 
-def metabase_sql(panel: Panel, database: str, range_minutes: int) -> str:
-    """The panel's SQL for Metabase: ``{db}`` filled in, the time range fixed relative to now()."""
-    relative = {"from": f"(now() - INTERVAL {range_minutes} MINUTE)", "to": "(now())"}
-    return PARAMETER.sub(lambda match: relative[match["name"]], panel.sql.replace("{db}", database))
+def metabase_sql(panel: Panel, settings: Settings, range_minutes: int) -> str:
+    """The panel's SQL for Metabase: ``{db}`` filled in, the time range fixed relative to now(), settings inlined."""
+    values = {
+        "from": f"(now() - INTERVAL {range_minutes} MINUTE)",
+        "to": "(now())",
+        **{name: str(value) for name, value in setting_parameters(settings).items()},
+    }
+    return PARAMETER.sub(lambda match: values[match["name"]], panel.sql.replace("{db}", settings.warehouse.database))
 
 
 def dashcard_layout(dashboard: Dashboard, card_ids: dict[str, int]) -> list[dict[str, int]]:
@@ -169,7 +173,7 @@ class Provisioner:
         for dashboard in self.definition.dashboards:
             for panel in dashboard.panels:
                 minutes = dashboard.default_range_minutes
-                query = metabase_sql(panel, self.settings.warehouse.database, minutes)
+                query = metabase_sql(panel, self.settings, minutes)
                 wanted: dict[str, Any] = {
                     "name": panel.title,
                     "type": "question",
