@@ -41,7 +41,6 @@ LAG_GROWTH_LIMIT = 0.05
 FRESHNESS_P99_LIMIT_S = 10.0
 PROBE_INTERVAL_S = 0.2
 WARM_UP_RECORDS = 500
-START_UP_TIMEOUT_S = 300.0
 
 _BATCHES = """
 SELECT toFloat64(finished_at), kafka_lag, freshness_ms, input_rows, duration_ms
@@ -225,7 +224,7 @@ def sustain(settings: Settings, start_rate: float, step_s: float, max_steps: int
     launched = time.time()
     with running_job(settings) as process:
         produce(0, count=WARM_UP_RECORDS)
-        wait_committed(settings, process, produced(), START_UP_TIMEOUT_S)
+        wait_committed(settings, process, produced(), timeout_s)  # the job's start-up, as for P's drains
         startup_s = time.time() - launched
         low: float | None = None
         high: float | None = None
