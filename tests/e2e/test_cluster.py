@@ -108,12 +108,19 @@ def test_broker_and_worker_killed_mid_run_on_the_cluster_loses_nothing(tmp_path:
 
 
 def assert_replicated(settings: Settings, replicas: int) -> None:
+    """Every partition of both topics has ``replicas`` replicas (asked until every broker knows the new topics)."""
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient({**settings.kafka.client_config()}).list_topics(timeout=10)
-    for name in (settings.kafka.topic, settings.kafka.dlq_topic):
-        partitions = metadata.topics[name].partitions.values()
-        assert {len(p.replicas) for p in partitions} == {replicas}, name
+    admin = AdminClient({**settings.kafka.client_config()})
+    names = (settings.kafka.topic, settings.kafka.dlq_topic)
+    deadline = time.monotonic() + 30
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if all(name in topics and topics[name].error is None for name in names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for name in names:
+        assert {len(p.replicas) for p in topics[name].partitions.values()} == {replicas}, name
 
 
 def wait_brokers(cluster: LocalCluster, count: int) -> None:
