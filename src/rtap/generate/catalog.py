@@ -15,6 +15,9 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Generic, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from rtap.contract import PRICE_SCALE
 
 SHOP = "https://shop.example"
@@ -132,11 +135,17 @@ class ZipfSampler:
         self.total = math.fsum(weights)
         self.shares = tuple(w / self.total for w in weights)
         self._cumulative = list(accumulate(weights))
+        self._cumulative_array = np.array(self._cumulative)
         self._last = n - 1
 
     def draw(self, rng_random: float) -> int:
         """The rank for a uniform draw in [0, 1) (the caller passes ``rng.random()``)."""
         return min(bisect_right(self._cumulative, rng_random * self.total), self._last)
+
+    def draw_many(self, uniforms: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """:meth:`draw` of every element of ``uniforms``, in one vectorised search."""
+        ranks = np.searchsorted(self._cumulative_array, uniforms * self.total, side="right")
+        return np.minimum(ranks, self._last)
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,8 @@ def random_ip(rng: random.Random) -> str:
     """A plausible public client address: IPv4 mostly, IPv6 for a share of visitors."""
     if rng.random() < IPV6_SHARE:
         prefix = _IPV6_PREFIXES[rng.getrandbits(8) % len(_IPV6_PREFIXES)]
-        return ":".join([prefix, *(format(rng.getrandbits(16), "x") for _ in range(7))])
+        groups = rng.getrandbits(112)  # seven 16-bit groups in one draw
+        return ":".join([prefix, *(format((groups >> shift) & 0xFFFF, "x") for shift in range(0, 112, 16))])
     first = _IPV4_FIRST_OCTETS[rng.getrandbits(8) % len(_IPV4_FIRST_OCTETS)]
-    return f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    octets = rng.getrandbits(24)  # three octets in one draw; the host part avoids .0 and .255
+    return f"{first}.{octets >> 16}.{(octets >> 8) & 0xFF}.{1 + (octets & 0xFF) % 254}"

@@ -6,31 +6,38 @@ every step (the ratios are the named constants below). Pages and products are po
 few bots crawl at a high rate from one IP address each. On top of that the stream carries the dirt a
 real one has, at the configured rates: re-sent records, late events and malformed records.
 
-Each :meth:`ClickstreamGenerator.generate` call is one scheduled send: it returns the records to send
-for that instant (usually one; re-sent copies that fall due are added). Every record is classified
-immediately by the pipeline's rules into :attr:`ClickstreamGenerator.truth`.
+Each scheduled send produces the records to send at that instant (usually one; re-sent copies that fall
+due are added). :meth:`ClickstreamGenerator.generate_block` makes many sends at once and is what the
+producer uses; :meth:`ClickstreamGenerator.generate` makes one. Every record is classified by the
+pipeline's rules into :attr:`ClickstreamGenerator.truth`.
 
-Determinism: the same seed and the same sequence of ``event_time`` arguments give byte-identical
-records. Event and session ids come from a second RNG seeded with the seed *and the first event_time*,
-so two runs started at different times never share ids (a topic may hold several runs), while a rerun
-with the same inputs reproduces every byte.
+Determinism: the same seed and the same sequence of send times give byte-identical records, however the
+sends are split into calls (randomness is drawn in fixed chunks and consumed a fixed amount per send).
+Event and session ids come from streams seeded with the seed *and the first send time*, so two runs
+started at different times never share ids (a topic may hold several runs), while a rerun with the same
+inputs reproduces every byte.
 
-Speed: the producer needs >= 100k records/s on one core including Kafka, so the per-event path only
-indexes precomputed pools, reuses per-session values (Kafka key, partition, client fields), formats
-one timestamp per millisecond and builds ids from random bits.
+Speed: ``rtap produce`` must reach 100k records/s on one core *including* Kafka, which leaves the
+generator about two microseconds per record. So the random draws of a block are made by numpy; every
+JSON fragment that does not change per event is encoded once (a step's event type, URL and product
+fields; a session's user, session and client fields), and a record is one ``bytes.join`` of five
+fragments; ids are formatted by numpy a few thousand at a time; the truth is updated once per block.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from rtap.contract import REQUIRED_FIELDS, format_event_time
+from rtap.contract import REQUIRED_FIELDS
 from rtap.errors import ConfigError
 from rtap.generate.catalog import (
     BOT_USER_AGENTS,
@@ -46,7 +53,7 @@ from rtap.generate.catalog import (
     random_ip,
 )
 from rtap.generate.partition import kafka_partitions
-from rtap.generate.truth import GroundTruth
+from rtap.generate.truth import PAGE_VIEW_TYPES, EventBatch, GroundTruth
 from rtap.settings import GeneratorSettings
 
 # -- the funnel: probabilities of the next step given the last one (the rest of each row is named) --------
@@ -82,53 +89,180 @@ DAILY_PEAK_HOUR_UTC = 19.0
 
 _DEVICES = WeightedChoice(DEVICE_WEIGHTS)
 _COUNTRIES = WeightedChoice(COUNTRY_WEIGHTS)
-_REFERRERS = WeightedChoice(REFERRERS)
-ID_BATCH = 1024
-# UUID version 4 layout: the 13th hex digit is 4, the 17th carries the RFC 4122 variant (10xx).
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+# Sends whose random draws numpy makes at once; ids formatted at once.
+DRAW_CHUNK = 4096
+ID_CHUNK = 4096
 
 # Funnel states: the last step of a session. _DONE: the visit is over (bought, or a bot rotated its cookie).
 _NEW, _LANDED, _PAGE, _SEARCH, _PRODUCT, _CART, _REMOVED, _CHECKOUT, _PURCHASE, _DONE = range(10)
+# What a send's dirt draw decided.
+_CLEAN, _MALFORMED, _LATE = range(3)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A UUID's hex digits come in groups of 8-4-4-4-12, separated by dashes.
+_UUID_GROUPS = (8, 4, 4, 4, 12)
+_HEX_GROUPS = np.dtype([(f"group{group}", f"S{digits}") for group, digits in enumerate(_UUID_GROUPS)])
+_EVENT_HEAD = (b'{"event_id":"', b'","event_time":"')
+# "<time>" then the step: the millisecond part of every time fragment, precomputed.
+_MILLIS = tuple(b'.%03dZ",' % millis for millis in range(1000))
+_SCHEMA_END = b',"schema_version":1}'
 
 
-class _IdPool:
-    """Random ids in the version 4 UUID layout from a seeded RNG, formatted a batch at a time.
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value)
 
-    Reproducible (unlike ``uuid.uuid4()``), and batching turns one RNG call and one hex conversion per id
-    into one per :data:`ID_BATCH` ids.
+
+def _numpy_rng(label: str) -> np.random.Generator:
+    """A numpy generator seeded from a text label (any seed, negative ones included, gives valid entropy)."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(label.encode()).digest(), "big"))
+
+
+class _UuidStream:
+    """Random ids in the version 4 UUID layout from a seeded numpy generator, each wrapped in fixed bytes.
+
+    Reproducible (unlike ``uuid.uuid4()``), and formatted :data:`ID_CHUNK` at a time by numpy: the hex
+    digits of all ids in one ``bytes.hex()``, then the digit groups, dashes and the fixed bytes copied
+    as fixed-width fields of a structured array, which numpy turns into a list of bytes in C.
     """
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: np.random.Generator, prefix: bytes = b"", suffix: bytes = b"") -> None:
         self._rng = rng
-        self._batch: list[str] = []
+        self._prefix = prefix
+        self._suffix = suffix
+        fields: list[tuple[str, str]] = [("prefix", f"S{len(prefix)}")] if prefix else []
+        for group, digits in enumerate(_UUID_GROUPS):
+            if group:
+                fields.append((f"dash{group}", "S1"))
+            fields.append((f"group{group}", f"S{digits}"))
+        if suffix:
+            fields.append(("suffix", f"S{len(suffix)}"))
+        self._layout = np.dtype(fields)
+        self._buffer: list[bytes] = []
+        self._position = 0
 
-    def next(self) -> str:
+    def take(self, count: int) -> list[bytes]:
+        """The next ``count`` ids."""
+        while len(self._buffer) - self._position < count:
+            self._buffer = self._buffer[self._position :] + self._chunk()
+            self._position = 0
+        taken = self._buffer[self._position : self._position + count]
+        self._position += count
+        return taken
+
+    def next(self) -> bytes:
+        return self.take(1)[0]
+
+    def _chunk(self) -> list[bytes]:
+        ids: list[bytes] = self.chunk_array().tolist()
+        return ids
+
+    def chunk_array(self) -> npt.NDArray[np.bytes_]:
+        """The next :data:`ID_CHUNK` ids as a numpy array of fixed-width bytes (``take`` does not see them)."""
+        raw = self._rng.integers(0, 256, size=(ID_CHUNK, 16), dtype=np.uint8)
+        raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+        raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+        hexed = np.frombuffer(raw.tobytes().hex().encode(), dtype=_HEX_GROUPS)
+        text = np.empty(ID_CHUNK, dtype=self._layout)
+        if self._prefix:
+            text["prefix"] = self._prefix
+        for group in range(len(_UUID_GROUPS)):
+            if group:
+                text[f"dash{group}"] = b"-"
+            text[f"group{group}"] = hexed[f"group{group}"]
+        if self._suffix:
+            text["suffix"] = self._suffix
+        # "S" drops trailing NUL bytes, and there are none.
+        return text.view(f"S{self._layout.itemsize}")
+
+
+class _SessionStarts:
+    """What each new session starts with, prepared :data:`ID_CHUNK` sessions at a time.
+
+    A session id with its Kafka key and partition (hashed together, see kafka_partitions) and the session's
+    own draws: which of its slot's users it is, whether it comes from the user's usual address, and where
+    from (the referrer fragment of its first event).
+    """
+
+    def __init__(self, ids: _UuidStream, rng: np.random.Generator, partitions: int) -> None:
+        self._ids = ids
+        self._rng = rng
+        self._partitions = partitions
+        weights = np.array([weight for _, weight in REFERRERS])
+        self._referrer_cumulative = np.cumsum(weights) / weights.sum()
+        self._referrer_fragments = np.array([_referrer(url) for url, _ in REFERRERS], dtype=object)
+        self._batch: list[tuple[str, bytes, int, float, bool, bytes]] = []
+
+    def next(self) -> tuple[str, bytes, int, float, bool, bytes]:
+        """(session_id, key, partition, user draw in [0, 1), from the usual address, referrer fragment)."""
         if not self._batch:
-            text = self._rng.randbytes(16 * ID_BATCH).hex()
-            self._batch = [
-                f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-4{text[i + 13 : i + 16]}-"
-                f"{_VARIANT[text[i + 16]]}{text[i + 17 : i + 20]}-{text[i + 20 : i + 32]}"
-                for i in range(0, 32 * ID_BATCH, 32)
-            ]
+            self._batch = self._chunk()
             self._batch.reverse()  # pop() from the end hands them out in drawing order
         return self._batch.pop()
 
+    def _chunk(self) -> list[tuple[str, bytes, int, float, bool, bytes]]:
+        text = self._ids.chunk_array()
+        keys: list[bytes] = text.tolist()
+        session_ids: list[str] = text.astype(f"U{text.dtype.itemsize}").tolist()
+        rng = self._rng
+        picks: list[float] = rng.random(ID_CHUNK).tolist()
+        home: list[bool] = (rng.random(ID_CHUNK) < HOME_IP_SHARE).tolist()
+        where_from = np.searchsorted(self._referrer_cumulative, rng.random(ID_CHUNK), side="right")
+        referrers = self._referrer_fragments[np.minimum(where_from, len(REFERRERS) - 1)].tolist()
+        partitions = kafka_partitions(keys, self._partitions)
+        return list(zip(session_ids, keys, partitions, picks, home, referrers, strict=True))
 
-class _SessionKeys:
-    """Session ids with their Kafka key and partition, hashed a batch at a time (see kafka_partitions)."""
 
-    def __init__(self, ids: _IdPool, partitions: int) -> None:
-        self._ids = ids
-        self._partitions = partitions
-        self._batch: list[tuple[str, bytes, int]] = []
+class _Draws:
+    """Every random decision of a send, drawn by numpy :data:`DRAW_CHUNK` sends at a time.
 
-    def next(self) -> tuple[str, bytes, int]:
-        if not self._batch:
-            session_ids = [self._ids.next() for _ in range(ID_BATCH)]
-            keys = [session_id.encode() for session_id in session_ids]
-            self._batch = list(zip(session_ids, keys, kafka_partitions(keys, self._partitions), strict=True))
-            self._batch.reverse()
-        return self._batch.pop()
+    Each send consumes one row (who sends, two funnel draws, Zipf ranks of a page, product and search,
+    its dirt, the lag of its re-sent copy or 0), whether or not it uses all of them: so the records do
+    not depend on how the sends are split into blocks.
+    """
+
+    def __init__(self, generator: ClickstreamGenerator, rng: np.random.Generator) -> None:
+        self._generator = generator
+        self._rng = rng
+        self._columns: list[list[Any]] = [[] for _ in range(8)]
+        self._position = 0
+
+    def take(self, count: int) -> list[list[Any]]:
+        while len(self._columns[0]) - self._position < count:
+            self._columns = [
+                column[self._position :] + chunk for column, chunk in zip(self._columns, self._chunk(), strict=True)
+            ]
+            self._position = 0
+        start, self._position = self._position, self._position + count
+        return [column[start : self._position] for column in self._columns]
+
+    def _chunk(self) -> list[list[Any]]:
+        generator, rng, n = self._generator, self._rng, DRAW_CHUNK
+        who = rng.integers(0, generator._active_count, size=n)
+        bot_draw = rng.random(n)
+        bot = generator._active_count + rng.integers(0, max(1, generator._bot_count), size=n)
+        if generator._p_bot:
+            who = np.where(bot_draw < generator._p_bot, bot, who)
+        funnel = rng.random((2, n))
+        pages = generator._page_zipf.draw_many(rng.random(n))
+        products = generator._product_zipf.draw_many(rng.random(n))
+        searches = generator._search_zipf.draw_many(rng.random(n))
+        dirt_draw = rng.random(n)
+        dirt = np.where(
+            dirt_draw < generator._p_malformed,
+            _MALFORMED,
+            np.where(dirt_draw < generator._p_late_or_malformed, _LATE, _CLEAN),
+        )
+        lag = np.where(rng.random(n) < generator._p_copy, rng.integers(1, DUPLICATE_MAX_LAG + 1, size=n), 0)
+        return [
+            who.tolist(),
+            funnel[0].tolist(),
+            funnel[1].tolist(),
+            pages.tolist(),
+            products.tolist(),
+            searches.tolist(),
+            dirt.tolist(),
+            lag.tolist(),
+        ]
 
 
 class GeneratedRecord(NamedTuple):
@@ -139,64 +273,97 @@ class GeneratedRecord(NamedTuple):
     partition: int
 
 
+class RecordBlock(NamedTuple):
+    """The records of many sends, in send order, as parallel lists (what the producer loop wants)."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    partitions: list[int]
+
+
+class _Copy(NamedTuple):
+    """A record to send again a few sends later, with what the truth needs to classify it."""
+
+    key: bytes
+    value: bytes
+    partition: int
+    time_ms: int
+    type_code: int
+    page_code: int
+    user_code: int
+    session_id: str
+    event_id: str
+    order: tuple[str, int] | None
+
+
+# One step of a session: (JSON fragment from "event_type" to the step's last field, the step's URL as the
+# next event's referrer fragment, the truth's code of the event type, of the page if the truth counts it
+# as a page view else -1, revenue in 10^-PRICE_SCALE units for purchases else 0).
+_Step = tuple[bytes, bytes, int, int, int]
+
+
 class _Session:
-    """Per-session values computed once: ids, Kafka key and partition, the client fields of every event."""
+    """Per-session state and the fragments that are the same in each of its events."""
 
     __slots__ = (
         "cart",
         "is_bot",
         "key",
-        "last_url",
+        "order_fragment",
         "order_id",
         "partition",
         "product",
+        "referrer",
         "remaining",
         "session_id",
         "state",
-        "template",
-        "user_id",
-        "user_index",
+        "tail",
+        "user_code",
     )
 
-    def __init__(self, keys: tuple[str, bytes, int], user_index: int, user_id: str, client: dict[str, Any]) -> None:
-        self.session_id, self.key, self.partition = keys
-        self.user_index = user_index
-        self.user_id = user_id
-        # The event template: per-event keys first (filled in per event), then this session's constant fields.
-        # dict.copy() of it is much cheaper than building each event's dict from scratch.
-        self.template: dict[str, Any] = {
-            "event_id": None,
-            "event_type": None,
-            "event_time": None,
-            "page_url": None,
-            "referrer": None,
-            "user_id": user_id,
-            "session_id": self.session_id,
-            **client,
-            "schema_version": 1,
-        }
+    def __init__(
+        self, session_id: str, key: bytes, partition: int, user_code: int, referrer: bytes, tail: bytes
+    ) -> None:
+        self.session_id = session_id
+        self.key = key
+        self.partition = partition
+        self.user_code = user_code  # the truth's code of the user_id
+        self.referrer = referrer  # the referrer fragment of the next event: where the visitor came from
+        self.tail = tail  # from "user_id" to the end of the object
         self.is_bot = False
         self.state = _NEW
-        self.last_url: str | None = None
-        self.product: Product | None = None
-        self.cart: list[tuple[Product, int]] = []
-        self.order_id: str | None = None
+        self.product = 0  # catalog index of the product last viewed
+        self.cart: list[tuple[int, int]] = []  # (product index, quantity)
+        self.order_id = ""
+        self.order_fragment = b""
         self.remaining = 0
 
 
-class _Profile(NamedTuple):
-    device: str
-    user_agent: str
-    country: str
-    home_ip: str
+class _User(NamedTuple):
+    """A human visitor's constant fragments: user_id up to the session id, and the client fields."""
+
+    code: int  # the truth's
+    head: bytes  # ',"user_id":"…","session_id":"'
+    home_client: bytes  # '","ip_address":…' to the end of the object, from the usual address
+    agent: bytes  # ',"user_agent":…,"country":…' to the end of the object, after some other address
 
 
-# One step of a session: (event_type, page_url, product, quantity).
-_Step = tuple[str, str, Product | None, int]
-# tuple.__new__ directly: a NamedTuple's own __new__ is a Python function, several times slower per record.
-_new_record = partial(tuple.__new__, GeneratedRecord)
-# What the truth needs of a valid record, in GroundTruth.add_event's argument order (without the hint).
-_TruthArgs = tuple[int, int, str, str, str, str, str, str | None, int]
+def _tail(user_id: str, session_key: bytes, client: bytes) -> bytes:
+    return b',"user_id":' + _json(user_id) + b',"session_id":"' + session_key + b'"' + client
+
+
+def _client(ip: str, agent: bytes) -> bytes:
+    return b',"ip_address":' + _json(ip) + agent
+
+
+def _agent(user_agent: str, device: str, country: str) -> bytes:
+    return (
+        b',"user_agent":' + _json(user_agent) + b',"device":' + _json(device) + b',"country":' + _json(country)
+    ) + _SCHEMA_END
+
+
+def _referrer(url: str | None) -> bytes:
+    return b',"referrer":' + _json(url)
 
 
 class ClickstreamGenerator:
@@ -218,17 +385,15 @@ class ClickstreamGenerator:
         self._p_malformed = malformed / (1 - duplicate)
         self._p_late_or_malformed = (malformed + late) / (1 - duplicate)
         self._p_copy = duplicate / (1 - duplicate) / (1 - self._p_malformed) if duplicate else 0.0
-        self._late_by = timedelta(seconds=settings.late_by_seconds)
         self._late_by_ms = int(settings.late_by_seconds * 1000)
 
+        # Session-level choices (users, addresses, referrers) come from this one, in session order.
         self._rng = random.Random(settings.seed)
-        # Seeded at the first send (see the module docstring).
-        self._event_ids: _IdPool | None = None
-        self._session_keys: _SessionKeys | None = None
         self.catalog: Catalog = build_catalog(self._rng, settings.pages, settings.products)
         self._page_zipf = ZipfSampler(len(self.catalog.pages), settings.zipf_s)
         self._product_zipf = ZipfSampler(len(self.catalog.products), settings.zipf_s)
         self._search_zipf = ZipfSampler(len(self.catalog.search_urls), settings.zipf_s)
+        self._build_steps()
 
         # bot_share is the bots' share of the traffic; as each bot clicks BOT_CLICK_FACTOR times as often as
         # a human in session, that share needs this many bots (at least one, and at least one human left).
@@ -238,20 +403,25 @@ class ClickstreamGenerator:
             active_estimate = max(1, round(users * ACTIVE_USER_SHARE))
             bots = min(users - 1, max(1, round(settings.bot_share * active_estimate / BOT_CLICK_FACTOR)))
         self._humans = users - bots
+        # Session slots: the first _active_count hold humans, the rest one bot each. Humans are spread
+        # over the slots (user i belongs to slot i % _active_count), so a user is never in two sessions.
         self._active_count = max(1, round(self._humans * ACTIVE_USER_SHARE))
         self._bot_count = bots
         self._p_bot = settings.bot_share if bots else 0.0
-        self._profiles: dict[int, _Profile] = {}
-        self._active: list[_Session] = []
-        self._active_users: set[int] = set()
-        self._bots: list[_Session] = []
+        self._users: dict[int, _User] = {}
+        self._slots: list[_Session] = []
         self._bot_ips = [random_ip(self._rng) for _ in range(bots)]
+        self._draws = _Draws(self, _numpy_rng(f"rtap-sends:{settings.seed}"))
 
+        # Seeded at the first send (see the module docstring).
+        self._event_heads: _UuidStream | None = None
+        self._order_ids: _UuidStream | None = None
+        self._session_starts: _SessionStarts | None = None
         self._sends = 0
         self._malformed_sent = 0
-        self._due: dict[int, list[tuple[GeneratedRecord, _TruthArgs]]] = {}
-        self._ts_ms = -1
-        self._ts = ""
+        self._due: dict[int, list[_Copy]] = {}  # send number -> re-sent copies due then
+        self._second = -1
+        self._second_prefix = b""
 
     # -- public ----------------------------------------------------------------------------------------
 
@@ -273,157 +443,215 @@ class ClickstreamGenerator:
         if event_time.tzinfo is None:
             raise ValueError("event_time must be timezone-aware")
         # Exact: timestamp() is correctly rounded and |error| * 1e6 stays far below half a microsecond.
-        ms = round(event_time.timestamp() * 1e6) // 1000
-        new_id = (self._event_ids or self._start(ms)).next
-        rng = self._rng.random
-        self._sends += 1
-        session, (event_type, url, product, quantity) = self._next_step(rng)
-        if ms != self._ts_ms:
-            self._ts_ms, self._ts = ms, format_event_time(event_time)
-        event_ts, event_ms = self._ts, ms
-        dirt = rng()
-        if self._p_malformed <= dirt < self._p_late_or_malformed:
-            event_ms = ms - self._late_by_ms
-            event_ts = format_event_time(event_time - self._late_by)
-        event_id = new_id()
-        event = session.template.copy()
-        event["event_id"] = event_id
-        event["event_type"] = event_type
-        event["event_time"] = event_ts
-        event["page_url"] = url
-        event["referrer"] = session.last_url
-        revenue = 0
-        if product is not None:
-            event["product_id"] = product.product_id
-            event["category"] = product.category
-            event["price"] = product.price
-            event["quantity"] = quantity
-            if event_type == "purchase":
-                event["order_id"] = session.order_id
-                revenue = product.price_units * quantity
-        session.last_url = url
-        truth = self.truth
-        if dirt < self._p_malformed:
-            record = _new_record((session.key, self._malform(event), session.partition))
-            truth.add_dead_letter()
-            records = [record]
-        else:
-            record = _new_record((session.key, orjson.dumps(event), session.partition))
-            args: _TruthArgs = (
-                session.partition,
-                event_ms,
-                event_id,
-                event_type,
-                session.user_id,
-                session.session_id,
-                url,
-                session.order_id if event_type == "purchase" else None,
-                revenue,
-            )
-            copy = self._p_copy > 0 and rng() < self._p_copy
-            if copy:
-                due = self._sends + 1 + self._rng.getrandbits(4) % DUPLICATE_MAX_LAG
-                self._due.setdefault(due, []).append((record, args))
-            truth.add_event(*args, copy)
-            records = [record]
-        due_copies = self._due.pop(self._sends, None)
-        if due_copies:
-            for copy_record, copy_args in due_copies:
-                truth.add_event(*copy_args, False)
-                records.append(copy_record)
-        return records
+        block = self.generate_block([round(event_time.timestamp() * 1e6) // 1000])
+        return [GeneratedRecord(*record) for record in zip(*block, strict=True)]
+
+    def generate_block(self, times_ms: Sequence[int]) -> RecordBlock:
+        """The records of one send per element of ``times_ms`` (epoch milliseconds), in send order."""
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        partitions: list[int] = []
+        if not times_ms:
+            return RecordBlock(keys, values, partitions)
+        if self._event_heads is None:
+            self._start(times_ms[0])
+        assert self._event_heads is not None
+        heads = self._event_heads.take(len(times_ms))
+        batch = EventBatch()
+        # Bound methods in locals: this loop is the generator's whole per-record cost.
+        key_append, value_append, partition_append = keys.append, values.append, partitions.append
+        truth_partition, truth_time = batch.partitions.append, batch.times_ms.append
+        truth_type, truth_page = batch.type_codes.append, batch.page_codes.append
+        truth_user, truth_session = batch.user_codes.append, batch.session_ids.append
+        join = b"".join
+        slots, step, due = self._slots, self._step, self._due
+        ended: list[str] = []
+        sends = self._sends
+        last_ms, time_fragment = -1, b""
+        for head, who, u1, u2, page, product, search, dirt, lag, ms in zip(
+            heads, *self._draws.take(len(times_ms)), times_ms, strict=True
+        ):
+            sends += 1
+            session = slots[who]
+            taken = step(session, u1, u2, page, product, search)
+            if taken is None:  # the visit is over: a new one takes its slot
+                ended.append(session.session_id)
+                session = slots[who] = self._new_session(who)
+                taken = step(session, u1, u2, page, product, search)
+                assert taken is not None  # a new session always lands
+            fragment, referrer, type_code, page_code, revenue = taken
+            if revenue:
+                fragment += session.order_fragment
+            if ms != last_ms:
+                last_ms, time_fragment = ms, self._time_fragment(ms)
+            event_ms = ms
+            if dirt == _CLEAN:
+                value = join((head, time_fragment, fragment, session.referrer, session.tail))
+            elif dirt == _LATE:
+                event_ms = ms - self._late_by_ms
+                value = join((head, self._time_fragment(event_ms), fragment, session.referrer, session.tail))
+            else:
+                value = self._malform(join((head, time_fragment, fragment, session.referrer, session.tail)), ms)
+            session.referrer = referrer
+            key_append(session.key)
+            value_append(value)
+            partition_append(session.partition)
+            if dirt == _MALFORMED:
+                self.truth.add_dead_letter()
+            else:
+                truth_partition(session.partition)
+                truth_time(event_ms)
+                truth_type(type_code)
+                truth_page(page_code)
+                truth_user(session.user_code)
+                truth_session(session.session_id)
+                if revenue or lag:  # rare: a purchase, or a record that will be sent twice
+                    position = len(batch.times_ms) - 1
+                    order = (session.order_id, revenue) if revenue else None
+                    if order is not None:
+                        batch.purchases[position] = order
+                    if lag:
+                        event_id = head[len(_EVENT_HEAD[0]) : len(_EVENT_HEAD[0]) + 36].decode()
+                        batch.ids[position] = (event_id, True)
+                        due.setdefault(sends + lag, []).append(
+                            _Copy(
+                                session.key,
+                                value,
+                                session.partition,
+                                event_ms,
+                                type_code,
+                                page_code,
+                                session.user_code,
+                                session.session_id,
+                                event_id,
+                                order,
+                            )
+                        )
+            copies = due.pop(sends, None)
+            if copies:
+                for copy in copies:
+                    key_append(copy.key)
+                    value_append(copy.value)
+                    partition_append(copy.partition)
+                    truth_partition(copy.partition)
+                    truth_time(copy.time_ms)
+                    truth_type(copy.type_code)
+                    truth_page(copy.page_code)
+                    truth_user(copy.user_code)
+                    truth_session(copy.session_id)
+                    position = len(batch.times_ms) - 1
+                    batch.ids[position] = (copy.event_id, False)
+                    if copy.order is not None:
+                        batch.purchases[position] = copy.order
+        self._sends = sends
+        self.truth.add_events(batch)
+        self.truth.end_sessions(ended)
+        return RecordBlock(keys, values, partitions)
 
     # -- sessions --------------------------------------------------------------------------------------
 
-    def _start(self, first_ms: int) -> _IdPool:
+    def _start(self, first_ms: int) -> None:
         """Seed the id streams from the first send time and open the first sessions."""
-        self._event_ids = _IdPool(random.Random(f"rtap-event-ids:{self.settings.seed}:{first_ms}"))
-        self._session_keys = _SessionKeys(
-            _IdPool(random.Random(f"rtap-session-ids:{self.settings.seed}:{first_ms}")), self.partitions
-        )
-        self._active = [self._new_human_session() for _ in range(self._active_count)]
-        self._bots = [self._new_bot_session(index) for index in range(self._bot_count)]
-        return self._event_ids
+        seed = self.settings.seed
+        self._event_heads = _UuidStream(_numpy_rng(f"rtap-event-ids:{seed}:{first_ms}"), *_EVENT_HEAD)
+        self._order_ids = _UuidStream(_numpy_rng(f"rtap-order-ids:{seed}:{first_ms}"))
+        session_ids = _UuidStream(_numpy_rng(f"rtap-session-ids:{seed}:{first_ms}"))
+        self._session_starts = _SessionStarts(session_ids, _numpy_rng(f"rtap-sessions:{seed}"), self.partitions)
+        self._slots = [self._new_session(slot) for slot in range(self._active_count + self._bot_count)]
 
-    def _next_event_id(self) -> str:
-        assert self._event_ids is not None
-        return self._event_ids.next()
-
-    def _next_session_keys(self) -> tuple[str, bytes, int]:
-        assert self._session_keys is not None
-        return self._session_keys.next()
+    def _time_fragment(self, ms: int) -> bytes:
+        """``<event_time>",`` for epoch millisecond ``ms``: the contract's canonical form (format_event_time)."""
+        second = ms // 1000
+        if second != self._second:
+            self._second = second
+            self._second_prefix = (_EPOCH + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%S").encode()
+        return self._second_prefix + _MILLIS[ms - second * 1000]
 
     @staticmethod
     def _user_id(index: int) -> str:
         return f"user-{index + 1:07d}"
 
-    def _profile(self, user_index: int) -> _Profile:
-        profile = self._profiles.get(user_index)
-        if profile is None:
+    def _user(self, index: int) -> _User:
+        """A human's profile, drawn at their first session."""
+        user = self._users.get(index)
+        if user is None:
             rng = self._rng
             device = _DEVICES.draw(rng.random())
             agents = USER_AGENTS[device]
-            profile = _Profile(
-                device,
-                agents[rng.getrandbits(8) % len(agents)],
-                _COUNTRIES.draw(rng.random()),
-                random_ip(rng),
-            )
-            self._profiles[user_index] = profile
-        return profile
+            agent = _agent(agents[rng.getrandbits(8) % len(agents)], device, _COUNTRIES.draw(rng.random()))
+            user_id = self._user_id(index)
+            head = b',"user_id":' + _json(user_id) + b',"session_id":"'
+            user = _User(self.truth.user_code(user_id), head, _client(random_ip(rng), agent), agent)
+            self._users[index] = user
+        return user
 
-    def _new_human_session(self) -> _Session:
-        rng = self._rng
-        while True:  # an idle user: at most ACTIVE_USER_SHARE of them are busy, so this ends quickly
-            user_index = int(rng.random() * self._humans)
-            if user_index not in self._active_users:
-                break
-        self._active_users.add(user_index)
-        profile = self._profile(user_index)
-        ip = profile.home_ip if rng.random() < HOME_IP_SHARE else random_ip(rng)
-        client = {"ip_address": ip, "user_agent": profile.user_agent, "device": profile.device}
-        client["country"] = profile.country
-        session = _Session(self._next_session_keys(), user_index, self._user_id(user_index), client)
-        session.last_url = _REFERRERS.draw(rng.random())
-        return session
+    def _new_session(self, slot: int) -> _Session:
+        assert self._session_starts is not None
+        session_id, key, partition, pick, home, referrer = self._session_starts.next()
+        if slot >= self._active_count:
+            bot = slot - self._active_count
+            user_id = self._user_id(self._humans + bot)
+            country = _COUNTRIES.draw(self._rng.random())
+            agent = _agent(BOT_USER_AGENTS[bot % len(BOT_USER_AGENTS)], "desktop", country)
+            tail = _tail(user_id, key, _client(self._bot_ips[bot], agent))
+            session = _Session(session_id, key, partition, self.truth.user_code(user_id), _referrer(None), tail)
+            session.is_bot = True
+            session.remaining = BOT_SESSION_EVENTS
+            return session
+        # One of the slot's users (slot, slot + active, slot + 2 * active, ...).
+        active = self._active_count
+        user = self._user(slot + active * int(pick * ((self._humans - slot + active - 1) // active)))
+        client = user.home_client if home else _client(random_ip(self._rng), user.agent)
+        return _Session(session_id, key, partition, user.code, referrer, b"".join((user.head, key, b'"', client)))
 
-    def _new_bot_session(self, bot: int) -> _Session:
-        rng = self._rng
-        user_index = self._humans + bot
-        client = {
-            "ip_address": self._bot_ips[bot],
-            "user_agent": BOT_USER_AGENTS[bot % len(BOT_USER_AGENTS)],
-            "device": "desktop",
-            "country": _COUNTRIES.draw(rng.random()),
-        }
-        session = _Session(self._next_session_keys(), user_index, self._user_id(user_index), client)
-        session.is_bot = True
-        session.remaining = BOT_SESSION_EVENTS
-        return session
+    # -- the funnel ------------------------------------------------------------------------------------
 
-    def _next_step(self, rng: Any) -> tuple[_Session, _Step]:
-        """The session that sends next and its step. A session whose visit is over is replaced first."""
-        if self._p_bot and rng() < self._p_bot:
-            sessions, index = self._bots, int(rng() * self._bot_count)
-        else:
-            sessions, index = self._active, int(rng() * self._active_count)
-        session = sessions[index]
-        step = self._step(session, rng)
-        if step is None:
-            # The visit is over: the truth may forget the session, and a new one takes its slot.
-            self.truth.end_session(session.session_id)
-            if session.is_bot:
-                session = sessions[index] = self._new_bot_session(index)
-            else:
-                self._active_users.discard(session.user_index)
-                session = sessions[index] = self._new_human_session()
-            step = self._step(session, rng)
-            assert step is not None  # a new session always lands
-        return session, step
-
-    def _step(self, session: _Session, rng: Any) -> _Step | None:
-        """Advance ``session`` by one event: (event_type, page_url, product, quantity); None when it leaves."""
+    def _build_steps(self) -> None:
+        """Encode every step that does not involve a cart once: pages, searches, product views, checkout."""
         catalog = self.catalog
+        self._page_steps = [self._plain_step("page_view", url) for url in catalog.pages]
+        self._search_steps = [self._plain_step("search", url) for url in catalog.search_urls]
+        self._view_steps = [self._product_step("product_view", index, 1) for index in range(len(catalog.products))]
+        self._checkout_step = self._plain_step("checkout", catalog.checkout_url)
+        # (event_type, product index, quantity) -> step, made when first needed: carts are rarer than views.
+        self._cart_steps: dict[tuple[str, int, int], _Step] = {}
+
+    def _plain_step(self, event_type: str, url: str) -> _Step:
+        fragment = b'"event_type":' + _json(event_type) + b',"page_url":' + _json(url)
+        return fragment, _referrer(url), *self._truth_codes(event_type, url), 0
+
+    def _truth_codes(self, event_type: str, url: str) -> tuple[int, int]:
+        page_code = self.truth.page_code(url) if event_type in PAGE_VIEW_TYPES else -1
+        return self.truth.type_code(event_type), page_code
+
+    def _product_step(self, event_type: str, index: int, quantity: int) -> _Step:
+        product: Product = self.catalog.products[index]
+        url = self.catalog.confirmation_url if event_type == "purchase" else product.url
+        fragment = (
+            b'"event_type":'
+            + _json(event_type)
+            + b',"page_url":'
+            + _json(url)
+            + b',"product_id":'
+            + _json(product.product_id)
+            + b',"category":'
+            + _json(product.category)
+            + b',"price":'
+            + _json(product.price)
+            + b',"quantity":'
+            + _json(quantity)
+        )
+        revenue = product.price_units * quantity if event_type == "purchase" else 0
+        return fragment, _referrer(url), *self._truth_codes(event_type, url), revenue
+
+    def _cart_step(self, event_type: str, index: int, quantity: int) -> _Step:
+        step = self._cart_steps.get((event_type, index, quantity))
+        if step is None:
+            step = self._cart_steps[event_type, index, quantity] = self._product_step(event_type, index, quantity)
+        return step
+
+    def _step(self, session: _Session, u1: float, u2: float, page: int, product: int, search: int) -> _Step | None:
+        """Advance ``session`` by one event; None when the visit is over. The rest are the send's draws."""
         state = session.state
         if state == _DONE:
             return None
@@ -431,89 +659,83 @@ class ClickstreamGenerator:
             session.remaining -= 1
             if session.remaining <= 0:
                 session.state = _DONE
-            if rng() < 0.5:
-                return "page_view", catalog.pages[int(rng() * len(catalog.pages))], None, 0
-            product = catalog.products[int(rng() * len(catalog.products))]
-            return "product_view", product.url, product, 1
-        draw = rng()
+            if u1 < 0.5:
+                return self._page_steps[int(u2 * len(self._page_steps))]
+            return self._view_steps[int(u2 * len(self._view_steps))]
         if state == _NEW:
             session.state = _LANDED
-            return "page_view", catalog.pages[self._page_zipf.draw(rng())], None, 0
+            return self._page_steps[page]
         if state in (_LANDED, _PAGE):
-            if draw < (BOUNCE_RATE if state == _LANDED else PAGE_LEAVE):
+            if u1 < (BOUNCE_RATE if state == _LANDED else PAGE_LEAVE):
                 return None
-            draw = rng()
-            if draw < PAGE_TO_SEARCH:
+            if u2 < PAGE_TO_SEARCH:
                 session.state = _SEARCH
-                return "search", catalog.search_urls[self._search_zipf.draw(rng())], None, 0
-            if draw < PAGE_TO_SEARCH + PAGE_TO_PAGE:
+                return self._search_steps[search]
+            if u2 < PAGE_TO_SEARCH + PAGE_TO_PAGE:
                 session.state = _PAGE
-                return "page_view", catalog.pages[self._page_zipf.draw(rng())], None, 0
-            return self._view_product(session, rng)
+                return self._page_steps[page]
+            return self._view_product(session, product)
         if state == _SEARCH:
-            if draw < SEARCH_ABANDON:
+            if u1 < SEARCH_ABANDON:
                 return None
-            return self._view_product(session, rng)
+            return self._view_product(session, product)
         if state == _PRODUCT:
-            if draw < PRODUCT_LEAVE:
+            if u1 < PRODUCT_LEAVE:
                 return None
-            if draw < PRODUCT_LEAVE + PRODUCT_TO_PRODUCT:
-                return self._view_product(session, rng)
-            if draw < PRODUCT_LEAVE + PRODUCT_TO_PRODUCT + PRODUCT_TO_PAGE:
+            if u1 < PRODUCT_LEAVE + PRODUCT_TO_PRODUCT:
+                return self._view_product(session, product)
+            if u1 < PRODUCT_LEAVE + PRODUCT_TO_PRODUCT + PRODUCT_TO_PAGE:
                 session.state = _PAGE
-                return "page_view", catalog.pages[self._page_zipf.draw(rng())], None, 0
-            viewed = session.product
-            assert viewed is not None
-            quantity_draw = rng()
-            quantity = (
-                1 if quantity_draw < QUANTITY_CUMULATIVE[0] else 2 if quantity_draw < QUANTITY_CUMULATIVE[1] else 3
-            )
-            session.cart.append((viewed, quantity))
+                return self._page_steps[page]
+            quantity = 1 if u2 < QUANTITY_CUMULATIVE[0] else 2 if u2 < QUANTITY_CUMULATIVE[1] else 3
+            session.cart.append((session.product, quantity))
             session.state = _CART
-            return "add_to_cart", viewed.url, viewed, quantity
+            return self._cart_step("add_to_cart", session.product, quantity)
         if state == _CART or (state == _REMOVED and session.cart):
-            if draw < CART_REMOVE:
-                product, quantity = session.cart.pop()
+            if u1 < CART_REMOVE:
+                removed, quantity = session.cart.pop()
                 session.state = _REMOVED
-                return "remove_from_cart", product.url, product, quantity
-            if draw < CART_REMOVE + CART_CHECKOUT:
+                return self._cart_step("remove_from_cart", removed, quantity)
+            if u1 < CART_REMOVE + CART_CHECKOUT:
                 session.state = _CHECKOUT
-                return "checkout", catalog.checkout_url, None, 0
-            if draw < CART_REMOVE + CART_CHECKOUT + CART_CONTINUE:
-                return self._view_product(session, rng)
+                return self._checkout_step
+            if u1 < CART_REMOVE + CART_CHECKOUT + CART_CONTINUE:
+                return self._view_product(session, product)
             return None
         if state == _REMOVED:  # the cart is empty
-            if draw < EMPTY_CART_CONTINUE:
-                return self._view_product(session, rng)
+            if u1 < EMPTY_CART_CONTINUE:
+                return self._view_product(session, product)
             return None
         if state == _CHECKOUT:
-            if draw >= CHECKOUT_TO_PURCHASE:
+            if u1 >= CHECKOUT_TO_PURCHASE:
                 return None
-            session.order_id = self._next_event_id()
+            assert self._order_ids is not None
+            order_id = self._order_ids.next()
+            session.order_id = order_id.decode()
+            session.order_fragment = b',"order_id":"' + order_id + b'"'
             session.state = _PURCHASE
         # _PURCHASE: one purchase event per cart line, all with the session's order_id; then the visit ends.
-        product, quantity = session.cart.pop(0)
+        bought, quantity = session.cart.pop(0)
         if not session.cart:
             session.state = _DONE
-        return "purchase", catalog.confirmation_url, product, quantity
+        return self._cart_step("purchase", bought, quantity)
 
-    def _view_product(self, session: _Session, rng: Any) -> _Step:
-        product = self.catalog.products[self._product_zipf.draw(rng())]
+    def _view_product(self, session: _Session, product: int) -> _Step:
         session.product = product
         session.state = _PRODUCT
-        return "product_view", product.url, product, 1
+        return self._view_steps[product]
 
     # -- dirt ------------------------------------------------------------------------------------------
 
-    def _malform(self, event: dict[str, Any]) -> bytes:
+    def _malform(self, valid: bytes, ms: int) -> bytes:
         """A record that breaks the contract, cycling evenly through :data:`MALFORMED_KINDS`."""
         count = self._malformed_sent
         self._malformed_sent += 1
         kind = MALFORMED_KINDS[count % len(MALFORMED_KINDS)]
         round_ = count // len(MALFORMED_KINDS)
         if kind == "broken_json":  # cut mid-object: a truncated send
-            encoded = orjson.dumps(event)
-            return encoded[: len(encoded) // 2]
+            return valid[: len(valid) // 2]
+        event = orjson.loads(valid)
         if kind == "missing_field":
             del event[REQUIRED_FIELDS[round_ % len(REQUIRED_FIELDS)]]
         elif kind == "wrong_type":
@@ -521,7 +743,7 @@ class ClickstreamGenerator:
             if choice == 0:
                 event["user_id"] = int(event["user_id"].rsplit("-", 1)[1])
             elif choice == 1:
-                event["event_time"] = self._ts_ms
+                event["event_time"] = ms
             else:
                 event["page_url"] = {"href": event["page_url"]}
         else:

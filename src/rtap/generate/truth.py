@@ -23,11 +23,13 @@ of the session will be accepted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from rtap.contract import PRICE_SCALE, validate_event
@@ -46,10 +48,18 @@ MINUTE_MS = 60_000
 MONEY_UNITS = 10**PRICE_SCALE
 # How often (in accepted events) to look for minutes that can be closed; closing is a scan of open minutes.
 CLOSE_EVERY = 8192
+# Distinct pairs are packed as label code << _USER_BITS | user code in an int64.
+_USER_BITS = 32
+# Unsorted pairs kept before they are deduplicated (at least; more once the unique ones outnumber them).
+COMPACT_PAIRS = 1 << 18
+# Accepted records are counted into their minutes (with numpy) this many at a time.
+COUNT_EVERY = 4096
+_Codes = npt.NDArray[np.int64]
 FORMAT_VERSION = 1
 _NO_HIGH_WATER = -(1 << 62)
 _NO_ON_TIME = 1 << 62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
 
 
 class PageViews(NamedTuple):
@@ -101,6 +111,126 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(slots=True)
+class EventBatch:
+    """Valid records in production order, one list per field: what :meth:`GroundTruth.add_events` reads.
+
+    Pages, event types and users are given as the truth's codes (:meth:`GroundTruth.page_code`,
+    :meth:`~GroundTruth.type_code`, :meth:`~GroundTruth.user_code`): a producer looks each up once per
+    page or user, not once per event, and the truth counts distinct pairs of integers. ``page_codes`` is
+    -1 for events that are not page views. ``ids`` and ``purchases`` are sparse, keyed by position in the
+    batch. ``ids`` lists the records whose event_id may repeat one seen before, as (event_id,
+    id_may_recur) (see :meth:`GroundTruth.add_event`); every record not in it promises an event_id never
+    seen before and never repeated. ``purchases`` gives (order_id, revenue_units) of each purchase.
+    """
+
+    partitions: list[int] = field(default_factory=list)
+    times_ms: list[int] = field(default_factory=list)
+    type_codes: list[int] = field(default_factory=list)
+    page_codes: list[int] = field(default_factory=list)
+    user_codes: list[int] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
+    ids: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    purchases: dict[int, tuple[str | None, int]] = field(default_factory=dict)
+
+
+class _DistinctPairs:
+    """Distinct (label code, user code) pairs, packed in int64s: sorted and deduplicated now and then.
+
+    A batch is appended as one array; pairs are made unique when the unsorted tail outgrows the unique
+    part, so memory follows the distinct pairs and each pair is sorted a bounded number of times.
+    """
+
+    __slots__ = ("_chunks", "_pending", "_unique")
+
+    def __init__(self) -> None:
+        self._unique = np.empty(0, dtype=np.int64)
+        self._chunks: list[_Codes] = []
+        self._pending = 0
+
+    def add(self, labels: _Codes, users: _Codes) -> None:
+        self._chunks.append((labels << _USER_BITS) | users)
+        self._pending += len(labels)
+        if self._pending > max(COMPACT_PAIRS, len(self._unique)):
+            self._compact()
+
+    def _compact(self) -> None:
+        pairs = np.sort(np.concatenate([self._unique, *self._chunks]))
+        # np.sort and a neighbour comparison: much faster than np.unique on int64 here.
+        self._unique = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
+        self._chunks = []
+        self._pending = 0
+
+    def users_per_label(self) -> dict[int, int]:
+        """label code -> number of distinct users."""
+        self._compact()
+        labels, users = np.unique(self._unique >> _USER_BITS, return_counts=True)
+        return dict(zip(labels.tolist(), users.tolist(), strict=True))
+
+
+def _add_counts(total: _Codes, codes: _Codes) -> _Codes:
+    """``total`` (counts by code) plus the occurrences of each code in ``codes``, grown as needed."""
+    counts = np.bincount(codes)
+    if len(counts) > len(total):
+        counts[: len(total)] += total
+        return counts
+    total[: len(counts)] += counts
+    return total
+
+
+def _without(column: list[T], positions: list[int]) -> list[T]:
+    """``column`` without the elements at ``positions`` (ascending): a few slices, not a pass per element."""
+    kept: list[T] = []
+    start = 0
+    for position in positions:
+        kept += column[start:position]
+        start = position + 1
+    kept += column[start:]
+    return kept
+
+
+class _OpenMinute:
+    """The accepted events of one minute that can still grow: counts by code, and distinct user pairs."""
+
+    __slots__ = ("events", "orders", "revenue", "typed_users", "viewed_users", "views")
+
+    def __init__(self) -> None:
+        self.views = np.zeros(0, dtype=np.int64)  # by page code
+        self.viewed_users = _DistinctPairs()
+        self.events = np.zeros(0, dtype=np.int64)  # by event type code
+        self.typed_users = _DistinctPairs()
+        self.orders: set[str] = set()
+        self.revenue = 0
+
+    def add(
+        self, type_codes: npt.NDArray[np.int64], page_codes: npt.NDArray[np.int64], users: npt.NDArray[np.int64]
+    ) -> None:
+        self.events = _add_counts(self.events, type_codes)
+        self.typed_users.add(type_codes, users)
+        viewed = page_codes >= 0
+        if not viewed.all():
+            page_codes, users = page_codes[viewed], users[viewed]
+        if len(page_codes):
+            self.views = _add_counts(self.views, page_codes)
+            self.viewed_users.add(page_codes, users)
+
+    def add_purchase(self, order_id: str | None, revenue_units: int) -> None:
+        if order_id is not None:
+            self.orders.add(order_id)
+        self.revenue += revenue_units
+
+    def page_rows(self, pages: list[str]) -> dict[str, PageViews]:
+        viewers = self.viewed_users.users_per_label()
+        return {pages[code]: PageViews(views, viewers[code]) for code, views in enumerate(self.views.tolist()) if views}
+
+    def type_rows(self, types: list[str]) -> dict[str, tuple[int, int, int, int]]:
+        users = self.typed_users.users_per_label()
+        rows = {types[code]: (events, users[code], 0, 0) for code, events in enumerate(self.events.tolist()) if events}
+        if PURCHASE in rows:  # orders and revenue come from purchases only
+            rows[PURCHASE] = (rows[PURCHASE][0], rows[PURCHASE][1], len(self.orders), self.revenue)
+        return rows
+
+
 class GroundTruth:
     """Counts and per-minute aggregates of one stream (one run, or several merged in production order)."""
 
@@ -122,10 +252,14 @@ class GroundTruth:
         self._ids: set[str] = set()
         self._open_sessions: set[str] = set()
         self._closed_sessions = 0
-        # minute (epoch ms) -> page_url -> [views, users]; users is a set while the minute is open.
-        self._open_pages: dict[int, dict[str, list[Any]]] = {}
-        # minute -> event_type -> [events, users, orders, revenue_units]
-        self._open_types: dict[int, dict[str, list[Any]]] = {}
+        # minute (epoch ms) -> what its rows need while events of it can still be accepted
+        self._open: dict[int, _OpenMinute] = {}
+        # Codes of pages, event types and users: a code is the position in insertion order.
+        self._page_codes: dict[str, int] = {}
+        # Accepted records not yet counted into their minutes: time, type, page and user codes.
+        self._pending: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        self._type_codes: dict[str, int] = {}
+        self._user_codes: dict[str, int] = {}
         self._pages: dict[tuple[int, str], PageViews] = {}
         self._types: dict[tuple[int, str], tuple[int, int, int, int]] = {}
         self._until_close = CLOSE_EVERY
@@ -137,6 +271,21 @@ class GroundTruth:
         self.produced += 1
         self.dead_letters += 1
         return DEAD_LETTER
+
+    def page_code(self, page_url: str) -> int:
+        """The code of ``page_url`` in :class:`EventBatch` (the same page always gets the same code)."""
+        return self._page_codes.setdefault(page_url, len(self._page_codes))
+
+    def type_code(self, event_type: str) -> int:
+        """The code of ``event_type`` in :class:`EventBatch`."""
+        return self._type_codes.setdefault(event_type, len(self._type_codes))
+
+    def user_code(self, user_id: str) -> int:
+        """The code of ``user_id`` in :class:`EventBatch`."""
+        code = self._user_codes.setdefault(user_id, len(self._user_codes))
+        if code >= 1 << _USER_BITS:
+            raise ValueError(f"more than {1 << _USER_BITS} distinct users")
+        return code
 
     def add_event(
         self,
@@ -152,53 +301,114 @@ class GroundTruth:
         id_may_recur: bool = True,
     ) -> str:
         """A valid record; returns its status. ``revenue_units`` = price * quantity in 10^-6 (0 if none)."""
-        self.produced += 1
-        high = self._high_water[partition]
-        if time_ms < high - self.watermark_delay_ms:
-            self.late += 1
-            return LATE
-        if time_ms > high:
-            self._high_water[partition] = time_ms
-        if time_ms < self._first_on_time[partition]:
-            self._first_on_time[partition] = time_ms
-        ids = self._ids
-        if event_id in ids:
-            self.duplicates += 1
-            if not id_may_recur:
-                ids.discard(event_id)
-            return DUPLICATE
-        if id_may_recur:
-            ids.add(event_id)
-        self.accepted += 1
-        self._open_sessions.add(session_id)
-        minute = time_ms - time_ms % MINUTE_MS
-        if event_type in PAGE_VIEW_TYPES:
-            pages = self._open_pages.get(minute)
-            if pages is None:
-                pages = self._open_pages[minute] = {}
-            page = pages.get(page_url)
-            if page is None:
-                pages[page_url] = [1, {user_id}]
-            else:
-                page[0] += 1
-                page[1].add(user_id)
-        types = self._open_types.get(minute)
-        if types is None:
-            types = self._open_types[minute] = {}
-        stats = types.get(event_type)
-        if stats is None:
-            stats = types[event_type] = [0, set(), set(), 0]
-        stats[0] += 1
-        stats[1].add(user_id)
-        if event_type == PURCHASE:
-            if order_id is not None:
-                stats[2].add(order_id)
-            stats[3] += revenue_units
-        self._until_close -= 1
-        if not self._until_close:
+        late, duplicates = self.late, self.duplicates
+        self.add_events(
+            EventBatch(
+                partitions=[partition],
+                times_ms=[time_ms],
+                type_codes=[self.type_code(event_type)],
+                page_codes=[self.page_code(page_url) if event_type in PAGE_VIEW_TYPES else -1],
+                user_codes=[self.user_code(user_id)],
+                session_ids=[session_id],
+                ids={0: (event_id, id_may_recur)},
+                purchases={0: (order_id, revenue_units)} if event_type == PURCHASE else {},
+            )
+        )
+        return LATE if self.late != late else DUPLICATE if self.duplicates != duplicates else ACCEPTED
+
+    def add_events(self, batch: EventBatch) -> None:
+        """Valid records in production order: the bulk form of :meth:`add_event`, one pass per batch.
+
+        Lateness needs a pass in order over (partition, time); the rest is counting over numpy arrays
+        of the accepted records, so a batch of a thousand costs a small fraction of a thousand
+        :meth:`add_event` calls.
+        """
+        times = batch.times_ms
+        count = len(times)
+        self.produced += count
+        high, first, delay = self._high_water, self._first_on_time, self.watermark_delay_ms
+        late: list[int] = []
+        for index, (partition, time_ms) in enumerate(zip(batch.partitions, times, strict=True)):
+            mark = high[partition]
+            if time_ms > mark:
+                high[partition] = time_ms
+            elif time_ms < mark - delay:
+                late.append(index)
+                continue
+            if time_ms < first[partition]:
+                first[partition] = time_ms
+        self.late += len(late)
+        rejected = late
+        if batch.ids:
+            duplicates = self._duplicates(batch.ids, set(late))
+            if duplicates:
+                self.duplicates += len(duplicates)
+                rejected = sorted(late + duplicates)
+        accepted = count - len(rejected)
+        if not accepted:
+            return
+        self.accepted += accepted
+        columns: tuple[list[int], ...] = (times, batch.type_codes, batch.page_codes, batch.user_codes)
+        session_ids = batch.session_ids
+        if rejected:
+            columns = tuple(_without(column, rejected) for column in columns)
+            session_ids = _without(session_ids, rejected)
+        self._open_sessions.update(session_ids)
+        for pending, column in zip(self._pending, columns, strict=True):
+            pending += column
+        if batch.purchases:
+            skipped = set(rejected)
+            for index, (order_id, revenue_units) in batch.purchases.items():
+                if index not in skipped:
+                    time_ms = times[index]
+                    self._minute(time_ms - time_ms % MINUTE_MS).add_purchase(order_id, revenue_units)
+        if len(self._pending[0]) >= COUNT_EVERY:
+            self._count_pending()
+        self._until_close -= accepted
+        if self._until_close <= 0:
             self._until_close = CLOSE_EVERY
             self._close_minutes()
-        return ACCEPTED
+
+    def _count_pending(self) -> None:
+        """Add the accepted records not yet counted to their minutes (numpy, so worth it in bulk)."""
+        if not self._pending[0]:
+            return
+        times, type_codes, page_codes, user_codes = (np.array(column, dtype=np.int64) for column in self._pending)
+        self._pending = ([], [], [], [])
+        minutes = times - times % MINUTE_MS
+        first_minute = int(minutes[0])
+        if (minutes == first_minute).all():
+            self._minute(first_minute).add(type_codes, page_codes, user_codes)
+            return
+        for minute in np.unique(minutes).tolist():  # the records span a minute boundary
+            chosen = minutes == minute
+            self._minute(minute).add(type_codes[chosen], page_codes[chosen], user_codes[chosen])
+
+    def _duplicates(self, ids: dict[int, tuple[str, bool]], late: set[int]) -> list[int]:
+        """Positions of on-time records whose event_id was accepted before; maintains the remembered ids.
+
+        Only the records in ``ids`` can repeat an id (the batch's promise), so only they are looked up,
+        in production order.
+        """
+        remembered = self._ids
+        found = []
+        for index in sorted(ids):
+            if index in late:
+                continue
+            event_id, may_recur = ids[index]
+            if event_id in remembered:
+                found.append(index)
+                if not may_recur:
+                    remembered.discard(event_id)
+            elif may_recur:
+                remembered.add(event_id)
+        return found
+
+    def _minute(self, minute: int) -> _OpenMinute:
+        open_minute = self._open.get(minute)
+        if open_minute is None:
+            open_minute = self._open[minute] = _OpenMinute()
+        return open_minute
 
     def add_record(self, partition: int, value: bytes) -> str:
         """Classify one raw record by validating it against the contract: the slow, general path."""
@@ -227,15 +437,22 @@ class GroundTruth:
             self._open_sessions.discard(session_id)
             self._closed_sessions += 1
 
+    def end_sessions(self, session_ids: Iterable[str]) -> None:
+        """:meth:`end_session` of each of ``session_ids``."""
+        for session_id in session_ids:
+            self.end_session(session_id)
+
     def _close_minutes(self) -> None:
         """Replace the sets of minutes that every partition's watermark has passed by their sizes."""
+        self._count_pending()
         safe = min(self._high_water) - self.watermark_delay_ms
-        for minute in [m for m in self._open_pages if m + MINUTE_MS <= safe]:
-            for page_url, (views, users) in self._open_pages.pop(minute).items():
-                self._pages[minute, page_url] = PageViews(views, len(users))
-        for minute in [m for m in self._open_types if m + MINUTE_MS <= safe]:
-            for event_type, (events, users, orders, revenue) in self._open_types.pop(minute).items():
-                self._types[minute, event_type] = (events, len(users), len(orders), revenue)
+        pages, types = list(self._page_codes), list(self._type_codes)
+        for minute in [m for m in self._open if m + MINUTE_MS <= safe]:
+            open_minute = self._open.pop(minute)
+            for page_url, row in open_minute.page_rows(pages).items():
+                self._pages[minute, page_url] = row
+            for event_type, stats in open_minute.type_rows(types).items():
+                self._types[minute, event_type] = stats
 
     # -- what the warehouse must show -----------------------------------------------------------------
 
@@ -248,17 +465,21 @@ class GroundTruth:
         return Totals(self.produced, self.accepted, self.duplicates, self.late, self.dead_letters, self.sessions)
 
     def _page_rows(self) -> dict[tuple[int, str], PageViews]:
+        self._count_pending()
         rows = dict(self._pages)
-        for minute, pages in self._open_pages.items():
-            for page_url, (views, users) in pages.items():
-                rows[minute, page_url] = PageViews(views, len(users))
+        pages = list(self._page_codes)
+        for minute, open_minute in self._open.items():
+            for page_url, row in open_minute.page_rows(pages).items():
+                rows[minute, page_url] = row
         return rows
 
     def _type_rows(self) -> dict[tuple[int, str], tuple[int, int, int, int]]:
+        self._count_pending()
         rows = dict(self._types)
-        for minute, types in self._open_types.items():
-            for event_type, (events, users, orders, revenue) in types.items():
-                rows[minute, event_type] = (events, len(users), len(orders), revenue)
+        types = list(self._type_codes)
+        for minute, open_minute in self._open.items():
+            for event_type, stats in open_minute.type_rows(types).items():
+                rows[minute, event_type] = stats
         return rows
 
     def page_views_1m(self) -> dict[tuple[datetime, str], PageViews]:

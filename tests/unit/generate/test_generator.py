@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -254,3 +255,38 @@ def test_impossible_rates_and_naive_times_are_refused() -> None:
     generator = ClickstreamGenerator(GeneratorSettings(), partitions=1, watermark_delay_s=0)
     with pytest.raises(ValueError, match="timezone"):
         generator.generate(datetime(2026, 1, 1))
+
+
+def test_records_do_not_depend_on_how_sends_are_split_into_blocks() -> None:
+    settings = GeneratorSettings(users=300, duplicate_rate=0.05, late_rate=0.05, malformed_rate=0.05, bot_share=0.05)
+    start_ms = round(T0.timestamp() * 1000)
+    times = [start_ms + 20 * i for i in range(6_000)]
+
+    def fresh() -> ClickstreamGenerator:
+        return ClickstreamGenerator(settings, partitions=PARTITIONS, watermark_delay_s=DELAY_S)
+
+    whole = fresh()
+    block = whole.generate_block(times)
+    split = fresh()
+    parts = [split.generate_block(times[a:b]) for a, b in ((0, 1), (1, 1000), (1000, 1000), (1000, 1001), (1001, 6000))]
+    single = fresh()
+    one_by_one = [r for ms in times for r in single.generate(model._EPOCH + timedelta(milliseconds=ms))]
+
+    records = list(zip(*block, strict=True))
+    assert records == [record for part in parts for record in zip(*part, strict=True)]
+    assert records == [tuple(record) for record in one_by_one]
+    assert whole.truth.to_json() == split.truth.to_json() == single.truth.to_json()
+    assert whole.truth.produced == len(records)
+
+
+def test_ids_are_distinct_version_4_uuids(dirty: ClickstreamGenerator) -> None:
+    valid = {r.value: e for r in records_of(dirty) if (e := _try_parse(r.value)) is not None}
+    event_ids = {e["event_id"] for e in valid.values()}
+    session_ids = {e["session_id"] for e in valid.values()}
+    order_ids = {e["order_id"] for e in valid.values() if e["order_id"] is not None}
+    assert len(event_ids) == len(valid)  # only byte-identical copies share an id
+    assert order_ids
+    assert len(event_ids | session_ids | order_ids) == len(event_ids) + len(session_ids) + len(order_ids)
+    for text in event_ids | session_ids | order_ids:
+        parsed_id = uuid.UUID(text)
+        assert (str(parsed_id), parsed_id.version, parsed_id.variant) == (text, 4, uuid.RFC_4122)

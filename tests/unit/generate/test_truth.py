@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from rtap.contract import format_event_time
 from rtap.errors import ValidationFailedError
 from rtap.generate import EventStats, GroundTruth, PageViews
-from rtap.generate.truth import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
+from rtap.generate import truth as truth_module
+from rtap.generate.truth import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, EventBatch
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MINUTE = T0
@@ -185,3 +186,30 @@ def test_truth_agrees_with_the_naive_rules(records: list[tuple[int, int, str, st
         for (minute, event_type), row in truth.events_1m().items()
     }
     assert observed == expected["users"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(records_strategy, st.sampled_from([0, 1_000, 30_000]))
+def test_a_batch_equals_its_records_one_by_one(records: list[tuple[int, int, str, str, str]], delay_ms: int) -> None:
+    """add_events (with counting and deduplication forced to run often) against add_event per record."""
+    one_by_one = GroundTruth(partitions=3, watermark_delay_s=delay_ms / 1000)
+    for p, t, event_id, event_type, user in records:
+        revenue = 1_500_000 if event_type == "purchase" else 0
+        one_by_one.add_event(p, t, event_id, event_type, user, f"s-{user}", f"/{t % 3}", f"o-{t}", revenue)
+    batched = GroundTruth(partitions=3, watermark_delay_s=delay_ms / 1000)
+    batch = EventBatch()
+    for position, (p, t, event_id, event_type, user) in enumerate(records):
+        batch.partitions.append(p)
+        batch.times_ms.append(t)
+        batch.type_codes.append(batched.type_code(event_type))
+        batch.page_codes.append(batched.page_code(f"/{t % 3}") if event_type == "page_view" else -1)
+        batch.user_codes.append(batched.user_code(user))
+        batch.session_ids.append(f"s-{user}")
+        batch.ids[position] = (event_id, True)
+        if event_type == "purchase":
+            batch.purchases[position] = (f"o-{t}", 1_500_000)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(truth_module, "COMPACT_PAIRS", 2)
+        patch.setattr(truth_module, "COUNT_EVERY", 3)
+        batched.add_events(batch)
+    assert batched.to_json() == one_by_one.to_json()
