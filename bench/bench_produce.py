@@ -20,15 +20,20 @@ import argparse
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from rtap.bench.procfs import tree_cpu_s
 from rtap.bench.produce import Sample, free_port, generate_only, pre_encoded, raw_produce, rtap_produce, summary
 from rtap.broker import LocalKafka
 from rtap.ingest.topics import ensure_topics
@@ -62,14 +67,18 @@ def main(argv: list[str] | None = None) -> None:
             raw: list[Sample] = []
             rtap: list[Sample] = []
             gen: list[Sample] = []
+            cpu: dict[str, list[_Cpu]] = {"B1": [], "P1": [], "G1": []}
             for _ in range(args.repeats):
-                raw.append(raw_produce(settings, payload))
-                rtap.append(rtap_produce(settings, args.records)[0])
-                gen.append(generate_only(settings, args.records))
+                raw.append(_with_cpu(cpu["B1"], lambda: raw_produce(settings, payload)))
+                rtap.append(_with_cpu(cpu["P1"], lambda: rtap_produce(settings, args.records)[0]))
+                gen.append(_with_cpu(cpu["G1"], lambda: generate_only(settings, args.records)))
                 print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s   G1 {gen[-1].per_s:,.0f}/s", flush=True)
 
     load_after = os.getloadavg()[0]
-    b1, p1, g1 = summary(raw), summary(rtap), summary(gen)
+    b1, p1, g1 = (
+        {**summary(samples), **_cpu_summary(cpu[name], samples)}
+        for name, samples in (("B1", raw), ("P1", rtap), ("G1", gen))
+    )
     ratio = p1["median_records_per_s"] / b1["median_records_per_s"]
     command = "python -m bench.bench_produce " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = {
@@ -99,6 +108,36 @@ def main(argv: list[str] | None = None) -> None:
     print(_markdown(result))
 
 
+@dataclass(frozen=True)
+class _Cpu:
+    """CPU seconds of one measurement: the calling (Python) thread, this whole process, the broker."""
+
+    thread_s: float
+    process_s: float
+    broker_s: float
+
+
+def _with_cpu(into: list[_Cpu], measure: Callable[[], Sample]) -> Sample:
+    """Run ``measure`` and note its CPU: "one core" means the Python thread; librdkafka's threads are extra."""
+    thread, process, tree = time.thread_time(), time.process_time(), tree_cpu_s(os.getpid())
+    sample = measure()
+    thread, process = time.thread_time() - thread, time.process_time() - process
+    # The broker is this process's child: the tree's CPU minus our own is the broker's.
+    into.append(_Cpu(thread, process, tree_cpu_s(os.getpid()) - tree - process))
+    return sample
+
+
+def _cpu_summary(cpu: list[_Cpu], samples: list[Sample]) -> dict[str, float]:
+    def per_record(seconds: list[float]) -> float:
+        return float(statistics.median(s * 1e6 / sample.records for s, sample in zip(seconds, samples, strict=True)))
+
+    return {
+        "median_python_thread_cpu_us_per_record": per_record([c.thread_s for c in cpu]),
+        "median_process_cpu_us_per_record": per_record([c.process_s for c in cpu]),
+        "median_broker_cpu_us_per_record": per_record([c.broker_s for c in cpu]),
+    }
+
+
 def _cpus() -> int:
     return os.cpu_count() or 0
 
@@ -114,7 +153,8 @@ def _markdown(result: dict[str, Any]) -> str:
         s = result[key]
         rows.append(
             f"| {name} | {s['median_records_per_s']:,.0f} | {s['min_records_per_s']:,.0f} .. "
-            f"{s['max_records_per_s']:,.0f} |"
+            f"{s['max_records_per_s']:,.0f} | {s['median_python_thread_cpu_us_per_record']:.2f} | "
+            f"{s['median_process_cpu_us_per_record']:.2f} | {s['median_broker_cpu_us_per_record']:.2f} |"
         )
     return "\n".join(
         [
@@ -128,9 +168,14 @@ def _markdown(result: dict[str, Any]) -> str:
             f"{result['partitions']} partitions, acks=all, idempotent, {result['producer']['compression']}, "
             f"linger {result['producer']['linger_ms']} ms. Broker: local single-node KRaft on the same machine.",
             "",
-            "| measurement | median records/s | spread (min .. max) |",
-            "|---|---:|---:|",
+            "| measurement | median records/s | spread (min .. max) | Python thread CPU µs/record "
+            "| producer process CPU µs/record | broker CPU µs/record |",
+            "|---|---:|---:|---:|---:|---:|",
             *rows,
+            "",
+            "CPU columns are medians per acknowledged record. The Python thread is the single core the producer "
+            "loop runs on (generation, encoding, produce() calls); the process adds librdkafka's own threads "
+            "(batching, lz4, network); the broker shares the same machine's cores.",
             "",
             f"Ratio P1/B1 (medians): **{result['ratio_P1_over_B1']:.2f}**; "
             f"P1/G1: {result['ratio_P1_over_G1']:.2f} (how much of the generator's own speed survives producing).",

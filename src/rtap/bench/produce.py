@@ -105,8 +105,10 @@ def raw_produce(settings: Settings, payload: list[tuple[bytes, bytes]]) -> Sampl
 
 
 def generate_only(settings: Settings, records: int) -> Sample:
-    """G1: the generator alone, in blocks as ``produce_run`` uses it (records made, classified into the
-    truth, then dropped): the ceiling P1 can reach."""
+    """G1: the generator alone, in blocks as ``produce_run`` uses it: the ceiling P1 can reach.
+
+    Records are made, classified into the truth, then dropped.
+    """
     from rtap.generate import ClickstreamGenerator
     from rtap.ingest.producer import BLOCK_EVENTS
 
