@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +14,24 @@ from rtap.errors import ConfigError
 from rtap.settings import Settings
 
 
+class Profile(StrEnum):
+    LOCAL = "local"
+    CLUSTER = "cluster"
+
+
 def up(
     no_generator: Annotated[bool, typer.Option("--no-generator", help="Do not start the event generator.")] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where all state lives (default: RTAP_DATA_DIR or .rtap).")
     ] = None,
     rate: Annotated[float, typer.Option(help="Generator rate in events/s.")] = 1000.0,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            help="local: one broker, Spark local[*]. cluster: 3 KRaft brokers (replication 3, min ISR 2) and a "
+            "Spark standalone master with 2 workers, all on this machine; same job, same SQL."
+        ),
+    ] = Profile.LOCAL,
 ) -> None:
     """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator."""
     from rtap.stack.up import run_stack
@@ -27,8 +40,9 @@ def up(
         raise ConfigError(f"--rate must be > 0 for `rtap up`, got {rate}")
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    run_stack(settings, generator=not no_generator, rate=rate, console=Console())
+    for chatty in ("py4j", "httpx"):  # httpx: the cluster profile polls the Spark master's JSON endpoint
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    run_stack(settings, generator=not no_generator, rate=rate, console=Console(), cluster=profile is Profile.CLUSTER)
 
 
 def status() -> None:

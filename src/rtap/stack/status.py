@@ -42,21 +42,34 @@ def _up_process(settings: Settings) -> int | None:
     return pid
 
 
+def _broker_check(settings: Settings) -> Check:
+    broker = LocalKafka(settings, attached=False).status()
+    if not broker.running:
+        return Check("broker", False, "not reachable")
+    return Check("broker", True, f"{settings.kafka.bootstrap_servers}" + (f", pid {broker.pid}" if broker.pid else ""))
+
+
+def _cluster_check(settings: Settings) -> Check | None:
+    """The brokers of the cluster profile (``rtap up --profile cluster``), when one runs in this data directory."""
+    from rtap.cluster import LocalCluster
+
+    try:
+        cluster = LocalCluster.existing(settings)
+    except RtapError:  # no cluster layout here: the local profile
+        return None
+    pids = cluster.kafka.pids()
+    alive = sum(pid is not None for pid in pids)
+    if not alive:
+        return None
+    healthy = alive >= cluster.layout.min_insync_replicas
+    return Check("brokers", healthy, f"{alive} of {len(pids)} running on {cluster.layout.bootstrap_servers}")
+
+
 def collect(settings: Settings) -> list[Check]:
     """Every check, each independent of the others' failures."""
     from rtap.warehouse import create_client
 
-    checks: list[Check] = []
-    broker = LocalKafka(settings, attached=False).status()
-    checks.append(
-        Check(
-            "broker",
-            broker.running,
-            f"{settings.kafka.bootstrap_servers}" + (f", pid {broker.pid}" if broker.pid else "")
-            if broker.running
-            else "not reachable",
-        )
-    )
+    checks: list[Check] = [_cluster_check(settings) or _broker_check(settings)]
     pid = _up_process(settings)
     checks.append(Check("rtap up", pid is not None, f"pid {pid}" if pid else "not running"))
     try:

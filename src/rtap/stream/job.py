@@ -61,8 +61,17 @@ def starting_offsets(settings: Settings, client: WarehouseClient, checkpoint: Pa
 class StreamJob:
     """One streaming query, restarted from its checkpoint after a failed batch (bounded, with backoff)."""
 
-    def __init__(self, settings: Settings, client: WarehouseClient, *, max_consecutive_failures: int = 5) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: WarehouseClient,
+        *,
+        spark: SparkSession | None = None,
+        max_consecutive_failures: int = 5,
+    ) -> None:
+        """``spark``: a session already built (``rtap up`` builds it while the broker starts)."""
         self._settings = settings
+        self._spark = spark
         self._client = client
         self._max_failures = max_consecutive_failures
         self._stop = threading.Event()
@@ -134,7 +143,7 @@ class StreamJob:
         """Run until :meth:`stop`; a failing batch restarts the query, too many failures in a row raise."""
         # Also before Spark's start-up, so that refusing to skip deleted records takes seconds, not a JVM start.
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
-        spark = build_session(self._settings)
+        spark = self._spark or build_session(self._settings)
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
         failures = 0
         try:
