@@ -118,6 +118,17 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
+def without_late(settings: Settings) -> Settings:
+    """``settings`` whose generator sends no late records: for a run that must merge with an earlier one.
+
+    A late record is sent with event_time = now - late_by (120 s in these tests). As the first record of a
+    partition in its own run it is on time, but behind the earlier run's watermark it would be late in the
+    shared topic, and ``GroundTruth.merge`` rightly refuses. The earlier run still exercises lateness.
+    """
+    generator = settings.generator.model_copy(update={"late_rate": 0.0})
+    return settings.model_copy(update={"generator": generator})
+
+
 def wait_for_next_minute(after: datetime) -> None:
     """Sleep until the minute after ``after`` began: two runs reconcile as one only in separate minutes
     (distinct users of a minute cannot be added up; see ``GroundTruth.merge``)."""

@@ -27,7 +27,7 @@ from rtap.ingest.producer import produce_run
 from rtap.settings import Settings, child_environment
 from rtap.stream.kafka import LagProbe
 from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import measure, record, scaled, stream_log, wait_for_next_minute
+from tests.e2e.faults import measure, record, scaled, stream_log, wait_for_next_minute, without_late
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(1500)]
@@ -56,7 +56,7 @@ def test_deleted_checkpoint_resumes_after_the_warehouses_last_batch(broker: Loca
     assert (checkpoint / "commits").is_dir()
     shutil.rmtree(checkpoint)
     wait_for_next_minute(first_done)
-    second = produce(settings, count=scaled(4_000, 25_000), seed=52)
+    second = produce(without_late(settings), count=scaled(4_000, 25_000), seed=52)
     truth = GroundTruth.merge_all([first, second])
 
     run_until_drained(settings, truth.totals().produced)
@@ -93,7 +93,7 @@ def test_retention_deleting_unread_records_stops_the_job_or_is_skipped_and_count
     lost = produce(settings, count=scaled(2_000, 10_000), seed=62)  # produced while the job is stopped
     lost_end = LagProbe(settings.kafka).latest_offsets()
     wait_for_next_minute(read_done)
-    after, after_path = produce_truth(settings, count=scaled(3_000, 20_000), seed=63)
+    after, after_path = produce_truth(without_late(settings), count=scaled(3_000, 20_000), seed=63)
     delete_before(settings, lost_end)
     deleted = lost.totals().produced
 
