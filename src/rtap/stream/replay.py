@@ -28,6 +28,12 @@ class ReplayReport:
     still_invalid: Counter[str] = field(default_factory=Counter)
 
 
+def _resume_at(committed: TopicPartition) -> TopicPartition:
+    """Where the group goes on in a partition: its committed offset, or the beginning if it has none."""
+    offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
+    return TopicPartition(committed.topic, committed.partition, offset)
+
+
 def replay_dead_letters(settings: KafkaSettings, *, dry_run: bool = False, idle_timeout_s: float = 5.0) -> ReplayReport:
     """Replay every dead letter not yet replayed by this group; returns what happened."""
     consumer = Consumer(
@@ -49,11 +55,10 @@ def replay_dead_letters(settings: KafkaSettings, *, dry_run: bool = False, idle_
     try:
         metadata = consumer.list_topics(settings.dlq_topic, timeout=10)
         partitions = metadata.topics[settings.dlq_topic].partitions
-        consumer.assign([TopicPartition(settings.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
+        # Start each partition at the group's committed offset, set in the assignment itself: a seek() right
+        # after assign() races the fetcher's start and could be overridden, replaying everything again.
         committed = consumer.committed([TopicPartition(settings.dlq_topic, p) for p in partitions], timeout=10)
-        for tp in committed:
-            if tp.offset >= 0:
-                consumer.seek(tp)
+        consumer.assign([_resume_at(tp) for tp in committed])
         while (message := consumer.poll(idle_timeout_s)) is not None:
             if message.error():
                 raise BrokerError(f"reading {settings.dlq_topic} failed: {message.error()}")
