@@ -22,9 +22,7 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,10 +32,16 @@ from typing import Any
 import orjson
 
 from rtap.bench.procfs import tree_cpu_s
-from rtap.bench.produce import Sample, free_port, generate_only, pre_encoded, raw_produce, rtap_produce, summary
-from rtap.broker import LocalKafka
+from rtap.bench.produce import (
+    Sample,
+    generate_only,
+    pre_encoded,
+    private_broker,
+    raw_produce,
+    rtap_produce,
+    summary,
+)
 from rtap.ingest.topics import ensure_topics
-from rtap.settings import KafkaSettings, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -51,28 +55,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
 
-    with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
-        port, controller_port = free_port(), free_port()
-        kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port)
-        base = Settings(data_dir=Path(tmp), jars_dir=REPO_ROOT / "jars" / "lib", kafka=kafka)
-        with LocalKafka(base) as broker:
-            suffix = uuid.uuid4().hex[:8]
-            topics = broker.kafka_settings().model_copy(
-                update={"topic": f"bench.produce.{suffix}", "dlq_topic": f"bench.produce.{suffix}.dlq"}
-            )
-            settings = base.model_copy(update={"kafka": topics})
-            ensure_topics(topics)
-            payload = pre_encoded(settings, args.records)
-            raw_produce(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
-            raw: list[Sample] = []
-            rtap: list[Sample] = []
-            gen: list[Sample] = []
-            cpu: dict[str, list[_Cpu]] = {"B1": [], "P1": [], "G1": []}
-            for _ in range(args.repeats):
-                raw.append(_with_cpu(cpu["B1"], lambda: raw_produce(settings, payload)))
-                rtap.append(_with_cpu(cpu["P1"], lambda: rtap_produce(settings, args.records)[0]))
-                gen.append(_with_cpu(cpu["G1"], lambda: generate_only(settings, args.records)))
-                print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s   G1 {gen[-1].per_s:,.0f}/s", flush=True)
+    with private_broker("bench.produce", REPO_ROOT / "jars" / "lib") as (_broker, settings):
+        ensure_topics(settings.kafka)
+        payload = pre_encoded(settings, args.records)
+        raw_produce(settings, payload[: args.records // 10])  # warm-up: connections, JIT on the broker side
+        raw: list[Sample] = []
+        rtap: list[Sample] = []
+        gen: list[Sample] = []
+        cpu: dict[str, list[_Cpu]] = {"B1": [], "P1": [], "G1": []}
+        for _ in range(args.repeats):
+            raw.append(_with_cpu(cpu["B1"], lambda: raw_produce(settings, payload)))
+            rtap.append(_with_cpu(cpu["P1"], lambda: rtap_produce(settings, args.records)[0]))
+            gen.append(_with_cpu(cpu["G1"], lambda: generate_only(settings, args.records)))
+            print(f"B1 {raw[-1].per_s:,.0f}/s   P1 {rtap[-1].per_s:,.0f}/s   G1 {gen[-1].per_s:,.0f}/s", flush=True)
 
     load_after = os.getloadavg()[0]
     b1, p1, g1 = (

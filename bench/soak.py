@@ -28,9 +28,7 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,9 @@ from typing import Any
 import orjson
 
 from rtap.bench.procfs import PROC, children
-from rtap.bench.produce import free_port
-from rtap.broker import LocalKafka
+from rtap.bench.produce import private_broker
 from rtap.ingest.topics import ensure_topics
-from rtap.settings import KafkaSettings, Settings, StreamSettings, child_environment
+from rtap.settings import Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -119,23 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.soak " + shlex.join(argv if argv is not None else sys.argv[1:])
     load_before = os.getloadavg()[0]
 
-    with tempfile.TemporaryDirectory(prefix="rtap-soak-") as tmp:
-        port, controller_port = free_port(), free_port()
-        kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port)
-        base = Settings(data_dir=Path(tmp), jars_dir=REPO_ROOT / "jars" / "lib", kafka=kafka)
-        with LocalKafka(base) as broker:
-            suffix = uuid.uuid4().hex[:8]
-            topics = broker.kafka_settings().model_copy(
-                update={"topic": f"soak.{suffix}.events", "dlq_topic": f"soak.{suffix}.dlq"}
-            )
-            settings = base.model_copy(
-                update={
-                    "kafka": topics,
-                    "stream": StreamSettings(master="local[2]", trigger_interval_s=1.0, max_offsets_per_trigger=20_000),
-                }
-            )
-            ensure_topics(topics)
-            result = soak(settings, args, broker.pid)
+    with private_broker("soak", REPO_ROOT / "jars" / "lib") as (broker, base):
+        stream = StreamSettings(master="local[2]", trigger_interval_s=1.0, max_offsets_per_trigger=20_000)
+        settings = base.model_copy(update={"stream": stream})
+        ensure_topics(settings.kafka)
+        result = soak(settings, args, broker.pid)
     result.update(
         command=command.strip(),
         when=datetime.now(UTC).isoformat(timespec="seconds"),

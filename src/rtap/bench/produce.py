@@ -6,14 +6,20 @@ Shared by ``rtap bench`` and ``bench/bench_produce.py``. Every rate counts recor
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import statistics
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from rtap.broker import LocalKafka
 from rtap.errors import BrokerError
-from rtap.settings import Settings
+from rtap.settings import KafkaSettings, Settings
 
 
 def free_port() -> int:
@@ -22,6 +28,24 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def private_broker(prefix: str, jars_dir: Path) -> Iterator[tuple[LocalKafka, Settings]]:
+    """A broker of this run only (free loopback ports, a temporary data dir) and settings with unique topics.
+
+    Stand-alone benchmark scripts use it so their numbers never mix with a running stack's traffic.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"rtap-{prefix}-") as tmp:
+        port, controller_port = free_port(), free_port()
+        kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port)
+        base = Settings(data_dir=Path(tmp), jars_dir=jars_dir, kafka=kafka)
+        with LocalKafka(base) as broker:
+            suffix = uuid.uuid4().hex[:8]
+            topics = broker.kafka_settings().model_copy(
+                update={"topic": f"{prefix}.{suffix}.events", "dlq_topic": f"{prefix}.{suffix}.dlq"}
+            )
+            yield broker, base.model_copy(update={"kafka": topics})
 
 
 @dataclass(frozen=True)
