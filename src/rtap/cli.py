@@ -41,6 +41,7 @@ def _register() -> None:
     app.add_typer(contract_cli.app, name="contract")
     app.add_typer(broker_cli.app, name="kafka")
     app.add_typer(cluster_cli.app, name="cluster")
+    app.add_typer(stack_cli.jvm_app, name="jvm")
     app.command("produce")(ingest_cli.produce)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)

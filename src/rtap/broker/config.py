@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtap.errors import DependencyError
+from rtap.jvm import class_sharing_options
 from rtap.settings import Settings
 
 NODE_ID = 1
@@ -183,13 +184,14 @@ def kafka_classpath(settings: Settings) -> str:
 
 
 def java_command(java: str, settings: Settings, files: BrokerFiles, classpath: str) -> list[str]:
-    """The JVM part of every command line: heap, GC, logging, class path."""
+    """The JVM part of every command line: heap, GC, class-data sharing, logging, class path."""
     heap = settings.kafka.heap
     return [
         java,
         f"-Xms{heap}",
         f"-Xmx{heap}",
         *JVM_FLAGS,
+        *class_sharing_options(settings, "kafka"),
         f"-Dlog4j2.configurationFile={files.log4j_config}",
         f"-Dkafka.logs.dir={files.root}",
         "-cp",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from rtap.errors import DependencyError
+from rtap.jvm import class_sharing_options
 from rtap.settings import Settings
 
 # The Kafka source and its client: resolved by `make jars` from jars/pom.xml (profile `spark`), pinned to the
@@ -32,6 +35,17 @@ def connector_jars(directory: Path) -> list[Path]:
     return jars
 
 
+# The contract's generated validation method exceeds HotSpot's 8 KB JIT limit and would run interpreted
+# (JFR: ~85% of task time in it); compiling it cut validation CPU by ~30% in bench/bench_classify.py.
+COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
+
+
+def driver_java_options(settings: Settings) -> list[str]:
+    """The driver JVM's options. The class-data archive is the driver's only: a cluster's executors run
+    other JVMs, on other class paths."""
+    return [COMPILE_HUGE_METHODS, *class_sharing_options(settings, "spark")]
+
+
 def build_session(settings: Settings) -> SparkSession:
     """A SparkSession for the stream job. Must run before any other SparkSession in the process."""
     if shutil.which("java") is None:
@@ -47,10 +61,8 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "false")  # tiny per-batch plans: AQE re-planning costs more than it saves
         .config("spark.sql.streaming.metricsEnabled", "true")
-        # The contract's generated validation method exceeds HotSpot's 8 KB JIT limit and would run interpreted
-        # (JFR: ~85% of task time in it); compiling it cut validation CPU by ~30% in bench/bench_classify.py.
-        .config("spark.driver.extraJavaOptions", "-XX:-DontCompileHugeMethods")
-        .config("spark.executor.extraJavaOptions", "-XX:-DontCompileHugeMethods")
+        .config("spark.driver.extraJavaOptions", shlex.join(driver_java_options(settings)))
+        .config("spark.executor.extraJavaOptions", COMPILE_HUGE_METHODS)
     )
     if stream.master.startswith(("local", "spark://127.0.0.1:", "spark://localhost:")):
         # Local mode, or a standalone cluster on this machine (rtap.cluster): executors reach the driver on
@@ -61,3 +73,22 @@ def build_session(settings: Settings) -> SparkSession:
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def shutdown_jvm(session: SparkSession, timeout_s: float = 120.0) -> None:
+    """Stop ``session`` and end its JVM, waiting for the exit (a JVM writes its class-data archive then).
+
+    PySpark keeps the JVM until the Python process exits, and the JVM exits when its stdin closes.
+    """
+    from pyspark import SparkContext
+
+    gateway = session.sparkContext._gateway
+    assert gateway is not None  # a live session has its gateway
+    process: subprocess.Popen[bytes] | None = getattr(gateway, "proc", None)
+    session.stop()
+    gateway.shutdown()
+    SparkContext._gateway = None  # a later session in this process would launch a new JVM
+    SparkContext._jvm = None
+    if process is not None and process.stdin is not None:
+        process.stdin.close()
+        process.wait(timeout=timeout_s)

@@ -19,6 +19,7 @@ from rtap.broker.config import (
     server_properties,
 )
 from rtap.errors import DependencyError
+from rtap.jvm import archive_path
 from rtap.settings import KafkaSettings, Settings
 
 
@@ -110,3 +111,16 @@ def test_command_lines_carry_heap_logging_and_main_classes(tmp_path: Path) -> No
         "abc",
     ]
     assert run[len(base) :] == [BROKER_MAIN, str(files.server_properties)]
+
+
+def test_the_broker_maps_its_class_data_archive_when_installed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    files = BrokerFiles(settings.paths.kafka)
+    assert not any("SharedArchiveFile" in arg for arg in java_command("java", settings, files, "/jars/*"))
+
+    archive = archive_path(settings, "kafka")
+    archive.parent.mkdir(parents=True)
+    archive.touch()
+    base = java_command("java", settings, files, "/jars/*")
+    assert f"-XX:SharedArchiveFile={archive}" in base
+    assert base.index(f"-XX:SharedArchiveFile={archive}") < base.index("-cp")  # a JVM option, not a program one
