@@ -127,8 +127,11 @@ def _validator(version: int) -> Any:
     )
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_event_time(value: str) -> datetime:
-    """An RFC 3339 string as an aware UTC datetime (millisecond precision, like the warehouse)."""
+    """An RFC 3339 string as an aware UTC datetime (millisecond precision, like the warehouse), not before 1970."""
     if not _RFC3339.match(value):
         raise ContractError("not an RFC 3339 date-time", "event_time")
     try:
@@ -136,7 +139,10 @@ def parse_event_time(value: str) -> datetime:
     except ValueError as exc:
         raise ContractError(f"invalid date-time ({exc})", "event_time") from exc
     utc = parsed.astimezone(UTC)
-    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    utc = utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    if utc < EPOCH:  # the stream job's rule too (rtap.contract.spark); its upper bound needs the Kafka record
+        raise ContractError("before 1970-01-01", "event_time")
+    return utc
 
 
 def format_event_time(value: datetime) -> str:

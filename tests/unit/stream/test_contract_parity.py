@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 import pyarrow.compute as pc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import contract_fields, validate_event
@@ -83,8 +83,18 @@ def python_verdict(payload: bytes) -> dict[str, object] | None:
         return None
 
 
+# Around the epoch, the lower bound of event_time in both validators (found by this test: Python had none).
+EPOCH_EDGE = [
+    "1969-12-31T23:59:59.999Z",
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T00:59:59.999+01:00",
+    "1970-01-01T01:00:00+01:00",
+]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=st.lists(records(), min_size=20, max_size=120))
+@example(batch=[{**event(i), "event_time": moment} for i, moment in enumerate(EPOCH_EDGE)])
 def test_spark_and_python_agree_on_every_record(spark, batch) -> None:
     payloads = [orjson.dumps(r) for r in batch]
     classified = classify_batch(
