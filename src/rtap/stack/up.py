@@ -110,24 +110,26 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
     with contextlib.ExitStack() as stack:
         stack.enter_context(_pid_file(settings))
         spark_pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-spark"))
+        if not cluster:
+            # Spark's JVM start overlaps the warehouse's and the broker's: first data 41 s -> 35 s after `rtap up`
+            # (before the JVM archives of rtap.jvm). Warming the plan up on a local batch too was measured and
+            # dropped: the first Kafka batch still compiled its own code, and first data came at 45 s.
+            spark = spark_pool.submit(build_session, settings)
+        # The warehouse first: from here on `rtap sql` and `rtap status` read through this process's socket
+        # instead of opening chDB themselves, which would make this process wait for the directory's lock.
+        client = stack.enter_context(create_client(settings))
+        applied = apply_migrations(client)
+        if settings.warehouse.backend == "chdb":
+            stack.callback(serve_channel(client, settings).close)
+        console.print(f"[green]✓[/] ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
         if cluster:
             settings, brokers_failure = _start_cluster(settings, stack, console)
             spark = spark_pool.submit(build_session, settings)
         else:
-            # Spark's JVM start (~8 s on a quiet 2-core machine) overlaps the broker's start and the migrations:
-            # first data 41 s -> 35 s after `rtap up`. (Warming the plan up on a local batch too was measured
-            # and dropped: the first Kafka batch still compiled its own code, and first data came at 45 s.)
-            spark = spark_pool.submit(build_session, settings)
             kafka = stack.enter_context(LocalKafka(settings))
             console.print(f"[green]✓[/] Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
             brokers_failure = _broker_failure(kafka)
         ensure_topics(settings.kafka)
-
-        client = stack.enter_context(create_client(settings))
-        applied = apply_migrations(client)
-        console.print(f"[green]✓[/] ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
-        if settings.warehouse.backend == "chdb":
-            stack.callback(serve_channel(client, settings).close)
 
         reader = stack.enter_context(create_client(settings, readonly=True))
         dashboard = serve_dashboard(settings, reader)
