@@ -4,7 +4,7 @@ Each of them loads thousands of classes from jars at every start, parsing and ve
 2-core machine that is most of a JVM's start-up CPU, and ``rtap up`` starts both at once. A dynamic CDS
 archive (``-XX:ArchiveClassesAtExit``, JDK 13+) keeps those classes parsed and verified in a file that a
 later JVM maps with ``-XX:SharedArchiveFile``. Measured on the 2-core machine: the broker's start 4.6 -> 2.8 s,
-a Spark session 6.3 -> 3.7 s, first rows after ``rtap up`` 20.6 -> 15.7 s (bench/results/startup.md).
+a Spark session 6.3 -> 3.7 s, first rows after ``rtap up`` 21.3 -> 15.1 s (bench/results/startup.md).
 
 ``make install`` writes the archives by running the pipeline once, briefly (``rtap jvm archive``,
 ``rtap.stack.archives``). The JVM checks an archive against its own build and class path, and ignores one
