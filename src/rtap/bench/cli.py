@@ -25,6 +25,12 @@ def bench(
         float, typer.Option(min=2, help="Seconds of open-loop load per step of the sustainable-rate search.")
     ] = 30.0,
     steps: Annotated[int, typer.Option(min=1, help="Steps of the sustainable-rate search.")] = 3,
+    freshness_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1, help="Events/s of the per-event freshness phase (default: half the sustainable rate found)."
+        ),
+    ] = None,
     k_python: Annotated[
         Path | None,
         typer.Option(
@@ -43,7 +49,9 @@ def bench(
 
     if smoke:
         events, repeats, step_seconds, steps = SMOKE_EVENTS, 1, SMOKE_STEP_S, 1
-    plan = BenchPlan(events, repeats, Settings().jars_dir, timeout, smoke, step_seconds, steps, k_python)
+    plan = BenchPlan(
+        events, repeats, Settings().jars_dir, timeout, smoke, step_seconds, steps, k_python, freshness_rate
+    )
     command = "rtap " + shlex.join(sys.argv[1:])
     result = run_bench(plan, command)
     paths = write(result, out)

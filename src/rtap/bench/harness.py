@@ -47,6 +47,7 @@ class BenchPlan:
     step_s: float  # each open-loop step of the sustainable-rate search
     max_steps: int
     k_python: Path | None  # a Python whose chDB creates Kafka tables (K); None: K records the pinned chDB's error
+    freshness_rate: float | None = None  # events/s of the freshness phase; None: half the sustainable rate
 
 
 def _timed_cpu(measure: Any, *args: Any) -> Sample:
@@ -100,7 +101,9 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
             # Open-loop steps start at half of P's drain rate, below what the producer itself can offer.
             start = min(result["P_rtap_job"]["median_records_per_s"], result["P1_rtap_produce"]["min_records_per_s"])
             try:
-                result["P_sustained"] = sustain(live, start / 2, plan.step_s, plan.max_steps, plan.drain_timeout_s)
+                result["P_sustained"] = sustain(
+                    live, start / 2, plan.step_s, plan.max_steps, plan.drain_timeout_s, plan.freshness_rate
+                )
             except Exception as exc:  # noqa: BLE001 - recorded with the other results, then the command fails on it
                 result["P_sustained"] = {"error": " ".join(str(exc).split())}
             broker_pid = broker.pid()

@@ -83,7 +83,7 @@ def _sustained(result: dict[str, Any]) -> list[str]:
         f"**Sustainable rate: {'none of the rates tried' if sus is None else f'{sus:,.0f} records/s'}** "
         "(the highest rate that held).",
         "",
-        f"### Freshness at half the sustainable rate ({fresh['rate']:,.0f} events/s, {fresh['records']:,} records)",
+        f"### Per-event freshness at {fresh['rate']:,.0f} events/s ({fresh['records']:,} records)",
         "",
         "Per event: when a probe polling the warehouse through the job's read-only socket every "
         f"{fresh['probe_interval_s']:.1f} s (as a dashboard would) first saw the event's batch, minus the event's "

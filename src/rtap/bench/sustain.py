@@ -202,8 +202,16 @@ def _batches(settings: Settings, since: float, until: float) -> list[BatchPoint]
     ]
 
 
-def sustain(settings: Settings, start_rate: float, step_s: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
-    """Search the sustainable rate, then measure freshness at half of it; reconcile the totals at the end."""
+def sustain(
+    settings: Settings,
+    start_rate: float,
+    step_s: float,
+    max_steps: int,
+    timeout_s: float,
+    freshness_rate: float | None = None,
+) -> dict[str, Any]:
+    """Search the sustainable rate, then measure freshness at half of it (or at ``freshness_rate``);
+    reconcile the totals at the end."""
     from rtap.generate.truth import GroundTruth
     from rtap.ingest.producer import ProduceReport, produce_run
 
@@ -244,9 +252,10 @@ def sustain(settings: Settings, start_rate: float, step_s: float, max_steps: int
                 high = rate if high is None else min(high, rate)
             rate = next_rate(low, high, rate)
         half = (low if low is not None else min(s["rate"] for s in steps)) / 2
+        fresh_rate = freshness_rate or half
         with Probe(settings) as probe:
             began = time.time()
-            report = produce(half, duration_s=step_s)
+            report = produce(fresh_rate, duration_s=step_s)
             ended = time.time()
             wait_committed(settings, process, produced(), timeout_s)
             time.sleep(2 * PROBE_INTERVAL_S)  # one more poll after the last commit
@@ -255,7 +264,7 @@ def sustain(settings: Settings, start_rate: float, step_s: float, max_steps: int
         ]
         freshness = _measure_freshness(settings, began, ended, probe.samples)
         freshness.update(
-            rate=half,
+            rate=fresh_rate,
             records=report.delivered,
             probe_interval_s=PROBE_INTERVAL_S,
             probe_failures=probe.failed,
