@@ -186,8 +186,9 @@ def _plan(value: str, record_timestamp: str, max_record_bytes: int, max_future_s
     for f in fields:
         kinds.append(f"schema_of_variant(__r.{f.name}) AS __k_{f.name}")
         if f.format == "date-time":
-            # Millisecond precision, like the warehouse's DateTime64(3) and the Python validator.
-            kinds.append(f"date_trunc('millisecond', try_cast(__t.{f.name} AS timestamp)) AS __ts_{f.name}")
+            # Millisecond precision, like the warehouse's DateTime64(3) and the Python validator. RFC 3339 allows
+            # a lower-case "t" and "z", which Spark's cast refuses: upper() changes nothing else in a date-time.
+            kinds.append(f"date_trunc('millisecond', try_cast(upper(__t.{f.name}) AS timestamp)) AS __ts_{f.name}")
     # JSON null is a VOID variant, absent is SQL NULL: both are "not present".
     present = tuple(f"__r.{f.name} IS NOT NULL AND __k_{f.name} != 'VOID' AS __p_{f.name}" for f in fields)
 
