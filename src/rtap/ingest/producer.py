@@ -31,6 +31,11 @@ from rtap.settings import KafkaSettings, ProducerSettings, Settings
 # librdkafka gives up on a record after this long; the final flush waits a little longer than that, so
 # a dead broker ends a run with a failure count instead of hanging it.
 DELIVERY_TIMEOUT_MS = 120_000
+# After a broker restart librdkafka can keep stale partition metadata until its periodic refresh (5 min by
+# default), longer than the delivery timeout: a clean-clone CI run lost 2,802 records to "Message timed out"
+# although the broker was back after 10 s (librdkafka issues #569 and #3009 report the same, and this fix).
+# Refreshing every 10 s keeps recovery far inside the delivery timeout, for one small request per interval.
+METADATA_REFRESH_MS = 10_000
 # Sends generated and produced at once when running flat out (the generator works in blocks); a block is
 # also the unit of housekeeping (serve delivery reports, check stop, report progress). At 100k/s a block
 # takes about 10 ms, and its events share the event_time of the moment it was made.
@@ -60,6 +65,7 @@ def producer_config(kafka: KafkaSettings, producer: ProducerSettings) -> dict[st
         "queue.buffering.max.messages": producer.queue_max_messages,
         "partitioner": "murmur2_random",
         "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
         "delivery.report.only.error": True,
     }
 

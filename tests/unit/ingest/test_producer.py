@@ -29,6 +29,8 @@ def test_producer_config_is_durable_batched_and_java_compatible() -> None:
     assert config["queue.buffering.max.messages"] == 99
     # Failures still reach the callback; successes are counted by difference after the flush.
     assert config["delivery.report.only.error"] is True
+    # Stale metadata after a broker restart must be refreshed well before a record's delivery times out.
+    assert config["topic.metadata.refresh.interval.ms"] * 5 <= config["message.timeout.ms"]
 
 
 def test_producer_config_defaults_to_lz4() -> None:
