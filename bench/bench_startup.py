@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from rtap.cluster.layout import free_ports
-from rtap.jvm import archive_path
+from rtap.jvm import ARCHIVES, archive_path
 from rtap.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where startup.json and startup.md go")
     args = parser.parse_args(argv)
     settings = Settings(jars_dir=REPO_ROOT / "jars" / "lib")
-    missing = [name for name in ("kafka", "spark") if not archive_path(settings, name).is_file()]  # type: ignore[arg-type]
+    missing = [name for name in ARCHIVES if not archive_path(settings, name).is_file()]
     if missing:
         raise SystemExit(f"no class-data archive for {', '.join(missing)}: run `make install` first")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rtap.jvm import archive_path, class_sharing_options, pending_path
+from rtap.jvm import ArchiveName, archive_path, class_sharing_options, pending_path
 from rtap.settings import Settings
 
 
@@ -15,8 +15,8 @@ def _settings(tmp_path: Path, mode: str = "on") -> Settings:
     return Settings(data_dir=tmp_path / "data", jars_dir=tmp_path / "jars", jvm_class_sharing=mode)
 
 
-def _install_archive(settings: Settings, name: str) -> Path:
-    path = archive_path(settings, name)  # type: ignore[arg-type]
+def _install_archive(settings: Settings, name: ArchiveName) -> Path:
+    path = archive_path(settings, name)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"archive")
     return path
