@@ -73,3 +73,18 @@ def test_range_choice_reloads_every_panel(
     wait_until_every_panel_has_data(page, "clickstream")
     assert page.locator("#ranges button.active").inner_text() == "24h"
     assert page.locator("#status").inner_text().startswith("live")
+
+
+def test_most_clicked_urls_draws_the_page_views_per_page(
+    served: tuple[DashboardServer, WarehouseClient, datetime], page: Page
+) -> None:
+    """The previous system's chart: one bar per page, its clicks the page views of rtap's own table."""
+    server, writer, _now = served
+    page.goto(f"{server.url}/#clickstream")
+    wait_until_every_panel_has_data(page, "clickstream")
+    # Every seeded window is within the page's default hour; read straight from page_views_1m, not the view.
+    totals = writer.query_rows("SELECT page_url, sum(views) AS v FROM {db}.page_views_1m FINAL GROUP BY page_url")
+    (bars,) = chart_data(page, "most_clicked_urls")
+    drawn = dict(zip(bars["y"], bars["x"], strict=True))
+    assert drawn == dict(totals)
+    assert bars["x"] == sorted(bars["x"]), "largest on top"

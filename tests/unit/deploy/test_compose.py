@@ -496,7 +496,11 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
     assert profile is not None
     assert profile.findtext("readonly") == "1"
     database = rtap_settings.WarehouseSettings.model_fields["database"].default
-    assert [q.text for q in reader.findall("grants/query")] == [f"GRANT SELECT ON {database}.*"]
+    # rtap's database, and the previous system's name for its view (test_previous_system_view.py).
+    assert [q.text for q in reader.findall("grants/query")] == [
+        f"GRANT SELECT ON {database}.*",
+        "GRANT SELECT ON real_time_analytics.*",
+    ]
     password_env = reader.find("password")
     assert password_env is not None
     assert password_env.get("from_env")
@@ -507,6 +511,20 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
         assert client_env["RTAP_CLICKHOUSE_READONLY_USER"] == reader_name
         assert client_env["RTAP_CLICKHOUSE_READONLY_PASSWORD"] == server_env[password_env.get("from_env", "")]
         assert "RTAP_CLICKHOUSE_PASSWORD" not in client_env, f"{name} gets the writing account"
+
+
+def test_the_read_only_account_may_read_every_database_the_migrations_create() -> None:
+    """Migration 0006 adds the previous system's database name (a view over rtap's): readers need it too."""
+    migrations = (ROOT / "src" / "rtap" / "warehouse" / "migrations").glob("*.sql")
+    created = {
+        name for path in migrations for name in re.findall(r"CREATE DATABASE IF NOT EXISTS (\w+)", path.read_text())
+    }
+    assert "real_time_analytics" in created
+    reader = ET.parse(CLICKHOUSE_USERS).getroot().find("users/rtap_reader")
+    assert reader is not None
+    database = rtap_settings.WarehouseSettings.model_fields["database"].default
+    granted = {q.text for q in reader.findall("grants/query")}
+    assert granted == {f"GRANT SELECT ON {database if name == '{db}' else name}.*" for name in created | {"{db}"}}
 
 
 def test_clickhouse_xml_holds_no_password() -> None:
