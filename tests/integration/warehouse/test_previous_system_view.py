@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -40,23 +39,29 @@ ORDER BY clicks DESC, page_url
 """
 
 
-@dataclass
-class Warehouse:
-    settings: Settings
-    writer: WarehouseClient
-    reader: WarehouseClient
-    now: datetime
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("rtap-previous-view"))
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-previous-view"))
-    now = datetime.now(UTC)
-    with create_client(settings) as writer:
-        apply_migrations(writer)
-        seed_page_views(writer, now, minutes=MINUTES)
-        with create_client(settings, readonly=True) as reader:
-            yield Warehouse(settings, writer, reader, now)
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def writer(settings: Settings, now: datetime) -> Iterator[WarehouseClient]:
+    """A migrated chDB with ten minutes of page views per page."""
+    with create_client(settings) as client:
+        apply_migrations(client)
+        seed_page_views(client, now, minutes=MINUTES)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def reader(settings: Settings, writer: WarehouseClient) -> Iterator[WarehouseClient]:
+    with create_client(settings, readonly=True) as client:
+        yield client
 
 
 def seeded_views(minute: int, page_index: int) -> int:
@@ -64,10 +69,10 @@ def seeded_views(minute: int, page_index: int) -> int:
     return 10 * (page_index + 1) + minute
 
 
-def test_the_view_has_the_previous_tables_columns(warehouse: Warehouse) -> None:
-    for table in (f"{warehouse.settings.warehouse.database}.clickstream_aggregates", PREVIOUS_TABLE):
+def test_the_view_has_the_previous_tables_columns(settings: Settings, reader: WarehouseClient) -> None:
+    for table in (f"{settings.warehouse.database}.clickstream_aggregates", PREVIOUS_TABLE):
         database, name = table.split(".")
-        columns = warehouse.reader.query_rows(
+        columns = reader.query_rows(
             "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} "
             "ORDER BY position",
             parameters={"d": database, "t": name},
@@ -75,12 +80,12 @@ def test_the_view_has_the_previous_tables_columns(warehouse: Warehouse) -> None:
         assert columns == PREVIOUS_COLUMNS, table
 
 
-def test_one_row_per_page_and_minute_with_rtaps_page_views(warehouse: Warehouse) -> None:
-    rows = warehouse.reader.query_rows(
+def test_one_row_per_page_and_minute_with_rtaps_page_views(reader: WarehouseClient, now: datetime) -> None:
+    rows = reader.query_rows(
         "SELECT toUnixTimestamp(window_start), toUnixTimestamp(window_end), page_url, click_count "
         f"FROM {PREVIOUS_TABLE} ORDER BY window_start, page_url"
     )
-    newest = int(minute_floor(warehouse.now).timestamp())
+    newest = int(minute_floor(now).timestamp())
     assert rows == sorted(
         (newest - 60 * minute, newest - 60 * minute + 60, page, seeded_views(minute, index))
         for minute in range(MINUTES)
@@ -88,28 +93,31 @@ def test_one_row_per_page_and_minute_with_rtaps_page_views(warehouse: Warehouse)
     )
 
 
-def test_a_refined_window_counts_once_with_its_newest_clicks(warehouse: Warehouse) -> None:
+def test_a_refined_window_counts_once_with_its_newest_clicks(
+    writer: WarehouseClient, reader: WarehouseClient, now: datetime
+) -> None:
     """The stream job rewrites an open window with a higher version; the view must not add both rows."""
-    seed_page_views(warehouse.writer, warehouse.now, minutes=1, version=2, extra_views=1000)
-    clicks = dict(warehouse.reader.query_rows(MOST_CLICKED))
+    seed_page_views(writer, now, minutes=1, version=2, extra_views=1000)
+    clicks = dict(reader.query_rows(MOST_CLICKED))
     assert clicks == {
         page: sum(seeded_views(minute, index) for minute in range(MINUTES)) + 1000 for index, page in enumerate(PAGES)
     }
-    (rows,) = warehouse.reader.query_rows(f"SELECT count() FROM {PREVIOUS_TABLE}")[0]
+    (rows,) = reader.query_rows(f"SELECT count() FROM {PREVIOUS_TABLE}")[0]
     assert rows == MINUTES * len(PAGES)
 
 
-def test_the_view_is_read_only(warehouse: Warehouse) -> None:
+def test_the_view_is_read_only(writer: WarehouseClient, reader: WarehouseClient) -> None:
     with pytest.raises(QueryRejectedError):
-        warehouse.reader.query_rows(f"INSERT INTO {PREVIOUS_TABLE} SELECT now(), now(), '/', 1")
+        reader.query_rows(f"INSERT INTO {PREVIOUS_TABLE} SELECT now(), now(), '/', 1")
     # Even the writing account cannot write into it: it is a view, rtap's tables are the only store.
     with pytest.raises(WarehouseError):
-        warehouse.writer.command(f"INSERT INTO {PREVIOUS_TABLE} SELECT now(), now(), '/', 1")
+        writer.command(f"INSERT INTO {PREVIOUS_TABLE} SELECT now(), now(), '/', 1")
 
 
-def test_the_previous_systems_table_left_on_the_server_stops_the_migration(warehouse: Warehouse) -> None:
+def test_the_previous_systems_table_left_on_the_server_stops_the_migration(
+    settings: Settings, writer: WarehouseClient
+) -> None:
     """rtap never shadows or replaces it: the migration stops with what to do, and records nothing."""
-    writer = warehouse.writer
     writer.command(f"DROP VIEW {PREVIOUS_TABLE}")
     writer.command(
         f"CREATE TABLE {PREVIOUS_TABLE} (window_start DateTime, window_end DateTime, page_url String, "
@@ -117,7 +125,7 @@ def test_the_previous_systems_table_left_on_the_server_stops_the_migration(wareh
     )
     writer.command(f"INSERT INTO {PREVIOUS_TABLE} VALUES (now(), now(), '/old', 7)")
     other = Settings(
-        data_dir=warehouse.settings.data_dir,
+        data_dir=settings.data_dir,
         warehouse=WarehouseSettings(database=f"rtap_test_{uuid.uuid4().hex[:8]}"),
     )
     try:
