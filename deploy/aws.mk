@@ -58,8 +58,9 @@ aws_ssh = ssh -i "$$key" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeou
   -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=$(AWS_TF_DIR)/.known_hosts
 # Resources that an `import` block in deploy/terraform brought under Terraform (made by hand, docs/aws.md):
 # the `to` address of each import block, as `terraform fmt` writes them. aws-down keeps them standing.
-aws_imported = $(shell awk '/^import[[:space:]]*[{]/ {inside = 1; next} inside && /^[}]/ {inside = 0} \
-  inside && $$1 == "to" && $$2 == "=" {print $$3}' $(wildcard $(AWS_TF_DIR)/*.tf))
+aws_tf_files = $(wildcard $(AWS_TF_DIR)/*.tf)
+aws_imported = $(if $(aws_tf_files),$(shell awk '/^import[[:space:]]*[{]/ {inside = 1; next} inside && /^[}]/ {inside = 0} \
+  inside && $$1 == "to" && $$2 == "=" {print $$3}' $(aws_tf_files)))
 
 .PHONY: aws-check aws-plan aws-up aws-validate aws-down aws-e2e
 
@@ -107,9 +108,9 @@ aws-validate: $(BIN)/rtap ## AWS: wait for the host, then check it end to end wi
 aws-down: ## AWS: destroy everything aws-up created (an adopted key pair and imported resources stay)
 	$(AWS_TF) init -input=false >/dev/null
 	@for address in $(foreach address,$(aws_imported),'$(address)'); do \
-	  if [ -n "$$($(AWS_TF) state list "$$address")" ]; then \
-	    $(AWS_TF) state rm "$$address" >/dev/null && echo "kept $$address (imported): removed from the state, not destroyed"; \
-	  fi; \
+	  listed=$$($(AWS_TF) state list "$$address") && { [ -z "$$listed" ] || $(AWS_TF) state rm "$$address" >/dev/null; } || \
+	    { echo "error: could not take $$address out of the state, so nothing was destroyed (it would have been)"; exit 1; }; \
+	  [ -z "$$listed" ] || echo "kept $$address (imported): removed from the state, not destroyed"; \
 	done
 	$(aws_tf_env) $(AWS_TF) destroy -input=false -auto-approve
 

@@ -31,7 +31,8 @@ case "$1" in
     answer="FAKE_OUTPUT_$3"; [ -n "${!answer:-}" ] && echo -n "${!answer}" && exit 0
     exit 1 ;;
   state)
-    if [ "$2" = list ]; then for address in ${FAKE_STATE:-}; do [ "$address" = "$3" ] && echo "$address"; done; fi ;;
+    if [ "$2" = list ]; then for address in ${FAKE_STATE:-}; do [ "$address" = "$3" ] && echo "$address"; done; fi
+    if [ "$2" = rm ]; then exit "${FAKE_STATE_RM_RC:-0}"; fi ;;
 esac
 exit 0
 """
@@ -282,3 +283,17 @@ def test_aws_down_without_import_blocks_only_destroys(lifecycle: tuple[Path, Pat
     assert result.returncode == 0, result.stdout + result.stderr
     calls = (log.parent / f"{log.name}.args").read_text().splitlines()
     assert [call.split()[0] for call in calls] == ["init", "destroy"]
+
+
+def test_aws_down_destroys_nothing_when_an_imported_resource_cannot_leave_the_state(
+    lifecycle: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    wrapper, log, env = lifecycle
+    tf_dir = tmp_path / "terraform"
+    shutil.copytree(ROOT / "deploy" / "terraform", tf_dir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    shutil.copy(tf_dir / "adopted.tf.example", tf_dir / "adopted.tf")
+    variables: dict[str, str | None] = {"AWS_TF_DIR": str(tf_dir)}
+    result = make(wrapper, "aws-down", env, variables, FAKE_STATE="aws_s3_bucket.exports", FAKE_STATE_RM_RC="1")
+    assert result.returncode != 0
+    assert "could not take aws_s3_bucket.exports out of the state, so nothing was destroyed" in result.stdout
+    assert "destroy" not in [call.split()[0] for call in (log.parent / f"{log.name}.args").read_text().splitlines()]
