@@ -617,6 +617,7 @@ FIXED_BY_REASON = {
     ),
     "read from .env through ${...} by the service that uses it": ("RTAP_STREAM_MASTER", "RTAP_METABASE_ADMIN_EMAIL"),
     "sized to the stream container's memory limit": ("RTAP_STREAM_DRIVER_MEMORY",),
+    "the image's own interpreter runs the parse stage's Python workers": ("RTAP_STREAM_PYTHON",),
     "listen addresses and ports behind the published ports (the image sets the dashboard's)": (
         "RTAP_STREAM_UI_HOST",
         "RTAP_DASHBOARD_HOST",
