@@ -22,6 +22,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from rtap import metrics
 from rtap.errors import PipelineError
 from rtap.settings import Settings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
@@ -96,6 +97,13 @@ class StreamJob:
         return reader.load()
 
     def _process(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
+        try:
+            self._process_batch(sink, batch, batch_id)
+        except Exception as error:
+            metrics.STREAM.batch_failed(error)
+            raise
+
+    def _process_batch(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         high_water = sink.high_water(batch_id)
@@ -160,7 +168,8 @@ class StreamJob:
                     )
                 backoff = min(30.0, 2.0**failures)
                 log.error("batch failed (%s); restarting from the checkpoint in %.0f s", _first_line(error), backoff)
-                self._stop.wait(backoff)
+                if not self._stop.wait(backoff):
+                    metrics.STREAM.job_restarted()
         finally:
             with contextlib.suppress(Py4JNetworkError):  # nothing left to stop when the JVM is gone
                 if self._query is not None and self._query.isActive:
