@@ -54,11 +54,12 @@ ENV PATH=/opt/rtap/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     RTAP_DATA_DIR=/var/lib/rtap \
     RTAP_JARS_DIR=/opt/rtap/jars \
-    RTAP_DASHBOARD_HOST=0.0.0.0
+    RTAP_DASHBOARD_HOST=0.0.0.0 \
+    RTAP_METRICS_HOST=0.0.0.0
 WORKDIR /var/lib/rtap
 # Numeric, so a runtime that checks for a non-root user (Kubernetes runAsNonRoot) can verify it.
 USER 185:185
-EXPOSE 8050 4040
+EXPOSE 8050 4040 9464 9465 9466
 # For the default command (the dashboard); compose gives each other role its own check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8050/api/health', timeout=4)"]

@@ -54,9 +54,14 @@ jars/lib/cds/.built: $(BIN)/rtap jars/lib/.resolved
 install: $(BIN)/rtap jars/lib/.resolved jars/lib/cds/.built ## Install Python packages, the Kafka/Spark jars and the JVM archives
 jars: jars/lib/.resolved ## Resolve the Kafka broker and Spark connector jars from Maven Central
 
-system-deps: ## Debian packages the tests need (headless Chromium, shellcheck)
+# Debian's prometheus package brings promtool (`promtool check/test rules` in tests/unit/metrics) and the server
+# the e2e test starts on a free loopback port. Its packaged system service is disabled again: the tests need none.
+system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, Prometheus and promtool)
 	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck >/dev/null; }
+	@command -v promtool >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+	  && { ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
 
 run: install ## Install everything and run the pipeline locally (broker, warehouse, stream job, generator, dashboard)
 	$(BIN)/rtap up

@@ -47,7 +47,7 @@ TIMEOUT_S = 180.0
 def start_once(mode: str) -> dict[str, float]:
     """One ``rtap up`` until micro-batch 0 is committed; the seconds from launch to each milestone."""
     with tempfile.TemporaryDirectory(prefix="rtap-bench-startup-") as data_dir:
-        kafka_port, controller_port, dashboard_port = free_ports(3)
+        kafka_port, controller_port, dashboard_port, metrics_port = free_ports(4)
         env = {
             **os.environ,
             "RTAP_DATA_DIR": data_dir,
@@ -56,6 +56,7 @@ def start_once(mode: str) -> dict[str, float]:
             "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
             "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
             "RTAP_DASHBOARD_PORT": str(dashboard_port),
+            "RTAP_METRICS_PORT": str(metrics_port),
             "RTAP_JVM_CLASS_SHARING": mode,
             "PYTHONUNBUFFERED": "1",  # the ✓ lines go to a pipe: timestamp them when printed, not when flushed
         }

@@ -31,6 +31,7 @@ def _register() -> None:
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
+    from rtap.metrics import cli as metrics_cli
     from rtap.stack import cli as stack_cli
     from rtap.stream import cli as stream_cli
     from rtap.validate import cli as validate_cli
@@ -52,6 +53,7 @@ def _register() -> None:
     app.command("validate")(validate_cli.validate)
     app.command("reconcile")(validate_cli.reconcile)
     app.command("bench")(bench_cli.bench)
+    app.add_typer(metrics_cli.app, name="metrics")
 
 
 _register()

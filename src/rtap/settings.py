@@ -160,6 +160,48 @@ class DashboardSettings(BaseSettings):
     query_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class MetricsSettings(BaseSettings):
+    """The Prometheus endpoint of every long-running rtap process (``rtap.metrics``). Loopback by default,
+    like the dashboard. One endpoint per process: ``rtap up`` runs the job, the dashboard and the generator
+    in one process and serves all their metrics on ``port``; run alone, each command has its own default
+    port so they can run side by side on one machine. Port 0 picks a free port."""
+
+    model_config = _config("RTAP_METRICS_")
+
+    enabled: bool = True
+    host: str = LOOPBACK
+    port: int = Field(default=9464, ge=0, le=65535)  # `rtap up` and `rtap stream`
+    dashboard_port: int = Field(default=9465, ge=0, le=65535)  # `rtap dashboard`
+    producer_port: int = Field(default=9466, ge=0, le=65535)  # `rtap produce`
+
+
+class AlertSettings(BaseSettings):
+    """Thresholds of the Prometheus alert rules (``rtap metrics rules``, deploy/prometheus/rules.yml).
+
+    The defaults are the ones the rest of rtap already judges health by: ``rtap status`` calls the job
+    stalled after ``stall_after_s`` without a batch while records wait, and ``rtap validate`` calls data
+    stale past 60 s (``ValidationOptions.freshness_s``).
+    """
+
+    model_config = _config("RTAP_ALERT_")
+
+    # No batch committed for this long while the input topic has records the job has not processed.
+    stall_after_s: float = Field(default=60.0, gt=0)
+    # 99th percentile of per-event freshness (event_time -> commit) over `window_s`.
+    freshness_p99_s: float = Field(default=60.0, gt=0)
+    # Kafka lag rising for this long.
+    lag_growing_for_s: float = Field(default=600.0, gt=0)
+    # Dead letters as a share of the records read over `window_s` (the generator's own dirt is 0.5%).
+    dead_letter_share: float = Field(default=0.05, gt=0, le=1)
+    # This many restarts of the stream job (query or process) within `restarts_window_s`.
+    restarts: int = Field(default=3, ge=1)
+    restarts_window_s: float = Field(default=900.0, gt=0)
+    # A gap recorded in data_gaps keeps its alert firing this long (the loss itself is permanent).
+    data_gap_window_s: float = Field(default=3600.0, gt=0)
+    # The rate window of the freshness and dead-letter rules, and how long they must hold.
+    window_s: float = Field(default=300.0, gt=0)
+
+
 class MetabaseSettings(BaseSettings):
     """Metabase provisioning (``rtap metabase provision``)."""
 
@@ -227,6 +269,8 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     metabase: MetabaseSettings = Field(default_factory=MetabaseSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("data_dir", "jars_dir")
     @classmethod
@@ -256,4 +300,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
         "RTAP_STREAM_MAX_BATCH_RECORDS": str(stream.max_batch_records),
         "RTAP_STREAM_ACCEPT_DATA_LOSS": str(stream.accept_data_loss).lower(),
+        "RTAP_METRICS_ENABLED": str(settings.metrics.enabled).lower(),
+        "RTAP_METRICS_HOST": settings.metrics.host,
+        "RTAP_METRICS_PORT": str(settings.metrics.port),
+        "RTAP_METRICS_PRODUCER_PORT": str(settings.metrics.producer_port),
     }

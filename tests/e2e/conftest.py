@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from rtap.broker import LocalKafka
-from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
+from rtap.settings import GeneratorSettings, MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import owner_pid
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
@@ -42,6 +42,7 @@ def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: o
         kafka=kafka,
         generator=GeneratorSettings(duplicate_rate=0.03, late_rate=0.02, malformed_rate=0.02, late_by_seconds=120),
         stream=StreamSettings(master="local[2]", trigger_interval_s=0.5, **stream),
+        metrics=MetricsSettings(port=0, producer_port=0),  # any free port: tests may overlap on one machine
     )
 
 

@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rtap.broker import LocalKafka
-from rtap.settings import Settings
+from rtap.settings import MetricsSettings, Settings
 from rtap.warehouse import create_client
+from tests.conftest import free_port
 from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import LARGE, measure, record, scaled, stream_log
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
@@ -53,10 +56,21 @@ def immutable() -> Iterator[list[Path]]:
         subprocess.run(["chattr", "-i", str(path)], check=False)
 
 
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The job's metrics endpoint: (sample name, cause label or "") -> value."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (sample.name, sample.labels.get("cause", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
     broker: LocalKafka, tmp_path: Path, immutable: list[Path]
 ) -> None:
     settings = pipeline_settings(broker, tmp_path, "whfault", max_batch_records=scaled(1_000, 10_000))
+    settings = settings.model_copy(update={"metrics": MetricsSettings(port=free_port())})
     truth = produce(settings, count=scaled(8_000, 50_000), seed=41)
     produced = truth.totals().produced
 
@@ -78,6 +92,7 @@ def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
         subprocess.run(["chattr", "-i", str(events_dir)], check=True)
 
         job.wait_processed(produced)
+        scraped = scrape(settings.metrics.port)
         assert job.stop() == 0
     except BaseException:
         if job.process.poll() is None:
@@ -88,6 +103,10 @@ def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
     assert "Operation not permitted" in log, "the batch failed for another reason than the injected fault"
     assert done <= stalled < produced, "no batch may commit while the table refuses writes"
     failures = log.count(RETRY_LINE)
+    # The job's metrics saw the same: each failed write, and each retry (a restart re-runs the batch).
+    assert scraped[("rtap_stream_batch_failures_total", "warehouse")] == failures
+    assert scraped[("rtap_stream_restarts_total", "warehouse")] == failures
+    assert scraped[("rtap_stream_records_read_total", "")] == produced
     assert_tables_equal_truth(settings, truth)
     row = measure(settings, truth, "warehouse write failure", f"events dir immutable; {failures} failed attempts")
     assert row.exact

@@ -22,7 +22,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
-from rtap import __version__
+from rtap import __version__, metrics
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings
@@ -164,6 +164,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         version=__version__,
         description="Live panels over the rtap ClickHouse tables. Each panel runs only its own, fixed SQL.",
     )
+    app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
 
     @app.get("/api/health", response_model=Health)
     def health() -> Health:

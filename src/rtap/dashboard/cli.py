@@ -22,6 +22,7 @@ def dashboard(
     definition: Annotated[Path | None, typer.Option(help=_DEFINITION_HELP)] = None,
 ) -> None:
     """Serve the built-in live dashboard (read-only over the warehouse) until Ctrl-C."""
+    from rtap import metrics
     from rtap.dashboard.definition import load_definition
     from rtap.dashboard.server import serve_dashboard
     from rtap.warehouse import create_client
@@ -31,6 +32,7 @@ def dashboard(
         settings.dashboard.host = host
     loaded = load_definition(definition)
     with (
+        metrics.serving(settings.metrics, settings.metrics.dashboard_port, metrics.DASHBOARD),
         create_client(settings, readonly=True) as client,
         serve_dashboard(settings, client, port=port, definition=loaded) as server,
     ):

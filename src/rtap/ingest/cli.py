@@ -28,10 +28,18 @@ def produce(
     Events follow an open-loop schedule: event i is due at start + i/rate and carries that time as its
     event_time. Exits non-zero if Kafka did not acknowledge every record.
     """
-    from rtap.ingest.producer import produce_run, validate_run
+    from rtap import metrics
+    from rtap.ingest.producer import validate_run
 
     validate_run(rate, count, duration)
     settings = Settings()
+    with metrics.serving(settings.metrics, settings.metrics.producer_port, metrics.PRODUCER):
+        _produce(settings, rate=rate, count=count, duration=duration, seed=seed)
+
+
+def _produce(settings: Settings, *, rate: float, count: int | None, duration: float | None, seed: int | None) -> None:
+    from rtap.ingest.producer import produce_run
+
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the run cleanly: the current event is finished, everything is flushed and
     # the ground truth still matches what was sent.

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rtap import metrics
 from rtap.errors import ConfigError
 from rtap.settings import KafkaSettings, ProducerSettings, Settings
 
@@ -172,6 +173,7 @@ class _DeliveryTally:
     def __call__(self, error: Any, _message: Any) -> None:
         if error is not None:
             self.failed += 1
+            metrics.PRODUCER.delivery_failures.inc()
             if self.first_error is None:
                 self.first_error = str(error)
 
@@ -244,6 +246,7 @@ def produce_run(
     produce = producer.produce
     poll = producer.poll
     generate_block = generator.generate_block
+    count_sent = metrics.PRODUCER.sent.inc
     monotonic = time.monotonic
     from_timestamp = datetime.fromtimestamp
 
@@ -289,6 +292,7 @@ def produce_run(
             except BufferError:  # the local queue is full: let librdkafka drain it, then retry
                 _produce_when_there_is_room(producer, topic, value, key)
         produced += len(block.values)
+        count_sent(len(block.values))
         scheduled += len(times_ms)
         poll(0)  # serve delivery reports (failures only)
         now = monotonic()
@@ -299,6 +303,7 @@ def produce_run(
             on_progress(ProduceProgress(scheduled, produced, len(producer), tally.failed, now - mono_start, lag))
 
     remaining = producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 10)
+    metrics.PRODUCER.delivery_failures.inc(remaining)
     elapsed = monotonic() - mono_start
     failed = tally.failed + remaining
     first_error = tally.first_error or (

@@ -11,9 +11,6 @@ from rtap.errors import RtapError
 from rtap.settings import Settings
 from rtap.stack.up import UP_PID_FILE
 
-# A job with work to do (lag > 0) must have committed a batch within this many seconds.
-STALL_AFTER_S = 60.0
-
 LAST_BATCHES = """
 SELECT
     max(finished_at) AS last_batch,
@@ -85,7 +82,8 @@ def collect(settings: Settings) -> list[Check]:
         return checks
     last = last if last.tzinfo else last.replace(tzinfo=UTC)
     age = (datetime.now(UTC) - last).total_seconds()
-    stalled = lag > 0 and age > STALL_AFTER_S
+    # A job with work to do must commit within RTAP_ALERT_STALL_AFTER_S, the threshold of the stall alert too.
+    stalled = lag > 0 and age > settings.alerts.stall_after_s
     checks.append(Check("stream job", not stalled, f"last batch {age:.1f} s ago, lag {lag:,} records"))
     fresh = "n/a" if freshness_ms is None else f"{freshness_ms / 1000:.2f} s"
     checks.append(Check("throughput", True, f"{rate:,.0f} events/s over 10 s, freshness at last batch {fresh}"))

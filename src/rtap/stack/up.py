@@ -51,6 +51,8 @@ def preflight(settings: Settings, *, cluster: bool = False) -> None:
     kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")
     ports = [(settings.dashboard.host, settings.dashboard.port, "the dashboard")]
+    if settings.metrics.enabled and settings.metrics.port:
+        ports.append((settings.metrics.host, settings.metrics.port, "the metrics endpoint"))
     if not cluster:
         ports += [
             (settings.kafka.host, settings.kafka.port, "the Kafka listener"),
@@ -94,10 +96,12 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
     replace the single broker and ``local[*]`` (``rtap.cluster``); the job, its SQL and the warehouse are the
     same, only the settings handed to them point at the cluster.
     """
+    from rtap import metrics
     from rtap.dashboard import serve_dashboard
     from rtap.ingest.producer import produce_run
     from rtap.ingest.topics import ensure_topics
     from rtap.stream.job import StreamJob
+    from rtap.stream.kafka import LagProbe
     from rtap.stream.spark import build_session
     from rtap.warehouse import create_client, serve_channel
     from rtap.warehouse.migrate import apply_migrations
@@ -130,6 +134,11 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
             console.print(f"[green]✓[/] Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
             brokers_failure = _broker_failure(kafka)
         ensure_topics(settings.kafka)
+        # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
+        topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
+        parts = (metrics.STREAM, metrics.DASHBOARD, metrics.PRODUCER, topic_ends)
+        if endpoint := stack.enter_context(metrics.serving(settings.metrics, settings.metrics.port, *parts)):
+            console.print(f"[green]✓[/] Prometheus metrics: {endpoint.url}")
 
         reader = stack.enter_context(create_client(settings, readonly=True))
         dashboard = serve_dashboard(settings, reader)

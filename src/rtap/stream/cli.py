@@ -28,8 +28,10 @@ def stream(
     ] = False,
 ) -> None:
     """Run the Spark Structured Streaming job until Ctrl-C / SIGTERM."""
+    from rtap import metrics
     from rtap.ingest.topics import ensure_topics
     from rtap.stream.job import StreamJob
+    from rtap.stream.kafka import LagProbe
     from rtap.warehouse import create_client, serve_channel
     from rtap.warehouse.migrate import apply_migrations
 
@@ -40,7 +42,11 @@ def stream(
         settings.stream.accept_data_loss = True
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ensure_topics(settings.kafka)
-    with create_client(settings) as client:
+    topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
+    with (
+        metrics.serving(settings.metrics, settings.metrics.port, metrics.STREAM, topic_ends),
+        create_client(settings) as client,
+    ):
         apply_migrations(client)
         channel = serve_channel(client, settings) if settings.warehouse.backend == "chdb" else None
         job = StreamJob(settings, client)

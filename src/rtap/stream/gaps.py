@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from rtap import metrics
 from rtap.errors import BrokerError, PipelineError
 from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import WarehouseClient
@@ -175,6 +176,7 @@ def check_retention(settings: Settings, client: WarehouseClient, checkpoint: Pat
             "and reported by `rtap reconcile`"
         )
     record_gaps(client, topic, gaps, pipeline_id)
+    metrics.STREAM.data_gaps_recorded(total)
     aside = set_checkpoint_aside(checkpoint)
     log.warning(
         "skipping %d records of %s deleted by retention before they were read (accepted): %s; recorded in "

@@ -33,6 +33,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from rtap import metrics
 from rtap.errors import PipelineError
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
@@ -163,7 +164,11 @@ class StreamJob:
 
     def _process(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
         with self._one_batch_at_a_time:
-            self._process_batch(sink, batch, batch_id)
+            try:
+                self._process_batch(sink, batch, batch_id)
+            except Exception as error:
+                metrics.STREAM.batch_failed(error)
+                raise
 
     def _process_batch(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
         started = datetime.now(UTC)
@@ -243,6 +248,7 @@ class StreamJob:
                 log.warning("%s; restarting the job from its checkpoint in %.0f s", reason, backoff)
                 if self._stop.wait(backoff):
                     return
+                metrics.STREAM.job_restarted("jvm" if jvm_died else None)
                 if jvm_died:
                     spark = build_session(self._settings)
                     log.warning("Spark's JVM started again (restart %d of this job)", self.state.restarts)

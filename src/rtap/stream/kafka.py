@@ -7,6 +7,7 @@ cannot: publish dead letters to ``clickstream.events.dlq`` and measure how far t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +100,18 @@ class KafkaDeadLetterPublisher:
         self._producer.close()
 
 
+@dataclass(frozen=True)
+class PartitionLag:
+    """Where the job is in one partition: ``position`` (after its last processed record) and the log end."""
+
+    position: int
+    end: int
+
+    @property
+    def records(self) -> int:
+        return max(0, self.end - self.position)
+
+
 class LagProbe:
     """Records behind the newest offsets of the input topic, given the positions the job has reached."""
 
@@ -108,11 +121,12 @@ class LagProbe:
         self._admin = AdminClient(config)
         self._positions: dict[int, int] = dict(start_positions or {})
 
-    def __call__(self, end_offsets: Mapping[int, int]) -> int:
+    def __call__(self, end_offsets: Mapping[int, int]) -> dict[int, PartitionLag]:
+        """Per partition, the position reached (with ``end_offsets``, a batch's) and the log end."""
         for partition, offset in end_offsets.items():
             self._positions[partition] = max(offset, self._positions.get(partition, 0))
         latest = self.latest_offsets()
-        return sum(max(0, end - self._positions.get(p, 0)) for p, end in latest.items())
+        return {p: PartitionLag(self._positions.get(p, 0), end) for p, end in latest.items()}
 
     def latest_offsets(self) -> dict[int, int]:
         """The log-end offset of every partition of the input topic."""

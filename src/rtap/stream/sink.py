@@ -19,15 +19,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
 from rtap.settings import StreamSettings
 from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE
 from rtap.warehouse import WarehouseClient
+
+if TYPE_CHECKING:
+    from rtap.stream.kafka import PartitionLag
 
 EVENT_TABLE_COLUMNS = (
     *EVENT_COLUMNS,
@@ -208,7 +212,7 @@ class WarehouseSink:
         settings: StreamSettings,
         pipeline_id: str,
         dead_letters: DeadLetterPublisher,
-        kafka_lag: Callable[[Mapping[int, int]], int],
+        kafka_lag: Callable[[Mapping[int, int]], Mapping[int, PartitionLag]],
     ) -> None:
         self._client = client
         self._settings = settings
@@ -287,10 +291,17 @@ class WarehouseSink:
             dead_letters=dead.num_rows,
             duration_ms=duration_ms,
             max_event_time=max_event_time,
-            kafka_lag=lag,
-            input_bytes=int(pc.sum(table["record_bytes"]).as_py() or 0) if "record_bytes" in table.column_names else 0,
+            kafka_lag=sum(partition.records for partition in lag.values()),
+            input_bytes=int(pc.sum(table["record_bytes"]).as_py() or 0),
         )
         self._commit(stats, started_at, finished, high_water, end_offsets)
+        metrics.STREAM.batch_committed(
+            stats,
+            event_times=accepted["event_time"],
+            dead_letter_errors=dead["error"],
+            kafka_lag=lag,
+            committed_at=finished,
+        )
         return stats
 
     def _commit(

@@ -83,6 +83,14 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "false")  # tiny per-batch plans: AQE re-planning costs more than it saves
         .config("spark.sql.streaming.metricsEnabled", "true")
+        # Spark's own metrics in Prometheus' format on the UI port (driver JVM, scheduler, executors), under a
+        # fixed namespace instead of the application id, so their names survive a restart
+        # (deploy/prometheus scrapes them; rtap's own figures come from rtap.metrics).
+        .config("spark.ui.prometheus.enabled", "true")
+        .config("spark.metrics.namespace", "rtap")
+        .config("spark.metrics.conf.*.sink.prometheusServlet.class", "org.apache.spark.metrics.sink.PrometheusServlet")
+        .config("spark.metrics.conf.*.sink.prometheusServlet.path", "/metrics/prometheus")
+        .config("spark.metrics.conf.driver.source.jvm.class", "org.apache.spark.metrics.source.JvmSource")
         .config("spark.driver.extraJavaOptions", shlex.join(driver_java_options(settings)))
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_RECORDS))
         .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))

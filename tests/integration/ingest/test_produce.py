@@ -155,3 +155,37 @@ def test_cli_produce_prints_the_run_and_writes_the_truth(settings: Settings) -> 
     assert "-seed3-" in result.stdout
     truth = GroundTruth.from_json((settings.paths.truth / "latest.json").read_bytes())
     assert truth.totals().produced == len(_consume_all(settings, truth.totals().produced))
+
+
+def test_metrics_count_what_the_run_report_counts(settings: Settings, unique_name: Callable[[str], str]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from rtap import metrics
+
+    registry = CollectorRegistry()
+    registry.register(metrics.PRODUCER)
+
+    def counted() -> tuple[float | None, float | None]:
+        return (
+            registry.get_sample_value("rtap_producer_records_sent_total"),
+            registry.get_sample_value("rtap_producer_delivery_failures_total"),
+        )
+
+    sent, failed = counted()
+    assert sent is not None
+    assert failed is not None
+    report = produce_run(settings, rate=0, count=2_000, seed=7)
+    assert counted() == (sent + report.produced, failed)
+    assert report.failed == 0
+
+    # A topic refusing every batch: each record is a delivery failure, in the report and in the metric alike.
+    refusing = settings.kafka.model_copy(update={"topic": unique_name("refusing")})
+    admin = AdminClient(dict(refusing.client_config()))
+    topic = NewTopic(refusing.topic, refusing.partitions, 1, config={"max.message.bytes": "64"})
+    admin.create_topics([topic])[refusing.topic].result(30)
+    sent, failed = counted()
+    assert sent is not None
+    assert failed is not None
+    report = produce_run(settings.model_copy(update={"kafka": refusing}), rate=0, count=50, seed=7)
+    assert report.failed == report.produced > 0
+    assert counted() == (sent + report.produced, failed + report.failed)

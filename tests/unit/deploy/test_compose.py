@@ -352,7 +352,7 @@ def test_web_uis_can_be_kept_on_loopback(env_file: Path, tmp_path: Path) -> None
     result = run_compose(local_only, "config", "--format", "json", profiles=("cluster",))
     assert result.returncode == 0, result.stderr
     published = [p for s in json.loads(result.stdout)["services"].values() for p in s.get("ports") or []]
-    assert {p["target"] for p in published} == UI_PORTS | {8080, KAFKA_HOST_PORT}
+    assert {p["target"] for p in published} == UI_PORTS | {8080, 9090, KAFKA_HOST_PORT}
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
 
 
@@ -420,10 +420,16 @@ def test_simulated_producer_is_off_unless_asked_for(env_file: Path, tmp_path: Pa
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_memory_limits_fit_the_documented_host(stacks: dict[str, dict[str, Any]], profile: str) -> None:
-    limits = {name: int(s.get("mem_limit", 0)) for name, s in stacks[profile]["services"].items()}
+    services = stacks[profile]["services"]
+    limits = {name: int(s.get("mem_limit", 0)) for name, s in services.items()}
     assert all(limits.values()), f"no memory limit: {[n for n, v in limits.items() if not v]}"
-    total = sum(limits.values())
-    assert total <= HOST_MEMORY, f"{profile}: {total / 1024**3:.2f} GiB > 8 GiB: {limits}"
+    # The one-shots run one after the other (each waits for the previous one to complete), on every `up`: at
+    # most one of them runs beside the long-running services at any time.
+    one_shots = {name for name, s in services.items() if is_one_shot(s)}
+    assert one_shots == {"migrate", "metabase-provision"}
+    assert services["metabase-provision"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    peak = sum(v for name, v in limits.items() if name not in one_shots) + max(limits[n] for n in one_shots)
+    assert peak <= HOST_MEMORY, f"{profile}: {peak / 1024**3:.2f} GiB > 8 GiB: {limits}"
 
 
 def test_each_process_fits_its_own_container(services: dict[str, dict[str, Any]]) -> None:
@@ -618,6 +624,23 @@ FIXED_BY_REASON = {
     "read from .env through ${...} by the service that uses it": ("RTAP_STREAM_MASTER", "RTAP_METABASE_ADMIN_EMAIL"),
     "sized to the stream container's memory limit": ("RTAP_STREAM_DRIVER_MEMORY",),
     "the image's own interpreter runs the parse stage's Python workers": ("RTAP_STREAM_PYTHON",),
+    "the prometheus service scrapes these addresses (deploy/prometheus/prometheus.yml)": (
+        "RTAP_METRICS_ENABLED",
+        "RTAP_METRICS_HOST",
+        "RTAP_METRICS_PORT",
+        "RTAP_METRICS_DASHBOARD_PORT",
+        "RTAP_METRICS_PRODUCER_PORT",
+    ),
+    "alert thresholds live in the rules file mounted into prometheus (regenerate: rtap metrics rules)": (
+        "RTAP_ALERT_DATA_GAP_WINDOW_S",
+        "RTAP_ALERT_DEAD_LETTER_SHARE",
+        "RTAP_ALERT_FRESHNESS_P99_S",
+        "RTAP_ALERT_LAG_GROWING_FOR_S",
+        "RTAP_ALERT_RESTARTS",
+        "RTAP_ALERT_RESTARTS_WINDOW_S",
+        "RTAP_ALERT_STALL_AFTER_S",
+        "RTAP_ALERT_WINDOW_S",
+    ),
     "listen addresses and ports behind the published ports (the image sets the dashboard's)": (
         "RTAP_STREAM_UI_HOST",
         "RTAP_DASHBOARD_HOST",
@@ -759,3 +782,43 @@ def test_no_secret_literal_in_the_compose_files(raw: dict[str, Any], tmp_path: P
 
     assert scan([planted]), "detect-secrets missed a planted password"
     assert scan(files) == {}
+
+
+# -- Prometheus ------------------------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_rtap_process_with_the_rules_mounted(services: dict[str, dict[str, Any]]) -> None:
+    prometheus = services["prometheus"]
+    assert prometheus["ports"] == [
+        {"mode": "ingress", "host_ip": "127.0.0.1", "target": 9090, "published": "9090", "protocol": "tcp"}
+    ]
+    mounts = {v["target"]: Path(v["source"]) for v in prometheus["volumes"] if v["type"] == "bind"}
+    config_path = mounts["/etc/prometheus/prometheus.yml"]
+    assert config_path == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(config_path.read_text())
+    for rule_file in config["rule_files"]:
+        assert mounts[f"/etc/prometheus/{rule_file}"] == ROOT / "deploy" / "prometheus" / rule_file
+    assert any(v["target"] == "/prometheus" and v["type"] == "volume" for v in prometheus["volumes"])
+    targets = {
+        job["job_name"]: {t for static in job["static_configs"] for t in static["targets"]}
+        for job in config["scrape_configs"]
+    }
+    ports = rtap_settings.MetricsSettings(_env_file=None)  # type: ignore[call-arg]
+    assert targets["rtap-stream"] == {f"stream:{ports.port}"}
+    assert targets["rtap-dashboard"] == {f"dashboard:{ports.dashboard_port}"}
+    assert targets["rtap-producer"] == {f"producer:{ports.producer_port}"}
+    # Every long-running rtap role is scraped (the one-shots end before a scrape could matter).
+    scraped = {target.split(":")[0] for job, hosts in targets.items() if job.startswith("rtap") for target in hosts}
+    assert scraped == {name for name, s in rtap_services(services) if not is_one_shot(s)}
+    assert targets["spark-driver"] == {"stream:4040"}
+
+
+def test_rtap_metrics_listen_beyond_the_container_loopback_but_are_not_published(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "RTAP_METRICS_HOST=0.0.0.0" in dockerfile  # the image's default, like the dashboard's
+    metric_ports = {9464, 9465, 9466}
+    for name, service in services.items():
+        published = {p["target"] for p in service.get("ports") or []}
+        assert not published & metric_ports, f"{name} publishes a metrics port"

@@ -526,3 +526,15 @@ def _secret_like(lines: list[str]) -> Iterator[str]:
 
 def test_no_secret_values_are_written_into_the_template(rendered: str) -> None:
     assert list(_secret_like(rendered.splitlines())) == []
+
+
+def test_prometheus_and_the_metrics_endpoints_stay_closed(config: dict[str, list[Any]]) -> None:
+    """Prometheus (9090, on the host's loopback) and rtap's metrics ports are reached over SSH, never opened."""
+    from rtap.settings import MetricsSettings
+
+    metrics = MetricsSettings(_env_file=None)  # type: ignore[call-arg]
+    closed = {9090, metrics.port, metrics.dashboard_port, metrics.producer_port}
+    opened = {ui["port"] for ui in local_value(config, "web_uis").values()} | {
+        rule["from_port"] for rule in resources(config, "aws_vpc_security_group_ingress_rule").values()
+    }
+    assert not closed & opened

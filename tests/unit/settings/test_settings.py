@@ -8,10 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from rtap.settings import (
+    AlertSettings,
     DashboardSettings,
     GeneratorSettings,
     KafkaSettings,
     MetabaseSettings,
+    MetricsSettings,
     ProducerSettings,
     Settings,
     StreamSettings,
@@ -27,6 +29,8 @@ COMPONENTS = [
     StreamSettings,
     DashboardSettings,
     MetabaseSettings,
+    MetricsSettings,
+    AlertSettings,
 ]
 ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
 
@@ -76,7 +80,7 @@ def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_servers_bind_to_loopback_by_default() -> None:
     settings = Settings()
-    assert settings.kafka.host == settings.dashboard.host == "127.0.0.1"
+    assert settings.kafka.host == settings.dashboard.host == settings.metrics.host == "127.0.0.1"
 
 
 def test_env_example_lists_every_variable() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rtap.errors import PortInUseError
-from rtap.settings import DashboardSettings, KafkaSettings, Settings
+from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
 from rtap.stack.up import preflight
 from tests.conftest import free_port
 
@@ -24,12 +24,13 @@ def taken_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int) -> Settings:
+def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int, metrics_port: int | None = None) -> Settings:
     return Settings(
         data_dir=tmp_path,
         jars_dir=REPO_ROOT / "jars" / "lib",
         kafka=KafkaSettings(port=kafka_port, controller_port=free_port()),
         dashboard=DashboardSettings(port=dashboard_port),
+        metrics=MetricsSettings(port=free_port() if metrics_port is None else metrics_port),
     )
 
 
@@ -45,3 +46,11 @@ def test_a_taken_dashboard_port_stops_both_profiles(tmp_path: Path, taken_port: 
     for cluster in (False, True):
         with pytest.raises(PortInUseError, match="dashboard"):
             preflight(settings, cluster=cluster)
+
+
+def test_a_taken_metrics_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port(), metrics_port=taken_port)
+    for cluster in (False, True):
+        with pytest.raises(PortInUseError, match="metrics endpoint"):
+            preflight(settings, cluster=cluster)
+    preflight(settings.model_copy(update={"metrics": MetricsSettings(enabled=False, port=taken_port)}))

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from rtap.settings import Settings
+from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
@@ -47,7 +48,7 @@ def scalar(client: WarehouseClient, sql: str) -> object:
 
 def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
     publisher = RecordingPublisher()
-    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-a", publisher, lambda offsets: 0)
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-a", publisher, lambda offsets: {})
     purchase = event(
         3, "2026-11-29T12:00:20Z", event_type="purchase", product_id="p", price=2.5, quantity=2, order_id="o"
     )
@@ -90,3 +91,52 @@ def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
     assert scalar(warehouse, "SELECT revenue FROM {db}.sessions FINAL WHERE session_id = 's1'") == Decimal(5)
     marks = sink.high_water(2)
     assert marks == {0: datetime(2026, 11, 29, 12, 0, 20, tzinfo=UTC), 1: datetime(2026, 11, 29, 12, 1, 10, tzinfo=UTC)}
+
+
+def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from rtap import metrics
+
+    registry = CollectorRegistry()
+    registry.register(metrics.STREAM)
+
+    def counted() -> dict[str, float]:
+        names = ("batches", "records_read", "records_accepted", "records_duplicate", "records_late")
+        values = {name: registry.get_sample_value(f"rtap_stream_{name}_total") or 0.0 for name in names}
+        dead = [s.value for m in registry.collect() for s in m.samples if s.name == "rtap_stream_dead_letters_total"]
+        return {**values, "dead_letters": sum(dead)}
+
+    before = counted()
+    lag = {0: PartitionLag(position=8, end=10), 1: PartitionLag(position=2, end=7)}
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-m", RecordingPublisher(), lambda offsets: lag)
+    batch = [
+        (0, 0, event(101, "2026-11-29T12:00:01Z")),
+        (0, 1, event(101, "2026-11-29T12:00:01Z")),  # a copy in the batch
+        (0, 2, b"{"),
+        (1, 0, event(102, "2026-11-29T12:05:00Z")),
+        (1, 1, event(103, "2026-11-29T12:00:00Z")),  # behind partition 1's watermark: late
+    ]
+    run_batch(sink, 0, batch)
+    run_batch(sink, 0, batch)  # a replay: its rows collapse, and the metrics must not move either
+    run_batch(sink, 1, [(0, 3, event(104, "2026-11-29T12:00:02Z"))])
+    after = counted()
+    row = warehouse.query_rows(
+        "SELECT count(), sum(input_rows), sum(valid), sum(duplicates), sum(late), sum(dead_letters), "
+        "toUnixTimestamp64Milli(max(finished_at)), argMax(kafka_lag, batch_id) "
+        "FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-m'"
+    )[0]
+    delta = {name: after[name] - before[name] for name in after}
+    assert delta == {
+        "batches": row[0],
+        "records_read": row[1],
+        "records_accepted": row[2],
+        "records_duplicate": row[3],
+        "records_late": row[4],
+        "dead_letters": row[5],
+    }
+    assert row[1:6] == (6, 3, 1, 1, 1)
+    assert registry.get_sample_value("rtap_stream_last_batch_timestamp_seconds") == row[6] / 1000
+    behind = sum(registry.get_sample_value("rtap_stream_kafka_lag_records", {"partition": p}) or 0 for p in "01")
+    assert behind == row[7] == 7
+    assert registry.get_sample_value("rtap_stream_committed_offset", {"partition": "1"}) == 2

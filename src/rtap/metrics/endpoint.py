@@ -1,0 +1,84 @@
+"""The process's one Prometheus endpoint: ``GET /metrics`` in the text exposition format.
+
+Each long-running command starts one (``rtap up``, ``rtap stream``, ``rtap dashboard``, ``rtap produce``) with the
+collectors of what runs in it, next to the process collectors (``process_start_time_seconds`` tells Prometheus
+about process restarts). It listens on ``RTAP_METRICS_HOST`` (loopback by default, like the dashboard) in a
+daemon thread of prometheus-client's own server, and stops with :meth:`MetricsEndpoint.stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, start_http_server
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from rtap.errors import PortInUseError, ServiceError
+from rtap.settings import MetricsSettings
+
+log = logging.getLogger("rtap.metrics")
+
+
+class MetricsEndpoint:
+    """A running endpoint: ``url`` to scrape, ``stop()`` to close it (also as a context manager)."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread, registry: CollectorRegistry) -> None:
+        self._server = server
+        self._thread = thread
+        self.registry = registry
+        host, port = server.server_address[:2]
+        self.host: str = str(host)
+        self.port: int = int(port)
+        self.url = f"http://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsEndpoint:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) -> MetricsEndpoint | None:
+    """Serve ``collectors`` (and the process's own metrics) on ``settings.host:port``; None when disabled.
+
+    ``port`` is the role's port from ``settings`` (0 = any free port); a taken port is a
+    :class:`~rtap.errors.PortInUseError` at once, before the command starts anything else.
+    """
+    if not settings.enabled:
+        return None
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    try:
+        server, thread = start_http_server(port, addr=settings.host, registry=registry)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(settings.host, port, "the metrics endpoint") from exc
+        raise ServiceError(f"cannot listen on {settings.host}:{port} for the metrics endpoint: {exc}") from exc
+    return MetricsEndpoint(server, thread, registry)
+
+
+@contextlib.contextmanager
+def serving(settings: MetricsSettings, port: int, *collectors: Collector) -> Iterator[MetricsEndpoint | None]:
+    """:func:`serve_metrics` for the length of a ``with`` block (a command's lifetime)."""
+    endpoint = serve_metrics(settings, port, *collectors)
+    if endpoint is not None:
+        log.info("metrics on %s", endpoint.url)
+    try:
+        yield endpoint
+    finally:
+        if endpoint is not None:
+            endpoint.stop()

@@ -1,0 +1,33 @@
+"""``rtap produce``'s metrics: records handed to Kafka and records Kafka did not acknowledge.
+
+Counted at the producer's own housekeeping points (once per block of sends, once per failed delivery), from
+the same tallies its run report prints, so ``sent - failed`` is what the broker acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import Counter
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+
+class ProducerMetrics(Collector):
+    """Counters of ``rtap produce`` (and of ``rtap up``'s generator, which runs the same code)."""
+
+    def __init__(self) -> None:
+        self.sent = Counter(
+            "rtap_producer_records_sent",
+            "Records handed to the Kafka client (the run report's produced).",
+            registry=None,
+        )
+        self.delivery_failures = Counter(
+            "rtap_producer_delivery_failures",
+            "Records Kafka did not acknowledge: delivery errors and records still queued after the final flush.",
+            registry=None,
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.sent.collect()
+        yield from self.delivery_failures.collect()

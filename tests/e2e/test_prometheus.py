@@ -1,0 +1,264 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) scraping a real `rtap up`: the metrics arrive and agree with
+the warehouse, an idle job raises no alert, and a frozen job with records waiting raises "no batch committed"
+within its window.
+
+Prometheus gets the repository's scrape configuration for local mode (deploy/prometheus/local.yml) with the
+test's ports and one-second intervals, and the alert rules `rtap metrics rules` generates for a 10 s stall
+window. It runs on loopback, under `timeout`, and is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import free_port
+from tests.integration.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+LOCAL_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "local.yml"
+STALL_AFTER_S = 10
+# Prometheus runs no longer than this even if the test process is killed and cannot stop it.
+PROMETHEUS_LIFETIME_S = 900
+
+
+def rtap(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "rtap", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def produce(env: dict[str, str], *args: str) -> int:
+    """Run `rtap produce`; the records it delivered (more than the events: the generator sends duplicates)."""
+    report = rtap(["produce", *args], env).stdout
+    match = re.search(r": ([\d,]+) records", report)
+    assert match, report
+    return int(match.group(1).replace(",", ""))
+
+
+def scrape_config(metrics_port: int, spark_ui_port: int) -> dict[str, Any]:
+    """local.yml with this test's ports and short intervals (the rest, rule files and relabelling, as is)."""
+    config: dict[str, Any] = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    ports = {"rtap": metrics_port, "spark-driver": spark_ui_port}
+    for job in config["scrape_configs"]:
+        (static,) = job["static_configs"]
+        (target,) = static["targets"]
+        static["targets"] = [f"{target.rsplit(':', 1)[0]}:{ports[job['job_name']]}"]
+    return config
+
+
+class Prometheus:
+    """The HTTP API of the Prometheus under test."""
+
+    def __init__(self, port: int) -> None:
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10)
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        body = self.api.get("/query", params={"query": promql}).json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def value(self, promql: str) -> float | None:
+        result = self.query(promql)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
+    def alert(self, name: str) -> dict[str, Any] | None:
+        """The active (pending or firing) alert of that name, if any."""
+        alerts = [a for a in self.api.get("/alerts").json()["data"]["alerts"] if a["labels"]["alertname"] == name]
+        assert len(alerts) <= 1, alerts
+        return alerts[0] if alerts else None
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout_s: float, every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if answer := probe():
+            return answer
+        time.sleep(every_s)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+@pytest.fixture
+def prometheus_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    kafka_port, controller_port = free_port(), free_port()
+    spark_conf = tmp_path / "spark-conf"
+    spark_conf.mkdir()
+    # Spark's UI (and its metrics servlet) on a port of this test: 4040 may belong to another Spark.
+    (spark_conf / "spark-defaults.conf").write_text(f"spark.ui.port {free_port()}\n")
+    return {
+        **os.environ,
+        "RTAP_DATA_DIR": str(tmp_path / "data"),
+        "RTAP_JARS_DIR": str(REPO_ROOT / "jars" / "lib"),
+        "RTAP_KAFKA_PORT": str(kafka_port),
+        "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "RTAP_DASHBOARD_PORT": str(free_port()),
+        "RTAP_METRICS_PORT": str(free_port()),
+        "RTAP_METRICS_PRODUCER_PORT": "0",
+        "RTAP_STREAM_MASTER": "local[2]",
+        "RTAP_ALERT_STALL_AFTER_S": str(STALL_AFTER_S),
+        "SPARK_CONF_DIR": str(spark_conf),
+    }
+
+
+@pytest.fixture
+def prometheus(env: dict[str, str], prometheus_dir: Path) -> Iterator[Prometheus]:
+    if not PROMETHEUS.exists():
+        pytest.fail(f"{PROMETHEUS} is missing: run `make system-deps` (Debian's prometheus package)")
+    spark_ui = int((Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf").read_text().split()[1])
+    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui)
+    (prometheus_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    rtap(["metrics", "rules", "--output", str(prometheus_dir / "rules.yml")], env)  # the 10 s window
+    port = free_port()
+    log = (prometheus_dir / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            shutil.which("timeout") or "timeout",
+            str(PROMETHEUS_LIFETIME_S),
+            str(PROMETHEUS),
+            f"--config.file={prometheus_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={prometheus_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        server = Prometheus(port)
+
+        def ready() -> bool:
+            assert process.poll() is None, (prometheus_dir / "prometheus.log").read_text(errors="replace")[-2000:]
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for("Prometheus ready", ready, 60)
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+
+
+def spark_jvm(up: subprocess.Popen[bytes]) -> int:
+    """The pid of the Spark driver's JVM, a child of the `rtap up` process."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(up.pid), "-f", "org.apache.spark.deploy.SparkSubmit"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
+    env: dict[str, str], prometheus: Prometheus, tmp_path: Path
+) -> None:
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "rtap", "up", "--no-generator"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    frozen: int | None = None
+    try:
+        wait_for("rtap up scraped", lambda: prometheus.value('up{job="rtap"}') == 1, 300)
+        records = produce(env, "--rate", "1000", "--count", "4000", "--seed", "18")
+
+        # Drained: every produced record read, and Prometheus has the final figures.
+        wait_for("the job drains", lambda: prometheus.value("rtap_stream_records_read_total") == records, 300)
+        time.sleep(3)  # a few more scrapes, so every series is at its final value
+        sql = rtap(
+            [
+                "sql",
+                "SELECT (SELECT count() FROM rtap.events FINAL), (SELECT count() FROM rtap.dead_letters), "
+                "(SELECT count() FROM rtap.late_events FINAL), count(), sum(input_rows), sum(duplicates), "
+                "argMax(kafka_lag, finished_at), toUnixTimestamp64Milli(max(finished_at)) "
+                "FROM rtap.pipeline_batches FINAL FORMAT TSV",
+            ],
+            env,
+        )
+        events, dead, late, batches, read, duplicates, lag, last_ms = (int(v) for v in sql.stdout.split())
+        figures = {
+            "rtap_stream_records_accepted_total": events,
+            "sum(rtap_stream_dead_letters_total)": dead,
+            "rtap_stream_records_late_total": late,
+            "rtap_stream_batches_total": batches,
+            "rtap_stream_records_read_total": read,
+            "rtap_stream_records_duplicate_total": duplicates,
+            "sum(rtap_stream_kafka_lag_records)": lag,
+            "rtap_stream_event_freshness_seconds_count": events,
+            "rtap_stream_batch_duration_seconds_count": batches,
+            "rtap_stream_last_batch_timestamp_seconds * 1000": last_ms,
+        }
+        seen = {promql: prometheus.value(promql) for promql in figures}
+        print("\nPrometheus | warehouse:", *(f"{q} = {seen[q]!r} | {figures[q]}" for q in figures), sep="\n  ")
+        assert seen == pytest.approx(figures, abs=1e-3)
+        assert events + dead + late + duplicates == records
+        assert prometheus.value("sum(rtap_kafka_log_end_offset)") == records
+        assert prometheus.value('sum(rtap_stream_dead_letters_total{reason="other"})') == 0
+        # Spark's own metrics arrive too, without its streaming-query gauges (rtap's are the ones above).
+        assert prometheus.value('up{job="spark-driver"}') == 1
+        assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')
+        assert not prometheus.query('{__name__=~"metrics_rtap_driver_spark_streaming_.*"}')
+
+        # Idle (nothing to read) for longer than the stall window: no batch, and rightly no alert.
+        time.sleep(STALL_AFTER_S + 5)
+        assert prometheus.alert("RtapStreamNoBatchCommitted") is None
+
+        # The job's engine freezes (SIGSTOP of Spark's JVM) while records keep arriving: no batch can commit.
+        frozen = spark_jvm(up)
+        os.kill(frozen, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        waiting = produce(env, "--rate", "200", "--count", "400", "--seed", "19")
+        alert = wait_for(
+            "RtapStreamNoBatchCommitted", lambda: prometheus.alert("RtapStreamNoBatchCommitted"), STALL_AFTER_S + 60
+        )
+        age = float(alert["value"])  # the alert's value: seconds since the last commit
+        print(
+            f"RtapStreamNoBatchCommitted {alert['state']} {time.monotonic() - stopped_at:.1f} s after the job froze, "
+            f"{age:.1f} s after its last commit, {alert['labels']}"
+        )
+        assert alert["state"] in {"pending", "firing"}
+        assert age > STALL_AFTER_S
+        backlog = "sum(rtap_kafka_log_end_offset) - sum(rtap_stream_committed_offset)"
+        wait_for("the backlog seen", lambda: prometheus.value(backlog) == waiting, 10)  # the next scrape
+        assert prometheus.value("rtap_stream_records_read_total") == records  # nothing committed meanwhile
+
+        # Thawed, the job commits the waiting records and the alert resolves.
+        os.kill(frozen, signal.SIGCONT)
+        frozen = None
+        caught_up = records + waiting
+        wait_for("the job catches up", lambda: prometheus.value("rtap_stream_records_read_total") == caught_up, 300)
+        wait_for("the alert resolves", lambda: prometheus.alert("RtapStreamNoBatchCommitted") is None, 60)
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=180)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
