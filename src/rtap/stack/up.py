@@ -21,7 +21,7 @@ from rich.console import Console
 
 from rtap.broker import LocalKafka
 from rtap.broker.java import find_java
-from rtap.broker.local import port_in_use
+from rtap.broker.local import check_local_listener, port_in_use
 from rtap.errors import PipelineError, PortInUseError, RtapError
 from rtap.settings import Settings
 
@@ -47,6 +47,8 @@ def preflight(settings: Settings, *, cluster: bool = False) -> None:
     from rtap.broker.config import kafka_classpath
     from rtap.stream.spark import connector_jars
 
+    if not cluster:
+        check_local_listener(settings.kafka)
     find_java()
     kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")

@@ -7,8 +7,8 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
 from rtap.settings import Settings
 
 dlq_app = typer.Typer(help="Dead letters: inspect and replay records that broke the contract.", no_args_is_help=True)
@@ -62,7 +62,7 @@ def replay(
 
     settings = Settings()
     report = replay_dead_letters(settings.kafka, dry_run=dry_run)
-    console = Console()
+    console = make_console()
     verb = "would replay" if dry_run else "replayed"
     console.print(f"read {report.read} dead letters, {verb} {report.replayed}")
     for reason, count in report.still_invalid.most_common(10):
