@@ -70,7 +70,7 @@ def main() -> None:
     box wrapped at the guessed width (three lines for one sentence, more in a narrow terminal).
     """
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="rtap")  # also under `python -m rtap`
     except RtapError as error:
         _fail(str(error), error.exit_code)
     except typer.TyperException as error:  # a usage error: unknown option, a value of the wrong type
