@@ -46,9 +46,9 @@ jars/lib/cds/.built: $(BIN)/rtap jars/lib/.resolved
 install: $(BIN)/rtap jars/lib/.resolved jars/lib/cds/.built ## Install Python packages, the Kafka/Spark jars and the JVM archives
 jars: jars/lib/.resolved ## Resolve the Kafka broker and Spark connector jars from Maven Central
 
-system-deps: ## Debian packages the tests need (headless Chromium, shellcheck)
-	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || { \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck >/dev/null; }
+system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, tmux)
+	@command -v chromium >/dev/null && command -v shellcheck >/dev/null && command -v tmux >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck tmux >/dev/null; }
 
 run: install ## Install everything and run the pipeline locally (broker, warehouse, stream job, generator, dashboard)
 	$(BIN)/rtap up

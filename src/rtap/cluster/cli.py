@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rtap.console import console as make_console
 
+from rtap.console import console as make_console
 from rtap.settings import Settings
 
 app = typer.Typer(

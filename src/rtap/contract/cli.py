@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from rtap.console import console as make_console
 
 app = typer.Typer(help="The versioned event contract (JSON Schema).", no_args_is_help=True)
