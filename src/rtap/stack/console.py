@@ -128,9 +128,10 @@ class OutputPump:
     def _run(self) -> None:
         pending = b""
         while True:
-            ready, _, _ = select.select([self._read], [], [], _POLL_S)
+            stopping = self._stop.is_set()
+            ready, _, _ = select.select([self._read], [], [], 0 if stopping else _POLL_S)
             if not ready:
-                if self._stop.is_set():
+                if stopping:
                     break
                 continue
             chunk = os.read(self._read, 65536)
@@ -142,6 +143,8 @@ class OutputPump:
             while len(pending) > MAX_LINE_BYTES:  # no newline yet: the pending piece stays bounded
                 self._emit(pending[:MAX_LINE_BYTES])
                 pending = pending[MAX_LINE_BYTES:]
+            if stopping:  # one read after the stop, not an endless drain of a child that keeps writing
+                break
         self._emit(pending)
 
     def _emit(self, line: bytes) -> None:
