@@ -7,6 +7,7 @@ runs in en-US and UTC, so the expected texts are fixed. Screenshots land in test
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from rtap.dashboard.server import DashboardServer, serve_dashboard
 from rtap.settings import Settings, StreamSettings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
+from tests.e2e.browser import ARTIFACTS, wait_until_every_panel_has_data
 from tests.integration.dashboard.seed import seed_clickstream, seed_flow, seed_page_views, seed_pipeline
 
 pytestmark = pytest.mark.browser
@@ -53,6 +54,8 @@ def served(settings: Settings) -> Iterator[Served]:
 def flowing(settings: Settings, served: Served) -> Iterator[Served]:
     """A second database on the same engine: 1,000 events/s that started 3.5 minutes before now."""
     flow = settings.model_copy(update={"warehouse": WarehouseSettings(database="rtap_flow")})
+    while not 5 <= datetime.now(UTC).second <= 40:  # the newest minute must still be open when the page asks
+        time.sleep(0.5)
     now = datetime.now(UTC)
     with create_client(flow) as writer:
         apply_migrations(writer)
@@ -69,6 +72,24 @@ def tile(page: Page, panel: str, column: str) -> str:
     return page.locator(f"#panel-{panel} .number[data-column='{column}'] .value").inner_text()
 
 
+def traces(page: Page, panel: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = page.eval_on_selector(
+        f"#panel-{panel} .chart", "el => el.data.map(t => ({name: t.name, y: t.y, open: t.meta.bucket === 'open'}))"
+    )
+    return found
+
+
+def open_buckets(page: Page, panel: str) -> dict[str, float]:
+    """Each series' newest, still-filling value (its dotted trace)."""
+    return {t["name"]: t["y"][-1] for t in traces(page, panel) if t["open"]}
+
+
+def newest(page: Page, panel: str) -> dict[str, float]:
+    """Each series' newest value, in its dotted trace while the minute is open, in its solid one after."""
+    found = {t["name"]: t["y"][-1] for t in traces(page, panel) if not t["open"]}
+    return found | open_buckets(page, panel)
+
+
 def grouped(value: float) -> str:
     """A number as the page prints it without a format: in full, grouped, one decimal unless whole."""
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
@@ -77,7 +98,8 @@ def grouped(value: float) -> str:
 def test_every_panel_renders_and_a_chart_follows_new_rows(served: Served, page: Page) -> None:
     page.goto(f"{served.server.url}/#clickstream")
     wait_until_every_panel_has_data(page, "clickstream")
-    before = {trace["name"]: trace["y"][-1] for trace in chart_data(page, "page_views_top_pages")}
+    before = newest(page, "page_views_top_pages")
+    assert len(before) == 5
 
     # A later micro-batch refines the newest minute: the chart must show it at its next refresh (2 s).
     seed_page_views(served.writer, served.now, minutes=1, version=2, extra_views=500)
@@ -86,9 +108,8 @@ def test_every_panel_renders_and_a_chart_follows_new_rows(served: Served, page: 
         " return el && el.data && el.data.some(t => t.y[t.y.length - 1] >= 500); }",
         timeout=10_000,
     )
-    after = {trace["name"]: trace["y"][-1] for trace in chart_data(page, "page_views_top_pages")}
-    filling = {name: value for name, value in after.items() if name.endswith(" (still filling)")}
-    assert {name: value - before[name] for name, value in filling.items()} == dict.fromkeys(filling, 500)
+    after = newest(page, "page_views_top_pages")
+    assert {name: value - before[name] for name, value in after.items()} == dict.fromkeys(before, 500)
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(500)  # let plotly finish its transition before the picture is taken
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -159,19 +180,18 @@ def test_the_rate_is_over_the_time_that_has_data(flowing: Served, page: Page) ->
     assert tile(page, "events_total", "per_second") == f"{grouped(rate)} /s"
 
     # The newest minute is still filling: a dotted segment ending in an open circle, and the panel says so.
-    traces = page.eval_on_selector(
-        "#panel-events_by_type .chart", "el => el.data.map(t => ({name: t.name, y: t.y, dash: t.line.dash || ''}))"
-    )
-    closed = {t["name"]: t["y"][-1] for t in traces if not t["dash"]}
-    filling = {t["name"]: t["y"][-1] for t in traces if t["dash"] == "dot"}
-    assert set(filling) == {f"{name} (still filling)" for name in closed}
+    closed = {t["name"]: t["y"][-1] for t in traces(page, "events_by_type") if not t["open"]}
+    filling = open_buckets(page, "events_by_type")
+    assert set(filling) == set(closed)
+    styles = page.eval_on_selector("#panel-events_by_type .chart", "el => el.data.map(t => t.line.dash || 'solid')")
+    assert sorted(set(styles)) == ["dot", "solid"]
     minutes = db.query_rows(
         "SELECT toDateTime64(toStartOfMinute(event_time), 0, 'UTC') AS minute, event_type, count() FROM {db}.events "
         "GROUP BY minute, event_type ORDER BY minute"
     )
     newest_minute = minutes[-1][0]
     full = {kind: n for minute, kind, n in minutes if minute == newest_minute - timedelta(minutes=1)}
-    partial = {f"{kind} (still filling)": n for minute, kind, n in minutes if minute == newest_minute}
+    partial = {kind: n for minute, kind, n in minutes if minute == newest_minute}
     assert closed == full
     assert filling == partial
     assert "newest minute still filling (dotted)" in page.locator("#panel-events_by_type .panel-updated").inner_text()

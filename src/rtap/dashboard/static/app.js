@@ -168,15 +168,19 @@ function timeseriesTraces(result, panel) {
     const filling = last >= 0 && isOpen(line.x[last], panel, result);
     open = open || filling;
     const closedEnd = filling ? last : last + 1;
-    traces.push({ type: "scatter", mode: "lines", name: line.name, x: x.slice(0, closedEnd), y: line.y.slice(0, closedEnd),
-                  line: { width: 2, color }, fill: lines.length === 1 ? "tozeroy" : "none",
-                  fillcolor: "rgba(76,194,255,0.12)", legendgroup: line.name, meta: { bucket: "closed" } });
+    if (closedEnd > 0) {  // a series whose only bucket is the open one has no solid part
+      traces.push({ type: "scatter", mode: "lines", name: line.name, x: x.slice(0, closedEnd),
+                    y: line.y.slice(0, closedEnd), line: { width: 2, color }, fill: lines.length === 1 ? "tozeroy" : "none",
+                    fillcolor: "rgba(76,194,255,0.12)", legendgroup: line.name, meta: { bucket: "closed" } });
+    }
     if (filling) {
       const from = Math.max(0, last - 1);
-      traces.push({ type: "scatter", mode: "lines+markers", name: `${line.name} (still filling)`, x: x.slice(from),
-                    y: line.y.slice(from), line: { width: 2, color, dash: "dot" }, legendgroup: line.name,
-                    showlegend: false, meta: { bucket: "open" }, hoverinfo: ["skip", "all"].slice(-(last - from + 1)),
-                    marker: { size: [0, 7].slice(-(last - from + 1)), color: "rgba(0,0,0,0)", line: { color, width: 2 } } });
+      const points = last - from + 1;
+      traces.push({ type: "scatter", mode: "lines+markers", name: line.name, x: x.slice(from), y: line.y.slice(from),
+                    line: { width: 2, color, dash: "dot" }, legendgroup: line.name, showlegend: closedEnd === 0,
+                    meta: { bucket: "open" }, hoverinfo: ["skip", "all"].slice(-points),
+                    hovertemplate: "%{y} (still filling)",
+                    marker: { size: [0, 7].slice(-points), color: "rgba(0,0,0,0)", line: { color, width: 2 } } });
     }
   });
   return { traces, open };
@@ -204,10 +208,12 @@ function renderBar(body, result, panel) {
   const text = rows.map((r) => formatValue(r[1], format));
   plot(body, [{
     type: "bar", orientation: "h", x: rows.map((r) => r[1]), y: rows.map((r) => String(r[0])),
-    text, textposition: "auto", insidetextanchor: "end", marker: { color: PALETTE[0] }, name: label(valueColumn),
+    text, textposition: "outside", cliponaxis: false, marker: { color: PALETTE[0] }, name: label(valueColumn),
     hovertemplate: "%{y}<br>" + label(valueColumn) + ": %{text}<extra></extra>",
   }], { margin: { ...PLOT_LAYOUT.margin, l: 12 }, hovermode: "closest", showlegend: false,
-        xaxis: { ...PLOT_LAYOUT.xaxis, type: "linear", rangemode: "tozero", ...axisFormat(format) },
+        // Room right of the longest bar for its label.
+        xaxis: { ...PLOT_LAYOUT.xaxis, type: "linear", range: [0, 1.2 * Math.max(0, ...rows.map((r) => r[1]))],
+                 ...axisFormat(format) },
         yaxis: { gridcolor: "rgba(0,0,0,0)", linecolor: "#2b3441", type: "category", automargin: true } });
 }
 
