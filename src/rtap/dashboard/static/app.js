@@ -169,7 +169,9 @@ function timeseriesTraces(result, panel) {
     open = open || filling;
     const closedEnd = filling ? last : last + 1;
     if (closedEnd > 0) {  // a series whose only bucket is the open one has no solid part
-      traces.push({ type: "scatter", mode: "lines", name: line.name, x: x.slice(0, closedEnd),
+      // One closed bucket is a point, not a line: give it a marker or it is not drawn at all.
+      traces.push({ type: "scatter", mode: closedEnd === 1 ? "lines+markers" : "lines", name: line.name,
+                    marker: { size: 6, color }, x: x.slice(0, closedEnd),
                     y: line.y.slice(0, closedEnd), line: { width: 2, color }, fill: lines.length === 1 ? "tozeroy" : "none",
                     fillcolor: "rgba(76,194,255,0.12)", legendgroup: line.name, meta: { bucket: "closed" } });
     }
