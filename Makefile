@@ -29,6 +29,14 @@ $(TOOLS)/bin/checkov:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet checkov==3.3.30  # own venv: it pins an old `packaging`
 
+# actionlint checks .github/workflows (tests/unit/deploy/test_github_actions.py). Built from the Go module
+# proxy at a pinned version: its PyPI wrappers download the binary from GitHub when they are installed.
+GO ?= go
+ACTIONLINT_VERSION := v1.7.12
+$(TOOLS)/bin/actionlint:
+	@command -v $(GO) >/dev/null || { echo "error: Go 1.24+ is required to build actionlint (https://go.dev/dl, or GO=/path/to/go)"; exit 1; }
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
 jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: Maven is required to fetch the Kafka and Spark jars (apt-get install maven)"; exit 1; }
@@ -62,7 +70,7 @@ fmt: $(BIN)/rtap ## Format the code
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: install system-deps $(TOOLS)/bin/checkov ## Run every check: lint, unit, integration and end-to-end tests
+test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint ## Run every check: lint, unit, integration and end-to-end tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
 
     with private_broker("soak", REPO_ROOT / "jars" / "lib") as (broker, base):
-        stream = StreamSettings(master="local[2]", trigger_interval_s=1.0, max_offsets_per_trigger=20_000)
+        stream = StreamSettings(master="local[2]", trigger_interval_s=1.0, max_batch_records=20_000)
         settings = base.model_copy(update={"stream": stream})
         ensure_topics(settings.kafka)
         result = soak(settings, args, broker.pid)

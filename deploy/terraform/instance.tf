@@ -22,6 +22,8 @@ locals {
     repo_url    = var.repo_url
     repo_ref    = var.repo_ref
     ttl_minutes = var.ttl_hours * 60
+    # Compose profiles of the stack (deploy/compose/.env's COMPOSE_PROFILES).
+    compose_profiles = var.simulated_producer ? "producer" : ""
   })
 }
 

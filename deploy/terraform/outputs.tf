@@ -20,7 +20,17 @@ output "spark_ui_url" {
 
 output "ssh_command" {
   description = "Log in to the host; the bootstrap log is /var/log/rtap-bootstrap.log."
-  value       = "ssh -i ${local.ssh_identity} ubuntu@${aws_instance.host.public_ip}"
+  value       = "ssh -i ${local.ssh_private_key} ubuntu@${aws_instance.host.public_ip}"
+}
+
+output "ssh_private_key" {
+  description = "The private key `make aws-validate` logs in with (AWS_SSH_KEY overrides it)."
+  value       = local.ssh_private_key
+}
+
+output "key_name" {
+  description = "The EC2 key pair the host accepts: created from public_key_path, or adopted by name."
+  value       = local.key_name
 }
 
 output "instance_id" {

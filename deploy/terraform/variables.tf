@@ -89,16 +89,32 @@ variable "public_key_path" {
 
 variable "existing_key_name" {
   description = <<-EOT
-    Name of an EC2 key pair that already exists in the region. It is only looked up (a data source),
-    never managed, so `terraform destroy` leaves it alone. Set this or public_key_path, not both.
+    Name of an EC2 key pair that already exists in the region, e.g. one created by hand in the console.
+    It is only looked up (a data source), never managed, so `terraform destroy` leaves it alone. When
+    set, public_key_path is not used.
   EOT
   type        = string
   default     = null
 
   validation {
-    condition     = (var.existing_key_name == null) != (var.public_key_path == null)
-    error_message = "Set exactly one of public_key_path (a new key pair) and existing_key_name (adopt an existing one)."
+    condition     = var.existing_key_name != null || var.public_key_path != null
+    error_message = "Set public_key_path (a new key pair) or existing_key_name (adopt an existing one)."
   }
+
+  validation {
+    # EC2's rule for key pair names: up to 255 ASCII characters.
+    condition     = var.existing_key_name == null || can(regex("^[ -~]{1,255}$", coalesce(var.existing_key_name, "-")))
+    error_message = "existing_key_name must be the key pair's name in EC2: 1 to 255 printable ASCII characters."
+  }
+}
+
+variable "ssh_private_key_path" {
+  description = <<-EOT
+    The private key that logs in to the host, for the ssh_command output and `make aws-validate`. Null:
+    public_key_path without .pub, or ~/.ssh/<existing_key_name>.pem for an adopted key pair.
+  EOT
+  type        = string
+  default     = null
 }
 
 variable "instance_type" {
@@ -170,6 +186,16 @@ variable "ttl_action" {
     condition     = contains(["terminate", "stop"], var.ttl_action)
     error_message = "ttl_action must be \"terminate\" or \"stop\"."
   }
+}
+
+variable "simulated_producer" {
+  description = <<-EOT
+    Run the stack's simulated producer (the compose profile `producer`), so that `make aws-validate` sees
+    events flowing on a fresh host. false for a host that gets only your own producers' events (they
+    reach Kafka on the host's 127.0.0.1:9094, e.g. through an SSH tunnel; docs/compose.md).
+  EOT
+  type        = bool
+  default     = true
 }
 
 variable "extra_tags" {

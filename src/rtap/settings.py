@@ -166,8 +166,16 @@ class StreamSettings(BaseSettings):
     app_name: str = "rtap-stream"
     watermark_delay_s: float = Field(default=30.0, ge=0)
     session_gap_s: float = Field(default=1800.0, gt=0)
-    trigger_interval_s: float = Field(default=1.0, ge=0)
-    max_offsets_per_trigger: int = Field(default=1_000_000, ge=1)
+    # 0: each micro-batch starts as soon as the previous one has committed (freshness is then about two
+    # batch durations); with no new data the job asks Kafka again every poll_interval_s.
+    trigger_interval_s: float = Field(default=0.0, ge=0)
+    poll_interval_s: float = Field(default=0.1, gt=0)
+    # A micro-batch is at most max_batch_records records and, by the record size the last batches had, about
+    # max_batch_bytes of payload: what one batch brings into the driver (rtap.stream.job.batch_cap).
+    max_batch_records: int = Field(default=200_000, ge=1)
+    max_batch_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    # Spark splits a Kafka partition's range into tasks of at most this many records: what one task holds.
+    max_task_records: int = Field(default=50_000, ge=1)
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     # Records Kafka deleted (retention) before the job read them stop the job; true skips them, recorded
     # in the warehouse's data_gaps table and reported by `rtap reconcile` (docs/operations.md).
@@ -179,6 +187,10 @@ class StreamSettings(BaseSettings):
     max_future_skew_s: float = Field(default=3600.0, ge=0)
     shuffle_partitions: int = Field(default=2, ge=1)
     driver_memory: str = "1g"
+    # Failures in a row (a failed batch, Spark's JVM dying) before the job gives up; a committed batch resets it.
+    max_consecutive_failures: int = Field(default=5, ge=1)
+    # The Python the executors run the parse stage with (rtap and its packages installed); empty: this one.
+    python: str | None = None
     # Address the Spark UI (and, in local mode, the driver) listens on. Inside a container: 0.0.0.0.
     ui_host: str = LOOPBACK
 
@@ -288,6 +300,6 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
         "RTAP_STREAM_MASTER": stream.master,
         "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
-        "RTAP_STREAM_MAX_OFFSETS_PER_TRIGGER": str(stream.max_offsets_per_trigger),
+        "RTAP_STREAM_MAX_BATCH_RECORDS": str(stream.max_batch_records),
         "RTAP_STREAM_ACCEPT_DATA_LOSS": str(stream.accept_data_loss).lower(),
     }

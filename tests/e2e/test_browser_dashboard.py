@@ -20,7 +20,7 @@ from rtap.dashboard.server import DashboardServer, serve_dashboard
 from rtap.settings import Settings, StreamSettings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.e2e.browser import ARTIFACTS, wait_until_every_panel_has_data
+from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
 from tests.integration.dashboard.seed import seed_clickstream, seed_flow, seed_page_views, seed_pipeline
 
 pytestmark = pytest.mark.browser
@@ -207,3 +207,16 @@ def test_range_choice_reloads_every_panel(served: Served, page: Page) -> None:
     wait_until_every_panel_has_data(page, "clickstream")
     assert page.locator("#ranges button.active").inner_text() == "24h"
     assert page.locator("#status").inner_text().startswith("live")
+
+
+def test_most_clicked_urls_draws_the_page_views_per_page(served: Served, page: Page) -> None:
+    """The previous system's chart: one bar per page, its clicks the page views of rtap's own table."""
+    writer = served.writer
+    page.goto(f"{served.server.url}/#clickstream")
+    wait_until_every_panel_has_data(page, "clickstream")
+    # Every seeded window is within the page's default hour; read straight from page_views_1m, not the view.
+    totals = writer.query_rows("SELECT page_url, sum(views) AS v FROM {db}.page_views_1m FINAL GROUP BY page_url")
+    (bars,) = chart_data(page, "most_clicked_urls")
+    drawn = dict(zip(bars["y"], bars["x"], strict=True))
+    assert drawn == dict(totals)
+    assert bars["x"] == sorted(bars["x"]), "largest on top"

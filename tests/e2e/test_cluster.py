@@ -46,7 +46,7 @@ def cluster_settings(data_dir: Path) -> Settings:
         data_dir=data_dir,
         jars_dir=REPO_ROOT / "jars" / "lib",
         generator=GeneratorSettings(duplicate_rate=0.03, late_rate=0.02, malformed_rate=0.02, late_by_seconds=120),
-        stream=StreamSettings(trigger_interval_s=0.5, max_offsets_per_trigger=5000),
+        stream=StreamSettings(trigger_interval_s=0.5, max_batch_records=5000),
     )
     return base.model_copy(
         update={"kafka": base.kafka.model_copy(update={"topic": f"{name}.events", "dlq_topic": f"{name}.dlq"})}

@@ -35,7 +35,7 @@ FIRST_BATCH_TIMEOUT_S = 900.0
 
 
 def test_broker_restart_while_producing_and_consuming_loses_nothing(broker: LocalKafka, tmp_path: Path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "brokerfault", max_offsets_per_trigger=scaled(1_000, 10_000))
+    settings = pipeline_settings(broker, tmp_path, "brokerfault", max_batch_records=scaled(1_000, 10_000))
     ensure_topics(settings.kafka)  # before the job subscribes
     stop = threading.Event()
     reports: list[ProduceReport] = []

@@ -33,7 +33,7 @@ KILLS = 5
 
 
 def test_kill_9_at_random_moments_and_restart_leaves_every_table_exact(broker: LocalKafka, tmp_path: Path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "kills", max_offsets_per_trigger=10_000)
+    settings = pipeline_settings(broker, tmp_path, "kills", max_batch_records=10_000)
     truth = produce(settings, count=200_000, seed=71)
     produced = truth.totals().produced
     rng = random.Random(71)

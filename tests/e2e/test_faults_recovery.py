@@ -47,7 +47,7 @@ def run_until_drained(settings: Settings, records: int) -> None:
 
 
 def test_deleted_checkpoint_resumes_after_the_warehouses_last_batch(broker: LocalKafka, tmp_path: Path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "nocheckpoint", max_offsets_per_trigger=BATCH)
+    settings = pipeline_settings(broker, tmp_path, "nocheckpoint", max_batch_records=BATCH)
     first = produce(settings, count=scaled(4_000, 25_000), seed=51)
     first_done = datetime.now(UTC)
     run_until_drained(settings, first.totals().produced)
@@ -85,7 +85,7 @@ def delete_before(settings: Settings, offsets: dict[int, int]) -> None:
 def test_retention_deleting_unread_records_stops_the_job_or_is_skipped_and_counted(
     broker: LocalKafka, tmp_path: Path
 ) -> None:
-    settings = pipeline_settings(broker, tmp_path, "retention", max_offsets_per_trigger=BATCH)
+    settings = pipeline_settings(broker, tmp_path, "retention", max_batch_records=BATCH)
     read, read_path = produce_truth(settings, count=scaled(3_000, 20_000), seed=61)
     read_done = datetime.now(UTC)
     run_until_drained(settings, read.totals().produced)

@@ -56,7 +56,7 @@ def immutable() -> Iterator[list[Path]]:
 def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
     broker: LocalKafka, tmp_path: Path, immutable: list[Path]
 ) -> None:
-    settings = pipeline_settings(broker, tmp_path, "whfault", max_offsets_per_trigger=scaled(1_000, 10_000))
+    settings = pipeline_settings(broker, tmp_path, "whfault", max_batch_records=scaled(1_000, 10_000))
     truth = produce(settings, count=scaled(8_000, 50_000), seed=41)
     produced = truth.totals().produced
 

@@ -62,7 +62,7 @@ def test_seeded_run_with_dirt_matches_the_generators_truth_exactly(broker, tmp_p
 
 
 def test_kill_9_mid_stream_and_restart_leaves_every_table_exact(broker, tmp_path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "crash", max_offsets_per_trigger=1500)
+    settings = pipeline_settings(broker, tmp_path, "crash", max_batch_records=1500)
     truth = produce(settings, count=15_000, seed=11)
     produced = truth.totals().produced
     rng = random.Random(11)

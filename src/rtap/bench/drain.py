@@ -100,7 +100,7 @@ def spark_drain(spark: SparkSession, settings: Settings, checkpoint: Path) -> Sa
     """B3: Kafka source -> noop sink, ``availableNow``: what Spark alone costs to read the topic."""
     reader = spark.readStream.format("kafka").option("subscribe", settings.kafka.topic)
     reader = reader.option("startingOffsets", "earliest").option(
-        "maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger)
+        "maxOffsetsPerTrigger", str(settings.stream.max_batch_records)
     )
     for key, value in settings.kafka.client_config().items():
         reader = reader.option(f"kafka.{key}", value)

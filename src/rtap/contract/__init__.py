@@ -1,8 +1,9 @@
 """The event contract: a versioned JSON Schema and everything derived from it.
 
 ``schemas/clickstream-event.v1.json`` is the single source of truth. This package loads it, validates
-records against it in Python (producer side, tests, ``rtap dlq replay``), and exposes the field list the
-Spark schema (``rtap.contract.spark``) and the ClickHouse columns are derived from or tested against.
+records against it (``validator``: the stream job's validator, generated from the schema; ``model``: the
+reference, fastjsonschema on the same file, for the producer side, tests and ``rtap dlq replay``), and
+exposes the field list the Arrow types and the ClickHouse columns are derived from or tested against.
 """
 
 from rtap.contract.model import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,7 +35,7 @@ def strict_pattern(pattern: str) -> str:
 
 # RFC 3339 date-time: a 'T' (or space, which RFC 3339 allows), seconds, optional fraction, mandatory offset.
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-_RFC3339 = re.compile(strict_pattern(RFC3339_PATTERN))
+_RFC3339 = re.compile(strict_pattern(RFC3339_PATTERN), re.ASCII)  # \d is [0-9], as in ECMA-262
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}$"
@@ -45,15 +46,8 @@ IPV6_PATTERN = (
 )
 # The JSON Schema formats the contract uses, as regexes valid in both Python and Java (Spark's rlike), so
 # the Python validator and the Spark job accept exactly the same strings.
-FORMAT_PATTERNS = {
-    name: strict_pattern(pattern)
-    for name, pattern in {
-        "uuid": UUID_PATTERN,
-        "date-time": RFC3339_PATTERN,
-        "ipv4": IPV4_PATTERN,
-        "ipv6": IPV6_PATTERN,
-    }.items()
-}
+FORMAT_SOURCES = {"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN, "ipv4": IPV4_PATTERN, "ipv6": IPV6_PATTERN}
+FORMAT_PATTERNS = {name: strict_pattern(pattern) for name, pattern in FORMAT_SOURCES.items()}
 
 
 @cache
@@ -118,11 +112,17 @@ def _strict_patterns(node: Any) -> Any:
     return node
 
 
+def _ascii_matcher(pattern: str) -> Callable[[str], bool]:
+    compiled = re.compile(pattern, re.ASCII)
+    return lambda value: compiled.search(value) is not None
+
+
 @cache
 def _validator(version: int) -> Any:
     return fastjsonschema.compile(
         _strict_patterns(load_schema(version)),
-        formats=FORMAT_PATTERNS,
+        # Compiled with re.ASCII: JSON Schema patterns are ECMA-262, where \d is [0-9], not any Unicode digit.
+        formats={name: _ascii_matcher(pattern) for name, pattern in FORMAT_PATTERNS.items()},
         use_formats=True,
     )
 
@@ -130,17 +130,24 @@ def _validator(version: int) -> Any:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def parse_rfc3339(value: str) -> datetime | None:
+    """An RFC 3339 date-time as an aware UTC datetime truncated to milliseconds (the warehouse's precision);
+    None when ``value`` is not one. No range rule: callers decide what is plausible."""
+    if not _RFC3339.match(value):
+        return None
+    try:
+        utc = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+    except (ValueError, OverflowError):  # an impossible date; an offset pushing year 1 out of range
+        return None
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
 def parse_event_time(value: str) -> datetime:
     """An RFC 3339 string as an aware UTC datetime (millisecond precision, like the warehouse), not before 1970."""
-    if not _RFC3339.match(value):
-        raise ContractError("not an RFC 3339 date-time", "event_time")
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-    except ValueError as exc:
-        raise ContractError(f"invalid date-time ({exc})", "event_time") from exc
-    utc = parsed.astimezone(UTC)
-    utc = utc.replace(microsecond=utc.microsecond // 1000 * 1000)
-    if utc < EPOCH:  # the stream job's rule too (rtap.contract.spark); its upper bound needs the Kafka record
+    utc = parse_rfc3339(value)
+    if utc is None:
+        raise ContractError("not a valid RFC 3339 date-time", "event_time")
+    if utc < EPOCH:  # the stream job's rule too (rtap.contract.validator); its upper bound needs the Kafka record
         raise ContractError("before 1970-01-01", "event_time")
     return utc
 

@@ -1,39 +1,59 @@
-"""The stream job: Spark's Kafka source -> classify each micro-batch -> idempotent warehouse writes.
+"""The stream job: Spark's Kafka source -> parse and classify each micro-batch -> idempotent warehouse writes.
 
-Wiring only: the decisions live in ``rtap.stream.transforms`` (pure) and the writes in ``rtap.stream.sink``.
-Offsets are owned by Spark's checkpoint in the rtap data directory; a micro-batch whose write fails is not
-committed and runs again, and the sink makes that re-run harmless. If the checkpoint is lost, the job resumes
-after the last batch committed in ``pipeline_batches`` (the warehouse is the durable record of progress),
-never from the beginning of the topic and never silently past unread data.
+Wiring only: the decisions live in ``rtap.stream.transforms`` (pure), the Spark stage in ``rtap.stream.spark``
+and the writes in ``rtap.stream.sink``. Offsets are owned by Spark's checkpoint in the rtap data directory; a
+micro-batch whose write fails is not committed and runs again, and the sink makes that re-run harmless. If
+the checkpoint is lost, the job resumes after the last batch committed in ``pipeline_batches`` (the warehouse
+is the durable record of progress), never from the beginning of the topic and never silently past unread data.
+
+Bounded memory on any backlog: a micro-batch is capped in records and, through the bytes per record of the
+last committed batches, in bytes (:func:`batch_cap`); Spark splits each Kafka partition's range into tasks of
+at most ``max_task_records``. A backlog therefore drains as a sequence of full-size batches, never as one.
+
+The job survives its own JVM: when Spark's JVM dies (out of memory, killed), the job starts a new one and
+resumes from the checkpoint, with the same bounded backoff as a failed batch. Only
+``max_consecutive_failures`` failures without a committed batch in between end it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 import time
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from py4j.protocol import Py4JNetworkError
+from py4j.protocol import Py4JError, Py4JNetworkError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from rtap.errors import PipelineError
-from rtap.settings import Settings
+from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.sink import BatchStats, WarehouseSink
-from rtap.stream.spark import build_session
-from rtap.stream.transforms import classify_batch
+from rtap.stream.spark import build_session, forget_jvm, jvm_exit_code, parse_batch
+from rtap.stream.transforms import classify
 from rtap.warehouse import WarehouseClient
 
 log = logging.getLogger("rtap.stream")
 
 PIPELINE_ID_FILE = "rtap-pipeline-id"
+JOB_STATE_FILE = "stream-job.json"
+# Until the job has committed batches that say otherwise: a generous guess of a record's size.
+DEFAULT_RECORD_BYTES = 1024
+_RECENT_RECORD_BYTES = """
+SELECT sum(input_bytes), sum(input_rows) FROM (
+    SELECT input_bytes, input_rows FROM {db}.pipeline_batches FINAL
+    WHERE input_bytes > 0 ORDER BY finished_at DESC LIMIT 20
+)
+"""
 
 
 def pipeline_id(checkpoint: Path) -> str:
@@ -58,35 +78,81 @@ def starting_offsets(settings: Settings, client: WarehouseClient, checkpoint: Pa
     return spark_starting_offsets(settings.kafka.topic, committed, partitions, from_earliest=earliest), committed
 
 
-class StreamJob:
-    """One streaming query, restarted from its checkpoint after a failed batch (bounded, with backoff)."""
+def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
+    """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_batch_bytes``)."""
+    by_bytes = int(stream.max_batch_bytes // max(1.0, bytes_per_record))
+    return max(1, min(stream.max_batch_records, by_bytes))
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: WarehouseClient,
-        *,
-        spark: SparkSession | None = None,
-        max_consecutive_failures: int = 5,
-    ) -> None:
+
+def recent_record_bytes(client: WarehouseClient) -> float:
+    """Bytes per record over the last committed batches that recorded their size."""
+    total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES)[0]
+    return float(total_bytes) / float(rows) if rows else float(DEFAULT_RECORD_BYTES)
+
+
+@dataclass
+class JobState:
+    """What ``rtap status`` shows of a running job beyond its batches: its process and its restarts."""
+
+    pid: int
+    started_at: str
+    restarts: int = 0
+    last_restart_at: str | None = None
+    last_error: str | None = None
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self)))
+        temporary.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> JobState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "Spark's JVM stopped answering"
+    if code == 3:  # -XX:+ExitOnOutOfMemoryError (rtap.stream.spark)
+        return "Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code 3)"
+    if code < 0:
+        return f"Spark's JVM was killed by signal {-code}"
+    return f"Spark's JVM exited with code {code}"
+
+
+class StreamJob:
+    """One streaming query, restarted from its checkpoint after a failed batch or a dead JVM (bounded, with backoff)."""
+
+    def __init__(self, settings: Settings, client: WarehouseClient, *, spark: SparkSession | None = None) -> None:
         """``spark``: a session already built (``rtap up`` builds it while the broker starts)."""
         self._settings = settings
         self._spark = spark
         self._client = client
-        self._max_failures = max_consecutive_failures
         self._stop = threading.Event()
         self._query: StreamingQuery | None = None
         self.last_batch: BatchStats | None = None
         self._committed_since_start = threading.Event()
+        # foreachBatch runs on py4j's callback thread. When the JVM dies during a batch, that thread may still be
+        # writing it while a new JVM replays the batch: the replay waits until the old call is done.
+        self._one_batch_at_a_time = threading.Lock()
         self.checkpoint = settings.paths.checkpoints / "stream"
+        self.state = JobState(pid=os.getpid(), started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        self.state_path = settings.paths.run / JOB_STATE_FILE
 
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
         settings = self._settings
+        cap = batch_cap(settings.stream, recent_record_bytes(self._client))
+        log.info("micro-batches of at most %d records, tasks of at most %d", cap, settings.stream.max_task_records)
         reader = (
             spark.readStream.format("kafka")
             .option("subscribe", settings.kafka.topic)
             .option("startingOffsets", start)
-            .option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
+            .option("maxOffsetsPerTrigger", str(cap))
+            .option("maxRecordsPerPartition", str(settings.stream.max_task_records))
             # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
             # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
             .option("failOnDataLoss", "true")
@@ -96,24 +162,25 @@ class StreamJob:
         return reader.load()
 
     def _process(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
+        with self._one_batch_at_a_time:
+            self._process_batch(sink, batch, batch_id)
+
+    def _process_batch(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         high_water = sink.high_water(batch_id)
         stream = self._settings.stream
-        classified = classify_batch(
-            batch,
-            high_water=high_water,
-            watermark_delay_s=stream.watermark_delay_s,
-            max_record_bytes=stream.max_record_bytes,
-            max_future_skew_s=stream.max_future_skew_s,
-        ).toArrow()
+        parsed = parse_batch(
+            batch, max_record_bytes=stream.max_record_bytes, max_future_skew_s=stream.max_future_skew_s
+        )
+        classified = classify(parsed, high_water=high_water, watermark_delay_s=stream.watermark_delay_s)
         spark_ms = (time.perf_counter() - clock) * 1000
         stats = sink.write(batch_id, classified, started, high_water)
         self.last_batch = stats
         self._committed_since_start.set()
         log.info(
             "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms "
-            "(spark %d ms, warehouse %d ms, lag %d)",
+            "(spark %d ms, warehouse %d ms, %d records behind)",
             batch_id, stats.input_rows, stats.accepted, stats.duplicates, stats.late, stats.dead_letters,
             stats.duration_ms, spark_ms, stats.duration_ms - spark_ms, stats.kafka_lag,
         )  # fmt: skip
@@ -129,40 +196,58 @@ class StreamJob:
             dead_letters,
             LagProbe(self._settings.kafka, committed),
         )
-        interval = f"{self._settings.stream.trigger_interval_s} seconds"
+        stream = self._settings.stream
+        spark.conf.set("spark.sql.streaming.pollingDelay", f"{int(stream.poll_interval_s * 1000)}ms")
         return (
             self._kafka_source(spark, start)
             .writeStream.queryName("rtap-stream")
             .foreachBatch(lambda batch, batch_id: self._process(sink, batch, batch_id))
             .option("checkpointLocation", str(self.checkpoint))
-            .trigger(processingTime=interval)
+            .trigger(processingTime=f"{stream.trigger_interval_s} seconds")
             .start()
         )
 
     def run(self) -> None:
-        """Run until :meth:`stop`; a failing batch restarts the query, too many failures in a row raise."""
+        """Run until :meth:`stop`; failures restart the query (or the JVM), too many in a row raise."""
         # Also before Spark's start-up, so that refusing to skip deleted records takes seconds, not a JVM start.
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
+        self.state.write(self.state_path)
         spark = self._spark or build_session(self._settings)
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
         failures = 0
         try:
             while not self._stop.is_set():
-                self._query = self._start(spark, dead_letters)
                 self._committed_since_start.clear()
-                error = self._await(self._query)
-                if self._stop.is_set() or error is None:
+                jvm_died = False
+                try:
+                    self._query = self._start(spark, dead_letters)
+                    error = self._await(self._query)
+                    reason = "" if error is None else f"batch failed ({_first_line(error)})"
+                except Py4JNetworkError:
+                    if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
+                        log.warning("Spark's JVM exited while the job was stopping")
+                        return
+                    jvm_died, reason = True, _describe_exit(_exit_code_when_dead(spark))
+                    forget_jvm(spark)
+                    self._query = None
+                if self._stop.is_set() or not (jvm_died or error is not None):
                     return
                 failures = 1 if self._committed_since_start.is_set() else failures + 1
-                if failures >= self._max_failures:
+                if failures >= self._settings.stream.max_consecutive_failures:
                     raise PipelineError(
-                        f"stream job failed {failures} times in a row; last error: {_first_line(error)}"
+                        f"stream job failed {failures} times in a row without committing a batch; last: {reason}"
+                        + _advice(reason)
                     )
+                self._record_restart(reason)
                 backoff = min(30.0, 2.0**failures)
-                log.error("batch failed (%s); restarting from the checkpoint in %.0f s", _first_line(error), backoff)
-                self._stop.wait(backoff)
+                log.warning("%s; restarting the job from its checkpoint in %.0f s", reason, backoff)
+                if self._stop.wait(backoff):
+                    return
+                if jvm_died:
+                    spark = build_session(self._settings)
+                    log.warning("Spark's JVM started again (restart %d of this job)", self.state.restarts)
         finally:
-            with contextlib.suppress(Py4JNetworkError):  # nothing left to stop when the JVM is gone
+            with contextlib.suppress(Py4JError):  # nothing left to stop when the JVM is gone
                 if self._query is not None and self._query.isActive:
                     self._query.stop()
             dead_letters.close()
@@ -172,14 +257,15 @@ class StreamJob:
         try:
             while not self._stop.is_set() and query.isActive:
                 query.awaitTermination(1)
+            return query.exception()
         except StreamingQueryException as failure:
             return failure
-        except Py4JNetworkError:
-            if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
-                log.warning("Spark's JVM exited while the job was stopping")
-                return None
-            raise PipelineError("Spark's JVM died; the job stops (restart it to resume from the checkpoint)") from None
-        return query.exception()
+
+    def _record_restart(self, reason: str) -> None:
+        self.state.restarts += 1
+        self.state.last_restart_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.state.last_error = reason
+        self.state.write(self.state_path)
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop the query (within a second).
@@ -194,6 +280,20 @@ class StreamJob:
         deadline = time.monotonic() + timeout_s
         while self._query is None and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+def _exit_code_when_dead(spark: SparkSession, wait_s: float = 5.0) -> int | None:
+    """The JVM's exit code once it is gone (a py4j error can arrive just before the process is reaped)."""
+    deadline = time.monotonic() + wait_s
+    while (code := jvm_exit_code(spark)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return code
+
+
+def _advice(reason: str) -> str:
+    if "out of memory" in reason or "OutOfMemoryError" in reason:
+        return "; lower RTAP_STREAM_MAX_BATCH_BYTES or RTAP_STREAM_MAX_TASK_RECORDS, or raise RTAP_STREAM_DRIVER_MEMORY"
+    return "; see the log in the data directory"
 
 
 def _first_line(error: object) -> str:

@@ -122,9 +122,12 @@ GROUP BY window_start, actor_kind, actor HAVING total > {{threshold}}
 
 INSERT_BATCH = """
 INSERT INTO {db}.pipeline_batches
+    (query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters, duration_ms,
+     rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag, partition_high_water, end_offsets,
+     input_bytes)
 SELECT query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters,
        duration_ms, rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag,
-       mapFromArrays(hw_partitions, hw_times), mapFromArrays(offset_partitions, offsets)
+       mapFromArrays(hw_partitions, hw_times), mapFromArrays(offset_partitions, offsets), input_bytes
 FROM $rows
 """
 
@@ -149,6 +152,7 @@ class BatchStats:
     duration_ms: int
     max_event_time: datetime | None
     kafka_lag: int
+    input_bytes: int = 0
 
 
 class DeadLetterPublisher(Protocol):
@@ -284,6 +288,7 @@ class WarehouseSink:
             duration_ms=duration_ms,
             max_event_time=max_event_time,
             kafka_lag=lag,
+            input_bytes=int(pc.sum(table["record_bytes"]).as_py() or 0) if "record_bytes" in table.column_names else 0,
         )
         self._commit(stats, started_at, finished, high_water, end_offsets)
         return stats
@@ -323,6 +328,7 @@ class WarehouseSink:
                 "hw_times": pa.array([[high_water[p] for p in partitions]], pa.list_(pa.timestamp("ms", tz="UTC"))),
                 "offset_partitions": pa.array([offset_partitions], pa.list_(pa.int32())),
                 "offsets": pa.array([[end_offsets[p] for p in offset_partitions]], pa.list_(pa.int64())),
+                "input_bytes": pa.array([stats.input_bytes], pa.uint64()),
             }
         )
         self._client.command(INSERT_BATCH, inputs={"rows": row}, settings=self._token(stats.batch_id, "batches"))

@@ -1,8 +1,10 @@
-"""Pure DataFrame -> DataFrame transforms of the stream job. No I/O, no session state, no clock.
+"""Pure Arrow -> Arrow transforms of the stream job. No I/O, no session state, no clock.
 
-Each micro-batch of Kafka records goes through :func:`classify_batch`, which gives every record exactly one
-status; the sink then writes each status to its table. The semantics, chosen so that a replayed micro-batch
-(after a crash) or a different batching (after a restart) classifies every record identically:
+Each micro-batch of Kafka records goes through :func:`parse_records` (per record: the contract, in Spark's
+Python workers) and then :func:`classify` (per batch: event time and duplicates, on the driver), which gives
+every record exactly one status; the sink then writes each status to its table. The semantics, chosen so
+that a replayed micro-batch (after a crash) or a different batching (after a restart) classifies every
+record identically:
 
 - ``dead_letter``: the record breaks the contract (``error`` says why; ``raw`` keeps the payload).
 - ``late``: valid, but its event_time is behind the watermark *of its Kafka partition at that record*:
@@ -10,10 +12,14 @@ status; the sink then writes each status to its table. The semantics, chosen so 
   micro-batches, passed in as ``high_water``), minus the watermark delay. Tracking the watermark per partition
   and per record, in Kafka order, makes it independent of micro-batch boundaries; Spark's built-in watermark
   moves once per batch, so the same event could be on time in one run and late in a replay.
-- ``duplicate``: valid and on time, but an earlier on-time record in this batch carried the same event_id.
-  (Copies in earlier batches are found by the sink in the warehouse, which is the dedup state that survives
-  restarts.)
+- ``duplicate``: valid and on time, but an earlier on-time record in this batch (in Kafka order: partition,
+  then offset) carried the same event_id. (Copies in earlier batches are found by the sink in the warehouse,
+  which is the dedup state that survives restarts.)
 - ``accepted``: everything else; goes to ``events`` and the aggregates.
+
+Why the batch-level decisions are vectorised over Arrow on the driver rather than planned as Spark window
+functions: a window partitioned by Kafka partition and ordered by offset makes Spark shuffle and sort data
+that arrives already in that order, and that sort was most of the job's cost per record (``bench/``).
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rtap.contract import contract_fields
-from rtap.contract.spark import validate_records
+from rtap.contract.validator import RecordValidator, arrow_type, record_times_ms
 
 DEAD_LETTER = "dead_letter"
 LATE = "late"
@@ -33,78 +40,105 @@ DUPLICATE = "duplicate"
 ACCEPTED = "accepted"
 STATUSES = (DEAD_LETTER, LATE, DUPLICATE, ACCEPTED)
 
-LINEAGE_COLUMNS = ("topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 EVENT_COLUMNS = tuple(f.name for f in contract_fields())
+_NO_TIME = np.iinfo(np.int64).min
 
 
-def parse_records(records: DataFrame, *, max_record_bytes: int, max_future_skew_s: float) -> DataFrame:
-    """Kafka records (Spark's Kafka source schema) -> typed contract columns, lineage, ``error`` and ``raw``.
+def parsed_schema() -> pa.Schema:
+    """The columns :func:`parse_records` returns: lineage, the contract's typed fields, the verdict."""
+    return pa.schema(
+        [
+            pa.field("topic", pa.string()),
+            pa.field("kafka_partition", pa.int32()),
+            pa.field("kafka_offset", pa.int64()),
+            pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+            *(pa.field(f.name, arrow_type(f)) for f in contract_fields()),
+            pa.field("error", pa.string()),
+            pa.field("raw", pa.binary()),
+            pa.field("raw_key", pa.binary()),
+            pa.field("record_bytes", pa.int32()),  # key + value as read: what sizes the next micro-batches
+        ]
+    )
+
+
+def parse_records(records: pa.RecordBatch, validator: RecordValidator) -> pa.RecordBatch:
+    """Kafka records (the columns of Spark's Kafka source) -> lineage, typed contract columns, ``error``, ``raw``.
 
     ``raw`` and ``raw_key`` (the record's bytes) are kept only for invalid records: valid ones are fully
     represented by their columns, and carrying every payload to the driver would double the batch's memory.
     """
-    validated = validate_records(
-        records,
-        value="value",
-        record_timestamp="timestamp",
-        max_record_bytes=max_record_bytes,
-        max_future_skew_s=max_future_skew_s,
-    )
-    invalid = F.col("error").isNotNull()
-    return validated.select(
-        F.col("topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        *(F.col(name) for name in EVENT_COLUMNS if name != "schema_version"),
-        F.coalesce(F.col("schema_version"), F.lit(1)).alias("schema_version"),
-        F.col("error"),
-        F.when(invalid, F.col("value")).alias("raw"),
-        F.when(invalid, F.col("key")).alias("raw_key"),
-    )
+    timestamps = records.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
+    verdict = validator.validate(records.column("value").to_pylist(), record_times_ms(timestamps))
+    invalid = pc.invert(verdict.valid)
+    nothing = pa.nulls(records.num_rows, pa.binary())
+    columns = dict(verdict.columns)
+    columns["schema_version"] = pc.fill_null(columns["schema_version"], pa.scalar(1, pa.int32()))
+    arrays = [
+        records.column("topic").cast(pa.string()),
+        records.column("partition").cast(pa.int32()),
+        records.column("offset").cast(pa.int64()),
+        timestamps,
+        *(columns[name] for name in EVENT_COLUMNS),
+        verdict.errors,
+        pc.if_else(invalid, records.column("value").cast(pa.binary()), nothing),
+        pc.if_else(invalid, records.column("key").cast(pa.binary()), nothing),
+        pc.add(
+            pc.fill_null(pc.binary_length(records.column("value")), 0),
+            pc.fill_null(pc.binary_length(records.column("key")), 0),
+        ).cast(pa.int32()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=parsed_schema())
 
 
-def _high_water_lookup(high_water: Mapping[int, datetime]) -> Column:
-    if not high_water:
-        return F.lit(None).cast("timestamp")
-    pairs: list[Column] = []
-    for partition, moment in sorted(high_water.items()):
-        pairs += [F.lit(partition), F.lit(moment).cast("timestamp")]
-    return F.element_at(F.create_map(*pairs), F.col("kafka_partition"))
+def _in_kafka_order(parsed: pa.Table) -> pa.Table:
+    partitions = np.asarray(parsed.column("kafka_partition"))
+    offsets = np.asarray(parsed.column("kafka_offset"))
+    same = partitions[1:] == partitions[:-1]
+    if np.all((partitions[1:] > partitions[:-1]) | (same & (offsets[1:] > offsets[:-1]))):
+        return parsed
+    return parsed.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
 
 
-def classify_lateness(parsed: DataFrame, *, high_water: Mapping[int, datetime], watermark_delay_s: float) -> DataFrame:
-    """Add ``watermark`` (per record, see module doc) and ``status`` = dead_letter | late | NULL (not decided)."""
-    valid = F.col("error").isNull()
-    earlier = Window.partitionBy("kafka_partition").orderBy("kafka_offset").rowsBetween(Window.unboundedPreceding, -1)
-    before = F.max(F.when(valid, F.col("event_time"))).over(earlier)
-    high = F.greatest(before, _high_water_lookup(high_water))
-    watermark = high - F.expr(f"INTERVAL {int(watermark_delay_s * 1000)} MILLISECONDS")
-    return parsed.withColumn("watermark", watermark).withColumn(
-        "status",
-        F.when(~valid, F.lit(DEAD_LETTER)).when(F.col("event_time") < F.col("watermark"), F.lit(LATE)),
-    )
+def _late(parsed: pa.Table, valid: np.ndarray, high_water: Mapping[int, datetime], delay_ms: int) -> np.ndarray:
+    """Per record: valid and behind (max valid event_time before it in its partition, or high_water) - delay."""
+    partitions = np.asarray(parsed.column("kafka_partition"))
+    times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
+    times = np.where(valid, times, _NO_TIME)
+    late = np.zeros(len(times), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, partitions[1:] != partitions[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
+        carried = high_water.get(int(partitions[start]))
+        initial = _NO_TIME if carried is None else int(carried.timestamp() * 1000)
+        running = np.maximum.accumulate(np.r_[initial, times[start:end]])[:-1]  # the max *before* each record
+        watermark = np.where(running == _NO_TIME, _NO_TIME, running - delay_ms)  # no valid record yet: none
+        late[start:end] = valid[start:end] & (times[start:end] < watermark)
+    return late
 
 
-def mark_batch_duplicates(classified: DataFrame) -> DataFrame:
-    """Decide the undecided rows: the first copy of an event_id (in Kafka order) is accepted, later ones are not."""
-    undecided = F.col("status").isNull()
-    copies = Window.partitionBy(undecided, F.col("event_id")).orderBy("kafka_partition", "kafka_offset")
-    rank = F.row_number().over(copies)
-    return classified.withColumn(
-        "status",
-        F.when(~undecided, F.col("status")).when(rank > 1, F.lit(DUPLICATE)).otherwise(F.lit(ACCEPTED)),
-    )
+def _later_copies(event_ids: pa.Array, candidates: np.ndarray) -> np.ndarray:
+    """Per record: a candidate whose event_id an earlier candidate (in table order) already carried."""
+    later = np.zeros(len(candidates), dtype=bool)
+    positions = np.flatnonzero(candidates)
+    if len(positions) < 2:
+        return later
+    codes = np.asarray(pc.dictionary_encode(event_ids.take(pa.array(positions))).indices)
+    first = np.zeros(len(positions), dtype=bool)
+    first[np.unique(codes, return_index=True)[1]] = True
+    later[positions[~first]] = True
+    return later
 
 
-def classify_batch(
-    records: DataFrame,
-    *,
-    high_water: Mapping[int, datetime],
-    watermark_delay_s: float,
-    max_record_bytes: int,
-    max_future_skew_s: float,
-) -> DataFrame:
-    """The whole per-batch decision: every Kafka record gets exactly one of :data:`STATUSES`."""
-    parsed = parse_records(records, max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
-    return mark_batch_duplicates(classify_lateness(parsed, high_water=high_water, watermark_delay_s=watermark_delay_s))
+def classify(parsed: pa.Table, *, high_water: Mapping[int, datetime], watermark_delay_s: float) -> pa.Table:
+    """The whole per-batch decision: every parsed record gets exactly one of :data:`STATUSES` (``status``).
+
+    Rows come back in Kafka order (partition, offset).
+    """
+    parsed = _in_kafka_order(parsed)
+    valid = np.asarray(pc.is_null(parsed.column("error")))
+    late = _late(parsed, valid, high_water, int(watermark_delay_s * 1000))
+    duplicate = _later_copies(parsed.column("event_id").combine_chunks(), valid & ~late)
+    status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
+    status[~valid] = DEAD_LETTER
+    status[late] = LATE
+    status[duplicate] = DUPLICATE
+    return parsed.append_column("status", pa.array(status, pa.string()))

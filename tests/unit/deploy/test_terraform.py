@@ -38,7 +38,10 @@ TEMPLATE_VALUES: dict[str, Any] = {
     "repo_url": "https://github.com/example/rtap.git",
     "repo_ref": "0123456789abcdef0123456789abcdef01234567",
     "ttl_minutes": 240,
+    "compose_profiles": "producer",
 }
+PREVIOUS_SETUP = TF_DIR / "previous-setup.tfvars.example"
+ADOPTED_EXAMPLE = TF_DIR / "adopted.tf.example"
 REQUIRED_VARS = {
     "admin_cidr": "203.0.113.7/32",
     "public_key_path": "~/.ssh/id_ed25519.pub",
@@ -87,8 +90,10 @@ def local_value(config: dict[str, list[Any]], name: str) -> Any:
     return next(block[name] for block in config["locals"] if name in block)
 
 
-def terraform(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def terraform(*args: str, cwd: Path, stdin: str = "", home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1"}
+    if home is not None:
+        env["HOME"] = str(home)  # what pathexpand() expands ~ to
     return subprocess.run(
         ["terraform", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
     )
@@ -202,7 +207,8 @@ def test_an_existing_key_pair_is_looked_up_never_imported(config: dict[str, list
     existing = resources(config, "aws_key_pair", "data")["existing"]
     assert existing["key_name"] == "${var.existing_key_name}"
     created = resources(config, "aws_key_pair")["admin"]
-    assert created["count"] == "${var.public_key_path != null ? 1 : 0}"
+    # An adopted key pair wins over a public key file (make aws-up passes one from ~/.ssh by default).
+    assert created["count"] == "${var.existing_key_name == null ? 1 : 0}"
     assert "pathexpand(" in created["public_key"]
 
 
@@ -227,6 +233,14 @@ def test_ami_comes_from_canonicals_ubuntu_24_04_parameter(config: dict[str, list
     expected = "/aws/service/canonical/ubuntu/server/24.04/stable/current/${local.architecture}/hvm/ebs-gp3/ami-id"
     assert parameter["name"] == expected
     assert resources(config, "aws_instance")["host"]["ami"] == "${data.aws_ssm_parameter.ubuntu_ami.insecure_value}"
+
+
+def test_the_host_runs_the_simulated_producer_unless_told_not_to(config: dict[str, list[Any]]) -> None:
+    assert variables(config)["simulated_producer"]["default"] is True
+    call = local_value(config, "user_data")
+    assert 'compose_profiles = var.simulated_producer ? "producer" : ""' in call
+    compose = (ROOT / "deploy" / "compose" / "compose.yaml").read_text(encoding="utf-8")
+    assert "profiles: [producer]" in compose
 
 
 def test_default_instance_type_holds_the_stack(config: dict[str, list[Any]]) -> None:
@@ -288,8 +302,9 @@ def console_errors(directory: Path, **overrides: str | None) -> str:
         ("admin_cidr", "203.0.113.7/24", "canonical form"),
         ("admin_cidr", "10.0.0.0/4", "prefix of /8 or longer"),
         ("ui_cidrs", '["203.0.113.0/24", "not-a-cidr"]', "ui_cidrs must be IPv4 CIDRs"),
-        ("existing_key_name", "my-key", "Set exactly one of public_key_path"),
-        ("public_key_path", None, "Set exactly one of public_key_path"),
+        ("public_key_path", None, "Set public_key_path (a new key pair) or existing_key_name"),
+        ("existing_key_name", "k" * 256, "1 to 255 printable ASCII characters"),
+        ("existing_key_name", "clé", "1 to 255 printable ASCII characters"),
         ("repo_url", "https://example.com/x.git'; rm -rf /; '", "repo_url must be an https:// Git URL"),
         ("repo_url", "git@github.com:example/rtap.git", "repo_url must be an https:// Git URL"),
         ("repo_ref", "main; reboot", "repo_ref must be a branch, tag or commit"),
@@ -314,12 +329,91 @@ def test_bad_values_are_refused_by_validation(
         ("admin_cidr", "198.51.100.0/24"),
         ("ui_cidrs", '["0.0.0.0/0"]'),  # allowed: the world is an explicit, warned-about choice
         ("availability_zone", "us-east-1b"),
+        ("existing_key_name", "my-key"),  # with the public_key_path make passes by default: the name wins
         ("ttl_hours", "0"),
         ("repo_ref", "v1.2.3"),
     ],
 )
 def test_good_values_pass_validation(variables_only: Path, variable: str, value: str) -> None:
     assert console_errors(variables_only, **{variable: value}) == ""
+
+
+# --- the previous system's set-up, and resources made by hand ----------------------------------------
+
+
+@needs_terraform
+def test_the_example_files_are_formatted(tmp_path: Path) -> None:
+    """terraform fmt skips *.example: check each under the name it is copied to."""
+    examples = sorted(TF_DIR.glob("*.example"))
+    assert {path.name for path in examples} >= {PREVIOUS_SETUP.name, ADOPTED_EXAMPLE.name}
+    for path in examples:
+        shutil.copy(path, tmp_path / path.name.removesuffix(".example"))
+    result = terraform("fmt", "-check", "-diff", "-no-color", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_previous_setup_adopts_its_key_pair_in_its_region() -> None:
+    values = load(PREVIOUS_SETUP)
+    assert values["region"] == "us-west-2"
+    assert values["availability_zone"] == "us-west-2a"
+    assert values["existing_key_name"]
+    assert "public_key_path" not in values, "the key pair made by hand is adopted, not created"
+
+
+@needs_terraform
+def test_the_previous_setup_passes_validation(variables_only: Path) -> None:
+    shutil.copy(PREVIOUS_SETUP, variables_only / "previous.tfvars")
+    expression = "jsonencode([var.region, var.availability_zone, var.existing_key_name, var.public_key_path])\n"
+    result = terraform("console", "-no-color", "-var-file=previous.tfvars", cwd=variables_only, stdin=expression)
+    assert result.stderr == ""
+    assert json.loads(json.loads(result.stdout)) == ["us-west-2", "us-west-2a", "my-key", None]
+
+
+@pytest.fixture(scope="module")
+def private_key_expression(tmp_path_factory: pytest.TempPathFactory, config: dict[str, list[Any]]) -> Path:
+    """variables.tf and keypair.tf's ssh_private_key expression: Terraform evaluates it without providers."""
+    directory = tmp_path_factory.mktemp("tfkey")
+    shutil.copy(TF_DIR / "variables.tf", directory / "variables.tf")
+    expression = local_value(config, "ssh_private_key").removeprefix("${").removesuffix("}")
+    (directory / "key.tf").write_text(f"locals {{\n  ssh_private_key = {expression}\n}}\n", encoding="utf-8")
+    return directory
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "{home}/.ssh/id_ed25519"),
+        ({"existing_key_name": "legacy-key"}, "{home}/.ssh/legacy-key.pem"),
+        ({"existing_key_name": "legacy-key", "ssh_private_key_path": "~/keys/console.pem"}, "{home}/keys/console.pem"),
+        ({"ssh_private_key_path": "/etc/keys/rtap"}, "/etc/keys/rtap"),
+    ],
+    ids=["new key pair", "adopted: the console's .pem", "adopted, key named", "named"],
+)
+def test_the_private_key_aws_validate_logs_in_with(
+    private_key_expression: Path, tmp_path: Path, overrides: dict[str, str], expected: str
+) -> None:
+    values = {**REQUIRED_VARS, **overrides}
+    args = [arg for name, value in values.items() for arg in ("-var", f"{name}={value}")]
+    result = terraform(
+        "console", "-no-color", *args, cwd=private_key_expression, stdin="local.ssh_private_key\n", home=tmp_path
+    )
+    assert result.stderr == ""
+    assert json.loads(result.stdout.strip()) == expected.format(home=tmp_path)
+
+
+def test_the_adopted_resources_example_imports_what_it_declares(config: dict[str, list[Any]]) -> None:
+    adopted = load(ADOPTED_EXAMPLE)
+    imports = adopted["import"]
+    assert imports, "the example shows no import block"
+    declared = {f"{kind}.{name}" for block in adopted["resource"] for kind, named in block.items() for name in named}
+    for block in imports:
+        target = block["to"].removeprefix("${").removesuffix("}")
+        assert target in declared, f"import to {target}: no such resource block"
+        assert block["id"]
+    # And nothing the example declares collides with the shipped configuration.
+    shipped = {f"{kind}.{name}" for block in config["resource"] for kind, named in block.items() for name in named}
+    assert not declared & shipped
 
 
 # --- checkov --------------------------------------------------------------------------------------------
@@ -417,6 +511,9 @@ def test_user_data_pins_the_ref_and_generates_secrets_on_the_host(rendered: str)
     assert "openssl rand -hex 24" in rendered
     assert "docker-compose-plugin" in rendered
     assert "docker compose up -d" in rendered
+    # The simulated producer is a compose profile (off by default there); the host asks for it in .env.
+    assert "PROFILES='producer'" in lines
+    assert 'echo "COMPOSE_PROFILES=$PROFILES" >>"$COMPOSE_DIR/.env"' in rendered
     # The cost guard is armed before anything that can fail on the network.
     assert rendered.index("shutdown -h") < rendered.index("apt_get update")
 

@@ -1,13 +1,20 @@
-"""A local SparkSession for transform tests: in-process, no broker, no UI (like running one record through)."""
+"""Kafka records for transform tests without a broker (like running one record through), and a local
+SparkSession for the one test of the Spark stage (in-process, no UI)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
+import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+
+from rtap.contract.validator import RecordValidator
+from rtap.stream.transforms import classify, parse_records
 
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -15,6 +22,7 @@ RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the parse stage's workers need rtap (see rtap.stream.spark)
     session = (
         SparkSession.builder.master("local[1]")
         .appName("rtap-unit")
@@ -51,3 +59,41 @@ def kafka_batch(spark: SparkSession, records: list[tuple[int, int, object]]) -> 
         value = payload if isinstance(payload, bytes) or payload is None else orjson.dumps(payload)
         rows.append((b"s1", value, "clickstream.events", partition, offset, RECORD_TIME))
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def kafka_records(records: list[tuple[int, int, object]]) -> pa.RecordBatch:
+    """(partition, offset, payload) -> an Arrow batch shaped like what Spark hands the parse stage."""
+    values = [p if isinstance(p, bytes) or p is None else orjson.dumps(p) for _, _, p in records]
+    return pa.RecordBatch.from_pydict(
+        {
+            "key": pa.array([b"s1"] * len(records), pa.binary()),
+            "value": pa.array(values, pa.binary()),
+            "topic": pa.array(["clickstream.events"] * len(records)),
+            "partition": pa.array([r[0] for r in records], pa.int32()),
+            "offset": pa.array([r[1] for r in records], pa.int64()),
+            "timestamp": pa.array([RECORD_TIME] * len(records), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def classify_records(
+    records: list[tuple[int, int, object]],
+    high_water: dict[int, datetime] | None = None,
+    *,
+    watermark_delay_s: float = 30.0,
+    max_record_bytes: int = 4096,
+    max_future_skew_s: float = 3600.0,
+) -> pa.Table:
+    """The job's whole decision on one batch: parse (what Spark's workers run), then classify (the driver)."""
+    parsed = parse_locally(
+        kafka_records(records), max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s
+    )
+    return classify(parsed, high_water=high_water or {}, watermark_delay_s=watermark_delay_s)
+
+
+def parse_locally(
+    records: pa.RecordBatch, *, max_record_bytes: int = 4096, max_future_skew_s: float = 3600.0
+) -> pa.Table:
+    """What one Spark Python worker makes of ``records``."""
+    validator = RecordValidator(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+    return pa.Table.from_batches([parse_records(records, validator)])

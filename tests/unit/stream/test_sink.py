@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
 
 from rtap.settings import Settings
 from rtap.stream.sink import WarehouseSink
-from rtap.stream.transforms import classify_batch
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.unit.stream.conftest import event, kafka_batch
+from tests.unit.stream.conftest import classify_records, event
 
 
 class RecordingPublisher:
@@ -37,15 +35,9 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseCli
         yield client
 
 
-def run_batch(spark: SparkSession, sink: WarehouseSink, batch_id: int, records: list) -> None:
+def run_batch(sink: WarehouseSink, batch_id: int, records: list) -> None:
     marks = sink.high_water(batch_id)
-    classified = classify_batch(
-        kafka_batch(spark, records),
-        high_water=marks,
-        watermark_delay_s=30,
-        max_record_bytes=65536,
-        max_future_skew_s=3600,
-    ).toArrow()
+    classified = classify_records(records, marks, max_record_bytes=65536)
     sink.write(batch_id, classified, datetime.now(UTC), marks)
 
 
@@ -53,7 +45,7 @@ def scalar(client: WarehouseClient, sql: str) -> object:
     return client.query_rows(sql)[0][0]
 
 
-def test_batches_are_exact_and_replays_change_nothing(spark, warehouse) -> None:
+def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
     publisher = RecordingPublisher()
     sink = WarehouseSink(warehouse, Settings().stream, "pipeline-a", publisher, lambda offsets: 0)
     purchase = event(
@@ -67,14 +59,14 @@ def test_batches_are_exact_and_replays_change_nothing(spark, warehouse) -> None:
         (1, 0, b"not json"),
         (1, 1, event(4, "2026-11-29T12:01:10Z", user_id="a")),
     ]
-    run_batch(spark, sink, 0, batch0)
-    run_batch(spark, sink, 0, batch0)  # Spark re-runs a batch after a crash: no table may change
+    run_batch(sink, 0, batch0)
+    run_batch(sink, 0, batch0)  # Spark re-runs a batch after a crash: no table may change
     batch1 = [
         (0, 4, event(2, "2026-11-29T12:00:02Z", user_id="b", event_type="product_view")),  # copy, earlier batch
         (0, 5, event(5, "2026-11-29T12:00:03Z", user_id="c")),
         (1, 2, event(6, "2026-11-29T12:00:30Z", user_id="z")),  # partition 1 high water 12:01:10 -> late
     ]
-    run_batch(spark, sink, 1, batch1)
+    run_batch(sink, 1, batch1)
 
     assert scalar(warehouse, "SELECT count() FROM {db}.events FINAL") == 5
     assert scalar(warehouse, "SELECT count() FROM {db}.events") == 5

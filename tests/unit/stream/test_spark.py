@@ -1,23 +1,50 @@
-"""The stream job's JVM options (no JVM started here)."""
+"""The Spark side of the job: the driver JVM's options, and the parse stage through a real local SparkSession."""
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
 
+import pyarrow as pa
+
 from rtap.jvm import archive_path
 from rtap.settings import Settings
-from rtap.stream.spark import COMPILE_HUGE_METHODS, driver_java_options
+from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
+from rtap.stream.transforms import parsed_schema
+from tests.unit.stream.conftest import event, kafka_batch, kafka_records, parse_locally
 
 
-def test_the_driver_maps_the_spark_archive_and_compiles_huge_methods(tmp_path: Path) -> None:
+def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there_is_one(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", jars_dir=tmp_path / "jars with space")
-    assert driver_java_options(settings) == [COMPILE_HUGE_METHODS]
+    assert driver_java_options(settings) == [EXIT_ON_OOM]
 
     archive = archive_path(settings, "spark")
     archive.parent.mkdir(parents=True)
     archive.touch()
     options = driver_java_options(settings)
-    assert options == [COMPILE_HUGE_METHODS, f"-XX:SharedArchiveFile={archive}"]
+    assert options == [EXIT_ON_OOM, f"-XX:SharedArchiveFile={archive}"]
     # Spark splits extraJavaOptions like a shell: a path with a space survives shlex quoting.
     assert shlex.split(shlex.join(options)) == options
+
+
+def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark) -> None:
+    """Through mapInArrow and the Arrow IPC streams, across partitions and Arrow batches, nothing lost or changed."""
+    records = [(p, o, event(p * 1000 + o)) for p in range(3) for o in range(40)]
+    records += [(1, 40, b"{broken"), (2, 40, None), (0, 40, event(9, user_id=7))]
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # several Arrow batches per task
+    try:
+        frame = kafka_batch(spark, records).repartition(3, "partition")
+        parsed = parse_batch(frame, max_record_bytes=4096, max_future_skew_s=3600.0)
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert parsed.schema == parsed_schema()
+    order = [("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
+    expected = parse_locally(kafka_records(records)).sort_by(order)
+    assert parsed.sort_by(order).equals(expected)
+
+
+def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
+    parsed = parse_batch(kafka_batch(spark, []), max_record_bytes=4096, max_future_skew_s=3600.0)
+    assert parsed.num_rows == 0
+    assert parsed.schema == parsed_schema()
+    assert isinstance(parsed, pa.Table)
