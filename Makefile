@@ -56,9 +56,10 @@ jars: jars/lib/.resolved ## Resolve the Kafka broker and Spark connector jars fr
 
 # Debian's prometheus package brings promtool (`promtool check/test rules` in tests/unit/metrics) and the server
 # the e2e test starts on a free loopback port. Its packaged system service is disabled again: the tests need none.
-system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, Prometheus and promtool)
-	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || { \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck >/dev/null; }
+# tmux runs `rtap up` in a terminal for tests/e2e/test_up_terminal.py.
+system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, tmux, Prometheus and promtool)
+	@command -v chromium >/dev/null && command -v shellcheck >/dev/null && command -v tmux >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium shellcheck tmux >/dev/null; }
 	@command -v promtool >/dev/null || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 	  && { ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }

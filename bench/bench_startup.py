@@ -64,7 +64,7 @@ def start_once(mode: str) -> dict[str, float]:
         done = threading.Event()
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "rtap", "up"],
+            [sys.executable, "-m", "rtap", "up", "--verbose"],  # the per-batch lines mark the first rows
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

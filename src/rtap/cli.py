@@ -1,8 +1,9 @@
 """The ``rtap`` command line: wiring only.
 
 Each pipeline stage owns its commands in ``rtap/<stage>/cli.py``; this module registers them and turns
-every :class:`~rtap.errors.RtapError` into one line on stderr and a non-zero exit. Stage modules import
-heavy dependencies (pyspark, chdb) inside their commands so that ``rtap --help`` stays instant.
+every :class:`~rtap.errors.RtapError`, and every bad command-line value, into one line on stderr and a
+non-zero exit. Stage modules import heavy dependencies (pyspark, chdb, pyarrow, rich) inside their commands so
+that ``rtap --help`` stays instant and ``rtap sql`` stays light.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
+from rtap.console import console, escape
 from rtap.errors import RtapError
 
 app = typer.Typer(
@@ -59,12 +60,29 @@ def _register() -> None:
 _register()
 
 
+def _fail(message: str, exit_code: int) -> None:
+    console(stderr=True, markup=True).print(f"[bold red]error:[/] {escape(message)}")
+    sys.exit(exit_code)
+
+
 def main() -> None:
-    """Console entry point: one clear line and a non-zero exit for every deliberate error."""
+    """Console entry point: one clear line and a non-zero exit for every deliberate error.
+
+    Typer runs outside its standalone mode so that a bad option value is one line too; standalone, it draws a
+    box wrapped at the guessed width (three lines for one sentence, more in a narrow terminal).
+    """
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="rtap")  # also under `python -m rtap`
     except RtapError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
+        _fail(str(error), error.exit_code)
+    except typer.TyperException as error:  # a usage error: unknown option, a value of the wrong type
+        if not error.format_message().strip():  # a group called without a command: its help was printed
+            sys.exit(error.exit_code)
+        context = getattr(error, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        _fail(error.format_message() + hint, error.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -26,8 +26,25 @@ def _config(prefix: str) -> SettingsConfigDict:
     )
 
 
+def single_address(servers: str) -> tuple[str, int] | None:
+    """``host:port`` (or ``[v6]:port``) of a bootstrap list naming exactly one broker, else None."""
+    entries = [entry.strip() for entry in servers.split(",") if entry.strip()]
+    if len(entries) != 1:
+        return None
+    host, sep, port = entries[0].rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 class KafkaSettings(BaseSettings):
-    """Where the broker is and how rtap's topics look. Also drives the local broker (``rtap kafka``)."""
+    """Where the broker is and how rtap's topics look. Also drives the local broker (``rtap kafka``).
+
+    One address, never two (issue #16): the local broker listens on ``host:port``, its clients connect to
+    ``bootstrap_servers``. Set one side and the other follows; set both to different addresses and
+    :meth:`local_listener_conflict` says so, which ``rtap kafka start`` and ``rtap up`` refuse with one line.
+    """
 
     model_config = _config("RTAP_KAFKA_")
 
@@ -38,7 +55,7 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
     retention_hours: int = Field(default=168, ge=1)
-    # Local broker only: the listener and controller ports on loopback, and the JVM heap.
+    # Local broker only: its listener (follows bootstrap_servers unless set), controller port and JVM heap.
     host: str = LOOPBACK
     port: int = Field(default=9092, ge=1, le=65535)
     controller_port: int = Field(default=9093, ge=1, le=65535)
@@ -50,6 +67,35 @@ class KafkaSettings(BaseSettings):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Self:
+        given = self.model_fields_set
+        listener_given = bool({"host", "port"} & given)
+        if "bootstrap_servers" in given and not listener_given:
+            address = single_address(self.bootstrap_servers)
+            if address is not None:
+                self.host, self.port = address
+        elif listener_given and "bootstrap_servers" not in given:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.bootstrap_servers = f"{host}:{self.port}"
+        return self
+
+    def local_listener_conflict(self) -> str | None:
+        """Why a local broker on ``host:port`` would not be the broker the clients reach, or None."""
+        address = single_address(self.bootstrap_servers)
+        if address is None:
+            return (
+                f"RTAP_KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} does not name one broker, and the local "
+                "broker is one: give its single host:port (several local brokers: `rtap cluster up`)"
+            )
+        if address != (self.host, self.port):
+            return (
+                f"RTAP_KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} but RTAP_KAFKA_HOST/RTAP_KAFKA_PORT put the "
+                f"local broker on {self.host}:{self.port}, where no client would look; set only "
+                "RTAP_KAFKA_BOOTSTRAP_SERVERS (the local broker listens there)"
+            )
+        return None
 
     def client_config(self) -> dict[str, str]:
         """librdkafka / Java client properties shared by every Kafka client rtap makes."""

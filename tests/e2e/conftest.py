@@ -111,6 +111,7 @@ def page() -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield browser.new_page(viewport={"width": 1680, "height": 1050})
+            # A fixed locale and zone: the tests compare the figures the page prints with the tables.
+            yield browser.new_page(viewport={"width": 1680, "height": 1050}, locale="en-US", timezone_id="UTC")
         finally:
             browser.close()

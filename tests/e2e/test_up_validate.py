@@ -1,9 +1,11 @@
 """`rtap up` as a user runs it: the whole local stack in one process, checked by `rtap validate`, `rtap status`
-and a real browser on the live dashboard, then stopped with SIGTERM, leaving nothing running."""
+and a real browser on the live dashboard, then stopped with SIGTERM, leaving nothing running. Its output goes to
+a file here (no terminal): plain status lines, none of Spark's or librdkafka's output, which is in its log."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from playwright.sync_api import Page
 
 from tests.conftest import free_port
 from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
+from tests.e2e.terminal import NOISE
 from tests.integration.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
@@ -79,7 +82,17 @@ def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path:
         up.send_signal(signal.SIGTERM)
         code = up.wait(timeout=180)
         log.close()
-    assert code == 0, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+    console = (tmp_path / "up.log").read_text(errors="replace")
+    log = tmp_path / "data" / "logs" / "rtap-up.log"
+    assert code == 0, console[-3000:] + "\n--- " + str(log) + ":\n" + log.read_text(errors="replace")[-3000:]
+    lines = console.splitlines()
+    assert lines[0].startswith(f"log: {log} ")
+    assert not [line for line in lines if any(noise in line for noise in NOISE)], console
+    statuses = [line for line in lines if " status: " in line and "events/s" in line]
+    assert statuses, console  # one every 10 s without a terminal, and the final one
+    assert re.search(r"since start [\d,]+ dead letters, [\d,]+ late, [\d,]+ duplicates in [\d,]+ batches", statuses[-1])
+    assert lines[-1] == f"stopped; the log is {log}"
+    assert "INFO rtap.stream: batch 0:" in log.read_text()
     time.sleep(1)
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], "processes left running after rtap up stopped"

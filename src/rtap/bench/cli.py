@@ -40,10 +40,9 @@ def bench(
     ] = None,
 ) -> None:
     """Measure B1, P1, B2, B3, B4, P (drain, sustainable rate, freshness) and K; reconcile; write bench/results."""
-    from rich.console import Console
-
     from rtap.bench.harness import BenchPlan, run_bench
     from rtap.bench.report import markdown, write
+    from rtap.console import console as make_console
     from rtap.errors import PipelineError, ValidationFailedError
     from rtap.settings import Settings
 
@@ -55,9 +54,9 @@ def bench(
     command = "rtap " + shlex.join(sys.argv[1:])
     result = run_bench(plan, command)
     paths = write(result, out)
-    console = Console()
-    console.print(markdown(result), highlight=False, markup=False)
-    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    console = make_console()
+    console.print(markdown(result))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
     if not result["reconciliation"]["ok"]:
         raise ValidationFailedError("the job's tables differ from the produced truth (see the report)")
     live = result["P_sustained"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console
 from rtap.settings import Settings
 
 app = typer.Typer(help="The local single-node Kafka broker (KRaft, run from the Maven jars).", no_args_is_help=True)
@@ -23,10 +23,10 @@ def start(
     broker = LocalKafka(Settings(), attached=False)
     pid = broker.start(timeout_s=timeout)
     created = ensure_topics(broker.kafka_settings())
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(f"Kafka is up on {broker.bootstrap_servers} (pid {pid}, data in {broker.files.data})")
+    out = console()
+    out.print(f"Kafka is up on {broker.bootstrap_servers} (pid {pid}, data in {broker.files.data})")
     if created:
-        console.print(f"created topics: {', '.join(created)}")
+        out.print(f"created topics: {', '.join(created)}")
 
 
 @app.command()
@@ -39,9 +39,9 @@ def stop(
     broker = LocalKafka(Settings(), attached=False)
     pid = broker.pid()
     if broker.stop(timeout_s=timeout):
-        Console(highlight=False).print(f"stopped the Kafka broker (pid {pid})")
+        console().print(f"stopped the Kafka broker (pid {pid})")
     else:
-        Console(highlight=False).print("no local Kafka broker is running")
+        console().print("no local Kafka broker is running")
 
 
 @app.command()
@@ -50,10 +50,10 @@ def status() -> None:
     from rtap.broker import LocalKafka
 
     state = LocalKafka(Settings(), attached=False).status()
-    console = Console(highlight=False, soft_wrap=True)
+    out = console()
     if not state.running:
-        console.print(f"Kafka is not running on {state.address}" + (f": {state.error}" if state.error else ""))
+        out.print(f"Kafka is not running on {state.address}" + (f": {state.error}" if state.error else ""))
         raise typer.Exit(1)
     pid = state.pid if state.pid is not None else "not started by rtap"
-    console.print(f"Kafka is up on {state.address} (pid: {pid})")
-    console.print(f"topics: {', '.join(state.topics) if state.topics else '(none)'}")
+    out.print(f"Kafka is up on {state.address} (pid: {pid})")
+    out.print(f"topics: {', '.join(state.topics) if state.topics else '(none)'}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import socket
@@ -43,7 +44,7 @@ from rtap.broker.config import (
     server_properties,
 )
 from rtap.broker.java import find_java
-from rtap.errors import BrokerError, BrokerStartError, PortInUseError
+from rtap.errors import BrokerError, BrokerStartError, ConfigError, PortInUseError
 from rtap.settings import KafkaSettings, Settings
 
 START_TIMEOUT_S = 90.0
@@ -71,14 +72,26 @@ def port_in_use(host: str, port: int) -> bool:
     SO_REUSEADDR is set because the JVM sets it on its server sockets: a port in TIME_WAIT is free for
     the broker, a port with a listener is not.
     """
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {host} does not resolve ({exc.strerror})") from exc
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"cannot listen on {host}:{port}: {host} is not an address of this machine") from exc
             return True
     return False
+
+
+def check_local_listener(kafka: KafkaSettings) -> None:
+    """Refuse, in one line, a local broker that would listen where its clients do not connect (issue #16)."""
+    conflict = kafka.local_listener_conflict()
+    if conflict is not None:
+        raise ConfigError(conflict)
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -164,8 +177,8 @@ class LocalKafka:
         return f"{self.settings.kafka.host}:{self.settings.kafka.port}"
 
     def kafka_settings(self) -> KafkaSettings:
-        """``settings.kafka`` pointed at this broker, for clients: its listener (which RTAP_KAFKA_PORT may
-        have moved away from RTAP_KAFKA_BOOTSTRAP_SERVERS) and PLAINTEXT without credentials, as it serves."""
+        """``settings.kafka`` pointed at this broker, for clients: its listener (for a quorum member, its own
+        rather than the cluster's list) and PLAINTEXT without credentials, as it serves."""
         update = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": "PLAINTEXT",
@@ -204,6 +217,8 @@ class LocalKafka:
         Raises DependencyError (Java or jars), PortInUseError, or BrokerStartError (with the log tail).
         After a failure nothing started here is left running.
         """
+        if self.node is None:  # a quorum member's clients use the cluster's list of every broker
+            check_local_listener(self.settings.kafka)
         running = self.pid()
         if running is not None:
             raise BrokerError(f"a local Kafka broker is already running (pid {running}); `rtap kafka stop` stops it")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
 from rtap.settings import Settings
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def up(
     except BaseException:
         cluster.stop()
         raise
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     console.print(f"cluster up: {brokers} Kafka brokers, Spark master and {workers} workers (files in {cluster.root})")
     console.print("point rtap at it (e.g. `rtap stream`, `rtap produce`) with:")
     for name, value in cluster.layout.environment().items():
@@ -57,7 +57,7 @@ def down() -> None:
     cluster = LocalCluster.existing(Settings())
     running = cluster.running()
     cluster.stop()
-    console = Console(highlight=False)
+    console = make_console()
     console.print(f"stopped {', '.join(running)}" if running else "no local cluster process was running")
 
 
@@ -69,7 +69,7 @@ def status() -> None:
     from rtap.errors import ServiceError
 
     cluster = LocalCluster.existing(Settings())
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     pids = {f"kafka-{n}": pid for n, pid in enumerate(cluster.kafka.pids(), start=1)} | cluster.spark.pids()
     for name, pid in pids.items():
         console.print(f"  {name:<16} {'pid ' + str(pid) if pid is not None else 'not running'}")

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from rtap.console import console as make_console
 
 app = typer.Typer(help="The versioned event contract (JSON Schema).", no_args_is_help=True)
 
@@ -31,7 +32,7 @@ def check(
     from rtap.contract.compat import check_compatible, check_shipped, load_candidate, shipped_versions
     from rtap.contract.model import load_schema
 
-    console = Console(highlight=False)
+    console = make_console()
     if new is not None:
         candidate = load_candidate(new.read_bytes(), label=str(new))
         check_compatible(load_schema(base), candidate, label=str(new))

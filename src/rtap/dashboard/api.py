@@ -59,6 +59,7 @@ class Health(BaseModel):
 
 class DashboardsResponse(BaseModel):
     dashboards: list[Dashboard]
+    currency: str
     ranges: dict[str, int]
     max_range_hours: int
 
@@ -180,6 +181,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         """The dashboards definition, as the page renders it."""
         return DashboardsResponse(
             dashboards=definition.dashboards,
+            currency=definition.currency,
             ranges=RANGE_CHOICES,
             max_range_hours=settings.dashboard.max_range_hours,
         )

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
+from rtap.console import escape
 from rtap.settings import Settings
 
 metabase_app = typer.Typer(help="Metabase as code: provision dashboards from dashboards.yaml.", no_args_is_help=True)
@@ -36,7 +37,9 @@ def dashboard(
         create_client(settings, readonly=True) as client,
         serve_dashboard(settings, client, port=port, definition=loaded) as server,
     ):
-        Console().print(f"dashboard: [bold]{server.url}[/]  (API docs: {server.url}/docs; Ctrl-C to stop)")
+        make_console(markup=True).print(
+            f"dashboard: [bold]{escape(server.url)}[/]  (API docs: {escape(server.url)}/docs; Ctrl-C to stop)"
+        )
         while server.running:
             time.sleep(0.5)
 
@@ -52,8 +55,8 @@ def provision(
 
     settings = Settings()
     report = run_provision(settings, load_definition(definition), url or settings.metabase.url)
-    console = Console()
+    console = make_console(markup=True)
     for kind, name, action in report.actions:
-        console.print(f"{action:>9}  {kind:<10} {name}", highlight=False)
+        console.print(escape(f"{action:>9}  {kind:<10} {name}"))
     for title, dashboard_url in report.dashboard_urls.items():
-        console.print(f"[bold]{title}[/]: {dashboard_url}", highlight=False)
+        console.print(f"[bold]{escape(title)}[/]: {escape(dashboard_url)}")

@@ -34,6 +34,7 @@ def setting_parameters(settings: Settings) -> dict[str, int]:
 
 
 _IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+_COLUMN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Statements a panel may start with: panels read, they never write (the client is read-only as well).
 _READ_ONLY_START = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 
@@ -44,6 +45,16 @@ class ChartType(StrEnum):
     TABLE = "table"
     NUMBER = "number"
     FUNNEL = "funnel"
+
+
+class ColumnFormat(StrEnum):
+    """How the page shows a numeric column (other numbers: in full, with digit grouping)."""
+
+    CURRENCY = "currency"  # the definition's currency, two decimals
+    PERCENT = "percent"  # the value is already in percent (50.0 -> 50.0 %)
+    SECONDS = "seconds"
+    MILLISECONDS = "milliseconds"
+    PER_SECOND = "per_second"
 
 
 class _Strict(BaseModel):
@@ -61,6 +72,9 @@ class Panel(_Strict):
     # Layout on a 12-column grid; height in grid rows (one row is a number tile's height).
     width: Annotated[int, Field(ge=1, le=12)] = 6
     height: Annotated[int, Field(ge=1, le=4)] = 1
+    # Timeseries only: the bucket width, so the page can draw the newest, still-filling bucket as open.
+    bucket_seconds: Annotated[int | None, Field(ge=1, le=86_400)] = None
+    formats: dict[Annotated[str, Field(pattern=_COLUMN)], ColumnFormat] = Field(default_factory=dict)
 
     @field_validator("sql")
     @classmethod
@@ -84,6 +98,12 @@ class Panel(_Strict):
                 raise ValueError(f"parameter {{{name}}} must be a DateTime64, not {match['type']}")
         return sql.strip().rstrip(";").strip()
 
+    @model_validator(mode="after")
+    def _buckets_are_for_time_series(self) -> Panel:
+        if self.bucket_seconds is not None and self.chart is not ChartType.TIMESERIES:
+            raise ValueError(f"bucket_seconds is for timeseries panels, not {self.chart.value}")
+        return self
+
     @property
     def parameters(self) -> frozenset[str]:
         """The parameters this panel's SQL uses (a panel may be range-independent)."""
@@ -105,6 +125,8 @@ class Dashboard(_Strict):
 
 
 class Definition(_Strict):
+    # ISO 4217: what money columns (format: currency) are shown in.
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     dashboards: Annotated[list[Dashboard], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -8,12 +8,14 @@ import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
 from rtap.errors import BrokerError
 from rtap.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from rtap.ingest.producer import ProduceProgress, ProduceReport
 
 
@@ -45,7 +47,7 @@ def _produce(settings: Settings, *, rate: float, count: int | None, duration: fl
     # the ground truth still matches what was sent.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    console = Console()
+    console = make_console()
     if sys.stdout.isatty():
         report = _with_progress(settings, console, rate=rate, count=count, duration=duration, seed=seed, stop=stop)
     else:
@@ -53,11 +55,9 @@ def _produce(settings: Settings, *, rate: float, count: int | None, duration: fl
     console.print(
         f"run {report.run_id}: {report.produced:,} records ({report.scheduled:,} events) to {report.topic} "
         f"in {report.elapsed_s:.2f}s = {report.records_per_s:,.0f} records/s; "
-        f"behind schedule: max {report.max_lag_s * 1000:.1f} ms, final {report.final_lag_s * 1000:.1f} ms",
-        highlight=False,
-        soft_wrap=True,
+        f"behind schedule: max {report.max_lag_s * 1000:.1f} ms, final {report.final_lag_s * 1000:.1f} ms"
     )
-    console.print(f"ground truth: {report.truth_path}", highlight=False, soft_wrap=True)
+    console.print(f"ground truth: {report.truth_path}")
     if report.failed:
         raise BrokerError(
             f"{report.failed:,} of {report.produced:,} records were not delivered to {report.topic} "

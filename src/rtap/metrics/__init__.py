@@ -8,19 +8,41 @@ lists them with the alerts built on them (:mod:`rtap.metrics.rules`).
 
 from __future__ import annotations
 
+import threading
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import disable_created_metrics
 
 from rtap.metrics.dashboard import DashboardMetrics, RequestMetrics
 from rtap.metrics.endpoint import MetricsEndpoint, serve_metrics, serving
 from rtap.metrics.producer import ProducerMetrics
-from rtap.metrics.stream import KafkaEndOffsets, StreamMetrics
+
+if TYPE_CHECKING:
+    from rtap.metrics.stream import KafkaEndOffsets, StreamMetrics
+
+    STREAM: StreamMetrics
 
 # No `<counter>_created` series: they double the series count and no rule or panel of rtap reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client 0.26
 
-STREAM = StreamMetrics()
+_LAZY = threading.Lock()
 PRODUCER = ProducerMetrics()
 DASHBOARD = DashboardMetrics()
+
+
+def __getattr__(name: str) -> Any:
+    """The stream's metrics on first use: they need numpy and pyarrow, which light commands (``rtap sql``,
+    ``rtap metrics rules``) never load."""
+    if name not in ("STREAM", "StreamMetrics", "KafkaEndOffsets"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rtap.metrics import stream
+
+    with _LAZY:  # one STREAM per process, whichever thread asks first
+        globals().update(StreamMetrics=stream.StreamMetrics, KafkaEndOffsets=stream.KafkaEndOffsets)
+        if "STREAM" not in globals():
+            globals()["STREAM"] = stream.StreamMetrics()
+    return globals()[name]
+
 
 __all__ = [
     "DASHBOARD",

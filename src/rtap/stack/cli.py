@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
 from rtap.errors import ConfigError
 from rtap.settings import Settings
 
@@ -38,28 +38,43 @@ def up(
             "Spark standalone master with 2 workers, all on this machine; same job, same SQL."
         ),
     ] = Profile.LOCAL,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print INFO logs on the console (a line per micro-batch).")
+    ] = False,
 ) -> None:
-    """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator."""
+    """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator.
+
+    The console shows the start-up steps, a status line (events/s, Kafka lag, freshness, dead letters, late,
+    duplicates) and warnings; Spark's, Kafka clients' and INFO logs go to DATA_DIR/logs/rtap-up.log.
+    """
+    from rtap.stack.console import operator_output
     from rtap.stack.up import run_stack
 
     if rate <= 0:
         raise ConfigError(f"--rate must be > 0 for `rtap up`, got {rate}")
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("py4j", "httpx"):  # httpx: the cluster profile polls the Spark master's JSON endpoint
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    run_stack(settings, generator=not no_generator, rate=rate, console=Console(), cluster=profile is Profile.CLUSTER)
+    with operator_output(settings, verbose=verbose) as output:
+        output.console.line(f"log: {output.log_path} (Spark, Kafka clients, one line per micro-batch)")
+        run_stack(
+            settings,
+            generator=not no_generator,
+            rate=rate,
+            console=output.console,
+            cluster=profile is Profile.CLUSTER,
+        )
+        output.console.line(f"stopped; the log is {output.log_path}")
 
 
 def status() -> None:
     """One-screen summary of the local stack; exits 0 only when every part is healthy."""
+    from rtap.console import escape
     from rtap.stack.status import collect
 
     checks = collect(Settings())
-    console = Console()
+    console = make_console(markup=True)
     for check in checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        console.print(f"{mark} {check.name:<12} {check.detail}", highlight=False)
+        console.print(f"{mark} {check.name:<12} {escape(check.detail)}")
     if not all(check.ok for check in checks):
         raise typer.Exit(1)
 
@@ -71,9 +86,9 @@ def archive() -> None:
 
     settings = Settings()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console = Console()
+    console = make_console()
     started = time.monotonic()
     archives = build_archives(settings, progress=lambda step: console.print(f"  {step}"))
     for path in archives:
-        console.print(f"[green]✓[/] {path} ({path.stat().st_size / 2**20:.0f} MiB)")
+        console.print(f"✓ {path} ({path.stat().st_size / 2**20:.0f} MiB)")
     console.print(f"written in {time.monotonic() - started:.0f} s")

@@ -16,14 +16,16 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from rtap.broker import LocalKafka
 from rtap.broker.java import find_java
-from rtap.broker.local import port_in_use
+from rtap.broker.local import check_local_listener, port_in_use
 from rtap.errors import PipelineError, PortInUseError, RtapError
 from rtap.settings import Settings
+
+if TYPE_CHECKING:
+    from rtap.stack.console import OperatorConsole
 
 log = logging.getLogger("rtap.up")
 UP_PID_FILE = "rtap-up.pid"
@@ -47,6 +49,8 @@ def preflight(settings: Settings, *, cluster: bool = False) -> None:
     from rtap.broker.config import kafka_classpath
     from rtap.stream.spark import connector_jars
 
+    if not cluster:
+        check_local_listener(settings.kafka)
     find_java()
     kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")
@@ -89,8 +93,10 @@ def _pid_file(settings: Settings) -> Iterator[None]:
         pid_file.unlink(missing_ok=True)
 
 
-def run_stack(settings: Settings, *, generator: bool, rate: float, console: Console, cluster: bool = False) -> None:
-    """Start the stack, print where to look, and supervise it until a signal or a failure.
+def run_stack(
+    settings: Settings, *, generator: bool, rate: float, console: OperatorConsole, cluster: bool = False
+) -> None:
+    """Start the stack, print where to look, show the status line, and supervise it until a signal or a failure.
 
     ``cluster``: the scale-out profile. Three KRaft brokers and a Spark standalone master with two workers
     replace the single broker and ``local[*]`` (``rtap.cluster``); the job, its SQL and the warehouse are the
@@ -100,7 +106,8 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
     from rtap.dashboard import serve_dashboard
     from rtap.ingest.producer import produce_run
     from rtap.ingest.topics import ensure_topics
-    from rtap.stream.job import StreamJob
+    from rtap.stack.statusline import StatusLine
+    from rtap.stream.job import StreamJob, pipeline_id
     from rtap.stream.kafka import LagProbe
     from rtap.stream.spark import build_session
     from rtap.warehouse import create_client, serve_channel
@@ -125,34 +132,33 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
         applied = apply_migrations(client)
         if settings.warehouse.backend == "chdb":
             stack.callback(serve_channel(client, settings).close)
-        console.print(f"[green]✓[/] ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
+        console.done(f"ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
         if cluster:
             settings, brokers_failure = _start_cluster(settings, stack, console)
             spark = spark_pool.submit(build_session, settings)
         else:
             kafka = stack.enter_context(LocalKafka(settings))
-            console.print(f"[green]✓[/] Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
+            console.done(f"Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
             brokers_failure = _broker_failure(kafka)
         ensure_topics(settings.kafka)
         # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
         topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
         parts = (metrics.STREAM, metrics.DASHBOARD, metrics.PRODUCER, topic_ends)
         if endpoint := stack.enter_context(metrics.serving(settings.metrics, settings.metrics.port, *parts)):
-            console.print(f"[green]✓[/] Prometheus metrics: {endpoint.url}")
+            console.done(f"Prometheus metrics: {endpoint.url}")
 
         reader = stack.enter_context(create_client(settings, readonly=True))
         dashboard = serve_dashboard(settings, reader)
         stack.callback(dashboard.stop)
-        console.print(f"[green]✓[/] Dashboard: [bold]{dashboard.url}[/]")
+        console.done(f"Dashboard: {dashboard.url}")
 
-        job = StreamJob(settings, client, spark=spark.result())
+        session = spark.result()
+        job = StreamJob(settings, client, spark=session)
         stream = _background("stream", job.run, job.stop)
         components = [stream]
         stack.callback(_join, stream)
         job.wait_until_started()
-        console.print(
-            f"[green]✓[/] Spark stream job running ({settings.stream.master}), checkpoint in {job.checkpoint}"
-        )
+        console.done(f"Spark stream job running ({settings.stream.master}), checkpoint in {job.checkpoint}")
 
         if generator:
             generator_stop = threading.Event()
@@ -161,18 +167,33 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Cons
             )
             components.append(producer)
             stack.callback(_join, producer)
-            console.print(f"[green]✓[/] Generator producing {rate:g} events/s to {settings.kafka.topic}")
+            console.done(f"Generator producing {rate:g} events/s to {settings.kafka.topic}")
 
-        console.print(
-            "\nLook at it:\n"
-            f"  dashboard   {dashboard.url}\n"
-            '  SQL         rtap sql "SELECT window_start, page_url, views, unique_users '
-            'FROM rtap.page_views_1m FINAL ORDER BY window_start DESC LIMIT 10"\n'
-            "  status      rtap status\n"
-            "  Spark UI    http://127.0.0.1:4040\n"
-            "Ctrl-C stops everything."
-        )
+        _where_to_look(console, dashboard.url, session.sparkContext.uiWebUrl)
+        stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
         _supervise(components, brokers_failure, stopping)
+        console.line("stopping: the generator, the stream job, the dashboard, the broker…")
+
+
+def _where_to_look(console: OperatorConsole, dashboard_url: str, spark_ui: str | None) -> None:
+    sql = (
+        'rtap sql "SELECT window_start, page_url, views, unique_users FROM rtap.page_views_1m FINAL '
+        'ORDER BY window_start DESC LIMIT 10"'
+    )
+    places = [
+        ("dashboard", dashboard_url),
+        ("SQL", sql),
+        ("status", "rtap status"),
+        ("dead letters", "rtap dlq reasons"),
+    ]
+    if spark_ui:
+        places.append(("Spark UI", spark_ui))
+    console.line()
+    console.line("Look at it:")
+    for label, where in places:
+        console.line(f"  {label:<13} {where}")
+    console.line("Ctrl-C stops everything.")
+    console.line()
 
 
 def _broker_failure(kafka: LocalKafka) -> Callable[[], str | None]:
@@ -187,7 +208,7 @@ def _broker_failure(kafka: LocalKafka) -> Callable[[], str | None]:
 
 
 def _start_cluster(
-    settings: Settings, stack: contextlib.ExitStack, console: Console
+    settings: Settings, stack: contextlib.ExitStack, console: OperatorConsole
 ) -> tuple[Settings, Callable[[], str | None]]:
     """Start the local cluster (stopped with the stack); the settings pointing at it and its health check."""
     from rtap.cluster import LocalCluster
@@ -195,11 +216,11 @@ def _start_cluster(
     cluster = stack.enter_context(LocalCluster(settings))
     settings = cluster.pipeline_settings()
     layout = cluster.layout
-    console.print(
-        f"[green]✓[/] Kafka cluster: {len(layout.brokers)} KRaft brokers on {layout.bootstrap_servers} "
+    console.done(
+        f"Kafka cluster: {len(layout.brokers)} KRaft brokers on {layout.bootstrap_servers} "
         f"(replication {layout.replication_factor}, min.insync.replicas {layout.min_insync_replicas})"
     )
-    console.print(f"[green]✓[/] Spark standalone master {layout.master_url} with {len(cluster.spark.workers)} workers")
+    console.done(f"Spark standalone master {layout.master_url} with {len(cluster.spark.workers)} workers")
 
     def check() -> str | None:
         # Losing a broker is what replication is for: the stack stops only when writes can no longer be acked.

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rtap.console import console as make_console
 from rtap.settings import Settings
 
 
@@ -51,7 +51,7 @@ def validate(
     options = ValidationOptions(
         freshness_s=freshness_s, flow_timeout_s=flow_timeout_s, allow_empty=frozenset(allow_empty or ())
     )
-    console, errors = Console(highlight=False), Console(stderr=True, highlight=False)
+    console, errors = make_console(), make_console(stderr=True)
     with ExitStack() as stack:
         dashboard_client = stack.enter_context(new_client(dashboard_url, timeout_s))
         metabase_target = None
@@ -64,12 +64,10 @@ def validate(
         results = validate_until(
             lambda: list(run_checks(dashboard_client, options, metabase_target)),
             wait_s,
-            on_retry=lambda failed: errors.print(
-                f"waiting: {len(failed)} checks failing (first: {failed[0].line()})", soft_wrap=True
-            ),
+            on_retry=lambda failed: errors.print(f"waiting: {len(failed)} checks failing (first: {failed[0].line()})"),
         )
     for result in results:
-        console.print(result.line(), soft_wrap=True, style=None if result.ok else "red")
+        console.print(result.line(), style=None if result.ok else "red")
     failed = [result.name for result in results if not result.ok]
     if failed:
         raise ValidationFailedError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
@@ -106,7 +104,7 @@ def reconcile(
     table = Table("check", "expected", "observed", "result", title="reconciliation with the ground truth")
     for name, want, got, result in format_report(report):
         table.add_row(name, want, got, result, style=None if result == "ok" else "red")
-    Console(highlight=False).print(table)
+    make_console().print(table)
     if not report.ok:
         raise ValidationFailedError(
             f"{len(report.failed)} of {len(report.checks)} checks differ: {', '.join(c.name for c in report.failed)}"

@@ -27,8 +27,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from rtap.errors import (
     ConfigError,
     QueryRejectedError,
@@ -41,6 +39,8 @@ from rtap.warehouse.client import WarehouseClient
 from rtap.warehouse.parameters import ParameterText, format_parameters
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from rtap.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,13 @@ def _recv_frame(sock: socket.socket) -> bytes | None:
     return _recv_exact(sock, size)
 
 
+# pyarrow is imported only where Arrow crosses the socket: a text query (`rtap sql`) never loads it, which
+# saves ~0.15 s of CPU per call (python -X importtime; docs in rtap.warehouse.cli).
+
+
 def _arrow_bytes(table: pa.Table) -> bytes:
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -103,6 +109,8 @@ def _arrow_bytes(table: pa.Table) -> bytes:
 
 
 def _arrow_table(data: bytes) -> pa.Table:
+    import pyarrow as pa
+
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 

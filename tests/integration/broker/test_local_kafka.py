@@ -84,7 +84,8 @@ def test_stop_then_start_keeps_the_data(
 def test_taken_port_is_a_clear_error_and_starts_nothing(local_kafka: LocalKafka, tmp_path: Path) -> None:
     settings = local_broker_settings(tmp_path)
     taken = local_kafka.settings.kafka.port
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"port": taken})})
+    kafka = settings.kafka.model_copy(update={"port": taken, "bootstrap_servers": f"127.0.0.1:{taken}"})
+    settings = settings.model_copy(update={"kafka": kafka})
     broker = LocalKafka(settings)
 
     with pytest.raises(PortInUseError, match=f"127.0.0.1:{taken} for the Kafka listener is already in use"):

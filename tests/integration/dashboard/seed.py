@@ -7,7 +7,7 @@ integration test checks those answers, the browser test uses the same rows to se
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -297,3 +297,26 @@ def seed_pipeline(client: WarehouseClient, now: datetime, *, batches: int = 30, 
         for m in range(2)
     ]
     client.insert_arrow("late_events", _table(late, _event_columns()))
+
+
+FLOW_EVENTS = """
+INSERT INTO {db}.events (event_id, event_type, event_time, user_id, session_id, page_url, schema_version,
+                         kafka_partition, kafka_offset, kafka_timestamp, batch_id, ingested_at)
+SELECT generateUUIDv4(), if(number % 10 = 0, 'product_view', 'page_view'), at, concat('u', toString(number % 500)),
+       concat('s', toString(number % 800)), '/', 1, 0, number, at, 0, at
+FROM (SELECT number, toDateTime64('$start', 3, 'UTC') + toIntervalMillisecond(number) AS at FROM numbers($count))
+"""
+FLOW_WINDOWS = """
+INSERT INTO {db}.events_1m
+SELECT toStartOfMinute(event_time), event_type, count(), uniqExact(user_id), 0, toDecimal128(0, 6), 1, now64(3)
+FROM {db}.events GROUP BY toStartOfMinute(event_time), event_type
+"""
+
+
+def seed_flow(client: WarehouseClient, start: datetime, end: datetime) -> None:
+    """1,000 events/s (one per millisecond) from ``start`` to ``end``, and their one-minute windows: a pipeline
+    that started some minutes into the range a dashboard shows. Meant for a database of its own."""
+    count = int((end - start).total_seconds() * 1000)
+    first = start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # our own values: no parameters needed
+    client.command(FLOW_EVENTS.replace("$start", first).replace("$count", str(count)))
+    client.command(FLOW_WINDOWS)

@@ -73,6 +73,11 @@ def test_every_panel_runs_and_returns_data(api: TestClient) -> None:
         if definition.chart.value == "timeseries":
             assert result["types"][0].startswith("timestamp"), f"{panel_id}: time column is {result['types'][0]}"
             assert result["rows"][0][0].endswith("Z")
+        # A format names a column the panel returns, and a numeric one: a typo would silently show no unit.
+        for name in definition.formats:
+            assert name in result["columns"], f"{panel_id}: formats names {name!r}, not a column"
+            kind = result["types"][result["columns"].index(name)]
+            assert kind.startswith(("int", "uint", "double", "float", "decimal")), f"{panel_id}.{name}: {kind}"
 
 
 def test_clickstream_numbers_are_exact(api: TestClient) -> None:

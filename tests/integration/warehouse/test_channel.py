@@ -148,6 +148,30 @@ def test_rtap_sql_works_through_the_channel(owner: Owner) -> None:
     assert formatted.stdout == '{"total":45}\n'
 
 
+LIGHT_SQL = textwrap.dedent(
+    """
+    import sys
+    from rtap.cli import main
+
+    sys.argv = ["rtap", "sql", "SELECT count() FROM {db}.numbers"]
+    try:
+        main()
+    except SystemExit as done:
+        loaded = sorted(name for name in ("pyarrow", "numpy", "chdb", "rich", "pyspark") if name in sys.modules)
+        print(f"exit {done.code} loaded {loaded}")
+    """
+)
+
+
+def test_rtap_sql_through_the_channel_loads_no_arrow_engine_or_rich(owner: Owner) -> None:
+    # What made `rtap sql` cost ~0.45 s of CPU per call (python -X importtime): pyarrow and numpy for a query
+    # that travels as text, rich for output it never prints. Measured after: ~0.2 s (docs/operations.md).
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_SQL], env=owner.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.splitlines() == ["10", "exit 0 loaded []"], result.stderr
+
+
 def test_rtap_sql_refuses_writes_with_one_line(owner: Owner) -> None:
     result = _rtap(owner, "sql", "DROP TABLE {db}.numbers")
     assert result.returncode == 1

@@ -10,7 +10,7 @@ import pytest
 
 from rtap.broker import LocalKafka
 from rtap.broker.local import _log_tail, port_in_use
-from rtap.errors import DependencyError
+from rtap.errors import ConfigError, DependencyError
 from rtap.settings import KafkaSettings, Settings
 from tests.conftest import free_port
 
@@ -69,9 +69,25 @@ def test_log_tail_without_errors_is_the_last_lines(tmp_path: Path) -> None:
     assert _log_tail(log) == "INFO line 6 / INFO line 7 / INFO line 8 / INFO line 9"
 
 
+def test_an_address_that_is_not_this_machine_is_one_clear_line() -> None:
+    with pytest.raises(ConfigError, match="does not resolve"):
+        port_in_use("kafka.invalid", 9092)
+    with pytest.raises(ConfigError, match="not an address of this machine"):
+        port_in_use("192.0.2.1", 9092)  # TEST-NET-1 (RFC 5737): never assigned to a host
+
+
+def test_a_broker_where_the_clients_do_not_look_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", port=free_port())
+    broker = LocalKafka(Settings(data_dir=tmp_path, kafka=kafka))
+
+    with pytest.raises(ConfigError, match="where no client would look"):
+        broker.start()
+    assert broker.pid() is None
+    assert not broker.files.root.exists()
+
+
 def test_clients_of_the_local_broker_use_its_listener_in_plaintext(tmp_path: Path) -> None:
     kafka = KafkaSettings(
-        bootstrap_servers="kafka.example:9096",
         port=19092,
         security_protocol="SASL_SSL",
         sasl_mechanism="PLAIN",

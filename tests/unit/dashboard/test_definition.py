@@ -120,3 +120,21 @@ def test_a_file_on_disk_is_loaded_and_broken_yaml_is_one_line(tmp_path: Path, pa
         load_definition(broken)
     with pytest.raises(ConfigError, match="cannot read dashboards definition"):
         load_definition(tmp_path / "missing.yaml")
+
+
+def test_buckets_belong_to_time_series_and_formats_are_known() -> None:
+    definition = load_definition()
+    assert definition.currency == "USD"
+    assert {p.id for d in definition.dashboards for p in d.panels if p.bucket_seconds} >= {
+        "events_by_type",
+        "events_per_second",
+    }
+    raw = yaml.safe_load((Path(__file__).resolve().parents[3] / "src/rtap/dashboard/dashboards.yaml").read_text())
+    panel = raw["dashboards"][0]["panels"][0]
+    for change, message in [
+        ({"bucket_seconds": 60}, "bucket_seconds is for timeseries panels, not number"),
+        ({"formats": {"last_5_min": "euros"}}, "formats"),
+    ]:
+        broken = {**raw, "dashboards": [{**raw["dashboards"][0], "panels": [{**panel, **change}]}]}
+        with pytest.raises(ConfigError, match=message):
+            parse_definition(broken)

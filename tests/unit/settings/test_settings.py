@@ -123,3 +123,38 @@ def test_a_child_process_reads_back_the_same_settings(monkeypatch: pytest.Monkey
     ) == parent.kafka.model_dump(include={"bootstrap_servers", "topic", "dlq_topic", "partitions"})
     assert child.stream.master == "local[2]"
     assert child.stream.max_batch_records == 10
+
+
+def test_the_bootstrap_address_alone_places_the_local_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #16: RTAP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:29092 started the broker on 9092, then produce timed out.
+    monkeypatch.setenv("RTAP_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:29092")
+    kafka = Settings().kafka
+    assert (kafka.host, kafka.port) == ("127.0.0.1", 29092)
+    assert kafka.local_listener_conflict() is None
+
+
+def test_the_listener_alone_moves_the_clients_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert KafkaSettings(host="::1", port=19092).bootstrap_servers == "[::1]:19092"
+    assert KafkaSettings(bootstrap_servers="[::1]:19093").port == 19093
+    monkeypatch.setenv("RTAP_KAFKA_PORT", "19092")
+    assert Settings().kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
+@pytest.mark.parametrize(
+    ("environment", "reason"),
+    [
+        ({"RTAP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092", "RTAP_KAFKA_PORT": "9092"}, "where no client would look"),
+        ({"RTAP_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:9092"}, "does not name one broker"),
+        ({"RTAP_KAFKA_BOOTSTRAP_SERVERS": "no-port"}, "does not name one broker"),
+    ],
+)
+def test_two_addresses_for_one_broker_are_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], reason: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    conflict = Settings().kafka.local_listener_conflict()
+    assert conflict is not None
+    assert reason in conflict
+    assert environment["RTAP_KAFKA_BOOTSTRAP_SERVERS"] in conflict
+    assert "\n" not in conflict

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rtap.errors import PortInUseError
+from rtap.errors import ConfigError, PortInUseError
 from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
 from rtap.stack.up import preflight
 from tests.conftest import free_port
@@ -54,3 +54,11 @@ def test_a_taken_metrics_port_stops_both_profiles(tmp_path: Path, taken_port: in
         with pytest.raises(PortInUseError, match="metrics endpoint"):
             preflight(settings, cluster=cluster)
     preflight(settings.model_copy(update={"metrics": MetricsSettings(enabled=False, port=taken_port)}))
+
+
+def test_two_broker_addresses_stop_the_local_profile_before_anything_starts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
+    settings.kafka.bootstrap_servers = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError, match="RTAP_KAFKA_BOOTSTRAP_SERVERS"):
+        preflight(settings)
+    preflight(settings, cluster=True)  # the cluster profile hands its clients every broker's address

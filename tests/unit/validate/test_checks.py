@@ -68,7 +68,9 @@ class FakeStack:
                 return httpx.Response(503, json={"detail": "warehouse unavailable: connection refused"})
             return httpx.Response(200, json={"status": "ok", "database": "rtap", "version": "0.1.0"})
         if path == "/api/dashboards":
-            body = DashboardsResponse(dashboards=DEFINITION.dashboards, ranges=RANGE_CHOICES, max_range_hours=48)
+            body = DashboardsResponse(
+                dashboards=DEFINITION.dashboards, currency=DEFINITION.currency, ranges=RANGE_CHOICES, max_range_hours=48
+            )
             return httpx.Response(200, json=body.model_dump(mode="json"))
         panel_id = path.removeprefix("/api/panels/")
         if panel_id in self.failing_panels:

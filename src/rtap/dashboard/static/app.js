@@ -40,14 +40,47 @@ const localStamp = (iso) => {
 const isTime = (type) => type.startsWith("timestamp") || type.startsWith("date");
 const isNumeric = (type) => /^(u?int|int|uint|float|double|decimal|halffloat)/.test(type);
 const label = (name) => name.replace(/_/g, " ");
-const formatNumber = (v) => {
+
+// --- numbers: in full with digit grouping (16,727 rather than plotly's 16.727k), units from the panel's formats --
+const grouped = (v, digits) => v.toLocaleString(undefined, { maximumFractionDigits: digits });
+const fixed = (v, digits) => v.toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const plainNumber = (v) => {
+  const abs = Math.abs(v);
+  if (abs >= 1e12) return grouped(v / 1e9, 0) + " B";  // beyond a 12-digit figure, nobody reads the digits
+  return grouped(v, Number.isInteger(v) ? 0 : abs < 10 ? 2 : 1);
+};
+const money = () => new Intl.NumberFormat(undefined, {
+  style: "currency", currency: state.definition.currency, minimumFractionDigits: 2, maximumFractionDigits: 2,
+});
+const FORMATS = {
+  currency: (v) => money().format(v),
+  percent: (v) => `${fixed(v, 1)} %`,
+  seconds: (v) => `${fixed(v, 1)} s`,
+  milliseconds: (v) => `${grouped(v, 0)} ms`,
+  per_second: (v) => `${plainNumber(v)} /s`,
+};
+const formatValue = (v, format) => {
   if (v === null || v === undefined) return "–";
   if (typeof v !== "number") return String(v);
-  const abs = Math.abs(v);
-  if (abs >= 1e9) return (v / 1e9).toFixed(2) + "B";
-  if (abs >= 1e6) return (v / 1e6).toFixed(2) + "M";
-  return v.toLocaleString(undefined, { maximumFractionDigits: abs < 10 ? 2 : 1 });
+  return (FORMATS[format] || plainNumber)(v);
 };
+// The same units on plotly's axes and hover labels (d3-format: ",.2~f" is 1,234.5).
+const currencySymbol = () => money().formatToParts(0).find((part) => part.type === "currency").value;
+function axisFormat(format) {
+  switch (format) {
+    case "currency": return { tickprefix: currencySymbol(), tickformat: ",.0f", hoverformat: ",.2f" };
+    case "seconds": return { ticksuffix: " s", tickformat: ",~r", hoverformat: ",.2~f" };
+    case "milliseconds": return { ticksuffix: " ms", tickformat: ",~r", hoverformat: ",.0f" };
+    case "per_second": return { ticksuffix: " /s", tickformat: ",~r", hoverformat: ",.1~f" };
+    case "percent": return { ticksuffix: " %", tickformat: ",~r", hoverformat: ",.1~f" };
+    default: return { tickformat: ",~r", hoverformat: ",.2~f" };
+  }
+}
+// The format of a chart's value axis: the one its value columns share, if they do.
+function sharedFormat(panel, columns) {
+  const formats = new Set(columns.map((name) => panel.formats[name]));
+  return formats.size === 1 ? [...formats][0] : undefined;
+}
 
 async function fetchJson(url) {
   const response = await fetch(url, { cache: "no-store" });
@@ -64,18 +97,19 @@ function rangeQuery() {
 
 // --- renderers: one per chart type, each takes the panel's body element and the API result ----------
 
-function renderNumber(body, result) {
+function renderNumber(body, result, panel) {
   const row = result.rows[0];
   let box = body.querySelector(".numbers");
   if (!box) { box = el("div", "numbers"); body.replaceChildren(box); }
   box.replaceChildren(...result.columns.map((name, i) => {
     const item = el("div", "number");
-    item.append(el("div", "value", formatNumber(row[i])), el("div", "label", label(name)));
+    item.dataset.column = name;
+    item.append(el("div", "value", formatValue(row[i], panel.formats[name])), el("div", "label", label(name)));
     return item;
   }));
 }
 
-function renderTable(body, result) {
+function renderTable(body, result, panel) {
   const table = el("table");
   const head = el("tr");
   result.columns.forEach((name) => head.append(el("th", "", label(name))));
@@ -87,7 +121,8 @@ function renderTable(body, result) {
     const tr = el("tr");
     row.forEach((value, i) => {
       const type = result.types[i];
-      const text = value === null ? "–" : isTime(type) ? localStamp(value) : isNumeric(type) ? formatNumber(value) : String(value);
+      const format = panel.formats[result.columns[i]];
+      const text = value === null ? "–" : isTime(type) ? localStamp(value) : isNumeric(type) ? formatValue(value, format) : String(value);
       const td = el("td", isNumeric(type) ? "num" : "", text);
       td.title = value === null ? "" : String(value);
       tr.append(td);
@@ -100,24 +135,57 @@ function renderTable(body, result) {
   body.replaceChildren(wrap);
 }
 
-function timeseriesTraces(result) {
-  const [xName, ...rest] = result.columns;
-  const x = result.rows.map((r) => localStamp(r[0]));
-  // (time, series, value): one line per distinct series, in first-seen order.
+// One {name, x, y} per line: (time, value...) has a line per value column, (time, series, value) one per series.
+function timeseriesLines(result) {
+  const [, ...rest] = result.columns;
   if (rest.length === 2 && !isNumeric(result.types[1])) {
     const series = new Map();
     for (const [t, name, value] of result.rows) {
-      if (!series.has(name)) series.set(name, { x: [], y: [] });
-      series.get(name).x.push(localStamp(t));
+      if (!series.has(name)) series.set(name, { name: String(name), x: [], y: [] });
+      series.get(name).x.push(t);
       series.get(name).y.push(value);
     }
-    return [...series].map(([name, s]) => ({ type: "scatter", mode: "lines", name: String(name), x: s.x, y: s.y,
-                                             line: { width: 2, shape: "linear" } }));
+    return { lines: [...series.values()], values: [rest[1]] };
   }
-  return rest.map((name, i) => ({ type: "scatter", mode: "lines", name: label(name), x,
-                                  y: result.rows.map((r) => r[i + 1]), line: { width: 2 },
-                                  fill: rest.length === 1 ? "tozeroy" : "none",
-                                  fillcolor: "rgba(76,194,255,0.12)" }));
+  const x = result.rows.map((r) => r[0]);
+  return { lines: rest.map((name, i) => ({ name: label(name), x, y: result.rows.map((r) => r[i + 1]) })), values: rest };
+}
+
+// Whether the bucket starting at ``iso`` was still filling when the query ran (the range ends in it).
+const isOpen = (iso, panel, result) =>
+  panel.bucket_seconds && Date.parse(iso) + panel.bucket_seconds * 1000 > Date.parse(result.range_to);
+
+// A solid line over the closed buckets, and the newest, still-filling bucket as a dotted segment ending in an
+// open circle: a partial count is drawn as provisional, not as a sudden drop.
+function timeseriesTraces(result, panel) {
+  const { lines } = timeseriesLines(result);
+  const traces = [];
+  let open = false;
+  lines.forEach((line, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const x = line.x.map(localStamp);
+    const last = line.x.length - 1;
+    const filling = last >= 0 && isOpen(line.x[last], panel, result);
+    open = open || filling;
+    const closedEnd = filling ? last : last + 1;
+    if (closedEnd > 0) {  // a series whose only bucket is the open one has no solid part
+      // One closed bucket is a point, not a line: give it a marker or it is not drawn at all.
+      traces.push({ type: "scatter", mode: closedEnd === 1 ? "lines+markers" : "lines", name: line.name,
+                    marker: { size: 6, color }, x: x.slice(0, closedEnd),
+                    y: line.y.slice(0, closedEnd), line: { width: 2, color }, fill: lines.length === 1 ? "tozeroy" : "none",
+                    fillcolor: "rgba(76,194,255,0.12)", legendgroup: line.name, meta: { bucket: "closed" } });
+    }
+    if (filling) {
+      const from = Math.max(0, last - 1);
+      const points = last - from + 1;
+      traces.push({ type: "scatter", mode: "lines+markers", name: line.name, x: x.slice(from), y: line.y.slice(from),
+                    line: { width: 2, color, dash: "dot" }, legendgroup: line.name, showlegend: closedEnd === 0,
+                    meta: { bucket: "open" }, hoverinfo: ["skip", "all"].slice(-points),
+                    hovertemplate: "%{y} (still filling)",
+                    marker: { size: [0, 7].slice(-points), color: "rgba(0,0,0,0)", line: { color, width: 2 } } });
+    }
+  });
+  return { traces, open };
 }
 
 function plot(body, traces, layout) {
@@ -126,27 +194,39 @@ function plot(body, traces, layout) {
   Plotly.react(chart, traces, { ...PLOT_LAYOUT, ...layout }, PLOT_CONFIG);
 }
 
-function renderTimeseries(body, result) {
-  plot(body, timeseriesTraces(result), {
+function renderTimeseries(body, result, panel) {
+  const { traces, open } = timeseriesTraces(result, panel);
+  plot(body, traces, {
     xaxis: { ...PLOT_LAYOUT.xaxis, type: "date", hoverformat: "%Y-%m-%d %H:%M:%S", tickformatstops: TIME_TICKS },
+    yaxis: { ...PLOT_LAYOUT.yaxis, ...axisFormat(sharedFormat(panel, timeseriesLines(result).values)) },
   });
+  return open ? `newest ${panel.bucket_seconds % 60 ? `${panel.bucket_seconds} s` : "minute"} still filling (dotted)` : "";
 }
 
-function renderBar(body, result) {
+function renderBar(body, result, panel) {
   const rows = [...result.rows].reverse();  // largest on top in a horizontal bar chart
+  const [, valueColumn] = result.columns;
+  const format = panel.formats[valueColumn];
+  const text = rows.map((r) => formatValue(r[1], format));
   plot(body, [{
     type: "bar", orientation: "h", x: rows.map((r) => r[1]), y: rows.map((r) => String(r[0])),
-    marker: { color: PALETTE[0] }, name: label(result.columns[1]),
-    hovertemplate: "%{y}<br>" + label(result.columns[1]) + ": %{x}<extra></extra>",
+    text, textposition: "outside", cliponaxis: false, marker: { color: PALETTE[0] }, name: label(valueColumn),
+    hovertemplate: "%{y}<br>" + label(valueColumn) + ": %{text}<extra></extra>",
   }], { margin: { ...PLOT_LAYOUT.margin, l: 12 }, hovermode: "closest", showlegend: false,
-        xaxis: { ...PLOT_LAYOUT.xaxis, type: "linear", rangemode: "tozero" },
+        // Room right of the longest bar for its label.
+        xaxis: { ...PLOT_LAYOUT.xaxis, type: "linear", range: [0, 1.2 * Math.max(0, ...rows.map((r) => r[1]))],
+                 ...axisFormat(format) },
         yaxis: { gridcolor: "rgba(0,0,0,0)", linecolor: "#2b3441", type: "category", automargin: true } });
 }
 
 function renderFunnel(body, result) {
+  const values = result.rows.map((r) => r[1]);
+  const first = values[0] || 0;
+  // Labels made here rather than by plotly's textinfo, whose SI format printed 16727 as "16.727k".
+  const text = values.map((v, i) => i === 0 || !first ? plainNumber(v) : `${plainNumber(v)} · ${fixed(100 * v / first, 1)} %`);
   plot(body, [{
-    type: "funnel", y: result.rows.map((r) => String(r[0])), x: result.rows.map((r) => r[1]),
-    textinfo: "value+percent initial", marker: { color: PALETTE.slice(0, result.rows.length) },
+    type: "funnel", y: result.rows.map((r) => String(r[0])), x: values, text, textinfo: "text",
+    hovertemplate: "%{y}: %{text}<extra></extra>", marker: { color: PALETTE.slice(0, result.rows.length) },
     connector: { line: { color: "#2b3441" } },
   }], { margin: { ...PLOT_LAYOUT.margin, l: 12 }, hovermode: "closest", showlegend: false,
         xaxis: { visible: false }, yaxis: { type: "category", automargin: true } });
@@ -188,14 +268,15 @@ async function refreshPanel(panel, node, generation) {
     const result = await fetchJson(`/api/panels/${panel.id}?${rangeQuery()}`);
     if (generation !== state.generation) return;
     const empty = isEmpty(result);
-    if (!empty) RENDERERS[panel.chart](body, result);
+    const note = empty ? "" : RENDERERS[panel.chart](body, result, panel) || "";
     node.dataset.state = empty ? "empty" : "ok";
     node.dataset.rows = String(result.row_count);
+    node.dataset.filling = String(Boolean(note));
     message.textContent = empty ? "No data in this time range yet" : "";
     const updated = new Date(result.updated_at);
     node.dataset.updated = result.updated_at;
     node.querySelector(".panel-updated").textContent =
-      `updated ${localTime(updated)}${result.truncated ? " · truncated" : ""}`;
+      `updated ${localTime(updated)}${note ? ` · ${note}` : ""}${result.truncated ? " · truncated" : ""}`;
   } catch (error) {
     if (generation !== state.generation) return;
     // Keep the last good chart visible under the error line: a blip should not blank a wall screen.

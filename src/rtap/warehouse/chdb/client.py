@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from rtap.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
@@ -33,6 +31,8 @@ from rtap.warehouse.client import WarehouseClient
 from rtap.warehouse.parameters import format_parameters
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from rtap.settings import Settings
 
 # Names the Python() table function sees for ``$name`` inputs; the prefix keeps them from ever
@@ -148,6 +148,8 @@ class ChdbClient(WarehouseClient):
             params=format_parameters(parameters),
             inputs=inputs,
         )
+        import pyarrow as pa  # loaded by chDB already when it answered in Arrow
+
         if not isinstance(result, pa.Table):
             raise WarehouseError("chDB did not return Arrow (a FORMAT clause has no place in query_arrow)")
         return result
