@@ -105,6 +105,8 @@ def _late(parsed: pa.Table, valid: np.ndarray, high_water: Mapping[int, datetime
     times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
     times = np.where(valid, times, _NO_TIME)
     late = np.zeros(len(times), dtype=bool)
+    if len(times) == 0:
+        return late
     starts = np.flatnonzero(np.r_[True, partitions[1:] != partitions[:-1]])
     for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
         carried = high_water.get(int(partitions[start]))

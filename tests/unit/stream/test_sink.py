@@ -140,3 +140,13 @@ def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
     behind = sum(registry.get_sample_value("rtap_stream_kafka_lag_records", {"partition": p}) or 0 for p in "01")
     assert behind == row[7] == 7
     assert registry.get_sample_value("rtap_stream_committed_offset", {"partition": "1"}) == 2
+
+
+def test_an_empty_batch_commits_a_record_and_writes_nothing_else(warehouse) -> None:
+    """An empty topic at start gives Spark's micro-batch 0 no records: it still commits (and must not fail)."""
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-empty", RecordingPublisher(), lambda offsets: {})
+    run_batch(sink, 0, [])
+    row = warehouse.query_rows(
+        "SELECT count(), sum(input_rows) FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-empty'"
+    )[0]
+    assert row == (1, 0)

@@ -122,3 +122,10 @@ def test_every_record_gets_exactly_one_known_status() -> None:
     rows = classify(records)
     assert len(rows) == len(records)
     assert {r["status"] for r in rows.values()} <= set(STATUSES)
+
+
+def test_an_empty_batch_classifies_to_an_empty_table() -> None:
+    """Spark runs a micro-batch with no records when the topic is empty at the start."""
+    out = classify_records([])
+    assert out.num_rows == 0
+    assert "status" in out.column_names
