@@ -10,8 +10,8 @@ falls behind shows as staleness, not as a lower rate), like a team's own produce
 - ~1% exact re-sends (duplicates), ~0.5% truncated JSON, ~0.3% events two minutes late.
 
 Per-event freshness = ``pipeline_batches.finished_at`` of the batch that stored the event, minus its
-``event_time``: the moment the event became queryable (the batch's rows and its commit record are written
-before ``finished_at``... the commit record is the last write, so readers see the rows at most that late).
+``event_time``: every row of a batch is written before its commit record, whose ``finished_at`` is taken just
+before that last write, so a reader sees the event at most this late.
 Read through ``rtap sql``'s read-only path while the stack runs. Results: JSON on stdout and, with
 ``--out``, a file.
 """
@@ -40,8 +40,8 @@ FROM (
     FROM {db}.events AS e
     INNER JOIN (SELECT batch_id, finished_at FROM {db}.pipeline_batches FINAL WHERE query_id = {q:String}) AS b
         ON e.batch_id = b.batch_id
-    WHERE e.event_time >= fromUnixTimestamp64Milli({since:Int64}) AND e.event_time < fromUnixTimestamp64Milli({until:Int64})
-      AND e.user_id LIKE {run:String}
+    WHERE e.event_time >= fromUnixTimestamp64Milli({since:Int64})
+      AND e.event_time < fromUnixTimestamp64Milli({until:Int64}) AND e.user_id LIKE {run:String}
 )
 """
 _QUERY_ID = "SELECT argMax(query_id, finished_at) FROM {db}.pipeline_batches FINAL"

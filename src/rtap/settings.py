@@ -174,8 +174,6 @@ class StreamSettings(BaseSettings):
     # max_batch_bytes of payload: what one batch brings into the driver (rtap.stream.job.batch_cap).
     max_batch_records: int = Field(default=200_000, ge=1)
     max_batch_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
-    # Spark splits a Kafka partition's range into tasks of at most this many records: what one task holds.
-    max_task_records: int = Field(default=50_000, ge=1)
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     # Records Kafka deleted (retention) before the job read them stop the job; true skips them, recorded
     # in the warehouse's data_gaps table and reported by `rtap reconcile` (docs/operations.md).

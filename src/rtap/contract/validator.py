@@ -317,7 +317,8 @@ class RecordValidator:
                 if payload is None or len(payload) > max_bytes:
                     raise ValueError
                 records.append(decode(payload))
-            except (ValueError, msgspec.DecodeError):  # msgspec.ValidationError is a DecodeError
+            # msgspec.ValidationError is a DecodeError; RecursionError: nesting deeper than msgspec follows
+            except (ValueError, RecursionError, msgspec.DecodeError):
                 records.append(blank)
                 slow.append(index)
         raw = {name: list(map(attrgetter(name), records)) for name in self._names}

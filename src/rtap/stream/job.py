@@ -7,8 +7,8 @@ the checkpoint is lost, the job resumes after the last batch committed in ``pipe
 is the durable record of progress), never from the beginning of the topic and never silently past unread data.
 
 Bounded memory on any backlog: a micro-batch is capped in records and, through the bytes per record of the
-last committed batches, in bytes (:func:`batch_cap`); Spark splits each Kafka partition's range into tasks of
-at most ``max_task_records``. A backlog therefore drains as a sequence of full-size batches, never as one.
+last committed batches, in bytes (:func:`batch_cap`), and each task holds its share of one batch. A backlog
+therefore drains as a sequence of full-size batches, never as one.
 
 The job survives its own JVM: when Spark's JVM dies (out of memory, killed), the job starts a new one and
 resumes from the checkpoint, with the same bounded backoff as a failed batch. Only
@@ -147,13 +147,12 @@ class StreamJob:
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
         settings = self._settings
         cap = batch_cap(settings.stream, recent_record_bytes(self._client))
-        log.info("micro-batches of at most %d records, tasks of at most %d", cap, settings.stream.max_task_records)
+        log.info("micro-batches of at most %d records", cap)
         reader = (
             spark.readStream.format("kafka")
             .option("subscribe", settings.kafka.topic)
             .option("startingOffsets", start)
             .option("maxOffsetsPerTrigger", str(cap))
-            .option("maxRecordsPerPartition", str(settings.stream.max_task_records))
             # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
             # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
             .option("failOnDataLoss", "true")
@@ -298,7 +297,7 @@ def _exit_code_when_dead(spark: SparkSession, wait_s: float = 5.0) -> int | None
 
 def _advice(reason: str) -> str:
     if "out of memory" in reason or "OutOfMemoryError" in reason:
-        return "; lower RTAP_STREAM_MAX_BATCH_BYTES or RTAP_STREAM_MAX_TASK_RECORDS, or raise RTAP_STREAM_DRIVER_MEMORY"
+        return "; lower RTAP_STREAM_MAX_BATCH_BYTES or _RECORDS, or raise RTAP_STREAM_DRIVER_MEMORY"
     return "; see the log in the data directory"
 
 

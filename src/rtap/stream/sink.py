@@ -9,8 +9,9 @@ idempotent, so Spark may re-run a batch after a crash at any point without chang
   ``pipeline_batches`` row, and ``events`` rows from other Kafka records), never of this batch's own writes;
 - ``pipeline_batches`` is written last: it is the batch's commit record and the next batch's state.
 
-The windowed tables are maintained as mergeable partial aggregates: each batch inserts its partial states
-(``*_state``), then rewrites the final rows of the windows it touched from the merged states. Any failure
+The windowed tables are maintained as mergeable partial aggregates: the batch's insert into ``events`` feeds
+its partial states (``*_state``, materialized views of migration 0008), then the sink rewrites the final rows of
+the windows it touched from the merged states. Any failure
 raises: the batch fails, Spark does not commit its offsets, and the batch is re-run.
 """
 
@@ -61,43 +62,6 @@ INSERT_DEAD_LETTERS = """
 INSERT INTO {db}.dead_letters (received_at, topic, `partition`, `offset`, kafka_timestamp, error, raw, batch_id)
 SELECT ingested_at, topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, batch_id FROM $rows
 """
-
-# Partial aggregates of the accepted events of one batch (one row per key).
-PARTIALS = {
-    "page_views_1m_state": """
-INSERT INTO {db}.page_views_1m_state
-SELECT toStartOfMinute(event_time) AS window_start, page_url, count() AS views, uniqExactState(user_id) AS users
-FROM $rows WHERE event_type IN ('page_view', 'product_view')
-GROUP BY window_start, page_url ORDER BY window_start, page_url
-""",
-    "events_1m_state": """
-INSERT INTO {db}.events_1m_state
-SELECT toStartOfMinute(event_time) AS window_start, event_type, count() AS events,
-       uniqExactState(user_id) AS users,
-       uniqExactStateIf(ifNull(order_id, ''), event_type = 'purchase' AND order_id IS NOT NULL) AS orders,
-       sum(if(event_type = 'purchase', toDecimal128(ifNull(price, 0), 6) * ifNull(quantity, 0), toDecimal128(0, 6)))
-           AS revenue
-FROM $rows GROUP BY window_start, event_type ORDER BY window_start, event_type
-""",
-    "sessions": """
-INSERT INTO {db}.sessions
-SELECT session_id, any(user_id), min(event_time), max(event_time), count(),
-       countIf(event_type IN ('page_view', 'product_view')),
-       max(event_type = 'add_to_cart'), max(event_type = 'checkout'), max(event_type = 'purchase'),
-       sum(if(event_type = 'purchase', toDecimal128(ifNull(price, 0), 6) * ifNull(quantity, 0), toDecimal128(0, 6)))
-FROM $rows GROUP BY session_id ORDER BY session_id
-""",
-    "activity_1m_state:user": """
-INSERT INTO {db}.activity_1m_state
-SELECT toStartOfMinute(event_time) AS window_start, 'user', user_id, count()
-FROM $rows GROUP BY window_start, user_id ORDER BY window_start, user_id
-""",
-    "activity_1m_state:ip": """
-INSERT INTO {db}.activity_1m_state
-SELECT toStartOfMinute(event_time) AS window_start, 'ip', assumeNotNull(ip_address), count()
-FROM $rows WHERE ip_address IS NOT NULL GROUP BY window_start, ip_address ORDER BY window_start, ip_address
-""",
-}
 
 # Final rows of every window the batch touched, recomputed from the merged partial states.
 # version = wall-clock microseconds: a later rewrite always wins under FINAL, and it is at least as complete.
@@ -237,9 +201,9 @@ class WarehouseSink:
     def _token(self, batch_id: int, table: str) -> dict[str, str]:
         return {"insert_deduplication_token": f"{self._pipeline_id}:{batch_id}:{table}"}
 
-    def _insert(self, sql: str, rows: pa.Table, batch_id: int, table: str) -> None:
+    def _insert(self, sql: str, rows: pa.Table, batch_id: int, table: str, **settings: object) -> None:
         if rows.num_rows:
-            self._client.command(sql, inputs={"rows": rows}, settings=self._token(batch_id, table))
+            self._client.command(sql, inputs={"rows": rows}, settings={**self._token(batch_id, table), **settings})
 
     def write(
         self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[int, datetime]
@@ -267,9 +231,9 @@ class WarehouseSink:
                 accepted = candidates.filter(pc.invert(pc.is_in(candidates["event_id"], known["event_id"])))
         stored_duplicates = candidates.num_rows - accepted.num_rows
 
-        self._insert(INSERT_EVENTS, accepted, batch_id, "events")
-        for table_name, sql in PARTIALS.items():
-            self._insert(sql, accepted, batch_id, table_name)
+        # Also the batch's partial aggregates: materialized views on events (migration 0008), each state table
+        # deduplicating its own block of a retried insert.
+        self._insert(INSERT_EVENTS, accepted, batch_id, "events", deduplicate_blocks_in_dependent_materialized_views=1)
         if accepted.num_rows:
             threshold = str(int(self._settings.bot_clicks_per_minute))
             for sql in FINALS.values():

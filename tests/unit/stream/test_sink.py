@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from rtap.errors import RtapError
 from rtap.settings import Settings
 from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import WarehouseSink
@@ -150,3 +155,45 @@ def test_an_empty_batch_commits_a_record_and_writes_nothing_else(warehouse) -> N
         "SELECT count(), sum(input_rows) FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-empty'"
     )[0]
     assert row == (1, 0)
+
+
+@contextlib.contextmanager
+def refusing_writes(client: WarehouseClient, table: str) -> Iterator[None]:
+    """The table's data directory made immutable: ClickHouse cannot create a part in it (needs root)."""
+    (path,) = client.query_rows(
+        "SELECT data_paths FROM system.tables WHERE database = '{db}' AND name = {name:String}",
+        parameters={"name": table},
+    )[0][0]
+    subprocess.run(["chattr", "+i", path], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", path], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
+@pytest.mark.parametrize(("refusing", "hour"), [("events", 8), ("page_views_1m_state", 9)])
+def test_a_write_failing_half_way_is_exact_once_retried(warehouse, refusing: str, hour: int) -> None:
+    """The events insert feeds the state tables through materialized views: whichever of them fails, the retried
+    batch writes what is missing and nothing twice (each case on a window of its own)."""
+    sink = WarehouseSink(warehouse, Settings().stream, f"pipeline-f{hour}", RecordingPublisher(), lambda offsets: {})
+    at = f"2026-11-29T{hour:02d}:00:00Z"
+    # Partition `hour`: no other test's high-water mark makes these events late.
+    batch = [(hour, i, event(1000 * hour + i, at, user_id=f"u{i}", session_id=f"f{hour}")) for i in range(5)]
+    with refusing_writes(warehouse, refusing), pytest.raises(RtapError):
+        run_batch(sink, 0, batch)
+    run_batch(sink, 0, batch)
+    run_batch(sink, 0, batch)
+    window = f"window_start = toDateTime('2026-11-29 {hour:02d}:00:00', 'UTC')"
+    assert (
+        scalar(
+            warehouse,
+            f"SELECT count() FROM {{db}}.events WHERE toStartOfMinute(event_time) = '2026-11-29 {hour:02d}:00:00'",
+        )
+        == 5
+    )
+    assert scalar(warehouse, f"SELECT sum(views) FROM {{db}}.page_views_1m_state WHERE {window}") == 5
+    assert scalar(warehouse, f"SELECT events FROM {{db}}.sessions FINAL WHERE session_id = 'f{hour}'") == 5
+    assert warehouse.query_rows(f"SELECT views, unique_users FROM {{db}}.page_views_1m FINAL WHERE {window}") == [
+        (5, 5)
+    ]

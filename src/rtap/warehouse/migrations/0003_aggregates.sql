@@ -1,6 +1,6 @@
 -- Windowed metrics. Each has two tables:
 --   *_state  AggregatingMergeTree: one row of mergeable partial aggregates per micro-batch and key,
---            written by the stream job (Spark computes the partials per batch). uniqExact states merge
+--            written while the stream job inserts a batch's events (materialized views, migration 0008). uniqExact states merge
 --            exactly, so distinct users stay exact across micro-batches, retries and restarts.
 --   the table readers query: a ReplacingMergeTree(version), rewritten for every window a batch touched
 --            from the merged states, version = batch id, so FINAL shows the newest, exact row.
