@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal, Self
@@ -51,6 +52,10 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = f"{LOOPBACK}:9092"
     topic: str = "clickstream.events"
     dlq_topic: str = "clickstream.events.dlq"
+    # More input topics, each with its source format (rtap.contract.formats), read by the same job into the
+    # same tables. JSON in the environment, e.g. RTAP_KAFKA_SOURCE_TOPICS='{"clickstream_events": "legacy-click.v1"}';
+    # '{}' reads the contract-v1 topic only. rtap creates them with its other topics.
+    source_topics: dict[str, str] = Field(default_factory=lambda: {"clickstream_events": "legacy-click.v1"})
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -80,6 +85,27 @@ class KafkaSettings(BaseSettings):
             host = f"[{self.host}]" if ":" in self.host else self.host
             self.bootstrap_servers = f"{host}:{self.port}"
         return self
+
+    @model_validator(mode="after")
+    def _known_formats(self) -> Self:
+        from rtap.contract.formats import known_format  # the contract package imports no settings
+        from rtap.errors import RtapError
+
+        for name, source_format in self.source_topics.items():
+            if name in (self.topic, self.dlq_topic):
+                raise ValueError(f"source topic {name} is already the input or the dead-letter topic")
+            try:
+                known_format(source_format)
+            except RtapError as exc:  # reported as a settings error, like any other bad value
+                raise ValueError(str(exc)) from exc
+        return self
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        """Every topic the stream job reads, with the source format it carries: the contract-v1 topic first."""
+        from rtap.contract.model import NATIVE_FORMAT
+
+        return {self.topic: NATIVE_FORMAT, **self.source_topics}
 
     def local_listener_conflict(self) -> str | None:
         """Why a local broker on ``host:port`` would not be the broker the clients reach, or None."""
@@ -338,6 +364,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_JARS_DIR": str(settings.jars_dir),
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "RTAP_KAFKA_TOPIC": settings.kafka.topic,
+        "RTAP_KAFKA_SOURCE_TOPICS": json.dumps(settings.kafka.source_topics),
         "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
         "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
         "RTAP_STREAM_MASTER": stream.master,

@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from rtap.broker import LocalKafka
+from rtap.contract.formats import LEGACY_FORMAT
 from rtap.settings import GeneratorSettings, MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import owner_pid
@@ -34,8 +35,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
 
 
 def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: object) -> Settings:
-    """Settings for one isolated pipeline: its own topics and data directory, a dirty generator."""
-    kafka = broker.kafka_settings().model_copy(update={"topic": f"{name}.events", "dlq_topic": f"{name}.dlq"})
+    """Settings for one isolated pipeline: its own topics (the previous system's format on ``<name>.legacy``)
+    and data directory, a dirty generator."""
+    kafka = broker.kafka_settings().model_copy(
+        update={
+            "topic": f"{name}.events",
+            "dlq_topic": f"{name}.dlq",
+            "source_topics": {f"{name}.legacy": LEGACY_FORMAT},
+        }
+    )
     return Settings(
         data_dir=data_dir,
         jars_dir=REPO_ROOT / "jars" / "lib",

@@ -50,15 +50,26 @@ FORMAT_SOURCES = {"uuid": UUID_PATTERN, "date-time": RFC3339_PATTERN, "ipv4": IP
 FORMAT_PATTERNS = {name: strict_pattern(pattern) for name, pattern in FORMAT_SOURCES.items()}
 
 
+NATIVE_FORMAT = f"clickstream-event.v{CURRENT_VERSION}"
+
+
 @cache
-def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
-    """The JSON Schema of contract ``version`` as shipped in the package."""
-    path = resources.files("rtap.contract") / "schemas" / f"clickstream-event.v{version}.json"
+def load_format_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema ``schemas/<name>.json`` as shipped in the package: contract v1 or a source format."""
+    path = resources.files("rtap.contract") / "schemas" / f"{name}.json"
     try:
         schema: dict[str, Any] = orjson.loads(path.read_bytes())
     except FileNotFoundError as exc:
-        raise ContractError(f"no contract version {version} in this rtap") from exc
+        raise ContractError(f"no schema {name} in this rtap") from exc
     return schema
+
+
+def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """The JSON Schema of contract ``version`` as shipped in the package."""
+    try:
+        return load_format_schema(f"clickstream-event.v{version}")
+    except ContractError as exc:
+        raise ContractError(f"no contract version {version} in this rtap") from exc
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,17 @@ def _describe(name: str, spec: dict[str, Any], required: bool) -> ContractField:
 
 
 @cache
-def contract_fields(version: int = CURRENT_VERSION) -> tuple[ContractField, ...]:
-    """The contract's properties in schema order: the column order of Spark and ClickHouse too."""
-    schema = load_schema(version)
+def format_fields(name: str) -> tuple[ContractField, ...]:
+    """The properties of schema ``name`` in schema order."""
+    schema = load_format_schema(name)
     required = set(schema["required"])
     return tuple(_describe(n, s, n in required) for n, s in schema["properties"].items())
+
+
+def contract_fields(version: int = CURRENT_VERSION) -> tuple[ContractField, ...]:
+    """The contract's properties in schema order: the column order of Spark and ClickHouse too."""
+    load_schema(version)  # the contract's own error for a version rtap does not have
+    return format_fields(f"clickstream-event.v{version}")
 
 
 def _field(name: str) -> ContractField:
@@ -118,9 +135,9 @@ def _ascii_matcher(pattern: str) -> Callable[[str], bool]:
 
 
 @cache
-def _validator(version: int) -> Any:
+def _validator(name: str) -> Any:
     return fastjsonschema.compile(
-        _strict_patterns(load_schema(version)),
+        _strict_patterns(load_format_schema(name)),
         # Compiled with re.ASCII: JSON Schema patterns are ECMA-262, where \d is [0-9], not any Unicode digit.
         formats={name: _ascii_matcher(pattern) for name, pattern in FORMAT_PATTERNS.items()},
         use_formats=True,
@@ -158,10 +175,10 @@ def format_event_time(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
-    """Validate one record and return it normalised (UTC event_time, Decimal price, contract fields only).
+def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str, Any]:
+    """``record`` as a JSON object valid against schema ``name`` (fastjsonschema, the reference implementation).
 
-    Raises :class:`ContractError` naming the first broken rule. Unknown fields are dropped, not refused.
+    Raises :class:`ContractError` naming the first broken rule.
     """
     if isinstance(record, (bytes, str)):
         try:
@@ -171,10 +188,20 @@ def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_
     if not isinstance(record, dict):
         raise ContractError("not a JSON object")
     try:
-        _validator(version)(record)
+        _validator(name)(record)
     except fastjsonschema.JsonSchemaValueException as exc:
         field = exc.path[1] if len(exc.path) > 1 else None
         raise ContractError(exc.message, field) from exc
+    return record
+
+
+def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """Validate one record and return it normalised (UTC event_time, Decimal price, contract fields only).
+
+    Raises :class:`ContractError` naming the first broken rule. Unknown fields are dropped, not refused.
+    """
+    load_schema(version)
+    record = check_document(record, f"clickstream-event.v{version}")
     event = {f.name: record.get(f.name) for f in contract_fields(version)}
     event["event_time"] = parse_event_time(record["event_time"])
     if event["price"] is not None:

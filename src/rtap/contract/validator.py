@@ -41,11 +41,12 @@ import pyarrow.compute as pc
 from rtap.contract.model import (
     FORMAT_PATTERNS,
     FORMAT_SOURCES,
+    NATIVE_FORMAT,
     PRICE_PRECISION,
     PRICE_SCALE,
     ContractField,
-    contract_fields,
-    load_schema,
+    format_fields,
+    load_format_schema,
     parse_rfc3339,
     strict_pattern,
 )
@@ -281,17 +282,21 @@ class RecordValidator:
     """Validates batches of payloads against one version of a contract (see the module docstring)."""
 
     def __init__(
-        self, *, max_record_bytes: int, max_future_skew_s: float, version: int | None = None, fast_path: bool = True
+        self,
+        *,
+        max_record_bytes: int,
+        max_future_skew_s: float,
+        schema: str = NATIVE_FORMAT,
+        fast_path: bool = True,
     ) -> None:
-        """``fast_path=False`` sends every record through the exact rules (tests and benchmarks compare the two)."""
-        schema = load_schema() if version is None else load_schema(version)
-        contract = contract_fields() if version is None else contract_fields(version)
-        self.fields = _fields(schema, contract)
+        """``schema``: the name of a JSON Schema in ``rtap/contract/schemas`` (contract v1 or a source format).
+        ``fast_path=False`` sends every record through the exact rules (tests and benchmarks compare the two)."""
+        self.fields = _fields(load_format_schema(schema), format_fields(schema))
         self.types = {f.name: arrow_type(f.spec) for f in self.fields}
         self._max_bytes = max_record_bytes
         self._fast = fast_path
         self._skew_ms = int(max_future_skew_s * 1000)
-        self._conditions = _conditions(schema)
+        self._conditions = _conditions(load_format_schema(schema))
         self._rules = _Rules(self.fields, self._conditions, max_future_skew_s)
         struct = msgspec.defstruct(
             "Record",

@@ -1,4 +1,4 @@
-"""rtap's topics, created on purpose and checked: the input topic and its dead-letter topic.
+"""rtap's topics, created on purpose and checked: the input topics and the dead-letter topic.
 
 The input topic's partition count is part of the ground truth: the generator predicts each record's
 partition as ``murmur2(key) % settings.kafka.partitions`` (what Kafka's default partitioner does), so a
@@ -69,14 +69,16 @@ def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADM
 
 
 def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
-    """Create the input and dead-letter topics if they are missing; returns the names it created.
+    """Create the input topics (contract v1 and the source topics) and the dead-letter topic if they are
+    missing; returns the names it created.
 
-    Idempotent: existing topics are checked, not changed. Raises BrokerError if the input topic exists
+    Idempotent: existing topics are checked, not changed. Raises BrokerError if the contract-v1 topic exists
     with another partition count, the dead-letter topic with fewer, or Kafka refuses a creation (for
-    example a replication factor larger than the cluster).
+    example a replication factor larger than the cluster). A source topic that exists is used as it is,
+    whatever its partition count (a team's own topic, created before rtap).
     """
     admin = _admin(settings)
-    wanted = {settings.topic: settings.partitions, settings.dlq_topic: settings.partitions}
+    wanted = {name: settings.partitions for name in (*settings.input_topics, settings.dlq_topic)}
     existing = _metadata(settings, timeout_s, admin).topics
     missing = []
     for name in wanted:
@@ -117,6 +119,8 @@ def _code(exc: KafkaException) -> int | None:
 
 def _check_partitions(settings: KafkaSettings, name: str, partitions: int) -> None:
     expected = settings.partitions
+    if name in settings.source_topics:
+        return
     if name == settings.topic and partitions != expected:
         raise BrokerError(
             f"topic {name} has {partitions} partitions but RTAP_KAFKA_PARTITIONS={expected}: the generator's "

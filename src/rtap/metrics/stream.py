@@ -137,14 +137,14 @@ class StreamMetrics(Collector):
         )
         self.lag = Gauge(
             "rtap_stream_kafka_lag_records",
-            "Records of the input topic behind the job, per partition, measured at the last commit.",
-            ["partition"],
+            "Records of the input topics behind the job, per partition, measured at the last commit.",
+            ["topic", "partition"],
             registry=None,
         )
         self.position = Gauge(
             "rtap_stream_committed_offset",
             "Per partition, the offset after the last record the job committed (Kafka's consumer position).",
-            ["partition"],
+            ["topic", "partition"],
             registry=None,
         )
         self.last_batch = Gauge(
@@ -170,7 +170,7 @@ class StreamMetrics(Collector):
         *,
         event_times: pa.Array | pa.ChunkedArray,
         dead_letter_errors: pa.Array | pa.ChunkedArray,
-        kafka_lag: Mapping[int, PartitionLag],
+        kafka_lag: Mapping[tuple[str, int], PartitionLag],
         committed_at: datetime,
     ) -> None:
         """Record one committed batch: ``stats`` is its ``pipeline_batches`` row, ``event_times`` the
@@ -200,9 +200,9 @@ class StreamMetrics(Collector):
             self.dead_letters.labels(reason_class(error)).inc(count)
         self.batch_duration.observe(stats.duration_ms / 1000)
         self.freshness.observe_many(freshness_seconds(event_times, committed_at))
-        for partition, lag in kafka_lag.items():
-            self.lag.labels(str(partition)).set(lag.records)
-            self.position.labels(str(partition)).set(lag.position)
+        for (topic, partition), lag in kafka_lag.items():
+            self.lag.labels(topic, str(partition)).set(lag.records)
+            self.position.labels(topic, str(partition)).set(lag.position)
         # At the warehouse's precision (DateTime64(3) keeps whole milliseconds), so it equals finished_at.
         self.last_batch.set(committed_at.replace(microsecond=committed_at.microsecond // 1000 * 1000).timestamp())
         self._committed = True
@@ -268,11 +268,11 @@ def _value_counts(values: pa.Array | pa.ChunkedArray) -> list[tuple[str | None, 
 
 
 class KafkaEndOffsets(Collector):
-    """``rtap_kafka_log_end_offset{partition}``, read from the broker at scrape time: the topic's growth
+    """``rtap_kafka_log_end_offset{topic, partition}``, read from the broker at scrape time: the topic's growth
     even while no batch commits (the stall alert needs exactly that case). A failed read exposes no offsets
     and counts ``rtap_kafka_offset_probe_errors_total``; it never fails the scrape of everything else."""
 
-    def __init__(self, latest_offsets: Callable[[], Mapping[int, int]]) -> None:
+    def __init__(self, latest_offsets: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         self._latest = latest_offsets
         self._errors = 0
         self._lock = threading.Lock()  # scrapes may overlap; one broker round trip at a time
@@ -287,10 +287,10 @@ class KafkaEndOffsets(Collector):
                 offsets = {}
             errors = self._errors
         ends = GaugeMetricFamily(
-            "rtap_kafka_log_end_offset", "Log-end offset of each input topic partition.", labels=["partition"]
+            "rtap_kafka_log_end_offset", "Log-end offset of each input topic partition.", labels=["topic", "partition"]
         )
-        for partition, offset in sorted(offsets.items()):
-            ends.add_metric([str(partition)], offset)
+        for (topic, partition), offset in sorted(offsets.items()):
+            ends.add_metric([topic, str(partition)], offset)
         yield ends
         yield CounterMetricFamily(
             "rtap_kafka_offset_probe_errors", "Scrapes that could not read the input topic's offsets.", value=errors

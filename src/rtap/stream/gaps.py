@@ -42,12 +42,17 @@ log = logging.getLogger("rtap.stream")
 
 REASON_RETENTION = "retention"
 
-# Per partition, the offset after the last record the warehouse accounts for: processed in a committed
-# batch, or skipped in a recorded gap.
+# Per partition of one topic, the offset after the last record the warehouse accounts for: processed in a
+# committed batch, or skipped in a recorded gap. Batches committed before migration 0009 recorded the
+# contract-v1 topic's partitions only, in end_offsets.
 RESUME_POSITIONS = """
 SELECT p, max(o) FROM (
-    SELECT p, o FROM {db}.pipeline_batches FINAL
-    ARRAY JOIN mapKeys(end_offsets) AS p, mapValues(end_offsets) AS o
+    SELECT p, o FROM (
+        SELECT if(empty(topic_end_offsets), mapFilter((k, v) -> {topic:String} = {v1_topic:String}, end_offsets),
+                  topic_end_offsets[{topic:String}]) AS positions
+        FROM {db}.pipeline_batches FINAL
+    )
+    ARRAY JOIN mapKeys(positions) AS p, mapValues(positions) AS o
     UNION ALL
     SELECT `partition` AS p, end_offset AS o FROM {db}.data_gaps FINAL WHERE topic = {topic:String}
 )
@@ -62,18 +67,21 @@ SELECT detected_at, topic, `partition`, first_offset, end_offset, records, reaso
 
 @dataclass(frozen=True, order=True)
 class Gap:
-    """Offsets ``[first_offset, end_offset)`` of one partition, deleted before the job read them."""
+    """Offsets ``[first_offset, end_offset)`` of one partition of ``topic``, deleted before the job read them."""
 
     partition: int
     first_offset: int
     end_offset: int
+    topic: str = ""
 
     @property
     def records(self) -> int:
         return self.end_offset - self.first_offset
 
 
-def find_gaps(positions: Mapping[int, int], log_start: Mapping[int, int], *, from_earliest: bool = True) -> list[Gap]:
+def find_gaps(
+    positions: Mapping[int, int], log_start: Mapping[int, int], *, from_earliest: bool = True, topic: str = ""
+) -> list[Gap]:
     """Partitions whose log now starts after the position the job resumes from.
 
     A partition without a position was never read by this pipeline; once the pipeline has committed
@@ -84,49 +92,58 @@ def find_gaps(positions: Mapping[int, int], log_start: Mapping[int, int], *, fro
     if not positions:
         return []
     return [
-        Gap(partition, positions.get(partition, 0), start)
+        Gap(partition, positions.get(partition, 0), start, topic)
         for partition, start in sorted(log_start.items())
         if (partition in positions or from_earliest) and start > positions.get(partition, 0)
     ]
 
 
 def spark_starting_offsets(
-    topic: str, positions: Mapping[int, int], partitions: Iterable[int], *, from_earliest: bool = True
+    topics: Mapping[str, tuple[Mapping[int, int], Iterable[int]]], *, from_earliest: bool = True
 ) -> str:
-    """Spark's ``startingOffsets`` JSON from ``positions``: Spark requires every partition, and a partition
-    this pipeline never read starts at the earliest (-2) or latest (-1) offset, like the setting says."""
+    """Spark's ``startingOffsets`` JSON from each topic's (positions, partitions): Spark requires every
+    partition, and a partition this pipeline never read starts at the earliest (-2) or latest (-1) offset,
+    like the setting says."""
     default = -2 if from_earliest else -1
-    return json.dumps({topic: {str(p): positions.get(p, default) for p in sorted(partitions)}})
-
-
-def describe(gaps: Iterable[Gap]) -> str:
-    """``partition 0 offsets 100..199 (100 records), ...``: the ranges in one line."""
-    return ", ".join(
-        f"partition {g.partition} offsets {g.first_offset}..{g.end_offset - 1} ({g.records} records)" for g in gaps
+    return json.dumps(
+        {
+            topic: {str(p): positions.get(p, default) for p in sorted(partitions)}
+            for topic, (positions, partitions) in topics.items()
+        }
     )
 
 
-def log_start_offsets(kafka: KafkaSettings) -> dict[int, int]:
-    """The earliest offset still stored in every partition of the input topic (after retention)."""
+def describe(gaps: Iterable[Gap]) -> str:
+    """``clickstream.events partition 0 offsets 100..199 (100 records), ...``: the ranges in one line."""
+    return ", ".join(
+        f"{g.topic} partition {g.partition} offsets {g.first_offset}..{g.end_offset - 1} ({g.records} records)".lstrip()
+        for g in gaps
+    )
+
+
+def log_start_offsets(kafka: KafkaSettings, name: str) -> dict[int, int]:
+    """The earliest offset still stored in every partition of topic ``name`` (after retention)."""
     from confluent_kafka import KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
 
     admin = AdminClient({**kafka.client_config()})
     try:
-        metadata = admin.list_topics(kafka.topic, timeout=10)
-        topic = metadata.topics.get(kafka.topic)
+        metadata = admin.list_topics(name, timeout=10)
+        topic = metadata.topics.get(name)
         if topic is None or topic.error is not None:
-            raise BrokerError(f"cannot describe {kafka.topic}: {topic.error if topic else 'no such topic'}")
-        request = {TopicPartition(kafka.topic, p): OffsetSpec.earliest() for p in topic.partitions}  # type: ignore[no-untyped-call]
+            raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
+        request = {TopicPartition(name, p): OffsetSpec.earliest() for p in topic.partitions}  # type: ignore[no-untyped-call]
         futures = admin.list_offsets(request, request_timeout=10)
         return {tp.partition: future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:
-        raise BrokerError(f"cannot read the log start offsets of {kafka.topic}: {exc}") from exc
+        raise BrokerError(f"cannot read the log start offsets of {name}: {exc}") from exc
 
 
-def resume_positions(client: WarehouseClient, topic: str) -> dict[int, int]:
-    """Per partition, the offset after the last record the warehouse accounts for (see the module docstring)."""
-    return {int(p): int(o) for p, o in client.query_rows(RESUME_POSITIONS, parameters={"topic": topic})}
+def resume_positions(client: WarehouseClient, kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``, the offset after the last record the warehouse accounts for (see the module
+    docstring)."""
+    parameters = {"topic": topic, "v1_topic": kafka.topic}
+    return {int(p): int(o) for p, o in client.query_rows(RESUME_POSITIONS, parameters=parameters)}
 
 
 def record_gaps(client: WarehouseClient, topic: str, gaps: list[Gap], pipeline_id: str) -> None:
@@ -162,25 +179,35 @@ def check_retention(settings: Settings, client: WarehouseClient, checkpoint: Pat
     Raises :class:`PipelineError` (one line: partitions, offsets, counts, how to continue) unless
     ``settings.stream.accept_data_loss``; then returns the gaps it recorded (empty when there are none).
     """
-    topic = settings.kafka.topic
     from_earliest = settings.stream.starting_offsets == "earliest"
-    gaps = find_gaps(resume_positions(client, topic), log_start_offsets(settings.kafka), from_earliest=from_earliest)
+    gaps = [
+        gap
+        for topic in settings.kafka.input_topics
+        for gap in find_gaps(
+            resume_positions(client, settings.kafka, topic),
+            log_start_offsets(settings.kafka, topic),
+            from_earliest=from_earliest,
+            topic=topic,
+        )
+    ]
     if not gaps:
         return []
     total = sum(g.records for g in gaps)
+    topics = ", ".join(sorted({g.topic for g in gaps}))
     if not settings.stream.accept_data_loss:
         raise PipelineError(
-            f"Kafka deleted {total} records of {topic} that the job had not read (retention): {describe(gaps)}; "
+            f"Kafka deleted {total} records of {topics} that the job had not read (retention): {describe(gaps)}; "
             "nothing was written for them. To skip them and continue, run `rtap stream --accept-data-loss` "
             f"(RTAP_STREAM_ACCEPT_DATA_LOSS=true): the ranges are recorded in {client.database}.data_gaps "
             "and reported by `rtap reconcile`"
         )
-    record_gaps(client, topic, gaps, pipeline_id)
+    for topic in sorted({g.topic for g in gaps}):
+        record_gaps(client, topic, [g for g in gaps if g.topic == topic], pipeline_id)
     metrics.STREAM.data_gaps_recorded(total)
     aside = set_checkpoint_aside(checkpoint)
     log.warning(
         "skipping %d records of %s deleted by retention before they were read (accepted): %s; recorded in "
         "%s.data_gaps; checkpoint set aside to %s",
-        total, topic, describe(gaps), client.database, aside,
+        total, topics, describe(gaps), client.database, aside,
     )  # fmt: skip
     return gaps

@@ -66,17 +66,22 @@ def pipeline_id(checkpoint: Path) -> str:
     return marker.read_text().strip()
 
 
-def starting_offsets(settings: Settings, client: WarehouseClient, checkpoint: Path) -> tuple[str, dict[int, int]]:
+def starting_offsets(
+    settings: Settings, client: WarehouseClient, checkpoint: Path
+) -> tuple[str, dict[tuple[str, int], int]]:
     """Where a query without checkpointed offsets starts: after the warehouse's last committed batch."""
     if (checkpoint / "offsets").exists():
         return settings.stream.starting_offsets, {}  # Spark's checkpoint decides; this option is ignored
-    committed = resume_positions(client, settings.kafka.topic)  # committed batches and recorded gaps
-    if not committed:
+    kafka = settings.kafka
+    # Committed batches and recorded gaps, per input topic.
+    committed = {topic: resume_positions(client, kafka, topic) for topic in kafka.input_topics}
+    if not any(committed.values()):
         return settings.stream.starting_offsets, {}
     log.warning("no checkpoint in %s: resuming after the last committed batch at offsets %s", checkpoint, committed)
     earliest = settings.stream.starting_offsets == "earliest"
-    partitions = log_start_offsets(settings.kafka)
-    return spark_starting_offsets(settings.kafka.topic, committed, partitions, from_earliest=earliest), committed
+    topics = {topic: (positions, log_start_offsets(kafka, topic)) for topic, positions in committed.items()}
+    positions = {(topic, p): offset for topic, offsets in committed.items() for p, offset in offsets.items()}
+    return spark_starting_offsets(topics, from_earliest=earliest), positions
 
 
 def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
@@ -150,7 +155,7 @@ class StreamJob:
         log.info("micro-batches of at most %d records", cap)
         reader = (
             spark.readStream.format("kafka")
-            .option("subscribe", settings.kafka.topic)
+            .option("subscribe", ",".join(settings.kafka.input_topics))
             .option("startingOffsets", start)
             .option("maxOffsetsPerTrigger", str(cap))
             # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
@@ -175,7 +180,10 @@ class StreamJob:
         high_water = sink.high_water(batch_id)
         stream = self._settings.stream
         parsed = parse_batch(
-            batch, max_record_bytes=stream.max_record_bytes, max_future_skew_s=stream.max_future_skew_s
+            batch,
+            formats=self._settings.kafka.input_topics,
+            max_record_bytes=stream.max_record_bytes,
+            max_future_skew_s=stream.max_future_skew_s,
         )
         classified = classify(parsed, high_water=high_water, watermark_delay_s=stream.watermark_delay_s)
         spark_ms = (time.perf_counter() - clock) * 1000
@@ -199,6 +207,7 @@ class StreamJob:
             pipeline_id(self.checkpoint),
             dead_letters,
             LagProbe(self._settings.kafka, committed),
+            topic=self._settings.kafka.topic,
         )
         stream = self._settings.stream
         spark.conf.set("spark.sql.streaming.pollingDelay", f"{int(stream.poll_interval_s * 1000)}ms")

@@ -65,12 +65,12 @@ class KafkaDeadLetterPublisher:
 
     def publish(self, rows: pa.Table) -> None:
         for row in rows.select(
-            ["raw_key", "raw", "error", "topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+            ["raw_key", "raw", "error", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
         ).to_pylist():
             timestamp: datetime = row["kafka_timestamp"]
             headers: list[tuple[str, str | bytes | None]] = [
                 ("rtap.error", str(row["error"]).encode()),
-                ("rtap.source.topic", str(row["topic"]).encode()),
+                ("rtap.source.topic", str(row["kafka_topic"]).encode()),
                 ("rtap.source.partition", str(row["kafka_partition"]).encode()),
                 ("rtap.source.offset", str(row["kafka_offset"]).encode()),
                 ("rtap.source.timestamp", timestamp.isoformat().encode()),
@@ -113,28 +113,34 @@ class PartitionLag:
 
 
 class LagProbe:
-    """Records behind the newest offsets of the input topic, given the positions the job has reached."""
+    """Records behind the newest offsets of the input topics, given the positions the job has reached."""
 
-    def __init__(self, settings: KafkaSettings, start_positions: Mapping[int, int] | None = None) -> None:
-        self._topic = settings.topic
+    def __init__(self, settings: KafkaSettings, start_positions: Mapping[tuple[str, int], int] | None = None) -> None:
+        self._topics = tuple(settings.input_topics)
         config: dict[str, str | int | float | bool] = {**settings.client_config()}
         self._admin = AdminClient(config)
-        self._positions: dict[int, int] = dict(start_positions or {})
+        self._positions: dict[tuple[str, int], int] = dict(start_positions or {})
 
-    def __call__(self, end_offsets: Mapping[int, int]) -> dict[int, PartitionLag]:
-        """Per partition, the position reached (with ``end_offsets``, a batch's) and the log end."""
-        for partition, offset in end_offsets.items():
-            self._positions[partition] = max(offset, self._positions.get(partition, 0))
+    def __call__(self, end_offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], PartitionLag]:
+        """Per (topic, partition), the position reached (with ``end_offsets``, a batch's) and the log end."""
+        for key, offset in end_offsets.items():
+            self._positions[key] = max(offset, self._positions.get(key, 0))
         latest = self.latest_offsets()
-        return {p: PartitionLag(self._positions.get(p, 0), end) for p, end in latest.items()}
+        return {key: PartitionLag(self._positions.get(key, 0), end) for key, end in latest.items()}
 
-    def latest_offsets(self) -> dict[int, int]:
-        """The log-end offset of every partition of the input topic."""
+    def latest_offsets(self) -> dict[tuple[str, int], int]:
+        """The log-end offset of every partition of every input topic."""
         try:
-            metadata = self._admin.list_topics(self._topic, timeout=10)
-            partitions = metadata.topics[self._topic].partitions
-            request = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in partitions}  # type: ignore[no-untyped-call]
+            metadata = self._admin.list_topics(timeout=10)
+            request = {
+                TopicPartition(topic, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+                for topic in self._topics
+                if topic in metadata.topics
+                for p in metadata.topics[topic].partitions
+            }
+            if not request:
+                return {}
             futures = self._admin.list_offsets(request, request_timeout=10)
-            return {tp.partition: future.result().offset for tp, future in futures.items()}
+            return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
         except KafkaException as exc:
-            raise BrokerError(f"cannot read offsets of {self._topic}: {exc}") from exc
+            raise BrokerError(f"cannot read offsets of {', '.join(self._topics)}: {exc}") from exc

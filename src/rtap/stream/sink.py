@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE
+from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE, TopicPartition
 from rtap.warehouse import WarehouseClient
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 EVENT_TABLE_COLUMNS = (
     *EVENT_COLUMNS,
+    "kafka_topic",
     "kafka_partition",
     "kafka_offset",
     "kafka_timestamp",
@@ -53,14 +54,15 @@ SELECT DISTINCT toString(e.event_id) AS event_id
 FROM {db}.events AS e
 WHERE e.event_time BETWEEN (SELECT min(event_time) FROM $candidates) AND (SELECT max(event_time) FROM $candidates)
   AND e.event_id IN (SELECT toUUID(event_id) FROM $candidates)
-  AND (e.kafka_partition, e.kafka_offset) NOT IN (SELECT kafka_partition, kafka_offset FROM $candidates)
+  AND (if(e.kafka_topic = '', {topic:String}, e.kafka_topic), e.kafka_partition, e.kafka_offset)
+      NOT IN (SELECT kafka_topic, kafka_partition, kafka_offset FROM $candidates)
 """
 
 INSERT_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
 INSERT_LATE = f"INSERT INTO {{db}}.late_events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
 INSERT_DEAD_LETTERS = """
 INSERT INTO {db}.dead_letters (received_at, topic, `partition`, `offset`, kafka_timestamp, error, raw, batch_id)
-SELECT ingested_at, topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, batch_id FROM $rows
+SELECT ingested_at, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, batch_id FROM $rows
 """
 
 # Final rows of every window the batch touched, recomputed from the merged partial states.
@@ -91,16 +93,20 @@ GROUP BY window_start, actor_kind, actor HAVING total > {{threshold}}
 INSERT_BATCH = """
 INSERT INTO {db}.pipeline_batches
     (query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters, duration_ms,
-     rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag, partition_high_water, end_offsets,
+     rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag, topic_high_water, topic_end_offsets,
      input_bytes)
 SELECT query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters,
        duration_ms, rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag,
-       mapFromArrays(hw_partitions, hw_times), mapFromArrays(offset_partitions, offsets), input_bytes
+       mapFromArrays(hw_topics, arrayMap((p, t) -> mapFromArrays(p, t), hw_partitions, hw_times)),
+       mapFromArrays(offset_topics, arrayMap((p, o) -> mapFromArrays(p, o), offset_partitions, offsets)),
+       input_bytes
 FROM $rows
 """
 
+# Before migration 0009 a batch recorded the partitions of the contract-v1 topic only, in partition_high_water.
 LAST_HIGH_WATER = """
-SELECT partition_high_water FROM {db}.pipeline_batches FINAL
+SELECT if(empty(topic_high_water), map({topic:String}, partition_high_water), topic_high_water)
+FROM {db}.pipeline_batches FINAL
 WHERE (query_id = {query_id:String} AND batch_id < {batch_id:Int64}) OR query_id != {query_id:String}
 ORDER BY query_id = {query_id:String} DESC, if(query_id = {query_id:String}, batch_id, 0) DESC, finished_at DESC
 LIMIT 1
@@ -150,21 +156,29 @@ def _required_not_null(table: pa.Table) -> pa.Table:
     return table.cast(schema)
 
 
-def _max_by_partition(table: pa.Table, value: str) -> dict[int, object]:
+def _max_by_partition(table: pa.Table, value: str) -> dict[TopicPartition, object]:
     if table.num_rows == 0:
         return {}
-    grouped = table.group_by("kafka_partition").aggregate([(value, "max")])
-    return dict(zip(grouped["kafka_partition"].to_pylist(), grouped[f"{value}_max"].to_pylist(), strict=True))
+    grouped = table.group_by(["kafka_topic", "kafka_partition"]).aggregate([(value, "max")])
+    keys = zip(grouped["kafka_topic"].to_pylist(), grouped["kafka_partition"].to_pylist(), strict=True)
+    return dict(zip(keys, grouped[f"{value}_max"].to_pylist(), strict=True))
 
 
-def _merged_high_water(before: Mapping[int, datetime], valid: pa.Table) -> dict[int, datetime]:
+def _merged_high_water(before: Mapping[TopicPartition, datetime], valid: pa.Table) -> dict[TopicPartition, datetime]:
     marks = dict(before)
-    for partition, moment in _max_by_partition(valid, "event_time").items():
+    for key, moment in _max_by_partition(valid, "event_time").items():
         if not isinstance(moment, datetime):
             continue
-        previous = marks.get(int(partition))
-        marks[int(partition)] = moment if previous is None or moment > previous else previous
+        previous = marks.get(key)
+        marks[key] = moment if previous is None or moment > previous else previous
     return marks
+
+
+def _by_topic(values: Mapping[TopicPartition, object]) -> dict[str, dict[int, object]]:
+    nested: dict[str, dict[int, object]] = {}
+    for (topic, partition), value in sorted(values.items()):
+        nested.setdefault(topic, {})[partition] = value
+    return nested
 
 
 class WarehouseSink:
@@ -176,27 +190,35 @@ class WarehouseSink:
         settings: StreamSettings,
         pipeline_id: str,
         dead_letters: DeadLetterPublisher,
-        kafka_lag: Callable[[Mapping[int, int]], Mapping[int, PartitionLag]],
+        kafka_lag: Callable[[Mapping[TopicPartition, int]], Mapping[TopicPartition, PartitionLag]],
+        *,
+        topic: str,
     ) -> None:
+        """``topic``: the contract-v1 input topic, the one topic of rows written before migration 0009."""
         self._client = client
+        self._topic = topic
         self._settings = settings
         self._pipeline_id = pipeline_id
         self._dead_letters = dead_letters
         self._kafka_lag = kafka_lag
 
-    def high_water(self, batch_id: int) -> dict[int, datetime]:
+    def high_water(self, batch_id: int) -> dict[TopicPartition, datetime]:
         """Per-partition event-time high-water marks committed before ``batch_id``.
 
         From this pipeline's previous batch; for a new pipeline (a fresh or deleted checkpoint), from the
         newest batch of any earlier one, so event time keeps moving forward across checkpoint resets.
         """
         rows = self._client.query_rows(
-            LAST_HIGH_WATER, parameters={"query_id": self._pipeline_id, "batch_id": batch_id}
+            LAST_HIGH_WATER, parameters={"query_id": self._pipeline_id, "batch_id": batch_id, "topic": self._topic}
         )
         if not rows:
             return {}
-        marks = dict(rows[0][0])  # a Map arrives as a list of (key, value) pairs from Arrow
-        return {int(p): t if t.tzinfo else t.replace(tzinfo=UTC) for p, t in marks.items()}
+        # A Map arrives as a list of (key, value) pairs from Arrow.
+        return {
+            (topic, int(p)): t if t.tzinfo else t.replace(tzinfo=UTC)
+            for topic, partitions in rows[0][0]
+            for p, t in partitions
+        }
 
     def _token(self, batch_id: int, table: str) -> dict[str, str]:
         return {"insert_deduplication_token": f"{self._pipeline_id}:{batch_id}:{table}"}
@@ -206,7 +228,7 @@ class WarehouseSink:
             self._client.command(sql, inputs={"rows": rows}, settings={**self._token(batch_id, table), **settings})
 
     def write(
-        self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[int, datetime]
+        self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[TopicPartition, datetime]
     ) -> BatchStats:
         """Write every record of the batch to exactly one place, then commit the batch record.
 
@@ -225,8 +247,10 @@ class WarehouseSink:
 
         accepted = candidates
         if candidates.num_rows:
-            keys = candidates.select(["event_id", "event_time", "kafka_partition", "kafka_offset"])
-            known = self._client.query_arrow(KNOWN_DUPLICATES, inputs={"candidates": keys})
+            keys = candidates.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
+            known = self._client.query_arrow(
+                KNOWN_DUPLICATES, inputs={"candidates": keys}, parameters={"topic": self._topic}
+            )
             if known.num_rows:
                 accepted = candidates.filter(pc.invert(pc.is_in(candidates["event_id"], known["event_id"])))
         stored_duplicates = candidates.num_rows - accepted.num_rows
@@ -241,7 +265,7 @@ class WarehouseSink:
 
         valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
         high_water = _merged_high_water(high_water, valid)
-        end_offsets = {int(p): int(str(o)) + 1 for p, o in _max_by_partition(table, "kafka_offset").items()}
+        end_offsets = {key: int(str(o)) + 1 for key, o in _max_by_partition(table, "kafka_offset").items()}
         lag = self._kafka_lag(end_offsets)
         max_event_time = max(high_water.values()) if high_water else None
         finished = datetime.now(UTC)
@@ -273,15 +297,15 @@ class WarehouseSink:
         stats: BatchStats,
         started: datetime,
         finished: datetime,
-        high_water: Mapping[int, datetime],
-        end_offsets: Mapping[int, int],
+        high_water: Mapping[TopicPartition, datetime],
+        end_offsets: Mapping[TopicPartition, int],
     ) -> None:
         delay_ms = int(self._settings.watermark_delay_s * 1000)
         max_time = stats.max_event_time
         watermark = None if max_time is None else max_time.timestamp() * 1000 - delay_ms
         freshness = None if max_time is None else int((finished - max_time).total_seconds() * 1000)
-        partitions = sorted(high_water)
-        offset_partitions = sorted(end_offsets)
+        marks, offsets = _by_topic(high_water), _by_topic(end_offsets)
+        utc_ms = pa.timestamp("ms", tz="UTC")
         row = pa.table(
             {
                 "query_id": [self._pipeline_id],
@@ -299,10 +323,12 @@ class WarehouseSink:
                 "max_event_time": pa.array([max_time], pa.timestamp("ms", tz="UTC")),
                 "freshness_ms": pa.array([freshness], pa.int64()),
                 "kafka_lag": pa.array([stats.kafka_lag], pa.int64()),
-                "hw_partitions": pa.array([partitions], pa.list_(pa.int32())),
-                "hw_times": pa.array([[high_water[p] for p in partitions]], pa.list_(pa.timestamp("ms", tz="UTC"))),
-                "offset_partitions": pa.array([offset_partitions], pa.list_(pa.int32())),
-                "offsets": pa.array([[end_offsets[p] for p in offset_partitions]], pa.list_(pa.int64())),
+                "hw_topics": pa.array([list(marks)], pa.list_(pa.string())),
+                "hw_partitions": pa.array([[list(m) for m in marks.values()]], pa.list_(pa.list_(pa.int32()))),
+                "hw_times": pa.array([[list(m.values()) for m in marks.values()]], pa.list_(pa.list_(utc_ms))),
+                "offset_topics": pa.array([list(offsets)], pa.list_(pa.string())),
+                "offset_partitions": pa.array([[list(o) for o in offsets.values()]], pa.list_(pa.list_(pa.int32()))),
+                "offsets": pa.array([[list(o.values()) for o in offsets.values()]], pa.list_(pa.list_(pa.int64()))),
                 "input_bytes": pa.array([stats.input_bytes], pa.uint64()),
             }
         )

@@ -16,13 +16,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
-from rtap.contract.validator import RecordValidator
+from rtap.contract.formats import SourceReader, reader
 from rtap.errors import DependencyError
 from rtap.jvm import class_sharing_options
 from rtap.settings import Settings
@@ -162,20 +162,29 @@ def shutdown_jvm(session: SparkSession, timeout_s: float = 120.0) -> None:
 
 
 @functools.cache
-def _validator(max_record_bytes: int, max_future_skew_s: float) -> RecordValidator:
-    """One validator per Python worker process and set of limits (building it compiles the contract)."""
-    return RecordValidator(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+def _readers(
+    formats: tuple[tuple[str, str], ...], max_record_bytes: int, max_future_skew_s: float
+) -> dict[str, SourceReader]:
+    """One reader per topic, per Python worker process and set of limits (building one compiles its schema)."""
+    return {
+        topic: reader(name, max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+        for topic, name in formats
+    }
 
 
 def _parse_partition(
-    batches: Iterator[pa.RecordBatch], *, max_record_bytes: int, max_future_skew_s: float
+    batches: Iterator[pa.RecordBatch],
+    *,
+    formats: tuple[tuple[str, str], ...],
+    max_record_bytes: int,
+    max_future_skew_s: float,
 ) -> Iterator[pa.RecordBatch]:
     """Runs in a Python worker, once per Spark task: each Arrow batch of Kafka records -> one IPC stream."""
-    validator = _validator(max_record_bytes, max_future_skew_s)
+    readers = _readers(formats, max_record_bytes, max_future_skew_s)
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        parsed = parse_records(batch, validator)
+        parsed = parse_records(batch, readers)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, parsed.schema) as writer:
             writer.write_batch(parsed)
@@ -185,10 +194,17 @@ def _parse_partition(
         yield pa.RecordBatch.from_arrays([value], names=[_PARSED])
 
 
-def parse_batch(records: DataFrame, *, max_record_bytes: int, max_future_skew_s: float) -> pa.Table:
+def parse_batch(
+    records: DataFrame, *, formats: Mapping[str, str], max_record_bytes: int, max_future_skew_s: float
+) -> pa.Table:
     """A micro-batch of Spark's Kafka source, parsed and validated in Spark's Python workers, on the driver
-    as one Arrow table (``rtap.stream.transforms.parsed_schema``)."""
-    parse = functools.partial(_parse_partition, max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+    as one Arrow table (``rtap.stream.transforms.parsed_schema``). ``formats``: each topic's source format."""
+    parse = functools.partial(
+        _parse_partition,
+        formats=tuple(sorted(formats.items())),
+        max_record_bytes=max_record_bytes,
+        max_future_skew_s=max_future_skew_s,
+    )
     kafka = records.select("key", "value", "topic", "partition", "offset", "timestamp")
     # One task per core, not one per Kafka partition: each task pays a Python worker's round trip (measured at
     # 1,000 events/s: 6 tasks 427 ms, 2 tasks 255 ms a batch). What a task holds is bounded by the batch cap.

@@ -32,7 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rtap.contract import contract_fields
-from rtap.contract.validator import RecordValidator, arrow_type, record_times_ms
+from rtap.contract.formats import SourceReader
+from rtap.contract.validator import arrow_type, record_times_ms
+from rtap.errors import ContractError
 
 DEAD_LETTER = "dead_letter"
 LATE = "late"
@@ -42,13 +44,14 @@ STATUSES = (DEAD_LETTER, LATE, DUPLICATE, ACCEPTED)
 
 EVENT_COLUMNS = tuple(f.name for f in contract_fields())
 _NO_TIME = np.iinfo(np.int64).min
+TopicPartition = tuple[str, int]  # the key of per-partition state: partitions are numbered per topic
 
 
 def parsed_schema() -> pa.Schema:
     """The columns :func:`parse_records` returns: lineage, the contract's typed fields, the verdict."""
     return pa.schema(
         [
-            pa.field("topic", pa.string()),
+            pa.field("kafka_topic", pa.string()),
             pa.field("kafka_partition", pa.int32()),
             pa.field("kafka_offset", pa.int64()),
             pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
@@ -61,20 +64,32 @@ def parsed_schema() -> pa.Schema:
     )
 
 
-def parse_records(records: pa.RecordBatch, validator: RecordValidator) -> pa.RecordBatch:
+def parse_records(records: pa.RecordBatch, readers: Mapping[str, SourceReader]) -> pa.RecordBatch:
     """Kafka records (the columns of Spark's Kafka source) -> lineage, typed contract columns, ``error``, ``raw``.
 
-    ``raw`` and ``raw_key`` (the record's bytes) are kept only for invalid records: valid ones are fully
-    represented by their columns, and carrying every payload to the driver would double the batch's memory.
+    Each record is read by the reader of its topic's source format (``readers``: topic -> reader), which
+    validates it against that format's schema and gives contract-v1 columns. ``raw`` and ``raw_key`` (the
+    record's bytes) are kept only for invalid records: valid ones are fully represented by their columns, and
+    carrying every payload to the driver would double the batch's memory.
     """
+    topics = records.column("topic").cast(pa.string())
+    names = pc.unique(topics).to_pylist()
+    if not names:
+        return pa.RecordBatch.from_pylist([], schema=parsed_schema())
+    if len(names) > 1:  # one topic at a time, then back together (classify puts them in Kafka order)
+        parts = [parse_records(records.filter(pc.equal(topics, name)), readers) for name in names]
+        return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+    reader = readers.get(names[0])
+    if reader is None:  # the job subscribes to the configured topics only: a record of another is a bug
+        raise ContractError(f"no source format configured for topic {names[0]}")
     timestamps = records.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
-    verdict = validator.validate(records.column("value").to_pylist(), record_times_ms(timestamps))
+    verdict = reader.validate(records.column("value").to_pylist(), record_times_ms(timestamps))
     invalid = pc.invert(verdict.valid)
     nothing = pa.nulls(records.num_rows, pa.binary())
     columns = dict(verdict.columns)
     columns["schema_version"] = pc.fill_null(columns["schema_version"], pa.scalar(1, pa.int32()))
     arrays = [
-        records.column("topic").cast(pa.string()),
+        topics,
         records.column("partition").cast(pa.int32()),
         records.column("offset").cast(pa.int64()),
         timestamps,
@@ -91,25 +106,36 @@ def parse_records(records: pa.RecordBatch, validator: RecordValidator) -> pa.Rec
 
 
 def _in_kafka_order(parsed: pa.Table) -> pa.Table:
-    partitions = np.asarray(parsed.column("kafka_partition"))
-    offsets = np.asarray(parsed.column("kafka_offset"))
-    same = partitions[1:] == partitions[:-1]
-    if np.all((partitions[1:] > partitions[:-1]) | (same & (offsets[1:] > offsets[:-1]))):
+    """``parsed`` sorted by (topic, partition, offset); as it is when it already is (the usual case: no sort)."""
+    if parsed.num_rows < 2:
         return parsed
-    return parsed.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
+    topics = parsed.column("kafka_topic")
+    names = pa.array(sorted(pc.unique(topics).to_pylist()), pa.string())
+    rank = np.diff(np.asarray(pc.index_in(topics, value_set=names)))
+    partition = np.diff(np.asarray(parsed.column("kafka_partition")))
+    offset = np.diff(np.asarray(parsed.column("kafka_offset")))
+    ascending = (rank > 0) | ((rank == 0) & ((partition > 0) | ((partition == 0) & (offset > 0))))
+    if np.all(ascending):
+        return parsed
+    return parsed.sort_by(
+        [("kafka_topic", "ascending"), ("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
+    )
 
 
-def _late(parsed: pa.Table, valid: np.ndarray, high_water: Mapping[int, datetime], delay_ms: int) -> np.ndarray:
+def _late(
+    parsed: pa.Table, valid: np.ndarray, high_water: Mapping[TopicPartition, datetime], delay_ms: int
+) -> np.ndarray:
     """Per record: valid and behind (max valid event_time before it in its partition, or high_water) - delay."""
+    topics = parsed.column("kafka_topic").to_numpy(zero_copy_only=False)
     partitions = np.asarray(parsed.column("kafka_partition"))
     times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
     times = np.where(valid, times, _NO_TIME)
     late = np.zeros(len(times), dtype=bool)
     if len(times) == 0:
         return late
-    starts = np.flatnonzero(np.r_[True, partitions[1:] != partitions[:-1]])
+    starts = np.flatnonzero(np.r_[True, (partitions[1:] != partitions[:-1]) | (topics[1:] != topics[:-1])])
     for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
-        carried = high_water.get(int(partitions[start]))
+        carried = high_water.get((str(topics[start]), int(partitions[start])))
         initial = _NO_TIME if carried is None else int(carried.timestamp() * 1000)
         running = np.maximum.accumulate(np.r_[initial, times[start:end]])[:-1]  # the max *before* each record
         watermark = np.where(running == _NO_TIME, _NO_TIME, running - delay_ms)  # no valid record yet: none
@@ -130,10 +156,10 @@ def _later_copies(event_ids: pa.Array, candidates: np.ndarray) -> np.ndarray:
     return later
 
 
-def classify(parsed: pa.Table, *, high_water: Mapping[int, datetime], watermark_delay_s: float) -> pa.Table:
+def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime], watermark_delay_s: float) -> pa.Table:
     """The whole per-batch decision: every parsed record gets exactly one of :data:`STATUSES` (``status``).
 
-    Rows come back in Kafka order (partition, offset).
+    Rows come back in Kafka order (topic, partition, offset).
     """
     parsed = _in_kafka_order(parsed)
     valid = np.asarray(pc.is_null(parsed.column("error")))

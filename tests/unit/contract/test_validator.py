@@ -36,6 +36,6 @@ def test_a_keyword_the_validator_cannot_check_is_refused(monkeypatch: pytest.Mon
         "required": ["event_id"],
         "properties": {"event_id": {"type": "string", "multipleOf": 2}},
     }
-    monkeypatch.setattr(validator_module, "load_schema", lambda *_: schema)
+    monkeypatch.setattr(validator_module, "load_format_schema", lambda *_: schema)
     with pytest.raises(ContractError, match="does not support"):
         RecordValidator(**LIMITS)

@@ -675,7 +675,9 @@ def passed_through(raw: dict[str, Any]) -> set[str]:
 def changed_value(settings_class: type[BaseSettings], field_name: str) -> str:
     """A valid value for the setting that differs from its default, as it would be written in .env."""
     info = settings_class.model_fields[field_name]
-    default = info.default
+    default = info.get_default(call_default_factory=True)
+    if isinstance(default, dict):  # JSON, as pydantic-settings reads a mapping from the environment
+        return json.dumps({f"{key}-from-env": value for key, value in default.items()})
     if isinstance(default, bool):
         return str(not default).lower()
     if isinstance(default, int | float):

@@ -49,7 +49,7 @@ def commit(metrics: StreamMetrics, batch: BatchStats, event_times: pa.Array, err
         batch,
         event_times=event_times,
         dead_letter_errors=pa.array(errors, pa.string()),
-        kafka_lag={0: PartitionLag(10, 14), 1: PartitionLag(20, 23)},
+        kafka_lag={("t", 0): PartitionLag(10, 14), ("t", 1): PartitionLag(20, 23)},
         committed_at=COMMITTED,
     )
 
@@ -74,8 +74,8 @@ def test_counters_advance_by_the_committed_row() -> None:
     assert value("rtap_stream_dead_letters_total", reason="too_large") == 0  # every class exists from the start
     assert value("rtap_stream_batch_duration_seconds_count") == 2
     assert value("rtap_stream_batch_duration_seconds_sum") == 3.0
-    assert value("rtap_stream_kafka_lag_records", partition="0") == 4
-    assert value("rtap_stream_committed_offset", partition="1") == 20
+    assert value("rtap_stream_kafka_lag_records", topic="t", partition="0") == 4
+    assert value("rtap_stream_committed_offset", topic="t", partition="1") == 20
     assert value("rtap_stream_last_batch_timestamp_seconds") == COMMITTED.timestamp()
     # Freshness per event: 0.4 s, 3 s, 90 s, and an event 5 s in the future counted as 0.
     assert value("rtap_stream_event_freshness_seconds_count") == 4
@@ -144,18 +144,22 @@ def test_freshness_buckets_include_the_alert_threshold() -> None:
 
 
 def test_topic_end_offsets_are_read_at_scrape_time_and_a_failure_is_counted() -> None:
-    answers: list[dict[int, int] | Exception] = [{0: 10, 1: 20}, BrokerError("broker down"), {0: 15, 1: 20}]
+    answers: list[dict[tuple[str, int], int] | Exception] = [
+        {("t", 0): 10, ("t", 1): 20},
+        BrokerError("broker down"),
+        {("t", 0): 15, ("t", 1): 20},
+    ]
 
-    def latest() -> dict[int, int]:
+    def latest() -> dict[tuple[str, int], int]:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
     registry = registry_of(KafkaEndOffsets(latest))
-    first = registry.get_sample_value("rtap_kafka_log_end_offset", {"partition": "1"})
+    first = registry.get_sample_value("rtap_kafka_log_end_offset", {"topic": "t", "partition": "1"})
     assert first == 20
     text = generate_latest(registry).decode()
     assert "rtap_kafka_log_end_offset{" not in text  # the broker did not answer: no stale offsets
     assert "rtap_kafka_offset_probe_errors_total 1.0" in text
-    assert registry.get_sample_value("rtap_kafka_log_end_offset", {"partition": "0"}) == 15
+    assert registry.get_sample_value("rtap_kafka_log_end_offset", {"topic": "t", "partition": "0"}) == 15

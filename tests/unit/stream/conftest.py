@@ -13,11 +13,14 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from rtap.contract.validator import RecordValidator
-from rtap.stream.transforms import classify, parse_records
+from rtap.contract.formats import SourceReader, reader
+from rtap.settings import KafkaSettings
+from rtap.stream.transforms import TopicPartition, classify, parse_records
 
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+TOPIC = "clickstream.events"
+LEGACY_TOPIC = "clickstream_events"
 
 
 @pytest.fixture(scope="session")
@@ -52,23 +55,43 @@ def event(n: int, event_time: str = "2026-11-29T12:00:00.000Z", **fields: object
     return {k: v for k, v in record.items() if v is not ...}
 
 
-def kafka_batch(spark: SparkSession, records: list[tuple[int, int, object]]) -> DataFrame:
+def legacy_click(n: int, timestamp: str = "2026-11-29T12:00:00.000654", **fields: object) -> dict[str, object]:
+    """A valid event of the previous system's format (rtap.contract.formats); ``fields`` override or (with
+    value ...) remove keys."""
+    record: dict[str, object] = {
+        "event_id": f"10000000-0000-4000-8000-{n:012d}",
+        "user_id": f"legacy-user-{n}",
+        "page_url": "http://www.e-commerce-example.com/produtos/eletronicos",
+        "ip_address": "203.0.113.7",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "timestamp": timestamp,
+    }
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not ...}
+
+
+def kafka_batch(
+    spark: SparkSession, records: list[tuple[int, int, object]], topic: str | list[str] = TOPIC
+) -> DataFrame:
     """(partition, offset, payload) -> a DataFrame shaped like Spark's Kafka source output."""
     rows = []
-    for partition, offset, payload in records:
+    topics = [topic] * len(records) if isinstance(topic, str) else topic
+    for (partition, offset, payload), name in zip(records, topics, strict=True):
         value = payload if isinstance(payload, bytes) or payload is None else orjson.dumps(payload)
-        rows.append((b"s1", value, "clickstream.events", partition, offset, RECORD_TIME))
+        rows.append((b"s1", value, name, partition, offset, RECORD_TIME))
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
-def kafka_records(records: list[tuple[int, int, object]]) -> pa.RecordBatch:
-    """(partition, offset, payload) -> an Arrow batch shaped like what Spark hands the parse stage."""
+def kafka_records(records: list[tuple[int, int, object]], topic: str | list[str] = TOPIC) -> pa.RecordBatch:
+    """(partition, offset, payload) -> an Arrow batch shaped like what Spark hands the parse stage; ``topic``:
+    the records' topic, or one per record."""
     values = [p if isinstance(p, bytes) or p is None else orjson.dumps(p) for _, _, p in records]
+    topics = [topic] * len(records) if isinstance(topic, str) else topic
     return pa.RecordBatch.from_pydict(
         {
             "key": pa.array([b"s1"] * len(records), pa.binary()),
             "value": pa.array(values, pa.binary()),
-            "topic": pa.array(["clickstream.events"] * len(records)),
+            "topic": pa.array(topics, pa.string()),
             "partition": pa.array([r[0] for r in records], pa.int32()),
             "offset": pa.array([r[1] for r in records], pa.int64()),
             "timestamp": pa.array([RECORD_TIME] * len(records), pa.timestamp("us", tz="UTC")),
@@ -78,22 +101,31 @@ def kafka_records(records: list[tuple[int, int, object]]) -> pa.RecordBatch:
 
 def classify_records(
     records: list[tuple[int, int, object]],
-    high_water: dict[int, datetime] | None = None,
+    high_water: dict[int, datetime] | dict[TopicPartition, datetime] | None = None,
     *,
+    topic: str | list[str] = TOPIC,
     watermark_delay_s: float = 30.0,
     max_record_bytes: int = 4096,
     max_future_skew_s: float = 3600.0,
 ) -> pa.Table:
-    """The job's whole decision on one batch: parse (what Spark's workers run), then classify (the driver)."""
+    """The job's whole decision on one batch: parse (what Spark's workers run), then classify (the driver).
+    ``high_water`` keyed by partition alone means partitions of the contract-v1 topic."""
     parsed = parse_locally(
-        kafka_records(records), max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s
+        kafka_records(records, topic), max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s
     )
-    return classify(parsed, high_water=high_water or {}, watermark_delay_s=watermark_delay_s)
+    marks = {(TOPIC, k) if isinstance(k, int) else k: v for k, v in (high_water or {}).items()}
+    return classify(parsed, high_water=marks, watermark_delay_s=watermark_delay_s)
+
+
+def readers(*, max_record_bytes: int = 4096, max_future_skew_s: float = 3600.0) -> dict[str, SourceReader]:
+    """The job's readers of rtap's default input topics."""
+    limits = {"max_record_bytes": max_record_bytes, "max_future_skew_s": max_future_skew_s}
+    return {topic: reader(name, **limits) for topic, name in KafkaSettings().input_topics.items()}
 
 
 def parse_locally(
     records: pa.RecordBatch, *, max_record_bytes: int = 4096, max_future_skew_s: float = 3600.0
 ) -> pa.Table:
     """What one Spark Python worker makes of ``records``."""
-    validator = RecordValidator(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
-    return pa.Table.from_batches([parse_records(records, validator)])
+    chosen = readers(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+    return pa.Table.from_batches([parse_records(records, chosen)])

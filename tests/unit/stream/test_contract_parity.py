@@ -1,4 +1,5 @@
-"""The stream job and the reference validator must accept exactly the same records (both derive from the schema).
+"""The stream job and the reference validator must accept exactly the same records (both derive from the schema),
+for contract v1 and for the previous system's source format.
 
 The job's validator (``rtap.contract.validator``: msgspec fast path, exact rule walker) and the reference
 (``validate_event``: fastjsonschema, an independent implementation of JSON Schema) see the same records.
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import contract_fields, validate_event
+from rtap.contract.formats import LEGACY_FORMAT, validate_source
 from rtap.errors import ContractError
 from rtap.stream.transforms import DEAD_LETTER
-from tests.unit.stream.conftest import classify_records, event
+from tests.unit.stream.conftest import LEGACY_TOPIC, classify_records, event, legacy_click
 
 FIELDS = [f.name for f in contract_fields()]
 odd_strings = st.one_of(
@@ -113,6 +115,70 @@ def test_the_job_and_the_reference_agree_on_every_record(batch) -> None:
     valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
     for offset, payload in enumerate(payloads):
         expected = python_verdict(payload)
+        assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
+        if expected is not None:
+            row = valid[offset]
+            for name in FIELDS:
+                assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
+                    name,
+                    payload,
+                )
+
+
+# The previous system's format (rtap.contract.formats): its own schema, then the upcast onto v1.
+LEGACY_FIELDS = ["event_id", "user_id", "page_url", "ip_address", "user_agent", "timestamp"]
+legacy_times = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.replace(microsecond=0).isoformat()),
+    st.sampled_from(
+        [
+            "2026-12-02T05:56:15.000654",
+            "2026-12-02T05:56:15",
+            "2026-12-02T05:56:15.1",
+            "2026-12-02T05:56:15Z",
+            "2026-12-02T05:56:15+00:00",
+            "2026-12-02 05:56:15",
+            "2026-02-30T00:00:00",
+            "2026-12-02T24:00:00",
+            "1969-12-31T23:59:59.999999",
+            "1970-01-01T00:00:00",
+            "2026-12-02T05:56:15.1234567",
+        ]
+    ),
+)
+
+
+@st.composite
+def legacy_records(draw: st.DrawFn) -> dict[str, object]:
+    record: dict[str, object] = legacy_click(draw(st.integers(0, 10**6)), draw(legacy_times))
+    for name in draw(st.lists(st.sampled_from(LEGACY_FIELDS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            record.pop(name, None)
+        else:
+            record[name] = draw(st.one_of(any_value, legacy_times))
+    if draw(st.booleans()):
+        record["extra_" + draw(st.text(max_size=5))] = draw(any_value)
+    return record
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(legacy_records(), min_size=20, max_size=120))
+def test_the_job_and_the_reference_agree_on_every_previous_format_record(batch) -> None:
+    payloads = [orjson.dumps(r) for r in batch]
+    table = classify_records(
+        [(0, i, p) for i, p in enumerate(payloads)],
+        topic=LEGACY_TOPIC,
+        watermark_delay_s=1e9,
+        max_record_bytes=1 << 20,
+        max_future_skew_s=1e12,
+    )
+    verdicts = dict(zip(table["kafka_offset"].to_pylist(), table["error"].to_pylist(), strict=True))
+    valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
+    for offset, payload in enumerate(payloads):
+        try:
+            expected: dict[str, object] | None = validate_source(payload, LEGACY_FORMAT)
+        except ContractError:
+            expected = None
         assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
         if expected is not None:
             row = valid[offset]

@@ -28,14 +28,14 @@ def test_a_pipeline_that_committed_nothing_starts_wherever_its_setting_says() ->
 
 
 def test_the_description_names_partitions_offsets_and_counts() -> None:
-    text = describe([Gap(1, 50, 80), Gap(4, 0, 1)])
-    assert text == "partition 1 offsets 50..79 (30 records), partition 4 offsets 0..0 (1 records)"
+    text = describe([Gap(1, 50, 80, "t"), Gap(4, 0, 1, "u")])
+    assert text == "t partition 1 offsets 50..79 (30 records), u partition 4 offsets 0..0 (1 records)"
 
 
 def test_spark_gets_every_partition_and_unread_ones_start_at_the_setting() -> None:
-    offsets = json.loads(spark_starting_offsets("t", {0: 12, 2: 30}, [0, 1, 2]))
-    assert offsets == {"t": {"0": 12, "1": -2, "2": 30}}
-    latest = json.loads(spark_starting_offsets("t", {0: 12}, [0, 1], from_earliest=False))
+    offsets = json.loads(spark_starting_offsets({"t": ({0: 12, 2: 30}, [0, 1, 2]), "u": ({}, [0])}))
+    assert offsets == {"t": {"0": 12, "1": -2, "2": 30}, "u": {"0": -2}}
+    latest = json.loads(spark_starting_offsets({"t": ({0: 12}, [0, 1])}, from_earliest=False))
     assert latest == {"t": {"0": 12, "1": -1}}
 
 

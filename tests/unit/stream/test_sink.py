@@ -20,7 +20,7 @@ from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.unit.stream.conftest import classify_records, event
+from tests.unit.stream.conftest import TOPIC, classify_records, event
 
 
 class RecordingPublisher:
@@ -53,7 +53,7 @@ def scalar(client: WarehouseClient, sql: str) -> object:
 
 def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
     publisher = RecordingPublisher()
-    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-a", publisher, lambda offsets: {})
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-a", publisher, lambda offsets: {}, topic=TOPIC)
     purchase = event(
         3, "2026-11-29T12:00:20Z", event_type="purchase", product_id="p", price=2.5, quantity=2, order_id="o"
     )
@@ -95,7 +95,10 @@ def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
     ]
     assert scalar(warehouse, "SELECT revenue FROM {db}.sessions FINAL WHERE session_id = 's1'") == Decimal(5)
     marks = sink.high_water(2)
-    assert marks == {0: datetime(2026, 11, 29, 12, 0, 20, tzinfo=UTC), 1: datetime(2026, 11, 29, 12, 1, 10, tzinfo=UTC)}
+    assert marks == {
+        (TOPIC, 0): datetime(2026, 11, 29, 12, 0, 20, tzinfo=UTC),
+        (TOPIC, 1): datetime(2026, 11, 29, 12, 1, 10, tzinfo=UTC),
+    }
 
 
 def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
@@ -113,8 +116,10 @@ def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
         return {**values, "dead_letters": sum(dead)}
 
     before = counted()
-    lag = {0: PartitionLag(position=8, end=10), 1: PartitionLag(position=2, end=7)}
-    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-m", RecordingPublisher(), lambda offsets: lag)
+    lag = {(TOPIC, 0): PartitionLag(position=8, end=10), (TOPIC, 1): PartitionLag(position=2, end=7)}
+    sink = WarehouseSink(
+        warehouse, Settings().stream, "pipeline-m", RecordingPublisher(), lambda offsets: lag, topic=TOPIC
+    )
     batch = [
         (0, 0, event(101, "2026-11-29T12:00:01Z")),
         (0, 1, event(101, "2026-11-29T12:00:01Z")),  # a copy in the batch
@@ -142,14 +147,18 @@ def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
     }
     assert row[1:6] == (6, 3, 1, 1, 1)
     assert registry.get_sample_value("rtap_stream_last_batch_timestamp_seconds") == row[6] / 1000
-    behind = sum(registry.get_sample_value("rtap_stream_kafka_lag_records", {"partition": p}) or 0 for p in "01")
+    behind = sum(
+        registry.get_sample_value("rtap_stream_kafka_lag_records", {"topic": TOPIC, "partition": p}) or 0 for p in "01"
+    )
     assert behind == row[7] == 7
-    assert registry.get_sample_value("rtap_stream_committed_offset", {"partition": "1"}) == 2
+    assert registry.get_sample_value("rtap_stream_committed_offset", {"topic": TOPIC, "partition": "1"}) == 2
 
 
 def test_an_empty_batch_commits_a_record_and_writes_nothing_else(warehouse) -> None:
     """An empty topic at start gives Spark's micro-batch 0 no records: it still commits (and must not fail)."""
-    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-empty", RecordingPublisher(), lambda offsets: {})
+    sink = WarehouseSink(
+        warehouse, Settings().stream, "pipeline-empty", RecordingPublisher(), lambda offsets: {}, topic=TOPIC
+    )
     run_batch(sink, 0, [])
     row = warehouse.query_rows(
         "SELECT count(), sum(input_rows) FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-empty'"
@@ -176,7 +185,9 @@ def refusing_writes(client: WarehouseClient, table: str) -> Iterator[None]:
 def test_a_write_failing_half_way_is_exact_once_retried(warehouse, refusing: str, hour: int) -> None:
     """The events insert feeds the state tables through materialized views: whichever of them fails, the retried
     batch writes what is missing and nothing twice (each case on a window of its own)."""
-    sink = WarehouseSink(warehouse, Settings().stream, f"pipeline-f{hour}", RecordingPublisher(), lambda offsets: {})
+    sink = WarehouseSink(
+        warehouse, Settings().stream, f"pipeline-f{hour}", RecordingPublisher(), lambda offsets: {}, topic=TOPIC
+    )
     at = f"2026-11-29T{hour:02d}:00:00Z"
     # Partition `hour`: no other test's high-water mark makes these events late.
     batch = [(hour, i, event(1000 * hour + i, at, user_id=f"u{i}", session_id=f"f{hour}")) for i in range(5)]

@@ -11,7 +11,17 @@ from rtap.jvm import archive_path
 from rtap.settings import Settings
 from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
 from rtap.stream.transforms import parsed_schema
-from tests.unit.stream.conftest import event, kafka_batch, kafka_records, parse_locally
+from tests.unit.stream.conftest import (
+    LEGACY_TOPIC,
+    TOPIC,
+    event,
+    kafka_batch,
+    kafka_records,
+    legacy_click,
+    parse_locally,
+)
+
+FORMATS = Settings().kafka.input_topics
 
 
 def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there_is_one(tmp_path: Path) -> None:
@@ -31,20 +41,25 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
     """Through mapInArrow and the Arrow IPC streams, across partitions and Arrow batches, nothing lost or changed."""
     records = [(p, o, event(p * 1000 + o)) for p in range(3) for o in range(40)]
     records += [(1, 40, b"{broken"), (2, 40, None), (0, 40, event(9, user_id=7))]
+    topics = [TOPIC] * len(records)
+    # And the previous system's topic, same partitions and offsets: other records.
+    records += [(p, o, legacy_click(p * 1000 + o)) for p in range(2) for o in range(10)] + [(0, 10, b"{}")]
+    topics += [LEGACY_TOPIC] * 21
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # several Arrow batches per task
     try:
-        frame = kafka_batch(spark, records).repartition(3, "partition")
-        parsed = parse_batch(frame, max_record_bytes=4096, max_future_skew_s=3600.0)
+        frame = kafka_batch(spark, records, topics).repartition(3, "partition")
+        parsed = parse_batch(frame, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert parsed.schema == parsed_schema()
-    order = [("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
-    expected = parse_locally(kafka_records(records)).sort_by(order)
+    order = [("kafka_topic", "ascending"), ("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
+    expected = parse_locally(kafka_records(records, topics)).sort_by(order)
+    assert expected.num_rows == len(records)
     assert parsed.sort_by(order).equals(expected)
 
 
 def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
-    parsed = parse_batch(kafka_batch(spark, []), max_record_bytes=4096, max_future_skew_s=3600.0)
+    parsed = parse_batch(kafka_batch(spark, []), formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)
     assert parsed.num_rows == 0
     assert parsed.schema == parsed_schema()
     assert isinstance(parsed, pa.Table)
