@@ -88,7 +88,7 @@ class KafkaSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_formats(self) -> Self:
-        from rtap.contract.formats import known_format  # the contract package imports no settings
+        from rtap.contract.model import known_format  # light: `rtap sql` loads settings, not the validators
         from rtap.errors import RtapError
 
         for name, source_format in self.source_topics.items():

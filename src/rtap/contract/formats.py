@@ -33,17 +33,16 @@ import pyarrow.compute as pc
 
 from rtap.contract.model import (
     EPOCH,
+    FORMATS,
+    LEGACY_FORMAT,
     NATIVE_FORMAT,
     check_document,
     contract_fields,
-    load_format_schema,
     validate_event,
 )
 from rtap.contract.validator import RecordValidator, Validated, arrow_type
 from rtap.errors import ContractError
 
-LEGACY_FORMAT = "legacy-click.v1"
-FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT)
 LEGACY_EVENT_TYPE = "page_view"
 # Fixed for ever: changing it would give the same clicks other session ids.
 SESSION_NAMESPACE = uuid.UUID("6f1b7a52-3c1e-5a7e-9d0e-2f4c8b1a9e30")
@@ -173,11 +172,3 @@ def reader(name: str, *, max_record_bytes: int, max_future_skew_s: float) -> Sou
     if name == LEGACY_FORMAT:
         return LegacyReader(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
     raise ContractError(f"unknown source format {name!r} (known: {', '.join(FORMATS)})")
-
-
-def known_format(name: str) -> str:
-    """``name`` if rtap has that source format (its schema loads), else a ContractError listing the known ones."""
-    if name not in FORMATS:
-        raise ContractError(f"unknown source format {name!r} (known: {', '.join(FORMATS)})")
-    load_format_schema(name)
-    return name

@@ -51,6 +51,9 @@ FORMAT_PATTERNS = {name: strict_pattern(pattern) for name, pattern in FORMAT_SOU
 
 
 NATIVE_FORMAT = f"clickstream-event.v{CURRENT_VERSION}"
+# The source formats the stream job reads (rtap.contract.formats: their readers and upcasts onto v1).
+LEGACY_FORMAT = "legacy-click.v1"
+FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT)
 
 
 @cache
@@ -62,6 +65,14 @@ def load_format_schema(name: str) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise ContractError(f"no schema {name} in this rtap") from exc
     return schema
+
+
+def known_format(name: str) -> str:
+    """``name`` if rtap has that source format (its schema loads), else a ContractError listing the known ones."""
+    if name not in FORMATS:
+        raise ContractError(f"unknown source format {name!r} (known: {', '.join(FORMATS)})")
+    load_format_schema(name)
+    return name
 
 
 def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
