@@ -43,9 +43,6 @@ ACCEPTED = "accepted"
 PAGE_VIEW_TYPES = frozenset({"page_view", "product_view"})
 PURCHASE = "purchase"
 MINUTE_MS = 60_000
-# Money in integer units of 10^-PRICE_SCALE: the warehouse sums Decimal(38, PRICE_SCALE), so integer
-# units at the same scale reproduce its sums exactly, in any order.
-MONEY_UNITS = 10**PRICE_SCALE
 # How often (in accepted events) to look for minutes that can be closed; closing is a scan of open minutes.
 CLOSE_EVERY = 8192
 # Distinct pairs are packed as label code << _USER_BITS | user code in an int64.

@@ -84,9 +84,10 @@ GROUP BY window_start, event_type
 """,
     "bot_suspects": f"""
 INSERT INTO {{db}}.bot_suspects
-SELECT window_start, actor_kind, actor, sum(clicks) AS total, {{threshold}}, toUnixTimestamp64Micro(now64(6)), now64(3)
+SELECT window_start, actor_kind, actor, sum(clicks) AS total, {{threshold:UInt64}}, toUnixTimestamp64Micro(now64(6)),
+       now64(3)
 FROM {{db}}.activity_1m_state WHERE window_start IN {_TOUCHED}
-GROUP BY window_start, actor_kind, actor HAVING total > {{threshold}}
+GROUP BY window_start, actor_kind, actor HAVING total > {{threshold:UInt64}}
 """,
 }
 
@@ -259,9 +260,9 @@ class WarehouseSink:
         # deduplicating its own block of a retried insert.
         self._insert(INSERT_EVENTS, accepted, batch_id, "events", deduplicate_blocks_in_dependent_materialized_views=1)
         if accepted.num_rows:
-            threshold = str(int(self._settings.bot_clicks_per_minute))
+            threshold = {"threshold": int(self._settings.bot_clicks_per_minute)}
             for sql in FINALS.values():
-                self._client.command(sql.replace("{threshold}", threshold), inputs={"rows": accepted})
+                self._client.command(sql, inputs={"rows": accepted}, parameters=threshold)
 
         valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
         high_water = _merged_high_water(high_water, valid)

@@ -359,7 +359,9 @@ class ChannelClient(WarehouseClient):
     def _query_text(self, statement: str, default_format: str) -> bytes:
         return self._exchange({"sql": statement, "format": default_format}, {})
 
-    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+    def _command(
+        self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         raise QueryRejectedError(self._refusal(statement), query=statement)
 
     def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:

@@ -49,13 +49,15 @@ class WarehouseClient(ABC):
         sql: str,
         *,
         inputs: Mapping[str, pa.Table] | None = None,
+        parameters: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
-        """Run one statement that returns nothing useful: DDL, ``INSERT ... SELECT`` (from ``$inputs`` too)."""
+        """Run one statement that returns nothing useful: DDL, ``INSERT ... SELECT`` (from ``$inputs`` too).
+        ``parameters`` fill ``{name:Type}`` placeholders, as in :meth:`query_arrow`."""
         statement = self._statement(sql)
         if self.readonly:
             raise QueryRejectedError(self._refusal(statement), query=statement)
-        self._command(statement, dict(inputs or {}), dict(settings or {}))
+        self._command(statement, dict(inputs or {}), dict(parameters or {}), dict(settings or {}))
 
     def query_arrow(
         self,
@@ -131,7 +133,9 @@ class WarehouseClient(ABC):
     # -- backend hooks: called with rendered, single, checked statements ---------------------------
 
     @abstractmethod
-    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+    def _command(
+        self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         """Run a write or DDL statement; only ever called on a read-write client."""
 
     @abstractmethod

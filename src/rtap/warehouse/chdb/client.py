@@ -129,9 +129,13 @@ class ChdbClient(WarehouseClient):
             sqltext.check_identifier(name, "input name")
         return sqltext.substitute_inputs(statement, inputs, lambda name: f"Python({INPUT_PREFIX}{name})")
 
-    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+    def _command(
+        self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         sql = self._bind(statement, inputs) + sqltext.settings_clause(settings)
-        self._engine.run(readonly=False, sql=sql, fmt="TabSeparated", inputs=inputs)
+        self._engine.run(
+            readonly=False, sql=sql, fmt="TabSeparated", params=format_parameters(parameters), inputs=inputs
+        )
 
     def _query_arrow(
         self,

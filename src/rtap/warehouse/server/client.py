@@ -156,10 +156,14 @@ class ServerClient(WarehouseClient):
         except ClickHouseError as exc:
             raise translate(exc, where=self._where) from exc
 
-    def _command(self, statement: str, inputs: dict[str, pa.Table], settings: dict[str, Any]) -> None:
+    def _command(
+        self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         sql = bind_inputs(statement, inputs)
         try:
-            self._client.command(sql, settings=settings or None, external_data=external_data(inputs))
+            self._client.command(
+                sql, parameters=parameters or None, settings=settings or None, external_data=external_data(inputs)
+            )
         except ClickHouseError as exc:
             raise translate(exc, sql, where=self._where) from exc
 
