@@ -45,7 +45,7 @@ jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	mvn -q -s jars/settings.xml -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
 	@touch $@
 
-# Class-data sharing archives of the broker's and Spark's JVMs (src/rtap/jvm.py): a brief pipeline run
+# Class-data sharing archives of the broker's and Spark's JVMs (src/rtap/runtime/jvm.py): a brief pipeline run
 # (~1 min, once) that makes every later JVM start ~40% faster; rebuilt when the jars or packages change.
 jars/lib/cds/.built: $(BIN)/rtap jars/lib/.resolved
 	$(BIN)/rtap jvm archive
@@ -67,10 +67,11 @@ system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, t
 run: install ## Install everything and run the pipeline locally (broker, warehouse, stream job, generator, dashboard)
 	$(BIN)/rtap up
 
-lint: $(BIN)/rtap ## ruff and mypy
+lint: $(BIN)/rtap ## ruff, mypy and the import layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(BIN)/rtap ## Format the code
 	$(BIN)/ruff format src tests bench

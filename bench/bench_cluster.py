@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from rtap.bench.procfs import tree_cpu_s
-from rtap.cluster import ClusterLayout, KafkaCluster, SparkStandalone
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import produce_run
 from rtap.ingest.topics import ensure_topics
+from rtap.ops.reconcile import observe, reconcile
+from rtap.runtime.cluster import ClusterLayout, KafkaCluster, SparkStandalone
 from rtap.settings import Settings, StreamSettings, child_environment
-from rtap.validate.reconcile import observe, reconcile
 from rtap.warehouse import create_client
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,15 +27,15 @@ app = typer.Typer(
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
     from rtap.bench import cli as bench_cli
-    from rtap.broker import cli as broker_cli
-    from rtap.cluster import cli as cluster_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
     from rtap.metrics import cli as metrics_cli
-    from rtap.stack import cli as stack_cli
+    from rtap.ops import cli as ops_cli
+    from rtap.runtime.broker import cli as broker_cli
+    from rtap.runtime.cluster import cli as cluster_cli
+    from rtap.runtime.stack import cli as stack_cli
     from rtap.stream import cli as stream_cli
-    from rtap.validate import cli as validate_cli
     from rtap.warehouse import cli as warehouse_cli
 
     app.command("up")(stack_cli.up)
@@ -48,11 +48,11 @@ def _register() -> None:
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)
     app.command("stream")(stream_cli.stream)
-    app.add_typer(stream_cli.dlq_app, name="dlq")
+    app.add_typer(ops_cli.dlq_app, name="dlq")
     app.command("dashboard")(dashboard_cli.dashboard)
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
-    app.command("validate")(validate_cli.validate)
-    app.command("reconcile")(validate_cli.reconcile)
+    app.command("validate")(ops_cli.validate)
+    app.command("reconcile")(ops_cli.reconcile)
     app.command("bench")(bench_cli.bench)
     app.add_typer(metrics_cli.app, name="metrics")
 

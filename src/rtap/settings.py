@@ -328,7 +328,7 @@ class Settings(BaseSettings):
     # Where `rtap` finds the Maven-resolved jars (jars/pom.xml -> `make jars`).
     jars_dir: Path = Path("jars/lib")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Class-data sharing archives for the broker's and Spark's JVMs (rtap.jvm): "on" maps them when they
+    # Class-data sharing archives for the broker's and Spark's JVMs (rtap.runtime.jvm): "on" maps them when they
     # exist (`make install` writes them), "off" ignores them, "dump" writes new ones at JVM exit.
     jvm_class_sharing: Literal["on", "off", "dump"] = "on"
 

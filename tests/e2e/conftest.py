@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from rtap.broker import LocalKafka
 from rtap.contract.formats import LEGACY_FORMAT
+from rtap.runtime.broker import LocalKafka
 from rtap.settings import GeneratorSettings, MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import owner_pid

@@ -2,7 +2,7 @@
 
 Scale: ``RTAP_FAULTS_SCALE=small`` (default; CI) or ``large`` (``make faults``: 200k-event runs, five kills,
 and the table of every fault written to ``bench/results/faults.json`` and ``faults.md``). A run's row is
-measured from the warehouse through the same reconciliation operators use (``rtap.validate.reconcile``).
+measured from the warehouse through the same reconciliation operators use (``rtap.ops.reconcile``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rtap.generate import GroundTruth
+from rtap.ops.reconcile import observe, reconcile
 from rtap.settings import Settings
-from rtap.validate.reconcile import observe, reconcile
 from rtap.warehouse import create_client
 from tests.integration.conftest import REPO_ROOT
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rtap.cluster import LocalCluster
-from rtap.cluster.kafka import registered_brokers
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import ProduceReport, produce_run
 from rtap.ingest.topics import ensure_topics
+from rtap.kafka_admin import registered_brokers
+from rtap.runtime.cluster import LocalCluster
 from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
 from tests.e2e.conftest import StreamProcess
 from tests.e2e.test_pipeline import assert_tables_equal_truth

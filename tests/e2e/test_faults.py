@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rtap.broker import LocalKafka
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import ProduceReport, produce_run
 from rtap.ingest.topics import ensure_topics
+from rtap.runtime.broker import LocalKafka
 from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import measure, record, scaled
 from tests.e2e.test_pipeline import assert_tables_equal_truth

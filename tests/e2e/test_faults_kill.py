@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rtap.broker import LocalKafka
+from rtap.runtime.broker import LocalKafka
 from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import LARGE, measure, record
 from tests.e2e.test_pipeline import assert_tables_equal_truth, job_progress, produce

@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from rtap.broker import LocalKafka
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import produce_run
+from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.stream.kafka import LagProbe
 from tests.e2e.conftest import StreamProcess, pipeline_settings

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rtap.broker import LocalKafka
+from rtap.runtime.broker import LocalKafka
 from rtap.settings import MetricsSettings, Settings
 from rtap.warehouse import create_client
 from tests.conftest import free_port

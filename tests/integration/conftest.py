@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rtap.broker import LocalKafka
+from rtap.runtime.broker import LocalKafka
 from rtap.settings import KafkaSettings, Settings
 from tests.conftest import free_port
 

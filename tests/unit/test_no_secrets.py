@@ -27,7 +27,7 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("tests/unit/deploy/test_compose.py", "Base64 High Entropy String"): (1, "a placeholder .env line"),
     ("tests/unit/deploy/test_terraform.py", "Hex High Entropy String"): (1, "a made-up git commit id"),
     ("tests/unit/settings/test_settings.py", "Secret Keyword"): (1, "dummy SASL password read from the env"),
-    ("tests/unit/validate/test_checks.py", "Secret Keyword"): (2, "fake Metabase error text and wrong password"),
+    ("tests/unit/ops/test_checks.py", "Secret Keyword"): (2, "fake Metabase error text and wrong password"),
     ("tests/unit/warehouse/test_server.py", "Secret Keyword"): (1, "dummy ClickHouse password"),
 }
 

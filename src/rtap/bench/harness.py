@@ -59,8 +59,8 @@ def _timed_cpu(measure: Any, *args: Any) -> Sample:
 
 def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
     """Run every measurement; returns the result document (reconciliation included, pass or fail)."""
-    from rtap.broker import LocalKafka
     from rtap.ingest.topics import ensure_topics
+    from rtap.runtime.broker import LocalKafka
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
@@ -227,7 +227,7 @@ def _is_java(pid: int) -> bool:
 
 def _reconcile_and_insert(settings: Settings, truth: Any) -> tuple[dict[str, Any], Sample]:
     """Reconcile one P run's warehouse with the truth, then time B4 with that run's own event rows."""
-    from rtap.validate.reconcile import observe, reconcile
+    from rtap.ops.reconcile import observe, reconcile
     from rtap.warehouse import create_client
 
     with create_client(settings) as client:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtap.broker import LocalKafka
 from rtap.errors import BrokerError
+from rtap.runtime.broker import LocalKafka
 from rtap.settings import KafkaSettings, Settings
 
 

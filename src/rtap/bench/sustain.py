@@ -304,7 +304,7 @@ def _measure_freshness(
 
 def _reconcile_totals(settings: Settings, truths: list[Any]) -> dict[str, Any]:
     """The warehouse's counts against the summed truths of every run of the phase (after the job stopped)."""
-    from rtap.validate.reconcile import observe
+    from rtap.ops.reconcile import observe
     from rtap.warehouse import create_client
 
     with create_client(settings) as client:

@@ -8,63 +8,19 @@ topic, and growing one moves keys between partitions, so rtap does neither by it
 
 from __future__ import annotations
 
-from typing import Any
-
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._metadata import ClusterMetadata
 from confluent_kafka.cimpl import NewTopic
 
 from rtap.errors import BrokerError
+from rtap.kafka_admin import ADMIN_TIMEOUT_S, admin_client, cluster_metadata, describe_error
 from rtap.settings import KafkaSettings
 
-ADMIN_TIMEOUT_S = 30.0
 _MS_PER_HOUR = 3_600_000
-
-
-def _admin(settings: KafkaSettings) -> AdminClient:
-    # librdkafka would print every failed connection attempt (many per second) to stderr; an admin call
-    # that fails raises one BrokerError with the reason instead, so only critical logs are kept.
-    config: dict[str, Any] = {**settings.client_config(), "log_level": 2}
-    return AdminClient(config)
-
-
-def _metadata(settings: KafkaSettings, timeout_s: float, admin: AdminClient | None = None) -> ClusterMetadata:
-    try:
-        return (admin or _admin(settings)).list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise BrokerError(
-            f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s "
-            f"({_describe(exc)}); is it running? (`rtap kafka start`)"
-        ) from exc
-
-
-def _describe(exc: KafkaException) -> str:
-    error = exc.args[0] if exc.args else None
-    return error.str() if isinstance(error, KafkaError) else str(exc)
-
-
-def list_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[str, ...]:
-    """The cluster's topics, sorted, without Kafka's internal ones (``__consumer_offsets``...)."""
-    metadata = _metadata(settings, timeout_s)
-    return tuple(sorted(name for name in metadata.topics if not name.startswith("__")))
-
-
-def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> bool:
-    """Whether a broker has registered and every partition has a leader (a restarted node reloads its
-    partitions after it starts answering metadata requests; until then clients get NOT_LEADER errors)."""
-    metadata = _metadata(settings, timeout_s)
-    if not metadata.brokers:
-        return False
-    return all(
-        topic.error is None and all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
-        for topic in metadata.topics.values()
-    )
 
 
 def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADMIN_TIMEOUT_S) -> int | None:
     """How many partitions ``topic`` has, or None if it does not exist."""
-    found = _metadata(settings, timeout_s).topics.get(topic)
+    found = cluster_metadata(settings, timeout_s).topics.get(topic)
     return None if found is None or found.error is not None else len(found.partitions)
 
 
@@ -77,9 +33,9 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     example a replication factor larger than the cluster). A source topic that exists is used as it is,
     whatever its partition count (a team's own topic, created before rtap).
     """
-    admin = _admin(settings)
+    admin = admin_client(settings)
     wanted = {name: settings.partitions for name in (*settings.input_topics, settings.dlq_topic)}
-    existing = _metadata(settings, timeout_s, admin).topics
+    existing = cluster_metadata(settings, timeout_s, admin).topics
     missing = []
     for name in wanted:
         found = existing.get(name)
@@ -103,7 +59,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             if _code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: checked below
-                raise BrokerError(f"creating Kafka topic {name} failed: {_describe(exc)}") from exc
+                raise BrokerError(f"creating Kafka topic {name} failed: {describe_error(exc)}") from exc
             raced = topic_partitions(settings, name, timeout_s)
             if raced is not None:
                 _check_partitions(settings, name, raced)

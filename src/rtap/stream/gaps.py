@@ -34,7 +34,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from rtap import metrics
-from rtap.errors import BrokerError, PipelineError
+from rtap.errors import PipelineError
+from rtap.kafka_admin import admin_client, partition_offsets
 from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import WarehouseClient
 
@@ -123,20 +124,8 @@ def describe(gaps: Iterable[Gap]) -> str:
 
 def log_start_offsets(kafka: KafkaSettings, name: str) -> dict[int, int]:
     """The earliest offset still stored in every partition of topic ``name`` (after retention)."""
-    from confluent_kafka import KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
-
-    admin = AdminClient({**kafka.client_config()})
-    try:
-        metadata = admin.list_topics(name, timeout=10)
-        topic = metadata.topics.get(name)
-        if topic is None or topic.error is not None:
-            raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
-        request = {TopicPartition(name, p): OffsetSpec.earliest() for p in topic.partitions}  # type: ignore[no-untyped-call]
-        futures = admin.list_offsets(request, request_timeout=10)
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read the log start offsets of {name}: {exc}") from exc
+    starts = partition_offsets(admin_client(kafka), [name], "earliest")
+    return {partition: offset for (_, partition), offset in starts.items()}
 
 
 def resume_positions(client: WarehouseClient, kafka: KafkaSettings, topic: str) -> dict[int, int]:

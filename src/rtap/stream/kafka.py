@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from rtap.errors import BrokerError
+from rtap.kafka_admin import admin_client, partition_offsets
 from rtap.settings import KafkaSettings
 
 DLQ_FLUSH_TIMEOUT_S = 30.0
@@ -117,8 +117,7 @@ class LagProbe:
 
     def __init__(self, settings: KafkaSettings, start_positions: Mapping[tuple[str, int], int] | None = None) -> None:
         self._topics = tuple(settings.input_topics)
-        config: dict[str, str | int | float | bool] = {**settings.client_config()}
-        self._admin = AdminClient(config)
+        self._admin = admin_client(settings)  # one client for the job's life: one per batch costs a connection
         self._positions: dict[tuple[str, int], int] = dict(start_positions or {})
 
     def __call__(self, end_offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], PartitionLag]:
@@ -129,18 +128,5 @@ class LagProbe:
         return {key: PartitionLag(self._positions.get(key, 0), end) for key, end in latest.items()}
 
     def latest_offsets(self) -> dict[tuple[str, int], int]:
-        """The log-end offset of every partition of every input topic."""
-        try:
-            metadata = self._admin.list_topics(timeout=10)
-            request = {
-                TopicPartition(topic, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
-                for topic in self._topics
-                if topic in metadata.topics
-                for p in metadata.topics[topic].partitions
-            }
-            if not request:
-                return {}
-            futures = self._admin.list_offsets(request, request_timeout=10)
-            return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
-        except KafkaException as exc:
-            raise BrokerError(f"cannot read offsets of {', '.join(self._topics)}: {exc}") from exc
+        """The log-end offset of every partition of every input topic (a topic not created yet has none)."""
+        return partition_offsets(self._admin, self._topics, "latest", missing_ok=True)

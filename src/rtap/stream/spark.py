@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from rtap.contract.formats import SourceReader, reader
 from rtap.errors import DependencyError
-from rtap.jvm import class_sharing_options
+from rtap.runtime.jvm import class_sharing_options
 from rtap.settings import Settings
 from rtap.stream.transforms import parse_records, parsed_schema
 
@@ -102,7 +102,7 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
     )
     if stream.master.startswith(("local", "spark://127.0.0.1:", "spark://localhost:")):
-        # Local mode, or a standalone cluster on this machine (rtap.cluster): executors reach the driver on
+        # Local mode, or a standalone cluster on this machine (rtap.runtime.cluster): executors reach the driver on
         # loopback. The driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
         # ignores spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
         os.environ["SPARK_LOCAL_IP"] = stream.ui_host

@@ -9,7 +9,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from rtap.errors import BrokerError
-from rtap.ingest.topics import ensure_topics, list_topics, topic_partitions
+from rtap.ingest.topics import ensure_topics, topic_partitions
+from rtap.kafka_admin import list_topics
 from rtap.settings import KafkaSettings, Settings
 from tests.conftest import free_port
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from rtap.metrics.rules import alert_rules, duration, render_rules
+from rtap.ops.checks import ValidationOptions
 from rtap.settings import AlertSettings, Settings
-from rtap.validate.checks import ValidationOptions
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"

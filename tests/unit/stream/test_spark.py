@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rtap.jvm import archive_path
+from rtap.runtime.jvm import archive_path
 from rtap.settings import Settings
 from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
 from rtap.stream.transforms import parsed_schema

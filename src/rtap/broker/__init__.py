@@ -1,9 +1,0 @@
-"""The local Apache Kafka broker: one KRaft node run from the Maven-resolved jars, no Docker.
-
-``rtap kafka start|stop|status`` and ``rtap up`` use :class:`LocalKafka`; the configuration it writes is
-built in :mod:`rtap.broker.config`.
-"""
-
-from rtap.broker.local import BrokerStatus, LocalKafka
-
-__all__ = ["BrokerStatus", "LocalKafka"]

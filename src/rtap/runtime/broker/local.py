@@ -1,0 +1,373 @@
+"""Run, watch and stop the local single-node Kafka broker (a ``java`` child process, no Docker).
+
+Two ways to own it:
+
+* detached (``rtap kafka start``): the broker outlives the command; ``rtap kafka stop`` finds it through
+  the pid file under ``settings.paths.kafka``.
+* attached (``with LocalKafka(settings):``, used by ``rtap up`` and the tests): the broker is a child
+  that stops when the block ends or the interpreter exits (``atexit``), and, on Linux, is sent SIGTERM
+  by the kernel if the parent dies without running either (``PR_SET_PDEATHSIG``). The kernel sends
+  that signal when the *thread* that started the broker ends, so start it from the main thread or
+  from a thread that lives as long as the broker should.
+
+The broker runs in its own session (process group), so stopping it, or cleaning up after a failed
+start, signals the whole group and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from rtap.errors import BrokerError, BrokerStartError, ConfigError, PortInUseError
+from rtap.runtime.broker.config import (
+    BROKER_MAIN,
+    LOG4J2_PROPERTIES,
+    BrokerFiles,
+    KraftNode,
+    broker_command,
+    format_command,
+    java_command,
+    kafka_classpath,
+    random_cluster_id,
+    server_properties,
+)
+from rtap.runtime.broker.java import find_java
+from rtap.settings import KafkaSettings, Settings
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+FORMAT_TIMEOUT_S = 120.0
+_POLL_S = 0.2
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 4
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``rtap kafka status`` reports."""
+
+    address: str
+    pid: int | None
+    running: bool
+    topics: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails, as it would for the broker.
+
+    SO_REUSEADDR is set because the JVM sets it on its server sockets: a port in TIME_WAIT is free for
+    the broker, a port with a listener is not.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {host} does not resolve ({exc.strerror})") from exc
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"cannot listen on {host}:{port}: {host} is not an address of this machine") from exc
+            return True
+    return False
+
+
+def check_local_listener(kafka: KafkaSettings) -> None:
+    """Refuse, in one line, a local broker that would listen where its clients do not connect (issue #16)."""
+    conflict = kafka.local_listener_conflict()
+    if conflict is not None:
+        raise ConfigError(conflict)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _is_broker(pid: int, server_properties: Path) -> bool:
+    """Whether ``pid`` is alive and is *this* broker (pid files outlive reboots; pids are reused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.exists():  # no procfs (macOS): a live pid from our pid file is the best we know
+        return True
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:  # it exited between the two checks
+        return False
+    # A zombie has an empty command line: it has exited, its parent just has not reaped it yet.
+    return BROKER_MAIN.encode() in args and str(server_properties).encode() in args
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGTERM the child when this process dies (Linux only).
+
+    libc is resolved here, in the parent: the function that runs between fork and exec must not import
+    or allocate. If the parent died before the call took effect, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _log_tail(log: Path, since: int = 0) -> str:
+    """The lines of the broker log (from offset ``since``) that explain a failure, joined into one line:
+    from just before the first error if there is one, else the last lines."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(since, log.stat().st_size - 64_000))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    markers = ("ERROR", "FATAL", "Exception", "Error:")
+    first_error = next((i for i, line in enumerate(lines) if any(m in line for m in markers)), None)
+    if first_error is None:
+        chosen = lines[-_LOG_TAIL_LINES:]
+    else:  # the line before the first error often names the cause (the JVM prints it there)
+        start = max(0, first_error - 1)
+        chosen = lines[start : start + _LOG_TAIL_LINES]
+    return " / ".join(line[:300] for line in chosen)
+
+
+class LocalKafka:
+    """One local KRaft broker+controller configured from :class:`~rtap.settings.Settings`.
+
+    Alone by default; with ``node`` it is one member of a multi-node quorum (see :mod:`rtap.runtime.cluster`).
+    """
+
+    def __init__(self, settings: Settings, *, attached: bool = True, node: KraftNode | None = None) -> None:
+        self.settings = settings
+        self.attached = attached
+        self.node = node
+        self.files = BrokerFiles(settings.paths.kafka)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.settings.kafka.host}:{self.settings.kafka.port}"
+
+    def kafka_settings(self) -> KafkaSettings:
+        """``settings.kafka`` pointed at this broker, for clients: its listener (for a quorum member, its own
+        rather than the cluster's list) and PLAINTEXT without credentials, as it serves."""
+        update = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "PLAINTEXT",
+            "sasl_mechanism": None,
+            "sasl_username": None,
+            "sasl_password": None,
+        }
+        return self.settings.kafka.model_copy(update=update)
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        """The pid of this broker if it is running (started by this object or found via the pid file)."""
+        if self._process is not None and self._process.poll() is None:
+            return self._process.pid
+        try:
+            pid = int(self.files.pid.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_broker(pid, self.files.server_properties) else None
+
+    def start(self, timeout_s: float = START_TIMEOUT_S, *, wait: bool = True) -> int:
+        """Start the broker and wait until it answers metadata requests; returns its pid.
+
+        ``wait=False`` returns once the process runs: a quorum member cannot be ready before a majority of
+        its peers run, so a cluster starts every node first and then calls :meth:`wait_ready`.
+        Raises DependencyError (Java or jars), PortInUseError, or BrokerStartError (with the log tail).
+        After a failure nothing started here is left running.
+        """
+        if self.node is None:  # a quorum member's clients use the cluster's list of every broker
+            check_local_listener(self.settings.kafka)
+        running = self.pid()
+        if running is not None:
+            raise BrokerError(f"a local Kafka broker is already running (pid {running}); `rtap kafka stop` stops it")
+        java = find_java()
+        classpath = kafka_classpath(self.settings)
+        kafka = self.settings.kafka
+        for port, what in ((kafka.port, "the Kafka listener"), (kafka.controller_port, "the Kafka controller")):
+            if port_in_use(kafka.host, port):
+                raise PortInUseError(kafka.host, port, what)
+
+        files = self.files
+        files.root.mkdir(parents=True, exist_ok=True)
+        files.server_properties.write_text(server_properties(self.settings, files, self.node))
+        files.log4j_config.write_text(LOG4J2_PROPERTIES)
+        if files.log.exists():  # keep the previous run's log for a post-mortem, bound the total
+            files.log.replace(files.log.with_name(files.log.name + ".1"))
+        base = java_command(java, self.settings, files, classpath)
+        if not files.formatted:
+            self._format(base)
+
+        deadline = time.monotonic() + timeout_s
+        with files.log.open("ab") as log:
+            process = subprocess.Popen(
+                broker_command(base, files),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=files.root,
+                start_new_session=True,
+                preexec_fn=_die_with_parent() if self.attached else None,
+            )
+        self._process = process
+        try:
+            files.pid.write_text(f"{process.pid}\n")
+            if wait:
+                self._wait_ready(process, deadline, timeout_s)
+        except BaseException:
+            self._kill_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            files.pid.unlink(missing_ok=True)
+            self._process = None
+            raise
+        if self.attached:
+            atexit.register(self.stop)
+        return process.pid
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """SIGTERM the broker (a clean shutdown flushes the logs), SIGKILL it if it is still there after
+        ``timeout_s``. Returns whether a broker was running."""
+        atexit.unregister(self.stop)
+        pid = self.pid()
+        if pid is None:
+            self.files.pid.unlink(missing_ok=True)
+            self._process = None
+            return False
+        self._kill_group(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout_s):
+            self._kill_group(pid, signal.SIGKILL)
+            self._wait_gone(pid, 10.0)
+        self.files.pid.unlink(missing_ok=True)
+        self._process = None
+        return True
+
+    def status(self) -> BrokerStatus:
+        """Whether a broker answers on the configured listener, its pid (if rtap started it) and its topics."""
+        pid = self.pid()
+        host, port = self.settings.kafka.host, self.settings.kafka.port
+        if not _accepts(host, port):
+            return BrokerStatus(self.bootstrap_servers, pid, running=False)
+        from rtap.kafka_admin import list_topics
+
+        try:
+            topics = list_topics(self.kafka_settings(), timeout_s=5.0)
+        except BrokerError as error:
+            return BrokerStatus(self.bootstrap_servers, pid, running=False, error=str(error))
+        return BrokerStatus(self.bootstrap_servers, pid, running=True, topics=topics)
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """After ``start(wait=False)``: until this broker serves metadata with every partition led."""
+        if self._process is None:
+            raise BrokerError(f"the Kafka broker on {self.bootstrap_servers} was not started by this object")
+        self._wait_ready(self._process, time.monotonic() + timeout_s, timeout_s)
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _format(self, base: list[str]) -> None:
+        """Format the storage once: a new random cluster id and the bootstrap metadata."""
+        self.files.data.mkdir(parents=True, exist_ok=True)
+        since = self.files.log.stat().st_size if self.files.log.exists() else 0
+        with self.files.log.open("ab") as log:
+            try:
+                result = subprocess.run(
+                    format_command(
+                        base, self.files, random_cluster_id() if self.node is None else self.node.cluster_id
+                    ),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=FORMAT_TIMEOUT_S,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise BrokerStartError(f"formatting the Kafka storage in {self.files.data} timed out") from exc
+        if result.returncode != 0:
+            raise BrokerStartError(
+                f"formatting the Kafka storage in {self.files.data} failed (exit {result.returncode})",
+                _log_tail(self.files.log, since),
+            )
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], deadline: float, timeout_s: float) -> None:
+        """Until the broker serves metadata with every partition led, or the deadline passes."""
+        from rtap.kafka_admin import cluster_ready
+
+        kafka = self.settings.kafka
+        while True:
+            code = process.poll()
+            if code is not None:
+                raise BrokerStartError(
+                    f"the Kafka broker exited with code {code} while starting (log: {self.files.log})",
+                    _log_tail(self.files.log),
+                )
+            if time.monotonic() > deadline:
+                raise BrokerStartError(
+                    f"the Kafka broker did not become ready on {self.bootstrap_servers} within {timeout_s:.0f}s "
+                    f"(log: {self.files.log})",
+                    _log_tail(self.files.log),
+                )
+            if _accepts(kafka.host, kafka.port):
+                with contextlib.suppress(BrokerError):
+                    if cluster_ready(self.kafka_settings(), timeout_s=2.0):
+                        return
+            time.sleep(_POLL_S)
+
+    def _kill_group(self, pid: int, sig: signal.Signals) -> None:
+        # The broker leads its own session (start_new_session), so its pid is its process group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+        if self._process is not None and self._process.pid == pid:
+            try:
+                self._process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout_s
+        while _is_broker(pid, self.files.server_properties):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True

@@ -1,0 +1,90 @@
+"""``rtap status``: one screen on the local stack; exit 0 only when every part is healthy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rtap.errors import RtapError
+from rtap.runtime.broker import LocalKafka
+from rtap.runtime.stack.up import UP_PID_FILE
+from rtap.settings import Settings
+
+LAST_BATCHES = """
+SELECT
+    max(finished_at) AS last_batch,
+    argMax(kafka_lag, finished_at) AS lag,
+    argMax(freshness_ms, finished_at) AS freshness_ms,
+    sumIf(input_rows, finished_at > now64(3) - INTERVAL 10 SECOND) / 10 AS events_per_s,
+    count() AS batches,
+    sum(valid) AS events
+FROM {db}.pipeline_batches FINAL
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _up_process(settings: Settings) -> int | None:
+    try:
+        pid = int((settings.paths.run / UP_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _broker_check(settings: Settings) -> Check:
+    broker = LocalKafka(settings, attached=False).status()
+    if not broker.running:
+        return Check("broker", False, "not reachable")
+    return Check("broker", True, f"{settings.kafka.bootstrap_servers}" + (f", pid {broker.pid}" if broker.pid else ""))
+
+
+def _cluster_check(settings: Settings) -> Check | None:
+    """The brokers of the cluster profile (``rtap up --profile cluster``), when one runs in this data directory."""
+    from rtap.runtime.cluster import LocalCluster
+
+    try:
+        cluster = LocalCluster.existing(settings)
+    except RtapError:  # no cluster layout here: the local profile
+        return None
+    pids = cluster.kafka.pids()
+    alive = sum(pid is not None for pid in pids)
+    if not alive:
+        return None
+    healthy = alive >= cluster.layout.min_insync_replicas
+    return Check("brokers", healthy, f"{alive} of {len(pids)} running on {cluster.layout.bootstrap_servers}")
+
+
+def collect(settings: Settings) -> list[Check]:
+    """Every check, each independent of the others' failures."""
+    from rtap.warehouse import create_client
+
+    checks: list[Check] = [_cluster_check(settings) or _broker_check(settings)]
+    pid = _up_process(settings)
+    checks.append(Check("rtap up", pid is not None, f"pid {pid}" if pid else "not running"))
+    try:
+        with create_client(settings, readonly=True) as client:
+            row = client.query_rows(LAST_BATCHES)[0]
+    except RtapError as exc:
+        checks.append(Check("warehouse", False, str(exc)))
+        return checks
+    last, lag, freshness_ms, rate, batches, events = row
+    checks.append(Check("warehouse", True, f"{events:,} events in {batches:,} batches"))
+    if not batches:
+        checks.append(Check("stream job", False, "no batch committed yet"))
+        return checks
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - last).total_seconds()
+    # A job with work to do must commit within RTAP_ALERT_STALL_AFTER_S, the threshold of the stall alert too.
+    stalled = lag > 0 and age > settings.alerts.stall_after_s
+    checks.append(Check("stream job", not stalled, f"last batch {age:.1f} s ago, lag {lag:,} records"))
+    fresh = "n/a" if freshness_ms is None else f"{freshness_ms / 1000:.2f} s"
+    checks.append(Check("throughput", True, f"{rate:,.0f} events/s over 10 s, freshness at last batch {fresh}"))
+    return checks

@@ -1,0 +1,262 @@
+"""``rtap up``: broker, warehouse, stream job, dashboard and generator, started in order, stopped together.
+
+Everything that can be checked before starting is checked first (Java, jars, free ports), so a bad machine
+gives one line and leaves nothing running. Components then start in dependency order; if any of them fails
+later (the broker dies, the stream job gives up), everything is stopped in reverse order and the command
+exits non-zero. Ctrl-C or SIGTERM stops everything cleanly, the broker child included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rtap.errors import PipelineError, PortInUseError, RtapError
+from rtap.runtime.broker import LocalKafka
+from rtap.runtime.broker.java import find_java
+from rtap.runtime.broker.local import check_local_listener, port_in_use
+from rtap.settings import Settings
+
+if TYPE_CHECKING:
+    from rtap.runtime.stack.console import OperatorConsole
+
+log = logging.getLogger("rtap.up")
+UP_PID_FILE = "rtap-up.pid"
+
+
+@dataclass
+class Component:
+    """A background part of the stack: a thread we watch, and how to stop it."""
+
+    name: str
+    thread: threading.Thread
+    stop: Callable[[], None]
+    error: list[BaseException] = field(default_factory=list)
+
+
+def preflight(settings: Settings, *, cluster: bool = False) -> None:
+    """Refuse to start when something is certainly going to fail (one clear line, nothing started).
+
+    ``cluster``: the brokers and Spark daemons of the cluster profile pick free ports themselves.
+    """
+    from rtap.runtime.broker.config import kafka_classpath
+    from rtap.stream.spark import connector_jars
+
+    if not cluster:
+        check_local_listener(settings.kafka)
+    find_java()
+    kafka_classpath(settings)
+    connector_jars(settings.jars_dir / "spark")
+    ports = [(settings.dashboard.host, settings.dashboard.port, "the dashboard")]
+    if settings.metrics.enabled and settings.metrics.port:
+        ports.append((settings.metrics.host, settings.metrics.port, "the metrics endpoint"))
+    if not cluster:
+        ports += [
+            (settings.kafka.host, settings.kafka.port, "the Kafka listener"),
+            (settings.kafka.host, settings.kafka.controller_port, "the Kafka controller"),
+        ]
+    for host, port, what in ports:
+        if port_in_use(host, port):
+            raise PortInUseError(host, port, what)
+
+
+def _background(name: str, target: Callable[[], object], stop: Callable[[], None]) -> Component:
+    component = Component(name, threading.Thread(name=f"rtap-{name}", daemon=True), stop)
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - recorded and re-raised by the supervisor, never swallowed
+            component.error.append(exc)
+
+    component.thread.run = run  # type: ignore[method-assign]
+    component.thread.start()
+    return component
+
+
+@contextlib.contextmanager
+def _pid_file(settings: Settings) -> Iterator[None]:
+    run_dir = settings.paths.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / UP_PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+def run_stack(
+    settings: Settings, *, generator: bool, rate: float, console: OperatorConsole, cluster: bool = False
+) -> None:
+    """Start the stack, print where to look, show the status line, and supervise it until a signal or a failure.
+
+    ``cluster``: the scale-out profile. Three KRaft brokers and a Spark standalone master with two workers
+    replace the single broker and ``local[*]`` (``rtap.runtime.cluster``); the job, its SQL and the warehouse are the
+    same, only the settings handed to them point at the cluster.
+    """
+    from rtap import metrics
+    from rtap.dashboard import serve_dashboard
+    from rtap.ingest.producer import produce_run
+    from rtap.ingest.topics import ensure_topics
+    from rtap.runtime.stack.statusline import StatusLine
+    from rtap.stream.job import StreamJob, pipeline_id
+    from rtap.stream.kafka import LagProbe
+    from rtap.stream.spark import build_session
+    from rtap.warehouse import create_client, serve_channel
+    from rtap.warehouse.migrate import apply_migrations
+
+    preflight(settings, cluster=cluster)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_pid_file(settings))
+        spark_pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-spark"))
+        if not cluster:
+            # Spark's JVM start overlaps the warehouse's and the broker's: first data 41 s -> 35 s after `rtap up`
+            # (before the JVM archives of rtap.runtime.jvm). Warming the plan up on a local batch too was measured and
+            # dropped: the first Kafka batch still compiled its own code, and first data came at 45 s.
+            spark = spark_pool.submit(build_session, settings)
+        # The warehouse first: from here on `rtap sql` and `rtap status` read through this process's socket
+        # instead of opening chDB themselves, which would make this process wait for the directory's lock.
+        client = stack.enter_context(create_client(settings))
+        applied = apply_migrations(client)
+        if settings.warehouse.backend == "chdb":
+            stack.callback(serve_channel(client, settings).close)
+        console.done(f"ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
+        if cluster:
+            settings, brokers_failure = _start_cluster(settings, stack, console)
+            spark = spark_pool.submit(build_session, settings)
+        else:
+            kafka = stack.enter_context(LocalKafka(settings))
+            console.done(f"Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
+            brokers_failure = _broker_failure(kafka)
+        ensure_topics(settings.kafka)
+        # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
+        topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
+        parts = (metrics.STREAM, metrics.DASHBOARD, metrics.PRODUCER, topic_ends)
+        if endpoint := stack.enter_context(metrics.serving(settings.metrics, settings.metrics.port, *parts)):
+            console.done(f"Prometheus metrics: {endpoint.url}")
+
+        reader = stack.enter_context(create_client(settings, readonly=True))
+        dashboard = serve_dashboard(settings, reader)
+        stack.callback(dashboard.stop)
+        console.done(f"Dashboard: {dashboard.url}")
+
+        session = spark.result()
+        job = StreamJob(settings, client, spark=session)
+        stream = _background("stream", job.run, job.stop)
+        components = [stream]
+        stack.callback(_join, stream)
+        job.wait_until_started()
+        console.done(f"Spark stream job running ({settings.stream.master}), checkpoint in {job.checkpoint}")
+
+        if generator:
+            generator_stop = threading.Event()
+            producer = _background(
+                "generator", lambda: produce_run(settings, rate=rate, stop=generator_stop), generator_stop.set
+            )
+            components.append(producer)
+            stack.callback(_join, producer)
+            console.done(f"Generator producing {rate:g} events/s to {settings.kafka.topic}")
+
+        _where_to_look(console, dashboard.url, session.sparkContext.uiWebUrl)
+        stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
+        _supervise(components, brokers_failure, stopping)
+        console.line("stopping: the generator, the stream job, the dashboard, the broker…")
+
+
+def _where_to_look(console: OperatorConsole, dashboard_url: str, spark_ui: str | None) -> None:
+    sql = (
+        'rtap sql "SELECT window_start, page_url, views, unique_users FROM rtap.page_views_1m FINAL '
+        'ORDER BY window_start DESC LIMIT 10"'
+    )
+    places = [
+        ("dashboard", dashboard_url),
+        ("SQL", sql),
+        ("status", "rtap status"),
+        ("dead letters", "rtap dlq reasons"),
+    ]
+    if spark_ui:
+        places.append(("Spark UI", spark_ui))
+    console.line()
+    console.line("Look at it:")
+    for label, where in places:
+        console.line(f"  {label:<13} {where}")
+    console.line("Ctrl-C stops everything.")
+    console.line()
+
+
+def _broker_failure(kafka: LocalKafka) -> Callable[[], str | None]:
+    """The health check of the single local broker: why the stack must stop, or None."""
+
+    def check() -> str | None:
+        if kafka.pid() is None:
+            return "the Kafka broker stopped unexpectedly; see its log in the data directory"
+        return None
+
+    return check
+
+
+def _start_cluster(
+    settings: Settings, stack: contextlib.ExitStack, console: OperatorConsole
+) -> tuple[Settings, Callable[[], str | None]]:
+    """Start the local cluster (stopped with the stack); the settings pointing at it and its health check."""
+    from rtap.runtime.cluster import LocalCluster
+
+    cluster = stack.enter_context(LocalCluster(settings))
+    settings = cluster.pipeline_settings()
+    layout = cluster.layout
+    console.done(
+        f"Kafka cluster: {len(layout.brokers)} KRaft brokers on {layout.bootstrap_servers} "
+        f"(replication {layout.replication_factor}, min.insync.replicas {layout.min_insync_replicas})"
+    )
+    console.done(f"Spark standalone master {layout.master_url} with {len(cluster.spark.workers)} workers")
+
+    def check() -> str | None:
+        # Losing a broker is what replication is for: the stack stops only when writes can no longer be acked.
+        alive = sum(pid is not None for pid in cluster.kafka.pids())
+        if alive < layout.min_insync_replicas:
+            return f"only {alive} Kafka brokers run, fewer than min.insync.replicas ({layout.min_insync_replicas})"
+        if cluster.spark.master.pid() is None:
+            return "the Spark master stopped unexpectedly; see its log in the cluster directory"
+        return None
+
+    return settings, check
+
+
+def _supervise(
+    components: list[Component], brokers_failure: Callable[[], str | None], stopping: threading.Event
+) -> None:
+    """Block until a signal arrives or a component fails; raise on failure so the exit code says so."""
+    while not stopping.wait(1.0):
+        if (failure := brokers_failure()) is not None:
+            raise PipelineError(failure)
+        for component in components:
+            if component.error:
+                raise _as_rtap_error(component)
+            if not component.thread.is_alive() and component.name == "stream":
+                raise PipelineError("the stream job stopped unexpectedly")
+
+
+def _as_rtap_error(component: Component) -> RtapError:
+    error = component.error[0]
+    if isinstance(error, RtapError):
+        return error
+    return PipelineError(f"{component.name} failed: {error}")
+
+
+def _join(component: Component) -> None:
+    component.stop()
+    component.thread.join(timeout=60)
+    if component.thread.is_alive():
+        log.error("%s did not stop within 60 s", component.name)

@@ -1,0 +1,173 @@
+"""``rtap dlq reasons`` / ``rtap dlq show`` over a real chDB ``dead_letters`` table, in-process and, like next to a
+running ``rtap up``, from another process through the owner's read-only socket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from rtap.errors import ConfigError
+from rtap.ops.dead_letters import (
+    PREVIEW_CHARS,
+    Filters,
+    letter_lines,
+    reason_lines,
+    reasons,
+    recent,
+    resolve_filters,
+)
+from rtap.settings import Settings, WarehouseSettings
+from rtap.warehouse import WarehouseClient, create_client, serve_channel
+from rtap.warehouse.migrate import apply_migrations
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+BAD_TYPE = "event_type: must be one of [page_view, product_view, search]"
+LONG = '{"event_id": "' + "x" * 1000 + '"'  # 1,015 characters, invalid JSON (never closed)
+
+
+def dead(minutes_ago: float, topic: str, offset: int, error: str, raw: bytes) -> dict[str, object]:
+    at = NOW - timedelta(minutes=minutes_ago)
+    return {
+        **{"received_at": at, "topic": topic, "partition": offset % 3, "offset": offset},
+        **{"kafka_timestamp": at - timedelta(seconds=2), "error": error, "raw": raw, "batch_id": offset // 10},
+    }
+
+
+ROWS = [
+    dead(1, "clickstream.events", 1, "invalid JSON", LONG.encode()),
+    dead(2, "clickstream.events", 2, "invalid JSON", b'{"a":\n1'),  # a newline inside the payload
+    dead(3, "clickstream.events", 3, BAD_TYPE, b'{"event_type": "teleport"}'),
+    dead(4, "other.events", 4, BAD_TYPE, b"\xff\xfenot utf-8"),
+    dead(30, "clickstream.events", 5, "user_id: expected string, got bigint", b'{"user_id": 7}'),
+    dead(180, "clickstream.events", 6, "invalid JSON", b"{old"),  # three hours ago: outside the default hour
+]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("dlq"), warehouse=WarehouseSettings(backend="chdb"))
+
+
+@pytest.fixture(scope="module")
+def reader(settings: Settings) -> Iterator[WarehouseClient]:
+    """The owner's read-only client; the owner also serves the socket other processes read through."""
+    columns = {
+        "received_at": pa.timestamp("ms", tz="UTC"),
+        "topic": pa.string(),
+        "partition": pa.int32(),
+        "offset": pa.int64(),
+        "kafka_timestamp": pa.timestamp("ms", tz="UTC"),
+        "error": pa.string(),
+        "raw": pa.binary(),
+        "batch_id": pa.int64(),
+    }
+    with create_client(settings) as owner:
+        apply_migrations(owner)
+        owner.insert_arrow("dead_letters", pa.table({n: pa.array([r[n] for r in ROWS], t) for n, t in columns.items()}))
+        with serve_channel(owner, settings), create_client(settings, readonly=True) as client:
+            yield client
+
+
+def last_hour(**filters: str) -> Filters:
+    return resolve_filters(since=None, start=None, end=None, now=NOW + timedelta(seconds=1), **filters)  # type: ignore[arg-type]
+
+
+def test_reasons_count_each_reason_most_frequent_first(reader: WarehouseClient) -> None:
+    total, found = reasons(reader, last_hour(topic=None, reason=None))
+    assert total == 5
+    assert [(r.reason, r.records) for r in found] == [
+        (BAD_TYPE, 2),
+        ("invalid JSON", 2),
+        ("user_id: expected string, got bigint", 1),
+    ]
+    assert found[1].first_seen == NOW - timedelta(minutes=2)
+    assert found[1].last_seen == NOW - timedelta(minutes=1)
+    lines = reason_lines(total, found, last_hour(topic=None, reason=None))
+    assert lines[0].startswith("5 dead letters from ")
+    assert lines[2].split()[:2] == ["2", "40.0%"]
+
+
+def test_filters_by_topic_reason_and_range(reader: WarehouseClient) -> None:
+    assert reasons(reader, last_hour(topic="other.events", reason=None))[0] == 1
+    total, found = reasons(reader, last_hour(topic=None, reason="JSON"))
+    assert (total, [r.reason for r in found]) == (2, ["invalid JSON"])
+    assert reasons(reader, last_hour(topic=None, reason="must be ONE of"))[0] == 2  # any case
+    day = resolve_filters(since="1d", start=None, end=None, topic=None, reason=None, now=NOW + timedelta(seconds=1))
+    assert reasons(reader, day)[0] == 6
+    window = resolve_filters(
+        since=None,
+        start=(NOW - timedelta(minutes=5)).isoformat(),
+        end=(NOW - timedelta(minutes=2)).isoformat(),  # exclusive
+        topic=None,
+        reason=None,
+        now=NOW,
+    )
+    assert reasons(reader, window)[0] == 2  # 3 and 4 minutes ago
+
+
+def test_a_limit_below_the_reasons_says_how_many_are_left_out(reader: WarehouseClient) -> None:
+    filters = last_hour(topic=None, reason=None)
+    total, found = reasons(reader, filters, limit=1)
+    assert reason_lines(total, found, filters)[-1].split() == [
+        "3", "with", "other", "reasons", "(raise", "--limit", "to", "list", "them)"
+    ]  # fmt: skip
+
+
+def test_recent_payloads_newest_first_cut_and_escaped(reader: WarehouseClient) -> None:
+    letters = recent(reader, last_hour(topic=None, reason=None), limit=3)
+    assert [letter.offset for letter in letters] == [1, 2, 3]
+    first = letters[0]
+    assert (len(first.raw), first.raw_chars, first.cut) == (PREVIEW_CHARS, len(LONG), True)
+    assert letter_lines(first)[2].startswith(f"  raw ({len(LONG):,} characters, first {PREVIEW_CHARS} shown): ")
+    assert letter_lines(letters[1])[2] == '  raw (7 characters): {"a":\\n1'  # one line, the newline escaped
+    assert recent(reader, last_hour(topic=None, reason=None), limit=1, full=True)[0].raw == LONG
+    (foreign,) = recent(reader, last_hour(topic="other.events", reason=None))
+    assert foreign.raw.endswith("not utf-8")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"since": "2x"}, "--since must be a positive duration"),
+        ({"since": "0m"}, "--since must be a positive duration"),
+        ({"since": "1h", "start": "2026-01-01T00:00:00Z"}, "either --since or --from"),
+        ({"start": "yesterday"}, "--from must be an ISO 8601 date-time"),
+        ({"start": "2026-01-02", "end": "2026-01-01"}, "must be before --to"),
+        ({"topic": " "}, "--topic must not be empty"),
+    ],
+)
+def test_bad_options_are_one_clear_line(options: dict[str, str], message: str) -> None:
+    values: dict[str, str | None] = {"since": None, "start": None, "end": None, "topic": None, "reason": None}
+    with pytest.raises(ConfigError, match=message):
+        resolve_filters(**{**values, **options}, now=NOW)  # type: ignore[arg-type]
+
+
+def rtap(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RTAP_DATA_DIR": str(settings.data_dir)}
+    return subprocess.run([sys.executable, "-m", "rtap", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_commands_read_through_the_owners_socket(settings: Settings, reader: WarehouseClient) -> None:
+    listed = rtap(settings, "dlq", "reasons", "--since", "2h")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("5 dead letters from ")
+    assert lines[2].endswith(f"  {BAD_TYPE}")
+    shown = rtap(settings, "dlq", "show", "--json", "--topic", "clickstream.events", "--reason", "json", "--limit", "5")
+    assert shown.returncode == 0, shown.stderr
+    assert [orjson.loads(line)["offset"] for line in shown.stdout.splitlines()] == [1, 2]
+    assert orjson.loads(shown.stdout.splitlines()[0])["raw"] == LONG
+
+
+def test_a_bad_option_is_one_line_and_exit_2(settings: Settings) -> None:
+    result = rtap(settings, "dlq", "show", "--since", "a while")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == "error: --since must be a positive duration such as 90s, 15m, 6h or 2d, got 'a while'\n"

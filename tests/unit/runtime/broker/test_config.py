@@ -1,0 +1,126 @@
+"""The broker's configuration and command lines, built from settings without starting a JVM."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from rtap.errors import DependencyError
+from rtap.runtime.broker.config import (
+    BROKER_MAIN,
+    STORAGE_TOOL_MAIN,
+    BrokerFiles,
+    broker_command,
+    format_command,
+    java_command,
+    kafka_classpath,
+    random_cluster_id,
+    server_properties,
+)
+from rtap.runtime.jvm import archive_path
+from rtap.settings import KafkaSettings, Settings
+
+
+def _settings(tmp_path: Path, home: Path | None = None, **kafka: object) -> Settings:
+    # `home` is read from RTAP_KAFKA_HOME or KAFKA_HOME (a validation alias), so it is set by update.
+    kafka_settings = KafkaSettings(**kafka).model_copy(update={"home": home})
+    return Settings(data_dir=tmp_path / "data", jars_dir=tmp_path / "jars", kafka=kafka_settings)
+
+
+def _parse(text: str) -> dict[str, str]:
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_server_properties_describe_one_combined_node_on_the_configured_ports(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, port=19092, controller_port=19093, partitions=3, retention_hours=5)
+    files = BrokerFiles(settings.paths.kafka)
+
+    props = _parse(server_properties(settings, files))
+
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == f"{props['node.id']}@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["log.dirs"] == str(tmp_path / "data" / "kafka" / "data")
+    assert props["num.partitions"] == "3"
+    assert props["log.retention.hours"] == "5"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["offsets.topic.replication.factor"] == "1"
+
+
+def test_broker_files_live_under_the_kafka_data_path(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    files = BrokerFiles(settings.paths.kafka)
+
+    for path in (files.server_properties, files.log4j_config, files.log, files.pid, files.data):
+        assert path.parent == settings.paths.kafka
+    assert not files.formatted
+    files.data.mkdir(parents=True)
+    (files.data / "meta.properties").write_text("cluster.id=x\n")
+    assert files.formatted
+
+
+def test_cluster_id_is_16_random_bytes_in_url_safe_base64() -> None:
+    ids = {random_cluster_id() for _ in range(200)}
+
+    assert len(ids) == 200
+    for cluster_id in ids:
+        assert len(cluster_id) == 22
+        assert not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_missing_jars_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DependencyError, match=r"run `make jars`"):
+        kafka_classpath(_settings(tmp_path))
+
+
+def test_kafka_home_libs_replace_the_maven_jars(tmp_path: Path) -> None:
+    home = tmp_path / "kafka_2.13-4.1.1"
+    (home / "libs").mkdir(parents=True)
+    (home / "libs" / "kafka_2.13-4.1.1.jar").write_bytes(b"")
+
+    assert kafka_classpath(_settings(tmp_path, home=home)) == f"{home / 'libs'}/*"
+
+
+def test_kafka_home_that_is_not_a_distribution_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DependencyError, match="not an Apache Kafka distribution"):
+        kafka_classpath(_settings(tmp_path, home=tmp_path))
+
+
+def test_command_lines_carry_heap_logging_and_main_classes(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, heap="256m")
+    files = BrokerFiles(settings.paths.kafka)
+
+    base = java_command("/usr/bin/java", settings, files, "/jars/*")
+    fmt = format_command(base, files, "abc")
+    run = broker_command(base, files)
+
+    assert base[0] == "/usr/bin/java"
+    assert {"-Xms256m", "-Xmx256m", f"-Dlog4j2.configurationFile={files.log4j_config}"} <= set(base)
+    assert base[base.index("-cp") + 1] == "/jars/*"
+    assert fmt[len(base) :] == [
+        STORAGE_TOOL_MAIN,
+        "format",
+        "--config",
+        str(files.server_properties),
+        "--cluster-id",
+        "abc",
+    ]
+    assert run[len(base) :] == [BROKER_MAIN, str(files.server_properties)]
+
+
+def test_the_broker_maps_its_class_data_archive_when_installed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    files = BrokerFiles(settings.paths.kafka)
+    assert not any("SharedArchiveFile" in arg for arg in java_command("java", settings, files, "/jars/*"))
+
+    archive = archive_path(settings, "kafka")
+    archive.parent.mkdir(parents=True)
+    archive.touch()
+    base = java_command("java", settings, files, "/jars/*")
+    assert f"-XX:SharedArchiveFile={archive}" in base
+    assert base.index(f"-XX:SharedArchiveFile={archive}") < base.index("-cp")  # a JVM option, not a program one

@@ -1,0 +1,64 @@
+"""``rtap up``'s preflight: a port that is taken is one clear error before anything starts."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rtap.errors import ConfigError, PortInUseError
+from rtap.runtime.stack.up import preflight
+from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
+from tests.conftest import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int, metrics_port: int | None = None) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        jars_dir=REPO_ROOT / "jars" / "lib",
+        kafka=KafkaSettings(port=kafka_port, controller_port=free_port()),
+        dashboard=DashboardSettings(port=dashboard_port),
+        metrics=MetricsSettings(port=free_port() if metrics_port is None else metrics_port),
+    )
+
+
+def test_a_taken_kafka_port_stops_the_local_profile_only(tmp_path: Path, taken_port: int) -> None:
+    settings = _settings(tmp_path, kafka_port=taken_port, dashboard_port=free_port())
+    with pytest.raises(PortInUseError, match="Kafka listener"):
+        preflight(settings)
+    preflight(settings, cluster=True)  # the cluster's brokers pick free ports of their own
+
+
+def test_a_taken_dashboard_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=taken_port)
+    for cluster in (False, True):
+        with pytest.raises(PortInUseError, match="dashboard"):
+            preflight(settings, cluster=cluster)
+
+
+def test_a_taken_metrics_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port(), metrics_port=taken_port)
+    for cluster in (False, True):
+        with pytest.raises(PortInUseError, match="metrics endpoint"):
+            preflight(settings, cluster=cluster)
+    preflight(settings.model_copy(update={"metrics": MetricsSettings(enabled=False, port=taken_port)}))
+
+
+def test_two_broker_addresses_stop_the_local_profile_before_anything_starts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
+    settings.kafka.bootstrap_servers = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError, match="RTAP_KAFKA_BOOTSTRAP_SERVERS"):
+        preflight(settings)
+    preflight(settings, cluster=True)  # the cluster profile hands its clients every broker's address
