@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import errno
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,13 +41,13 @@ from rtap.runtime.broker.config import (
     server_properties,
 )
 from rtap.runtime.broker.java import find_java
+from rtap.runtime.process import read_pid, runs_with, signal_group, spawn, wait_until
 from rtap.settings import KafkaSettings, Settings
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 FORMAT_TIMEOUT_S = 120.0
 _POLL_S = 0.2
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 4
 
 
@@ -100,44 +96,6 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _is_broker(pid: int, server_properties: Path) -> bool:
-    """Whether ``pid`` is alive and is *this* broker (pid files outlive reboots; pids are reused)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.parent.exists():  # no procfs (macOS): a live pid from our pid file is the best we know
-        return True
-    try:
-        args = cmdline.read_bytes().split(b"\0")
-    except OSError:  # it exited between the two checks
-        return False
-    # A zombie has an empty command line: it has exited, its parent just has not reaped it yet.
-    return BROKER_MAIN.encode() in args and str(server_properties).encode() in args
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the kernel SIGTERM the child when this process dies (Linux only).
-
-    libc is resolved here, in the parent: the function that runs between fork and exec must not import
-    or allocate. If the parent died before the call took effect, the child exits at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def _log_tail(log: Path, since: int = 0) -> str:
@@ -203,11 +161,11 @@ class LocalKafka:
         """The pid of this broker if it is running (started by this object or found via the pid file)."""
         if self._process is not None and self._process.poll() is None:
             return self._process.pid
-        try:
-            pid = int(self.files.pid.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _is_broker(pid, self.files.server_properties) else None
+        pid = read_pid(self.files.pid)
+        return pid if pid is not None and self._is_mine(pid) else None
+
+    def _is_mine(self, pid: int) -> bool:
+        return runs_with(pid, BROKER_MAIN, str(self.files.server_properties))
 
     def start(self, timeout_s: float = START_TIMEOUT_S, *, wait: bool = True) -> int:
         """Start the broker and wait until it answers metadata requests; returns its pid.
@@ -233,30 +191,19 @@ class LocalKafka:
         files.root.mkdir(parents=True, exist_ok=True)
         files.server_properties.write_text(server_properties(self.settings, files, self.node))
         files.log4j_config.write_text(LOG4J2_PROPERTIES)
-        if files.log.exists():  # keep the previous run's log for a post-mortem, bound the total
-            files.log.replace(files.log.with_name(files.log.name + ".1"))
         base = java_command(java, self.settings, files, classpath)
         if not files.formatted:
             self._format(base)
 
         deadline = time.monotonic() + timeout_s
-        with files.log.open("ab") as log:
-            process = subprocess.Popen(
-                broker_command(base, files),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=files.root,
-                start_new_session=True,
-                preexec_fn=_die_with_parent() if self.attached else None,
-            )
+        process = spawn(broker_command(base, files), log=files.log, cwd=files.root, attached=self.attached)
         self._process = process
         try:
             files.pid.write_text(f"{process.pid}\n")
             if wait:
                 self._wait_ready(process, deadline, timeout_s)
         except BaseException:
-            self._kill_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
             files.pid.unlink(missing_ok=True)
@@ -275,9 +222,9 @@ class LocalKafka:
             self.files.pid.unlink(missing_ok=True)
             self._process = None
             return False
-        self._kill_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         if not self._wait_gone(pid, timeout_s):
-            self._kill_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             self._wait_gone(pid, 10.0)
         self.files.pid.unlink(missing_ok=True)
         self._process = None
@@ -353,11 +300,6 @@ class LocalKafka:
                         return
             time.sleep(_POLL_S)
 
-    def _kill_group(self, pid: int, sig: signal.Signals) -> None:
-        # The broker leads its own session (start_new_session), so its pid is its process group id.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
         if self._process is not None and self._process.pid == pid:
             try:
@@ -365,9 +307,4 @@ class LocalKafka:
             except subprocess.TimeoutExpired:
                 return False
             return True
-        deadline = time.monotonic() + timeout_s
-        while _is_broker(pid, self.files.server_properties):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(_POLL_S)
-        return True
+        return wait_until(lambda: not self._is_mine(pid), timeout_s)

@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import Any
 
 from rtap.errors import DependencyError, ServiceError
-from rtap.runtime.broker.local import _die_with_parent
 from rtap.runtime.cluster.layout import ClusterLayout
+from rtap.runtime.process import read_pid, runs_with, signal_group, spawn, wait_until
 
 MASTER_MAIN = "org.apache.spark.deploy.master.Master"
 WORKER_MAIN = "org.apache.spark.deploy.worker.Worker"
@@ -83,19 +83,7 @@ class SparkDaemon:
 
     def start(self, home: Path, environment: dict[str, str]) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.log.exists():  # keep the previous run's log for a post-mortem
-            self.log.replace(self.log.with_name(self.log.name + ".1"))
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.command(home),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=environment,
-                start_new_session=True,
-                preexec_fn=_die_with_parent() if self.attached else None,
-            )
+        self._process = spawn(self.command(home), log=self.log, cwd=self.root, attached=self.attached, env=environment)
         self.pid_file.write_text(f"{self._process.pid}\n")
         return self._process.pid
 
@@ -103,14 +91,9 @@ class SparkDaemon:
         """The daemon's pid if it runs (started here, or found through the pid file and its command line)."""
         if self._process is not None and self._process.poll() is None:
             return self._process.pid
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
+        pid = read_pid(self.pid_file)
         # spark-class execs the JVM: the pid is java's, with the main class and our properties file as arguments.
-        mine = self.args[0].encode() in args and str(self.properties_file).encode() in args
-        return pid if mine else None
+        return pid if pid is not None and runs_with(pid, self.args[0], str(self.properties_file)) else None
 
     def exited(self) -> int | None:
         return None if self._process is None else self._process.poll()
@@ -118,16 +101,10 @@ class SparkDaemon:
     def signal_group(self, sig: signal.Signals) -> None:
         pid = self.pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
+            signal_group(pid, sig)
 
     def wait_gone(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.pid() is not None:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
+        return wait_until(lambda: self.pid() is None, timeout_s)
 
     def forget(self) -> None:
         self.pid_file.unlink(missing_ok=True)
