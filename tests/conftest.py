@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from rtap.runtime.ports import free_ports
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    (port,) = free_ports(1, host)
+    return port
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
@@ -12,6 +10,7 @@ from rtap.settings import WarehouseSettings
 from rtap.warehouse.errors import code_from_message, one_line, warehouse_error
 from rtap.warehouse.server import errors as server_errors
 from rtap.warehouse.server.client import ServerClient
+from tests.conftest import free_port
 
 CHDB_READONLY = (
     "Code: 164. DB::Exception: Code: 164. DB::Exception: Cannot modify 'readonly' setting in readonly mode. "
@@ -72,14 +71,8 @@ def test_clickhouse_connect_errors_are_translated(exc: Exception, kind: type[War
     assert error.code == code
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_an_unreachable_server_is_a_retryable_error() -> None:
     """A real connection attempt to a loopback port nobody listens on (nothing is faked)."""
-    settings = WarehouseSettings(backend="server", host="127.0.0.1", port=_free_port(), connect_timeout_s=2)
+    settings = WarehouseSettings(backend="server", host="127.0.0.1", port=free_port(), connect_timeout_s=2)
     with pytest.raises(RetryableWarehouseError, match=r"ClickHouse server 127\.0\.0\.1:\d+: connection failed"):
         ServerClient(settings, readonly=False)

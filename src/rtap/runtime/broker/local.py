@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from rtap.runtime.broker.config import (
     server_properties,
 )
 from rtap.runtime.broker.java import find_java
+from rtap.runtime.ports import accepts, port_in_use
 from rtap.runtime.process import read_pid, runs_with, signal_group, spawn, wait_until
 from rtap.settings import KafkaSettings, Settings
 
@@ -62,40 +61,11 @@ class BrokerStatus:
     error: str | None = None
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether binding ``host:port`` fails, as it would for the broker.
-
-    SO_REUSEADDR is set because the JVM sets it on its server sockets: a port in TIME_WAIT is free for
-    the broker, a port with a listener is not.
-    """
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {host} does not resolve ({exc.strerror})") from exc
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise ConfigError(f"cannot listen on {host}:{port}: {host} is not an address of this machine") from exc
-            return True
-    return False
-
-
 def check_local_listener(kafka: KafkaSettings) -> None:
     """Refuse, in one line, a local broker that would listen where its clients do not connect (issue #16)."""
     conflict = kafka.local_listener_conflict()
     if conflict is not None:
         raise ConfigError(conflict)
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _log_tail(log: Path, since: int = 0) -> str:
@@ -234,7 +204,7 @@ class LocalKafka:
         """Whether a broker answers on the configured listener, its pid (if rtap started it) and its topics."""
         pid = self.pid()
         host, port = self.settings.kafka.host, self.settings.kafka.port
-        if not _accepts(host, port):
+        if not accepts(host, port):
             return BrokerStatus(self.bootstrap_servers, pid, running=False)
         from rtap.kafka_admin import list_topics
 
@@ -294,7 +264,7 @@ class LocalKafka:
                     f"(log: {self.files.log})",
                     _log_tail(self.files.log),
                 )
-            if _accepts(kafka.host, kafka.port):
+            if accepts(kafka.host, kafka.port):
                 with contextlib.suppress(BrokerError):
                     if cluster_ready(self.kafka_settings(), timeout_s=2.0):
                         return

@@ -7,13 +7,12 @@ cluster are read back from it rather than recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rtap.errors import ConfigError
+from rtap.runtime.ports import free_ports
 from rtap.settings import LOOPBACK, Settings
 
 LAYOUT_FILE = "cluster.json"
@@ -21,18 +20,6 @@ LAYOUT_FILE = "cluster.json"
 # (three copies) nor stops producers (two in-sync replicas remain, and min.insync.replicas asks for two).
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
-
-
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct TCP ports nothing listens on right now (the kernel's choices for port 0).
-
-    Every probe stays bound until all are chosen: one at a time, the kernel may hand out a port twice.
-    """
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for probe in probes:
-            probe.bind((host, 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def build_archives(settings: Settings, progress: Callable[[str], None] = lambda 
     from rtap.ingest.producer import produce_run
     from rtap.ingest.topics import ensure_topics
     from rtap.runtime.broker import LocalKafka
-    from rtap.runtime.cluster.layout import free_ports
+    from rtap.runtime.ports import free_ports
     from rtap.stream.job import StreamJob
     from rtap.stream.spark import build_session, shutdown_jvm
     from rtap.warehouse import create_client

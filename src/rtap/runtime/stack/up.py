@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from rtap.errors import PipelineError, PortInUseError, RtapError
 from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.java import find_java
-from rtap.runtime.broker.local import check_local_listener, port_in_use
+from rtap.runtime.broker.local import check_local_listener
+from rtap.runtime.ports import port_in_use
 from rtap.settings import Settings
 
 if TYPE_CHECKING:

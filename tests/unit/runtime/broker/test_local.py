@@ -10,7 +10,8 @@ import pytest
 
 from rtap.errors import ConfigError, DependencyError
 from rtap.runtime.broker import LocalKafka
-from rtap.runtime.broker.local import _log_tail, port_in_use
+from rtap.runtime.broker.local import _log_tail
+from rtap.runtime.ports import port_in_use
 from rtap.settings import KafkaSettings, Settings
 from tests.conftest import free_port
 

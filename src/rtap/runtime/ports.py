@@ -1,0 +1,52 @@
+"""Loopback ports: which are free, which are taken, who answers. For the daemons rtap starts and their checks."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+
+from rtap.errors import ConfigError
+from rtap.settings import LOOPBACK
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on right now (the kernel's choices for port 0).
+
+    Every probe stays bound until all are chosen: one at a time, the kernel may hand out a port twice.
+    """
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind((host, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails, as it would for the broker.
+
+    SO_REUSEADDR is set because the JVM sets it on its server sockets: a port in TIME_WAIT is free for
+    the broker, a port with a listener is not.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {host} does not resolve ({exc.strerror})") from exc
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"cannot listen on {host}:{port}: {host} is not an address of this machine") from exc
+            return True
+    return False
+
+
+def accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` within a second."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
