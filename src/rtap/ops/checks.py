@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from rtap.errors import ServiceError
-from rtap.ops.http import request_json
+from rtap.http_json import request_json
 
 # The panels of dashboards.yaml the flow and freshness checks read (their SQL defines the figures).
 FLOW_PANEL, FLOW_COLUMN = "events_total", "total_events"

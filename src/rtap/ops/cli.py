@@ -56,8 +56,8 @@ def validate(
     from contextlib import ExitStack
 
     from rtap.errors import ConfigError, ValidationFailedError
+    from rtap.http_json import base_url, new_client
     from rtap.ops.checks import MetabaseTarget, ValidationOptions, run_checks, validate_until
-    from rtap.ops.http import base_url, new_client
 
     settings = Settings()
     dashboard_url = base_url(target or f"http://{settings.dashboard.host}:{settings.dashboard.port}", "--target")

@@ -20,6 +20,7 @@ import httpx
 
 from rtap.dashboard.definition import PARAMETER, ChartType, Dashboard, Definition, Panel, setting_parameters
 from rtap.errors import ConfigError, MetabaseError
+from rtap.http_json import request_json
 from rtap.settings import Settings
 
 COLLECTION_NAME = "rtap"
@@ -74,19 +75,13 @@ def dashcard_layout(dashboard: Dashboard, card_ids: dict[str, int]) -> list[dict
 
 
 class _Api:
-    """A thin JSON wrapper over httpx that turns every unexpected answer into a MetabaseError."""
+    """Metabase's JSON API: every unexpected answer is a MetabaseError (rtap.http_json)."""
 
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
-        try:
-            response = self.http.request(method, path, json=body, params=params or None)
-        except httpx.HTTPError as exc:
-            raise MetabaseError(f"Metabase {method} {path} failed: {exc}") from exc
-        if response.status_code >= 400:
-            raise MetabaseError(f"Metabase {method} {path} answered {response.status_code}: {response.text[:300]}")
-        return response.json() if response.content else None
+        return request_json(self.http, method, path, params=params or None, body=body, error=MetabaseError)
 
     def listing(self, path: str, **params: Any) -> list[dict[str, Any]]:
         # Some list endpoints answer a bare list, others {"data": [...], "total": n}.

@@ -1,9 +1,10 @@
-"""JSON over HTTP for ``rtap validate``: one place where httpx errors become rtap errors.
+"""JSON over HTTP, the one place where httpx errors become rtap errors (``rtap validate``'s checks, the
+Metabase provisioning).
 
-A check that cannot reach a service, or gets an error status or a body that is not JSON, must turn into
-one readable failed line ("GET http://host:8050/api/health: connection refused"), not a traceback. So
-every request goes through :func:`request_json`, which raises :class:`~rtap.errors.ServiceError` with
-the method, the URL and the reason, and the checks report that message as the figure of a failed check.
+A request that cannot reach a service, or gets an error status or a body that is not JSON, must turn into
+one readable line ("GET http://host:8050/api/health: connection refused"), not a traceback. So every
+request goes through :func:`request_json`, which raises :class:`~rtap.errors.ServiceError` (or the subclass
+the caller names) with the method, the URL and the reason.
 """
 
 from __future__ import annotations
@@ -37,21 +38,24 @@ def request_json(
     method: str,
     path: str,
     *,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
     body: Any = None,
+    error: type[ServiceError] = ServiceError,
 ) -> Any:
-    """The JSON body of a 2xx answer; ServiceError naming the request for anything else."""
+    """The JSON body of a 2xx answer (None for an empty one); ``error`` naming the request for anything else."""
     where = f"{method} {client.build_request(method, path).url}"
     try:
         response = client.request(method, path, params=params, json=body)
     except httpx.TimeoutException as exc:
-        raise ServiceError(f"{where}: no answer within {client.timeout.read} s") from exc
+        raise error(f"{where}: no answer within {client.timeout.read} s") from exc
     except httpx.HTTPError as exc:
-        raise ServiceError(f"{where}: {exc or type(exc).__name__}") from exc
+        raise error(f"{where}: {exc or type(exc).__name__}") from exc
     if not response.is_success:
         excerpt = " ".join(response.text.split())[:_BODY_EXCERPT]
-        raise ServiceError(f"{where}: HTTP {response.status_code} {excerpt}".rstrip())
+        raise error(f"{where}: HTTP {response.status_code} {excerpt}".rstrip())
+    if not response.content:
+        return None
     try:
         return response.json()
     except ValueError as exc:
-        raise ServiceError(f"{where}: the answer is not JSON") from exc
+        raise error(f"{where}: the answer is not JSON") from exc
