@@ -41,9 +41,10 @@ from rtap.contract.model import (
     validate_event,
 )
 from rtap.contract.validator import RecordValidator, Validated, arrow_type
+from rtap.contract.vocabulary import PAGE_VIEW_TYPES
 from rtap.errors import ContractError
 
-LEGACY_EVENT_TYPE = "page_view"
+LEGACY_EVENT_TYPE = PAGE_VIEW_TYPES[0]  # page_view: every click of the previous system views a page
 # Fixed for ever: changing it would give the same clicks other session ids.
 SESSION_NAMESPACE = uuid.UUID("6f1b7a52-3c1e-5a7e-9d0e-2f4c8b1a9e30")
 _KEPT = ("event_id", "user_id", "page_url", "ip_address", "user_agent")

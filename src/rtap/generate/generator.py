@@ -38,6 +38,7 @@ import numpy.typing as npt
 import orjson
 
 from rtap.contract import REQUIRED_FIELDS
+from rtap.contract.vocabulary import PAGE_VIEW_TYPES, PURCHASE
 from rtap.errors import ConfigError
 from rtap.generate.catalog import (
     BOT_USER_AGENTS,
@@ -53,7 +54,7 @@ from rtap.generate.catalog import (
     random_ip,
 )
 from rtap.generate.partition import kafka_partitions
-from rtap.generate.truth import PAGE_VIEW_TYPES, EventBatch, GroundTruth
+from rtap.generate.truth import EventBatch, GroundTruth
 from rtap.settings import GeneratorSettings
 
 # -- the funnel: probabilities of the next step given the last one (the rest of each row is named) --------
@@ -626,7 +627,7 @@ class ClickstreamGenerator:
 
     def _product_step(self, event_type: str, index: int, quantity: int) -> _Step:
         product: Product = self.catalog.products[index]
-        url = self.catalog.confirmation_url if event_type == "purchase" else product.url
+        url = self.catalog.confirmation_url if event_type == PURCHASE else product.url
         fragment = (
             b'"event_type":'
             + _json(event_type)
@@ -641,7 +642,7 @@ class ClickstreamGenerator:
             + b',"quantity":'
             + _json(quantity)
         )
-        revenue = product.price_units * quantity if event_type == "purchase" else 0
+        revenue = product.price_units * quantity if event_type == PURCHASE else 0
         return fragment, _referrer(url), *self._truth_codes(event_type, url), revenue
 
     def _cart_step(self, event_type: str, index: int, quantity: int) -> _Step:

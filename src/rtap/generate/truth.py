@@ -33,15 +33,9 @@ import numpy.typing as npt
 import orjson
 
 from rtap.contract import PRICE_SCALE, validate_event
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, PAGE_VIEW_TYPES, PURCHASE
 from rtap.errors import ContractError, ValidationFailedError
 
-DEAD_LETTER = "dead_letter"
-LATE = "late"
-DUPLICATE = "duplicate"
-ACCEPTED = "accepted"
-
-PAGE_VIEW_TYPES = frozenset({"page_view", "product_view"})
-PURCHASE = "purchase"
 MINUTE_MS = 60_000
 # How often (in accepted events) to look for minutes that can be closed; closing is a scan of open minutes.
 CLOSE_EVERY = 8192

@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 
 from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, EVENT_COLUMNS, LATE, TopicPartition
+from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition
 from rtap.warehouse import WarehouseClient
 
 if TYPE_CHECKING:

@@ -34,13 +34,8 @@ import pyarrow.compute as pc
 from rtap.contract import contract_fields
 from rtap.contract.formats import SourceReader
 from rtap.contract.validator import arrow_type, record_times_ms
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ContractError
-
-DEAD_LETTER = "dead_letter"
-LATE = "late"
-DUPLICATE = "duplicate"
-ACCEPTED = "accepted"
-STATUSES = (DEAD_LETTER, LATE, DUPLICATE, ACCEPTED)
 
 EVENT_COLUMNS = tuple(f.name for f in contract_fields())
 _NO_TIME = np.iinfo(np.int64).min
@@ -157,7 +152,8 @@ def _later_copies(event_ids: pa.Array, candidates: np.ndarray) -> np.ndarray:
 
 
 def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime], watermark_delay_s: float) -> pa.Table:
-    """The whole per-batch decision: every parsed record gets exactly one of :data:`STATUSES` (``status``).
+    """The whole per-batch decision: every parsed record gets exactly one status (``status``, one of
+    :data:`rtap.contract.vocabulary.STATUSES`).
 
     Rows come back in Kafka order (topic, partition, offset).
     """

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import format_event_time
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ValidationFailedError
 from rtap.generate import EventStats, GroundTruth, PageViews
 from rtap.generate import truth as truth_module
-from rtap.generate.truth import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, EventBatch
+from rtap.generate.truth import EventBatch
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MINUTE = T0

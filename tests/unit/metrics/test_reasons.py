@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.metrics.reasons import OTHER, REASON_CLASSES, reason_class
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import DEAD_LETTER
 from tests.unit.stream.conftest import classify_records, event
 
 STREAM = StreamSettings()

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from rtap.cli import app
 from rtap.contract import validate_event
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ConfigError, ValidationFailedError
 from rtap.generate import ClickstreamGenerator, GroundTruth, PageViews
-from rtap.generate.truth import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.ops.reconcile import Observed, format_report, load_truth, observe, reconcile
 from rtap.settings import GeneratorSettings, Settings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client

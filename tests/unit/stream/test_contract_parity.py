@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from rtap.contract import contract_fields, validate_event
 from rtap.contract.formats import LEGACY_FORMAT, validate_source
+from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.errors import ContractError
-from rtap.stream.transforms import DEAD_LETTER
 from tests.unit.stream.conftest import LEGACY_TOPIC, classify_records, event, legacy_click
 
 FIELDS = [f.name for f in contract_fields()]

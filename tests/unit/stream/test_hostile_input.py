@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import contract_fields
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import ACCEPTED, DEAD_LETTER
 from tests.unit.stream.conftest import RECORD_TIME, classify_records, event
 
 STREAM = StreamSettings()

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from rtap.stream.transforms import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
+from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
 from tests.unit.stream.conftest import classify_records, event
 
 
