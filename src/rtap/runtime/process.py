@@ -16,8 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1
@@ -103,3 +106,24 @@ def wait_until(done: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(_POLL_S)
     return True
+
+
+class Supervised(ABC):
+    """A set of daemons that ``with`` starts and stops (their own options have defaults)."""
+
+    @abstractmethod
+    def start(self, *args: Any, **kwargs: Any) -> object:
+        """Start the daemons; after a failure nothing started is left running."""
+
+    @abstractmethod
+    def stop(self, *args: Any, **kwargs: Any) -> object:
+        """Stop the daemons (SIGTERM, then SIGKILL after a timeout)."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -15,11 +15,11 @@ import pyarrow.compute as pc
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rtap.contract import contract_fields, validate_event
-from rtap.contract.formats import LEGACY_FORMAT, validate_source
+from rtap.contract import contract_fields
+from rtap.contract.formats import LEGACY_FORMAT, NATIVE_FORMAT, validate_source
 from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.errors import ContractError
-from tests.unit.stream.conftest import LEGACY_TOPIC, classify_records, event, legacy_click
+from tests.unit.stream.conftest import LEGACY_TOPIC, TOPIC, classify_records, event, legacy_click
 
 FIELDS = [f.name for f in contract_fields()]
 odd_strings = st.one_of(
@@ -80,11 +80,37 @@ def records(draw: st.DrawFn) -> dict[str, object]:
     return record
 
 
-def python_verdict(payload: bytes) -> dict[str, object] | None:
+def reference_verdict(payload: bytes, source_format: str) -> dict[str, object] | None:
     try:
-        return validate_event(payload)
+        return validate_source(payload, source_format)
     except ContractError:
         return None
+
+
+def assert_job_agrees_with_reference(batch: list[dict[str, object]], topic: str, source_format: str) -> None:
+    """One batch through the job's parse and classify, as records of ``topic``; every verdict and normalised
+    value equals the reference validator's for ``source_format``."""
+    payloads = [orjson.dumps(r) for r in batch]
+    table = classify_records(
+        [(0, i, p) for i, p in enumerate(payloads)],
+        topic=topic,
+        watermark_delay_s=1e9,  # nothing is late here: this test is about the contract only
+        max_record_bytes=1 << 20,
+        max_future_skew_s=1e12,
+    )
+    verdicts = dict(zip(table["kafka_offset"].to_pylist(), table["error"].to_pylist(), strict=True))
+    # Typed columns of dead letters are never read (their values may not even fit a Python datetime).
+    valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
+    for offset, payload in enumerate(payloads):
+        expected = reference_verdict(payload, source_format)
+        assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
+        if expected is not None:
+            row = valid[offset]
+            for name in FIELDS:
+                assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
+                    name,
+                    payload,
+                )
 
 
 # Found by this test in clean-clone runs, now always checked: the lower bound of event_time (Python had none)
@@ -103,26 +129,7 @@ TIME_EDGES = [
 @given(batch=st.lists(records(), min_size=20, max_size=120))
 @example(batch=[{**event(i), "event_time": moment} for i, moment in enumerate(TIME_EDGES)])
 def test_the_job_and_the_reference_agree_on_every_record(batch) -> None:
-    payloads = [orjson.dumps(r) for r in batch]
-    table = classify_records(
-        [(0, i, p) for i, p in enumerate(payloads)],
-        watermark_delay_s=1e9,  # nothing is late here: this test is about the contract only
-        max_record_bytes=1 << 20,
-        max_future_skew_s=1e12,
-    )
-    verdicts = dict(zip(table["kafka_offset"].to_pylist(), table["error"].to_pylist(), strict=True))
-    # Typed columns of dead letters are never read (their values may not even fit a Python datetime).
-    valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
-    for offset, payload in enumerate(payloads):
-        expected = python_verdict(payload)
-        assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
-        if expected is not None:
-            row = valid[offset]
-            for name in FIELDS:
-                assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
-                    name,
-                    payload,
-                )
+    assert_job_agrees_with_reference(batch, TOPIC, NATIVE_FORMAT)
 
 
 # The previous system's format (rtap.contract.formats): its own schema, then the upcast onto v1.
@@ -164,26 +171,4 @@ def legacy_records(draw: st.DrawFn) -> dict[str, object]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=st.lists(legacy_records(), min_size=20, max_size=120))
 def test_the_job_and_the_reference_agree_on_every_previous_format_record(batch) -> None:
-    payloads = [orjson.dumps(r) for r in batch]
-    table = classify_records(
-        [(0, i, p) for i, p in enumerate(payloads)],
-        topic=LEGACY_TOPIC,
-        watermark_delay_s=1e9,
-        max_record_bytes=1 << 20,
-        max_future_skew_s=1e12,
-    )
-    verdicts = dict(zip(table["kafka_offset"].to_pylist(), table["error"].to_pylist(), strict=True))
-    valid = {row["kafka_offset"]: row for row in table.filter(pc.not_equal(table["status"], DEAD_LETTER)).to_pylist()}
-    for offset, payload in enumerate(payloads):
-        try:
-            expected: dict[str, object] | None = validate_source(payload, LEGACY_FORMAT)
-        except ContractError:
-            expected = None
-        assert (offset in valid) == (expected is not None), (payload, verdicts[offset])
-        if expected is not None:
-            row = valid[offset]
-            for name in FIELDS:
-                assert row[name] == expected[name] or (name == "schema_version" and expected[name] is None), (
-                    name,
-                    payload,
-                )
+    assert_job_agrees_with_reference(batch, LEGACY_TOPIC, LEGACY_FORMAT)

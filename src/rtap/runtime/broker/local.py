@@ -23,7 +23,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from rtap.errors import BrokerError, BrokerStartError, ConfigError, PortInUseError
 from rtap.runtime.broker.config import (
@@ -40,7 +39,7 @@ from rtap.runtime.broker.config import (
 )
 from rtap.runtime.broker.java import find_java
 from rtap.runtime.ports import accepts, port_in_use
-from rtap.runtime.process import read_pid, runs_with, signal_group, spawn, wait_until
+from rtap.runtime.process import Supervised, read_pid, runs_with, signal_group, spawn, wait_until
 from rtap.settings import KafkaSettings, Settings
 
 START_TIMEOUT_S = 90.0
@@ -87,7 +86,7 @@ def _log_tail(log: Path, since: int = 0) -> str:
     return " / ".join(line[:300] for line in chosen)
 
 
-class LocalKafka:
+class LocalKafka(Supervised):
     """One local KRaft broker+controller configured from :class:`~rtap.settings.Settings`.
 
     Alone by default; with ``node`` it is one member of a multi-node quorum (see :mod:`rtap.runtime.cluster`).
@@ -115,15 +114,6 @@ class LocalKafka:
             "sasl_password": None,
         }
         return self.settings.kafka.model_copy(update=update)
-
-    def __enter__(self) -> LocalKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from types import TracebackType
 
 from rtap.errors import BrokerError, BrokerStartError
 from rtap.kafka_admin import registered_brokers
@@ -20,13 +19,14 @@ from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.config import KraftNode, random_cluster_id
 from rtap.runtime.broker.local import START_TIMEOUT_S
 from rtap.runtime.cluster.layout import ClusterLayout
+from rtap.runtime.process import Supervised
 from rtap.settings import KafkaSettings, Settings
 
 _POLL_S = 0.5
 CLUSTER_ID_FILE = "cluster-id"
 
 
-class KafkaCluster:
+class KafkaCluster(Supervised):
     """The brokers of ``layout``, their files below ``root/kafka-<id>``."""
 
     def __init__(self, settings: Settings, layout: ClusterLayout, root: Path, *, attached: bool = True) -> None:
@@ -66,15 +66,6 @@ class KafkaCluster:
     def kafka_settings(self) -> KafkaSettings:
         """``settings.kafka`` for clients of this cluster: every broker, PLAINTEXT, the cluster's replication."""
         return self.nodes[0].kafka_settings().model_copy(update={"bootstrap_servers": self.layout.bootstrap_servers})
-
-    def __enter__(self) -> KafkaCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self, timeout_s: float = START_TIMEOUT_S, *, wait: bool = True) -> None:
         """Start every node, then (unless ``wait=False``) :meth:`wait_ready`.

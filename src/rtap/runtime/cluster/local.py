@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import TracebackType
 
 from rtap.errors import ServiceError
 from rtap.runtime.cluster.kafka import KafkaCluster
 from rtap.runtime.cluster.layout import ClusterLayout
 from rtap.runtime.cluster.spark import SparkStandalone
+from rtap.runtime.process import Supervised
 from rtap.settings import Settings
 
 # A deadline, not a delay: on a loaded 2-core machine six JVMs starting at once take minutes.
@@ -26,7 +26,7 @@ def cluster_root(settings: Settings) -> Path:
     return settings.data_dir / "cluster"
 
 
-class LocalCluster:
+class LocalCluster(Supervised):
     """Brokers and Spark daemons of one layout (fresh free ports unless given)."""
 
     def __init__(
@@ -56,15 +56,6 @@ class LocalCluster:
     def pipeline_settings(self) -> Settings:
         """``self.settings`` pointed at this cluster."""
         return self.layout.pipeline_settings(self.settings)
-
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Launch every process first, then wait for both clusters: their start-ups overlap.

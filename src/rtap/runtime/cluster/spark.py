@@ -21,12 +21,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from rtap.errors import DependencyError, ServiceError
 from rtap.runtime.cluster.layout import ClusterLayout
-from rtap.runtime.process import read_pid, runs_with, signal_group, spawn, wait_until
+from rtap.runtime.process import Supervised, read_pid, runs_with, signal_group, spawn, wait_until
 
 MASTER_MAIN = "org.apache.spark.deploy.master.Master"
 WORKER_MAIN = "org.apache.spark.deploy.worker.Worker"
@@ -132,7 +131,7 @@ class MasterState:
         )
 
 
-class SparkStandalone:
+class SparkStandalone(Supervised):
     """The master and workers of ``layout``; files below ``root/spark-master`` and ``root/spark-worker-<n>``."""
 
     def __init__(
@@ -179,15 +178,6 @@ class SparkStandalone:
     @property
     def master_url(self) -> str:
         return self.layout.master_url
-
-    def __enter__(self) -> SparkStandalone:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _environment(self, home: Path) -> dict[str, str]:
         return {
