@@ -145,7 +145,8 @@ def is_one_shot(service: dict[str, Any]) -> bool:
 
 
 def rtap_services(services: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    return ((name, s) for name, s in services.items() if "build" in s)
+    """The services that run the `rtap` command (the Spark daemons run the same image with Spark's launcher)."""
+    return ((name, s) for name, s in services.items() if "build" in s and not s.get("entrypoint"))
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -267,13 +268,23 @@ def test_stream_runs_the_local_mode_entry_point_at_the_pinned_spark_version(
     spark_version = pom.findtext("m:properties/m:spark.version", namespaces=ns)
     kafka_version = pom.findtext("m:properties/m:kafka.version", namespaces=ns)
     assert spark_version == pyspark
-    for name in ("spark-master", "spark-worker"):
-        image = services[name]["image"]
-        assert image.startswith(("spark:", "apache/spark:")), image
-        assert image.split(":")[1].split("-")[0] == pyspark, f"{name}: {image} is not Spark {pyspark}"
-        assert "scala2.13" in image, image
-        assert "java17" in image, image
     assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
+
+
+def test_the_spark_daemons_run_rtaps_image_with_its_pyspark(services: dict[str, dict[str, Any]]) -> None:
+    """The executors' Python workers run the job's parse stage: they need rtap and the driver's Python, which
+    only rtap's image has (the official Spark image has neither); its pyspark is the job's exact Spark."""
+    python = re.search(r"^FROM python:(\d+\.\d+)\.\d+\S* AS runtime$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert python is not None
+    launcher = f"/opt/rtap/venv/lib/python{python.group(1)}/site-packages/pyspark/bin/spark-class"
+    stream = services["stream"]
+    for name, main in (("spark-master", "Master"), ("spark-worker", "Worker")):
+        daemon = services[name]
+        assert daemon["image"] == stream["image"]
+        assert daemon["build"] == stream["build"]
+        assert daemon["entrypoint"] == [launcher]
+        assert daemon["command"][0] == f"org.apache.spark.deploy.{main.lower()}.{main}"
+        assert "wget" not in str(daemon["healthcheck"]["test"])  # not in rtap's slim image
 
 
 def test_cluster_profile_submits_the_same_job_to_the_standalone_master(env_file: Path, tmp_path: Path) -> None:
