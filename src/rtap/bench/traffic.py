@@ -53,6 +53,7 @@ SESSIONS = 2_000
 # before the clock starts would need ~650 bytes of Python objects per event (1.3 GB for 100,000/s x 20 s).
 TEMPLATES = 10_000
 FLUSH_TIMEOUT_S = 60.0
+FULL_QUEUE_POLLS = 1_200  # of 50 ms each: a queue full for about a minute means the broker is not taking records
 
 CLEAN, DUPLICATE, MALFORMED, LATE = 0, 1, 2, 3
 PAGES = [f"https://shop.example/p/{i}" for i in range(200)]
@@ -221,12 +222,14 @@ def offer(
         elif now - due > behind:
             behind = now - due
         key, value = payload(i, due)
-        while True:
+        for _ in range(FULL_QUEUE_POLLS):
             try:
                 produce(topic, value, key)
                 break
             except BufferError:
                 poll(0.05)
+        else:
+            raise BrokerError(f"the producer's queue stayed full for a minute after {i:,} sends to {bootstrap}")
         if i % 1024 == 0:
             poll(0)
     ended = clock()
