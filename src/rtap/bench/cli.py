@@ -10,27 +10,46 @@ from typing import Annotated
 import typer
 
 SMOKE_EVENTS = 3_000
+SMOKE_BATCH_RECORDS = 1_000
 SMOKE_STEP_S = 4.0
+SMOKE_RATES = (500.0,)
+SMOKE_STEPS = 1
+# A drain needs a first batch (start-up) and at least two more to be timed in steady state.
+MIN_DRAIN_BATCHES = 3
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(r) for r in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"comma-separated events/s, got {text!r}") from exc
+    if not rates or any(r <= 0 for r in rates):
+        raise typer.BadParameter(f"every rate must be > 0 events/s, got {text!r}")
+    return rates
 
 
 def bench(
-    events: Annotated[int, typer.Option(min=100, help="Records in the topic (and per produce measurement).")] = 100_000,
+    events: Annotated[int, typer.Option(min=100, help="Records in the topic (and per produce measurement).")] = 500_000,
+    batch_records: Annotated[
+        int, typer.Option(min=10, help="Records per micro-batch of the B3 and P drains (the same for both).")
+    ] = 100_000,
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of each measurement (medians and spread).")] = 3,
     out: Annotated[Path, typer.Option(help="Directory for the JSON, markdown and PNG results.")] = Path(
         "bench/results"
     ),
-    smoke: Annotated[bool, typer.Option(help=f"A tiny run for CI: {SMOKE_EVENTS:,} records, one repeat.")] = False,
+    smoke: Annotated[
+        bool, typer.Option(help=f"A tiny run for CI: {SMOKE_EVENTS:,} records, one repeat, two short live steps.")
+    ] = False,
     timeout: Annotated[float, typer.Option(min=10, help="Seconds each drain may take before the run fails.")] = 600.0,
     step_seconds: Annotated[
-        float, typer.Option(min=2, help="Seconds of open-loop load per step of the sustainable-rate search.")
-    ] = 30.0,
-    steps: Annotated[int, typer.Option(min=1, help="Steps of the sustainable-rate search.")] = 3,
-    freshness_rate: Annotated[
-        float | None,
-        typer.Option(
-            min=1, help="Events/s of the per-event freshness phase (default: half the sustainable rate found)."
-        ),
-    ] = None,
+        float, typer.Option(min=2, max=60, help="Seconds of open-loop load per step of the live phase.")
+    ] = 20.0,
+    rates: Annotated[
+        str, typer.Option(help="Fixed rates (events/s, comma-separated) whose per-event freshness is reported.")
+    ] = "1000,10000,50000",
+    steps: Annotated[
+        int, typer.Option(min=0, help="Search steps after the fixed rates: up x1.5 until one fails, then bisect.")
+    ] = 7,
     k_python: Annotated[
         Path | None,
         typer.Option(
@@ -39,17 +58,33 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Measure B1, P1, B2, B3, B4, P (drain, sustainable rate, freshness) and K; reconcile; write bench/results."""
+    """Measure B1, P1, B2, B3, B4, P (drain, per-event freshness, sustainable rate) and K; reconcile; write results."""
     from rtap.bench.harness import BenchPlan, run_bench
     from rtap.bench.report import markdown, write
     from rtap.console import console as make_console
     from rtap.errors import PipelineError, ValidationFailedError
     from rtap.settings import Settings
 
+    fixed = _rates(rates)
     if smoke:
-        events, repeats, step_seconds, steps = SMOKE_EVENTS, 1, SMOKE_STEP_S, 1
+        events, batch_records, repeats = SMOKE_EVENTS, SMOKE_BATCH_RECORDS, 1
+        step_seconds, fixed, steps = SMOKE_STEP_S, SMOKE_RATES, SMOKE_STEPS
+    if events < MIN_DRAIN_BATCHES * batch_records:
+        raise typer.BadParameter(
+            f"--events {events:,} is fewer than {MIN_DRAIN_BATCHES} batches of --batch-records {batch_records:,}: "
+            "no steady state to time"
+        )
     plan = BenchPlan(
-        events, repeats, Settings().jars_dir, timeout, smoke, step_seconds, steps, k_python, freshness_rate
+        events=events,
+        repeats=repeats,
+        jars_dir=Settings().jars_dir,
+        drain_timeout_s=timeout,
+        smoke=smoke,
+        step_s=step_seconds,
+        rates=fixed,
+        max_steps=steps,
+        batch_records=batch_records,
+        k_python=k_python,
     )
     command = "rtap " + shlex.join(sys.argv[1:])
     result = run_bench(plan, command)
@@ -63,4 +98,4 @@ def bench(
     if "error" in live:
         raise PipelineError(f"the sustained phase failed: {live['error']}")
     if not live["reconciliation"]["ok"]:
-        raise ValidationFailedError("the sustained phase's tables differ from the produced truth (see the report)")
+        raise ValidationFailedError("the sustained phase's tables differ from what was sent (see the report)")

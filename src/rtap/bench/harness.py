@@ -2,8 +2,10 @@
 
 Order: B1/P1 produce into a scratch topic (so their repeats do not change what the drains read); the input
 topic is then filled once with ``produce_run`` (its ground truth is what P is reconciled against); B2, B3, P
-and K all drain that same topic; B4 inserts the rows P wrote. Each P repeat gets its own data directory
-(warehouse and checkpoint), so every repeat drains the whole topic from the beginning.
+and K all drain that same topic, B3 and P in micro-batches of ``batch_records`` and timed in steady state
+(``rtap.bench.drain``); B4 inserts the rows P wrote. Each P repeat gets its own data directory (warehouse and
+checkpoint), so every repeat drains the whole topic from the beginning. Last, the live phase
+(``rtap.bench.sustain``) runs a job with rtap's default stream settings on a topic of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rtap.bench.drain import (
+    Drain,
     JobRun,
     kafka_engine,
     kafka_engine_error,
@@ -29,10 +32,10 @@ from rtap.bench.drain import (
     warehouse_insert,
 )
 from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
-from rtap.bench.produce import Sample, free_port, pre_encoded, raw_produce, rtap_produce, summary
+from rtap.bench.produce import Sample, free_port, median_rate, pre_encoded, raw_produce, rtap_produce, summary
 from rtap.bench.sustain import sustain
 from rtap.errors import BrokerError, PipelineError
-from rtap.settings import KafkaSettings, Settings, StreamSettings
+from rtap.settings import KafkaSettings, MetricsSettings, Settings, StreamSettings
 
 K_TIMEOUT_S = 180.0  # K reads the topic in one block; when it stalls, waiting longer does not help
 
@@ -44,10 +47,11 @@ class BenchPlan:
     jars_dir: Path
     drain_timeout_s: float
     smoke: bool
-    step_s: float  # each open-loop step of the sustainable-rate search
-    max_steps: int
+    step_s: float  # each open-loop step of the live phase
+    rates: tuple[float, ...]  # the fixed-rate steps (per-event freshness figures), which seed the search
+    max_steps: int  # search steps after the fixed rates
+    batch_records: int  # micro-batch size of the drains, B3 and P alike
     k_python: Path | None  # a Python whose chDB creates Kafka tables (K); None: K records the pinned chDB's error
-    freshness_rate: float | None = None  # events/s of the freshness phase; None: half the sustainable rate
 
 
 def _timed_cpu(measure: Any, *args: Any) -> Sample:
@@ -55,6 +59,26 @@ def _timed_cpu(measure: Any, *args: Any) -> Sample:
     before = tree_cpu_s(os.getpid())
     sample: Sample = measure(*args)
     return Sample(sample.records, sample.seconds, tree_cpu_s(os.getpid()) - before)
+
+
+def _timed_drain(measure: Any, *args: Any) -> Drain:
+    """:func:`_timed_cpu` for a drain: the CPU belongs to the whole drain, first batch included."""
+    before = tree_cpu_s(os.getpid())
+    drain: Drain = measure(*args)
+    whole = Sample(drain.whole.records, drain.whole.seconds, tree_cpu_s(os.getpid()) - before)
+    return Drain(drain.steady, whole, drain.batches)
+
+
+def drain_summary(drains: list[Drain]) -> dict[str, Any]:
+    """Steady-state rates over the repeats, with the whole drains (and their CPU per record) beside them."""
+    whole = summary([d.whole for d in drains])
+    return {
+        **summary([d.steady for d in drains]),
+        "median_cpu_us_per_record": whole["median_cpu_us_per_record"],
+        "whole": whole,
+        "batches": [len(d.batches) for d in drains],
+        "largest_batch_records": max(b.rows for d in drains for b in d.batches),
+    }
 
 
 def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
@@ -69,8 +93,16 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
         kafka = KafkaSettings(
             bootstrap_servers=f"127.0.0.1:{port}", host="127.0.0.1", port=port, controller_port=controller_port
         )
-        stream = StreamSettings(master="local[2]", trigger_interval_s=0.5)
-        base = Settings(data_dir=root / "bench", jars_dir=plan.jars_dir, kafka=kafka, stream=stream)
+        # Batches of one size for both B3 and P; otherwise rtap's defaults. The job's metrics on a free port:
+        # a stack running beside the bench has the default one.
+        stream = StreamSettings(master="local[2]", max_batch_records=plan.batch_records)
+        base = Settings(
+            data_dir=root / "bench",
+            jars_dir=plan.jars_dir,
+            kafka=kafka,
+            stream=stream,
+            metrics=MetricsSettings(port=0),
+        )
         with LocalKafka(base.model_copy(update={"data_dir": root / "broker"})) as broker:
             suffix = uuid.uuid4().hex[:8]
             main = base.model_copy(
@@ -93,23 +125,24 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
                     "kafka": main.kafka.model_copy(
                         update={"topic": f"bench.{suffix}.live", "dlq_topic": f"bench.{suffix}.live.dlq"}
                     ),
+                    "stream": StreamSettings(master=stream.master),  # the batch sizes rtap up would use
                 }
             )
             for settings in (main, scratch, live):
                 ensure_topics(settings.kafka)
             result = _measure(plan, main, scratch, root)
-            # Open-loop steps start at half of P's drain rate, below what the producer itself can offer.
-            start = min(result["P_rtap_job"]["median_records_per_s"], result["P1_rtap_produce"]["min_records_per_s"])
             try:
                 result["P_sustained"] = sustain(
-                    live, start / 2, plan.step_s, plan.max_steps, plan.drain_timeout_s, plan.freshness_rate
+                    live, list(plan.rates), plan.step_s, plan.max_steps, plan.drain_timeout_s
                 )
             except Exception as exc:  # noqa: BLE001 - recorded with the other results, then the command fails on it
                 result["P_sustained"] = {"error": " ".join(str(exc).split())}
             broker_pid = broker.pid()
             result["peak_rss_mb"]["broker"] = peak_rss_mb(broker_pid) if broker_pid else None
     peaks = result["peak_rss_mb"]
-    peaks["stack"] = sum(peaks[k] or 0.0 for k in ("broker", "job"))
+    peaks["live_job"] = result["P_sustained"].get("peak_rss_mb")
+    # The broker with the larger of the two jobs (they never run together).
+    peaks["stack"] = (peaks["broker"] or 0.0) + max(peaks["job"] or 0.0, peaks["live_job"] or 0.0)
     result.update(
         command=command,
         when=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -126,6 +159,7 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
         smoke=plan.smoke,
         partitions=base.kafka.partitions,
         spark_master=stream.master,
+        batch_records=plan.batch_records,
     )
     result["ratios"] = _ratios(result)
     return result
@@ -178,11 +212,10 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
                 summary([drain]), chdb=k_run.chdb_version, page_views=k_run.page_views, truth_page_views=truth_views
             )
 
-    p = summary([j.drain for j in jobs])
+    p = drain_summary([j.drain for j in jobs])
     p.update(
         median_job_rows_per_s=statistics.median(j.job_rows_per_s for j in jobs),
         median_startup_s=statistics.median(j.startup_s for j in jobs),
-        batches=[j.batches for j in jobs],
     )
     job_peaks = [j.peak_rss_mb for j in jobs if j.peak_rss_mb is not None]
     return {
@@ -190,7 +223,7 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
         "B1_raw_produce": summary(b1),
         "P1_rtap_produce": summary(p1),
         "B2_raw_consume": summary(b2),
-        "B3_spark_passthrough": summary(b3),
+        "B3_spark_passthrough": drain_summary(b3),
         "B4_warehouse_insert": summary(b4),
         "P_rtap_job": p,
         "K_kafka_engine": k,
@@ -204,13 +237,13 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
     }
 
 
-def _spark_drains(plan: BenchPlan, settings: Settings, root: Path) -> tuple[list[Sample], float | None]:
+def _spark_drains(plan: BenchPlan, settings: Settings, root: Path) -> tuple[list[Drain], float | None]:
     """B3 repeats in one SparkSession (built exactly as the job builds its own); the JVM's peak RSS."""
     from rtap.stream.spark import build_session
 
     spark = build_session(settings)
     try:
-        samples = [_timed_cpu(spark_drain, spark, settings, root / f"b3-{i}") for i in range(plan.repeats)]
+        samples = [_timed_drain(spark_drain, spark, settings, root / f"b3-{i}") for i in range(plan.repeats)]
         jvms = [pid for pid in children(os.getpid()) if _is_java(pid)]
         peak = max((p for pid in jvms if (p := tree_peak_rss_mb(pid)) is not None), default=None)
     finally:
@@ -248,17 +281,12 @@ def _progress_breakdown(jobs: list[JobRun]) -> dict[str, float]:
     return {k: statistics.median(j.time_split.get(k, 0) for j in jobs) for k in keys}
 
 
-def _median(result: dict[str, Any], key: str) -> float | None:
-    value = result.get(key, {}).get("median_records_per_s")
-    return float(value) if value else None
-
-
 def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
     sustained = (result.get("P_sustained") or {}).get("sustainable_records_per_s")
-    b3, k = _median(result, "B3_spark_passthrough"), _median(result, "K_kafka_engine")
+    b3, k = median_rate(result, "B3_spark_passthrough"), median_rate(result, "K_kafka_engine")
 
     def ratio(a: str, b: str) -> float | None:
-        top, bottom = _median(result, a), _median(result, b)
+        top, bottom = median_rate(result, a), median_rate(result, b)
         return top / bottom if top is not None and bottom else None
 
     return {

@@ -85,6 +85,12 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
+def median_rate(result: dict[str, Any], key: str) -> float | None:
+    """The median records/s of one measurement of a result document (see :func:`summary`); None if it failed."""
+    value = result.get(key, {}).get("median_records_per_s")
+    return float(value) if value else None
+
+
 def pre_encoded(settings: Settings, records: int) -> list[tuple[bytes, bytes]]:
     """Generator output, made before any clock starts, one block of sends per millisecond."""
     from rtap.generate import ClickstreamGenerator

@@ -9,7 +9,26 @@ import orjson
 import pytest
 
 from rtap.bench.produce import Sample, summary
-from rtap.bench.report import batch_cost, markdown, write
+from rtap.bench.report import batch_cost, markdown, targets, write
+
+
+def _step(kind: str, rate: float, outcome: str, p50: float, p99: float, **extra: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "kind": kind,
+        "rate": rate,
+        "achieved_rate": rate * 0.999,
+        "producer_max_behind_s": 0.01,
+        "records": int(rate * 20),
+        "freshness": {"events": int(rate * 19.5), "p50_s": p50, "p99_s": p99, "max_s": p99 + 0.5,
+                      "stored_after_end_s": 0.9},
+        "events_missing": 0,
+        "outcome": outcome,
+        "reason": f"{outcome} at {rate:,.0f}",
+        "batches": 9,
+        "lag_growth_per_s": 3.0,
+    }  # fmt: skip
+    step.update(extra)
+    return step
 
 
 def _result(k_error: str | None) -> dict[str, Any]:
@@ -17,42 +36,61 @@ def _result(k_error: str | None) -> dict[str, Any]:
         "B1_raw_produce": [100_000.0, 120_000.0],
         "P1_rtap_produce": [20_000.0, 22_000.0],
         "B2_raw_consume": [300_000.0, 310_000.0],
-        "B3_spark_passthrough": [50_000.0, 60_000.0],
         "B4_warehouse_insert": [400_000.0, 500_000.0],
-        "P_rtap_job": [10_000.0, 12_000.0],
     }
     result: dict[str, Any] = {
         key: summary([Sample(1000, 1000 / r, 0.5) for r in values]) for key, values in rates.items()
     }
-    result["P_rtap_job"].update(median_job_rows_per_s=15_000.0, median_startup_s=12.0, batches=[3, 4])
+    for key, values, whole in (
+        ("B3_spark_passthrough", [50_000.0, 60_000.0], 40_000.0),
+        ("P_rtap_job", [25_000.0, 30_000.0], 20_000.0),
+    ):
+        result[key] = {
+            **summary([Sample(800, 800 / r) for r in values]),
+            "median_cpu_us_per_record": 40.0,
+            "whole": summary([Sample(1000, 1000 / whole, 0.04)]),
+            "batches": [5, 5],
+            "largest_batch_records": 200,
+        }
+    result["P_rtap_job"].update(median_job_rows_per_s=35_000.0, median_startup_s=12.0)
     result["K_kafka_engine"] = {"error": k_error, "pinned_chdb_error": "Code: 49. Shutdown was called."}
     result["P_sustained"] = {
-        "sustainable_records_per_s": 2_000.0,
+        "sustainable_records_per_s": 61_237.0,
+        "lowest_failed_records_per_s": 67_800.0,
+        "producer_limit_records_per_s": None,
+        "ceiling_found": True,
         "rule": {
-            "judged": "batches committed in the second half of each step",
-            "producer_lag_limit_s": 1.0,
+            "judged": "batches committed in the second half of each step; freshness over every event of the step",
+            "producer_behind_limit_s": 1.0,
             "lag_growth_limit_of_rate": 0.05,
-            "batch_freshness_p99_limit_s": 10.0,
+            "freshness_p99_limit_s": 3.0,
+            "growth": 1.5,
+            "resolution": 1.1,
         },
-        "step_s": 30.0,
-        "startup_s": 40.0,
+        "step_s": 20.0,
+        "startup_s": 30.0,
         "steps": [
-            {"rate": 2_000.0, "records": 60_000, "batches": 6, "lag_growth_per_s": 3.0, "freshness_p50_s": 2.0,
-             "freshness_p99_s": 3.0, "sustainable": True, "reason": "lag growth 3 records/s"},
-            {"rate": 4_000.0, "records": 120_000, "batches": 2, "lag_growth_per_s": 900.0, "freshness_p50_s": 9.0,
-             "freshness_p99_s": 14.0, "sustainable": False, "reason": "Kafka lag grew by 900 records/s"},
+            _step("fixed", 1_000.0, "held", 0.4, 0.8),
+            _step("fixed", 10_000.0, "held", 0.7, 1.4),
+            _step("fixed", 50_000.0, "held", 1.2, 2.5),
+            _step("search", 75_000.0, "failed", 6.0, 12.0, lag_growth_per_s=9_000.0),
+            _step("search", 61_237.0, "held", 1.5, 2.9),
+            _step("search", 67_800.0, "failed", 3.0, 5.0),
         ],
-        "freshness": {
-            "rate": 1_000.0, "records": 30_000, "probe_interval_s": 0.2, "probe_failures": 0, "events_unseen": 0,
-            "raw": {"events": 29_000, "p50_s": 2.5, "p99_s": 4.25},
-            "windows": {"events": 20_000, "p50_s": 3.0, "p99_s": 5.5},
-            "batch_freshness_p50_s": 2.0, "batch_freshness_p99_s": 3.5,
-        },
+        "records_total": 5_301_000,
+        "peak_rss_mb": 1_500.0,
         "reconciliation": {"ok": True, "checks": {}, "differences": []},
         "time_split": {"batches": 40, "triggerExecution": 80_000, "addBatch": 70_000, "foreach_spark": 30_000,
-                       "foreach_warehouse": 38_000, "walCommit": 2_000},
+                       "foreach_warehouse": 38_000, "walCommit": 2_000, "first_batch_ms": 12_000,
+                       "first_batch_records": 1_000},
     }  # fmt: skip
-    result["P_spark_progress"] = {"batches": 1, "triggerExecution": 1_150, "addBatch": 1_100}
+    result["P_spark_progress"] = {
+        "batches": 5,
+        "triggerExecution": 18_000,
+        "addBatch": 17_500,
+        "first_batch_ms": 12_000,
+        "first_batch_records": 200,
+    }
     result.update(
         command="rtap bench --events 1000 --repeats 2",
         when="2026-01-01T00:00:00+00:00",
@@ -61,13 +99,14 @@ def _result(k_error: str | None) -> dict[str, Any]:
         partitions=6,
         repeats=2,
         spark_master="local[2]",
-        peak_rss_mb={"broker": 400.0, "job": 900.0, "stack": 1300.0},
+        batch_records=200,
+        peak_rss_mb={"broker": 400.0, "job": 900.0, "live_job": 1_500.0, "stack": 1_900.0},
         ratios={
-            "P_over_B3": 11_000 / 55_000,
+            "P_over_B3": 27_500 / 55_000,
             "P_over_K": None,
             "P1_over_B1": 0.19,
             "P_over_B4": 0.02,
-            "P_sustained_over_B3": 2_000 / 55_000,
+            "P_sustained_over_B3": 61_237 / 55_000,
             "P_sustained_over_K": None,
         },
         reconciliation={"ok": True, "runs": [{"ok": True, "differences": []}]},
@@ -85,31 +124,87 @@ def test_markdown_has_every_row_ratio_and_the_k_error() -> None:
     text = markdown(_result("Code: 49. DB::Exception: Shutdown was called. (LOGICAL_ERROR)"))
     for short in ("| B1 |", "| P1 |", "| B2 |", "| B3 |", "| B4 |", "| P |", "| K |"):
         assert short in text
-    assert "P/B3 **0.20**" in text
+    assert "| B3 | Spark Kafka source -> noop sink (steady state) | 55,000 | 50,000 .. 60,000 | 40.0 |" in text
+    assert "P/B3 **0.50**" in text
     assert "P/K **n/a**" in text
     assert "Shutdown was called" in text
     assert "`rtap bench --events 1000 --repeats 2`" in text
     assert "**passed**" in text
-    assert "P sustained/B3 **0.04**" in text
+    assert "P sustained/B3 **1.11**" in text
+    assert "Whole drains, first batch included: B3 40,000 records/s, P 20,000 records/s" in text
 
 
-def test_markdown_reports_the_sustained_rate_freshness_time_split_and_targets() -> None:
+def test_markdown_reports_fixed_rate_freshness_the_search_and_the_time_split() -> None:
     text = markdown(_result("not run"))
-    assert "**Sustainable rate: 2,000 records/s**" in text
-    assert "| 2 | 4,000 | 120,000 | 2 | 900 | 9.00 s / 14.00 s | not held: Kafka lag grew by 900 records/s |" in text
-    assert "| raw events (event_time -> queryable in `events`) | 29,000 | 2.50 s | 4.25 s |" in text
-    assert "| open windows (event_time -> its `page_views_1m` row updated) | 20,000 | 3.00 s | 5.50 s |" in text
+    assert "| 10,000 | 9,990 | 0.01 s | 195,000 | 0.70 s | 1.40 s | 1.90 s | 0.90 s |" in text
+    assert "| 4 | search | 75,000 | 74,925 | 0.01 s | 1,500,000 | 9 | 9,000 | 6.00 s / 12.00 s | failed: " in text
+    assert (
+        "**Sustainable rate (highest held): 61,237 events/s**; the ceiling lies between them (lowest failed: "
+        "67,800 events/s)." in text
+    )
+    assert "(events, dead letters, late events, duplicates, sessions; 5,301,000 records): **passed**" in text
     # Shares of the sustained phase's trigger time; a phase the drain run lacks is n/a.
     assert "| - of which warehouse: dedup lookup, inserts, window rewrites, commit row | n/a | 38.0 s (48%) |" in text
-    assert "Sustained, per batch: 2,000 ms a trigger, of which 750 ms Spark classification and 950 ms" in text
-    # 1 batch of 1,000 records in 1.15 s and 40 batches of 210,500 records in 80 s: solved exactly.
+    assert "Live, per batch: 2,000 ms a trigger, of which 750 ms Spark (parse and validate" in text
+    # Without their first batches: 4 batches of 800 records in 6 s, 39 of 5,300,000 records in 68 s.
     fixed, per_record_us = batch_cost(_result(None)) or (0.0, 0.0)
-    assert 1 * fixed + 1_000 * per_record_us / 1000 == pytest.approx(1_150)
-    assert 40 * fixed + 210_500 * per_record_us / 1000 == pytest.approx(80_000)
+    assert 4 * fixed + 800 * per_record_us / 1000 == pytest.approx(6_000)
+    assert 39 * fixed + 5_300_000 * per_record_us / 1000 == pytest.approx(68_000)
     assert f"**{fixed:,.0f} ms per batch + {per_record_us:,.1f} µs per record**" in text
-    assert "| sustained >= 100,000 events/s | 2,000 | no |" in text
-    assert "| peak RSS of the local stack <= 4 GB | 1,300 MiB | yes |" in text
+    cycle = fixed / 1000 / (1 - 50_000 * per_record_us / 1e6)
+    assert f"| 50,000 | {cycle:.2f} s | {2 * cycle:.2f} s | 2.50 s |" in text
     assert "The pinned chDB refuses `CREATE TABLE ... ENGINE = Kafka`: `Code: 49. Shutdown was called.`" in text
+
+
+def test_a_search_that_never_failed_says_the_ceiling_was_not_found() -> None:
+    result = _result(None)
+    live = result["P_sustained"]
+    live.update(ceiling_found=False, lowest_failed_records_per_s=None, producer_limit_records_per_s=84_000.0)
+    text = markdown(result)
+    assert "ceiling not found: the sender could not keep up at 84,000 events/s" in text
+    assert (
+        "| the sustainable-rate search finds the ceiling (a step that fails) | highest held 61,237; the sender "
+        "fell behind at 84,000 | **no** |" in text
+    )
+
+
+def test_the_targets_table_says_what_was_met() -> None:
+    rows = {target: (measured, met) for target, measured, met in targets(_result(None))}
+    sustained = rows["sustained >= 50,000 events/s of realistic traffic, per-event freshness p99 <= 3 s at that rate"]
+    assert sustained == ("highest rate held 61,237 events/s; at 50,000 events/s: p99 2.50 s, held", True)
+    assert rows["full job draining a pre-filled topic >= 0.5 x B3 (steady state, same run)"] == (
+        "P 27,500 / B3 55,000 records/s = 0.50",
+        True,
+    )
+    assert rows["per-event freshness p99 <= 1 s at 10,000 events/s"] == ("p99 1.40 s (p50 0.70 s)", False)
+    assert rows["per-event freshness p99 <= 1 s at 1,000 events/s"] == ("p99 0.80 s (p50 0.40 s)", True)
+    assert rows["the sustainable-rate search finds the ceiling (a step that fails)"] == (
+        "highest held 61,237, lowest failed 67,800 events/s",
+        True,
+    )
+    steady = next(v for k, v in rows.items() if k.startswith("B3 (and P) measured in steady state"))
+    assert steady[1] is True
+    assert "batches per drain B3 [5, 5], P [5, 5]" in steady[0]
+    text = markdown(_result(None))
+    assert "## Targets (issue 14)" in text
+    assert "| per-event freshness p99 <= 1 s at 10,000 events/s | p99 1.40 s (p50 0.70 s) | **no** |" in text
+    assert text.index("## Targets") < text.index("## Throughput against the baselines")
+
+
+def test_targets_of_a_sender_that_fell_behind_or_a_failed_live_phase_are_not_met() -> None:
+    result = _result(None)
+    result["P_sustained"]["steps"][0].update(outcome="producer", reason="the sender fell 2.0 s behind")
+    rows = {target: (measured, met) for target, measured, met in targets(result)}
+    assert rows["per-event freshness p99 <= 1 s at 1,000 events/s"] == (
+        "p99 0.80 s (p50 0.40 s); the sender fell behind its schedule",
+        False,
+    )
+    result["P_sustained"] = {"error": "the stream job exited with 1"}
+    result["ratios"]["P_sustained_over_B3"] = None
+    failed = targets(result)
+    assert [met for _, _, met in failed] == [False, True, False, False, False, True, True]
+    assert failed[0][1] == "live phase failed"
+    assert "Failed: `the stream job exited with 1`" in markdown(result)
 
 
 def test_write_produces_json_markdown_and_png(tmp_path: Path) -> None:

@@ -16,7 +16,13 @@ def test_time_split_sums_progress_phases_and_the_foreach_batch_split(tmp_path: P
     log_dir.mkdir(parents=True)
     events = [
         {"Event": "SparkListenerJobStart", "Job ID": 0},
-        {"Event": PROGRESS, "progress": {"durationMs": {"addBatch": 900, "walCommit": 40, "triggerExecution": 1000}}},
+        {
+            "Event": PROGRESS,
+            "progress": {
+                "numInputRows": 100,
+                "durationMs": {"addBatch": 900, "walCommit": 40, "triggerExecution": 1000},
+            },
+        },
         {"Event": PROGRESS, "progress": {"durationMs": {"addBatch": 1900, "walCommit": 60, "triggerExecution": 2000}}},
     ]
     (log_dir / "events_1_local-1").write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
@@ -30,6 +36,8 @@ def test_time_split_sums_progress_phases_and_the_foreach_batch_split(tmp_path: P
     )
     assert time_split(tmp_path) == {
         "batches": 2,
+        "first_batch_ms": 1000,
+        "first_batch_records": 100,
         "addBatch": 2800,
         "walCommit": 100,
         "triggerExecution": 3000,

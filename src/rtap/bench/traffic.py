@@ -1,0 +1,302 @@
+"""Realistic traffic offered open loop by a plain producer, and the per-event freshness it was served with.
+
+One home for the outside measurement: ``bench/outside.py`` runs it against a running stack, ``rtap bench``
+runs the sender in its own process (``python -m rtap.bench.traffic``) against the job it measures, and both
+read freshness with :func:`freshness`. Nothing of rtap's producer or generator is used on the sending side: a
+confluent-kafka producer sends, like a team's own producer would,
+
+- valid contract-v1 events (page views, product views, carts, checkouts, purchases) keyed by session;
+- ~1% exact re-sends of the previous valid event (duplicates), ~0.5% truncated JSON (dead letters) and ~0.3%
+  events stamped two minutes before their send time (late).
+
+Each event is stamped with its *intended* send time (the open-loop schedule), so a sender that falls behind
+shows as staleness, never as a lower rate; how far behind it fell is part of the result.
+
+The sender knows exactly what it sent, so a run is reconciled exactly: the dirt is chosen so that the job's
+rules classify every record one way only. A duplicate re-sends a valid on-time event (never a late or broken
+one); a late event goes to a session that already had an on-time event earlier in the run (same key, so the
+same partition, before it in Kafka order: ordered by the idempotent producer), so its partition's high-water
+mark is at most ``seconds`` older than its send time and it is behind the watermark whenever ``LATE_BY_S -
+watermark delay > seconds`` (checked by :func:`offer`); a truncated record loses its closing brace, so it is
+never JSON.
+
+Per-event freshness = ``pipeline_batches.finished_at`` of the batch that stored the event minus its
+``event_time``: every row of a batch is written before its commit record, whose ``finished_at`` is taken just
+before that last write, so a reader sees the event at most this late. Over every event of the run that was
+accepted into ``events`` (duplicates, late events and dead letters are not in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rtap.errors import BrokerError
+
+if TYPE_CHECKING:
+    from rtap.warehouse import WarehouseClient
+
+DUPLICATE_RATE = 0.01
+MALFORMED_RATE = 0.005
+LATE_RATE = 0.003
+LATE_BY_S = 120.0
+SESSIONS = 2_000
+# Distinct event bodies per run, cycled (each send gets its own event_id and time): preparing every send
+# before the clock starts would need ~650 bytes of Python objects per event (1.3 GB for 100,000/s x 20 s).
+TEMPLATES = 10_000
+FLUSH_TIMEOUT_S = 60.0
+FULL_QUEUE_POLLS = 1_200  # of 50 ms each: a queue full for about a minute means the broker is not taking records
+
+CLEAN, DUPLICATE, MALFORMED, LATE = 0, 1, 2, 3
+PAGES = [f"https://shop.example/p/{i}" for i in range(200)]
+TYPES = ["page_view"] * 60 + ["product_view"] * 25 + ["add_to_cart"] * 8 + ["checkout"] * 4 + ["purchase"] * 3
+_ID_MARK = "00000000-0000-4000-8000-000000000000"  # placeholders split out of each template
+_TIME_MARK = "1970-01-01T00:00:00.000Z"
+
+_STEP_FRESHNESS = """
+SELECT count(), quantilesExactInclusive(0.5, 0.99)(f), max(f), max(stored)
+FROM (
+    SELECT (toUnixTimestamp64Milli(b.finished_at) - toUnixTimestamp64Milli(e.event_time)) / 1000 AS f,
+           toUnixTimestamp64Milli(b.finished_at) / 1000 AS stored
+    FROM {db}.events AS e
+    INNER JOIN (SELECT batch_id, finished_at FROM {db}.pipeline_batches FINAL WHERE query_id = {q:String}) AS b
+        ON e.batch_id = b.batch_id
+    WHERE e.event_time >= fromUnixTimestamp64Milli({since:Int64})
+      AND e.event_time < fromUnixTimestamp64Milli({until:Int64}) AND e.user_id LIKE {run:String}
+)
+"""
+_QUERY_ID = "SELECT argMax(query_id, finished_at) FROM {db}.pipeline_batches FINAL"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one run sent, by what the job must make of it, and how well the sender kept its schedule."""
+
+    rate: float  # offered: the schedule's events/s
+    seconds: float
+    sent: int  # every record, dirt included
+    valid: int  # accepted into events: valid, on time, first copy
+    duplicates: int
+    malformed: int  # dead letters
+    late: int
+    sessions: int  # distinct session ids among the valid events
+    failed: int  # not acknowledged by the broker: the truth above is then not what the topic holds
+    started: float  # epoch s: the schedule's start (the first event's event_time)
+    ended: float  # epoch s: the last send, before the final flush
+    producer_max_behind_s: float  # the furthest any send fell behind its due time
+
+    @property
+    def achieved_rate(self) -> float:
+        """Events/s the sender really handed to the producer over the run."""
+        return self.sent / (self.ended - self.started) if self.ended > self.started else 0.0
+
+
+class Traffic:
+    """The sends of one run, decided before the clock starts so that sending costs a concatenation.
+
+    ``payload(i, due)`` is the i-th record stamped ``due``; call it in order (a duplicate re-sends the
+    previous valid payload). The counts say what the job must make of the whole run.
+    """
+
+    def __init__(self, count: int, run: str, seed: int) -> None:
+        rng = random.Random(seed)
+        sessions = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(SESSIONS)]
+        self._templates = [_template(rng.choice(sessions), run, rng) for _ in range(max(1, min(count, TEMPLATES)))]
+        # event_id = a random per-run UUIDv4 prefix + the send's index: unique, and one format per send.
+        digits = f"{rng.getrandbits(72):018x}"
+        variant = "89ab"[rng.randrange(4)]
+        self._id_prefix = f"{digits[:8]}-{digits[8:12]}-4{digits[12:15]}-{variant}{digits[15:]}-".encode()
+        self._kinds = bytearray(count)
+        counts = [0, 0, 0, 0]
+        on_time_sessions: set[bytes] = set()
+        n = len(self._templates)
+        for i in range(count):
+            roll = rng.random()
+            session = self._templates[i % n][0]
+            if roll < DUPLICATE_RATE and counts[CLEAN]:
+                kind = DUPLICATE
+            elif roll < DUPLICATE_RATE + MALFORMED_RATE:
+                kind = MALFORMED
+            elif roll < DUPLICATE_RATE + MALFORMED_RATE + LATE_RATE and session in on_time_sessions:
+                kind = LATE
+            else:
+                kind = CLEAN
+                on_time_sessions.add(session)
+            self._kinds[i] = kind
+            counts[kind] += 1
+        self.count = count
+        self.valid, self.duplicates, self.malformed, self.late = counts
+        self.sessions = len(on_time_sessions)
+        self._last = (b"", b"")
+        self._stamp_ms = -1
+        self._stamp = b""
+
+    def payload(self, i: int, due: float) -> tuple[bytes, bytes]:
+        """(key, value) of the i-th send, its event_time ``due`` (epoch s) or, when late, LATE_BY_S before it."""
+        kind = self._kinds[i]
+        if kind == DUPLICATE:
+            return self._last
+        key, head, middle, tail = self._templates[i % len(self._templates)]
+        millis = round(due * 1000)
+        if kind == LATE:
+            stamp = _stamp(millis - int(LATE_BY_S * 1000))
+        else:
+            if millis != self._stamp_ms:
+                self._stamp_ms, self._stamp = millis, _stamp(millis)
+            stamp = self._stamp
+        value = b"".join((head, b"%s%012x" % (self._id_prefix, i), middle, stamp, tail))
+        if kind == MALFORMED:
+            return key, value[: -(len(tail) // 2 + 1)]  # cut in the middle of the JSON: the closing brace is gone
+        if kind == CLEAN:
+            self._last = (key, value)
+        return key, value
+
+
+def _stamp(millis: int) -> bytes:
+    moment = datetime.fromtimestamp(millis // 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.").encode() + b"%03dZ" % (millis % 1000)
+
+
+def _template(session: str, run: str, rng: random.Random) -> tuple[bytes, bytes, bytes, bytes]:
+    """(key, JSON before event_id, between event_id and event_time, after event_time) of one event body."""
+    kind = rng.choice(TYPES)
+    event: dict[str, Any] = {
+        "event_id": _ID_MARK,
+        "event_type": kind,
+        "event_time": _TIME_MARK,
+        "user_id": f"{run}-u{rng.randrange(5000)}",
+        "session_id": session,
+        "page_url": rng.choice(PAGES),
+        "referrer": "https://www.google.com/",
+        "ip_address": f"203.0.{rng.randrange(256)}.{rng.randrange(256)}",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0",
+        "device": rng.choice(["desktop", "mobile", "tablet"]),
+        "country": rng.choice(["DE", "FR", "US", "BR"]),
+    }
+    if kind != "page_view":
+        event.update(product_id=f"p{rng.randrange(500)}", category="shirts", price=round(rng.uniform(5, 200), 2))
+    if kind == "purchase":
+        event.update(quantity=rng.randrange(1, 4), order_id=str(uuid.UUID(int=rng.getrandbits(128))))
+    head, rest = json.dumps(event).encode().split(_ID_MARK.encode())
+    middle, tail = rest.split(_TIME_MARK.encode())
+    return session.encode(), head, middle, tail
+
+
+def offer(
+    bootstrap: str, topic: str, rate: float, seconds: float, run: str, seed: int, watermark_delay_s: float = 30.0
+) -> Sent:
+    """Send ``rate`` events/s for ``seconds``, open loop, and flush; what was sent and how far the sender fell behind.
+
+    ``watermark_delay_s`` is the job's: a late event is only certain to be late when it is older than the
+    watermark by more than the run lasts (module docstring).
+    """
+    from confluent_kafka import Producer
+
+    if LATE_BY_S - watermark_delay_s <= seconds:
+        raise ValueError(f"runs of {seconds:.0f} s: late events {LATE_BY_S:.0f} s old might be on time")
+    traffic = Traffic(max(1, round(rate * seconds)), run, seed)
+    errors: list[str] = []
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "acks": "all",
+         "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000,
+         "delivery.report.only.error": True, "on_delivery": lambda error, _m: errors.append(str(error))}
+    )  # fmt: skip
+    producer.list_topics(topic, timeout=30)  # connections and metadata before the clock starts
+    produce, poll, clock, sleep = producer.produce, producer.poll, time.time, time.sleep
+    payload, interval = traffic.payload, 1 / rate
+    start = clock()
+    behind = 0.0
+    for i in range(traffic.count):
+        due = start + i * interval
+        now = clock()
+        if due - now > 0.001:  # a sleep shorter than this oversleeps; the schedule catches up after it
+            sleep(due - now)
+        elif now - due > behind:
+            behind = now - due
+        key, value = payload(i, due)
+        for _ in range(FULL_QUEUE_POLLS):
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                poll(0.05)
+        else:
+            raise BrokerError(f"the producer's queue stayed full for a minute after {i:,} sends to {bootstrap}")
+        if i % 1024 == 0:
+            poll(0)
+    ended = clock()
+    undelivered = producer.flush(FLUSH_TIMEOUT_S)
+    return Sent(
+        rate=rate,
+        seconds=seconds,
+        sent=traffic.count,
+        valid=traffic.valid,
+        duplicates=traffic.duplicates,
+        malformed=traffic.malformed,
+        late=traffic.late,
+        sessions=traffic.sessions,
+        failed=len(errors) + undelivered,
+        started=start,
+        ended=ended,
+        producer_max_behind_s=round(behind, 3),
+    )
+
+
+def send(
+    bootstrap: str, topic: str, rate: float, seconds: float, run: str, seed: int, watermark_delay_s: float
+) -> Sent:
+    """:func:`offer` in a process of its own, as an outside producer is: it shares the machine's cores with the
+    job, not the measuring process's interpreter."""
+    args = [sys.executable, "-m", "rtap.bench.traffic", "--bootstrap", bootstrap, "--topic", topic]
+    args += ["--rate", str(rate), "--seconds", str(seconds), "--run", run, "--seed", str(seed)]
+    args += ["--watermark-delay", str(watermark_delay_s)]
+    # Preparing the run and the final flush come on top of the schedule.
+    timeout = 2 * seconds + FLUSH_TIMEOUT_S + 120
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerError(f"the traffic sender did not finish a {seconds:.0f} s run in {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise BrokerError(f"the traffic sender failed: {' '.join(done.stderr.split()[-40:])}")
+    return Sent(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def freshness(client: WarehouseClient, run: str, sent: Sent) -> dict[str, Any]:
+    """Per-event freshness of the events ``run`` sent (module docstring), read while the stack runs.
+
+    Percentiles interpolate linearly between closest ranks (``quantilesExactInclusive``, numpy's default);
+    ``stored_after_end_s`` is how long after the run's last send its last event became queryable.
+    """
+    query_id = client.query_rows(_QUERY_ID)[0][0]
+    parameters = {"q": query_id, "since": int(sent.started * 1000), "until": int(sent.ended * 1000) + 1000}
+    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters={**parameters, "run": f"{run}-%"})[0]
+    if not n:
+        return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "stored_after_end_s": None}
+    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "stored_after_end_s": last - sent.ended}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One run of the sender; prints what it sent as one JSON line (read by :func:`send`)."""
+    parser = argparse.ArgumentParser(description="Offer realistic traffic open loop; print what was sent.")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--run", required=True, help="prefix of every user_id: what freshness() selects by")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--watermark-delay", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    sent = offer(args.bootstrap, args.topic, args.rate, args.seconds, args.run, args.seed, args.watermark_delay)
+    print(json.dumps(asdict(sent)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
