@@ -18,11 +18,12 @@ include deploy/aws.mk
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/rtap: pyproject.toml
+$(BIN)/rtap: pyproject.toml bench/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (rtap needs Python >= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./bench  # the benchmarks (bench/pyproject.toml): not in rtap's wheel
 	@touch $@
 
 $(TOOLS)/bin/checkov:

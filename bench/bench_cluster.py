@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rtap.bench.procfs import tree_cpu_s
+from rtap_bench.procfs import tree_cpu_s
+
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import produce_run
 from rtap.ingest.topics import ensure_topics

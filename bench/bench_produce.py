@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from rtap.bench.procfs import tree_cpu_s
-from rtap.bench.produce import (
+from rtap_bench.procfs import tree_cpu_s
+from rtap_bench.produce import (
     Sample,
     generate_only,
     pre_encoded,
@@ -41,6 +40,7 @@ from rtap.bench.produce import (
     rtap_produce,
     summary,
 )
+
 from rtap.ingest.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from rtap.runtime.cluster.layout import free_ports
+from rtap.runtime.ports import free_ports
 from rtap.runtime.jvm import ARCHIVES, archive_path
 from rtap.settings import Settings
 

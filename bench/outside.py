@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.outside --bootstrap 127.0.0.1:9092 --rates 1000,10000,50000 [--step-seconds 20]
 
-The sender and the measurement are ``rtap.bench.traffic`` (its docstring says exactly what is sent and
+The sender and the measurement are ``rtap_bench.traffic`` (its docstring says exactly what is sent and
 measured): the same code ``rtap bench`` runs in its live phase, so the two agree by construction. This script
 is the sending process itself, next to whatever stack is running: a confluent-kafka producer offering
 realistic traffic open loop at each rate (events stamped with their intended send time; ~1% duplicates,
@@ -21,7 +21,8 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from rtap.bench.traffic import freshness, offer
+from rtap_bench.traffic import freshness, offer
+
 from rtap.settings import Settings
 from rtap.warehouse import create_client
 

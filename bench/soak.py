@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from rtap_bench.procfs import PROC, children
+from rtap_bench.produce import private_broker
 
-from rtap.bench.procfs import PROC, children
-from rtap.bench.produce import private_broker
 from rtap.ingest.topics import ensure_topics
 from rtap.settings import Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = StreamSettings(master="local[2]", trigger_interval_s=1.0, max_batch_records=20_000)
         settings = base.model_copy(update={"stream": stream})
         ensure_topics(settings.kafka)
-        result = soak(settings, args, broker.pid)
+        result = soak(settings, args, broker.pid())
     result.update(
         command=command.strip(),
         when=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from rtap.console import console, escape
-from rtap.errors import RtapError
+from rtap.errors import DependencyError, RtapError
 
 app = typer.Typer(
     name="rtap",
@@ -26,7 +26,6 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
-    from rtap.bench import cli as bench_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
@@ -53,8 +52,25 @@ def _register() -> None:
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
     app.command("validate")(ops_cli.validate)
     app.command("reconcile")(ops_cli.reconcile)
-    app.command("bench")(bench_cli.bench)
+    _register_bench()
     app.add_typer(metrics_cli.app, name="metrics")
+
+
+def _register_bench() -> None:
+    """``rtap bench`` lives outside the shipped package (bench/rtap_bench, installed by `make install`)."""
+    try:
+        from rtap_bench import cli as bench_cli
+    except ModuleNotFoundError as missing:
+        if missing.name != "rtap_bench":
+            raise
+
+        def bench() -> None:
+            """Benchmarks (in a development install: `make install` from a clone of the repository)."""
+            raise DependencyError("rtap bench needs the benchmarks, installed by `make install` (pip install -e bench)")
+
+        app.command("bench")(bench)
+        return
+    app.command("bench")(bench_cli.bench)
 
 
 _register()

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
+from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
 
 
 def test_cpu_time_grows_with_work_and_includes_children() -> None:

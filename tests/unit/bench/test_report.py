@@ -7,9 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
-
-from rtap.bench.produce import Sample, summary
-from rtap.bench.report import batch_cost, markdown, targets, write
+from rtap_bench.produce import Sample, summary
+from rtap_bench.report import batch_cost, markdown, targets, write
 
 
 def _step(kind: str, rate: float, outcome: str, p50: float, p99: float, **extra: Any) -> dict[str, Any]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
-from rtap.bench.search import FAILED, HELD, PRODUCER, Outcome, RateSearch
+from rtap_bench.search import FAILED, HELD, PRODUCER, Outcome, RateSearch
 
 FIXED = (1_000.0, 10_000.0, 50_000.0)
 
 
 def run(judge: Callable[[float], Outcome], max_steps: int = 7, search: RateSearch | None = None) -> RateSearch:
-    """What ``rtap.bench.sustain`` does: the fixed rates first, then the search's own steps."""
+    """What ``rtap_bench.sustain`` does: the fixed rates first, then the search's own steps."""
     search = search or RateSearch()
     for rate in FIXED:
         search.record(rate, judge(rate))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from rtap.bench.drain import BatchEnd, steady_state
+from rtap_bench.drain import BatchEnd, steady_state
 
 
 def test_the_first_batch_and_its_start_up_are_left_out() -> None:

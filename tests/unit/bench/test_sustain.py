@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from rtap.bench.search import FAILED, HELD, PRODUCER
-from rtap.bench.sustain import FRESHNESS_P99_LIMIT_S, PRODUCER_BEHIND_LIMIT_S, BatchPoint, judge, slope
+from rtap_bench.search import FAILED, HELD, PRODUCER
+from rtap_bench.sustain import FRESHNESS_P99_LIMIT_S, PRODUCER_BEHIND_LIMIT_S, BatchPoint, judge, slope
 
 
 def _batches(lags: list[int], every_s: float = 1.0) -> list[BatchPoint]:

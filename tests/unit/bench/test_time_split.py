@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-
-from rtap.bench.drain import SPARK_EVENTS, time_split
+from rtap_bench.drain import SPARK_EVENTS, time_split
 
 PROGRESS = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
 

@@ -2,7 +2,7 @@
 
 The sender's counts are the truth the live phase is reconciled against, so the job's own pure stages
 (``parse_records`` then ``classify``, what every micro-batch goes through) must make exactly those counts of
-what the sender renders; and the freshness query must mean what ``rtap.bench.traffic`` says, on a real chDB.
+what the sender renders; and the freshness query must mean what ``rtap_bench.traffic`` says, on a real chDB.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from rtap_bench.traffic import LATE_BY_S, Sent, Traffic, freshness, offer
 
-from rtap.bench.traffic import LATE_BY_S, Sent, Traffic, freshness, offer
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.settings import Settings
 from rtap.stream.transforms import classify, parse_records

@@ -3,9 +3,9 @@
 Order: B1/P1 produce into a scratch topic (so their repeats do not change what the drains read); the input
 topic is then filled once with ``produce_run`` (its ground truth is what P is reconciled against); B2, B3, P
 and K all drain that same topic, B3 and P in micro-batches of ``batch_records`` and timed in steady state
-(``rtap.bench.drain``); B4 inserts the rows P wrote. Each P repeat gets its own data directory (warehouse and
+(``rtap_bench.drain``); B4 inserts the rows P wrote. Each P repeat gets its own data directory (warehouse and
 checkpoint), so every repeat drains the whole topic from the beginning. Last, the live phase
-(``rtap.bench.sustain``) runs a job with rtap's default stream settings on a topic of its own.
+(``rtap_bench.sustain``) runs a job with rtap's default stream settings on a topic of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rtap.bench.drain import (
+from rtap.errors import BrokerError, PipelineError
+from rtap.settings import KafkaSettings, MetricsSettings, Settings, StreamSettings
+from rtap_bench.drain import (
     Drain,
     JobRun,
     kafka_engine,
@@ -31,11 +33,9 @@ from rtap.bench.drain import (
     spark_drain,
     warehouse_insert,
 )
-from rtap.bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
-from rtap.bench.produce import Sample, free_port, median_rate, pre_encoded, raw_produce, rtap_produce, summary
-from rtap.bench.sustain import sustain
-from rtap.errors import BrokerError, PipelineError
-from rtap.settings import KafkaSettings, MetricsSettings, Settings, StreamSettings
+from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
+from rtap_bench.produce import Sample, free_port, median_rate, pre_encoded, raw_produce, rtap_produce, summary
+from rtap_bench.sustain import sustain
 
 K_TIMEOUT_S = 180.0  # K reads the topic in one block; when it stalls, waiting longer does not help
 

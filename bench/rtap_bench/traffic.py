@@ -1,7 +1,7 @@
 """Realistic traffic offered open loop by a plain producer, and the per-event freshness it was served with.
 
 One home for the outside measurement: ``bench/outside.py`` runs it against a running stack, ``rtap bench``
-runs the sender in its own process (``python -m rtap.bench.traffic``) against the job it measures, and both
+runs the sender in its own process (``python -m rtap_bench.traffic``) against the job it measures, and both
 read freshness with :func:`freshness`. Nothing of rtap's producer or generator is used on the sending side: a
 confluent-kafka producer sends, like a team's own producer would,
 
@@ -255,7 +255,7 @@ def send(
 ) -> Sent:
     """:func:`offer` in a process of its own, as an outside producer is: it shares the machine's cores with the
     job, not the measuring process's interpreter."""
-    args = [sys.executable, "-m", "rtap.bench.traffic", "--bootstrap", bootstrap, "--topic", topic]
+    args = [sys.executable, "-m", "rtap_bench.traffic", "--bootstrap", bootstrap, "--topic", topic]
     args += ["--rate", str(rate), "--seconds", str(seconds), "--run", run, "--seed", str(seed)]
     args += ["--watermark-delay", str(watermark_delay_s)]
     # Preparing the run and the final flush come on top of the schedule.

@@ -26,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtap.bench.procfs import tree_cpu_s, tree_peak_rss_mb
-from rtap.bench.produce import Sample
 from rtap.errors import BrokerError, PipelineError
 from rtap.settings import Settings, child_environment
+from rtap_bench.procfs import tree_cpu_s, tree_peak_rss_mb
+from rtap_bench.produce import Sample
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -59,11 +59,11 @@ def bench(
     ] = None,
 ) -> None:
     """Measure B1, P1, B2, B3, B4, P (drain, per-event freshness, sustainable rate) and K; reconcile; write results."""
-    from rtap.bench.harness import BenchPlan, run_bench
-    from rtap.bench.report import markdown, write
     from rtap.console import console as make_console
     from rtap.errors import PipelineError, ValidationFailedError
     from rtap.settings import Settings
+    from rtap_bench.harness import BenchPlan, run_bench
+    from rtap_bench.report import markdown, write
 
     fixed = _rates(rates)
     if smoke:

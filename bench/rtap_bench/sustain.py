@@ -2,7 +2,7 @@
 
 The drain of a pre-filled topic (P) is the job's best case: full-size batches back to back. A live stream
 arrives in small batches, each paying the job's fixed per-batch cost. Here the job runs on its own topic
-(with rtap's default stream settings) while the outside sender (``rtap.bench.traffic``, in a process of its
+(with rtap's default stream settings) while the outside sender (``rtap_bench.traffic``, in a process of its
 own, the same code as ``bench/outside.py``) offers realistic traffic at a fixed rate for ``step_s`` seconds
 per step, each event stamped with its intended send time.
 
@@ -19,7 +19,7 @@ the judged half, the least-squares slope of their Kafka lag stayed under ``LAG_G
 (it kept up) and per-event freshness p99 stayed within ``FRESHNESS_P99_LIMIT_S`` (it kept its promise).
 
 First the fixed rates (``rates``: 1,000, 10,000 and 50,000 events/s by default), whose freshness figures are
-the report's; their verdicts seed the search (``rtap.bench.search``), which steps up x1.5 until a step fails,
+the report's; their verdicts seed the search (``rtap_bench.search``), which steps up x1.5 until a step fails,
 then bisects, for at most ``max_steps`` more steps. Between steps the job drains any backlog, so each step
 starts from zero lag. At the end the phase is reconciled exactly against what the sender sent.
 """
@@ -33,12 +33,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rtap.bench.drain import running_job, time_split, wait_committed
-from rtap.bench.procfs import tree_peak_rss_mb
-from rtap.bench.search import FAILED, HELD, PRODUCER, Outcome, RateSearch
-from rtap.bench.traffic import Sent, freshness, send
 from rtap.errors import BrokerError
 from rtap.settings import Settings
+from rtap_bench.drain import running_job, time_split, wait_committed
+from rtap_bench.procfs import tree_peak_rss_mb
+from rtap_bench.search import FAILED, HELD, PRODUCER, Outcome, RateSearch
+from rtap_bench.traffic import Sent, freshness, send
 
 PRODUCER_BEHIND_LIMIT_S = 1.0
 LAG_GROWTH_LIMIT = 0.05

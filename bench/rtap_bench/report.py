@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from rtap.bench.produce import median_rate
+from rtap_bench.produce import median_rate
 
 ROWS = (
     ("B1", "B1_raw_produce", "raw confluent-kafka produce (pre-encoded)"),
@@ -77,7 +77,7 @@ def _sustained(result: dict[str, Any]) -> list[str]:
         title,
         "",
         f"One job (rtap's default stream settings) on its own topic; each step offers a fixed rate for "
-        f"{live['step_s']:.0f} s from a separate process (`rtap.bench.traffic`, the sender of `bench/outside.py`): "
+        f"{live['step_s']:.0f} s from a separate process (`rtap_bench.traffic`, the sender of `bench/outside.py`): "
         "valid events plus ~1% exact re-sends, ~0.5% truncated JSON and ~0.3% events two minutes late, each "
         "stamped with its intended send time. Between steps the job drains any backlog. **Per-event freshness** = "
         "`pipeline_batches.finished_at` of the batch that stored the event minus its event_time, over every event "
