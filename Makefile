@@ -68,7 +68,7 @@ system-deps: ## Debian packages the tests need (headless Chromium, shellcheck, t
 run: install ## Install everything and run the pipeline locally (broker, warehouse, stream job, generator, dashboard)
 	$(BIN)/rtap up
 
-lint: $(BIN)/rtap ## ruff, mypy and the import layers (pyproject.toml [tool.importlinter])
+lint: $(BIN)/rtap ## ruff, mypy (src, bench, tests) and the import layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

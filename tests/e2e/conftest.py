@@ -13,11 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from rtap.contract.formats import LEGACY_FORMAT
+from rtap.contract.model import LEGACY_FORMAT
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import GeneratorSettings, MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
@@ -34,7 +35,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield kafka
 
 
-def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: object) -> Settings:
+def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: Any) -> Settings:
     """Settings for one isolated pipeline: its own topics (the previous system's format on ``<name>.legacy``)
     and data directory, a dirty generator."""
     kafka = broker.kafka_settings().model_copy(

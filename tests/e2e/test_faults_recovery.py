@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import produce_run
+from rtap.kafka_admin import admin_client
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.stream.kafka import LagProbe
@@ -76,7 +76,7 @@ def produce_truth(settings: Settings, count: int, seed: int) -> tuple[GroundTrut
 
 def delete_before(settings: Settings, offsets: dict[int, int]) -> None:
     """What retention does to old segments: the log start offset of each partition moves to ``offsets``."""
-    admin = AdminClient(settings.kafka.client_config())
+    admin = admin_client(settings.kafka)
     request = [TopicPartition(settings.kafka.topic, p, o) for p, o in offsets.items()]
     for partition, future in admin.delete_records(request, operation_timeout=30).items():
         assert future.result().low_watermark == offsets[partition.partition]

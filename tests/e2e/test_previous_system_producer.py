@@ -56,13 +56,16 @@ def test_the_previous_producers_events_land_exactly(broker, tmp_path) -> None:
     ensure_topics(settings.kafka)
     rng = random.Random(15)
     sent = [click(rng, whole_second=i % 10 == 0) for i in range(CLICKS)]
-    broken = [b'{"event_id": "not json', json.dumps({**sent[0], "event_id": str(uuid.uuid4()), "timestamp": None})]
+    broken = [
+        b'{"event_id": "not json',
+        json.dumps({**sent[0], "event_id": str(uuid.uuid4()), "timestamp": None}).encode(),
+    ]
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, value_serializer=None)
     for event in sent:
         producer.send(legacy_topic, value=json.dumps(event).encode("utf-8"))
     producer.send(legacy_topic, value=json.dumps(sent[1]).encode("utf-8"))  # a retry: the same click again
     for payload in broken:
-        producer.send(legacy_topic, value=payload if isinstance(payload, bytes) else payload.encode("utf-8"))
+        producer.send(legacy_topic, value=payload)
     producer.flush(timeout=60)
     producer.close()
     assert any("." not in e["timestamp"] for e in sent)

@@ -83,16 +83,16 @@ def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path:
         code = up.wait(timeout=180)
         log.close()
     console = (tmp_path / "up.log").read_text(errors="replace")
-    log = tmp_path / "data" / "logs" / "rtap-up.log"
-    assert code == 0, console[-3000:] + "\n--- " + str(log) + ":\n" + log.read_text(errors="replace")[-3000:]
+    log_file = tmp_path / "data" / "logs" / "rtap-up.log"
+    assert code == 0, console[-3000:] + "\n--- " + str(log_file) + ":\n" + log_file.read_text(errors="replace")[-3000:]
     lines = console.splitlines()
-    assert lines[0].startswith(f"log: {log} ")
+    assert lines[0].startswith(f"log: {log_file} ")
     assert not [line for line in lines if any(noise in line for noise in NOISE)], console
     statuses = [line for line in lines if " status: " in line and "events/s" in line]
     assert statuses, console  # one every 10 s without a terminal, and the final one
     assert re.search(r"since start [\d,]+ dead letters, [\d,]+ late, [\d,]+ duplicates in [\d,]+ batches", statuses[-1])
-    assert lines[-1] == f"stopped; the log is {log}"
-    assert "INFO rtap.stream: batch 0:" in log.read_text()
+    assert lines[-1] == f"stopped; the log is {log_file}"
+    assert "INFO rtap.stream: batch 0:" in log_file.read_text()
     time.sleep(1)
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], "processes left running after rtap up stopped"

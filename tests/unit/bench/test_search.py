@@ -16,10 +16,10 @@ def run(judge: Callable[[float], Outcome], max_steps: int = 7, search: RateSearc
     for rate in FIXED:
         search.record(rate, judge(rate))
     for _ in range(max_steps):
-        rate = search.next_rate()
-        if rate is None:
+        step = search.next_rate()
+        if step is None:
             break
-        search.record(rate, judge(rate))
+        search.record(step, judge(step))
     return search
 
 

@@ -43,7 +43,7 @@ BREAKING = {
     ),
     "changed type": (lambda s: s["properties"]["quantity"].update(type=["number", "null"]), "quantity.type"),
     "new required field": (
-        lambda s: (add_optional(s), s["required"].append("coupon_code")),
+        lambda s: [add_optional(s), s["required"].append("coupon_code")],  # type: ignore[func-returns-value]
         "coupon_code is newly required",
     ),
     "required field made optional": (lambda s: s["required"].remove("page_url"), "page_url is no longer required"),

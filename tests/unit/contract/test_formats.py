@@ -11,12 +11,12 @@ from pydantic import ValidationError
 
 from rtap.contract import contract_fields
 from rtap.contract.formats import (
-    LEGACY_FORMAT,
     LegacyReader,
     legacy_session_id,
     reader,
     validate_source,
 )
+from rtap.contract.model import LEGACY_FORMAT
 from rtap.errors import ContractError
 from rtap.settings import KafkaSettings
 

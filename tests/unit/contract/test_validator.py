@@ -3,6 +3,8 @@ cannot check faithfully (the agreement with fastjsonschema is tests/unit/stream/
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
 import pytest
@@ -14,7 +16,7 @@ from rtap.contract.validator import RecordValidator
 from rtap.errors import ContractError
 from tests.unit.stream.test_contract_parity import records
 
-LIMITS = {"max_record_bytes": 4096, "max_future_skew_s": 3600.0}
+LIMITS: dict[str, Any] = {"max_record_bytes": 4096, "max_future_skew_s": 3600.0}
 NOW_MS = 1_796_000_000_000
 
 

@@ -46,7 +46,7 @@ class FakeMetabase:
     def handle(self, request: httpx.Request) -> httpx.Response:
         method, path = request.method, request.url.path
         self.calls.append((method, path))
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else None
         if path == "/api/session/properties" and method == "GET":
             return httpx.Response(200, json=self.properties)
         if path == "/api/setup" and method == "POST":

@@ -131,10 +131,11 @@ def test_buckets_belong_to_time_series_and_formats_are_known() -> None:
     }
     raw = yaml.safe_load((Path(__file__).resolve().parents[3] / "src/rtap/dashboard/dashboards.yaml").read_text())
     panel = raw["dashboards"][0]["panels"][0]
-    for change, message in [
+    changes: list[tuple[dict[str, Any], str]] = [
         ({"bucket_seconds": 60}, "bucket_seconds is for timeseries panels, not number"),
         ({"formats": {"last_5_min": "euros"}}, "formats"),
-    ]:
+    ]
+    for change, message in changes:
         broken = {**raw, "dashboards": [{**raw["dashboards"][0], "panels": [{**panel, **change}]}]}
         with pytest.raises(ConfigError, match=message):
             parse_definition(broken)

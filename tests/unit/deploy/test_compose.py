@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from detect_secrets import SecretsCollection
+from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings
 from pydantic_settings import BaseSettings
 from typer.testing import CliRunner

@@ -21,7 +21,7 @@ from rtap.settings import GeneratorSettings
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 PARTITIONS = 6
 DELAY_S = 30.0
-CLEAN = {"duplicate_rate": 0.0, "late_rate": 0.0, "malformed_rate": 0.0, "bot_share": 0.0}
+CLEAN: dict[str, Any] = {"duplicate_rate": 0.0, "late_rate": 0.0, "malformed_rate": 0.0, "bot_share": 0.0}
 
 
 def run(sends: int, step_ms: float = 20, start: datetime = T0, **overrides: Any) -> ClickstreamGenerator:

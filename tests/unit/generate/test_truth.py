@@ -143,7 +143,8 @@ def test_id_hint_forgets_ids_without_changing_answers() -> None:
 
 def naive(records: list[tuple[int, int, str, str, str]], partitions: int, delay_ms: int) -> dict[str, Any]:
     """Straight from the rules, with no incremental state: statuses, and users per (minute, event_type)."""
-    statuses, accepted = [], []
+    statuses: list[str] = []
+    accepted: list[tuple[int, int, str, str, str]] = []
     for index, (partition, time_ms, event_id, _, _) in enumerate(records):
         before = [r[1] for r in records[:index] if r[0] == partition]
         if before and time_ms < max(before) - delay_ms:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -11,7 +13,7 @@ from rtap.settings import StreamSettings
 from tests.unit.stream.conftest import classify_records, event
 
 STREAM = StreamSettings()
-PURCHASE = {"event_type": "purchase", "product_id": "p1", "price": 2.5, "quantity": 1, "order_id": "o1"}
+PURCHASE: dict[str, Any] = {"event_type": "purchase", "product_id": "p1", "price": 2.5, "quantity": 1, "order_id": "o1"}
 
 # One broken record per kind of rule, and the class it must get.
 BROKEN: list[tuple[str, bytes | None]] = [

@@ -75,7 +75,7 @@ def reader(settings: Settings) -> Iterator[WarehouseClient]:
             yield client
 
 
-def last_hour(**filters: str) -> Filters:
+def last_hour(**filters: str | None) -> Filters:
     return resolve_filters(since=None, start=None, end=None, now=NOW + timedelta(seconds=1), **filters)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
@@ -11,7 +12,7 @@ from rtap.runtime.jvm import ArchiveName, archive_path, class_sharing_options, p
 from rtap.settings import Settings
 
 
-def _settings(tmp_path: Path, mode: str = "on") -> Settings:
+def _settings(tmp_path: Path, mode: Literal["on", "off", "dump"] = "on") -> Settings:
     return Settings(data_dir=tmp_path / "data", jars_dir=tmp_path / "jars", jvm_class_sharing=mode)
 
 

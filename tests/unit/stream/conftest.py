@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -71,7 +72,7 @@ def legacy_click(n: int, timestamp: str = "2026-11-29T12:00:00.000654", **fields
 
 
 def kafka_batch(
-    spark: SparkSession, records: list[tuple[int, int, object]], topic: str | list[str] = TOPIC
+    spark: SparkSession, records: Sequence[tuple[int, int, object]], topic: str | list[str] = TOPIC
 ) -> DataFrame:
     """(partition, offset, payload) -> a DataFrame shaped like Spark's Kafka source output."""
     rows = []
@@ -82,7 +83,7 @@ def kafka_batch(
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
-def kafka_records(records: list[tuple[int, int, object]], topic: str | list[str] = TOPIC) -> pa.RecordBatch:
+def kafka_records(records: Sequence[tuple[int, int, object]], topic: str | list[str] = TOPIC) -> pa.RecordBatch:
     """(partition, offset, payload) -> an Arrow batch shaped like what Spark hands the parse stage; ``topic``:
     the records' topic, or one per record."""
     values = [p if isinstance(p, bytes) or p is None else orjson.dumps(p) for _, _, p in records]
@@ -100,7 +101,7 @@ def kafka_records(records: list[tuple[int, int, object]], topic: str | list[str]
 
 
 def classify_records(
-    records: list[tuple[int, int, object]],
+    records: Sequence[tuple[int, int, object]],
     high_water: dict[int, datetime] | dict[TopicPartition, datetime] | None = None,
     *,
     topic: str | list[str] = TOPIC,
@@ -119,7 +120,7 @@ def classify_records(
 
 def readers(*, max_record_bytes: int = 4096, max_future_skew_s: float = 3600.0) -> dict[str, SourceReader]:
     """The job's readers of rtap's default input topics."""
-    limits = {"max_record_bytes": max_record_bytes, "max_future_skew_s": max_future_skew_s}
+    limits: dict[str, Any] = {"max_record_bytes": max_record_bytes, "max_future_skew_s": max_future_skew_s}
     return {topic: reader(name, **limits) for topic, name in KafkaSettings().input_topics.items()}
 
 

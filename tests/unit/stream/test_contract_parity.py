@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import contract_fields
-from rtap.contract.formats import LEGACY_FORMAT, NATIVE_FORMAT, validate_source
+from rtap.contract.formats import validate_source
+from rtap.contract.model import LEGACY_FORMAT, NATIVE_FORMAT
 from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.errors import ContractError
 from tests.unit.stream.conftest import LEGACY_TOPIC, TOPIC, classify_records, event, legacy_click

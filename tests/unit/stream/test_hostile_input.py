@@ -22,7 +22,7 @@ from rtap.settings import StreamSettings
 from tests.unit.stream.conftest import RECORD_TIME, classify_records, event
 
 STREAM = StreamSettings()
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "watermark_delay_s": STREAM.watermark_delay_s,
     "max_record_bytes": STREAM.max_record_bytes,
     "max_future_skew_s": STREAM.max_future_skew_s,

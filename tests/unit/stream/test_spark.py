@@ -39,7 +39,7 @@ def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there
 
 def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark) -> None:
     """Through mapInArrow and the Arrow IPC streams, across partitions and Arrow batches, nothing lost or changed."""
-    records = [(p, o, event(p * 1000 + o)) for p in range(3) for o in range(40)]
+    records: list[tuple[int, int, object]] = [(p, o, event(p * 1000 + o)) for p in range(3) for o in range(40)]
     records += [(1, 40, b"{broken"), (2, 40, None), (0, 40, event(9, user_id=7))]
     topics = [TOPIC] * len(records)
     # And the previous system's topic, same partitions and offsets: other records.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STA
 from tests.unit.stream.conftest import classify_records, event
 
 
-def classify(records: list[tuple[int, int, object]], high_water=None) -> dict[tuple[int, int], dict]:
+def classify(records: Sequence[tuple[int, int, object]], high_water=None) -> dict[tuple[int, int], dict]:
     out = classify_records(records, high_water).to_pylist()
     return {(row["kafka_partition"], row["kafka_offset"]): row for row in out}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from rtap.runtime.jvm import archive_path
 from rtap.settings import KafkaSettings, Settings
 
 
-def _settings(tmp_path: Path, home: Path | None = None, **kafka: object) -> Settings:
+def _settings(tmp_path: Path, home: Path | None = None, **kafka: Any) -> Settings:
     # `home` is read from RTAP_KAFKA_HOME or KAFKA_HOME (a validation alias), so it is set by update.
     kafka_settings = KafkaSettings(**kafka).model_copy(update={"home": home})
     return Settings(data_dir=tmp_path / "data", jars_dir=tmp_path / "jars", kafka=kafka_settings)
