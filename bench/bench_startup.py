@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from rtap.runtime.ports import free_ports
 from rtap.runtime.jvm import ARCHIVES, archive_path
+from rtap.runtime.ports import free_ports
 from rtap.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
