@@ -176,13 +176,15 @@ def _event_columns() -> dict[str, pa.DataType]:
     }
 
 
-def purchase(at: datetime, user: str, product: str, price: str, quantity: int, offset: int) -> dict[str, Any]:
+def purchase(
+    at: datetime, user: str, product: str, price: str, quantity: int, offset: int, session: str = "s-late"
+) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": "purchase",
         "event_time": at,
         "user_id": user,
-        "session_id": f"s-{user}",
+        "session_id": session,
         "page_url": "/checkout",
         "product_id": product,
         "price": Decimal(price),
@@ -198,12 +200,13 @@ def purchase(at: datetime, user: str, product: str, price: str, quantity: int, o
 
 
 def seed_events(client: WarehouseClient, now: datetime) -> None:
-    """Purchases by 3 users: p1 earns 3 x 10.00, p2 earns 1 x 25.50 (and u1 buys twice)."""
+    """Purchases by 3 users: p1 earns 3 x 10.00, p2 earns 1 x 25.50 (and u1 buys twice). They belong to the
+    seeded sessions that purchased (s0..s2): the sessions view on events (migration 0008) adds them there."""
     rows = [
-        purchase(now - timedelta(minutes=3), "u1", "p1", "10.00", 2, 1),
-        purchase(now - timedelta(minutes=2), "u2", "p2", "25.50", 1, 2),
-        purchase(now - timedelta(minutes=1), "u1", "p1", "10.00", 1, 3),
-        purchase(now - timedelta(seconds=30), "u3", "p3", "5.00", 1, 4),
+        purchase(now - timedelta(minutes=3), "u1", "p1", "10.00", 2, 1, "s0"),
+        purchase(now - timedelta(minutes=2), "u2", "p2", "25.50", 1, 2, "s1"),
+        purchase(now - timedelta(minutes=1), "u1", "p1", "10.00", 1, 3, "s0"),
+        purchase(now - timedelta(seconds=90), "u3", "p3", "5.00", 1, 4, "s2"),
     ]
     client.insert_arrow("events", _table(rows, _event_columns()))
 
