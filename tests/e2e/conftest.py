@@ -91,6 +91,18 @@ class StreamProcess:
             time.sleep(1.0)
         raise AssertionError(f"only {self.processed()} of {at_least} records processed:\n{self.log_tail()}")
 
+    def wait_logged(self, text: str, times: int = 1, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Until the job's log has ``text`` ``times`` times: reads a file, so it notices within a fraction of a
+        second (``processed`` asks the job's warehouse, which can take seconds while the job writes)."""
+        deadline = time.monotonic() + timeout_s
+        path = self.settings.data_dir / "stream.log"
+        while path.read_text(errors="replace").count(text) < times:
+            if self.process.poll() is not None:
+                raise AssertionError(f"stream job exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged {times} times within {timeout_s:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def stop(self) -> int:
         """SIGTERM to the main process, as `docker stop` or systemd send it."""
         self.process.send_signal(signal.SIGTERM)
