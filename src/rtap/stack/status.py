@@ -71,7 +71,7 @@ def restarts_check(state: JobState, now: datetime) -> Check:
     """The running job's restarts from its checkpoint (a failed batch, a dead Spark JVM), from its state file.
 
     A restart the job recovered from is not a failure of the stack: the stream job's own check says whether
-    batches commit; five failures in a row end the job, and then its process.
+    batches commit, and ``RTAP_STREAM_MAX_CONSECUTIVE_FAILURES`` failures in a row end the job (and its process).
     """
     since = f"since the job started at {_clock(state.started_at)}"
     if not state.restarts or state.last_restart_at is None:
