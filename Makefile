@@ -85,7 +85,7 @@ test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint ## Run ev
 test-unit: $(BIN)/rtap ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-faults: install ## Fault suite, large: 200k-event runs, 5 kill -9, broker restart, warehouse, retention (bench/results/faults.md)
+faults: install ## Fault suite, large: 5 kill -9 at 20k events/s, broker restart, Spark JVM kill, warehouse, retention (bench/results/faults.md)
 	RTAP_FAULTS_SCALE=large $(BIN)/pytest -m faults tests/e2e
 
 cluster-test: install ## Cluster profile: 3 KRaft brokers, Spark master + 2 workers; kill a broker and a worker; exact

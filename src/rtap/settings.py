@@ -370,6 +370,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_STREAM_MASTER": stream.master,
         "RTAP_STREAM_TRIGGER_INTERVAL_S": str(stream.trigger_interval_s),
         "RTAP_STREAM_MAX_BATCH_RECORDS": str(stream.max_batch_records),
+        "RTAP_STREAM_MAX_BATCH_BYTES": str(stream.max_batch_bytes),
         "RTAP_STREAM_ACCEPT_DATA_LOSS": str(stream.accept_data_loss).lower(),
         "RTAP_METRICS_ENABLED": str(settings.metrics.enabled).lower(),
         "RTAP_METRICS_HOST": settings.metrics.host,

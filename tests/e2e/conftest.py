@@ -1,4 +1,5 @@
-"""End-to-end plumbing: a real broker, the stream job as a separate process (so it can be killed), the truth.
+"""End-to-end plumbing: a real broker, the stream job as a separate process (so it can be killed), the truth;
+and `rtap up` as an operator runs it (its own broker, dashboard and data directory on free ports).
 
 Each test gets its own topic and data directory on the module's broker, so runs never see each other's data.
 """
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,24 @@ from playwright.sync_api import Page, sync_playwright
 
 from rtap.contract.model import LEGACY_FORMAT
 from rtap.runtime.broker import LocalKafka
-from rtap.settings import GeneratorSettings, MetricsSettings, Settings, StreamSettings, child_environment
+from rtap.runtime.broker.config import BROKER_MAIN
+from rtap.settings import (
+    DashboardSettings,
+    GeneratorSettings,
+    MetricsSettings,
+    Settings,
+    StreamSettings,
+    child_environment,
+)
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import owner_pid
+from tests.conftest import free_port
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.conftest import REPO_ROOT, local_broker_settings
 
 DRAIN_TIMEOUT_S = 600.0
+# The generator's dirt in every e2e run: duplicates, late and malformed records, each class well represented.
+DIRTY = GeneratorSettings(duplicate_rate=0.03, late_rate=0.02, malformed_rate=0.02, late_by_seconds=120)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +61,7 @@ def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: A
         data_dir=data_dir,
         jars_dir=REPO_ROOT / "jars" / "lib",
         kafka=kafka,
-        generator=GeneratorSettings(duplicate_rate=0.03, late_rate=0.02, malformed_rate=0.02, late_by_seconds=120),
+        generator=DIRTY,
         stream=StreamSettings(master="local[2]", trigger_interval_s=0.5, **stream),
         metrics=MetricsSettings(port=0, producer_port=0),  # any free port: tests may overlap on one machine
     )
@@ -100,6 +112,18 @@ class StreamProcess:
             time.sleep(1.0)
         raise AssertionError(f"only {self.processed()} of {at_least} records processed:\n{self.log_tail()}")
 
+    def wait_logged(self, text: str, times: int = 1, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Until the job's log has ``text`` ``times`` times: reads a file, so it notices within a fraction of a
+        second (``processed`` asks the job's warehouse, which can take seconds while the job writes)."""
+        deadline = time.monotonic() + timeout_s
+        path = self.settings.data_dir / "stream.log"
+        while path.read_text(errors="replace").count(text) < times:
+            if self.process.poll() is not None:
+                raise AssertionError(f"stream job exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged {times} times within {timeout_s:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def stop(self) -> int:
         """SIGTERM to the main process, as `docker stop` or systemd send it."""
         self.process.send_signal(signal.SIGTERM)
@@ -111,6 +135,123 @@ class StreamProcess:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
         self._log.close()
+
+
+class UpProcess:
+    """`rtap up --no-generator` in a data directory of its own, on free ports, its console in a file.
+
+    ``settings`` are the stack's as the test process sees them (its broker, topics, warehouse), with the e2e
+    generator's dirt, so that ``produce_run(up.settings, ...)`` feeds the stack and writes the truth.
+    """
+
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        base = local_broker_settings(tmp_path / "data")
+        self.settings = base.model_copy(
+            update={
+                "generator": DIRTY,
+                "stream": StreamSettings(master="local[2]"),
+                "dashboard": DashboardSettings(port=free_port()),
+                "metrics": MetricsSettings(port=free_port(), producer_port=0),
+            }
+        )
+        self.env = {
+            **child_environment(self.settings),
+            "RTAP_KAFKA_CONTROLLER_PORT": str(self.settings.kafka.controller_port),
+            "RTAP_DASHBOARD_PORT": str(self.settings.dashboard.port),
+            **(env or {}),
+        }
+        self.console_path = tmp_path / "up-console.log"
+        self.log_path = self.settings.paths.logs / "rtap-up.log"
+        self._console = self.console_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rtap", "up", "--no-generator"],
+            env=self.env,
+            stdout=self._console,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.dashboard.port}"
+
+    def console(self) -> str:
+        return self.console_path.read_text(errors="replace")
+
+    def log(self) -> str:
+        """rtap up's log file (Spark, Kafka clients, INFO lines); empty until it exists."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for(self, what: str, shown: Callable[[], bool], timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not shown():
+            if self.process.poll() is not None:
+                raise AssertionError(f"rtap up exited with {self.process.returncode} before {what}:\n{self.console()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout_s:.0f} s:\n{self.console()}")
+            time.sleep(0.2)
+
+    def wait_console(self, text: str, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        self.wait_for(repr(text), lambda: text in self.console(), timeout_s)
+
+    def children(self, marker: str) -> list[int]:
+        """Pids of this process's children whose command line contains ``marker``."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                stat = (proc / "stat").read_text()
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError):
+                continue  # not a process, or gone meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid and marker in command:
+                found.append(int(proc.name))
+        return found
+
+    def spark_jvm(self) -> int:
+        """The pid of the stream job's Spark JVM (py4j's gateway, launched through spark-submit)."""
+        (pid,) = self.children("org.apache.spark.deploy.SparkSubmit")
+        return pid
+
+    def broker(self) -> int:
+        (pid,) = self.children(BROKER_MAIN)
+        return pid
+
+    def rtap(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        """Another rtap command beside this stack (``rtap status``, ``rtap sql``), with its settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "rtap", *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+        )
+
+    def processed(self) -> int:
+        """Input records of committed batches, through the stack's warehouse socket."""
+        with create_client(self.settings, readonly=True) as client:
+            rows = client.query_rows("SELECT sum(input_rows) FROM {db}.pipeline_batches FINAL")
+        return int(rows[0][0] or 0)
+
+    def stop(self) -> int:
+        """SIGTERM, as Ctrl-C or systemd stop it; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait()
+
+    def wait(self, timeout_s: float = 180) -> int:
+        code = self.process.wait(timeout=timeout_s)
+        self._console.close()
+        return code
+
+    def kill(self) -> None:
+        """After a failed test: the stack and its children (the broker, Spark's JVM) go with it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                for pid in self.children(""):
+                    os.kill(pid, signal.SIGKILL)
+                self.process.kill()
+                self.process.wait(timeout=60)
+        self._console.close()
 
 
 @pytest.fixture(scope="module")

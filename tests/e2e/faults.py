@@ -1,7 +1,7 @@
 """Shared by the fault tests: the run's scale, the measurement of one faulted run, and the results table.
 
-Scale: ``RTAP_FAULTS_SCALE=small`` (default; CI) or ``large`` (``make faults``: 200k-event runs, five kills,
-and the table of every fault written to ``bench/results/faults.json`` and ``faults.md``). A run's row is
+Scale: ``RTAP_FAULTS_SCALE=small`` (default; CI) or ``large`` (``make faults``: larger runs at higher rates, five
+kills, and the table of every fault written to ``bench/results/faults.json`` and ``faults.md``). A run's row is
 measured from the warehouse through the same reconciliation operators use (``rtap.ops.reconcile``).
 """
 
@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from rtap.generate import GroundTruth
 from rtap.ops.reconcile import observe, reconcile
+from rtap.ingest.producer import ProduceReport, produce_run
+from rtap.ingest.topics import ensure_topics
 from rtap.settings import Settings
 from rtap.warehouse import create_client
+from tests.e2e.conftest import StreamProcess
 from tests.integration.conftest import REPO_ROOT
 
 SCALE = os.environ.get("RTAP_FAULTS_SCALE", "small")
@@ -138,3 +146,64 @@ def wait_for_next_minute(after: datetime) -> None:
 
 def stream_log(settings: Settings) -> str:
     return Path(settings.data_dir / "stream.log").read_text(errors="replace")
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """A process's metrics endpoint: (sample name, cause label or "") -> value."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (sample.name, sample.labels.get("cause", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def job_progress(settings: Settings) -> int:
+    """Records committed so far (0 before the first run created the tables); the job must not be running."""
+    if not settings.paths.chdb.exists():
+        return 0
+    with create_client(settings) as client:
+        return int(client.query_rows("SELECT sum(input_rows) FROM {db}.pipeline_batches FINAL")[0][0] or 0)
+
+
+def kill_9_while_producing(
+    settings: Settings, *, rate: float, events: int, kills: int, seed: int
+) -> tuple[GroundTruth, list[str]]:
+    """``events`` produced open loop at ``rate`` while the job is killed -9 ``kills`` times and started again;
+    the run's truth and the committed records at each kill, once the last job drained the run and stopped.
+
+    Kill k lands somewhere in the k-th of ``kills + 1`` equal shares of the run (so the last job still has work),
+    after a random extra delay of up to two batch intervals: in the middle of a batch (Spark planned it, the sink
+    wrote some of its tables) or between two. The traffic starts when the first job subscribes, so the first
+    kills come while it still arrives (and the job restarts behind a growing backlog).
+    """
+    ensure_topics(settings.kafka)  # before the job subscribes
+    rng = random.Random(seed)
+    reports: list[ProduceReport] = []
+    producer = threading.Thread(
+        target=lambda: reports.append(produce_run(settings, rate=rate, count=events, seed=seed)), daemon=True
+    )
+    share = events // (kills + 1)
+    moments: list[str] = []
+    for kill in range(kills):
+        # Progress is read before the job starts: reading it opens the warehouse, which the job must own.
+        target = max(job_progress(settings) + 1, kill * share + rng.randint(1, share))
+        job = StreamProcess(settings)
+        if not kill:  # the traffic starts once the first job subscribes, not during its Spark start-up
+            job.wait_logged("micro-batches of at most")
+            producer.start()
+        reached = job.wait_processed(target)
+        time.sleep(rng.uniform(0, 2 * settings.stream.trigger_interval_s + 1))
+        job.kill()  # SIGKILL to the whole process group: the JVM too, no shutdown hook runs
+        moments.append(f"{reached:,}" + (" while producing" if producer.is_alive() else ""))
+    producer.join(timeout=600)
+    assert not producer.is_alive(), "the producer did not finish"
+    (report,) = reports
+    assert report.failed == 0, f"{report.failed} records not delivered"
+    truth = GroundTruth.from_json(report.truth_path.read_bytes())
+    produced = truth.totals().produced
+    assert job_progress(settings) < produced, "the job had read the whole run before its last kill"
+    job = StreamProcess(settings)
+    job.wait_processed(produced)
+    assert job.stop() == 0
+    return truth, moments

@@ -16,16 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import MetricsSettings, Settings
 from rtap.warehouse import create_client
 from tests.conftest import free_port
 from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import LARGE, measure, record, scaled, stream_log
+from tests.e2e.faults import LARGE, measure, record, scaled, scrape, stream_log
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(1500)]
@@ -54,16 +52,6 @@ def immutable() -> Iterator[list[Path]]:
     yield frozen
     for path in frozen:
         subprocess.run(["chattr", "-i", str(path)], check=False)
-
-
-def scrape(port: int) -> dict[tuple[str, str], float]:
-    """The job's metrics endpoint: (sample name, cause label or "") -> value."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {
-        (sample.name, sample.labels.get("cause", "")): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 
@@ -13,8 +12,14 @@ from rtap.ingest.producer import produce_run
 from rtap.settings import Settings, child_environment
 from rtap.warehouse import create_client
 from tests.e2e.conftest import StreamProcess, pipeline_settings
+from tests.e2e.faults import kill_9_while_producing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+
+# The CI-sized kill test: traffic at a rate the job was built for, 12 s of it, in batches of at most 20k records.
+KILL_RATE = 10_000.0
+KILL_EVENTS = 120_000
+KILL_BATCH_RECORDS = 20_000
 
 
 def produce(settings: Settings, count: int, seed: int) -> GroundTruth:
@@ -62,24 +67,7 @@ def test_seeded_run_with_dirt_matches_the_generators_truth_exactly(broker, tmp_p
 
 
 def test_kill_9_mid_stream_and_restart_leaves_every_table_exact(broker, tmp_path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "crash", max_batch_records=1500)
-    truth = produce(settings, count=15_000, seed=11)
-    produced = truth.totals().produced
-    rng = random.Random(11)
-
-    for _ in range(2):
-        job = StreamProcess(settings)
-        job.wait_processed(rng.randint(1, produced // 3) + job_progress(settings))
-        job.kill()  # no shutdown hooks, mid-batch or between batches
-    job = StreamProcess(settings)
-    job.wait_processed(produced)
-    assert job.stop() == 0
+    """Two kills of a run produced at the job's new rates (the large version: tests/e2e/test_faults_kill.py)."""
+    settings = pipeline_settings(broker, tmp_path, "crash", max_batch_records=KILL_BATCH_RECORDS)
+    truth, _moments = kill_9_while_producing(settings, rate=KILL_RATE, events=KILL_EVENTS, kills=2, seed=11)
     assert_tables_equal_truth(settings, truth)
-
-
-def job_progress(settings: Settings) -> int:
-    """Records committed so far (0 before the first run created the tables)."""
-    if not settings.paths.chdb.exists():
-        return 0
-    with create_client(settings) as client:
-        return int(client.query_rows("SELECT sum(input_rows) FROM {db}.pipeline_batches FINAL")[0][0] or 0)

@@ -12,19 +12,18 @@ therefore drains as a sequence of full-size batches, never as one.
 
 The job survives its own JVM: when Spark's JVM dies (out of memory, killed), the job starts a new one and
 resumes from the checkpoint, with the same bounded backoff as a failed batch. Only
-``max_consecutive_failures`` failures without a committed batch in between end it.
+``max_consecutive_failures`` failures without a committed batch in between end it (``rtap.stream.restarts``:
+the policy, the operator's line, and the state file ``rtap status`` reads).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from rtap.errors import PipelineError
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
+from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.stream.spark import build_session, forget_jvm, jvm_exit_code, parse_batch
 from rtap.stream.transforms import classify
@@ -46,7 +46,6 @@ from rtap.warehouse import WarehouseClient
 log = logging.getLogger("rtap.stream")
 
 PIPELINE_ID_FILE = "rtap-pipeline-id"
-JOB_STATE_FILE = "stream-job.json"
 # Until the job has committed batches that say otherwise: a generous guess of a record's size.
 DEFAULT_RECORD_BYTES = 1024
 _RECENT_RECORD_BYTES = """
@@ -94,40 +93,6 @@ def recent_record_bytes(client: WarehouseClient) -> float:
     """Bytes per record over the last committed batches that recorded their size."""
     total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES)[0]
     return float(total_bytes) / float(rows) if rows else float(DEFAULT_RECORD_BYTES)
-
-
-@dataclass
-class JobState:
-    """What ``rtap status`` shows of a running job beyond its batches: its process and its restarts."""
-
-    pid: int
-    started_at: str
-    restarts: int = 0
-    last_restart_at: str | None = None
-    last_error: str | None = None
-
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self)))
-        temporary.replace(path)
-
-    @classmethod
-    def read(cls, path: Path) -> JobState | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "Spark's JVM stopped answering"
-    if code == 3:  # -XX:+ExitOnOutOfMemoryError (rtap.stream.spark)
-        return "Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code 3)"
-    if code < 0:
-        return f"Spark's JVM was killed by signal {-code}"
-    return f"Spark's JVM exited with code {code}"
 
 
 class StreamJob:
@@ -227,7 +192,7 @@ class StreamJob:
         self.state.write(self.state_path)
         spark = self._spark or build_session(self._settings)
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
-        failures = 0
+        failures = FailuresInARow(self._settings.stream.max_consecutive_failures)
         try:
             while not self._stop.is_set():
                 self._committed_since_start.clear()
@@ -236,32 +201,35 @@ class StreamJob:
                     self._query = self._start(spark, dead_letters)
                     error = self._await(self._query)
                     reason = "" if error is None else f"batch failed ({_first_line(error)})"
-                except Py4JNetworkError:
+                # A dead JVM shows as py4j's network error, as a refused connection (py4j's next call opens a new
+                # one: measured after a kill -9), or as a plain Py4JError after an empty answer, which is a death
+                # only once the JVM's process has exited.
+                except (Py4JError, ConnectionError) as failure:
                     if self._stop.is_set():  # the JVM got the same signal and is already gone: that is a stop
                         log.warning("Spark's JVM exited while the job was stopping")
                         return
-                    jvm_died, reason = True, _describe_exit(_exit_code_when_dead(spark))
+                    code = _exit_code_when_dead(spark)
+                    if code is None and not isinstance(failure, (Py4JNetworkError, ConnectionError)):
+                        raise  # an error of a live JVM (e.g. a query Spark refuses to start): not a death
+                    jvm_died, reason = True, describe_jvm_exit(code)
                     forget_jvm(spark)
                     self._query = None
                 if self._stop.is_set() or not (jvm_died or error is not None):
                     return
-                failures = 1 if self._committed_since_start.is_set() else failures + 1
-                if failures >= self._settings.stream.max_consecutive_failures:
-                    raise PipelineError(
-                        f"stream job failed {failures} times in a row without committing a batch; last: {reason}"
-                        + _advice(reason)
-                    )
+                failures.failed(committed_since_last_start=self._committed_since_start.is_set())
+                if failures.exhausted:
+                    raise PipelineError(failures.give_up_line(reason))
                 self._record_restart(reason)
-                backoff = min(30.0, 2.0**failures)
-                log.warning("%s; restarting the job from its checkpoint in %.0f s", reason, backoff)
-                if self._stop.wait(backoff):
+                log.warning("%s", failures.restart_line(reason))
+                if self._stop.wait(failures.backoff_s):
                     return
                 metrics.STREAM.job_restarted("jvm" if jvm_died else None)
                 if jvm_died:
                     spark = build_session(self._settings)
-                    log.warning("Spark's JVM started again (restart %d of this job)", self.state.restarts)
+                    log.info("Spark's JVM started again (restart %d of this job)", self.state.restarts)
         finally:
-            with contextlib.suppress(Py4JError):  # nothing left to stop when the JVM is gone
+            # Nothing left to stop when the JVM is gone (py4j refuses the connection, or fails the call).
+            with contextlib.suppress(Py4JError, ConnectionError):
                 if self._query is not None and self._query.isActive:
                     self._query.stop()
             dead_letters.close()
@@ -302,12 +270,6 @@ def _exit_code_when_dead(spark: SparkSession, wait_s: float = 5.0) -> int | None
     while (code := jvm_exit_code(spark)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     return code
-
-
-def _advice(reason: str) -> str:
-    if "out of memory" in reason or "OutOfMemoryError" in reason:
-        return "; lower RTAP_STREAM_MAX_BATCH_BYTES or _RECORDS, or raise RTAP_STREAM_DRIVER_MEMORY"
-    return "; see the log in the data directory"
 
 
 def _first_line(error: object) -> str:

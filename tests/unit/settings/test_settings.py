@@ -111,7 +111,7 @@ def test_a_child_process_reads_back_the_same_settings(monkeypatch: pytest.Monkey
     parent = Settings(
         data_dir=tmp_path,
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1234", topic="t.events", dlq_topic="t.dlq", partitions=3),
-        stream=StreamSettings(master="local[2]", trigger_interval_s=0.5, max_batch_records=10),
+        stream=StreamSettings(master="local[2]", trigger_interval_s=0.5, max_batch_records=10, max_batch_bytes=2**21),
     )
     for name, value in child_environment(parent).items():
         if name.startswith("RTAP_"):
@@ -123,6 +123,7 @@ def test_a_child_process_reads_back_the_same_settings(monkeypatch: pytest.Monkey
     ) == parent.kafka.model_dump(include={"bootstrap_servers", "topic", "dlq_topic", "partitions"})
     assert child.stream.master == "local[2]"
     assert child.stream.max_batch_records == 10
+    assert child.stream.max_batch_bytes == 2**21
 
 
 def test_the_bootstrap_address_alone_places_the_local_broker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,6 +47,9 @@ QUIET_LOGGERS = ("py4j", "httpx")
 # stray prints), and py4j, whose errors repeat a failed foreachBatch that the job itself reports (and that a
 # stop interrupts by design).
 FILE_ONLY_LOGGERS = (OUTPUT_LOGGER, "py4j")
+# py4j also logs through the root logger ("Exception while sending command.", with a traceback, each time Spark's
+# JVM dies): the job's own line says what happened, so these stay in the file like the rest of py4j's.
+FILE_ONLY_PACKAGES = (f"{os.sep}py4j{os.sep}",)
 _STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
 # A line longer than this (a plan dump) is cut into pieces: the pump's buffer must not grow with its input.
 MAX_LINE_BYTES = 64 * 1024
@@ -88,6 +91,8 @@ class ConsoleLogHandler(logging.Handler):
 
     @staticmethod
     def _for_the_operator(record: logging.LogRecord) -> bool:
+        if any(package in record.pathname for package in FILE_ONLY_PACKAGES):
+            return False
         return not any(record.name == name or record.name.startswith(name + ".") for name in FILE_ONLY_LOGGERS)
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -10,6 +10,8 @@ from rtap.errors import RtapError
 from rtap.runtime.broker import LocalKafka
 from rtap.runtime.stack.up import UP_PID_FILE
 from rtap.settings import Settings
+from rtap.runtime.stack.up import UP_PID_FILE
+from rtap.stream.restarts import JOB_STATE_FILE, JobState
 
 LAST_BATCHES = """
 SELECT
@@ -62,8 +64,49 @@ def _cluster_check(settings: Settings) -> Check | None:
     return Check("brokers", healthy, f"{alive} of {len(pids)} running on {cluster.layout.bootstrap_servers}")
 
 
+def _clock(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S UTC")
+
+
+def restarts_check(state: JobState, now: datetime) -> Check:
+    """The running job's restarts from its checkpoint (a failed batch, a dead Spark JVM), from its state file.
+
+    A restart the job recovered from is not a failure of the stack: the stream job's own check says whether
+    batches commit, and ``RTAP_STREAM_MAX_CONSECUTIVE_FAILURES`` failures in a row end the job (and its process).
+    """
+    since = f"since the job started at {_clock(state.started_at)}"
+    if not state.restarts or state.last_restart_at is None:
+        return Check("restarts", True, f"none {since}")
+    ago = (now - datetime.fromisoformat(state.last_restart_at)).total_seconds()
+    times = "1 restart" if state.restarts == 1 else f"{state.restarts:,} restarts"
+    last = f"last at {_clock(state.last_restart_at)} ({_age(ago)} ago): {state.last_error or 'no cause recorded'}"
+    return Check("restarts", True, f"{times} {since}; {last}")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def _job_state(settings: Settings) -> JobState | None:
+    """The state file of the job running in this data directory; None if none runs (or it left no file)."""
+    state = JobState.read(settings.paths.run / JOB_STATE_FILE)
+    return state if state is not None and state.running() else None
+
+
 def collect(settings: Settings) -> list[Check]:
     """Every check, each independent of the others' failures."""
+    checks = _collect(settings)
+    if (state := _job_state(settings)) is not None:
+        checks.append(restarts_check(state, datetime.now(UTC)))
+    return checks
+
+
+def _collect(settings: Settings) -> list[Check]:
     from rtap.warehouse import create_client
 
     checks: list[Check] = [_cluster_check(settings) or _broker_check(settings)]

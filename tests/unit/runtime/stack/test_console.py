@@ -30,6 +30,11 @@ SCRIPT = textwrap.dedent(
         logging.getLogger("rtap.stream").info("batch 7: 1000 records -> 990 events")
         logging.getLogger("rtap.stream").warning("job restarted after a failed batch")
         logging.getLogger("py4j.clientserver").error("exception while executing the Python Proxy")
+        # py4j's java_gateway logs a dead JVM through the root logger (logging.exception at module level).
+        py4j_file = os.path.join("site-packages", "py4j", "java_gateway.py")
+        logging.getLogger().handle(
+            logging.LogRecord("root", logging.ERROR, py4j_file, 1060, "Exception while sending command.", None, None)
+        )
         print("a stray print")
         os.write(1, b"x" * int(sys.argv[3]) + b"\\n")
         output.console.line("last console line")
@@ -70,6 +75,7 @@ def test_everything_else_is_in_the_log_file(tmp_path: Path) -> None:
         "INFO rtap.stream: batch 7: 1000 records -> 990 events",
         "WARNING rtap.stream: job restarted after a failed batch",
         "ERROR py4j.clientserver: exception while executing the Python Proxy",
+        "ERROR root: Exception while sending command.",
         "rtap.output: a stray print",
         "%3|late|FAIL|rdkafka#producer-7| Connect failed",  # after the block: native output still goes here
     ):
