@@ -21,9 +21,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from rtap.generate import GroundTruth
-from rtap.ops.reconcile import observe, reconcile
 from rtap.ingest.producer import ProduceReport, produce_run
 from rtap.ingest.topics import ensure_topics
+from rtap.ops.reconcile import observe, reconcile
 from rtap.settings import Settings
 from rtap.warehouse import create_client
 from tests.e2e.conftest import StreamProcess

@@ -21,7 +21,7 @@ from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import measure, stream_log
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 RECORDS_CAP = 20_000
 BYTES_CAP = 4 * 2**20  # ~10k of the generator's records: tighter than RECORDS_CAP

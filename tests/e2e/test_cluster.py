@@ -28,7 +28,7 @@ from tests.e2e.conftest import StreamProcess
 from tests.e2e.test_pipeline import assert_tables_equal_truth
 from tests.integration.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 RATE = 50.0
 # Spark start-up and the first batch on a loaded 2-core machine, with executors on two workers.

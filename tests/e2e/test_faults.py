@@ -25,7 +25,7 @@ from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import measure, record, scaled
 from tests.e2e.test_pipeline import assert_tables_equal_truth
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 # Open-loop rate: production runs until the test stops it, after the broker is back and written to again.
 RATE = float(scaled(10_000, 20_000))

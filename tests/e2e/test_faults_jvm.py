@@ -26,7 +26,7 @@ from tests.e2e.faults import measure, record, scaled, scrape
 from tests.e2e.terminal import NOISE
 from tests.e2e.test_pipeline import assert_tables_equal_truth
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 RATE = 10_000.0
 # 25 s of traffic (100 s at the large scale): it still flows when the job commits its first batch of it.

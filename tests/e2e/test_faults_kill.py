@@ -22,7 +22,6 @@ from tests.e2e.faults import LARGE, kill_9_while_producing, measure, record
 from tests.e2e.test_pipeline import assert_tables_equal_truth
 
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.faults,
     pytest.mark.timeout(3600),
     pytest.mark.skipif(not LARGE, reason="large fault suite only (make faults); CI kills in test_pipeline.py"),

@@ -30,7 +30,7 @@ from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import measure, record, scaled, stream_log, wait_for_next_minute, without_late
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 BATCH = scaled(1_000, 20_000)
 

@@ -26,7 +26,7 @@ from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import LARGE, measure, record, scaled, scrape, stream_log
 from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 RETRY_LINE = "batch failed"
 FAILURES_BEFORE_RECOVERY = 3 if LARGE else 2

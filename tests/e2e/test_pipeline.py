@@ -14,7 +14,7 @@ from rtap.warehouse import create_client
 from tests.e2e.conftest import StreamProcess, pipeline_settings
 from tests.e2e.faults import kill_9_while_producing
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+pytestmark = pytest.mark.timeout(1500)
 
 # The CI-sized kill test: traffic at a rate the job was built for, 12 s of it, in batches of at most 20k records.
 KILL_RATE = 10_000.0

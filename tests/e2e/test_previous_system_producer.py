@@ -23,7 +23,7 @@ from rtap.ingest.topics import ensure_topics
 from rtap.warehouse import create_client
 from tests.e2e.conftest import StreamProcess, pipeline_settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 PAGES = [
     "http://www.e-commerce-example.com/",

@@ -27,7 +27,7 @@ import yaml
 from tests.conftest import free_port
 from tests.integration.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 LOCAL_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "local.yml"

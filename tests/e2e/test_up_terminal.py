@@ -16,7 +16,7 @@ from tests.e2e.browser import ARTIFACTS
 from tests.e2e.terminal import NOISE, TmuxSession, screenshot
 from tests.integration.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 SQL = (
     'rtap sql "SELECT window_start, page_url, views, unique_users FROM rtap.page_views_1m FINAL '

@@ -20,7 +20,7 @@ from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_
 from tests.e2e.terminal import NOISE
 from tests.integration.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 
 def run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

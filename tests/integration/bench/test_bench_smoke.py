@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 
 from tests.integration.conftest import REPO_ROOT
-
-pytestmark = pytest.mark.integration
 
 JARS = REPO_ROOT / "jars" / "lib"
 

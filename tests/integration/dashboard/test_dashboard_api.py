@@ -23,8 +23,6 @@ from rtap.warehouse.migrate import apply_migrations
 
 from .seed import PAGES, minute_floor, seed_clickstream, seed_page_views, seed_pipeline
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass
 class Warehouse:

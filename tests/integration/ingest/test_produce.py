@@ -22,8 +22,6 @@ from rtap.ingest.producer import produce_run
 from rtap.ingest.topics import ensure_topics
 from rtap.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def settings(

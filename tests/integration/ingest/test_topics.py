@@ -14,8 +14,6 @@ from rtap.kafka_admin import list_topics
 from rtap.settings import KafkaSettings, Settings
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
-
 
 def _unique_topics(settings: Settings, unique_name: Callable[[str], str], **update: object) -> KafkaSettings:
     return settings.kafka.model_copy(update={"topic": unique_name("events"), "dlq_topic": unique_name("dlq"), **update})

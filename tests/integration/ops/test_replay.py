@@ -15,8 +15,6 @@ from rtap.ops.replay import replay_dead_letters
 from rtap.settings import Settings
 from rtap.stream.kafka import produce_waiting
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def settings(kafka_settings: Settings, unique_name: Callable[[str], str]) -> Settings:

@@ -24,8 +24,6 @@ from rtap.warehouse import create_client
 from rtap.warehouse.channel import ChannelClient, socket_path
 from rtap.warehouse.chdb.client import ChdbClient
 
-pytestmark = pytest.mark.integration
-
 OWNER = textwrap.dedent(
     """
     import sys

@@ -19,8 +19,6 @@ from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations, load_migrations
 from tests.integration.dashboard.seed import PAGES, minute_floor, seed_page_views
 
-pytestmark = pytest.mark.integration
-
 MINUTES = 10
 PREVIOUS_TABLE = "real_time_analytics.clickstream_aggregates"
 # The previous system's table, column for column (its DateTime had no zone; rtap's windows are UTC).

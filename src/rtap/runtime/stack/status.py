@@ -10,7 +10,6 @@ from rtap.errors import RtapError
 from rtap.runtime.broker import LocalKafka
 from rtap.runtime.stack.up import UP_PID_FILE
 from rtap.settings import Settings
-from rtap.runtime.stack.up import UP_PID_FILE
 from rtap.stream.restarts import JOB_STATE_FILE, JobState
 
 LAST_BATCHES = """

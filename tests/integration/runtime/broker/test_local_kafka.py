@@ -20,8 +20,6 @@ from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings
 from tests.integration.conftest import local_broker_settings
 
-pytestmark = pytest.mark.integration
-
 
 def _processes_using(config: Path) -> list[int]:
     """Live processes whose command line names ``config``: what a failed start must not leave behind."""

@@ -19,8 +19,6 @@ from rtap.runtime.jvm import ARCHIVES, archive_path
 from rtap.settings import child_environment
 from tests.integration.conftest import local_broker_settings
 
-pytestmark = pytest.mark.integration
-
 STRICT_SHARING = "-Xshare:on"
 
 

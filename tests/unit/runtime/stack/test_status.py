@@ -8,8 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rtap.settings import KafkaSettings, Settings
 from rtap.runtime.stack.status import collect, restarts_check
+from rtap.settings import KafkaSettings, Settings
 from rtap.stream.restarts import JOB_STATE_FILE, JobState
 from tests.conftest import free_port
 
