@@ -1,7 +1,7 @@
 """kill -9 of the stream job at random moments of one run, restarted each time, exact at the end.
 
 The large fault suite only (``make faults``): 600k events produced at 20,000 events/s while the job is killed
-five times, in batches of the job's default size. CI's default run has the small version in
+five times, in batches of up to 50k records. CI's default run has the small version in
 ``tests/e2e/test_pipeline.py`` (two kills of a 120k-event run at 10,000 events/s); running both would only add
 Spark start-ups to CI.
 
@@ -30,10 +30,11 @@ pytestmark = [
 KILLS = 5
 RATE = 20_000.0
 EVENTS = 600_000
+BATCH_RECORDS = 50_000  # half a kill's share of the run: each restarted job commits batches before its kill
 
 
 def test_kill_9_at_random_moments_and_restart_leaves_every_table_exact(broker: LocalKafka, tmp_path: Path) -> None:
-    settings = pipeline_settings(broker, tmp_path, "kills")
+    settings = pipeline_settings(broker, tmp_path, "kills", max_batch_records=BATCH_RECORDS)
     truth, moments = kill_9_while_producing(settings, rate=RATE, events=EVENTS, kills=KILLS, seed=71)
     assert_tables_equal_truth(settings, truth)
     detail = f"producing {RATE:,.0f}/s; killed at committed records " + ", ".join(moments)
