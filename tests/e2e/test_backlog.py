@@ -17,9 +17,8 @@ from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings
 from rtap.stream.job import batch_cap, recent_record_bytes
 from rtap.warehouse import create_client
-from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import measure, stream_log
-from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
+from tests.support.faults import measure, stream_log
+from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -20,8 +20,8 @@ from rtap.dashboard.server import DashboardServer, serve_dashboard
 from rtap.settings import Settings, StreamSettings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
-from tests.integration.dashboard.seed import seed_clickstream, seed_flow, seed_page_views, seed_pipeline
+from tests.support.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
+from tests.support.seed import seed_clickstream, seed_flow, seed_page_views, seed_pipeline
 
 pytestmark = pytest.mark.browser
 

@@ -24,9 +24,8 @@ from rtap.ingest.topics import ensure_topics
 from rtap.kafka_admin import registered_brokers
 from rtap.runtime.cluster import LocalCluster
 from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
-from tests.e2e.conftest import StreamProcess
-from tests.e2e.test_pipeline import assert_tables_equal_truth
-from tests.integration.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
+from tests.support.pipeline import StreamProcess, assert_tables_equal_truth
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 

@@ -21,9 +21,8 @@ from rtap.ingest.producer import ProduceReport, produce_run
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.broker import LocalKafka
 from rtap.stream.kafka import LagProbe
-from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import measure, record, scaled
-from tests.e2e.test_pipeline import assert_tables_equal_truth
+from tests.support.faults import measure, record, scaled
+from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 

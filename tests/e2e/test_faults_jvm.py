@@ -21,10 +21,9 @@ import pytest
 
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import ProduceReport, produce_run
-from tests.e2e.conftest import UpProcess
-from tests.e2e.faults import measure, record, scaled, scrape
-from tests.e2e.terminal import NOISE
-from tests.e2e.test_pipeline import assert_tables_equal_truth
+from tests.support.faults import measure, record, scaled, scrape
+from tests.support.pipeline import UpProcess, assert_tables_equal_truth
+from tests.support.terminal import NOISE
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 

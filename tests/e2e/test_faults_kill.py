@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from rtap.runtime.broker import LocalKafka
-from tests.e2e.conftest import pipeline_settings
-from tests.e2e.faults import LARGE, kill_9_while_producing, measure, record
-from tests.e2e.test_pipeline import assert_tables_equal_truth
+from tests.support.faults import LARGE, kill_9_while_producing, measure, record
+from tests.support.pipeline import assert_tables_equal_truth, pipeline_settings
 
 pytestmark = [
     pytest.mark.faults,

@@ -26,9 +26,8 @@ from rtap.kafka_admin import admin_client
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.stream.kafka import LagProbe
-from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import measure, record, scaled, stream_log, wait_for_next_minute, without_late
-from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
+from tests.support.faults import measure, record, scaled, stream_log, wait_for_next_minute, without_late
+from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 

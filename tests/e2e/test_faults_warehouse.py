@@ -21,10 +21,9 @@ import pytest
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import MetricsSettings, Settings
 from rtap.warehouse import create_client
-from tests.conftest import free_port
-from tests.e2e.conftest import StreamProcess, pipeline_settings
-from tests.e2e.faults import LARGE, measure, record, scaled, scrape, stream_log
-from tests.e2e.test_pipeline import assert_tables_equal_truth, produce
+from tests.support.faults import LARGE, measure, record, scaled, scrape, stream_log
+from tests.support.paths import free_port
+from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 

@@ -21,7 +21,7 @@ from kafka import KafkaProducer  # type: ignore[import-untyped]  # kafka-python 
 from rtap.contract.formats import legacy_session_id, parse_legacy_timestamp
 from rtap.ingest.topics import ensure_topics
 from rtap.warehouse import create_client
-from tests.e2e.conftest import StreamProcess, pipeline_settings
+from tests.support.pipeline import StreamProcess, pipeline_settings
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -24,8 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.integration.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import free_port
-from tests.e2e.browser import ARTIFACTS
-from tests.e2e.terminal import NOISE, TmuxSession, screenshot
-from tests.integration.conftest import REPO_ROOT
+from tests.support.browser import ARTIFACTS
+from tests.support.paths import REPO_ROOT, free_port
+from tests.support.terminal import NOISE, TmuxSession, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import free_port
-from tests.e2e.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
-from tests.e2e.terminal import NOISE
-from tests.integration.conftest import REPO_ROOT
+from tests.support.browser import ARTIFACTS, chart_data, wait_until_every_panel_has_data
+from tests.support.paths import REPO_ROOT, free_port
+from tests.support.terminal import NOISE
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 

@@ -11,24 +11,12 @@ records. The broker is stopped at the end of the session, and dies with the test
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rtap.runtime.broker import LocalKafka
-from rtap.settings import KafkaSettings, Settings
-from tests.conftest import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def local_broker_settings(data_dir: Path) -> Settings:
-    """Settings for a private local broker: free ports, data under ``data_dir``, the repo's jars."""
-    port, controller_port = free_port(), free_port()
-    kafka = KafkaSettings(
-        bootstrap_servers=f"127.0.0.1:{port}", host="127.0.0.1", port=port, controller_port=controller_port
-    )
-    return Settings(data_dir=data_dir, jars_dir=REPO_ROOT / "jars" / "lib", kafka=kafka)
+from rtap.settings import Settings
+from tests.support.pipeline import local_broker_settings
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.integration.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 JARS = REPO_ROOT / "jars" / "lib"
 

@@ -20,8 +20,7 @@ from rtap.errors import PortInUseError
 from rtap.settings import Settings, StreamSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-
-from .seed import PAGES, minute_floor, seed_clickstream, seed_page_views, seed_pipeline
+from tests.support.seed import PAGES, minute_floor, seed_clickstream, seed_page_views, seed_pipeline
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rtap.errors import BrokerError
 from rtap.ingest.topics import ensure_topics, topic_partitions
 from rtap.kafka_admin import list_topics
 from rtap.settings import KafkaSettings, Settings
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 
 def _unique_topics(settings: Settings, unique_name: Callable[[str], str], **update: object) -> KafkaSettings:

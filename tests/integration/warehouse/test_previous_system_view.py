@@ -17,7 +17,7 @@ from rtap.errors import QueryRejectedError, WarehouseError
 from rtap.settings import Settings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations, load_migrations
-from tests.integration.dashboard.seed import PAGES, minute_floor, seed_page_views
+from tests.support.seed import PAGES, minute_floor, seed_page_views
 
 MINUTES = 10
 PREVIOUS_TABLE = "real_time_analytics.clickstream_aggregates"

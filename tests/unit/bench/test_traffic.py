@@ -24,7 +24,7 @@ from rtap.settings import Settings
 from rtap.stream.transforms import classify, parse_records
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.unit.stream.conftest import readers
+from tests.support.records import readers
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
 PARTITIONS = 6

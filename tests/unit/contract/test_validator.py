@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rtap.contract.validator as validator_module
 from rtap.contract.validator import RecordValidator
 from rtap.errors import ContractError
-from tests.unit.stream.test_contract_parity import records
+from tests.support.strategies import records
 
 LIMITS: dict[str, Any] = {"max_record_bytes": 4096, "max_future_skew_s": 3600.0}
 NOW_MS = 1_796_000_000_000

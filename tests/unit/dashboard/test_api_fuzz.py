@@ -26,7 +26,7 @@ from rtap.dashboard.definition import load_definition
 from rtap.settings import Settings
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.integration.dashboard.seed import seed_clickstream, seed_pipeline
+from tests.support.seed import seed_clickstream, seed_pipeline
 
 PANEL_IDS = sorted(load_definition().panels_by_id())
 MAX_RANGE_HOURS = Settings().dashboard.max_range_hours

@@ -10,7 +10,7 @@ import pytest
 from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.metrics.reasons import OTHER, REASON_CLASSES, reason_class
 from rtap.settings import StreamSettings
-from tests.unit.stream.conftest import classify_records, event
+from tests.support.records import classify_records, event
 
 STREAM = StreamSettings()
 PURCHASE: dict[str, Any] = {"event_type": "purchase", "product_id": "p1", "price": 2.5, "quantity": 1, "order_id": "o1"}

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rtap.contract import contract_fields
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER
 from rtap.settings import StreamSettings
-from tests.unit.stream.conftest import RECORD_TIME, classify_records, event
+from tests.support.records import RECORD_TIME, classify_records, event
 
 STREAM = StreamSettings()
 LIMITS: dict[str, Any] = {

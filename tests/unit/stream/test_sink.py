@@ -20,7 +20,7 @@ from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.unit.stream.conftest import TOPIC, classify_records, event
+from tests.support.records import TOPIC, classify_records, event
 
 
 class RecordingPublisher:

@@ -11,7 +11,7 @@ from rtap.runtime.jvm import archive_path
 from rtap.settings import Settings
 from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
 from rtap.stream.transforms import parsed_schema
-from tests.unit.stream.conftest import (
+from tests.support.records import (
     LEGACY_TOPIC,
     TOPIC,
     event,

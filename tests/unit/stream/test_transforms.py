@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
-from tests.unit.stream.conftest import classify_records, event
+from tests.support.records import classify_records, event
 
 
 def classify(records: Sequence[tuple[int, int, object]], high_water=None) -> dict[tuple[int, int], dict]:

@@ -10,7 +10,7 @@ from rtap.settings import WarehouseSettings
 from rtap.warehouse.errors import code_from_message, one_line, warehouse_error
 from rtap.warehouse.server import errors as server_errors
 from rtap.warehouse.server.client import ServerClient
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 CHDB_READONLY = (
     "Code: 164. DB::Exception: Code: 164. DB::Exception: Cannot modify 'readonly' setting in readonly mode. "

@@ -18,7 +18,7 @@ from rtap.errors import BrokerStartError, PortInUseError
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings
-from tests.integration.conftest import local_broker_settings
+from tests.support.pipeline import local_broker_settings
 
 
 def _processes_using(config: Path) -> list[int]:

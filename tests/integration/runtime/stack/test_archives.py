@@ -17,7 +17,7 @@ import pytest
 from rtap.runtime.broker import LocalKafka
 from rtap.runtime.jvm import ARCHIVES, archive_path
 from rtap.settings import child_environment
-from tests.integration.conftest import local_broker_settings
+from tests.support.pipeline import local_broker_settings
 
 STRICT_SHARING = "-Xshare:on"
 

@@ -13,7 +13,7 @@ from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.local import _log_tail
 from rtap.runtime.ports import port_in_use
 from rtap.settings import KafkaSettings, Settings
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 
 def test_port_in_use_sees_a_listener_and_not_a_free_port() -> None:

@@ -11,7 +11,7 @@ import pytest
 from rtap.errors import ConfigError, PortInUseError
 from rtap.runtime.stack.up import preflight
 from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 

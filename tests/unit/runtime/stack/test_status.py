@@ -11,7 +11,7 @@ from pathlib import Path
 from rtap.runtime.stack.status import collect, restarts_check
 from rtap.settings import KafkaSettings, Settings
 from rtap.stream.restarts import JOB_STATE_FILE, JobState
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 NOW = datetime(2026, 12, 2, 18, 40, 0, tzinfo=UTC)
 

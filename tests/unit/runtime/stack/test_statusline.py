@@ -14,7 +14,7 @@ from rtap.runtime.stack.statusline import Batch, PipelineFigures, StatusLine, pl
 from rtap.settings import Settings, WarehouseSettings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.integration.dashboard.seed import seed_pipeline
+from tests.support.seed import seed_pipeline
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

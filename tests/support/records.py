@@ -1,17 +1,13 @@
-"""Kafka records for transform tests without a broker (like running one record through), and a local
-SparkSession for the one test of the Spark stage (in-process, no UI)."""
+"""Kafka records and contract events as the stream job's transforms see them, without a broker."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
-import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from rtap.contract.formats import SourceReader, reader
@@ -22,24 +18,6 @@ KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset lo
 RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
 LEGACY_TOPIC = "clickstream_events"
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # the parse stage's workers need rtap (see rtap.stream.spark)
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("rtap-unit")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def event(n: int, event_time: str = "2026-11-29T12:00:00.000Z", **fields: object) -> dict[str, object]:

@@ -26,8 +26,8 @@ from rtap.ingest.topics import ensure_topics
 from rtap.ops.reconcile import observe, reconcile
 from rtap.settings import Settings
 from rtap.warehouse import create_client
-from tests.e2e.conftest import StreamProcess
-from tests.integration.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
+from tests.support.pipeline import StreamProcess
 
 SCALE = os.environ.get("RTAP_FAULTS_SCALE", "small")
 if SCALE not in ("small", "large"):

@@ -1,4 +1,4 @@
-"""Fixtures every test layer may use (free loopback ports, per-run unique names), and each layer's marker.
+"""The fixtures every test layer may use, and each layer's marker (registered in pyproject.toml's addopts).
 
 A test's layer is its directory: tests/unit (no services), tests/integration (real services started per
 module), tests/e2e (the whole pipeline). The markers ``unit``, ``integration`` and ``e2e`` are given here by
@@ -8,15 +8,16 @@ that say what a test drives (``browser``, ``faults``, ``cluster``) stay in its m
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
-from rtap.runtime.ports import free_ports
-
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 LAYERS = ("unit", "integration", "e2e")
 
 
@@ -27,12 +28,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(layer)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's choice for port 0)."""
-    (port,) = free_ports(1, host)
-    return port
-
-
 @pytest.fixture
 def unique_name() -> Callable[[str], str]:
     """Names that cannot collide with another test or an earlier run sharing the same broker or database."""
@@ -41,3 +36,21 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the parse stage's workers need rtap (see rtap.stream.spark)
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("rtap-unit")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,11 @@
+"""What the tests share, in one package: never a conftest or another test module to import from.
+
+- ``plugin``: registered with ``-p tests.support.plugin`` (pyproject.toml): the fixtures every layer may use
+  (``unique_name``, the in-process ``spark`` session) and each layer's marker, given by directory;
+- ``paths``: the repository root and free loopback ports;
+- ``records``: Kafka records and contract events as the stream job's transforms see them;
+- ``strategies``: hypothesis strategies of valid and broken events;
+- ``pipeline``: a private broker, an isolated pipeline's settings, the stream job and ``rtap up`` as processes,
+  the tables against the generator's truth;
+- ``faults``, ``browser``, ``terminal``, ``seed``: fault injection, headless Chromium, tmux, dashboard rows.
+"""
