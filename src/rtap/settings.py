@@ -53,9 +53,9 @@ class KafkaSettings(BaseSettings):
     topic: str = "clickstream.events"
     dlq_topic: str = "clickstream.events.dlq"
     # More input topics, each with its source format (rtap.contract.formats), read by the same job into the
-    # same tables. JSON in the environment, e.g. RTAP_KAFKA_SOURCE_TOPICS='{"clickstream_events": "legacy-click.v1"}';
-    # '{}' reads the contract-v1 topic only. rtap creates them with its other topics.
-    source_topics: dict[str, str] = Field(default_factory=lambda: {"clickstream_events": "legacy-click.v1"})
+    # same tables; rtap creates them with its other topics. JSON in the environment, e.g. for the previous
+    # system's topic RTAP_KAFKA_SOURCE_TOPICS='{"clickstream_events": "legacy-click.v1"}' (docs/migrating.md).
+    source_topics: dict[str, str] = Field(default_factory=dict)
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -94,6 +94,14 @@ class KafkaSettings(BaseSettings):
         for name, source_format in self.source_topics.items():
             if name in (self.topic, self.dlq_topic):
                 raise ValueError(f"source topic {name} is already the input or the dead-letter topic")
+            for other in (self.topic, self.dlq_topic):
+                # Kafka refuses a topic whose name equals another's once '.' is read as '_' (metric names).
+                if name.replace(".", "_") == other.replace(".", "_"):
+                    raise ValueError(
+                        f"topics {name} and {other} collide in Kafka ('.' and '_' are one character in its metric "
+                        f"names): it refuses to create the second; give rtap's own topic another name, e.g. "
+                        f"RTAP_KAFKA_TOPIC={other}.v1 (docs/migrating.md)"
+                    )
             try:
                 known_format(source_format)
             except RtapError as exc:  # reported as a settings error, like any other bad value

@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaProducer  # type: ignore[import-untyped]  # kafka-python ships no type hints
 
 from rtap.contract.formats import legacy_session_id, parse_legacy_timestamp
+from rtap.contract.model import LEGACY_FORMAT
 from rtap.ingest.topics import ensure_topics
 from rtap.warehouse import create_client
 from tests.support.pipeline import StreamProcess, pipeline_settings
@@ -51,7 +52,10 @@ def click(rng: random.Random, *, whole_second: bool = False) -> dict[str, str]:
 
 
 def test_the_previous_producers_events_land_exactly(broker, tmp_path) -> None:
+    # The previous system's topic by its own name (its producers write there); this module has a broker of its own.
     settings = pipeline_settings(broker, tmp_path, "previous")
+    kafka = settings.kafka.model_copy(update={"source_topics": {"clickstream_events": LEGACY_FORMAT}})
+    settings = settings.model_copy(update={"kafka": kafka})
     (legacy_topic,) = settings.kafka.source_topics
     ensure_topics(settings.kafka)
     rng = random.Random(15)

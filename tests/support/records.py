@@ -11,13 +11,15 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from rtap.contract.formats import SourceReader, reader
-from rtap.settings import KafkaSettings
+from rtap.contract.model import LEGACY_FORMAT, NATIVE_FORMAT
 from rtap.stream.transforms import TopicPartition, classify, parse_records
 
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
-LEGACY_TOPIC = "clickstream_events"
+LEGACY_TOPIC = "previous.clickstream_events"
+# The job's topics in these tests: rtap's own, and one of the previous system's format.
+FORMATS = {TOPIC: NATIVE_FORMAT, LEGACY_TOPIC: LEGACY_FORMAT}
 
 
 def event(n: int, event_time: str = "2026-11-29T12:00:00.000Z", **fields: object) -> dict[str, object]:
@@ -99,7 +101,7 @@ def classify_records(
 def readers(*, max_record_bytes: int = 4096, max_future_skew_s: float = 3600.0) -> dict[str, SourceReader]:
     """The job's readers of rtap's default input topics."""
     limits: dict[str, Any] = {"max_record_bytes": max_record_bytes, "max_future_skew_s": max_future_skew_s}
-    return {topic: reader(name, **limits) for topic, name in KafkaSettings().input_topics.items()}
+    return {topic: reader(name, **limits) for topic, name in FORMATS.items()}
 
 
 def parse_locally(

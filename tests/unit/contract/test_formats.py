@@ -101,3 +101,12 @@ def test_an_unknown_format_is_refused_with_the_known_ones() -> None:
         KafkaSettings(source_topics={"old": "nope"})
     with pytest.raises(ValidationError, match="already the input or the dead-letter topic"):
         KafkaSettings(source_topics={"clickstream.events": LEGACY_FORMAT})
+
+
+def test_the_previous_topic_beside_rtaps_default_one_is_refused_as_kafka_would() -> None:
+    """Kafka refuses clickstream_events on a cluster with clickstream.events (InvalidTopicException: the two
+    collide in its metric names), so the settings say it first, with the way out."""
+    with pytest.raises(ValidationError, match=r"topics clickstream_events and clickstream\.events collide"):
+        KafkaSettings(source_topics={"clickstream_events": LEGACY_FORMAT})
+    moved = KafkaSettings(topic="clickstream.events.v1", source_topics={"clickstream_events": LEGACY_FORMAT})
+    assert moved.input_topics == {"clickstream.events.v1": "clickstream-event.v1", "clickstream_events": LEGACY_FORMAT}

@@ -688,7 +688,8 @@ def changed_value(settings_class: type[BaseSettings], field_name: str) -> str:
     info = settings_class.model_fields[field_name]
     default = info.get_default(call_default_factory=True)
     if isinstance(default, dict):  # JSON, as pydantic-settings reads a mapping from the environment
-        return json.dumps({f"{key}-from-env": value for key, value in default.items()})
+        changed = {f"{key}-from-env": value for key, value in default.items()}
+        return json.dumps(changed or {"previous-from-env": "legacy-click.v1"})  # a topic -> source format map
     if isinstance(default, bool):
         return str(not default).lower()
     if isinstance(default, int | float):

@@ -12,6 +12,7 @@ from rtap.settings import Settings
 from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
 from rtap.stream.transforms import parsed_schema
 from tests.support.records import (
+    FORMATS,
     LEGACY_TOPIC,
     TOPIC,
     event,
@@ -20,8 +21,6 @@ from tests.support.records import (
     legacy_click,
     parse_locally,
 )
-
-FORMATS = Settings().kafka.input_topics
 
 
 def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there_is_one(tmp_path: Path) -> None:
