@@ -56,6 +56,9 @@ SELECT sum(input_bytes), sum(input_rows) FROM (
 """
 
 
+FETCH_MAX_WAIT_MS = 50
+
+
 def pipeline_id(checkpoint: Path) -> str:
     """A stable id for this checkpoint: the prefix of every deduplication token the job writes."""
     checkpoint.mkdir(parents=True, exist_ok=True)
@@ -126,6 +129,11 @@ class StreamJob:
             # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
             # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
             .option("failOnDataLoss", "true")
+            # The Kafka consumer's fetch that finds no new records waits up to fetch.max.wait.ms (500 ms by
+            # default) on the broker, once per partition a task reads in turn: at 1,000 events/s one batch in
+            # ~50 took 1.5-1.7 s (3 partitions a task), which alone made freshness p99 ~2 s. Spark asks only
+            # for offsets that exist, so a short wait costs nothing while records flow.
+            .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
         )
         for key, value in settings.kafka.client_config().items():
             reader = reader.option(f"kafka.{key}", value)
