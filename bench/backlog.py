@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rtap_bench.procfs import PROC, children
+from rtap_bench.procfs import tree_rss_mb
 
 from rtap.generate import GroundTruth
 from rtap.runtime.ports import free_ports
@@ -49,19 +49,6 @@ _BATCHES = """
 SELECT count(), sum(input_rows), max(input_rows), toFloat64(min(started_at)), toFloat64(max(finished_at))
 FROM {db}.pipeline_batches FINAL
 """
-
-
-def rss_mb(pid: int) -> float:
-    """The current resident set of ``pid`` and every live descendant, in MiB."""
-    total_kb = 0
-    for member in [pid, *children(pid)]:
-        try:
-            for line in (PROC / str(member) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:  # exited between listing and reading
-            continue
-    return total_kb / 1024
 
 
 def rtap(env: dict[str, str], *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -140,7 +127,7 @@ def drain(settings: Settings, env: dict[str, str], args: argparse.Namespace, exp
         while time.monotonic() - began < args.timeout_s:
             if up.poll() is not None:
                 raise SystemExit(f"rtap up exited with {up.returncode}: {log_path.read_text()[-2000:]}")
-            peak_mb = max(peak_mb, rss_mb(up.pid))
+            peak_mb = max(peak_mb, tree_rss_mb(up.pid) or 0.0)
             samples += 1
             try:
                 state = committed(settings)

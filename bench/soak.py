@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rtap_bench.procfs import PROC, children
+from rtap_bench.procfs import rss_mb, tree_rss_mb
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
@@ -45,23 +45,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 DRAIN_TIMEOUT_S = 900.0
 PRIMING_EVENTS = 2_000
-
-
-def rss_mb(pid: int) -> float | None:
-    """The current resident set size of one process in MiB (None when it is gone)."""
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def tree_rss_mb(pid: int) -> float | None:
-    """RSS of ``pid`` and its live descendants (the job: Python driver + Spark's JVM)."""
-    values = [v for member in [pid, *children(pid)] if (v := rss_mb(member)) is not None]
-    return sum(values) if values else None
 
 
 def wait_for(settings: Settings, job: subprocess.Popen[bytes], records: int, logs: Path) -> int:

@@ -64,3 +64,20 @@ def tree_peak_rss_mb(pid: int) -> float | None:
     """Sum of the peaks of ``pid`` and its live descendants: an upper bound of the group's peak."""
     peaks = [p for member in [pid, *children(pid)] if (p := peak_rss_mb(member)) is not None]
     return sum(peaks) if peaks else None
+
+
+def rss_mb(pid: int) -> float | None:
+    """The current resident set size of one process in MiB (None when it is gone)."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """Current RSS of ``pid`` and its live descendants, in MiB (None when all are gone)."""
+    values = [v for member in [pid, *children(pid)] if (v := rss_mb(member)) is not None]
+    return sum(values) if values else None

@@ -255,14 +255,20 @@ def test_aws_validate_stops_when_the_host_keeps_refusing_the_key(
     assert not Path(env["FAKE_RTAP_LOG"]).exists()
 
 
+def terraform_with_adopted_resources(tmp_path: Path) -> Path:
+    """A copy of deploy/terraform with adopted.tf.example in place: resources made by hand, imported."""
+    tf_dir = tmp_path / "terraform"
+    shutil.copytree(ROOT / "deploy" / "terraform", tf_dir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    shutil.copy(tf_dir / "adopted.tf.example", tf_dir / "adopted.tf")
+    return tf_dir
+
+
 def test_aws_down_keeps_what_an_import_block_brought_in(
     lifecycle: tuple[Path, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     """docs/aws.md: a resource made by hand and imported stays in AWS; it only leaves Terraform's state."""
     wrapper, log, env = lifecycle
-    tf_dir = tmp_path / "terraform"
-    shutil.copytree(ROOT / "deploy" / "terraform", tf_dir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    shutil.copy(tf_dir / "adopted.tf.example", tf_dir / "adopted.tf")
+    tf_dir = terraform_with_adopted_resources(tmp_path)
     state = "aws_instance.host aws_s3_bucket.exports aws_vpc.main"
     result = make(wrapper, "aws-down", env, {"AWS_TF_DIR": str(tf_dir)}, FAKE_STATE=state)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -289,9 +295,7 @@ def test_aws_down_destroys_nothing_when_an_imported_resource_cannot_leave_the_st
     lifecycle: tuple[Path, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     wrapper, log, env = lifecycle
-    tf_dir = tmp_path / "terraform"
-    shutil.copytree(ROOT / "deploy" / "terraform", tf_dir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    shutil.copy(tf_dir / "adopted.tf.example", tf_dir / "adopted.tf")
+    tf_dir = terraform_with_adopted_resources(tmp_path)
     variables: dict[str, str | None] = {"AWS_TF_DIR": str(tf_dir)}
     result = make(wrapper, "aws-down", env, variables, FAKE_STATE="aws_s3_bucket.exports", FAKE_STATE_RM_RC="1")
     assert result.returncode != 0
