@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 
 from rtap.contract.model import (
     EPOCH,
-    FORMATS,
     LEGACY_FORMAT,
     NATIVE_FORMAT,
     check_document,
     contract_fields,
+    known_format,
     validate_event,
 )
 from rtap.contract.validator import RecordValidator, Validated, arrow_type
@@ -90,10 +90,8 @@ def upcast_legacy(document: dict[str, Any]) -> dict[str, Any]:
 def validate_source(record: bytes | str | dict[str, Any], name: str) -> dict[str, Any]:
     """The reference validation of one record of source format ``name``: normalised v1 values, or
     :class:`ContractError`. (For v1 this is :func:`rtap.contract.validate_event`.)"""
-    if name == NATIVE_FORMAT:
+    if known_format(name) == NATIVE_FORMAT:
         return validate_event(record)
-    if name != LEGACY_FORMAT:
-        raise ContractError(f"unknown source format {name!r} (known: {', '.join(FORMATS)})")
     return upcast_legacy(check_document(record, name))
 
 
@@ -127,7 +125,7 @@ class LegacyReader:
         users = verdict.columns["user_id"].to_pylist()
         sessions: list[str | None] = [None] * count
         for index in np.flatnonzero(valid):
-            sessions[index] = str(uuid.uuid5(SESSION_NAMESPACE, f"{users[index]}/{_day(int(millis[index]))}"))
+            sessions[index] = legacy_session_id(users[index], datetime.fromtimestamp(int(millis[index]) / 1000, UTC))
         columns = {name: pa.nulls(count, kind) for name, kind in self._types.items()}
         columns.update({name: verdict.columns[name] for name in _KEPT})
         columns["event_type"] = pa.array([LEGACY_EVENT_TYPE] * count, pa.string())
@@ -135,10 +133,6 @@ class LegacyReader:
         columns["session_id"] = pa.array(sessions, pa.string())
         columns["schema_version"] = pa.array(np.ones(count, dtype=np.int32), pa.int32())
         return Validated(columns, pa.array(errors, pa.string()))
-
-
-def _day(millis: int) -> str:
-    return f"{datetime.fromtimestamp(millis / 1000, UTC):%Y-%m-%d}"
 
 
 def _legacy_times(strings: pa.Array, candidates: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -168,8 +162,6 @@ SourceReader = RecordValidator | LegacyReader
 
 def reader(name: str, *, max_record_bytes: int, max_future_skew_s: float) -> SourceReader:
     """The stream job's reader of source format ``name``: v1 columns and a reason per record."""
-    if name == NATIVE_FORMAT:
+    if known_format(name) == NATIVE_FORMAT:
         return RecordValidator(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
-    if name == LEGACY_FORMAT:
-        return LegacyReader(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
-    raise ContractError(f"unknown source format {name!r} (known: {', '.join(FORMATS)})")
+    return LegacyReader(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
