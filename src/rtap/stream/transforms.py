@@ -121,7 +121,10 @@ def _late(
     parsed: pa.Table, valid: np.ndarray, high_water: Mapping[TopicPartition, datetime], delay_ms: int
 ) -> np.ndarray:
     """Per record: valid and behind (max valid event_time before it in its partition, or high_water) - delay."""
-    topics = parsed.column("kafka_topic").to_numpy(zero_copy_only=False)
+    # Topics as small integer codes: comparing Python strings per record would cost more than the rest here.
+    encoded = pc.dictionary_encode(parsed.column("kafka_topic").combine_chunks())
+    names = encoded.dictionary.to_pylist()
+    topics = np.asarray(encoded.indices)
     partitions = np.asarray(parsed.column("kafka_partition"))
     times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
     times = np.where(valid, times, _NO_TIME)
@@ -130,7 +133,7 @@ def _late(
         return late
     starts = np.flatnonzero(np.r_[True, (partitions[1:] != partitions[:-1]) | (topics[1:] != topics[:-1])])
     for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
-        carried = high_water.get((str(topics[start]), int(partitions[start])))
+        carried = high_water.get((names[topics[start]], int(partitions[start])))
         initial = _NO_TIME if carried is None else int(carried.timestamp() * 1000)
         running = np.maximum.accumulate(np.r_[initial, times[start:end]])[:-1]  # the max *before* each record
         watermark = np.where(running == _NO_TIME, _NO_TIME, running - delay_ms)  # no valid record yet: none
