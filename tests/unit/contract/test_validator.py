@@ -1,5 +1,5 @@
 """The job's validator: its fast path agrees with its exact rules on every record, and it refuses a schema it
-cannot check faithfully (the agreement with fastjsonschema is tests/unit/stream/test_contract_parity.py)."""
+cannot check faithfully (the agreement with fastjsonschema is tests/unit/contract/test_validator_parity.py)."""
 
 from __future__ import annotations
 

@@ -513,7 +513,7 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
     assert profile is not None
     assert profile.findtext("readonly") == "1"
     database = rtap_settings.WarehouseSettings.model_fields["database"].default
-    # rtap's database, and the previous system's name for its view (test_previous_system_view.py).
+    # rtap's database, and the previous system's name for its view (test_migrations_previous_system_view.py).
     assert [q.text for q in reader.findall("grants/query")] == [
         f"GRANT SELECT ON {database}.*",
         "GRANT SELECT ON real_time_analytics.*",

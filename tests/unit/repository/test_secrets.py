@@ -17,16 +17,16 @@ from pathlib import Path
 from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # (path, detector) -> (findings expected, why they are not secrets)
 ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("docs/compose.md", "Secret Keyword"): (2, "tells the operator how to read the generated password from .env"),
-    ("tests/unit/dashboard/fake_metabase.py", "Secret Keyword"): (1, "an error message of the fake Metabase"),
-    ("tests/unit/dashboard/test_metabase_provision.py", "Secret Keyword"): (1, "dummy password of a fake Metabase"),
+    ("tests/support/metabase.py", "Secret Keyword"): (1, "an error message of the fake Metabase"),
+    ("tests/unit/dashboard/metabase/test_provision.py", "Secret Keyword"): (1, "dummy password of a fake Metabase"),
     ("tests/unit/deploy/test_compose.py", "Base64 High Entropy String"): (1, "a placeholder .env line"),
     ("tests/unit/deploy/test_terraform.py", "Hex High Entropy String"): (1, "a made-up git commit id"),
-    ("tests/unit/settings/test_settings.py", "Secret Keyword"): (1, "dummy SASL password read from the env"),
+    ("tests/unit/test_settings.py", "Secret Keyword"): (1, "dummy SASL password read from the env"),
     ("tests/unit/ops/test_checks.py", "Secret Keyword"): (2, "fake Metabase error text and wrong password"),
     ("tests/unit/warehouse/test_server.py", "Secret Keyword"): (1, "dummy ClickHouse password"),
 }

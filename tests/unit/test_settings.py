@@ -32,7 +32,7 @@ COMPONENTS = [
     MetricsSettings,
     AlertSettings,
 ]
-ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def test_environment_variables_reach_nested_components(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from rtap.dashboard.definition import Definition, load_definition
 from rtap.dashboard.metabase import metabase_sql, provision
 from rtap.errors import ConfigError, MetabaseError
 from rtap.settings import MetabaseSettings, Settings, StreamSettings, WarehouseSettings
-
-from .fake_metabase import FakeMetabase
+from tests.support.metabase import FakeMetabase
 
 URL = "http://metabase.test:3000"
 PASSWORD = "s3cret-Passw0rd!"
