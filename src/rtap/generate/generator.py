@@ -72,7 +72,8 @@ class ClickstreamGenerator:
         self.settings = settings
         self.partitions = partitions
         self.truth = GroundTruth(partitions=partitions, watermark_delay_s=watermark_delay_s)
-        # Session-level choices (the catalog, users, addresses) come from this one, in session order.
+        # The catalog, then the session-level choices (users' profiles, addresses) in session order, come from
+        # this one: drawing anything else from it, or in another order, would change every record.
         rng = random.Random(settings.seed)
         self.catalog: Catalog = build_catalog(rng, settings.pages, settings.products)
         self._funnel = Funnel(self.catalog, self.truth)

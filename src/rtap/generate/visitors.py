@@ -2,10 +2,10 @@
 
 The generator keeps a fixed number of session *slots*: the first hold humans (a share of the users is in
 a session at any moment), the rest one bot each. When a visit ends, a new session of one of the slot's
-users takes its place, so a user is never in two sessions at once. Humans are spread over the slots
-(user i belongs to slot i % slots), each with a device, browser, country and usual address drawn at
-their first visit; a session comes from that address or, now and then, from another network. A bot
-always comes from its own one address and clicks :data:`BOT_CLICK_FACTOR` times as often as a human.
+users takes its place, so a user is never in two sessions at once (user i belongs to human slot i % the
+number of human slots). A human has a device, browser, country and usual address drawn at their first
+visit; a session comes from that address or, now and then, from another network. A bot always comes from
+its own one address and clicks :data:`BOT_CLICK_FACTOR` times as often as a human.
 """
 
 from __future__ import annotations
