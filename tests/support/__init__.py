@@ -5,7 +5,9 @@
 - ``paths``: the repository root and free loopback ports;
 - ``records``: Kafka records and contract events as the stream job's transforms see them;
 - ``strategies``: hypothesis strategies of valid and broken events;
+- ``clickstream``: generator runs and their records, for the generate tests;
 - ``pipeline``: a private broker, an isolated pipeline's settings, the stream job and ``rtap up`` as processes,
   the tables against the generator's truth;
-- ``faults``, ``browser``, ``terminal``, ``seed``: fault injection, headless Chromium, tmux, dashboard rows.
+- ``faults``, ``browser``, ``terminal``, ``seed``: fault injection, headless Chromium, tmux, dashboard rows;
+- ``metabase``: a fake Metabase replaying recorded API responses (``metabase_responses/``).
 """

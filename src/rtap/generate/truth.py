@@ -9,10 +9,10 @@ Every record is classified by the pipeline's rules (``rtap.stream.transforms``),
 4. anything else is **accepted**: it is in ``events`` and counted in the one-minute aggregates.
 
 The truth keeps counters and, per UTC minute, the aggregates the warehouse shows (``page_views_1m``,
-``events_1m``) with exact distinct users and orders. Distinct values need sets while a minute can still
-change; a minute is *closed* (sets replaced by their sizes) once every partition's watermark has passed
-its end, because from then on any event of that minute is late. So memory follows the open minutes,
-not the length of the run.
+``events_1m``, see :mod:`rtap.generate.minutes`) with exact distinct users and orders. It closes a minute
+once every partition's watermark has passed its end, so memory follows the open minutes, not the length
+of the run. It is persisted as a JSON document (:meth:`GroundTruth.to_json`), and the truths of runs
+written one after the other to a topic can be merged (:meth:`GroundTruth.merge`).
 
 Two hints keep memory bounded on long runs without changing any answer, and the generator gives them:
 ``id_may_recur=False`` promises that no later record carries this event_id (ids of records that will
@@ -26,47 +26,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 
 from rtap.contract import PRICE_SCALE, validate_event
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, PAGE_VIEW_TYPES, PURCHASE
 from rtap.errors import ContractError, ValidationFailedError
+from rtap.generate.minutes import USER_BITS, EventStats, Minutes, PageViews, TypeRow, minute_start
 
-MINUTE_MS = 60_000
+# PageViews and EventStats are the rows of this module's answers; they are defined with the aggregates.
+__all__ = ["EventBatch", "EventStats", "GroundTruth", "PageViews", "Totals", "minute_start"]
+
 # How often (in accepted events) to look for minutes that can be closed; closing is a scan of open minutes.
 CLOSE_EVERY = 8192
-# Distinct pairs are packed as label code << _USER_BITS | user code in an int64.
-_USER_BITS = 32
-# Unsorted pairs kept before they are deduplicated (at least; more once the unique ones outnumber them).
-COMPACT_PAIRS = 1 << 18
-# Accepted records are counted into their minutes (with numpy) this many at a time.
-COUNT_EVERY = 4096
-_Codes = npt.NDArray[np.int64]
 FORMAT_VERSION = 1
 _NO_HIGH_WATER = -(1 << 62)
 _NO_ON_TIME = 1 << 62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
-
-
-class PageViews(NamedTuple):
-    """One row of ``page_views_1m``: page_view + product_view events of a page in a minute."""
-
-    views: int
-    unique_users: int
-
-
-class EventStats(NamedTuple):
-    """One row of ``events_1m``; orders and revenue come from purchases only (0 for other types)."""
-
-    events: int
-    users: int
-    orders: int
-    revenue: Decimal
 
 
 @dataclass(frozen=True)
@@ -79,11 +57,6 @@ class Totals:
     late: int
     dead_letters: int
     sessions: int
-
-
-def minute_start(ms: int) -> datetime:
-    """The UTC start of the minute containing epoch millisecond ``ms``."""
-    return _EPOCH + timedelta(milliseconds=ms - ms % MINUTE_MS)
 
 
 def _epoch_ms(moment: datetime) -> int:
@@ -125,50 +98,6 @@ class EventBatch:
     purchases: dict[int, tuple[str | None, int]] = field(default_factory=dict)
 
 
-class _DistinctPairs:
-    """Distinct (label code, user code) pairs, packed in int64s: sorted and deduplicated now and then.
-
-    A batch is appended as one array; pairs are made unique when the unsorted tail outgrows the unique
-    part, so memory follows the distinct pairs and each pair is sorted a bounded number of times.
-    """
-
-    __slots__ = ("_chunks", "_pending", "_unique")
-
-    def __init__(self) -> None:
-        self._unique = np.empty(0, dtype=np.int64)
-        self._chunks: list[_Codes] = []
-        self._pending = 0
-
-    def add(self, labels: _Codes, users: _Codes) -> None:
-        self._chunks.append((labels << _USER_BITS) | users)
-        self._pending += len(labels)
-        if self._pending > max(COMPACT_PAIRS, len(self._unique)):
-            self._compact()
-
-    def _compact(self) -> None:
-        pairs = np.sort(np.concatenate([self._unique, *self._chunks]))
-        # np.sort and a neighbour comparison: much faster than np.unique on int64 here.
-        self._unique = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
-        self._chunks = []
-        self._pending = 0
-
-    def users_per_label(self) -> dict[int, int]:
-        """label code -> number of distinct users."""
-        self._compact()
-        labels, users = np.unique(self._unique >> _USER_BITS, return_counts=True)
-        return dict(zip(labels.tolist(), users.tolist(), strict=True))
-
-
-def _add_counts(total: _Codes, codes: _Codes) -> _Codes:
-    """``total`` (counts by code) plus the occurrences of each code in ``codes``, grown as needed."""
-    counts = np.bincount(codes)
-    if len(counts) > len(total):
-        counts[: len(total)] += total
-        return counts
-    total[: len(counts)] += counts
-    return total
-
-
 def _without(column: list[T], positions: list[int]) -> list[T]:
     """``column`` without the elements at ``positions`` (ascending): a few slices, not a pass per element."""
     kept: list[T] = []
@@ -178,48 +107,6 @@ def _without(column: list[T], positions: list[int]) -> list[T]:
         start = position + 1
     kept += column[start:]
     return kept
-
-
-class _OpenMinute:
-    """The accepted events of one minute that can still grow: counts by code, and distinct user pairs."""
-
-    __slots__ = ("events", "orders", "revenue", "typed_users", "viewed_users", "views")
-
-    def __init__(self) -> None:
-        self.views = np.zeros(0, dtype=np.int64)  # by page code
-        self.viewed_users = _DistinctPairs()
-        self.events = np.zeros(0, dtype=np.int64)  # by event type code
-        self.typed_users = _DistinctPairs()
-        self.orders: set[str] = set()
-        self.revenue = 0
-
-    def add(
-        self, type_codes: npt.NDArray[np.int64], page_codes: npt.NDArray[np.int64], users: npt.NDArray[np.int64]
-    ) -> None:
-        self.events = _add_counts(self.events, type_codes)
-        self.typed_users.add(type_codes, users)
-        viewed = page_codes >= 0
-        if not viewed.all():
-            page_codes, users = page_codes[viewed], users[viewed]
-        if len(page_codes):
-            self.views = _add_counts(self.views, page_codes)
-            self.viewed_users.add(page_codes, users)
-
-    def add_purchase(self, order_id: str | None, revenue_units: int) -> None:
-        if order_id is not None:
-            self.orders.add(order_id)
-        self.revenue += revenue_units
-
-    def page_rows(self, pages: list[str]) -> dict[str, PageViews]:
-        viewers = self.viewed_users.users_per_label()
-        return {pages[code]: PageViews(views, viewers[code]) for code, views in enumerate(self.views.tolist()) if views}
-
-    def type_rows(self, types: list[str]) -> dict[str, tuple[int, int, int, int]]:
-        users = self.typed_users.users_per_label()
-        rows = {types[code]: (events, users[code], 0, 0) for code, events in enumerate(self.events.tolist()) if events}
-        if PURCHASE in rows:  # orders and revenue come from purchases only
-            rows[PURCHASE] = (rows[PURCHASE][0], rows[PURCHASE][1], len(self.orders), self.revenue)
-        return rows
 
 
 class GroundTruth:
@@ -243,16 +130,11 @@ class GroundTruth:
         self._ids: set[str] = set()
         self._open_sessions: set[str] = set()
         self._closed_sessions = 0
-        # minute (epoch ms) -> what its rows need while events of it can still be accepted
-        self._open: dict[int, _OpenMinute] = {}
+        self._minutes = Minutes()
         # Codes of pages, event types and users: a code is the position in insertion order.
         self._page_codes: dict[str, int] = {}
-        # Accepted records not yet counted into their minutes: time, type, page and user codes.
-        self._pending: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
         self._type_codes: dict[str, int] = {}
         self._user_codes: dict[str, int] = {}
-        self._pages: dict[tuple[int, str], PageViews] = {}
-        self._types: dict[tuple[int, str], tuple[int, int, int, int]] = {}
         self._until_close = CLOSE_EVERY
 
     # -- observing records, in production order ------------------------------------------------------
@@ -274,8 +156,8 @@ class GroundTruth:
     def user_code(self, user_id: str) -> int:
         """The code of ``user_id`` in :class:`EventBatch`."""
         code = self._user_codes.setdefault(user_id, len(self._user_codes))
-        if code >= 1 << _USER_BITS:
-            raise ValueError(f"more than {1 << _USER_BITS} distinct users")
+        if code >= 1 << USER_BITS:
+            raise ValueError(f"more than {1 << USER_BITS} distinct users")
         return code
 
     def add_event(
@@ -345,35 +227,16 @@ class GroundTruth:
             columns = tuple(_without(column, rejected) for column in columns)
             session_ids = _without(session_ids, rejected)
         self._open_sessions.update(session_ids)
-        for pending, column in zip(self._pending, columns, strict=True):
-            pending += column
+        self._minutes.add(*columns)
         if batch.purchases:
             skipped = set(rejected)
             for index, (order_id, revenue_units) in batch.purchases.items():
                 if index not in skipped:
-                    time_ms = times[index]
-                    self._minute(time_ms - time_ms % MINUTE_MS).add_purchase(order_id, revenue_units)
-        if len(self._pending[0]) >= COUNT_EVERY:
-            self._count_pending()
+                    self._minutes.add_purchase(times[index], order_id, revenue_units)
         self._until_close -= accepted
         if self._until_close <= 0:
             self._until_close = CLOSE_EVERY
             self._close_minutes()
-
-    def _count_pending(self) -> None:
-        """Add the accepted records not yet counted to their minutes (numpy, so worth it in bulk)."""
-        if not self._pending[0]:
-            return
-        times, type_codes, page_codes, user_codes = (np.array(column, dtype=np.int64) for column in self._pending)
-        self._pending = ([], [], [], [])
-        minutes = times - times % MINUTE_MS
-        first_minute = int(minutes[0])
-        if (minutes == first_minute).all():
-            self._minute(first_minute).add(type_codes, page_codes, user_codes)
-            return
-        for minute in np.unique(minutes).tolist():  # the records span a minute boundary
-            chosen = minutes == minute
-            self._minute(minute).add(type_codes[chosen], page_codes[chosen], user_codes[chosen])
 
     def _duplicates(self, ids: dict[int, tuple[str, bool]], late: set[int]) -> list[int]:
         """Positions of on-time records whose event_id was accepted before; maintains the remembered ids.
@@ -394,12 +257,6 @@ class GroundTruth:
             elif may_recur:
                 remembered.add(event_id)
         return found
-
-    def _minute(self, minute: int) -> _OpenMinute:
-        open_minute = self._open.get(minute)
-        if open_minute is None:
-            open_minute = self._open[minute] = _OpenMinute()
-        return open_minute
 
     def add_record(self, partition: int, value: bytes) -> str:
         """Classify one raw record by validating it against the contract: the slow, general path."""
@@ -434,16 +291,9 @@ class GroundTruth:
             self.end_session(session_id)
 
     def _close_minutes(self) -> None:
-        """Replace the sets of minutes that every partition's watermark has passed by their sizes."""
-        self._count_pending()
+        """Close the minutes that every partition's watermark has passed: no event of them can be accepted."""
         safe = min(self._high_water) - self.watermark_delay_ms
-        pages, types = list(self._page_codes), list(self._type_codes)
-        for minute in [m for m in self._open if m + MINUTE_MS <= safe]:
-            open_minute = self._open.pop(minute)
-            for page_url, row in open_minute.page_rows(pages).items():
-                self._pages[minute, page_url] = row
-            for event_type, stats in open_minute.type_rows(types).items():
-                self._types[minute, event_type] = stats
+        self._minutes.close(safe, list(self._page_codes), list(self._type_codes))
 
     # -- what the warehouse must show -----------------------------------------------------------------
 
@@ -456,22 +306,10 @@ class GroundTruth:
         return Totals(self.produced, self.accepted, self.duplicates, self.late, self.dead_letters, self.sessions)
 
     def _page_rows(self) -> dict[tuple[int, str], PageViews]:
-        self._count_pending()
-        rows = dict(self._pages)
-        pages = list(self._page_codes)
-        for minute, open_minute in self._open.items():
-            for page_url, row in open_minute.page_rows(pages).items():
-                rows[minute, page_url] = row
-        return rows
+        return self._minutes.page_rows(list(self._page_codes))
 
-    def _type_rows(self) -> dict[tuple[int, str], tuple[int, int, int, int]]:
-        self._count_pending()
-        rows = dict(self._types)
-        types = list(self._type_codes)
-        for minute, open_minute in self._open.items():
-            for event_type, stats in open_minute.type_rows(types).items():
-                rows[minute, event_type] = stats
-        return rows
+    def _type_rows(self) -> dict[tuple[int, str], TypeRow]:
+        return self._minutes.type_rows(list(self._type_codes))
 
     def page_views_1m(self) -> dict[tuple[datetime, str], PageViews]:
         """(window_start, page_url) -> views and exact unique users, as ``page_views_1m FINAL`` must show."""
@@ -528,9 +366,9 @@ class GroundTruth:
             truth._high_water = [_NO_HIGH_WATER if v is None else v for v in document["partition_high_water_ms"]]
             truth._first_on_time = [_NO_ON_TIME if v is None else v for v in document["partition_first_on_time_ms"]]
             for minute, page, views, users in document["page_views_1m"]:
-                truth._pages[_parse_minute(minute), page] = PageViews(views, users)
+                truth._minutes.closed_pages[_parse_minute(minute), page] = PageViews(views, users)
             for minute, event_type, events, users, orders, revenue in document["events_1m"]:
-                truth._types[_parse_minute(minute), event_type] = (
+                truth._minutes.closed_types[_parse_minute(minute), event_type] = (
                     events,
                     users,
                     orders,
@@ -576,8 +414,8 @@ class GroundTruth:
         merged._closed_sessions = self.sessions + later.sessions
         merged._high_water = [max(a, b) for a, b in zip(self._high_water, later._high_water, strict=True)]
         merged._first_on_time = [min(a, b) for a, b in zip(self._first_on_time, later._first_on_time, strict=True)]
-        merged._pages = {**self._page_rows(), **later._page_rows()}
-        merged._types = {**types, **later_types}
+        merged._minutes.closed_pages = {**self._page_rows(), **later._page_rows()}
+        merged._minutes.closed_types = {**types, **later_types}
         return merged
 
     @classmethod

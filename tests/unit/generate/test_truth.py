@@ -15,7 +15,7 @@ from rtap.contract import format_event_time
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ValidationFailedError
 from rtap.generate import EventStats, GroundTruth, PageViews
-from rtap.generate import truth as truth_module
+from rtap.generate import minutes as minutes_module
 from rtap.generate.truth import EventBatch
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -211,7 +211,7 @@ def test_a_batch_equals_its_records_one_by_one(records: list[tuple[int, int, str
         if event_type == "purchase":
             batch.purchases[position] = (f"o-{t}", 1_500_000)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(truth_module, "COMPACT_PAIRS", 2)
-        patch.setattr(truth_module, "COUNT_EVERY", 3)
+        patch.setattr(minutes_module, "COMPACT_PAIRS", 2)
+        patch.setattr(minutes_module, "COUNT_EVERY", 3)
         batched.add_events(batch)
     assert batched.to_json() == one_by_one.to_json()
