@@ -1,13 +1,15 @@
-"""The warehouse client every stage uses, and the factory that picks its backend.
+"""The warehouse client every stage uses: the base class the backends implement.
 
 :class:`WarehouseClient` holds what is the same for every backend: ``{db}`` rendering, one
 statement per call, read-only checks, ``$name`` input markers and row conversion. A backend
 implements five hooks (``_command``, ``_query_arrow``, ``_query_text``, ``_insert_arrow``,
 ``_close``) that receive already rendered, checked SQL. Backends:
 
-- ``rtap.warehouse.chdb``: embedded chDB, one owning process per data directory;
-- ``rtap.warehouse.channel``: read-only access to a chDB directory owned by another rtap process;
+- ``rtap.warehouse.chdb``: embedded chDB, one owning process per data directory, and read-only access to a
+  directory another rtap process owns (``chdb.channel``);
 - ``rtap.warehouse.server``: a ClickHouse server through clickhouse-connect.
+
+The factory, ``rtap.warehouse.create_client``, is at the package's face: this module imports no backend.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from rtap.warehouse import sql as sqltext
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from rtap.settings import Settings
 
 DEFAULT_TEXT_FORMAT = "PrettyCompactMonoBlock"
 
@@ -164,18 +165,3 @@ class WarehouseClient(ABC):
 def _head(statement: str, limit: int = 80) -> str:
     flat = " ".join(statement.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def create_client(settings: Settings, *, readonly: bool = False) -> WarehouseClient:
-    """A client for the configured backend (``settings.warehouse.backend``).
-
-    For chDB, the first process to open ``settings.paths.chdb`` owns it; in any other process this
-    returns a read-only client that queries through the owner's local socket.
-    """
-    if settings.warehouse.backend == "server":
-        from rtap.warehouse.server.client import ServerClient
-
-        return ServerClient(settings.warehouse, readonly=readonly)
-    from rtap.warehouse.chdb.client import open_chdb
-
-    return open_chdb(settings, readonly=readonly)

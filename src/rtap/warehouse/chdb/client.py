@@ -19,14 +19,13 @@ changing ``readonly`` itself are refused either way (code 164).
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtap.errors import ConfigError, RetryableWarehouseError, WarehouseError
+from rtap.errors import ConfigError, WarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
-from rtap.warehouse.chdb.ownership import Ownership, owner_pid, try_acquire
+from rtap.warehouse.chdb.ownership import Ownership, try_acquire
 from rtap.warehouse.client import WarehouseClient
 from rtap.warehouse.parameters import format_parameters
 
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 # matching an unrelated variable further up the stack.
 INPUT_PREFIX = "_rtap_input_"
 _CALL = "_conn.query(_sql, _fmt, params=_params)"
-_POLL_S = 0.1
 
 
 def _execute(conn: Any, sql: str, fmt: str, params: dict[str, str], inputs: dict[str, pa.Table]) -> Any:
@@ -184,41 +182,26 @@ class ChdbClient(WarehouseClient):
         self._engine.close()
 
 
-def open_chdb(settings: Settings, *, readonly: bool = False) -> WarehouseClient:
-    """This process's client on the chDB directory, or a channel client if another process owns it.
+def own_engine(settings: Settings, *, readonly: bool = False) -> ChdbClient | None:
+    """A client on this process's engine for ``settings.paths.chdb``, opening it if no process owns it yet.
 
-    Waits up to ``connect_timeout_s`` for an owner that holds the lock but does not answer on its
-    socket yet (it may be starting, or finishing a short command such as ``rtap migrate``).
+    None when another process holds the directory's lock: then only its read-only channel can reach it.
     """
-    from rtap.warehouse.channel import ChannelClient, socket_path
-
     directory = settings.paths.chdb
     if "?" in str(directory):
         raise ConfigError(f"the chDB data directory may not contain '?': {directory}")
-    database = settings.warehouse.database
-    deadline = time.monotonic() + settings.warehouse.connect_timeout_s
-    while True:
-        with _engines_lock:
-            engine = _engines.get(directory)
-            if engine is None:
-                if _engines:
-                    (other,) = _engines
-                    raise WarehouseError(
-                        f"chDB runs one data directory per process: {other} is open here, {directory} was asked for"
-                    )
-                ownership = try_acquire(directory)
-                if ownership is not None:
-                    engine = _Engine(directory, ownership)
-                    _engines[directory] = engine
-            if engine is not None:
-                engine.users += 1
-                return ChdbClient(engine, database, readonly=readonly)
-        channel = ChannelClient.connect(socket_path(settings), settings, owner_pid=owner_pid(directory))
-        if channel is not None:
-            return channel
-        if time.monotonic() >= deadline:
-            raise RetryableWarehouseError(
-                f"the chDB data directory {directory} is owned by rtap process {owner_pid(directory)}, "
-                f"which serves no read-only socket at {socket_path(settings)}; wait for it to finish or stop it"
-            )
-        time.sleep(_POLL_S)
+    with _engines_lock:
+        engine = _engines.get(directory)
+        if engine is None:
+            if _engines:
+                (other,) = _engines
+                raise WarehouseError(
+                    f"chDB runs one data directory per process: {other} is open here, {directory} was asked for"
+                )
+            ownership = try_acquire(directory)
+            if ownership is None:
+                return None
+            engine = _Engine(directory, ownership)
+            _engines[directory] = engine
+        engine.users += 1
+        return ChdbClient(engine, settings.warehouse.database, readonly=readonly)

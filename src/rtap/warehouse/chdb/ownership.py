@@ -2,7 +2,7 @@
 
 chDB (like clickhouse-local) lets one process at a time open a directory. rtap makes that explicit:
 the owner holds the lock for as long as it runs and may serve read-only queries to other processes
-over a socket (:mod:`rtap.warehouse.channel`). The kernel drops the lock when the owner dies, so a
+over a socket (:mod:`rtap.warehouse.chdb.channel`). The kernel drops the lock when the owner dies, so a
 stale lock file never blocks a takeover: the pid written in it is only for messages.
 
 ``flock`` rather than ``lockf``/POSIX record locks: those are per process, so a second open in the

@@ -35,6 +35,7 @@ from rtap.errors import (
     WarehouseError,
 )
 from rtap.warehouse import sql as sqltext
+from rtap.warehouse.chdb.client import ChdbClient
 from rtap.warehouse.client import WarehouseClient
 from rtap.warehouse.parameters import ParameterText, format_parameters
 
@@ -252,8 +253,6 @@ def serve_channel(client: WarehouseClient, settings: Settings) -> ChannelServer:
     ``client`` must be this process's own chDB client (the owner of the data directory). The returned
     handle's ``close()`` stops the server; ``client`` itself stays open.
     """
-    from rtap.warehouse.chdb.client import ChdbClient
-
     if not isinstance(client, ChdbClient):
         raise ConfigError("only the process that owns a chDB data directory can serve the read-only channel")
     return ChannelServer(client.readonly_view(), socket_path(settings))

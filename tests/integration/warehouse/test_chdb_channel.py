@@ -21,7 +21,7 @@ import pytest
 from rtap.errors import QueryRejectedError, WarehouseError
 from rtap.settings import Settings, WarehouseSettings
 from rtap.warehouse import create_client
-from rtap.warehouse.channel import ChannelClient, socket_path
+from rtap.warehouse.chdb.channel import ChannelClient, socket_path
 from rtap.warehouse.chdb.client import ChdbClient
 
 OWNER = textwrap.dedent(
