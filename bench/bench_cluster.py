@@ -16,14 +16,11 @@ Writes bench/results/cluster.json and bench/results/cluster.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rtap_bench.drain import running_job, wait_committed
 from rtap_bench.procfs import tree_cpu_s
 
 from rtap.generate import GroundTruth
@@ -39,17 +37,12 @@ from rtap.ingest.producer import produce_run
 from rtap.ingest.topics import ensure_topics
 from rtap.ops.reconcile import observe, reconcile
 from rtap.runtime.cluster import ClusterLayout, KafkaCluster, SparkStandalone
-from rtap.settings import Settings, StreamSettings, child_environment
+from rtap.settings import Settings, StreamSettings
 from rtap.warehouse import create_client
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 RUN_TIMEOUT_S = 900.0
-POLL_S = 0.5
-PROGRESS = (
-    "SELECT toUInt64(sum(input_rows)), count(), toFloat64(min(started_at)), toFloat64(max(finished_at)) "
-    "FROM {db}.pipeline_batches FINAL"
-)
 BATCH_LINE = re.compile(r"\(spark (\d+) ms, warehouse (\d+) ms")
 
 
@@ -63,41 +56,15 @@ def run_job(settings: Settings, expected: int, truth: GroundTruth, workers: list
     log_path = settings.data_dir / "stream.log"
     load_before = load()
     launched = time.time()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rtap", "stream"],
-            env=child_environment(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=settings.data_dir,
-        )
-    worker_cpu_before = [tree_cpu_s(pid) for pid in workers]
-    try:
-        progress: tuple[Any, ...] = (0, 0, None, None)
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while progress[0] < expected:
-            if process.poll() is not None:
-                raise RuntimeError(f"the job exited with {process.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{progress[0]} of {expected} records committed in {RUN_TIMEOUT_S:.0f} s")
-            time.sleep(POLL_S)
-            # While the job starts there is no channel or table yet: that is not an error.
-            with contextlib.suppress(Exception), create_client(settings, readonly=True) as client:
-                progress = tuple(client.query_rows(PROGRESS)[0])
+    with running_job(settings) as process:
+        worker_cpu_before = [tree_cpu_s(pid) for pid in workers]
+        progress = wait_committed(settings, process, expected, RUN_TIMEOUT_S)
         driver_cpu = tree_cpu_s(process.pid)
         worker_cpu = [
             round(tree_cpu_s(pid) - before, 1) for pid, before in zip(workers, worker_cpu_before, strict=True)
         ]
         load_after = load()
-    finally:
-        process.send_signal(signal.SIGTERM)  # to rtap only: it stops the query, then its JVM
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    rows, batches, first_start, last_finish = progress
+    rows, batches, first_start, last_finish, _ = progress
     drain_s = float(last_finish) - float(first_start)
     split = [tuple(map(int, m.groups())) for m in BATCH_LINE.finditer(log_path.read_text(errors="replace"))]
     with create_client(settings) as client:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rtap.errors import BrokerError, PipelineError
+from rtap.runtime.ports import free_ports
 from rtap.settings import KafkaSettings, MetricsSettings, Settings, StreamSettings
 from rtap_bench.drain import (
     Drain,
@@ -34,7 +35,7 @@ from rtap_bench.drain import (
     warehouse_insert,
 )
 from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
-from rtap_bench.produce import Sample, free_port, median_rate, pre_encoded, raw_produce, rtap_produce, summary
+from rtap_bench.produce import Sample, median_rate, pre_encoded, raw_produce, rtap_produce, summary
 from rtap_bench.sustain import sustain
 
 K_TIMEOUT_S = 180.0  # K reads the topic in one block; when it stalls, waiting longer does not help
@@ -89,7 +90,7 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
         root = Path(tmp)
-        port, controller_port = free_port(), free_port()
+        port, controller_port = free_ports(2)
         kafka = KafkaSettings(
             bootstrap_servers=f"127.0.0.1:{port}", host="127.0.0.1", port=port, controller_port=controller_port
         )

@@ -7,7 +7,6 @@ Shared by ``rtap bench`` and ``bench/bench_produce.py``. Every rate counts recor
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import tempfile
 import time
@@ -19,15 +18,8 @@ from typing import Any
 
 from rtap.errors import BrokerError
 from rtap.runtime.broker import LocalKafka
+from rtap.runtime.ports import free_ports
 from rtap.settings import KafkaSettings, Settings
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -37,7 +29,7 @@ def private_broker(prefix: str, jars_dir: Path) -> Iterator[tuple[LocalKafka, Se
     Stand-alone benchmark scripts use it so their numbers never mix with a running stack's traffic.
     """
     with tempfile.TemporaryDirectory(prefix=f"rtap-{prefix}-") as tmp:
-        port, controller_port = free_port(), free_port()
+        port, controller_port = free_ports(2)
         kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port)
         base = Settings(data_dir=Path(tmp), jars_dir=jars_dir, kafka=kafka)
         with LocalKafka(base) as broker:
