@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
 from rtap.errors import PortInUseError
 from rtap.metrics import ProducerMetrics, serve_metrics, serving
 from rtap.settings import MetricsSettings
+from tests.support.paths import taken_port
 
 
 def test_serves_the_given_collectors_and_the_process_in_the_text_format() -> None:
@@ -34,12 +33,8 @@ def test_serves_the_given_collectors_and_the_process_in_the_text_format() -> Non
 
 
 def test_a_taken_port_is_one_clear_error() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        with pytest.raises(PortInUseError, match=f"127.0.0.1:{port} for the metrics endpoint"):
-            serve_metrics(MetricsSettings(), port)
+    with taken_port() as port, pytest.raises(PortInUseError, match=f"127.0.0.1:{port} for the metrics endpoint"):
+        serve_metrics(MetricsSettings(), port)
 
 
 def test_disabled_serves_nothing() -> None:

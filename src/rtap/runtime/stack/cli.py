@@ -21,6 +21,8 @@ jvm_app = typer.Typer(
 
 
 class Profile(StrEnum):
+    """``--profile``'s choices: the names of ``rtap.runtime.stack.profiles.PROFILES`` (imported only by `rtap up`)."""
+
     LOCAL = "local"
     CLUSTER = "cluster"
 
@@ -48,6 +50,7 @@ def up(
     duplicates) and warnings; Spark's, Kafka clients' and INFO logs go to DATA_DIR/logs/rtap-up.log.
     """
     from rtap.runtime.stack.console import operator_output
+    from rtap.runtime.stack.profiles import PROFILES
     from rtap.runtime.stack.up import run_stack
 
     if rate <= 0:
@@ -60,7 +63,7 @@ def up(
             generator=not no_generator,
             rate=rate,
             console=output.console,
-            cluster=profile is Profile.CLUSTER,
+            profile=PROFILES[profile.value],
         )
         output.console.line(f"stopped; the log is {output.log_path}")
 

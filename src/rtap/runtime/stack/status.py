@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rtap.errors import RtapError
-from rtap.runtime.broker import LocalKafka
+from rtap.runtime.stack.profiles import Check, brokers_check
 from rtap.runtime.stack.up import UP_PID_FILE
 from rtap.settings import Settings
 from rtap.stream.restarts import JOB_STATE_FILE, JobState
@@ -24,13 +23,6 @@ FROM {db}.pipeline_batches FINAL
 """
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-
 def _up_process(settings: Settings) -> int | None:
     try:
         pid = int((settings.paths.run / UP_PID_FILE).read_text().strip())
@@ -38,29 +30,6 @@ def _up_process(settings: Settings) -> int | None:
     except (OSError, ValueError):
         return None
     return pid
-
-
-def _broker_check(settings: Settings) -> Check:
-    broker = LocalKafka(settings, attached=False).status()
-    if not broker.running:
-        return Check("broker", False, "not reachable")
-    return Check("broker", True, f"{settings.kafka.bootstrap_servers}" + (f", pid {broker.pid}" if broker.pid else ""))
-
-
-def _cluster_check(settings: Settings) -> Check | None:
-    """The brokers of the cluster profile (``rtap up --profile cluster``), when one runs in this data directory."""
-    from rtap.runtime.cluster import LocalCluster
-
-    try:
-        cluster = LocalCluster.existing(settings)
-    except RtapError:  # no cluster layout here: the local profile
-        return None
-    pids = cluster.kafka.pids()
-    alive = sum(pid is not None for pid in pids)
-    if not alive:
-        return None
-    healthy = alive >= cluster.layout.min_insync_replicas
-    return Check("brokers", healthy, f"{alive} of {len(pids)} running on {cluster.layout.bootstrap_servers}")
 
 
 def _clock(iso: str) -> str:
@@ -108,7 +77,7 @@ def collect(settings: Settings) -> list[Check]:
 def _collect(settings: Settings) -> list[Check]:
     from rtap.warehouse import create_client
 
-    checks: list[Check] = [_cluster_check(settings) or _broker_check(settings)]
+    checks: list[Check] = [brokers_check(settings)]
     pid = _up_process(settings)
     checks.append(Check("rtap up", pid is not None, f"pid {pid}" if pid else "not running"))
     try:

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rtap.errors import PipelineError, PortInUseError, RtapError
-from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.java import find_java
-from rtap.runtime.broker.local import check_local_listener
 from rtap.runtime.ports import port_in_use
 from rtap.settings import Settings
 
 if TYPE_CHECKING:
     from rtap.runtime.stack.console import OperatorConsole
+    from rtap.runtime.stack.profiles import Profile
 
 log = logging.getLogger("rtap.up")
 UP_PID_FILE = "rtap-up.pid"
@@ -42,28 +41,19 @@ class Component:
     error: list[BaseException] = field(default_factory=list)
 
 
-def preflight(settings: Settings, *, cluster: bool = False) -> None:
-    """Refuse to start when something is certainly going to fail (one clear line, nothing started).
-
-    ``cluster``: the brokers and Spark daemons of the cluster profile pick free ports themselves.
-    """
+def preflight(settings: Settings, profile: Profile) -> None:
+    """Refuse to start when something is certainly going to fail (one clear line, nothing started)."""
     from rtap.runtime.broker.config import kafka_classpath
     from rtap.stream.spark import connector_jars
 
-    if not cluster:
-        check_local_listener(settings.kafka)
+    profile.preflight(settings)
     find_java()
     kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")
     ports = [(settings.dashboard.host, settings.dashboard.port, "the dashboard")]
     if settings.metrics.enabled and settings.metrics.port:
         ports.append((settings.metrics.host, settings.metrics.port, "the metrics endpoint"))
-    if not cluster:
-        ports += [
-            (settings.kafka.host, settings.kafka.port, "the Kafka listener"),
-            (settings.kafka.host, settings.kafka.controller_port, "the Kafka controller"),
-        ]
-    for host, port, what in ports:
+    for host, port, what in ports + profile.ports(settings):
         if port_in_use(host, port):
             raise PortInUseError(host, port, what)
 
@@ -94,14 +84,11 @@ def _pid_file(settings: Settings) -> Iterator[None]:
         pid_file.unlink(missing_ok=True)
 
 
-def run_stack(
-    settings: Settings, *, generator: bool, rate: float, console: OperatorConsole, cluster: bool = False
-) -> None:
+def run_stack(settings: Settings, *, generator: bool, rate: float, console: OperatorConsole, profile: Profile) -> None:
     """Start the stack, print where to look, show the status line, and supervise it until a signal or a failure.
 
-    ``cluster``: the scale-out profile. Three KRaft brokers and a Spark standalone master with two workers
-    replace the single broker and ``local[*]`` (``rtap.runtime.cluster``); the job, its SQL and the warehouse are the
-    same, only the settings handed to them point at the cluster.
+    ``profile`` runs Kafka and Spark (:mod:`rtap.runtime.stack.profiles`): the job, its SQL and the warehouse are
+    the same on every profile, only the settings handed to them point at its processes.
     """
     from rtap import metrics
     from rtap.dashboard import serve_dashboard
@@ -114,7 +101,7 @@ def run_stack(
     from rtap.warehouse import create_client, serve_channel
     from rtap.warehouse.migrate import apply_migrations
 
-    preflight(settings, cluster=cluster)
+    preflight(settings, profile)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -122,7 +109,7 @@ def run_stack(
     with contextlib.ExitStack() as stack:
         stack.enter_context(_pid_file(settings))
         spark_pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-spark"))
-        if not cluster:
+        if profile.spark_first:
             # Spark's JVM start overlaps the warehouse's and the broker's: first data 41 s -> 35 s after `rtap up`
             # (before the JVM archives of rtap.runtime.jvm). Warming the plan up on a local batch too was measured and
             # dropped: the first Kafka batch still compiled its own code, and first data came at 45 s.
@@ -134,13 +121,12 @@ def run_stack(
         if settings.warehouse.backend == "chdb":
             stack.callback(serve_channel(client, settings).close)
         console.done(f"ClickHouse ({settings.warehouse.backend}) ready, {len(applied)} migrations applied")
-        if cluster:
-            settings, brokers_failure = _start_cluster(settings, stack, console)
+        started = profile.start(settings, stack)
+        settings, brokers_failure = started.settings, started.failure
+        for line in started.lines:
+            console.done(line)
+        if not profile.spark_first:
             spark = spark_pool.submit(build_session, settings)
-        else:
-            kafka = stack.enter_context(LocalKafka(settings))
-            console.done(f"Kafka broker on {kafka.bootstrap_servers} (pid {kafka.pid()})")
-            brokers_failure = _broker_failure(kafka)
         ensure_topics(settings.kafka)
         # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
         topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
@@ -195,44 +181,6 @@ def _where_to_look(console: OperatorConsole, dashboard_url: str, spark_ui: str |
         console.line(f"  {label:<13} {where}")
     console.line("Ctrl-C stops everything.")
     console.line()
-
-
-def _broker_failure(kafka: LocalKafka) -> Callable[[], str | None]:
-    """The health check of the single local broker: why the stack must stop, or None."""
-
-    def check() -> str | None:
-        if kafka.pid() is None:
-            return "the Kafka broker stopped unexpectedly; see its log in the data directory"
-        return None
-
-    return check
-
-
-def _start_cluster(
-    settings: Settings, stack: contextlib.ExitStack, console: OperatorConsole
-) -> tuple[Settings, Callable[[], str | None]]:
-    """Start the local cluster (stopped with the stack); the settings pointing at it and its health check."""
-    from rtap.runtime.cluster import LocalCluster
-
-    cluster = stack.enter_context(LocalCluster(settings))
-    settings = cluster.pipeline_settings()
-    layout = cluster.layout
-    console.done(
-        f"Kafka cluster: {len(layout.brokers)} KRaft brokers on {layout.bootstrap_servers} "
-        f"(replication {layout.replication_factor}, min.insync.replicas {layout.min_insync_replicas})"
-    )
-    console.done(f"Spark standalone master {layout.master_url} with {len(cluster.spark.workers)} workers")
-
-    def check() -> str | None:
-        # Losing a broker is what replication is for: the stack stops only when writes can no longer be acked.
-        alive = sum(pid is not None for pid in cluster.kafka.pids())
-        if alive < layout.min_insync_replicas:
-            return f"only {alive} Kafka brokers run, fewer than min.insync.replicas ({layout.min_insync_replicas})"
-        if cluster.spark.master.pid() is None:
-            return "the Spark master stopped unexpectedly; see its log in the cluster directory"
-        return None
-
-    return settings, check
 
 
 def _supervise(

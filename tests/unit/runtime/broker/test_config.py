@@ -13,6 +13,7 @@ from rtap.runtime.broker.config import (
     BROKER_MAIN,
     STORAGE_TOOL_MAIN,
     BrokerFiles,
+    KraftNode,
     broker_command,
     format_command,
     java_command,
@@ -22,6 +23,8 @@ from rtap.runtime.broker.config import (
 )
 from rtap.runtime.jvm import archive_path
 from rtap.settings import KafkaSettings, Settings
+
+VOTERS = "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
 
 
 def _settings(tmp_path: Path, home: Path | None = None, **kafka: Any) -> Settings:
@@ -125,3 +128,27 @@ def test_the_broker_maps_its_class_data_archive_when_installed(tmp_path: Path) -
     base = java_command("java", settings, files, "/jars/*")
     assert f"-XX:SharedArchiveFile={archive}" in base
     assert base.index(f"-XX:SharedArchiveFile={archive}") < base.index("-cp")  # a JVM option, not a program one
+
+
+def test_a_quorum_member_lists_every_voter_and_replicates_internal_topics(tmp_path: Path) -> None:
+    kafka = KafkaSettings(port=19094, controller_port=19095, replication_factor=3, min_insync_replicas=2)
+    settings = Settings(data_dir=tmp_path, kafka=kafka)
+
+    props = _parse(server_properties(settings, BrokerFiles(tmp_path), KraftNode(2, VOTERS, "abc")))
+
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == VOTERS
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    assert props["default.replication.factor"] == props["offsets.topic.replication.factor"] == "3"
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+
+
+def test_a_single_node_is_configured_as_before(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, kafka=KafkaSettings(port=19092, controller_port=19093))
+
+    alone = _parse(server_properties(settings, BrokerFiles(tmp_path)))
+
+    assert alone["node.id"] == "1"
+    assert alone["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert alone["offsets.topic.replication.factor"] == alone["min.insync.replicas"] == "1"
+    assert _parse(server_properties(settings, BrokerFiles(tmp_path), KraftNode(1, "1@127.0.0.1:19093", "x"))) == alone

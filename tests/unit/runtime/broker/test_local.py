@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,11 @@ from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.local import _log_tail
 from rtap.runtime.ports import port_in_use
 from rtap.settings import KafkaSettings, Settings
-from tests.support.paths import free_port
+from tests.support.paths import free_port, taken_port
 
 
 def test_port_in_use_sees_a_listener_and_not_a_free_port() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        taken = listener.getsockname()[1]
+    with taken_port() as taken:
         assert port_in_use("127.0.0.1", taken)
     assert not port_in_use("127.0.0.1", free_port())
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rtap.errors import ConfigError, PortInUseError
+from rtap.runtime.stack.profiles import PROFILES
 from rtap.runtime.stack.up import preflight
 from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
 from tests.support.paths import free_port
+from tests.support.paths import taken_port as listening
+
+LOCAL, CLUSTER = PROFILES["local"], PROFILES["cluster"]
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
 def taken_port() -> Iterator[int]:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield listener.getsockname()[1]
+    with listening() as port:
+        yield port
 
 
 def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int, metrics_port: int | None = None) -> Settings:
@@ -37,28 +38,28 @@ def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int, metrics_p
 def test_a_taken_kafka_port_stops_the_local_profile_only(tmp_path: Path, taken_port: int) -> None:
     settings = _settings(tmp_path, kafka_port=taken_port, dashboard_port=free_port())
     with pytest.raises(PortInUseError, match="Kafka listener"):
-        preflight(settings)
-    preflight(settings, cluster=True)  # the cluster's brokers pick free ports of their own
+        preflight(settings, LOCAL)
+    preflight(settings, CLUSTER)  # the cluster's brokers pick free ports of their own
 
 
 def test_a_taken_dashboard_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
     settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=taken_port)
-    for cluster in (False, True):
+    for profile in (LOCAL, CLUSTER):
         with pytest.raises(PortInUseError, match="dashboard"):
-            preflight(settings, cluster=cluster)
+            preflight(settings, profile)
 
 
 def test_a_taken_metrics_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
     settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port(), metrics_port=taken_port)
-    for cluster in (False, True):
+    for profile in (LOCAL, CLUSTER):
         with pytest.raises(PortInUseError, match="metrics endpoint"):
-            preflight(settings, cluster=cluster)
-    preflight(settings.model_copy(update={"metrics": MetricsSettings(enabled=False, port=taken_port)}))
+            preflight(settings, profile)
+    preflight(settings.model_copy(update={"metrics": MetricsSettings(enabled=False, port=taken_port)}), LOCAL)
 
 
 def test_two_broker_addresses_stop_the_local_profile_before_anything_starts(tmp_path: Path) -> None:
     settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
     settings.kafka.bootstrap_servers = f"127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match="RTAP_KAFKA_BOOTSTRAP_SERVERS"):
-        preflight(settings)
-    preflight(settings, cluster=True)  # the cluster profile hands its clients every broker's address
+        preflight(settings, LOCAL)
+    preflight(settings, CLUSTER)  # the cluster profile hands its clients every broker's address
