@@ -6,14 +6,18 @@ integration test checks those answers, the browser test uses the same rows to se
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
-from rtap.warehouse import WarehouseClient
+from rtap.settings import Settings
+from rtap.warehouse import WarehouseClient, create_client
+from rtap.warehouse.migrate import apply_migrations
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 UTC_S = pa.timestamp("s", tz="UTC")
@@ -323,3 +327,14 @@ def seed_flow(client: WarehouseClient, start: datetime, end: datetime) -> None:
     first = start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # our own values: no parameters needed
     client.command(FLOW_EVENTS.replace("$start", first).replace("$count", str(count)))
     client.command(FLOW_WINDOWS)
+
+
+@contextlib.contextmanager
+def seeded_warehouse(settings: Settings, now: datetime) -> Iterator[tuple[WarehouseClient, WarehouseClient]]:
+    """A migrated warehouse with the dashboard seed (clickstream and pipeline rows up to ``now``): writer, reader."""
+    with create_client(settings) as writer:
+        apply_migrations(writer)
+        seed_clickstream(writer, now)
+        seed_pipeline(writer, now)
+        with create_client(settings, readonly=True) as reader:
+            yield writer, reader

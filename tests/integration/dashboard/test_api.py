@@ -18,9 +18,8 @@ from rtap.dashboard.definition import load_definition, setting_parameters
 from rtap.dashboard.server import serve_dashboard
 from rtap.errors import PortInUseError
 from rtap.settings import Settings, StreamSettings
-from rtap.warehouse import WarehouseClient, create_client
-from rtap.warehouse.migrate import apply_migrations
-from tests.support.seed import PAGES, minute_floor, seed_clickstream, seed_page_views, seed_pipeline
+from rtap.warehouse import WarehouseClient
+from tests.support.seed import PAGES, minute_floor, seed_page_views, seeded_warehouse
 
 
 @dataclass
@@ -37,12 +36,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     # 20 s ago does not (the seeded watermark is 30 s behind now).
     settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-dashboard"), stream=StreamSettings(session_gap_s=20))
     now = datetime.now(UTC) - timedelta(seconds=1)
-    with create_client(settings) as writer:
-        apply_migrations(writer)
-        seed_clickstream(writer, now)
-        seed_pipeline(writer, now)
-        with create_client(settings, readonly=True) as reader:
-            yield Warehouse(settings, writer, reader, now)
+    with seeded_warehouse(settings, now) as (writer, reader):
+        yield Warehouse(settings, writer, reader, now)
 
 
 @pytest.fixture(scope="module")

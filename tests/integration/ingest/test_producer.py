@@ -97,6 +97,18 @@ def test_fixed_rate_run_keeps_the_open_loop_schedule(settings: Settings) -> None
     assert max(times) - min(t for t in times if t > reference - 60) <= (count - 1) / rate + 0.002
 
 
+def _produce_env(settings: Settings) -> dict[str, str]:
+    """`rtap produce`'s environment: this test's data directory, broker and topics."""
+    kafka = settings.kafka
+    return {
+        **os.environ,
+        "RTAP_DATA_DIR": str(settings.data_dir),
+        "RTAP_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RTAP_KAFKA_TOPIC": kafka.topic,
+        "RTAP_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+    }
+
+
 def test_undeliverable_records_are_counted_and_fail_the_run(settings: Settings) -> None:
     kafka = settings.kafka
     # A topic that refuses every batch: the broker answers MESSAGE_TOO_LARGE for each one.
@@ -106,13 +118,7 @@ def test_undeliverable_records_are_counted_and_fail_the_run(settings: Settings) 
     admin = AdminClient(dict(kafka.client_config()))  # kept referenced: a destroyed client fails its futures
     admin.create_topics([topic])[kafka.topic].result(30)
     ensure_topics(kafka)
-    env = {
-        **os.environ,
-        "RTAP_DATA_DIR": str(settings.data_dir),
-        "RTAP_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RTAP_KAFKA_TOPIC": kafka.topic,
-        "RTAP_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
-    }
+    env = _produce_env(settings)
 
     result = subprocess.run(
         [sys.executable, "-m", "rtap", "produce", "--rate", "0", "--count", "50"],
@@ -131,14 +137,7 @@ def test_undeliverable_records_are_counted_and_fail_the_run(settings: Settings) 
 
 
 def test_cli_produce_prints_the_run_and_writes_the_truth(settings: Settings) -> None:
-    kafka = settings.kafka
-    env = {
-        **os.environ,
-        "RTAP_DATA_DIR": str(settings.data_dir),
-        "RTAP_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RTAP_KAFKA_TOPIC": kafka.topic,
-        "RTAP_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
-    }
+    env = _produce_env(settings)
 
     result = subprocess.run(
         [sys.executable, "-m", "rtap", "produce", "--rate", "0", "--count", "500", "--seed", "3"],

@@ -24,9 +24,7 @@ from rtap.dashboard import create_app
 from rtap.dashboard.api import MAX_ROWS
 from rtap.dashboard.definition import load_definition
 from rtap.settings import Settings
-from rtap.warehouse import create_client
-from rtap.warehouse.migrate import apply_migrations
-from tests.support.seed import seed_clickstream, seed_pipeline
+from tests.support.seed import seeded_warehouse
 
 PANEL_IDS = sorted(load_definition().panels_by_id())
 MAX_RANGE_HOURS = Settings().dashboard.max_range_hours
@@ -38,13 +36,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenApiSche
     data_dir: Path = tmp_path_factory.mktemp("rtap-dashboard-fuzz")
     app_settings = Settings(data_dir=data_dir)
     now = datetime.now(UTC) - timedelta(seconds=1)
-    with create_client(app_settings) as writer:
-        apply_migrations(writer)
-        seed_clickstream(writer, now)
-        seed_pipeline(writer, now)
-        with create_client(app_settings, readonly=True) as reader:
-            app = create_app(app_settings, reader)
-            yield schemathesis.openapi.from_asgi("/openapi.json", app)
+    with seeded_warehouse(app_settings, now) as (_, reader):
+        app = create_app(app_settings, reader)
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 def assert_bounded(path: str, status: int, body: Any) -> None:
