@@ -53,15 +53,26 @@ def list_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> 
 
 
 def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> bool:
-    """Whether a broker has registered and every partition has a leader (a restarted node reloads its
-    partitions after it starts answering metadata requests; until then clients get NOT_LEADER errors)."""
-    metadata = cluster_metadata(settings, timeout_s)
+    """Whether a broker has registered and every partition is served by its leader.
+
+    A restarted node answers metadata requests, and even names itself leader, before its replica manager has
+    loaded the partitions; until then reads fail with NOT_LEADER_FOR_PARTITION. So the metadata is only the
+    first half: the second asks every partition's leader for its log end, which is what a client does first.
+    """
+    admin = admin_client(settings)
+    metadata = cluster_metadata(settings, timeout_s, admin)
     if not metadata.brokers:
         return False
-    return all(
+    if not all(
         topic.error is None and all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
         for topic in metadata.topics.values()
-    )
+    ):
+        return False
+    try:
+        partition_offsets(admin, metadata.topics, "latest", timeout_s=timeout_s)
+    except BrokerError:
+        return False
+    return True
 
 
 def registered_brokers(settings: KafkaSettings, timeout_s: float = 5.0) -> int:
