@@ -3,7 +3,7 @@
 #   docker run rtap:0.1.0 stream | produce --rate 1000 | dashboard | migrate | metabase provision
 # Stages:
 #   jars     Spark's Kafka connector from jars/pom.xml (profile `spark`, the same pom as `make jars`)
-#   wheel    rtap's wheel, installed with its exact pins (pyproject.toml) into a virtualenv
+#   wheel    rtap's wheel, installed with its exact pins (pyproject.toml, constraints.txt) into a virtualenv
 #   runtime  that virtualenv, the jars and Debian's JRE 17 on a slim Python, run by a non-root user
 # deploy/compose/compose.yaml builds it; docs/compose.md explains the stack.
 
@@ -20,11 +20,11 @@ FROM python:3.11.14-slim-bookworm AS wheel
 WORKDIR /src
 # README.md stays out of the context (.dockerignore): the image needs the code, not the long
 # description, and setuptools only warns without it.
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY src ./src
 RUN python -m venv /opt/rtap/venv \
     && /opt/rtap/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/rtap/venv/bin/pip install --no-cache-dir /wheels/rtap-*.whl
+    && /opt/rtap/venv/bin/pip install --no-cache-dir -c constraints.txt /wheels/rtap-*.whl
 
 # Bookworm, not trixie: trixie has no OpenJDK 17, and Spark 4.1 with the Kafka connector is run and
 # tested here on Java 17.

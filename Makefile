@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Passed through to pytest, e.g. `make test PYTEST_ARGS="-k kafka -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help install jars system-deps run test test-unit lint fmt bench faults soak cluster-test clean
+.PHONY: help install jars system-deps run test test-unit lint fmt lock bench faults soak cluster-test clean
 
 include deploy/compose/compose.mk
 include deploy/aws.mk
@@ -18,13 +18,23 @@ include deploy/aws.mk
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/rtap: pyproject.toml bench/pyproject.toml
+$(BIN)/rtap: pyproject.toml bench/pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (rtap needs Python >= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet -e ./bench  # the benchmarks (bench/pyproject.toml): not in rtap's wheel
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e ./bench  # the benchmarks (bench/pyproject.toml): not in rtap's wheel
 	@touch $@
+
+# constraints.txt pins every package, transitive ones too; this re-resolves it from pyproject.toml's pins in a
+# throwaway virtualenv (then `make install` and `make test` prove the new set).
+LOCK_VENV := .venv-lock
+lock: ## Re-resolve the full package set into constraints.txt (after changing a pin in a pyproject.toml)
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev]' -e ./bench
+	{ grep '^#' constraints.txt; $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf $(LOCK_VENV)
 
 $(TOOLS)/bin/checkov:
 	$(PYTHON) -m venv $(TOOLS)
