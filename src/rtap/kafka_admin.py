@@ -69,7 +69,7 @@ def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     ):
         return False
     try:
-        partition_offsets(admin, metadata.topics, "latest", timeout_s=timeout_s)
+        _offsets(admin, metadata, tuple(metadata.topics), "latest", timeout_s=timeout_s, missing_ok=False)
     except BrokerError:
         return False
     return True
@@ -92,20 +92,36 @@ def partition_offsets(
 
     A topic that does not exist raises, unless ``missing_ok`` (then it has no partitions to report).
     """
-    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()  # type: ignore[no-untyped-call]
     names = tuple(topics)
     try:
         metadata = admin.list_topics(timeout=timeout_s)
-        request = {}
-        for name in names:
-            topic = metadata.topics.get(name)
-            if topic is None or topic.error is not None:
-                if missing_ok:
-                    continue
-                raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
-            request.update({TopicPartition(name, p): spec for p in topic.partitions})
-        if not request:
-            return {}
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the {which} offsets of {', '.join(names)}: {describe_error(exc)}") from exc
+    return _offsets(admin, metadata, names, which, timeout_s=timeout_s, missing_ok=missing_ok)
+
+
+def _offsets(
+    admin: AdminClient,
+    metadata: ClusterMetadata,
+    names: tuple[str, ...],
+    which: Literal["earliest", "latest"],
+    *,
+    timeout_s: float,
+    missing_ok: bool,
+) -> dict[tuple[str, int], int]:
+    """:func:`partition_offsets` given the metadata already read (the readiness check has it in hand)."""
+    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    request = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            if missing_ok:
+                continue
+            raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
+        request.update({TopicPartition(name, p): spec for p in topic.partitions})
+    if not request:
+        return {}
+    try:
         futures = admin.list_offsets(request, request_timeout=timeout_s)
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:

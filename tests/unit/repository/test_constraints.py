@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import tomllib
 from importlib import metadata
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.paths import REPO_ROOT as ROOT
+
 CONSTRAINTS = ROOT / "constraints.txt"
 PYPROJECTS = (ROOT / "pyproject.toml", ROOT / "bench" / "pyproject.toml")
 
