@@ -69,7 +69,7 @@ def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     ):
         return False
     try:
-        _offsets(admin, metadata, tuple(metadata.topics), "latest", timeout_s=timeout_s, missing_ok=False)
+        partition_offsets(admin, metadata.topics, "latest", timeout_s=timeout_s, metadata=metadata)
     except BrokerError:
         return False
     return True
@@ -87,41 +87,27 @@ def partition_offsets(
     *,
     timeout_s: float = 10.0,
     missing_ok: bool = False,
+    metadata: ClusterMetadata | None = None,
 ) -> dict[tuple[str, int], int]:
     """Per (topic, partition): the log start (``earliest``, after retention) or the log end (``latest``).
 
     A topic that does not exist raises, unless ``missing_ok`` (then it has no partitions to report).
+    ``metadata``, when the caller has just read it, saves the round trip that finds the partitions.
     """
+    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()  # type: ignore[no-untyped-call]
     names = tuple(topics)
     try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read the {which} offsets of {', '.join(names)}: {describe_error(exc)}") from exc
-    return _offsets(admin, metadata, names, which, timeout_s=timeout_s, missing_ok=missing_ok)
-
-
-def _offsets(
-    admin: AdminClient,
-    metadata: ClusterMetadata,
-    names: tuple[str, ...],
-    which: Literal["earliest", "latest"],
-    *,
-    timeout_s: float,
-    missing_ok: bool,
-) -> dict[tuple[str, int], int]:
-    """:func:`partition_offsets` given the metadata already read (the readiness check has it in hand)."""
-    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    request = {}
-    for name in names:
-        topic = metadata.topics.get(name)
-        if topic is None or topic.error is not None:
-            if missing_ok:
-                continue
-            raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
-        request.update({TopicPartition(name, p): spec for p in topic.partitions})
-    if not request:
-        return {}
-    try:
+        metadata = admin.list_topics(timeout=timeout_s) if metadata is None else metadata
+        request = {}
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                if missing_ok:
+                    continue
+                raise BrokerError(f"cannot describe {name}: {topic.error if topic else 'no such topic'}")
+            request.update({TopicPartition(name, p): spec for p in topic.partitions})
+        if not request:
+            return {}
         futures = admin.list_offsets(request, request_timeout=timeout_s)
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:
