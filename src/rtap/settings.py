@@ -213,10 +213,14 @@ class StreamSettings(BaseSettings):
     # in the warehouse's data_gaps table and reported by `rtap reconcile` (docs/operations.md).
     accept_data_loss: bool = False
     bot_clicks_per_minute: int = Field(default=60, ge=1)
-    # Records larger than this go to the dead letters instead of being parsed.
-    max_record_bytes: int = Field(default=65_536, ge=256)
-    # event_time later than the Kafka record timestamp by more than this is rejected as implausible.
-    max_future_skew_s: float = Field(default=3600.0, ge=0)
+    # Records larger than this go to the dead letters instead of being parsed; a dead letter keeps at most
+    # this many bytes of its payload (and its real size), in dead_letters and on the dead-letter topic.
+    max_record_bytes: int = Field(default=65_536, ge=256, le=256 * 1024)  # key and value cut: < 1 MB on the DLQ
+    # event_time later than the Kafka record's timestamp (the broker's clock on rtap's topics: LogAppendTime)
+    # by more than this is a dead letter. An event less far ahead is accepted but moves its partition's
+    # watermark no further than its record's timestamp (rtap.stream.transforms), so no client clock can make
+    # other records late; this bound only keeps absurd times out of the windows.
+    max_future_skew_s: float = Field(default=900.0, ge=0)
     shuffle_partitions: int = Field(default=2, ge=1)
     driver_memory: str = "1g"
     # Failures in a row (a failed batch, Spark's JVM dying) before the job gives up; a committed batch resets it.

@@ -11,7 +11,8 @@ upcast onto contract v1, so that everything after validation (dedup, windows, ta
     when the microseconds are 0), truncated to milliseconds like every event time in rtap;
   - ``session_id`` = a UUID v5 of the user and the UTC day of the event: the previous format has no sessions,
     and the same click always gets the same id (a replay or a copy lands in the same session);
-  - ``event_id``, ``user_id``, ``page_url``, ``ip_address``, ``user_agent`` as they are; every other v1
+  - ``event_id`` in lower case (one UUID however it is spelled, as in v1); ``user_id``, ``page_url``,
+    ``ip_address``, ``user_agent`` as they are; every other v1
     field null; ``schema_version`` 1.
 
   A timestamp of the right shape that is no date (Feb 30) or lies outside 1970-01-01 .. the Kafka record's
@@ -80,6 +81,7 @@ def upcast_legacy(document: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {f.name: None for f in contract_fields()}
     event.update({name: document.get(name) for name in _KEPT})
     event.update(
+        event_id=document["event_id"].lower(),  # one UUID, however it is spelled (as in v1)
         event_type=LEGACY_EVENT_TYPE,
         event_time=moment,
         session_id=legacy_session_id(document["user_id"], moment),

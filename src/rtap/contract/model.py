@@ -207,7 +207,8 @@ def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str,
 
 
 def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
-    """Validate one record and return it normalised (UTC event_time, Decimal price, contract fields only).
+    """Validate one record and return it normalised (UTC event_time, Decimal price, lower-case event_id,
+    contract fields only).
 
     Raises :class:`ContractError` naming the first broken rule. Unknown fields are dropped, not refused.
     """
@@ -215,6 +216,7 @@ def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_
     record = check_document(record, f"clickstream-event.v{version}")
     event = {f.name: record.get(f.name) for f in contract_fields(version)}
     event["event_time"] = parse_event_time(record["event_time"])
+    event["event_id"] = str(event["event_id"]).lower()  # one UUID, however it is spelled
     if event["price"] is not None:
         event["price"] = Decimal(str(event["price"])).quantize(Decimal(1).scaleb(-PRICE_SCALE))
     return event

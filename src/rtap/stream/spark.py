@@ -184,7 +184,7 @@ def _parse_partition(
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        parsed = parse_records(batch, readers)
+        parsed = parse_records(batch, readers, max_raw_bytes=max_record_bytes)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, parsed.schema) as writer:
             writer.write_batch(parsed)
