@@ -66,8 +66,8 @@ def stream(
 @given(draws=st.lists(st.tuples(writers, st.integers(0, 5_000)), min_size=1, max_size=60))
 def test_honest_records_keep_their_fate_whatever_other_clocks_and_spellings_do(draws) -> None:
     records, times, kinds = stream(draws)
-    limits = {"max_future_skew_s": STREAM.max_future_skew_s, "timestamps": times}
-    statuses = classify_records(records, **limits)["status"].to_pylist()
+    skew = STREAM.max_future_skew_s
+    statuses = classify_records(records, timestamps=times, max_future_skew_s=skew)["status"].to_pylist()
     for kind, status in zip(kinds, statuses, strict=True):
         if kind == "honest":
             assert status == ACCEPTED  # never late, whatever clock wrote the records before it
@@ -78,9 +78,7 @@ def test_honest_records_keep_their_fate_whatever_other_clocks_and_spellings_do(d
     # The same honest records alone: the same fates.
     honest = [i for i, kind in enumerate(kinds) if kind == "honest"]
     alone = classify_records(
-        [records[i] for i in honest],
-        timestamps=[times[i] for i in honest],
-        **{"max_future_skew_s": STREAM.max_future_skew_s},
+        [records[i] for i in honest], timestamps=[times[i] for i in honest], max_future_skew_s=skew
     )
     assert alone["status"].to_pylist() == [statuses[i] for i in honest]
 
