@@ -305,7 +305,7 @@ def python_error_line(error: object) -> str:
     Python worker, or from foreachBatch through py4j), the exception's own line; else the first line."""
     lines = str(error).strip().splitlines()
     for index, line in enumerate(lines):
-        if line.lstrip().startswith("Traceback (most recent call last)"):
+        if "Traceback (most recent call last)" in line:
             after = [x for x in lines[index + 1 :] if x.strip() and not x[0].isspace()]
             if after:
                 return after[0].strip()
