@@ -59,15 +59,16 @@ _EVENT_INSERT = ", ".join(EVENT_TABLE_COLUMNS)
 # Each candidate's stored copies: from another Kafka record it is a duplicate; from the same record an earlier
 # attempt at this batch stored it. A copy carries its event time (to within a minute: the tracker's re-sends
 # differ by the network's jitter), so the lookup reads the candidates' minutes and their neighbours by
-# event_ids' key: the same few minutes of rows whatever the table's size (migration 0010).
+# event_ids' key: the same few minutes of rows whatever the table's size (migration 0010). The table alias keeps
+# the id's condition on the UUID column (the key), not on the String the SELECT names event_id.
 STORED_COPIES = """
-SELECT DISTINCT toString(event_id) AS event_id, if(kafka_topic = '', {topic:String}, kafka_topic) AS stored_topic,
-       kafka_partition AS stored_partition, kafka_offset AS stored_offset, block_id AS stored_block
-FROM {db}.event_ids
-WHERE minute IN (
+SELECT DISTINCT toString(e.event_id) AS event_id, if(e.kafka_topic = '', {topic:String}, e.kafka_topic) AS stored_topic,
+       e.kafka_partition AS stored_partition, e.kafka_offset AS stored_offset, e.block_id AS stored_block
+FROM {db}.event_ids AS e
+WHERE e.minute IN (
         SELECT DISTINCT arrayJoin([m - 60, m, m + 60]) FROM (SELECT toStartOfMinute(event_time) AS m FROM $candidates)
       )
-  AND event_id IN (SELECT toUUID(event_id) FROM $candidates)
+  AND e.event_id IN (SELECT toUUID(event_id) FROM $candidates)
 """
 
 # The batch's late and dead-letter records that an earlier attempt already stored (by each table's key).
