@@ -46,6 +46,7 @@ def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: A
         update={
             "topic": f"{name}.events",
             "dlq_topic": f"{name}.dlq",
+            "browser_topic": f"{name}.browser",
             "source_topics": {f"{name}.legacy": LEGACY_FORMAT},
         }
     )
