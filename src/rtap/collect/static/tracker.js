@@ -219,7 +219,8 @@
   const track = (type, props) => {
     if (!outbox) return console.warn(`rtap: ${type} before rtap.init(), not recorded`);
     if (!allowed()) return;
-    const event = Object.assign({ url: location.href, referrer: referrer || null, title: document.title }, normalise(props), {
+    const base = { url: location.href, referrer: referrer || null, title: document.title };
+    const event = Object.assign(base, normalise(props), {
       event_id: uuid(),
       type,
       created_at: now(),

@@ -124,7 +124,8 @@ function product() {
   const note = el("p", { id: "added", class: "note", hidden: "" });
   add.addEventListener("click", () => {
     cart.add(p.id, Number(quantity.value));
-    note.replaceChildren(`${quantity.value} × ${p.name} in your cart. `, el("a", { href: "cart.html" }, "View cart →"));
+    const view = el("a", { href: "cart.html" }, "View cart →");
+    note.replaceChildren(`${quantity.value} × ${p.name} in your cart. `, view);
     note.hidden = false;
   });
   $("#product").replaceChildren(
@@ -143,7 +144,8 @@ function cartPage() {
   const list = $("#lines");
   list.replaceChildren();
   if (!items.length) {
-    list.append(el("p", { class: "empty" }, "Your cart is empty. ", el("a", { href: "index.html" }, "Browse the shop")));
+    const browse = el("a", { href: "index.html" }, "Browse the shop");
+    list.append(el("p", { class: "empty" }, "Your cart is empty. ", browse));
     $("#summary").hidden = true;
     return;
   }
@@ -184,7 +186,8 @@ function checkout() {
     const orderId = "order-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8);
     // One purchase event per cart line, all with the order's id: how contract v1 counts orders and revenue.
     for (const i of items) {
-      rtap.purchase({ order_id: orderId, product_id: i.id, category: i.category, price: i.price, quantity: i.quantity });
+      const line = { product_id: i.id, category: i.category, price: i.price, quantity: i.quantity };
+      rtap.purchase(Object.assign({ order_id: orderId }, line));
     }
     rtap.flush(); // the order is the event that matters most: send it now, not at the next interval
     cart.save([]);
