@@ -324,6 +324,8 @@ class CollectorSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_event_bytes: int = Field(default=32_768, ge=256)
     max_batch_events: int = Field(default=500, ge=1)
+    # Connections and requests served at once (each holds at most max_body_bytes); beyond it uvicorn answers 503.
+    max_connections: int = Field(default=2048, ge=1)
     # Token buckets in events: per write key, and per client IP (at most limiter_entries IPs remembered).
     key_events_per_s: float = Field(default=20_000.0, gt=0)
     key_burst: int = Field(default=40_000, ge=1)
