@@ -74,7 +74,7 @@ def cors_headers(origin: str | None) -> dict[str, str]:
     """
     if origin is None:
         return {"Vary": "Origin"}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 
 
 def preflight_headers(origin: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ tell a country or a network, not a household.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,27 @@ class ClientAddress:
             if not self._is_trusted(hop):
                 break
         return client
+
+
+# Fixed for ever: changing it would give the same visitors other ids.
+PIXEL_NAMESPACE = uuid.UUID("2a4e9c1d-7b3f-5e60-8a91-0c5d6e7f8a9b")
+
+
+def fill_pixel(
+    event: dict[str, Any], *, site: str, ip: str | None, user_agent: str | None, referer: str | None, day: str
+) -> None:
+    """What a script would have made, for an event sent by the pixel of a page without JavaScript (its ``e=`` is
+    a constant in the page): a new ``event_id`` (one request is one event: the image is never cached),
+    ``anonymous_id`` from the site, the address as it will be stored and the user agent (no cookie can be
+    read there), ``session_id`` from that visitor and the UTC day, and ``url`` from ``Referer``. Only fields
+    the event does not have."""
+    event.setdefault("event_id", str(uuid.uuid4()))
+    if not isinstance(event.get("anonymous_id"), str):
+        event["anonymous_id"] = str(uuid.uuid5(PIXEL_NAMESPACE, f"{site}/{ip}/{user_agent}"))
+    if not isinstance(event.get("session_id"), str):
+        event["session_id"] = str(uuid.uuid5(PIXEL_NAMESPACE, f"{event['anonymous_id']}/{day}"))
+    if "url" not in event and referer:
+        event["url"] = referer
 
 
 def received_now() -> str:

@@ -32,7 +32,7 @@ from rtap.collect import payload
 from rtap.collect.api import Reason, Refused, accepted, refusal
 from rtap.collect.keys import Site, WriteKeys, cors_headers, preflight_headers
 from rtap.collect.limiters import RateLimiter
-from rtap.collect.records import ClientAddress, encode, received_now, server_fields
+from rtap.collect.records import ClientAddress, encode, fill_pixel, received_now, server_fields
 from rtap.collect.sinks import Sink
 from rtap.metrics.collector import CollectorMetrics, CollectorRequestMetrics
 from rtap.settings import CollectorSettings
@@ -103,26 +103,40 @@ class Collector:
             assert key is not None
             if "sent_at" in params:
                 envelope = payload.Envelope(key, params["sent_at"], envelope.events)
-            await self._accept(request, envelope, key, site, received_at)
+            await self._accept(request, envelope, key, site, received_at, pixel=True)
         except Refused as refused:
             return self._refuse(refused, cors_headers(origin))
         return Response(PIXEL_GIF, media_type="image/gif", headers=_NO_STORE)
 
     async def _accept(
-        self, request: Request, envelope: payload.Envelope, key: str, site: Site, received_at: str
+        self,
+        request: Request,
+        envelope: payload.Envelope,
+        key: str,
+        site: Site,
+        received_at: str,
+        *,
+        pixel: bool = False,
     ) -> int:
         """Stamp, limit, encode and store one request's events; their number once Kafka has them all."""
         peer = request.client.host if request.client is not None else None
         client = self._addresses.resolve(peer, request.headers.get("x-forwarded-for"))
         self._limiter.admit(key, None if client is None else str(client), len(envelope.events))
+        user_agent = request.headers.get("user-agent")
         fields = server_fields(
             received_at=received_at,
             sent_at=envelope.sent_at,
             ip=client,
             anonymize_ip=self._settings.anonymize_ip,
-            user_agent=request.headers.get("user-agent"),
+            user_agent=user_agent,
             site=site.name,
         )
+        if pixel:
+            (event,) = envelope.events
+            referer = request.headers.get("referer")
+            fill_pixel(
+                event, site=site.name, ip=fields["ip"], user_agent=user_agent, referer=referer, day=received_at[:10]
+            )
         records = encode(envelope.events, fields, self._settings.max_event_bytes)
         await self._sink.send(records)
         self._metrics.events_accepted.inc(len(records))

@@ -120,6 +120,28 @@ def test_sendbeacon_text_plain_single_event_gzip_batch_and_pixel_are_accepted(
     assert found[pixel["event_id"]]["sent_at"] == SENT_AT
 
 
+def test_the_pixel_of_a_page_without_javascript_gets_the_ids_a_script_would_have_made(
+    client: httpx.Client, settings: Settings
+) -> None:
+    # What the demo shop's <noscript> image sends: a constant event, no ids, no times.
+    constant = quote(orjson.dumps({"type": "page_view", "url": "/shop/cart.html"}))
+    for _ in range(2):
+        answer = client.get(f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={constant}", headers={"User-Agent": "lynx"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"] == "no-store"
+    referred = quote(orjson.dumps({"type": "page_view"}))
+    answer = client.get(
+        f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={referred}", headers={"User-Agent": "lynx", "Referer": "http://x/p"}
+    )
+    assert answer.status_code == 200, answer.text
+    pixels = [r for r in browser_records(settings, 3) if r.get("user_agent") == "lynx"]
+    assert len(pixels) == 3
+    assert len({r["event_id"] for r in pixels}) == 3  # one request, one event
+    assert len({r["anonymous_id"] for r in pixels}) == 1  # the same visitor: site, address, browser
+    assert len({r["session_id"] for r in pixels}) == 1
+    assert [r["url"] for r in pixels] == ["/shop/cart.html", "/shop/cart.html", "http://x/p"]
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "status", "reason"),
     [
