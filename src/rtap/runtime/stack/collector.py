@@ -9,6 +9,7 @@ the producer flushes), and dies with it (``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -37,12 +38,12 @@ class CollectorDaemon(Supervised):
         self.host = collect.host
         self.port = collect.port or free_ports(1, collect.host)[0]
         self.log = settings.paths.logs / LOG_NAME
-        self._env = {
-            **child_environment(settings),
-            "RTAP_COLLECT_HOST": self.host,
-            "RTAP_COLLECT_PORT": str(self.port),
-            **(env or {}),
+        # Every collector setting as this process has it (from its .env too, which the child would not read).
+        own = {
+            f"RTAP_COLLECT_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in collect.model_dump(mode="json").items()
         }
+        self._env = {**child_environment(settings), **own, "RTAP_COLLECT_PORT": str(self.port), **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,17 +57,24 @@ class CollectorDaemon(Supervised):
             return self._process.pid
         return None
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> int:
-        """Start it and wait until its Kafka sink is healthy; its pid. On a failure nothing is left running."""
+    def start(self, timeout_s: float = START_TIMEOUT_S, *, wait: bool = True) -> int:
+        """Start it and (unless ``wait`` is False: then :meth:`wait_ready`) wait until its Kafka sink is healthy;
+        its pid. On a failure nothing is left running."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "rtap", "collect"]
         self._process = spawn(command, log=self.log, cwd=self.settings.data_dir, attached=True, env=self._env)
+        if wait:
+            self.wait_ready(timeout_s)
+        return self._process.pid
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until ``/healthz`` answers 200; on a failure the collector is stopped and the error says why."""
+        assert self._process is not None, "wait_ready() before start()"
         try:
             self._wait_healthy(self._process, timeout_s)
         except BaseException:
             self.stop()
             raise
-        return self._process.pid
 
     def _wait_healthy(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
