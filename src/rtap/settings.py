@@ -282,7 +282,12 @@ class AlertSettings(BaseSettings):
     restarts_window_s: float = Field(default=900.0, gt=0)
     # A gap recorded in data_gaps keeps its alert firing this long (the loss itself is permanent).
     data_gap_window_s: float = Field(default=3600.0, gt=0)
-    # The rate window of the freshness and dead-letter rules, and how long they must hold.
+    # The collector (rtap collect): its share of 5xx answers (503: Kafka unavailable, the queue full), its share of
+    # events refused for good (4xx: bad keys, origins, sizes), and the 99th percentile of the time to Kafka's ack.
+    collect_unavailable_share: float = Field(default=0.05, gt=0, le=1)
+    collect_refused_share: float = Field(default=0.2, gt=0, le=1)
+    collect_ack_p99_s: float = Field(default=1.0, gt=0)
+    # The rate window of the freshness, dead-letter and collector rules, and how long they must hold.
     window_s: float = Field(default=300.0, gt=0)
 
 
