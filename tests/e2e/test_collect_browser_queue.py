@@ -9,15 +9,14 @@ The real collector, Kafka and the warehouse are in tests/e2e/test_collect_browse
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.demo_shop import chromium
 from tests.support.scripted_collector import DROP, WRITE_KEY, Answer, ScriptedCollector, scripted_collector
 
 pytestmark = pytest.mark.browser
@@ -31,14 +30,8 @@ QUIET: dict[str, str | int] = {"auto_page": "false", "flush_interval": 600_000}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
@@ -271,6 +264,21 @@ def test_a_page_going_away_beacons_its_queue(collector: ScriptedCollector, page:
         assert beacon.body["write_key"] == WRITE_KEY
         assert RFC3339_MS.match(beacon.body["sent_at"])
     assert collector.received("/v1/batch") == []
+
+
+def test_a_tab_closed_right_after_a_click_beacons_that_click(collector: ScriptedCollector, browser: Browser) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(collector.page_url(**QUIET))
+        page.click("#buy")
+        (event,) = stored(page)
+        page.close()  # as a visitor closes the tab: no navigation, nothing else of the site open
+        (beacon,) = collector.wait_for(1, "/v1/event")
+        assert beacon.body["event_id"] == event["event_id"]
+        assert beacon.body["type"] == "add_to_cart"
+    finally:
+        context.close()
 
 
 def test_ids_are_version_4_uuids_without_crypto_random_uuid(collector: ScriptedCollector, page: Page) -> None:
