@@ -349,6 +349,9 @@ class CollectorSettings(BaseSettings):
     ack_timeout_s: float = Field(default=10.0, gt=0)
     # Retry-After (seconds) on a 503.
     retry_after_s: int = Field(default=5, ge=1)
+    # POST /v1/noop/batch and /v1/noop/event: every step of /v1/batch and /v1/event but writing to Kafka; the
+    # benchmark's measure of the server's own ceiling (bench/bench_collect.py). Off unless asked for.
+    bench_noop: bool = False
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -65,7 +65,8 @@ class Collector:
     async def event(self, request: Request) -> Response:
         return await self._post(request, single=True)
 
-    async def _post(self, request: Request, *, single: bool) -> Response:
+    async def _post(self, request: Request, *, single: bool, store: bool = True) -> Response:
+        """A POST route's work; ``store=False`` stops short of the sink (the benchmark's ceiling)."""
         received_at = received_now()
         origin = request.headers.get("origin")
         cors = cors_headers(origin)
@@ -84,10 +85,16 @@ class Collector:
             key = given_key or envelope.write_key
             site = self._keys.site(key, origin)
             assert key is not None  # site() refuses a missing key
-            count = await self._accept(request, envelope, key, site, received_at)
+            count = await self._accept(request, envelope, key, site, received_at, store=store)
         except Refused as refused:
             return self._refuse(refused, cors)
         return accepted(count, cors)
+
+    async def noop_batch(self, request: Request) -> Response:
+        return await self._post(request, single=False, store=False)
+
+    async def noop_event(self, request: Request) -> Response:
+        return await self._post(request, single=True, store=False)
 
     async def pixel(self, request: Request) -> Response:
         received_at = received_now()
@@ -117,6 +124,7 @@ class Collector:
         received_at: str,
         *,
         pixel: bool = False,
+        store: bool = True,
     ) -> int:
         """Stamp, limit, encode and store one request's events; their number once Kafka has them all."""
         peer = request.client.host if request.client is not None else None
@@ -138,6 +146,8 @@ class Collector:
                 event, site=site.name, ip=fields["ip"], user_agent=user_agent, referer=referer, day=received_at[:10]
             )
         records = encode(envelope.events, fields, self._settings.max_event_bytes)
+        if not store:
+            return len(records)
         await self._sink.send(records)
         self._metrics.events_accepted.inc(len(records))
         return len(records)
@@ -205,6 +215,9 @@ def create_app(
         Route("/", shop, methods=["GET"]),
         Mount("/shop", StaticFiles(directory=STATIC / "shop", html=True, check_dir=False)),
     ]
+    if settings.bench_noop:  # every step of /v1/batch and /v1/event but the sink's
+        routes.append(Route("/v1/noop/batch", handlers.noop_batch, methods=["POST"]))
+        routes.append(Route("/v1/noop/event", handlers.noop_event, methods=["POST"]))
     return Starlette(
         routes=routes, middleware=[Middleware(CollectorRequestMetrics, metrics=recorder)], lifespan=lifespan
     )
