@@ -161,7 +161,7 @@ def measure(
 
 
 def _median(rows: list[dict[str, Any]], field: str) -> float:
-    return statistics.median(row[field] for row in rows)
+    return float(statistics.median(row[field] for row in rows))
 
 
 def main(argv: list[str] | None = None) -> None:
