@@ -9,6 +9,7 @@ What each test proves:
 - the collector stopped for 20 s in the middle of a visit: after it is back, every event arrives, none twice;
 - a tab closed right after a click: the click arrives (by sendBeacon: the collector counts a /v1/event request);
 - a device clock two hours ahead or behind: every event's time lands within a second of the true time;
+- a page without JavaScript: its <noscript> pixel's page view is in ``events``;
 - screenshots of the shop and of the dashboard after the visit, in test-artifacts/ for a person to look at.
 
 The tracker's own rules (which answers it retries, the backoff, the bounded queue, consent) are checked faster
@@ -356,6 +357,30 @@ def test_a_tab_closed_right_after_a_click_still_delivers_the_click(stack: Stack,
     assert_exactly_the_made_events(rows, made)
     assert stack.collector.requests("/v1/event") > beacons
     assert stack.collector.requests("/v1/batch") == batches
+
+
+def test_a_page_without_javascript_is_counted_by_its_pixel(stack: Stack) -> None:
+    context = stack.browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        url = f"{stack.collector.shop_url}product.html?id=demo-trail-runner&visit={uuid.uuid4().hex}"
+        with page.expect_response(lambda response: "/v1/pixel.gif" in response.url) as pixel:
+            page.goto(url)
+        assert pixel.value.status == 200
+        assert pixel.value.headers["content-type"] == "image/gif"
+    finally:
+        context.close()
+    # The page's <noscript> image names only the type: the collector made the ids and took the page's address
+    # from the Referer header.
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    sql = f"SELECT {EVENT_COLUMNS} FROM {{db}}.events WHERE page_url = {{url:String}}"
+    while not (rows := stack.warehouse.query_rows(sql, parameters={"url": url})):
+        assert time.monotonic() < deadline, f"the pixel's page view is not in events after {ARRIVAL_TIMEOUT_S:.0f} s"
+        time.sleep(1.0)
+    ((_event_id, event_type, user_id, session_id, *_rest),) = rows
+    assert event_type == "page_view"
+    assert user_id
+    assert session_id
 
 
 @pytest.mark.parametrize("offset", [timedelta(hours=2), -timedelta(hours=2)], ids=["2h-ahead", "2h-behind"])
