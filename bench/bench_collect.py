@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from rtap_bench.procfs import peak_rss_mb, tree_cpu_s
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
@@ -126,8 +127,11 @@ def measure(
     kafka: bool,
     args: Any,
 ) -> dict[str, Any]:
-    before = log_end(settings)
+    pid = collector.pid()
+    assert pid is not None, "the collector is not running"
+    before, cpu_before = log_end(settings), tree_cpu_s(pid)
     result = wrk(collector.url + path, script, args.seconds, args.connections, events)
+    cpu_s = tree_cpu_s(pid) - cpu_before
     written = log_end(settings) - before
     accepted = result["requests"] - result["non_2xx"]
     seconds = result["duration_us"] / 1e6
@@ -140,6 +144,9 @@ def measure(
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "max_ms": result["max_us"] / 1000,
+        # The collector's own CPU per answered request: what it costs whatever else shares the cores.
+        "collector_cpu_us_per_request": cpu_s * 1e6 / max(result["requests"], 1),
+        "collector_peak_rss_mb": peak_rss_mb(pid),
         "accepted_requests": accepted,
         "refused_or_failed": result["non_2xx"]
         + result["connect"]
@@ -211,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
             "requests_per_s": _median([r for r in rows if r["measurement"] == name], "requests_per_s"),
             "events_per_s": _median([r for r in rows if r["measurement"] == name], "events_per_s"),
             "p99_ms": _median([r for r in rows if r["measurement"] == name], "p99_ms"),
+            "collector_cpu_us_per_request": _median(
+                [r for r in rows if r["measurement"] == name], "collector_cpu_us_per_request"
+            ),
         }
         for name, *_ in MEASUREMENTS
     }
@@ -265,8 +275,8 @@ def markdown(report: dict[str, Any]) -> str:
         "by at most those of the requests still in flight when wrk stopped beyond them).",
         "",
         *_shared_note(report),
-        "| measurement | median requests/s | median events/s | p99 (ms) | target |",
-        "|---|---:|---:|---:|---|",
+        "| measurement | median requests/s | median events/s | p99 (ms) | collector CPU µs/request | target |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     names = {
         "E1": "E1 `POST /v1/event`, 1 event",
@@ -285,9 +295,13 @@ def markdown(report: dict[str, Any]) -> str:
             )
         lines.append(
             f"| {names[name]} | {row['requests_per_s']:,.0f} | {row['events_per_s']:,.0f} | {row['p99_ms']:.1f} | "
-            f"{target} |"
+            f"{row['collector_cpu_us_per_request']:,.0f} | {target} |"
         )
+    cpu = summary["E1"]["collector_cpu_us_per_request"]
     lines += [
+        "",
+        f"The collector's CPU per single-event request ({cpu:,.0f} µs, its poll thread and librdkafka's included) puts "
+        f"one core's ceiling at about {1e6 / cpu:,.0f} requests/s, whatever else shares the machine.",
         "",
         f"Ratios against the same server without Kafka: E1/N1 **{ratios['E1/N1']:.2f}**, "
         f"B25/N25 **{ratios['B25/N25']:.2f}**.",

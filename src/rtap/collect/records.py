@@ -12,7 +12,9 @@ tell a country or a network, not a household.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ _IPV4_KEEP = ipaddress.IPv4Network("0.0.0.0/24").netmask  # the first 24 bits
 _IPV6_KEEP = ipaddress.IPv6Network("::/48").netmask  # the first 48 bits: 80 zeroed
 
 
+@functools.lru_cache(maxsize=4096)  # the same clients and proxies ask again and again; bounded
 def parse_address(text: str | None) -> IPAddress | None:
     """An address as a peer or a proxy header spells it (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``);
     an IPv4-mapped IPv6 address as the IPv4 address it is. None when it is none."""
@@ -99,24 +102,42 @@ def fill_pixel(
         event["url"] = referer
 
 
-def received_now() -> str:
-    """The collector's clock, as every time rtap writes: UTC, milliseconds, 'Z'."""
-    return format_event_time(datetime.now(UTC))
+class _Clock:
+    """The collector's clock, as every time rtap writes (UTC, milliseconds, 'Z': rtap.contract's
+    ``format_event_time``), formatting the date and time once per second rather than once per request."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = format_event_time(datetime.fromtimestamp(second, UTC))[:-5]  # without ".mmmZ"
+            self._second = second
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+received_now = _Clock()
 
 
 def server_fields(
     *, received_at: str, sent_at: Any, ip: IPAddress | None, anonymize_ip: bool, user_agent: str | None, site: str
 ) -> dict[str, Any]:
     """The fields the collector stamps on every event of one request."""
-    if ip is not None and anonymize_ip:
-        ip = anonymize(ip)
     return {
         "received_at": received_at,
         "sent_at": sent_at,
-        "ip": None if ip is None else str(ip),
+        "ip": None if ip is None else _stored_address(ip, anonymize_ip),
         "user_agent": user_agent,
         "site": site,
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_address(ip: IPAddress, anonymized: bool) -> str:
+    return str(anonymize(ip) if anonymized else ip)
 
 
 def kafka_key(event: dict[str, Any]) -> bytes | None:

@@ -71,7 +71,9 @@ class Collector:
         origin = request.headers.get("origin")
         cors = cors_headers(origin)
         try:
-            given_key = request.headers.get("x-rtap-write-key") or request.query_params.get("key")
+            given_key = request.headers.get("x-rtap-write-key") or (
+                request.query_params.get("key") if request.scope["query_string"] else None
+            )
             if given_key is not None:  # refused before reading a body it would not take
                 self._keys.site(given_key, origin)
             body = await payload.read_body(

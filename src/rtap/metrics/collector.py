@@ -78,6 +78,7 @@ class CollectorRequestMetrics:
     def __init__(self, app: ASGIApp, metrics: CollectorMetrics) -> None:
         self._app = app
         self._metrics = metrics
+        self._children: dict[tuple[str, int], Any] = {}  # labels() takes a lock and builds a key per call
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +94,11 @@ class CollectorRequestMetrics:
         try:
             await self._app(scope, receive, record_status)
         finally:
-            self._metrics.requests.labels(_route(scope), str(status["code"])).inc()
+            labels = (_route(scope), status["code"])
+            child = self._children.get(labels)
+            if child is None:
+                child = self._children[labels] = self._metrics.requests.labels(labels[0], str(labels[1]))
+            child.inc()
 
 
 def _route(scope: MutableMapping[str, Any]) -> str:

@@ -7,9 +7,9 @@ record after ``RTAP_COLLECT_ACK_TIMEOUT_S`` and the request waits no longer than
 collector never holds a browser's events in memory once it has answered, and it never answers 200 for an
 event Kafka has not acknowledged (the failure Snowplow's collector issue #32 describes).
 
-Delivery reports are served by one thread polling the producer; each request has one asyncio future, resolved
-from that thread once all of its records are acknowledged or the first one fails (one wake-up of the event
-loop per request, not per record).
+Delivery reports are served by one thread polling the producer; each request has one asyncio future, decided
+there once all of its records are acknowledged or the first one fails, and the futures decided by one poll are
+handed to the event loop together (one wake-up of the loop per poll, not per record or per request).
 
 Health is the sink's, as Snowplow's ``/sink-health``: unhealthy while no broker is reachable (librdkafka's
 all-brokers-down, then probes of the topic's metadata until one answers), while the topic is missing, for
@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -64,35 +64,40 @@ def producer_config(kafka: KafkaSettings, collect: CollectorSettings) -> dict[st
     }
 
 
-def _resolve(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
-    if not future.done():
-        future.set_result(error)
+Resolved = list[tuple["asyncio.Future[KafkaError | None]", "KafkaError | None"]]
+
+
+def _resolve(resolved: Resolved) -> None:
+    for future, error in resolved:
+        if not future.done():  # a request that timed out or was cancelled waits no more
+            future.set_result(error)
 
 
 class _Request:
-    """One request's records in flight: resolves its future from the polling thread (see the module docstring)."""
+    """One request's records in flight: its outcome is decided in the polling thread (see the module docstring)."""
 
-    __slots__ = ("error", "future", "loop", "remaining")
+    __slots__ = ("decide", "error", "future", "remaining")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+    def __init__(
+        self,
+        future: asyncio.Future[KafkaError | None],
+        count: int,
+        decide: Callable[[asyncio.Future[KafkaError | None], KafkaError | None], None],
+    ) -> None:
+        self.future = future
         self.remaining = count
         self.error: KafkaError | None = None
+        self.decide = decide
 
     def delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             if self.error is None:
                 self.error = error
-                self._wake(error)
+                self.decide(self.future, error)
             return
         self.remaining -= 1
         if self.remaining == 0 and self.error is None:
-            self._wake(None)
-
-    def _wake(self, error: KafkaError | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            self.loop.call_soon_threadsafe(_resolve, self.future, error)
+            self.decide(self.future, None)
 
 
 class KafkaSink(Sink):
@@ -115,8 +120,11 @@ class KafkaSink(Sink):
         self._failure = ""
         self._fatal: str | None = None
         self._next_probe = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outcomes: Resolved = []  # appended to by delivery callbacks, in the polling thread only
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
         await asyncio.get_running_loop().run_in_executor(None, self._probe)
         self._metrics.watch_sink(lambda: self.health().ok, self.queued)
@@ -129,6 +137,7 @@ class KafkaSink(Sink):
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         if self._producer is not None:
             left = await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, self._timeout_s)
+            self._hand_over()  # the thread has stopped: flush served the last callbacks in the executor's
             if left:
                 log.error("%d records were not acknowledged by Kafka before the collector stopped", left)
 
@@ -147,12 +156,11 @@ class KafkaSink(Sink):
     async def send(self, records: Sequence[Record]) -> None:
         producer = self._producer
         assert producer is not None, "send() before start()"
-        health = self.health()
-        if not health.ok:
-            raise Refused(Reason.KAFKA_UNAVAILABLE, health.detail, retry_after_s=self._retry_after_s)
+        if self._fatal is not None or not self._reachable or time.monotonic() < self._failing_until:
+            raise Refused(Reason.KAFKA_UNAVAILABLE, self.health().detail, retry_after_s=self._retry_after_s)
         if len(producer) + len(records) > self._max_queued:
             raise Refused(Reason.QUEUE_FULL, "the producer's queue is full", retry_after_s=self._retry_after_s)
-        request = _Request(asyncio.get_running_loop(), len(records))
+        request = _Request(asyncio.get_running_loop().create_future(), len(records), self._decide)
         started = time.perf_counter()
         try:
             for key, value in records:
@@ -190,8 +198,24 @@ class KafkaSink(Sink):
         assert producer is not None
         while not self._stopping.is_set():
             producer.poll(_POLL_S)
+            self._hand_over()
             if not self._reachable and time.monotonic() >= self._next_probe:
                 self._probe()
+
+    def _decide(self, future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
+        """A request's outcome (in the thread serving delivery reports), for the next :meth:`_hand_over`."""
+        self._outcomes.append((future, error))
+
+    def _hand_over(self) -> None:
+        """The outcomes decided since the last call, to the event loop in one wake-up (the same thread as
+        :meth:`_decide`: the polling thread, or the one flushing after it stopped)."""
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, outcomes)
 
     def _probe(self) -> None:
         producer = self._producer
