@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,68 @@ def measure(
     return row
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: Path, args: Any) -> dict[str, Any]:
+    """B25 load for ``--outage-seconds`` with the broker stopped in its middle third: the collector's resident
+    memory sampled twice a second (it must not grow with the requests it refuses), and the answers."""
+    pid = collector.pid()
+    assert pid is not None
+    third = args.outage_seconds / 3
+    before = log_end(settings)
+    env = {**os.environ, "RTAP_EVENTS": "25", "RTAP_PREFIX": secrets.token_hex(4), "RTAP_KEY": DEMO_WRITE_KEY}
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{args.outage_seconds:g}s",
+        "--timeout",
+        "15s",
+        "-s",
+        str(script),
+    ]
+    load = subprocess.Popen([*command, collector.url + "/v1/batch"], env=env, stdout=subprocess.PIPE, text=True)
+    samples: list[tuple[float, float, str]] = []
+    started = time.monotonic()
+    phase = "up"
+    while load.poll() is None:
+        elapsed = time.monotonic() - started
+        if phase == "up" and elapsed >= third:
+            broker.stop()
+            phase = "down"
+        elif phase == "down" and elapsed >= 2 * third:
+            broker.start()
+            phase = "back"
+        samples.append((round(elapsed, 1), rss_mb(pid), phase))
+        time.sleep(0.5)
+    if phase != "back":
+        broker.start()
+    line = next(line for line in load.communicate()[0].splitlines() if line.startswith("RESULT "))
+    result = orjson.loads(line.removeprefix("RESULT "))
+    accepted_events = (result["requests"] - result["non_2xx"]) * 25
+    written = log_end(settings) - before
+    assert written >= accepted_events, f"outage: {accepted_events} events answered 200, {written} in Kafka"
+    up = [rss for _, rss, phase in samples if phase == "up"]
+    down = [rss for _, rss, phase in samples if phase == "down"]
+    return {
+        "seconds": args.outage_seconds,
+        "broker_down_s": round(third, 1),
+        "requests": result["requests"],
+        "non_2xx": result["non_2xx"],
+        "accepted_events": accepted_events,
+        "events_in_kafka": written,
+        "rss_mb_before_outage_max": max(up),
+        "rss_mb_during_outage_max": max(down) if down else None,
+        "rss_mb_samples": samples,
+        "command": shlex.join([*command, "URL/v1/batch"]),
+    }
+
+
 def _median(rows: list[dict[str, Any]], field: str) -> float:
     return float(statistics.median(row[field] for row in rows))
 
@@ -176,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="wrk's duration per measurement")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--outage-seconds", type=float, default=30.0, help="B25 load with the broker down a third")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where collect.json and collect.md go")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -189,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         "RTAP_COLLECT_BENCH_NOOP": "true",
     }
     rows: list[dict[str, Any]] = []
-    with private_broker("bench.collect", REPO_ROOT / "jars" / "lib") as (_broker, base):
+    with private_broker("bench.collect", REPO_ROOT / "jars" / "lib") as (broker, base):
         settings = base.model_copy(
             update={
                 "kafka": base.kafka.model_copy(update={"browser_topic": f"{base.kafka.topic}.browser"}),
@@ -213,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"p99 {row['p99_ms']:.1f} ms  in Kafka {row['events_in_kafka']:,}",
                         flush=True,
                     )
+            stopped = outage(broker, collector, settings, script, args)
     summary = {
         name: {
             "requests_per_s": _median([r for r in rows if r["measurement"] == name], "requests_per_s"),
@@ -239,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratios": ratios,
         "targets": {name: {"field": field, "target": target} for name, (field, target) in TARGETS.items()},
         "p99_target_ms": P99_TARGET_MS,
+        "outage": stopped,
         "runs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -305,6 +371,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Ratios against the same server without Kafka: E1/N1 **{ratios['E1/N1']:.2f}**, "
         f"B25/N25 **{ratios['B25/N25']:.2f}**.",
+        "",
+        f"Kafka stopped under load (B25 for {report['outage']['seconds']:g} s, the broker down for the middle "
+        f"{report['outage']['broker_down_s']:g} s): {report['outage']['non_2xx']:,} of "
+        f"{report['outage']['requests']:,} requests answered 503, {report['outage']['accepted_events']:,} events "
+        f"answered 200 and {report['outage']['events_in_kafka']:,} in Kafka; the collector's resident memory peaked "
+        f"at {report['outage']['rss_mb_before_outage_max']:.0f} MiB before the outage and "
+        f"{report['outage']['rss_mb_during_outage_max'] or 0:.0f} MiB during it (every sample in collect.json).",
         "",
     ]
     return "\n".join(lines)
