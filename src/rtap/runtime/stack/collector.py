@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx
 
@@ -62,7 +63,9 @@ class CollectorDaemon(Supervised):
         its pid. On a failure nothing is left running."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "rtap", "collect"]
-        self._process = spawn(command, log=self.log, cwd=self.settings.data_dir, attached=True, env=self._env)
+        # In this process's working directory: the child reads the same .env (Kafka's credentials, say) beneath
+        # the variables set here.
+        self._process = spawn(command, log=self.log, cwd=Path.cwd(), attached=True, env=self._env)
         if wait:
             self.wait_ready(timeout_s)
         return self._process.pid
