@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from rtap.runtime.stack.collector import CollectorDaemon
+from rtap.runtime.stack.status import collector_check
 from rtap.settings import DEMO_WRITE_KEY, Settings
 from tests.support.collect import collector_settings, new_event, read_topic, running_collector, values
 
@@ -213,10 +214,13 @@ def test_preflights_are_answered_for_the_keys_origins_only(client: httpx.Client,
         assert "access-control-allow-origin" not in refused.headers
 
 
-def test_health_metrics_and_the_static_files_are_served(client: httpx.Client) -> None:
+def test_health_metrics_and_the_static_files_are_served(client: httpx.Client, settings: Settings) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
+    line = collector_check(settings)  # what `rtap status` shows while `rtap up` runs it
+    assert line.ok
+    assert settings.kafka.browser_topic in line.detail
     exposition = client.get("/metrics").text
     for name in (
         "rtap_collect_requests_total",
