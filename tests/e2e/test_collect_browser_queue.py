@@ -258,7 +258,7 @@ def test_a_page_going_away_beacons_its_queue(collector: ScriptedCollector, page:
     ids = track(page, 3)
     page.goto("about:blank")  # pagehide: the browser sends the beacons after the page is gone
     beacons = collector.wait_for(3, "/v1/event")
-    assert [b.body["event_id"] for b in beacons] == ids
+    assert sorted(b.body["event_id"] for b in beacons) == sorted(ids)  # one request each, in any order
     for beacon in beacons:
         assert beacon.content_type.startswith("text/plain")
         assert beacon.body["write_key"] == WRITE_KEY

@@ -108,7 +108,7 @@ class ScriptedCollector:
                         f'data-{html.escape(name)}="{html.escape(value)}"' for name, value in parse_qsl(parts.query)
                     )
                     page = (
-                        "<!doctype html><html><head><title>tracker test</title>"
+                        "<!doctype html><html><head><title>tracker test</title><link rel='icon' href='data:,'>"
                         f'<script src="/tracker.js" data-write-key="{WRITE_KEY}" {attributes}></script></head>'
                         "<body><button id='buy' data-rtap-event='add_to_cart' data-rtap-product-id='sku-1'"
                         " data-rtap-category='bags' data-rtap-price='12.50' data-rtap-quantity='2'>buy</button>"
