@@ -26,6 +26,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
+    from rtap.collect import cli as collect_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
@@ -44,6 +45,7 @@ def _register() -> None:
     app.add_typer(cluster_cli.app, name="cluster")
     app.add_typer(stack_cli.jvm_app, name="jvm")
     app.command("produce")(ingest_cli.produce)
+    app.command("collect")(collect_cli.collect)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)
     app.command("stream")(stream_cli.stream)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -56,6 +56,9 @@ class KafkaSettings(BaseSettings):
     # same tables; rtap creates them with its other topics. JSON in the environment, e.g. for the previous
     # system's topic RTAP_KAFKA_SOURCE_TOPICS='{"clickstream_events": "legacy-click.v1"}' (docs/migrating.md).
     source_topics: dict[str, str] = Field(default_factory=dict)
+    # What the collector (`rtap collect`) writes: the browser tracker's events, source format browser-event.v1.
+    # Always one of the job's input topics.
+    browser_topic: str = "clickstream.browser"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -91,10 +94,12 @@ class KafkaSettings(BaseSettings):
         from rtap.contract.model import known_format  # light: `rtap sql` loads settings, not the validators
         from rtap.errors import RtapError
 
+        if self.browser_topic in (self.topic, self.dlq_topic):
+            raise ValueError(f"browser topic {self.browser_topic} is already the input or the dead-letter topic")
         for name, source_format in self.source_topics.items():
-            if name in (self.topic, self.dlq_topic):
-                raise ValueError(f"source topic {name} is already the input or the dead-letter topic")
-            for other in (self.topic, self.dlq_topic):
+            if name in (self.topic, self.dlq_topic, self.browser_topic):
+                raise ValueError(f"source topic {name} is already the input, the browser or the dead-letter topic")
+            for other in (self.topic, self.dlq_topic, self.browser_topic):
                 # Kafka refuses a topic whose name equals another's once '.' is read as '_' (metric names).
                 if name.replace(".", "_") == other.replace(".", "_"):
                     raise ValueError(
@@ -110,10 +115,11 @@ class KafkaSettings(BaseSettings):
 
     @property
     def input_topics(self) -> dict[str, str]:
-        """Every topic the stream job reads, with the source format it carries: the contract-v1 topic first."""
-        from rtap.contract.model import NATIVE_FORMAT
+        """Every topic the stream job reads, with the source format it carries: the contract-v1 topic first, then
+        the collector's, then the configured source topics."""
+        from rtap.contract.model import BROWSER_FORMAT, NATIVE_FORMAT
 
-        return {self.topic: NATIVE_FORMAT, **self.source_topics}
+        return {self.topic: NATIVE_FORMAT, self.browser_topic: BROWSER_FORMAT, **self.source_topics}
 
     def local_listener_conflict(self) -> str | None:
         """Why a local broker on ``host:port`` would not be the broker the clients reach, or None."""
@@ -280,8 +286,103 @@ class AlertSettings(BaseSettings):
     restarts_window_s: float = Field(default=900.0, gt=0)
     # A gap recorded in data_gaps keeps its alert firing this long (the loss itself is permanent).
     data_gap_window_s: float = Field(default=3600.0, gt=0)
-    # The rate window of the freshness and dead-letter rules, and how long they must hold.
+    # The collector (rtap collect): its share of 5xx answers (503: Kafka unavailable, the queue full), its share of
+    # events refused for good (4xx: bad keys, origins, sizes), and the 99th percentile of the time to Kafka's ack.
+    collect_unavailable_share: float = Field(default=0.05, gt=0, le=1)
+    collect_refused_share: float = Field(default=0.2, gt=0, le=1)
+    collect_ack_p99_s: float = Field(default=1.0, gt=0)
+    # The rate window of the freshness, dead-letter and collector rules, and how long they must hold.
     window_s: float = Field(default=300.0, gt=0)
+
+
+class SiteKey(BaseModel):
+    """One site's write key entry: the site's name (stamped on its events) and the browser origins allowed to
+    send with the key (``scheme://host[:port]``, as a browser's ``Origin`` header spells it)."""
+
+    site: str = Field(min_length=1, max_length=128)
+    origins: list[str] = Field(default_factory=list)
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or origin != origin.strip():
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path (e.g. https://shop.example)"
+                )
+        return [origin.lower() for origin in origins]
+
+
+#: The write key ``rtap up`` and ``rtap collect`` use when none is configured: for the demo shop the collector
+#: serves itself, so its only origins are the collector's own loopback addresses (rtap.collect.keys).
+DEMO_WRITE_KEY = "rtap-demo"
+
+
+class CollectorSettings(BaseSettings):
+    """The HTTP collector (``rtap collect``, docs/collector.md): where it listens, the write keys it accepts, its
+    limits and its producer. Loopback by default; beyond loopback only with write keys of your own."""
+
+    model_config = _config("RTAP_COLLECT_")
+
+    host: str = LOOPBACK
+    port: int = Field(default=8070, ge=0, le=65535)
+    # JSON: {"<key>": {"site": "shop", "origins": ["https://shop.example"]}}; empty: the demo key only.
+    write_keys: dict[str, SiteKey] = Field(default_factory=dict)
+    # A request's body (after gzip: the inflated size too), and one event as written to Kafka.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_event_bytes: int = Field(default=32_768, ge=256)
+    max_batch_events: int = Field(default=500, ge=1)
+    # Connections and requests served at once (each holds at most max_body_bytes); beyond it uvicorn answers 503.
+    max_connections: int = Field(default=2048, ge=1)
+    # Token buckets in events: per write key, and per client IP (at most limiter_entries IPs remembered).
+    key_events_per_s: float = Field(default=20_000.0, gt=0)
+    key_burst: int = Field(default=40_000, ge=1)
+    ip_events_per_s: float = Field(default=200.0, gt=0)
+    ip_burst: int = Field(default=1_000, ge=1)
+    limiter_entries: int = Field(default=65_536, ge=1)
+    # Addresses (or networks) of proxies whose X-Forwarded-For is believed; JSON list, e.g. ["10.0.0.0/8"].
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Zero the last octet of an IPv4 address and the last 80 bits of an IPv6 one before they reach Kafka.
+    anonymize_ip: bool = True
+    # The producer: a bounded queue (a full one is a 503, never a wait), a short linger, and how long a request
+    # waits for Kafka's acknowledgement before it is a 503.
+    queue_max_messages: int = Field(default=100_000, ge=1)
+    queue_max_kbytes: int = Field(default=65_536, ge=1)
+    linger_ms: int = Field(default=5, ge=0)
+    ack_timeout_s: float = Field(default=10.0, gt=0)
+    # Retry-After (seconds) on a 503.
+    retry_after_s: int = Field(default=5, ge=1)
+    # POST /v1/noop/batch and /v1/noop/event: every step of /v1/batch and /v1/event but writing to Kafka; the
+    # benchmark's measure of the server's own ceiling (bench/bench_collect.py). Off unless asked for.
+    bench_noop: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from exc
+        return proxies
+
+    @model_validator(mode="after")
+    def _bursts_hold_a_batch(self) -> Self:
+        for name in ("key_burst", "ip_burst"):
+            if getattr(self, name) < self.max_batch_events:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is below max_batch_events={self.max_batch_events}: "
+                    "a full batch could never pass the rate limit"
+                )
+        return self
+
+    @property
+    def demo_only(self) -> bool:
+        """Whether the only key is the built-in demo key (refused beyond loopback: rtap.collect.server)."""
+        return not self.write_keys
 
 
 class MetabaseSettings(BaseSettings):
@@ -350,6 +451,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    collect: CollectorSettings = Field(default_factory=CollectorSettings)
     metabase: MetabaseSettings = Field(default_factory=MetabaseSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -377,6 +479,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "RTAP_KAFKA_TOPIC": settings.kafka.topic,
         "RTAP_KAFKA_SOURCE_TOPICS": json.dumps(settings.kafka.source_topics),
+        "RTAP_KAFKA_BROWSER_TOPIC": settings.kafka.browser_topic,
         "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
         "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
         "RTAP_STREAM_MASTER": stream.master,

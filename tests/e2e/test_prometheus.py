@@ -118,6 +118,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "RTAP_DASHBOARD_PORT": str(free_port()),
+        "RTAP_COLLECT_PORT": str(free_port()),
         "RTAP_METRICS_PORT": str(free_port()),
         "RTAP_METRICS_PRODUCER_PORT": "0",
         "RTAP_STREAM_MASTER": "local[2]",

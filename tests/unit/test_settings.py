@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from rtap.settings import (
     AlertSettings,
+    CollectorSettings,
     DashboardSettings,
     GeneratorSettings,
     KafkaSettings,
@@ -28,6 +29,7 @@ COMPONENTS = [
     WarehouseSettings,
     StreamSettings,
     DashboardSettings,
+    CollectorSettings,
     MetabaseSettings,
     MetricsSettings,
     AlertSettings,
@@ -81,6 +83,7 @@ def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_servers_bind_to_loopback_by_default() -> None:
     settings = Settings()
     assert settings.kafka.host == settings.dashboard.host == settings.metrics.host == "127.0.0.1"
+    assert settings.collect.host == "127.0.0.1"
 
 
 def test_env_example_lists_every_variable() -> None:

@@ -53,7 +53,8 @@ FORMAT_PATTERNS = {name: strict_pattern(pattern) for name, pattern in FORMAT_SOU
 NATIVE_FORMAT = f"clickstream-event.v{CURRENT_VERSION}"
 # The source formats the stream job reads (rtap.contract.formats: their readers and upcasts onto v1).
 LEGACY_FORMAT = "legacy-click.v1"
-FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT)
+BROWSER_FORMAT = "browser-event.v1"  # the browser tracker's events, as the collector writes them (rtap.collect)
+FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT, BROWSER_FORMAT)
 
 
 @cache

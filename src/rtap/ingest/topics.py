@@ -29,8 +29,8 @@ def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADM
 
 
 def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
-    """Create the input topics (contract v1 and the source topics) and the dead-letter topic if they are
-    missing; returns the names it created.
+    """Create the input topics (contract v1, the collector's and the source topics) and the dead-letter topic
+    if they are missing; returns the names it created.
 
     Input topics get the broker's append time as their records' timestamps (:data:`INPUT_TOPIC_CONFIG`).
     Idempotent: existing topics are checked, not changed. Raises BrokerError if the contract-v1 topic exists
