@@ -248,9 +248,11 @@ def wait_for_panels(page: Page, expected: Callable[[], bool], what: str, timeout
 def test_a_scripted_visit_lands_exactly_once_and_moves_the_dashboard(stack: Stack, visitor: BrowserContext) -> None:
     board = stack.browser.new_page(viewport={"width": 1680, "height": 1050}, locale="en-US", timezone_id="UTC")
     board.goto(f"{stack.dashboard.url}/#clickstream")
-    board.wait_for_selector("#panel-conversion_funnel[data-state='ok'], #panel-conversion_funnel[data-state='empty']")
+    board.wait_for_function(  # both panels have answered once: their values before the visit are known
+        "['conversion_funnel', 'most_clicked_urls'].every("
+        "id => ['ok', 'empty'].includes(document.querySelector(`#panel-${id}`)?.dataset.state))"
+    )
     assert board.get_attribute("#shop", "href") == stack.collector.shop_url  # the header's link to the shop
-    board.wait_for_timeout(1000)
     funnel_before = panel_values(board, "conversion_funnel")
     urls_before = panel_values(board, "most_clicked_urls")
 
