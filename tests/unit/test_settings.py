@@ -71,6 +71,9 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, 
 
 def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RTAP_CLICKHOUSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("RTAP_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RTAP_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("RTAP_KAFKA_SASL_USERNAME", "rtap")
     monkeypatch.setenv("RTAP_KAFKA_SASL_PASSWORD", "s3cret")
     settings = Settings()
     assert "hunter2" not in repr(settings)
