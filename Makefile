@@ -54,6 +54,7 @@ jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	rm -rf jars/lib
 	mvn -q -s jars/settings.xml -f jars/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory=lib/kafka -DincludeScope=runtime
 	mvn -q -s jars/settings.xml -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
+	mvn -q -s jars/settings.xml -f jars/pom.xml -P msk-iam dependency:copy-dependencies -DoutputDirectory=lib/msk-iam -DincludeScope=runtime
 	@touch $@
 
 # Class-data sharing archives of the broker's and Spark's JVMs (src/rtap/runtime/jvm.py): a brief pipeline run
