@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shlex
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from rtap.errors import DependencyError
 from rtap.runtime.jvm import archive_path
-from rtap.settings import Settings
-from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
+from rtap.settings import MSK_IAM_CALLBACK_HANDLER, MSK_IAM_LOGIN_MODULE, KafkaSettings, Settings
+from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, msk_iam_jars, parse_batch
 from rtap.stream.transforms import parsed_schema
+from tests.support.paths import REPO_ROOT
 from tests.support.records import (
     FORMATS,
     LEGACY_TOPIC,
@@ -34,6 +38,28 @@ def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there
     assert options == [EXIT_ON_OOM, f"-XX:SharedArchiveFile={archive}"]
     # Spark splits extraJavaOptions like a shell: a path with a space survives shlex quoting.
     assert shlex.split(shlex.join(options)) == options
+
+
+def test_the_msk_iam_jars_join_the_class_path_only_for_aws_msk_iam(tmp_path: Path) -> None:
+    iam = KafkaSettings(
+        bootstrap_servers="b-1.c.x.c2.kafka.eu-west-1.amazonaws.com:9098",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="AWS_MSK_IAM",
+    )
+    assert msk_iam_jars(Settings(jars_dir=REPO_ROOT / "jars" / "lib")) == []
+    with pytest.raises(DependencyError, match="run `make jars`"):
+        msk_iam_jars(Settings(jars_dir=tmp_path, kafka=iam))
+
+    jars = msk_iam_jars(Settings(jars_dir=REPO_ROOT / "jars" / "lib", kafka=iam))
+
+    # The classes the Java client's JAAS line and callback handler name are in the resolved jar.
+    (auth,) = [jar for jar in jars if jar.name.startswith("aws-msk-iam-auth-")]
+    with zipfile.ZipFile(auth) as archive:
+        names = set(archive.namelist())
+    for java_class in (MSK_IAM_LOGIN_MODULE, MSK_IAM_CALLBACK_HANDLER):
+        assert java_class.replace(".", "/") + ".class" in names
+    assert any(jar.name.startswith("sts-") for jar in jars)  # the AWS SDK it needs came with it
+    assert not any(jar.name.startswith(("jackson-", "slf4j-", "kafka-clients-")) for jar in jars)  # Spark's own
 
 
 def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark) -> None:
