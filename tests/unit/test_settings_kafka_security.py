@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
 
-from rtap.settings import JAVA_REDACTION_REGEX, KafkaSettings, msk_region
+from rtap.settings import JAVA_REDACTION_REGEX, KafkaSettings, StreamSettings, msk_region
+from tests.support.paths import REPO_ROOT
 from tests.support.tls import Certificates, encrypt_key, make_certificates
 
 MSK_BROKERS = (
@@ -299,3 +300,17 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, cer
 def test_an_unreadable_path_is_not_mistaken_for_a_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no such file"):
         _kafka(security_protocol="SSL", ssl_ca_file=tmp_path)
+
+
+def test_the_security_page_names_every_security_setting_and_no_other() -> None:
+    page = (REPO_ROOT / "docs" / "kafka-security.md").read_text()
+    named = set(re.findall(r"\bRTAP_[A-Z_]*[A-Z]\b(?!_\*)", page))  # not the prefixes RTAP_KAFKA_*
+    known = {f"RTAP_KAFKA_{name.upper()}" for name in KafkaSettings.model_fields} | {
+        f"RTAP_STREAM_{name.upper()}" for name in StreamSettings.model_fields
+    }
+    assert named <= known, sorted(named - known)
+    security = {"security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "aws_region", "aws_profile"}
+    security |= {name for name in KafkaSettings.model_fields if name.startswith("ssl_")}
+    assert {f"RTAP_KAFKA_{name.upper()}" for name in security} <= named
+    for path in re.findall(r"\]\((\.\./[^)#]+)\)", page):  # every file the page links to exists
+        assert (REPO_ROOT / "docs" / path).resolve().exists(), path
