@@ -13,7 +13,13 @@ from pydantic import SecretStr
 
 from rtap.errors import DependencyError
 from rtap.runtime.jvm import archive_path
-from rtap.settings import MSK_IAM_CALLBACK_HANDLER, MSK_IAM_LOGIN_MODULE, KafkaSettings, Settings
+from rtap.settings import (
+    JAVA_REDACTION_REGEX,
+    MSK_IAM_CALLBACK_HANDLER,
+    MSK_IAM_LOGIN_MODULE,
+    KafkaSettings,
+    Settings,
+)
 from rtap.stream.spark import EXIT_ON_OOM, connector_jars, driver_java_options, msk_iam_jars, parse_batch
 from rtap.stream.transforms import parsed_schema
 from tests.support.paths import REPO_ROOT
@@ -130,6 +136,46 @@ def test_the_java_client_takes_the_tls_and_scram_properties(spark, tmp_path: Pat
         _java_consumer(spark, jars, kafka.java_client_config())  # the PEM stores are parsed, the key decrypted
     with pytest.raises(Py4JJavaError):
         _java_consumer(spark, jars, {**mutual.java_client_config(), "ssl.key.password": "wrong"})
+
+
+def test_spark_hides_every_secret_of_the_java_client_with_rtaps_redaction_pattern(spark, tmp_path: Path) -> None:
+    """Spark's own redaction (Utils.redact, as its UI and logs apply it) over the source's options."""
+    certificates = make_certificates(tmp_path, client_key_password="key pass")
+    clients = (
+        KafkaSettings(
+            security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="rtap",
+            sasl_password=SecretStr("hunter2"),
+        ),
+        KafkaSettings(
+            security_protocol="SSL", ssl_certificate_file=certificates.client_certificate,
+            ssl_key_file=certificates.client_key, ssl_key_password=SecretStr("key pass"),
+        ),
+        KafkaSettings(
+            bootstrap_servers="b-1.c.x.c2.kafka.eu-west-1.amazonaws.com:9098", security_protocol="SASL_SSL",
+            sasl_mechanism="AWS_MSK_IAM",
+        ),
+    )  # fmt: skip
+    jvm = spark._jvm
+    converters = jvm.scala.jdk.javaapi.CollectionConverters
+
+    def redacted(options: dict[str, str], pattern: str | None) -> set[str]:
+        conf = jvm.org.apache.spark.SparkConf(False)
+        if pattern is not None:
+            conf.set("spark.redaction.regex", pattern)
+        pairs = jvm.java.util.ArrayList()
+        for key, value in options.items():
+            pairs.add(jvm.scala.Tuple2(key, value))
+        shown = converters.asJava(jvm.org.apache.spark.util.Utils.redact(conf, converters.asScala(pairs).toSeq()))
+        return {pair._1() for pair in shown if pair._2() == "*********(redacted)"}
+
+    secrets = {"kafka.sasl.jaas.config", "kafka.ssl.keystore.key", "kafka.ssl.key.password"}
+    missed_by_default = set()
+    for kafka in clients:
+        options = {f"kafka.{key}": value for key, value in kafka.java_client_config().items()}
+        assert redacted(options, JAVA_REDACTION_REGEX) == secrets & set(options)
+        missed_by_default |= secrets & set(options) - redacted(options, None)
+    # Spark's default pattern alone shows MSK IAM's JAAS line and the inline key.
+    assert missed_by_default == {"kafka.sasl.jaas.config", "kafka.ssl.keystore.key"}
 
 
 def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark) -> None:
