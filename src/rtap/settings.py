@@ -264,8 +264,9 @@ class KafkaSettings(BaseSettings):
             key = self.ssl_key_file.read_text(errors="replace")
             if not key.lstrip().startswith(_PKCS8_KEYS):
                 raise ValueError(
-                    f"RTAP_KAFKA_SSL_KEY_FILE={self.ssl_key_file} is not a PKCS#8 PEM key, which "
-                    "Kafka's Java client needs: convert it with `openssl pkcs8 -topk8 -in KEY -out KEY.pk8`"
+                    f"RTAP_KAFKA_SSL_KEY_FILE={self.ssl_key_file} is not a PKCS#8 PEM key, which Kafka's Java client "
+                    "needs: convert it with `openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in KEY -out KEY.p8` (-nocrypt "
+                    "instead of -v1 ... to leave it unencrypted)"
                 )
             if key.lstrip().startswith(_PKCS8_KEYS[1]) and self.ssl_key_password is None:
                 raise ValueError(
@@ -622,16 +623,20 @@ def describe_invalid(error: ValidationError) -> str:
 
 def _kafka_security_environment(kafka: KafkaSettings) -> dict[str, str]:
     """The RTAP_KAFKA_* variables of the Kafka clients' security: a child connects as its parent does."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
     values: dict[str, object] = {
         "SECURITY_PROTOCOL": kafka.security_protocol,
         "SSL_CA_FILE": kafka.ssl_ca_file,
         "SSL_CERTIFICATE_FILE": kafka.ssl_certificate_file,
         "SSL_KEY_FILE": kafka.ssl_key_file,
-        "SSL_KEY_PASSWORD": kafka.ssl_key_password and kafka.ssl_key_password.get_secret_value(),
+        "SSL_KEY_PASSWORD": secret(kafka.ssl_key_password),
         "SSL_ENDPOINT_IDENTIFICATION": str(kafka.ssl_endpoint_identification).lower(),
         "SASL_MECHANISM": kafka.sasl_mechanism,
         "SASL_USERNAME": kafka.sasl_username,
-        "SASL_PASSWORD": kafka.sasl_password and kafka.sasl_password.get_secret_value(),
+        "SASL_PASSWORD": secret(kafka.sasl_password),
         "AWS_REGION": kafka.aws_region,
         "AWS_PROFILE": kafka.aws_profile,
     }

@@ -15,7 +15,14 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
 
-from rtap.settings import JAVA_REDACTION_REGEX, KafkaSettings, StreamSettings, msk_region
+from rtap.settings import (
+    JAVA_REDACTION_REGEX,
+    KafkaSettings,
+    Settings,
+    StreamSettings,
+    child_environment,
+    msk_region,
+)
 from tests.support.paths import REPO_ROOT
 from tests.support.tls import Certificates, encrypt_key, make_certificates
 
@@ -314,3 +321,13 @@ def test_the_security_page_names_every_security_setting_and_no_other() -> None:
     assert {f"RTAP_KAFKA_{name.upper()}" for name in security} <= named
     for path in re.findall(r"\]\((\.\./[^)#]+)\)", page):  # every file the page links to exists
         assert (REPO_ROOT / "docs" / path).resolve().exists(), path
+
+
+def test_a_child_process_connects_as_its_parent(monkeypatch: pytest.MonkeyPatch, certificates: Certificates) -> None:
+    parent = Settings(kafka=_mutual_tls(certificates).model_copy(update={"ssl_endpoint_identification": False}))
+    for name, value in child_environment(parent).items():
+        if name.startswith("RTAP_"):
+            monkeypatch.setenv(name, value)
+    child = _kafka()
+    assert child.client_config() == parent.kafka.client_config()
+    assert child.java_client_config() == parent.kafka.java_client_config()
