@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.cimpl import NewTopic
 
 from rtap.errors import BrokerError
-from rtap.kafka_admin import ADMIN_TIMEOUT_S, admin_client, cluster_metadata, describe_error
+from rtap.kafka_admin import ADMIN_TIMEOUT_S, cluster_metadata, connect, describe_error
 from rtap.settings import KafkaSettings
 
 _MS_PER_HOUR = 3_600_000
@@ -38,9 +38,9 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     example a replication factor larger than the cluster). A source topic that exists is used as it is,
     whatever its partition count (a team's own topic, created before rtap).
     """
-    admin = admin_client(settings)
+    admin, metadata = connect(settings, timeout_s)
     wanted = {name: settings.partitions for name in (*settings.input_topics, settings.dlq_topic)}
-    existing = cluster_metadata(settings, timeout_s, admin).topics
+    existing = metadata.topics
     missing = []
     for name in wanted:
         found = existing.get(name)

@@ -148,7 +148,8 @@ class StreamJob:
             # for offsets that exist, so a short wait costs nothing while records flow.
             .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
         )
-        for key, value in settings.kafka.client_config().items():
+        # Spark's source is Kafka's Java client: the same connection as the Python clients, in Java's properties.
+        for key, value in settings.kafka.java_client_config().items():
             reader = reader.option(f"kafka.{key}", value)
         return reader.load()
 

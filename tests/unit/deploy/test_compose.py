@@ -610,6 +610,13 @@ FIXED_BY_REASON = {
         "RTAP_KAFKA_SASL_MECHANISM",
         "RTAP_KAFKA_SASL_USERNAME",
         "RTAP_KAFKA_SASL_PASSWORD",
+        "RTAP_KAFKA_SSL_CA_FILE",
+        "RTAP_KAFKA_SSL_CERTIFICATE_FILE",
+        "RTAP_KAFKA_SSL_KEY_FILE",
+        "RTAP_KAFKA_SSL_KEY_PASSWORD",
+        "RTAP_KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+        "RTAP_KAFKA_AWS_REGION",
+        "RTAP_KAFKA_AWS_PROFILE",
     ),
     "the local broker's (rtap kafka) own settings; the kafka service has its KAFKA_* ones": (
         "RTAP_KAFKA_HOST",
