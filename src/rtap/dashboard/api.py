@@ -4,10 +4,15 @@ Only the SQL of the definition ever runs: a request names a panel, never a query
 is bound as ClickHouse query parameters. The client handed in is expected to be read-only
 (``create_client(..., readonly=True)``), so even a bad definition cannot write. Results are capped at
 ``MAX_ROWS`` rows by wrapping the panel query, which works the same on every backend.
+
+A client sees a status and a reason naming the parameter or the panel, never the engine's message: that
+carries table names, query text, paths and host names, which are the operator's business, so it goes to the
+log (logger ``rtap.dashboard.api``) and the body says where to look.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -27,6 +32,8 @@ from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definit
 from rtap.errors import RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
+
+log = logging.getLogger(__name__)
 
 # Enough for a 24 h timeseries at 10 s resolution; beyond that a chart is unreadable anyway.
 MAX_ROWS = 10_000
@@ -67,34 +74,52 @@ class DashboardsResponse(BaseModel):
 # ClickHouse's DateTime64 range: instants outside it cannot be bound as query parameters.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+# How much of a bad value a refusal quotes: enough to recognise it, not an echo of whatever was sent.
+_ECHO_CHARS = 40
+
+
+def echo(value: str) -> str:
+    """``value`` quoted for an error body, cut to :data:`_ECHO_CHARS` characters."""
+    return repr(value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "…")
 
 
 def parse_instant(value: str, name: str) -> datetime:
-    """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC)."""
+    """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC).
+    HTTP 400 naming the parameter when it is none, or when its offset moves it out of Python's calendar."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise HTTPException(400, f"'{name}' is not an ISO 8601 date-time: {value!r}") from exc
+        raise HTTPException(400, f"'{name}' is not an ISO 8601 date-time: {echo(value)}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise HTTPException(400, _outside(name, value)) from exc
+
+
+def _outside(name: str, value: str) -> str:
+    return f"'{name}' ({echo(value)}) is outside {EARLIEST.year}..{LATEST.year}"
 
 
 def resolve_range(
     raw_from: str | None, raw_to: str | None, *, default_minutes: int, max_hours: int, now: datetime
 ) -> tuple[datetime, datetime]:
-    """The requested [from, to) range, defaulted and checked; HTTP 400 with a reason when it is unusable."""
+    """The requested [from, to) range, defaulted and checked; HTTP 400 naming the parameter when it is unusable."""
     end = parse_instant(raw_to, "to") if raw_to else now
-    start = parse_instant(raw_from, "from") if raw_from else end - timedelta(minutes=default_minutes)
+    if raw_from:
+        start = parse_instant(raw_from, "from")
+    elif end < EARLIEST:  # the default range would start before year 1 (?to=0001-01-01): no arithmetic
+        raise HTTPException(400, _outside("to", end.isoformat()))
+    else:
+        start = end - timedelta(minutes=default_minutes)
     if start >= end:
         raise HTTPException(400, f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
     if end - start > timedelta(hours=max_hours):
-        raise HTTPException(
-            400, f"the range is {(end - start) / timedelta(hours=1):.1f} h; at most {max_hours} h is allowed"
-        )
+        raise HTTPException(400, f"'from' and 'to' are {end - start} apart; at most {max_hours} h is allowed")
     for name, moment in (("from", start), ("to", end)):
         if not EARLIEST <= moment <= LATEST:
-            raise HTTPException(400, f"'{name}' ({moment.isoformat()}) is outside {EARLIEST.year}..{LATEST.year}")
+            raise HTTPException(400, _outside(name, moment.isoformat()))
     return start, end
 
 
@@ -173,7 +198,8 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         try:
             client.query_rows("SELECT 1")
         except WarehouseError as exc:
-            raise HTTPException(503, f"warehouse unavailable: {exc}") from exc
+            log.warning("dashboard health check: the warehouse failed: %s", exc)
+            raise HTTPException(503, "the warehouse is unavailable (the dashboard's log says why)") from exc
         return Health(status="ok", database=client.database, version=__version__)
 
     @app.get("/api/dashboards", response_model=DashboardsResponse)
@@ -199,7 +225,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         """Run one panel's query over [from, to) (default: its dashboard's range ending now)."""
         panel = panels.get(panel_id)
         if panel is None:
-            raise HTTPException(404, f"no panel {panel_id!r}; see /api/dashboards for the panel ids")
+            raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
         start, end = resolve_range(
             range_from,
             range_to,
@@ -218,8 +244,10 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
                 timeout_s=settings.dashboard.query_timeout_s,
             )
         except WarehouseError as exc:
-            status = 503 if isinstance(exc, RetryableWarehouseError) else 502
-            raise HTTPException(status, f"panel {panel_id!r} failed: {exc}") from exc
+            log.warning("dashboard panel %s failed: %s", panel_id, exc)
+            if isinstance(exc, RetryableWarehouseError):
+                raise HTTPException(503, f"panel {panel_id!r}: the warehouse is unavailable or busy; retry") from exc
+            raise HTTPException(502, f"panel {panel_id!r} failed (the dashboard's log says why)") from exc
         return PanelResult(
             panel=panel.id,
             chart=panel.chart.value,

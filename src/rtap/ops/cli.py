@@ -140,15 +140,19 @@ def reasons(
     topic: Topic = None,
     reason: Reason = None,
     limit: Annotated[int, typer.Option(help="At most this many reasons.")] = 50,
+    detail: Annotated[
+        bool,
+        typer.Option("--detail", help="Exact reasons (with the parser's position, the record's size), not classes."),
+    ] = False,
 ) -> None:
-    """Why records were rejected: each reason with its count, share, first and last time seen."""
+    """Why records were rejected: each reason class with its count, share, first and last time seen."""
     from rtap.ops import dead_letters
     from rtap.warehouse import create_client
 
     filters = _filters(since, start, end, topic, reason)
     dead_letters.check_limit(limit)
     with create_client(Settings(), readonly=True) as client:
-        total, found = dead_letters.reasons(client, filters, limit=limit)
+        total, found = dead_letters.reasons(client, filters, limit=limit, detail=detail)
     console = make_console()
     for line in dead_letters.reason_lines(total, found, filters):
         console.print(line)
@@ -168,8 +172,6 @@ def show(
     ] = False,
 ) -> None:
     """The newest dead letters: where each came from, why it was rejected, and its payload."""
-    import orjson
-
     from rtap.ops import dead_letters
     from rtap.warehouse import create_client
 
@@ -179,7 +181,7 @@ def show(
         letters = dead_letters.recent(client, filters, limit=limit, full=full or json_lines)
     if json_lines:
         for letter in letters:
-            typer.echo(orjson.dumps(dead_letters.letter_json(letter)).decode())
+            typer.echo(dead_letters.json_line(dead_letters.letter_json(letter)))
         return
     console = make_console()
     if not letters:
