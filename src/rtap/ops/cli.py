@@ -13,6 +13,7 @@ from rtap.settings import Settings
 
 if TYPE_CHECKING:
     from rtap.ops.dead_letters import Filters
+    from rtap.ops.replay import ReplayReport
 
 dlq_app = typer.Typer(help="Dead letters: inspect and replay records that broke the contract.", no_args_is_help=True)
 
@@ -193,15 +194,51 @@ def show(
 
 @dlq_app.command("replay")
 def replay(
+    since: Annotated[
+        str | None, typer.Option("--since", help="How far back: 90s, 15m, 6h, 2d (default 30d, every dead letter).")
+    ] = None,
+    start: From = None,
+    end: To = None,
+    topic: Topic = None,
+    reason: Reason = None,
     dry_run: Annotated[bool, typer.Option(help="Only report what would be replayed.")] = False,
 ) -> None:
-    """Re-validate dead letters against the current contract and re-publish those that now pass."""
+    """Re-validate dead letters against their own topic's format and re-publish those that now pass to that topic."""
+    from datetime import UTC, datetime
+
+    from rtap.ops.dead_letters import resolve_filters
     from rtap.ops.replay import replay_dead_letters
+    from rtap.warehouse import create_client
 
     settings = Settings()
-    report = replay_dead_letters(settings.kafka, dry_run=dry_run)
+    filters = resolve_filters(
+        since=since, start=start, end=end, topic=topic, reason=reason, now=datetime.now(UTC), default_since="30d"
+    )
+    with create_client(settings, readonly=True) as client:
+        report = replay_dead_letters(client, settings, filters, dry_run=dry_run)
     console = make_console()
+    for line in replay_lines(report, filters, dry_run=dry_run, limit=settings.stream.max_record_bytes):
+        console.print(line)
+
+
+def replay_lines(report: ReplayReport, filters: Filters, *, dry_run: bool, limit: int) -> list[str]:
+    """``rtap dlq replay``'s report: what was read, what went where, and why the rest stayed."""
+    from rtap.ops.dead_letters import printable
+
     verb = "would replay" if dry_run else "replayed"
-    console.print(f"read {report.read} dead letters, {verb} {report.replayed}")
-    for reason, count in report.still_invalid.most_common(10):
-        console.print(f"  still invalid: {count:>7}  {reason}")
+    where = ", ".join(f"{count:,} to {name}" for name, count in sorted(report.replayed.items()))
+    lines = [f"read {report.read:,} dead letters {filters.describe()}; {verb} {report.replayed_total:,}"]
+    if where:
+        lines[0] += f" ({where})"
+    kept = [
+        (report.already_stored, "already stored (replayed before, or another copy passed)"),
+        (report.truncated, "truncated, not replayable (the warehouse keeps only the start of the payload)"),
+        (report.too_large, f"larger than the record size limit ({limit:,} bytes), not replayable"),
+        *(
+            (count, f"topic {printable(name)} is not an input topic any more")
+            for name, count in report.not_input_topic.items()
+        ),
+        *((count, f"still invalid: {printable(why)}") for why, count in report.still_invalid.most_common()),
+    ]
+    lines += [f"  {count:>7,}  {what}" for count, what in kept if count]
+    return lines

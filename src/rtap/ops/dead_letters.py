@@ -26,6 +26,7 @@ from typing import Any
 
 from rtap.errors import ConfigError
 from rtap.warehouse import WarehouseClient
+from rtap.warehouse.sql import quote_string
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -35,8 +36,26 @@ PREVIEW_CHARS = 300
 
 # A reason's class: its text without the parser's position ("...: line 1 column 248 (char 247)") and without a
 # record's size ("record too large: 70123 bytes"), the two details of the contract's reasons that vary per record.
-REASON_CLASS = r"""replaceRegexpAll(
-    replaceRegexpAll(error, ': line [0-9]+ column [0-9]+ \\(char [0-9]+\\)', ''), ': [0-9]+ bytes', '')"""
+# One list for both languages: ClickHouse's RE2 and Python's re read these patterns alike.
+_REASON_DETAILS = (r": line [0-9]+ column [0-9]+ \(char [0-9]+\)", r": [0-9]+ bytes")
+
+
+def _class_sql(expression: str, patterns: tuple[str, ...]) -> str:
+    for pattern in patterns:
+        expression = f"replaceRegexpAll({expression}, {quote_string(pattern)}, '')"
+    return expression
+
+
+REASON_CLASS = _class_sql("error", _REASON_DETAILS)
+
+
+def reason_class(reason: str) -> str:
+    """The class of one reason, as :data:`REASON_CLASS` computes it in the warehouse."""
+    for pattern in _REASON_DETAILS:
+        reason = re.sub(pattern, "", reason)
+    return reason
+
+
 REASONS = """
 SELECT $reason AS reason, count() AS records, min(received_at) AS first_seen, max(received_at) AS last_seen
 FROM {db}.dead_letters FINAL

@@ -20,10 +20,12 @@ from rtap.contract.validator import RecordValidator
 from rtap.errors import ConfigError
 from rtap.ops.dead_letters import (
     PREVIEW_CHARS,
+    REASON_CLASS,
     Filters,
     json_line,
     letter_lines,
     printable,
+    reason_class,
     reason_lines,
     reasons,
     recent,
@@ -235,6 +237,17 @@ def test_reasons_are_grouped_by_class_with_the_detail_a_flag_away(reader: Wareho
         "invalid JSON",
         "user_id: expected string, got bigint",
     ]
+
+
+def test_the_reason_class_is_the_same_in_python_and_in_the_warehouse(reader: WarehouseClient) -> None:
+    """``rtap dlq replay`` classes the reasons it meets in Python, ``rtap dlq reasons`` in SQL: one rule."""
+    texts = [*BROKEN_REASONS, BAD_TYPE, "invalid JSON (not UTF-8)", "event_time: outside 1970-01-01 .. x + 3600s"]
+    in_sql = reader.query_rows(
+        f"SELECT {REASON_CLASS} FROM (SELECT arrayJoin({{errors:Array(String)}}) AS error)",
+        parameters={"errors": texts},
+    )
+    assert [row[0] for row in in_sql] == [reason_class(text) for text in texts]
+    assert len({reason_class(text) for text in BROKEN_REASONS}) == 2
 
 
 DANGEROUS = {"Cc", "Cf", "Zl", "Zp"}  # controls, format characters (bidi, zero-width), line/paragraph separators
