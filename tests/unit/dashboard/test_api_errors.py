@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from rtap.dashboard.api import create_app
 from rtap.dashboard.definition import parse_definition
-from rtap.settings import Settings
+from rtap.settings import DashboardSettings, Settings
 from rtap.warehouse import WarehouseClient, serve_channel
 from rtap.warehouse.chdb.channel import ChannelClient, socket_path
 from tests.support.seed import seeded_warehouse
@@ -78,7 +78,8 @@ def test_an_unreachable_warehouse_is_a_503_without_its_address(
     channel = serve_channel(writer, settings)
     reader = ChannelClient.connect(socket_path(settings), settings, owner_pid=None)
     assert reader is not None
-    api = TestClient(create_app(settings, reader))
+    unshared = settings.model_copy(update={"dashboard": DashboardSettings(cache_ttl_s=0)})  # every request asks
+    api = TestClient(create_app(unshared, reader))
     assert api.get("/api/health").status_code == 200
     channel.close()
     with caplog.at_level(logging.WARNING, logger="rtap.dashboard"):

@@ -530,6 +530,60 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
         assert "RTAP_CLICKHOUSE_PASSWORD" not in client_env, f"{name} gets the writing account"
 
 
+# ClickHouse's HTTP interface reads these from the URL itself: they are no settings, readonly=1 or not.
+HTTP_PARAMETERS = {"default_format", "database", "query_id", "session_id", "quota_key"}
+
+
+def _number(text: str | None) -> float:
+    assert text is not None
+    return float(text)
+
+
+def test_the_readers_profile_admits_every_setting_rtap_sends_and_holds_rtaps_limits() -> None:
+    """The reader logs in with readonly=1, under which ClickHouse refuses any setting not marked
+    changeable_in_readonly ("Setting max_execution_time is readonly"): every setting a read sends must be so
+    marked, within its min..max, and the profile's limits are the ones chDB's reads run under."""
+    from rtap.dashboard.api import panel_settings
+    from rtap.warehouse.client import read_limits
+    from rtap.warehouse.server.client import text_settings
+
+    root = ET.parse(CLICKHOUSE_USERS).getroot()
+    reader = root.find("users/rtap_reader")
+    assert reader is not None
+    profile = root.find(f"profiles/{reader.findtext('profile')}")
+    assert profile is not None
+    assert profile.findtext("readonly") == "1"
+    limits = read_limits(rtap_settings.WarehouseSettings())
+    for name, value in limits.items():
+        assert _number(profile.findtext(name)) == value, f"the reader profile's {name} is not rtap's"
+
+    def admitted(name: str, value: Any) -> None:
+        if name in HTTP_PARAMETERS:
+            return
+        constraint = profile.find(f"constraints/{name}")
+        assert constraint is not None, f"rtap sends {name}, which readonly=1 refuses"
+        assert constraint.find("changeable_in_readonly") is not None, f"{name} is not changeable_in_readonly"
+        assert _number(constraint.findtext("min")) <= float(value) <= _number(constraint.findtext("max")), name
+        # A client may tighten a limit, never lift it (0 would mean no limit at all).
+        assert _number(constraint.findtext("max")) == limits[name]
+        assert _number(constraint.findtext("min")) > 0
+
+    dashboard = rtap_settings.DashboardSettings()
+    sent = [
+        panel_settings(limits, dashboard.query_timeout_s),  # every panel of the dashboard
+        panel_settings(limits, 1.0),  # the smallest timeout the settings accept
+        panel_settings(limits, 3600.0),  # a larger one is cut to the limit
+        text_settings("PrettyCompactMonoBlock", readonly=True),  # rtap sql
+    ]
+    for settings in sent:
+        for name, value in settings.items():
+            admitted(name, value)
+    quota = root.find(f"quotas/{reader.findtext('quota')}/interval")
+    assert quota is not None, "the reader has no quota of its own"
+    assert _number(quota.findtext("queries")) > 0
+    assert _number(quota.findtext("execution_time")) > 0
+
+
 def test_the_read_only_account_may_read_every_database_the_migrations_create() -> None:
     """Migration 0006 adds the previous system's database name (a view over rtap's): readers need it too."""
     migrations = (ROOT / "src" / "rtap" / "warehouse" / "migrations").glob("*.sql")
@@ -625,6 +679,10 @@ FIXED_BY_REASON = {
         "RTAP_CLICKHOUSE_SECURE",
     ),
     "the read-only account's grant names the database (users.d/rtap-users.xml)": ("RTAP_CLICKHOUSE_DATABASE",),
+    "the reader's limits are its server profile's (users.d/rtap-users.xml)": (
+        "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",
+        "RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES",
+    ),
     "the accounts: the writer for migrate and stream only, the reader for the readers": (
         "RTAP_CLICKHOUSE_USER",
         "RTAP_CLICKHOUSE_PASSWORD",
