@@ -63,11 +63,21 @@ variable "admin_cidr" {
   }
 }
 
+variable "publish_web_uis" {
+  description = <<-EOT
+    Publish the rtap dashboard (8050) and Metabase (3000) on the host's public address, to ui_cidrs. Off by
+    default: they stay on the host's loopback and are reached through an SSH tunnel (the tunnel_command
+    output), so no password crosses the internet in plain HTTP. The Spark UI (no login) is never published.
+  EOT
+  type        = bool
+  default     = false
+}
+
 variable "ui_cidrs" {
   description = <<-EOT
-    Networks allowed to reach the web UIs (rtap dashboard 8050, Metabase 3000, Spark UI 4040).
+    With publish_web_uis: the networks allowed to reach the rtap dashboard (8050) and Metabase (3000).
     Null means [admin_cidr]. ["0.0.0.0/0"] opens them to the world: a deliberate choice, see docs/aws.md
-    (the dashboards show the data to anyone, and the Spark UI can kill the streaming job).
+    (both ask for a login, but over plain HTTP).
   EOT
   type        = list(string)
   default     = null

@@ -251,6 +251,12 @@ class DashboardSettings(BaseSettings):
     # One result per panel and range serves every viewer for this long; a range ending now is aligned to it,
     # so viewers whose clocks differ by less share it (0: no sharing).
     cache_ttl_s: float = Field(default=2.0, ge=0)
+    # The login beyond loopback (rtap.dashboard.auth): without one of these the dashboard refuses any other
+    # address. The password (also what `rtap validate` logs in with), or its hash from
+    # `rtap dashboard --hash-password` so the server's environment holds no password.
+    password: SecretStr | None = None
+    password_hash: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
 
 class MetricsSettings(BaseSettings):

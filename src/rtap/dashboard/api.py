@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from rtap import __version__, metrics
 from rtap.dashboard.admission import Admission, ResultCache
+from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import BusyError, RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings
@@ -229,8 +230,11 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         version=__version__,
         description="Live panels over the rtap ClickHouse tables. Each panel runs only its own, fixed SQL.",
     )
-    app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
     options = settings.dashboard
+    password = Password.from_settings(options)
+    if password is not None:  # beyond loopback: a login, then a session for everything else (rtap.dashboard.auth)
+        app.add_middleware(Gate, password=password, lifetime_s=options.session_hours * 3600)
+    app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
     admission = Admission(options.max_concurrent_queries, options.queue_timeout_s)
     # A request waits for another's identical query at most as long as it would wait for its own slot and query.
     results: ResultCache[Any] = ResultCache(

@@ -52,13 +52,14 @@ def validate(
 ) -> None:
     """Check a running stack end to end (local, compose or cloud): one line per check, non-zero exit on failure.
 
-    Metabase's admin account comes from RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
+    A dashboard with a login is logged in to with RTAP_DASHBOARD_PASSWORD; Metabase's admin account comes from
+    RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
     """
     from contextlib import ExitStack
 
     from rtap.errors import ConfigError, ValidationFailedError
     from rtap.http_json import base_url, new_client
-    from rtap.ops.checks import MetabaseTarget, ValidationOptions, run_checks, validate_until
+    from rtap.ops.checks import MetabaseTarget, ValidationOptions, dashboard_login, run_checks, validate_until
 
     settings = Settings()
     dashboard_url = base_url(target or f"http://{settings.dashboard.host}:{settings.dashboard.port}", "--target")
@@ -68,6 +69,8 @@ def validate(
     console, errors = make_console(), make_console(stderr=True)
     with ExitStack() as stack:
         dashboard_client = stack.enter_context(new_client(dashboard_url, timeout_s))
+        if settings.dashboard.password is not None:  # a dashboard beyond loopback asks for it
+            dashboard_login(dashboard_client, settings.dashboard.password.get_secret_value())
         metabase_target = None
         if metabase:
             password = settings.metabase.admin_password.get_secret_value()

@@ -32,6 +32,8 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # EC2 refuses user data above 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 UI_PORTS = {8050, 3000, 4040}
+# What publish_web_uis may open: the UIs with a login. The Spark UI (none, and it can stop the job) never.
+LOGIN_UIS = {8050, 3000}
 # Kafka, ClickHouse (HTTP, native, interserver, TLS variants) and PostgreSQL: reached only inside compose.
 NEVER_OPEN = {9092, 9093, 9094, 8123, 8443, 9000, 9009, 9440, 5432}
 TEMPLATE_VALUES: dict[str, Any] = {
@@ -39,6 +41,7 @@ TEMPLATE_VALUES: dict[str, Any] = {
     "repo_ref": "0123456789abcdef0123456789abcdef01234567",
     "ttl_minutes": 240,
     "compose_profiles": "producer",
+    "ui_address": "127.0.0.1",
 }
 PREVIOUS_SETUP = TF_DIR / "previous-setup.tfvars.example"
 ADOPTED_EXAMPLE = TF_DIR / "adopted.tf.example"
@@ -154,9 +157,23 @@ def test_ssh_is_open_to_the_admin_cidr_only(config: dict[str, list[Any]]) -> Non
     assert (ingress["ssh"]["from_port"], ingress["ssh"]["to_port"], ingress["ssh"]["ip_protocol"]) == (22, 22, "tcp")
 
 
-def test_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: dict[str, list[Any]]) -> None:
+def test_web_uis_stay_on_the_hosts_loopback_unless_published(config: dict[str, list[Any]]) -> None:
+    """By default the host publishes its UIs on its loopback (reached through SSH: no password crosses the
+    internet in plain HTTP) and the security group opens no UI port; publish_web_uis opens the UIs with a
+    login, to ui_cidrs, and puts them on the host's public interface."""
+    assert variables(config)["publish_web_uis"]["default"] is False
+    rules = local_value(config, "ui_rules")
+    assert rules.startswith("${var.publish_web_uis ? {"), rules
+    assert rules.endswith(": {}}"), rules
+    call = local_value(config, "user_data")
+    assert 'ui_address = var.publish_web_uis ? "0.0.0.0" : "127.0.0.1"' in call
+    names = {name for block in config["output"] for name in block}
+    assert "tunnel_command" in names
+
+
+def test_published_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: dict[str, list[Any]]) -> None:
     web_uis = local_value(config, "web_uis")
-    assert {ui["port"] for ui in web_uis.values()} == UI_PORTS
+    assert {ui["port"] for ui in web_uis.values()} == LOGIN_UIS
     assert local_value(config, "ui_cidrs") == "${var.ui_cidrs != null ? var.ui_cidrs : [var.admin_cidr]}"
     assert variables(config)["ui_cidrs"]["default"] is None
     rule = resources(config, "aws_vpc_security_group_ingress_rule")["web_ui"]
@@ -514,6 +531,9 @@ def test_user_data_pins_the_ref_and_generates_secrets_on_the_host(rendered: str)
     # The simulated producer is a compose profile (off by default there); the host asks for it in .env.
     assert "PROFILES='producer'" in lines
     assert 'echo "COMPOSE_PROFILES=$PROFILES" >>"$COMPOSE_DIR/.env"' in rendered
+    # The web UIs' address replaces the example's line (one value, not two).
+    assert "UI_ADDRESS='127.0.0.1'" in lines
+    assert 'echo "RTAP_UI_ADDRESS=$UI_ADDRESS"' in rendered
     # The cost guard is armed before anything that can fail on the network.
     assert rendered.index("shutdown -h") < rendered.index("apt_get update")
 
