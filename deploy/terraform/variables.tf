@@ -46,6 +46,29 @@ variable "vpc_cidr" {
   }
 }
 
+variable "min_cidr_prefix" {
+  description = <<-EOT
+    The widest network admin_cidr and ui_cidrs may name: /24 (256 addresses) by default, a /32 is one
+    address. Wider ones are refused unless allow_wide_cidrs.
+  EOT
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.min_cidr_prefix >= 8 && var.min_cidr_prefix <= 32 && floor(var.min_cidr_prefix) == var.min_cidr_prefix
+    error_message = "min_cidr_prefix must be a whole number from 8 to 32."
+  }
+}
+
+variable "allow_wide_cidrs" {
+  description = <<-EOT
+    Accept admin_cidr and ui_cidrs wider than min_cidr_prefix: a deliberate choice, never a default. Even
+    then SSH is never opened wider than a /8, and UIs open to (half) the internet make every plan warn.
+  EOT
+  type        = bool
+  default     = false
+}
+
 variable "admin_cidr" {
   description = <<-EOT
     The one network allowed to SSH to the host, normally your own address as a /32
@@ -60,6 +83,11 @@ variable "admin_cidr" {
       && try(tonumber(split("/", var.admin_cidr)[1]) >= 8, false)
     )
     error_message = "admin_cidr must be an IPv4 CIDR in canonical form with a prefix of /8 or longer (e.g. 203.0.113.7/32); 0.0.0.0/0 is refused."
+  }
+
+  validation {
+    condition     = var.allow_wide_cidrs || try(tonumber(split("/", var.admin_cidr)[1]) >= var.min_cidr_prefix, false)
+    error_message = "admin_cidr is wider than /${var.min_cidr_prefix} (min_cidr_prefix): name your own address (a /32), or set allow_wide_cidrs = true to mean it."
   }
 }
 
@@ -88,6 +116,13 @@ variable "ui_cidrs" {
       can(cidrnetmask(cidr)) && try(cidrsubnet(cidr, 0, 0) == cidr, false)
     ])
     error_message = "ui_cidrs must be IPv4 CIDRs in canonical form, e.g. [\"203.0.113.7/32\"]."
+  }
+
+  validation {
+    condition = var.ui_cidrs == null || var.allow_wide_cidrs || alltrue([
+      for cidr in coalesce(var.ui_cidrs, []) : try(tonumber(split("/", cidr)[1]) >= var.min_cidr_prefix, false)
+    ])
+    error_message = "ui_cidrs has a network wider than /${var.min_cidr_prefix} (min_cidr_prefix): list the networks that need the UIs, or set allow_wide_cidrs = true to mean it."
   }
 }
 

@@ -183,9 +183,9 @@ def test_published_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(
         "${each.value.port}",
         "${each.value.cidr}",
     )
-    # Opening the UIs to the world is possible but never silent: a check block warns on every plan.
-    (check,) = [block["web_uis_not_public"] for block in config["check"] if "web_uis_not_public" in block]
-    assert one(check["assert"])["condition"] == '${!contains(local.ui_cidrs, "0.0.0.0/0")}'
+    # Opening the UIs to the world is possible (allow_wide_cidrs) but never silent: a check block warns on every
+    # plan (test_the_open_world_check_sees_the_internet_in_pieces).
+    assert "local.ui_cidrs" in open_world_condition(config)
 
 
 def test_no_ingress_to_kafka_clickhouse_or_postgresql(config: dict[str, list[Any]]) -> None:
@@ -318,7 +318,13 @@ def console_errors(directory: Path, **overrides: str | None) -> str:
         ("admin_cidr", "203.0.113.7", "admin_cidr must be an IPv4 CIDR"),
         ("admin_cidr", "203.0.113.7/24", "canonical form"),
         ("admin_cidr", "10.0.0.0/4", "prefix of /8 or longer"),
+        ("admin_cidr", "198.51.100.0/23", "admin_cidr is wider than /24"),  # a configurable bound, below
+        ("admin_cidr", "10.0.0.0/8", "admin_cidr is wider than /24"),
         ("ui_cidrs", '["203.0.113.0/24", "not-a-cidr"]', "ui_cidrs must be IPv4 CIDRs"),
+        ("ui_cidrs", '["203.0.113.7/32", "10.0.0.0/16"]', "ui_cidrs has a network wider than /24"),
+        ("ui_cidrs", '["0.0.0.0/0"]', "ui_cidrs has a network wider than /24"),
+        ("ui_cidrs", '["0.0.0.0/1", "128.0.0.0/1"]', "ui_cidrs has a network wider than /24"),  # the world in two
+        ("min_cidr_prefix", "4", "min_cidr_prefix must be a whole number from 8 to 32"),
         ("public_key_path", None, "Set public_key_path (a new key pair) or existing_key_name"),
         ("existing_key_name", "k" * 256, "1 to 255 printable ASCII characters"),
         ("existing_key_name", "clé", "1 to 255 printable ASCII characters"),
@@ -344,7 +350,7 @@ def test_bad_values_are_refused_by_validation(
     ("variable", "value"),
     [
         ("admin_cidr", "198.51.100.0/24"),
-        ("ui_cidrs", '["0.0.0.0/0"]'),  # allowed: the world is an explicit, warned-about choice
+        ("ui_cidrs", '["203.0.113.7/32", "198.51.100.0/24"]'),
         ("availability_zone", "us-east-1b"),
         ("existing_key_name", "my-key"),  # with the public_key_path make passes by default: the name wins
         ("ttl_hours", "0"),
@@ -353,6 +359,53 @@ def test_bad_values_are_refused_by_validation(
 )
 def test_good_values_pass_validation(variables_only: Path, variable: str, value: str) -> None:
     assert console_errors(variables_only, **{variable: value}) == ""
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"admin_cidr": "198.51.0.0/16", "min_cidr_prefix": "16"},  # the bound is a setting
+        {"ui_cidrs": '["10.0.0.0/12"]', "min_cidr_prefix": "12"},
+        {"admin_cidr": "10.0.0.0/8", "allow_wide_cidrs": "true"},  # or an explicit opt-in
+        {"ui_cidrs": '["0.0.0.0/0"]', "allow_wide_cidrs": "true"},  # then the open-world check warns (below)
+    ],
+)
+def test_wide_networks_pass_only_with_a_wider_bound_or_the_opt_in(
+    variables_only: Path, overrides: dict[str, str]
+) -> None:
+    assert console_errors(variables_only, **overrides) == ""
+
+
+def open_world_condition(config: dict[str, list[Any]]) -> str:
+    (check,) = [block["web_uis_not_public"] for block in config["check"] if "web_uis_not_public" in block]
+    condition: str = one(check["assert"])["condition"]
+    return condition
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("cidrs", "open_world"),
+    [
+        (["0.0.0.0/0"], True),
+        (["0.0.0.0/1", "128.0.0.0/1"], True),  # the internet in two halves
+        (["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"], True),
+        (["0.0.0.0/1"], True),  # half of it is no better
+        (["203.0.113.7/32", "198.51.100.0/24"], False),
+        (["10.0.0.0/8"], False),
+    ],
+)
+def test_the_open_world_check_sees_the_internet_in_pieces(
+    config: dict[str, list[Any]], tmp_path: Path, cidrs: list[str], open_world: bool
+) -> None:
+    """With allow_wide_cidrs the validations let wide networks through; the check block still warns on every plan
+    when the UIs are open to (half) the internet, however the networks are split."""
+    published = 'variable "publish_web_uis" {\n  default = true\n}\n'
+    (tmp_path / "main.tf").write_text(f"{published}locals {{\n  ui_cidrs = {json.dumps(cidrs)}\n}}\n")
+    expression = open_world_condition(config).removeprefix("${").removesuffix("}")
+    result = terraform("console", "-no-color", cwd=tmp_path, stdin=expression + "\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("false" if open_world else "true")
 
 
 # --- the previous system's set-up, and resources made by hand ----------------------------------------
