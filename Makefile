@@ -22,7 +22,7 @@ $(BIN)/rtap: pyproject.toml bench/pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (rtap needs Python >= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,msk]'
 	$(BIN)/pip install --quiet -c constraints.txt -e ./bench  # the benchmarks (bench/pyproject.toml): not in rtap's wheel
 	@touch $@
 
@@ -32,7 +32,7 @@ LOCK_VENV := .venv-lock
 lock: ## Re-resolve the full package set into constraints.txt (after changing a pin in a pyproject.toml)
 	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev]' -e ./bench
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev,msk]' -e ./bench
 	{ grep '^#' constraints.txt; $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(LOCK_VENV)
 
@@ -54,6 +54,7 @@ jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	rm -rf jars/lib
 	mvn -q -s jars/settings.xml -f jars/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory=lib/kafka -DincludeScope=runtime
 	mvn -q -s jars/settings.xml -f jars/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory=lib/spark -DincludeScope=runtime
+	mvn -q -s jars/settings.xml -f jars/pom.xml -P msk-iam dependency:copy-dependencies -DoutputDirectory=lib/msk-iam -DincludeScope=runtime
 	@touch $@
 
 # Class-data sharing archives of the broker's and Spark's JVMs (src/rtap/runtime/jvm.py): a brief pipeline run

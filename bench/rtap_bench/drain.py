@@ -148,7 +148,7 @@ def spark_drain(spark: SparkSession, settings: Settings, checkpoint: Path) -> Dr
     reader = reader.option("startingOffsets", "earliest").option(
         "maxOffsetsPerTrigger", str(settings.stream.max_batch_records)
     )
-    for key, value in settings.kafka.client_config().items():
+    for key, value in settings.kafka.java_client_config().items():  # Spark's source is Kafka's Java client
         reader = reader.option(f"kafka.{key}", value)
     started = time.perf_counter()
     query = (

@@ -26,6 +26,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each stage registers its own commands; keep this list sorted by pipeline stage.
+    from rtap.collect import cli as collect_cli
     from rtap.contract import cli as contract_cli
     from rtap.dashboard import cli as dashboard_cli
     from rtap.ingest import cli as ingest_cli
@@ -44,6 +45,7 @@ def _register() -> None:
     app.add_typer(cluster_cli.app, name="cluster")
     app.add_typer(stack_cli.jvm_app, name="jvm")
     app.command("produce")(ingest_cli.produce)
+    app.command("collect")(collect_cli.collect)
     app.command("migrate")(warehouse_cli.migrate)
     app.command("sql")(warehouse_cli.sql)
     app.command("stream")(stream_cli.stream)
@@ -87,10 +89,16 @@ def main() -> None:
     Typer runs outside its standalone mode so that a bad option value is one line too; standalone, it draws a
     box wrapped at the guessed width (three lines for one sentence, more in a narrow terminal).
     """
+    from pydantic import ValidationError
+
     try:
         code = app(standalone_mode=False, prog_name="rtap")  # also under `python -m rtap`
     except RtapError as error:
         _fail(str(error), error.exit_code)
+    except ValidationError as error:  # a bad RTAP_* setting: the settings module says which, in one line
+        from rtap.settings import describe_invalid
+
+        _fail(describe_invalid(error), 2)
     except typer.TyperException as error:  # a usage error: unknown option, a value of the wrong type
         if not error.format_message().strip():  # a group called without a command: its help was printed
             sys.exit(error.exit_code)

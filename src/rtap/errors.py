@@ -13,7 +13,8 @@ as one line and exits non-zero; anything outside this tree is a bug and keeps it
     ├── ServiceError                an external system failed
     │   ├── PortInUseError          a port rtap must bind is taken
     │   ├── BrokerError             Kafka: start, topic admin, produce, consume
-    │   │   └── BrokerStartError    the broker did not come up (carries the log tail)
+    │   │   ├── BrokerStartError    the broker did not come up (carries the log tail)
+    │   │   └── BrokerRefusedError  the cluster refused the client: its login or a certificate
     │   ├── WarehouseError          ClickHouse (chDB or server)
     │   │   ├── RetryableWarehouseError   worth retrying: timeouts, readonly table, too many parts
     │   │   └── QueryRejectedError        refused by design: a write through a read-only path
@@ -81,6 +82,13 @@ class BrokerStartError(BrokerError):
     def __init__(self, message: str, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(message + (f" | last log lines: {log_tail}" if log_tail else ""))
+
+
+class BrokerRefusedError(BrokerError):
+    """Kafka refused the client: a failed SASL login, or a TLS handshake that failed on a certificate.
+
+    Not retryable: the same credentials and certificates fail the same way until the settings change.
+    """
 
 
 class WarehouseError(ServiceError):

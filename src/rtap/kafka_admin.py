@@ -3,10 +3,19 @@
 Used by every layer that asks the cluster a question: the topic set-up (``rtap.ingest.topics``), the stream
 job's lag probe and retention check (``rtap.stream``), the local broker's and cluster's readiness checks
 (``rtap.runtime``). Every failure is one :class:`~rtap.errors.BrokerError` naming the broker and the reason.
+
+A cluster that refuses the client (a wrong password, a certificate the client does not trust or the broker does
+not accept) looks to librdkafka like a broker that is down: it retries for ever and reports why only to an error
+callback, which it serves on ``poll``. :func:`connect` polls between short metadata attempts, so that such a
+refusal ends the first contact at once as :class:`~rtap.errors.BrokerRefusedError` with librdkafka's reason,
+instead of a time-out that says nothing. Long-lived admin clients (the lag probe's) have no callback: its
+errors would queue inside librdkafka until polled.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -14,10 +23,61 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
 from confluent_kafka.admin._metadata import ClusterMetadata
 
-from rtap.errors import BrokerError
+from rtap.errors import BrokerError, BrokerRefusedError
 from rtap.settings import KafkaSettings
 
 ADMIN_TIMEOUT_S = 30.0
+# One metadata attempt of connect(): between two, the error callback is served.
+_ATTEMPT_S = 1.0
+# librdkafka's "proto://host:port/id: " before, and " (after 326ms in state AUTH_REQ)" after, its reasons.
+_BROKER_PREFIX = re.compile(r"^\S+://\S+?/\S+: ")
+_STATE_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
+# A TLS alert the broker sent: it refused the client's certificate (none, or one its CA did not sign).
+_TLS_ALERT = re.compile(r"alert (bad certificate|certificate required|unknown ca|certificate unknown)", re.I)
+
+
+class _Refusals:
+    """librdkafka's ``error_cb``: keeps the first error that says the cluster refused the client, and the last
+    other one (two slots, however many reconnects)."""
+
+    def __init__(self) -> None:
+        self.refusal: KafkaError | None = None
+        self.last: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        code = error.code()
+        if self.refusal is None and (
+            code in (KafkaError._AUTHENTICATION, KafkaError._SSL)
+            or (code == KafkaError._TRANSPORT and _TLS_ALERT.search(error.str()))
+        ):
+            self.refusal = error
+        elif code != KafkaError._ALL_BROKERS_DOWN:
+            self.last = error
+
+
+def _reason(error: KafkaError) -> str:
+    return _STATE_SUFFIX.sub("", _BROKER_PREFIX.sub("", error.str()))
+
+
+def _refused(settings: KafkaSettings, error: KafkaError) -> BrokerRefusedError:
+    """The refusal in one line, with the settings that decide it."""
+    where = f"Kafka at {settings.bootstrap_servers}"
+    reason = _reason(error)
+    if error.code() == KafkaError._AUTHENTICATION:
+        return BrokerRefusedError(
+            f"{where} refused the login of {settings.sasl_username or 'rtap'} ({reason}): check "
+            "RTAP_KAFKA_SASL_MECHANISM, RTAP_KAFKA_SASL_USERNAME and RTAP_KAFKA_SASL_PASSWORD"
+        )
+    if error.code() == KafkaError._SSL:
+        reason = reason.split(", verify that ssl.ca.location")[0]  # librdkafka's own hint names its own setting
+        return BrokerRefusedError(
+            f"the TLS handshake with {where} failed ({reason}): RTAP_KAFKA_SSL_CA_FILE must be the CA that signed "
+            "the brokers' certificates (empty: the system's CAs)"
+        )
+    return BrokerRefusedError(
+        f"{where} refused rtap's TLS client certificate ({reason}): set RTAP_KAFKA_SSL_CERTIFICATE_FILE and "
+        "RTAP_KAFKA_SSL_KEY_FILE to a certificate signed by a CA the brokers trust"
+    )
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
@@ -33,17 +93,45 @@ def describe_error(exc: KafkaException) -> str:
     return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
+def _no_answer(settings: KafkaSettings, timeout_s: float, exc: KafkaException, last: KafkaError | None) -> BrokerError:
+    detail = _reason(last) if last is not None else describe_error(exc)
+    return BrokerError(
+        f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s ({detail}); is it running? "
+        "(`rtap kafka start`)"
+    )
+
+
+def connect(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[AdminClient, ClusterMetadata]:
+    """A new admin client that has read the cluster's metadata, and that metadata: the first contact.
+
+    Raises BrokerRefusedError as soon as the cluster refuses the client's login or certificate, BrokerError
+    when no broker answered within ``timeout_s``. The client is for short use (it keeps an error callback).
+    """
+    refusals = _Refusals()
+    config: dict[str, Any] = {**settings.client_config(), "log_level": 2, "error_cb": refusals}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin, admin.list_topics(timeout=max(0.1, min(_ATTEMPT_S, deadline - time.monotonic())))
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callback
+            if refusals.refusal is not None:
+                raise _refused(settings, refusals.refusal) from exc
+            if time.monotonic() >= deadline:
+                raise _no_answer(settings, timeout_s, exc, refusals.last) from exc
+
+
 def cluster_metadata(
     settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S, admin: AdminClient | None = None
 ) -> ClusterMetadata:
-    """Brokers, topics and partitions as the cluster reports them."""
+    """Brokers, topics and partitions as the cluster reports them (through ``admin``, else a new client)."""
+    if admin is None:
+        return connect(settings, timeout_s)[1]
     try:
-        return (admin or admin_client(settings)).list_topics(timeout=timeout_s)
+        return admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        raise BrokerError(
-            f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s "
-            f"({describe_error(exc)}); is it running? (`rtap kafka start`)"
-        ) from exc
+        raise _no_answer(settings, timeout_s, exc, None) from exc
 
 
 def list_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[str, ...]:
@@ -59,8 +147,7 @@ def cluster_ready(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     loaded the partitions; until then reads fail with NOT_LEADER_FOR_PARTITION. So the metadata is only the
     first half: the second asks every partition's leader for its log end, which is what a client does first.
     """
-    admin = admin_client(settings)
-    metadata = cluster_metadata(settings, timeout_s, admin)
+    admin, metadata = connect(settings, timeout_s)
     if not metadata.brokers:
         return False
     if not all(

@@ -9,12 +9,16 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
 import os
+import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -25,6 +29,62 @@ def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(
         env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True, env_ignore_empty=True
     )
+
+
+# librdkafka and Kafka's Java client read PKCS#8 keys; Java refuses the older PKCS#1 ("RSA PRIVATE KEY") and SEC1.
+_PKCS8_KEYS = tuple(f"-----BEGIN {kind}-----" for kind in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"))
+# The DER of PBES2's object identifier (1.2.840.113549.1.5.13): OpenSSL 3 encrypts keys with it by default, and
+# Java 17 (Spark's JVM) has no SecretKeyFactory for it, so Kafka's Java client cannot read such a key.
+_PBES2_OID = bytes.fromhex("06092a864886f70d01050d")
+# MSK's brokers: b-1.NAME.ID.c2.kafka.REGION.amazonaws.com, boot-ID.c1.kafka-serverless.REGION.amazonaws.com.
+_MSK_HOST = re.compile(r"\.kafka(?:-serverless)?\.([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
+_JAAS_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+MSK_IAM_LOGIN_MODULE = "software.amazon.msk.auth.iam.IAMLoginModule"
+MSK_IAM_CALLBACK_HANDLER = "software.amazon.msk.auth.iam.IAMClientCallbackHandler"
+# Spark's spark.redaction.regex, matched against the keys and the values of its settings and of a source's options:
+# its default (secret|password|token|access.?key) and the Java client's secrets that it misses, a JAAS line (MSK
+# IAM's has no "password" in it) and an inline PEM key (java_client_config).
+JAVA_REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key|private key"
+
+
+def bootstrap_hosts(servers: str) -> list[str]:
+    """The host of every ``host:port`` (or ``[v6]:port``) entry of a bootstrap list."""
+    entries = [entry.strip() for entry in servers.split(",") if entry.strip()]
+    return [entry.rpartition(":")[0].removeprefix("[").removesuffix("]") or entry for entry in entries]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface (by address, or as ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def msk_region(servers: str) -> str | None:
+    """The AWS region of an MSK bootstrap list, read from its brokers' host names; None for other hosts."""
+    regions = {match.group(1) for host in bootstrap_hosts(servers) if (match := _MSK_HOST.search(host.lower()))}
+    return regions.pop() if len(regions) == 1 else None
+
+
+def _pbes2_encrypted(pem: str) -> bool:
+    body = "".join(line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return _PBES2_OID in der[:32]  # the algorithm identifier opens the structure
+
+
+def _jaas_quoted(value: str) -> str:
+    # JAAS options are double-quoted strings read by a StreamTokenizer, where backslash escapes.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def single_address(servers: str) -> tuple[str, int] | None:
@@ -56,6 +116,9 @@ class KafkaSettings(BaseSettings):
     # same tables; rtap creates them with its other topics. JSON in the environment, e.g. for the previous
     # system's topic RTAP_KAFKA_SOURCE_TOPICS='{"clickstream_events": "legacy-click.v1"}' (docs/migrating.md).
     source_topics: dict[str, str] = Field(default_factory=dict)
+    # What the collector (`rtap collect`) writes: the browser tracker's events, source format browser-event.v1.
+    # Always one of the job's input topics.
+    browser_topic: str = "clickstream.browser"
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -67,11 +130,27 @@ class KafkaSettings(BaseSettings):
     heap: str = "512m"
     # An Apache Kafka distribution to use instead of the Maven jars (the conventional KAFKA_HOME too).
     home: Path | None = Field(default=None, validation_alias=AliasChoices("RTAP_KAFKA_HOME", "KAFKA_HOME"))
-    # For managed clusters (MSK, Confluent Cloud): SASL over TLS. Empty means PLAINTEXT.
+    # How every Kafka client rtap makes connects (docs/kafka-security.md): librdkafka's and Spark's Java client
+    # from these same settings (client_config, java_client_config). PLAINTEXT is for loopback and private networks.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    # TLS (SSL, SASL_SSL): the CA that signed the brokers' certificates, PEM (empty: the system's CAs); for mutual
+    # TLS the client's certificate and PKCS#8 key, PEM, and the key's password if it is encrypted.
+    ssl_ca_file: Path | None = None
+    ssl_certificate_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    # Whether a broker's certificate must name the host connected to. Off only for brokers whose certificates lack
+    # the addresses clients use: a certificate any CA-signed host holds would then pass.
+    ssl_endpoint_identification: bool = True
+    # SASL (SASL_SSL, SASL_PLAINTEXT): PLAIN and SCRAM with a username and password; AWS_MSK_IAM signs with the
+    # AWS credentials of the environment (OAUTHBEARER tokens in librdkafka, the aws-msk-iam-auth jar in Java).
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # AWS_MSK_IAM only: the cluster's region (empty: read from the brokers' host names, *.kafka.REGION.amazonaws.com)
+    # and a named profile of the AWS configuration (empty: the default credential chain).
+    aws_region: str | None = None
+    aws_profile: str | None = None
 
     @model_validator(mode="after")
     def _one_address(self) -> Self:
@@ -91,10 +170,12 @@ class KafkaSettings(BaseSettings):
         from rtap.contract.model import known_format  # light: `rtap sql` loads settings, not the validators
         from rtap.errors import RtapError
 
+        if self.browser_topic in (self.topic, self.dlq_topic):
+            raise ValueError(f"browser topic {self.browser_topic} is already the input or the dead-letter topic")
         for name, source_format in self.source_topics.items():
-            if name in (self.topic, self.dlq_topic):
-                raise ValueError(f"source topic {name} is already the input or the dead-letter topic")
-            for other in (self.topic, self.dlq_topic):
+            if name in (self.topic, self.dlq_topic, self.browser_topic):
+                raise ValueError(f"source topic {name} is already the input, the browser or the dead-letter topic")
+            for other in (self.topic, self.dlq_topic, self.browser_topic):
                 # Kafka refuses a topic whose name equals another's once '.' is read as '_' (metric names).
                 if name.replace(".", "_") == other.replace(".", "_"):
                     raise ValueError(
@@ -108,12 +189,108 @@ class KafkaSettings(BaseSettings):
                 raise ValueError(str(exc)) from exc
         return self
 
+    @model_validator(mode="after")
+    def _coherent_security(self) -> Self:
+        """Security settings that cannot work, or would not do what they say, are refused here in one line each,
+        before any client tries them against a broker."""
+        protocol, mechanism = self.security_protocol, self.sasl_mechanism
+        tls = protocol in ("SSL", "SASL_SSL")
+        if protocol.startswith("SASL_") and mechanism is None:
+            raise ValueError(
+                f"RTAP_KAFKA_SECURITY_PROTOCOL={protocol} needs RTAP_KAFKA_SASL_MECHANISM "
+                "(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM)"
+            )
+        if mechanism is not None and not protocol.startswith("SASL_"):
+            raise ValueError(
+                f"RTAP_KAFKA_SASL_MECHANISM={mechanism} takes effect only with RTAP_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                f"(or SASL_PLAINTEXT), not {protocol}"
+            )
+        if mechanism in _JAAS_LOGIN_MODULES:
+            if not self.sasl_username or not self._sasl_password:
+                raise ValueError(
+                    f"RTAP_KAFKA_SASL_MECHANISM={mechanism} needs RTAP_KAFKA_SASL_USERNAME and RTAP_KAFKA_SASL_PASSWORD"
+                )
+            if any(c in value for value in (self.sasl_username, self._sasl_password) for c in "\r\n"):
+                raise ValueError("RTAP_KAFKA_SASL_USERNAME and RTAP_KAFKA_SASL_PASSWORD cannot span lines")
+        if mechanism == "PLAIN" and not tls and not all(map(is_loopback, bootstrap_hosts(self.bootstrap_servers))):
+            raise ValueError(
+                f"SASL PLAIN over {protocol} would send the password in clear text to {self.bootstrap_servers}: "
+                "use RTAP_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            )
+        self._check_msk_iam()
+        self._check_tls_files(tls)
+        return self
+
+    def _check_msk_iam(self) -> None:
+        if self.sasl_mechanism != "AWS_MSK_IAM":
+            if self.aws_region or self.aws_profile:
+                raise ValueError(
+                    "RTAP_KAFKA_AWS_REGION and RTAP_KAFKA_AWS_PROFILE are for RTAP_KAFKA_SASL_MECHANISM=AWS_MSK_IAM"
+                )
+            return
+        if self.security_protocol != "SASL_SSL":
+            raise ValueError(
+                "RTAP_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs RTAP_KAFKA_SECURITY_PROTOCOL=SASL_SSL (MSK: port 9098)"
+            )
+        if self.sasl_username or self.sasl_password is not None:
+            raise ValueError(
+                "AWS_MSK_IAM signs with the AWS credentials of the environment: unset RTAP_KAFKA_SASL_USERNAME "
+                "and RTAP_KAFKA_SASL_PASSWORD"
+            )
+        if self.aws_region is None and msk_region(self.bootstrap_servers) is None:
+            raise ValueError(
+                f"no AWS region in the broker names {self.bootstrap_servers}: set RTAP_KAFKA_AWS_REGION for AWS_MSK_IAM"
+            )
+
+    def _check_tls_files(self, tls: bool) -> None:
+        files = {
+            "RTAP_KAFKA_SSL_CA_FILE": self.ssl_ca_file,
+            "RTAP_KAFKA_SSL_CERTIFICATE_FILE": self.ssl_certificate_file,
+            "RTAP_KAFKA_SSL_KEY_FILE": self.ssl_key_file,
+        }
+        given = [name for name, path in files.items() if path is not None]
+        if self.ssl_key_password is not None:
+            given.append("RTAP_KAFKA_SSL_KEY_PASSWORD")
+        if given and not tls:
+            raise ValueError(
+                f"{', '.join(given)} take effect only with RTAP_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, "
+                f"not {self.security_protocol}"
+            )
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        if (self.ssl_certificate_file is None) != (self.ssl_key_file is None):
+            raise ValueError(
+                "a client certificate needs both RTAP_KAFKA_SSL_CERTIFICATE_FILE and RTAP_KAFKA_SSL_KEY_FILE"
+            )
+        if self.ssl_key_password is not None and self.ssl_key_file is None:
+            raise ValueError("RTAP_KAFKA_SSL_KEY_PASSWORD without RTAP_KAFKA_SSL_KEY_FILE")
+        if self.ssl_key_file is not None:
+            key = self.ssl_key_file.read_text(errors="replace")
+            if not key.lstrip().startswith(_PKCS8_KEYS):
+                raise ValueError(
+                    f"RTAP_KAFKA_SSL_KEY_FILE={self.ssl_key_file} is not a PKCS#8 PEM key, which Kafka's Java client "
+                    "needs: convert it with `openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in KEY -out KEY.p8` (-nocrypt "
+                    "instead of -v1 ... to leave it unencrypted)"
+                )
+            if key.lstrip().startswith(_PKCS8_KEYS[1]) and self.ssl_key_password is None:
+                raise ValueError(
+                    f"RTAP_KAFKA_SSL_KEY_FILE={self.ssl_key_file} is encrypted: set RTAP_KAFKA_SSL_KEY_PASSWORD"
+                )
+            if _pbes2_encrypted(key):
+                raise ValueError(
+                    f"RTAP_KAFKA_SSL_KEY_FILE={self.ssl_key_file} is encrypted with PBES2 (OpenSSL 3's default), which "
+                    "Spark's Kafka client cannot decrypt on Java 17: re-encrypt it with `openssl pkcs8 -topk8 -v1 "
+                    "PBE-SHA1-3DES -in KEY -out KEY.p8`, or leave it unencrypted, readable by its owner only"
+                )
+
     @property
     def input_topics(self) -> dict[str, str]:
-        """Every topic the stream job reads, with the source format it carries: the contract-v1 topic first."""
-        from rtap.contract.model import NATIVE_FORMAT
+        """Every topic the stream job reads, with the source format it carries: the contract-v1 topic first, then
+        the collector's, then the configured source topics."""
+        from rtap.contract.model import BROWSER_FORMAT, NATIVE_FORMAT
 
-        return {self.topic: NATIVE_FORMAT, **self.source_topics}
+        return {self.topic: NATIVE_FORMAT, self.browser_topic: BROWSER_FORMAT, **self.source_topics}
 
     def local_listener_conflict(self) -> str | None:
         """Why a local broker on ``host:port`` would not be the broker the clients reach, or None."""
@@ -131,15 +308,87 @@ class KafkaSettings(BaseSettings):
             )
         return None
 
-    def client_config(self) -> dict[str, str]:
-        """librdkafka / Java client properties shared by every Kafka client rtap makes."""
-        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
-        if self.sasl_mechanism:
+    def plaintext_at(self, bootstrap_servers: str) -> KafkaSettings:
+        """These settings pointed at a PLAINTEXT listener (the local broker's own): no TLS, no SASL."""
+        security = ("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password", "sasl_mechanism")
+        cleared = dict.fromkeys((*security, "sasl_username", "sasl_password", "aws_region", "aws_profile"))
+        update = {"bootstrap_servers": bootstrap_servers, "security_protocol": "PLAINTEXT", **cleared}
+        return self.model_copy(update=update)
+
+    @property
+    def _sasl_password(self) -> str:
+        return "" if self.sasl_password is None else self.sasl_password.get_secret_value()
+
+    @property
+    def msk_iam_region(self) -> str | None:
+        """The region MSK IAM signs for: the setting, else the brokers' host names; None without AWS_MSK_IAM."""
+        if self.sasl_mechanism != "AWS_MSK_IAM":
+            return None
+        return self.aws_region or msk_region(self.bootstrap_servers)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka's (confluent-kafka's) properties shared by every Kafka client rtap makes in Python.
+
+        AWS_MSK_IAM is librdkafka's OAUTHBEARER with a token callback that signs with the environment's AWS
+        credentials (:mod:`rtap.msk_iam`, the optional ``rtap[msk]`` package).
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_endpoint_identification else "none"
+            if self.ssl_ca_file is not None:
+                config["ssl.ca.location"] = str(self.ssl_ca_file)
+            if self.ssl_certificate_file is not None and self.ssl_key_file is not None:
+                config["ssl.certificate.location"] = str(self.ssl_certificate_file)
+                config["ssl.key.location"] = str(self.ssl_key_file)
+            if self.ssl_key_password is not None:
+                config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        if self.sasl_mechanism in _JAAS_LOGIN_MODULES:
             config["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
             config["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            config["sasl.password"] = self.sasl_password.get_secret_value()
+            config["sasl.password"] = self._sasl_password
+        elif self.sasl_mechanism == "AWS_MSK_IAM":
+            from rtap.msk_iam import token_callback
+
+            assert self.msk_iam_region is not None  # checked by _check_msk_iam
+            config["sasl.mechanism"] = "OAUTHBEARER"
+            config["oauth_cb"] = token_callback(self.msk_iam_region, self.aws_profile)
+        return config
+
+    def java_client_config(self) -> dict[str, str]:
+        """The same connection in the properties of Kafka's Java client, which Spark's Kafka source is (as
+        ``kafka.``-prefixed options): SASL as a JAAS line, TLS as PEM text.
+
+        The PEM files' contents go inline (``ssl.truststore.certificates``, ``ssl.keystore.key``...) rather than
+        their paths: Spark's executors, on a cluster other machines, read them from the options and need no copy
+        of the files. Secrets here are hidden from Spark's logs and UI by ``JAVA_REDACTION_REGEX``
+        (``spark.redaction.regex``, set by :func:`rtap.stream.spark.build_session`).
+        """
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_endpoint_identification else ""
+            if self.ssl_ca_file is not None:
+                config["ssl.truststore.type"] = "PEM"
+                config["ssl.truststore.certificates"] = self.ssl_ca_file.read_text()
+            if self.ssl_certificate_file is not None and self.ssl_key_file is not None:
+                config["ssl.keystore.type"] = "PEM"
+                config["ssl.keystore.certificate.chain"] = self.ssl_certificate_file.read_text()
+                config["ssl.keystore.key"] = self.ssl_key_file.read_text()
+            if self.ssl_key_password is not None:
+                config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        if self.sasl_mechanism in _JAAS_LOGIN_MODULES:
+            username, password = _jaas_quoted(self.sasl_username or ""), _jaas_quoted(self._sasl_password)
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.jaas.config"] = (
+                f"{_JAAS_LOGIN_MODULES[self.sasl_mechanism]} required username={username} password={password};"
+            )
+        elif self.sasl_mechanism == "AWS_MSK_IAM":
+            profile = f" awsProfileName={_jaas_quoted(self.aws_profile)}" if self.aws_profile else ""
+            config["sasl.mechanism"] = "AWS_MSK_IAM"
+            config["sasl.jaas.config"] = f"{MSK_IAM_LOGIN_MODULE} required{profile};"
+            config["sasl.client.callback.handler.class"] = MSK_IAM_CALLBACK_HANDLER
         return config
 
 
@@ -219,10 +468,14 @@ class StreamSettings(BaseSettings):
     # in the warehouse's data_gaps table and reported by `rtap reconcile` (docs/operations.md).
     accept_data_loss: bool = False
     bot_clicks_per_minute: int = Field(default=60, ge=1)
-    # Records larger than this go to the dead letters instead of being parsed.
-    max_record_bytes: int = Field(default=65_536, ge=256)
-    # event_time later than the Kafka record timestamp by more than this is rejected as implausible.
-    max_future_skew_s: float = Field(default=3600.0, ge=0)
+    # Records larger than this go to the dead letters instead of being parsed; a dead letter keeps at most
+    # this many bytes of its payload (and its real size), in dead_letters and on the dead-letter topic.
+    max_record_bytes: int = Field(default=65_536, ge=256, le=256 * 1024)  # key and value cut: < 1 MB on the DLQ
+    # event_time later than the Kafka record's timestamp (the broker's clock on rtap's topics: LogAppendTime)
+    # by more than this is a dead letter. An event less far ahead is accepted but moves its partition's
+    # watermark no further than its record's timestamp (rtap.stream.transforms), so no client clock can make
+    # other records late; this bound only keeps absurd times out of the windows.
+    max_future_skew_s: float = Field(default=900.0, ge=0)
     shuffle_partitions: int = Field(default=2, ge=1)
     driver_memory: str = "1g"
     # Failures in a row (a failed batch, Spark's JVM dying) before the job gives up; a committed batch resets it.
@@ -297,8 +550,103 @@ class AlertSettings(BaseSettings):
     restarts_window_s: float = Field(default=900.0, gt=0)
     # A gap recorded in data_gaps keeps its alert firing this long (the loss itself is permanent).
     data_gap_window_s: float = Field(default=3600.0, gt=0)
-    # The rate window of the freshness and dead-letter rules, and how long they must hold.
+    # The collector (rtap collect): its share of 5xx answers (503: Kafka unavailable, the queue full), its share of
+    # events refused for good (4xx: bad keys, origins, sizes), and the 99th percentile of the time to Kafka's ack.
+    collect_unavailable_share: float = Field(default=0.05, gt=0, le=1)
+    collect_refused_share: float = Field(default=0.2, gt=0, le=1)
+    collect_ack_p99_s: float = Field(default=1.0, gt=0)
+    # The rate window of the freshness, dead-letter and collector rules, and how long they must hold.
     window_s: float = Field(default=300.0, gt=0)
+
+
+class SiteKey(BaseModel):
+    """One site's write key entry: the site's name (stamped on its events) and the browser origins allowed to
+    send with the key (``scheme://host[:port]``, as a browser's ``Origin`` header spells it)."""
+
+    site: str = Field(min_length=1, max_length=128)
+    origins: list[str] = Field(default_factory=list)
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or origin != origin.strip():
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path (e.g. https://shop.example)"
+                )
+        return [origin.lower() for origin in origins]
+
+
+#: The write key ``rtap up`` and ``rtap collect`` use when none is configured: for the demo shop the collector
+#: serves itself, so its only origins are the collector's own loopback addresses (rtap.collect.keys).
+DEMO_WRITE_KEY = "rtap-demo"
+
+
+class CollectorSettings(BaseSettings):
+    """The HTTP collector (``rtap collect``, docs/collector.md): where it listens, the write keys it accepts, its
+    limits and its producer. Loopback by default; beyond loopback only with write keys of your own."""
+
+    model_config = _config("RTAP_COLLECT_")
+
+    host: str = LOOPBACK
+    port: int = Field(default=8070, ge=0, le=65535)
+    # JSON: {"<key>": {"site": "shop", "origins": ["https://shop.example"]}}; empty: the demo key only.
+    write_keys: dict[str, SiteKey] = Field(default_factory=dict)
+    # A request's body (after gzip: the inflated size too), and one event as written to Kafka.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_event_bytes: int = Field(default=32_768, ge=256)
+    max_batch_events: int = Field(default=500, ge=1)
+    # Connections and requests served at once (each holds at most max_body_bytes); beyond it uvicorn answers 503.
+    max_connections: int = Field(default=2048, ge=1)
+    # Token buckets in events: per write key, and per client IP (at most limiter_entries IPs remembered).
+    key_events_per_s: float = Field(default=20_000.0, gt=0)
+    key_burst: int = Field(default=40_000, ge=1)
+    ip_events_per_s: float = Field(default=200.0, gt=0)
+    ip_burst: int = Field(default=1_000, ge=1)
+    limiter_entries: int = Field(default=65_536, ge=1)
+    # Addresses (or networks) of proxies whose X-Forwarded-For is believed; JSON list, e.g. ["10.0.0.0/8"].
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Zero the last octet of an IPv4 address and the last 80 bits of an IPv6 one before they reach Kafka.
+    anonymize_ip: bool = True
+    # The producer: a bounded queue (a full one is a 503, never a wait), a short linger, and how long a request
+    # waits for Kafka's acknowledgement before it is a 503.
+    queue_max_messages: int = Field(default=100_000, ge=1)
+    queue_max_kbytes: int = Field(default=65_536, ge=1)
+    linger_ms: int = Field(default=5, ge=0)
+    ack_timeout_s: float = Field(default=10.0, gt=0)
+    # Retry-After (seconds) on a 503.
+    retry_after_s: int = Field(default=5, ge=1)
+    # POST /v1/noop/batch and /v1/noop/event: every step of /v1/batch and /v1/event but writing to Kafka; the
+    # benchmark's measure of the server's own ceiling (bench/bench_collect.py). Off unless asked for.
+    bench_noop: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from exc
+        return proxies
+
+    @model_validator(mode="after")
+    def _bursts_hold_a_batch(self) -> Self:
+        for name in ("key_burst", "ip_burst"):
+            if getattr(self, name) < self.max_batch_events:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is below max_batch_events={self.max_batch_events}: "
+                    "a full batch could never pass the rate limit"
+                )
+        return self
+
+    @property
+    def demo_only(self) -> bool:
+        """Whether the only key is the built-in demo key (refused beyond loopback: rtap.collect.server)."""
+        return not self.write_keys
 
 
 class MetabaseSettings(BaseSettings):
@@ -367,6 +715,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    collect: CollectorSettings = Field(default_factory=CollectorSettings)
     metabase: MetabaseSettings = Field(default_factory=MetabaseSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -383,17 +732,59 @@ class Settings(BaseSettings):
         return DataPaths(self.data_dir)
 
 
+def describe_invalid(error: ValidationError) -> str:
+    """A settings error in one line, naming the environment variables (never their values: some are secrets)."""
+    prefixes = {
+        cls.__name__: cls.model_config.get("env_prefix", "")
+        for cls in (Settings, *(info.annotation for info in Settings.model_fields.values()))
+        if isinstance(cls, type) and issubclass(cls, BaseSettings)
+    }
+    prefix = prefixes.get(error.title, "RTAP_")
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        message = detail["msg"].removeprefix("Value error, ")
+        names = [str(part) for part in detail["loc"] if isinstance(part, str)]
+        problems.append(f"{prefix}{names[0].upper()}: {message}" if names else message)
+    return "; ".join(problems)
+
+
+def _kafka_security_environment(kafka: KafkaSettings) -> dict[str, str]:
+    """The RTAP_KAFKA_* variables of the Kafka clients' security: a child connects as its parent does."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    values: dict[str, object] = {
+        "SECURITY_PROTOCOL": kafka.security_protocol,
+        "SSL_CA_FILE": kafka.ssl_ca_file,
+        "SSL_CERTIFICATE_FILE": kafka.ssl_certificate_file,
+        "SSL_KEY_FILE": kafka.ssl_key_file,
+        "SSL_KEY_PASSWORD": secret(kafka.ssl_key_password),
+        "SSL_ENDPOINT_IDENTIFICATION": str(kafka.ssl_endpoint_identification).lower(),
+        "SASL_MECHANISM": kafka.sasl_mechanism,
+        "SASL_USERNAME": kafka.sasl_username,
+        "SASL_PASSWORD": secret(kafka.sasl_password),
+        "AWS_REGION": kafka.aws_region,
+        "AWS_PROFILE": kafka.aws_profile,
+    }
+    # Empty means "default" (env_ignore_empty): an unset value in the parent clears one the environment had.
+    return {f"RTAP_KAFKA_{name}": "" if value is None else str(value) for name, value in values.items()}
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment for an rtap child process (``rtap stream``, ``rtap reconcile``) with these settings:
-    the parent's environment plus the RTAP_* variables that locate its data, jars, topics and Spark master."""
+    the parent's environment plus the RTAP_* variables that locate its data, jars, topics and Spark master, and
+    say how its Kafka clients connect."""
     stream = settings.stream
     return {
         **os.environ,
+        **_kafka_security_environment(settings.kafka),
         "RTAP_DATA_DIR": str(settings.data_dir),
         "RTAP_JARS_DIR": str(settings.jars_dir),
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "RTAP_KAFKA_TOPIC": settings.kafka.topic,
         "RTAP_KAFKA_SOURCE_TOPICS": json.dumps(settings.kafka.source_topics),
+        "RTAP_KAFKA_BROWSER_TOPIC": settings.kafka.browser_topic,
         "RTAP_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
         "RTAP_KAFKA_PARTITIONS": str(settings.kafka.partitions),
         "RTAP_STREAM_MASTER": stream.master,

@@ -40,3 +40,13 @@ def test_kill_9_mid_stream_and_restart_leaves_every_table_exact(broker, tmp_path
     settings = pipeline_settings(broker, tmp_path, "crash", max_batch_records=KILL_BATCH_RECORDS)
     truth, _moments = kill_9_while_producing(settings, rate=KILL_RATE, events=KILL_EVENTS, kills=2, seed=11)
     assert_tables_equal_truth(settings, truth)
+
+
+def test_kill_9_mid_batch_and_a_lost_checkpoint_leave_every_table_exact(broker, tmp_path) -> None:
+    """The same kills, each also losing Spark's checkpoint: the next job resumes from the warehouse's last
+    committed batch and cuts its batches at other offsets than the killed one had (issue #22)."""
+    settings = pipeline_settings(broker, tmp_path, "lost", max_batch_records=KILL_BATCH_RECORDS)
+    truth, _moments = kill_9_while_producing(
+        settings, rate=KILL_RATE, events=KILL_EVENTS, kills=2, seed=13, lose_checkpoint=True
+    )
+    assert_tables_equal_truth(settings, truth)

@@ -51,11 +51,11 @@ def produce(env: dict[str, str], *args: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def scrape_config(metrics_port: int, spark_ui_port: int) -> dict[str, Any]:
+def scrape_config(metrics_port: int, spark_ui_port: int, collector_port: int) -> dict[str, Any]:
     """local.yml with this test's ports and short intervals (the rest, rule files and relabelling, as is)."""
     config: dict[str, Any] = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    ports = {"rtap": metrics_port, "spark-driver": spark_ui_port}
+    ports = {"rtap": metrics_port, "spark-driver": spark_ui_port, "rtap-collector": collector_port}
     for job in config["scrape_configs"]:
         (static,) = job["static_configs"]
         (target,) = static["targets"]
@@ -118,6 +118,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "RTAP_DASHBOARD_PORT": str(free_port()),
+        "RTAP_COLLECT_PORT": str(free_port()),
         "RTAP_METRICS_PORT": str(free_port()),
         "RTAP_METRICS_PRODUCER_PORT": "0",
         "RTAP_STREAM_MASTER": "local[2]",
@@ -131,7 +132,7 @@ def prometheus(env: dict[str, str], prometheus_dir: Path) -> Iterator[Prometheus
     if not PROMETHEUS.exists():
         pytest.fail(f"{PROMETHEUS} is missing: run `make system-deps` (Debian's prometheus package)")
     spark_ui = int((Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf").read_text().split()[1])
-    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui)
+    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui, int(env["RTAP_COLLECT_PORT"]))
     (prometheus_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
     rtap(["metrics", "rules", "--output", str(prometheus_dir / "rules.yml")], env)  # the 10 s window
     port = free_port()
@@ -224,6 +225,8 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
         assert prometheus.value('up{job="spark-driver"}') == 1
         assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')
         assert not prometheus.query('{__name__=~"metrics_rtap_driver_spark_streaming_.*"}')
+        # The collector's own endpoint is scraped, and its alert rules can see it.
+        assert prometheus.value('up{job="rtap-collector"}') == 1
 
         # Idle (nothing to read) for longer than the stall window: no batch, and rightly no alert.
         time.sleep(STALL_AFTER_S + 5)

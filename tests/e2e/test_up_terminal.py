@@ -45,6 +45,7 @@ def test_up_in_a_terminal(tmp_path: Path, page: Page) -> None:
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
         "RTAP_DASHBOARD_PORT": str(dashboard_port),
+        "RTAP_COLLECT_PORT": str(free_port()),
         "RTAP_STREAM_MASTER": "local[2]",
     }
     terminal = TmuxSession(

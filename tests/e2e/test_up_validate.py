@@ -43,6 +43,7 @@ def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path:
         "RTAP_KAFKA_CONTROLLER_PORT": str(controller_port),
         "RTAP_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "RTAP_DASHBOARD_PORT": str(dashboard_port),
+        "RTAP_COLLECT_PORT": str(free_port()),
         "RTAP_METRICS_PORT": str(free_port()),
         "RTAP_STREAM_MASTER": "local[2]",
         # Sessions end after 5 s without events (default 30 min), so the abandoned-cart panels fill within the run.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -167,7 +168,7 @@ def job_progress(settings: Settings) -> int:
 
 
 def kill_9_while_producing(
-    settings: Settings, *, rate: float, events: int, kills: int, seed: int
+    settings: Settings, *, rate: float, events: int, kills: int, seed: int, lose_checkpoint: bool = False
 ) -> tuple[GroundTruth, list[str]]:
     """``events`` produced open loop at ``rate`` while the job is killed -9 ``kills`` times and started again;
     the run's truth and the committed records at each kill, once the last job drained the run and stopped.
@@ -175,7 +176,8 @@ def kill_9_while_producing(
     Kill k lands somewhere in the k-th of ``kills + 1`` equal shares of the run (so the last job still has work),
     after a random extra delay of up to two batch intervals: in the middle of a batch (Spark planned it, the sink
     wrote some of its tables) or between two. The traffic starts when the first job subscribes, so the first
-    kills come while it still arrives (and the job restarts behind a growing backlog).
+    kills come while it still arrives (and the job restarts behind a growing backlog). ``lose_checkpoint``: each
+    kill also deletes Spark's checkpoint, so the next job resumes from the warehouse and cuts its batches anew.
     """
     share = events // (kills + 1)
     # A restarted job catches up in full batches: one batch must not swallow the rest of a share, or the next
@@ -198,6 +200,8 @@ def kill_9_while_producing(
         reached = job.wait_processed(target)
         time.sleep(rng.uniform(0, 2 * settings.stream.trigger_interval_s + 1))
         job.kill()  # SIGKILL to the whole process group: the JVM too, no shutdown hook runs
+        if lose_checkpoint:
+            shutil.rmtree(settings.paths.checkpoints / "stream")
         moments.append(f"{reached:,}" + (" while producing" if producer.is_alive() else ""))
     producer.join(timeout=600)
     assert not producer.is_alive(), "the producer did not finish"

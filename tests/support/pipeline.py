@@ -22,6 +22,7 @@ from rtap.ingest.producer import produce_run
 from rtap.runtime.broker import LocalKafka
 from rtap.runtime.broker.config import BROKER_MAIN
 from rtap.settings import (
+    CollectorSettings,
     DashboardSettings,
     GeneratorSettings,
     KafkaSettings,
@@ -46,6 +47,7 @@ def pipeline_settings(broker: LocalKafka, data_dir: Path, name: str, **stream: A
         update={
             "topic": f"{name}.events",
             "dlq_topic": f"{name}.dlq",
+            "browser_topic": f"{name}.browser",
             "source_topics": {f"{name}.legacy": LEGACY_FORMAT},
         }
     )
@@ -143,6 +145,7 @@ class UpProcess:
                 "generator": DIRTY,
                 "stream": StreamSettings(master="local[2]"),
                 "dashboard": DashboardSettings(port=free_port()),
+                "collect": CollectorSettings(port=free_port()),
                 "metrics": MetricsSettings(port=free_port(), producer_port=0),
             }
         )
@@ -150,6 +153,7 @@ class UpProcess:
             **child_environment(self.settings),
             "RTAP_KAFKA_CONTROLLER_PORT": str(self.settings.kafka.controller_port),
             "RTAP_DASHBOARD_PORT": str(self.settings.dashboard.port),
+            "RTAP_COLLECT_PORT": str(self.settings.collect.port),
             **(env or {}),
         }
         self.console_path = tmp_path / "up-console.log"
@@ -166,6 +170,10 @@ class UpProcess:
     @property
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.dashboard.port}"
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.collect.port}"
 
     def console(self) -> str:
         return self.console_path.read_text(errors="replace")

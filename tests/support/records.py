@@ -15,11 +15,13 @@ from rtap.contract.model import LEGACY_FORMAT, NATIVE_FORMAT
 from rtap.stream.transforms import TopicPartition, classify, parse_records
 
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-RECORD_TIME = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+# After every event time the tests use: a record moves its partition's mark at most a second past its timestamp.
+RECORD_TIME = datetime(2026, 11, 29, 13, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
 LEGACY_TOPIC = "previous.clickstream_events"
 # The job's topics in these tests: rtap's own, and one of the previous system's format.
 FORMATS = {TOPIC: NATIVE_FORMAT, LEGACY_TOPIC: LEGACY_FORMAT}
+MAX_RECORD_BYTES = 4096  # the record size limit of these tests' readers
 
 
 def event(n: int, event_time: str = "2026-11-29T12:00:00.000Z", **fields: object) -> dict[str, object]:
@@ -63,9 +65,13 @@ def kafka_batch(
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
-def kafka_records(records: Sequence[tuple[int, int, object]], topic: str | list[str] = TOPIC) -> pa.RecordBatch:
+def kafka_records(
+    records: Sequence[tuple[int, int, object]],
+    topic: str | list[str] = TOPIC,
+    timestamps: Sequence[datetime] | None = None,
+) -> pa.RecordBatch:
     """(partition, offset, payload) -> an Arrow batch shaped like what Spark hands the parse stage; ``topic``:
-    the records' topic, or one per record."""
+    the records' topic, or one per record; ``timestamps``: each record's Kafka timestamp (default RECORD_TIME)."""
     values = [p if isinstance(p, bytes) or p is None else orjson.dumps(p) for _, _, p in records]
     topics = [topic] * len(records) if isinstance(topic, str) else topic
     return pa.RecordBatch.from_pydict(
@@ -75,7 +81,7 @@ def kafka_records(records: Sequence[tuple[int, int, object]], topic: str | list[
             "topic": pa.array(topics, pa.string()),
             "partition": pa.array([r[0] for r in records], pa.int32()),
             "offset": pa.array([r[1] for r in records], pa.int64()),
-            "timestamp": pa.array([RECORD_TIME] * len(records), pa.timestamp("us", tz="UTC")),
+            "timestamp": pa.array(timestamps or [RECORD_TIME] * len(records), pa.timestamp("us", tz="UTC")),
         }
     )
 
@@ -85,14 +91,17 @@ def classify_records(
     high_water: dict[int, datetime] | dict[TopicPartition, datetime] | None = None,
     *,
     topic: str | list[str] = TOPIC,
+    timestamps: Sequence[datetime] | None = None,
     watermark_delay_s: float = 30.0,
-    max_record_bytes: int = 4096,
+    max_record_bytes: int = MAX_RECORD_BYTES,
     max_future_skew_s: float = 3600.0,
 ) -> pa.Table:
     """The job's whole decision on one batch: parse (what Spark's workers run), then classify (the driver).
     ``high_water`` keyed by partition alone means partitions of the contract-v1 topic."""
     parsed = parse_locally(
-        kafka_records(records, topic), max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s
+        kafka_records(records, topic, timestamps),
+        max_record_bytes=max_record_bytes,
+        max_future_skew_s=max_future_skew_s,
     )
     marks = {(TOPIC, k) if isinstance(k, int) else k: v for k, v in (high_water or {}).items()}
     return classify(parsed, high_water=marks, watermark_delay_s=watermark_delay_s)
@@ -109,4 +118,4 @@ def parse_locally(
 ) -> pa.Table:
     """What one Spark Python worker makes of ``records``."""
     chosen = readers(max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
-    return pa.Table.from_batches([parse_records(records, chosen)])
+    return pa.Table.from_batches([parse_records(records, chosen, max_raw_bytes=max_record_bytes)])

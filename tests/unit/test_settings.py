@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from rtap.settings import (
     AlertSettings,
+    CollectorSettings,
     DashboardSettings,
     GeneratorSettings,
     KafkaSettings,
@@ -28,6 +30,7 @@ COMPONENTS = [
     WarehouseSettings,
     StreamSettings,
     DashboardSettings,
+    CollectorSettings,
     MetabaseSettings,
     MetricsSettings,
     AlertSettings,
@@ -71,6 +74,9 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, 
 
 def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RTAP_CLICKHOUSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("RTAP_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RTAP_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("RTAP_KAFKA_SASL_USERNAME", "rtap")
     monkeypatch.setenv("RTAP_KAFKA_SASL_PASSWORD", "s3cret")
     settings = Settings()
     assert "hunter2" not in repr(settings)
@@ -81,6 +87,7 @@ def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_servers_bind_to_loopback_by_default() -> None:
     settings = Settings()
     assert settings.kafka.host == settings.dashboard.host == settings.metrics.host == "127.0.0.1"
+    assert settings.collect.host == "127.0.0.1"
 
 
 def test_env_example_lists_every_variable() -> None:
@@ -159,3 +166,34 @@ def test_two_addresses_for_one_broker_are_named_in_one_line(
     assert reason in conflict
     assert environment["RTAP_KAFKA_BOOTSTRAP_SERVERS"] in conflict
     assert "\n" not in conflict
+
+
+@pytest.mark.parametrize(
+    ("variables", "line"),
+    [
+        ({"RTAP_KAFKA_PARTITIONS": "0"}, "error: RTAP_KAFKA_PARTITIONS: Input should be greater than or equal to 1"),
+        (
+            {"RTAP_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RTAP_KAFKA_SASL_PASSWORD": "hunter2"},
+            "error: RTAP_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs RTAP_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {"RTAP_KAFKA_SASL_MECHANISM": "hunter2"},
+            "error: RTAP_KAFKA_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512' or",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable_never_its_value(
+    variables: dict[str, str], line: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RTAP_")} | variables
+    result = subprocess.run(
+        [sys.executable, "-m", "rtap", "kafka", "status"],
+        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(line), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "hunter2" not in result.stderr

@@ -53,7 +53,8 @@ FORMAT_PATTERNS = {name: strict_pattern(pattern) for name, pattern in FORMAT_SOU
 NATIVE_FORMAT = f"clickstream-event.v{CURRENT_VERSION}"
 # The source formats the stream job reads (rtap.contract.formats: their readers and upcasts onto v1).
 LEGACY_FORMAT = "legacy-click.v1"
-FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT)
+BROWSER_FORMAT = "browser-event.v1"  # the browser tracker's events, as the collector writes them (rtap.collect)
+FORMATS = (NATIVE_FORMAT, LEGACY_FORMAT, BROWSER_FORMAT)
 
 
 @cache
@@ -207,7 +208,8 @@ def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str,
 
 
 def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
-    """Validate one record and return it normalised (UTC event_time, Decimal price, contract fields only).
+    """Validate one record and return it normalised (UTC event_time, Decimal price, lower-case event_id,
+    contract fields only).
 
     Raises :class:`ContractError` naming the first broken rule. Unknown fields are dropped, not refused.
     """
@@ -215,6 +217,7 @@ def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_
     record = check_document(record, f"clickstream-event.v{version}")
     event = {f.name: record.get(f.name) for f in contract_fields(version)}
     event["event_time"] = parse_event_time(record["event_time"])
+    event["event_id"] = str(event["event_id"]).lower()  # one UUID, however it is spelled
     if event["price"] is not None:
         event["price"] = Decimal(str(event["price"])).quantize(Decimal(1).scaleb(-PRICE_SCALE))
     return event

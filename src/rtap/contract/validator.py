@@ -16,6 +16,10 @@ took; what it buys is speed, since invalid records are rare (measured on generat
 ``bench/bench_classify.py``). ``tests/unit/contract`` checks both paths against fastjsonschema (the
 independent implementation behind :func:`rtap.contract.validate_event`) on generated records.
 
+A UUID is one value however it is spelled: every field of format ``uuid`` (``event_id``) comes out in its
+canonical lower-case form, so that copies of an event written in upper case (Swift's ``UUID().uuidString``),
+lower case or mixed case are one id to the deduplication, in a batch and against stored events alike.
+
 Rules beyond the JSON Schema, because they need the Kafka record:
 - a payload larger than ``max_record_bytes`` is refused before parsing;
 - ``event_time`` must lie between 1970-01-01 and the Kafka record's timestamp plus ``max_future_skew_s``
@@ -309,6 +313,7 @@ class RecordValidator:
         self._times = tuple(f.name for f in self.fields if f.spec.format == "date-time")
         self._numbers = tuple(f.name for f in self.fields if f.spec.json_type == "number")
         self._regexes = {f.name: _re2(f) for f in self.fields if f.spec.format != "date-time" and _re2(f)}
+        self._uuids = tuple(f.name for f in self.fields if f.spec.format == "uuid")
 
     def validate(self, payloads: Sequence[bytes | None], record_ms: np.ndarray) -> Validated:
         """Validate ``payloads``; ``record_ms`` holds each Kafka record's timestamp (epoch milliseconds)."""
@@ -345,6 +350,8 @@ class RecordValidator:
         redo = np.flatnonzero(~fast_ok)
         if len(redo):
             columns = self._exact(payloads, record_ms, redo, columns, errors)
+        for name in self._uuids:  # checked as UUIDs above: lower case is their canonical spelling
+            columns[name] = pc.utf8_lower(columns[name])
         return Validated(columns, pa.array(errors, pa.string()))
 
     def _times_ms(self, values: list[Any], fast_ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:

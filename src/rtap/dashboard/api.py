@@ -74,6 +74,8 @@ class DashboardsResponse(BaseModel):
     currency: str
     ranges: dict[str, int]
     max_range_hours: int
+    # The collector's port: the page links to the demo shop it serves, on the host the page came from.
+    collector_port: int | None = None
 
 
 # ClickHouse's DateTime64 range: instants outside it cannot be bound as query parameters.
@@ -281,6 +283,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             currency=definition.currency,
             ranges=RANGE_CHOICES,
             max_range_hours=options.max_range_hours,
+            collector_port=settings.collect.port,
         )
 
     @app.get(

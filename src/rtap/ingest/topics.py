@@ -12,10 +12,14 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.cimpl import NewTopic
 
 from rtap.errors import BrokerError
-from rtap.kafka_admin import ADMIN_TIMEOUT_S, admin_client, cluster_metadata, describe_error
+from rtap.kafka_admin import ADMIN_TIMEOUT_S, cluster_metadata, connect, describe_error
 from rtap.settings import KafkaSettings
 
 _MS_PER_HOUR = 3_600_000
+# An input record's timestamp is the broker's clock when it appended the record, never the producer's: the
+# stream job bounds how far an event's own (client) time may be ahead, and how far it may move its
+# partition's watermark, by this timestamp (rtap.stream.transforms), so no client clock may set it.
+INPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 
 def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADMIN_TIMEOUT_S) -> int | None:
@@ -25,17 +29,18 @@ def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = ADM
 
 
 def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
-    """Create the input topics (contract v1 and the source topics) and the dead-letter topic if they are
-    missing; returns the names it created.
+    """Create the input topics (contract v1, the collector's and the source topics) and the dead-letter topic
+    if they are missing; returns the names it created.
 
+    Input topics get the broker's append time as their records' timestamps (:data:`INPUT_TOPIC_CONFIG`).
     Idempotent: existing topics are checked, not changed. Raises BrokerError if the contract-v1 topic exists
     with another partition count, the dead-letter topic with fewer, or Kafka refuses a creation (for
     example a replication factor larger than the cluster). A source topic that exists is used as it is,
     whatever its partition count (a team's own topic, created before rtap).
     """
-    admin = admin_client(settings)
+    admin, metadata = connect(settings, timeout_s)
     wanted = {name: settings.partitions for name in (*settings.input_topics, settings.dlq_topic)}
-    existing = cluster_metadata(settings, timeout_s, admin).topics
+    existing = metadata.topics
     missing = []
     for name in wanted:
         found = existing.get(name)
@@ -50,7 +55,12 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
         "retention.ms": str(settings.retention_hours * _MS_PER_HOUR),
     }
     new_topics = [
-        NewTopic(name, num_partitions=wanted[name], replication_factor=settings.replication_factor, config=config)
+        NewTopic(
+            name,
+            num_partitions=wanted[name],
+            replication_factor=settings.replication_factor,
+            config={**config, **(INPUT_TOPIC_CONFIG if name in settings.input_topics else {})},
+        )
         for name in missing
     ]
     created = []

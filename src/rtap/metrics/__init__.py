@@ -1,9 +1,9 @@
 """Prometheus metrics of every rtap process, and the alert rules over them.
 
 The process-wide recorders below are what the pipeline calls (three hooks in the stream job, two counters in
-the producer, one middleware in the dashboard); :func:`serve_metrics` exposes the ones a command runs. Names
-follow Prometheus' conventions (``rtap_<stage>_<what>_<unit>``, ``_total`` on counters); docs/operations.md
-lists them with the alerts built on them (:mod:`rtap.metrics.rules`).
+the producer, one middleware in the dashboard, the collector's counters and middleware); :func:`serve_metrics`
+exposes the ones a command runs. Names follow Prometheus' conventions (``rtap_<stage>_<what>_<unit>``, ``_total``
+on counters); docs/operations.md lists them with the alerts built on them (:mod:`rtap.metrics.rules`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import disable_created_metrics
 
+from rtap.metrics.collector import CollectorMetrics, CollectorRequestMetrics
 from rtap.metrics.dashboard import DashboardMetrics, RequestMetrics
-from rtap.metrics.endpoint import MetricsEndpoint, serve_metrics, serving
+from rtap.metrics.endpoint import MetricsEndpoint, process_registry, serve_metrics, serving
 from rtap.metrics.producer import ProducerMetrics
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometh
 _LAZY = threading.Lock()
 PRODUCER = ProducerMetrics()
 DASHBOARD = DashboardMetrics()
+COLLECTOR = CollectorMetrics()
 
 
 def __getattr__(name: str) -> Any:
@@ -45,15 +47,19 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "COLLECTOR",
     "DASHBOARD",
     "PRODUCER",
     "STREAM",
+    "CollectorMetrics",
+    "CollectorRequestMetrics",
     "DashboardMetrics",
     "KafkaEndOffsets",
     "MetricsEndpoint",
     "ProducerMetrics",
     "RequestMetrics",
     "StreamMetrics",
+    "process_registry",
     "serve_metrics",
     "serving",
 ]

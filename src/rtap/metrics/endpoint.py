@@ -48,6 +48,18 @@ class MetricsEndpoint:
         self.stop()
 
 
+def process_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of ``collectors`` and the process's own metrics: what one process's endpoint serves (here, or on
+    the collector's own port: rtap.collect.routes)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
 def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) -> MetricsEndpoint | None:
     """Serve ``collectors`` (and the process's own metrics) on ``settings.host:port``; None when disabled.
 
@@ -56,12 +68,7 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
     """
     if not settings.enabled:
         return None
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    for collector in collectors:
-        registry.register(collector)
+    registry = process_registry(*collectors)
     try:
         server, thread = start_http_server(port, addr=settings.host, registry=registry)
     except OSError as exc:

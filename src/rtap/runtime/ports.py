@@ -6,7 +6,7 @@ import contextlib
 import errno
 import socket
 
-from rtap.errors import ConfigError
+from rtap.errors import ConfigError, PortInUseError, ServiceError
 from rtap.settings import LOOPBACK
 
 
@@ -50,3 +50,22 @@ def accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (port 0: a free one), bound here so that a taken port is one line
+    (:class:`~rtap.errors.PortInUseError`) before a server starts, not a log line from inside it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR only lets a port in TIME_WAIT be reused; a live listener still makes bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(host, port, what) from exc
+        raise ServiceError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock

@@ -72,7 +72,7 @@ def starting_offsets(
     settings: Settings, client: WarehouseClient, checkpoint: Path
 ) -> tuple[str, dict[tuple[str, int], int]]:
     """Where a query without checkpointed offsets starts: after the warehouse's last committed batch."""
-    if (checkpoint / "offsets").exists():
+    if planned_batches(checkpoint):
         return settings.stream.starting_offsets, {}  # Spark's checkpoint decides; this option is ignored
     kafka = settings.kafka
     # Committed batches and recorded gaps, per input topic.
@@ -84,6 +84,17 @@ def starting_offsets(
     topics = {topic: (positions, log_start_offsets(kafka, topic)) for topic, positions in committed.items()}
     positions = {(topic, p): offset for topic, offsets in committed.items() for p, offset in offsets.items()}
     return spark_starting_offsets(topics, from_earliest=earliest), positions
+
+
+def planned_batches(checkpoint: Path) -> list[int]:
+    """The micro-batches Spark planned in ``checkpoint`` (its ``offsets/<batch>`` files).
+
+    Spark creates the ``offsets`` folder before it writes ``offsets/0``: a first attempt that failed before
+    planning a batch leaves the folder empty, and then the warehouse, not ``startingOffsets``, says where to
+    resume.
+    """
+    folder = checkpoint / "offsets"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
@@ -113,6 +124,8 @@ class StreamJob:
         # foreachBatch runs on py4j's callback thread. When the JVM dies during a batch, that thread may still be
         # writing it while a new JVM replays the batch: the replay waits until the old call is done.
         self._one_batch_at_a_time = threading.Lock()
+        # Why the last batch failed, as its Python exception said it (py4j reports only "Traceback" to Spark).
+        self._batch_error: str | None = None
         self.checkpoint = settings.paths.checkpoints / "stream"
         self.state = JobState(pid=os.getpid(), started_at=datetime.now(UTC).isoformat(timespec="seconds"))
         self.state_path = settings.paths.run / JOB_STATE_FILE
@@ -135,7 +148,8 @@ class StreamJob:
             # for offsets that exist, so a short wait costs nothing while records flow.
             .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
         )
-        for key, value in settings.kafka.client_config().items():
+        # Spark's source is Kafka's Java client: the same connection as the Python clients, in Java's properties.
+        for key, value in settings.kafka.java_client_config().items():
             reader = reader.option(f"kafka.{key}", value)
         return reader.load()
 
@@ -145,6 +159,7 @@ class StreamJob:
                 self._process_batch(sink, batch, batch_id)
             except Exception as error:
                 metrics.STREAM.batch_failed(error)
+                self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
                 raise
 
     def _process_batch(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
@@ -204,11 +219,12 @@ class StreamJob:
         try:
             while not self._stop.is_set():
                 self._committed_since_start.clear()
+                self._batch_error = None
                 jvm_died = False
                 try:
                     self._query = self._start(spark, dead_letters)
                     error = self._await(self._query)
-                    reason = "" if error is None else f"batch failed ({_first_line(error)})"
+                    reason = "" if error is None else f"batch failed ({self._batch_error or python_error_line(error)})"
                 # A dead JVM shows as py4j's network error, as a refused connection (py4j's next call opens a new
                 # one: measured after a kill -9), or as a plain Py4JError after an empty answer, which is a death
                 # only once the JVM's process has exited.
@@ -283,3 +299,15 @@ def _exit_code_when_dead(spark: SparkSession, wait_s: float = 5.0) -> int | None
 def _first_line(error: object) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def python_error_line(error: object) -> str:
+    """The line of ``error``'s text that names the failure: after a Python traceback that Spark relays (from a
+    Python worker, or from foreachBatch through py4j), the exception's own line; else the first line."""
+    lines = str(error).strip().splitlines()
+    for index, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line:
+            after = [x for x in lines[index + 1 :] if x.strip() and not x[0].isspace()]
+            if after:
+                return after[0].strip()
+    return _first_line(error)

@@ -47,9 +47,12 @@ def produce_waiting(
 class KafkaDeadLetterPublisher:
     """Publishes invalid records to the DLQ topic: the original key and bytes, the reason in headers.
 
-    The header layout follows Kafka Connect's dead-letter convention, so existing tooling can read it. A
-    replayed micro-batch publishes its dead letters again (at-least-once on this topic); consumers that must
-    not see a copy twice key on the ``rtap.source.*`` headers. The warehouse table is exactly-once.
+    The header layout follows Kafka Connect's dead-letter convention, so existing tooling can read it. The key
+    and value are at most the record size limit (``rtap.stream.transforms.parse_records`` cuts them; a record
+    that large is never valid), so the publish never meets a size limit of librdkafka or the broker whatever
+    a producer wrote; ``rtap.source.size`` keeps the value's real size. A replayed micro-batch publishes its
+    dead letters again (at-least-once on this topic); consumers that must not see a copy twice key on the
+    ``rtap.source.*`` headers. The warehouse table is exactly-once.
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
@@ -65,7 +68,7 @@ class KafkaDeadLetterPublisher:
 
     def publish(self, rows: pa.Table) -> None:
         for row in rows.select(
-            ["raw_key", "raw", "error", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+            ["raw_key", "raw", "raw_size", "error", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
         ).to_pylist():
             timestamp: datetime = row["kafka_timestamp"]
             headers: list[tuple[str, str | bytes | None]] = [
@@ -74,6 +77,7 @@ class KafkaDeadLetterPublisher:
                 ("rtap.source.partition", str(row["kafka_partition"]).encode()),
                 ("rtap.source.offset", str(row["kafka_offset"]).encode()),
                 ("rtap.source.timestamp", timestamp.isoformat().encode()),
+                ("rtap.source.size", str(row["raw_size"]).encode()),
             ]
             try:
                 produce_waiting(

@@ -3,8 +3,14 @@
 Called on the driver from ``foreachBatch`` with the batch as Arrow (see ``rtap.stream.job``). Every write is
 idempotent, so Spark may re-run a batch after a crash at any point without changing any table:
 
-- each INSERT carries ``insert_deduplication_token = "<pipeline>:<batch>:<table>"``: a retried insert of the
-  same batch into the same table is dropped by ClickHouse (the tables keep a deduplication window);
+- each INSERT carries ``insert_deduplication_token = "rtap:<table>:<digest>"``, the digest of the Kafka records
+  (topic, partition, offset) of the block: a retried insert of the same records into the same table is
+  dropped by ClickHouse (the tables keep a deduplication window), whichever pipeline (checkpoint) writes it;
+- a batch cut at other offsets than an attempt that already wrote some of its records (the checkpoint was
+  lost, and the job resumed from the warehouse's last committed batch) finds those records stored, by their
+  Kafka coordinates, and writes only the others: ``events`` through ``event_ids`` (which also names the
+  block that wrote each id: the same block is re-sent whole, so a materialized view that missed it catches
+  up; another block's records are skipped), ``late_events`` and ``dead_letters`` by their keys;
 - every decision is a function of the batch and of state committed *before* it (the previous batch's
   ``pipeline_batches`` row, and ``events`` rows from other Kafka records), never of this batch's own writes;
 - ``pipeline_batches`` is written last: it is the batch's commit record and the next batch's state.
@@ -17,11 +23,13 @@ raises: the batch fails, Spark does not commit its offsets, and the batch is re-
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,27 +51,43 @@ EVENT_TABLE_COLUMNS = (
     "kafka_timestamp",
     "batch_id",
     "ingested_at",
+    "block_id",
 )
 _EVENT_SELECT = ", ".join("toUUID(event_id)" if c == "event_id" else c for c in EVENT_TABLE_COLUMNS)
 _EVENT_INSERT = ", ".join(EVENT_TABLE_COLUMNS)
 
-# A candidate is a duplicate when an event with its id is already stored from a *different* Kafka record.
-# Comparing records rather than batch ids keeps the answer identical when this batch is replayed after its
-# own rows were written. Copies of an event carry the same event_time, so the time range bounds the scan.
-KNOWN_DUPLICATES = """
-SELECT DISTINCT toString(e.event_id) AS event_id
-FROM {db}.events AS e
-WHERE e.event_time BETWEEN (SELECT min(event_time) FROM $candidates) AND (SELECT max(event_time) FROM $candidates)
+# Each candidate's stored copies: from another Kafka record it is a duplicate; from the same record an earlier
+# attempt at this batch stored it. A copy carries its event time (to within a minute: the tracker's re-sends
+# differ by the network's jitter), so the lookup reads the candidates' minutes and their neighbours by
+# event_ids' key: the same few minutes of rows whatever the table's size (migration 0010). The table alias keeps
+# the id's condition on the UUID column (the key), not on the String the SELECT names event_id.
+STORED_COPIES = """
+SELECT DISTINCT toString(e.event_id) AS event_id, if(e.kafka_topic = '', {topic:String}, e.kafka_topic) AS stored_topic,
+       e.kafka_partition AS stored_partition, e.kafka_offset AS stored_offset, e.block_id AS stored_block
+FROM {db}.event_ids AS e
+WHERE e.minute IN (
+        SELECT DISTINCT arrayJoin([m - 60, m, m + 60]) FROM (SELECT toStartOfMinute(event_time) AS m FROM $candidates)
+      )
   AND e.event_id IN (SELECT toUUID(event_id) FROM $candidates)
-  AND (if(e.kafka_topic = '', {topic:String}, e.kafka_topic), e.kafka_partition, e.kafka_offset)
-      NOT IN (SELECT kafka_topic, kafka_partition, kafka_offset FROM $candidates)
+"""
+
+# The batch's late and dead-letter records that an earlier attempt already stored (by each table's key).
+STORED_LATE = """
+SELECT if(kafka_topic = '', {topic:String}, kafka_topic), kafka_partition, kafka_offset FROM {db}.late_events
+WHERE (kafka_partition, kafka_offset) IN (SELECT kafka_partition, kafka_offset FROM $rows)
+"""
+STORED_DEAD_LETTERS = """
+SELECT topic, `partition`, `offset` FROM {db}.dead_letters
+WHERE (topic, `partition`, `offset`) IN (SELECT kafka_topic, kafka_partition, kafka_offset FROM $rows)
 """
 
 INSERT_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
 INSERT_LATE = f"INSERT INTO {{db}}.late_events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
 INSERT_DEAD_LETTERS = """
-INSERT INTO {db}.dead_letters (received_at, topic, `partition`, `offset`, kafka_timestamp, error, raw, batch_id)
-SELECT ingested_at, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, batch_id FROM $rows
+INSERT INTO {db}.dead_letters
+    (received_at, topic, `partition`, `offset`, kafka_timestamp, error, raw, raw_size, batch_id)
+SELECT ingested_at, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, error, raw, raw_size, batch_id
+FROM $rows
 """
 
 # Final rows of every window the batch touched, recomputed from the merged partial states.
@@ -106,12 +130,18 @@ FROM $rows
 """
 
 # Before migration 0009 a batch recorded the partitions of the contract-v1 topic only, in partition_high_water.
-LAST_HIGH_WATER = """
-SELECT if(empty(topic_high_water), map({topic:String}, partition_high_water), topic_high_water)
-FROM {db}.pipeline_batches FINAL
-WHERE (query_id = {query_id:String} AND batch_id < {batch_id:Int64}) OR query_id != {query_id:String}
-ORDER BY query_id = {query_id:String} DESC, if(query_id = {query_id:String}, batch_id, 0) DESC, finished_at DESC
-LIMIT 1
+_MARKS = "if(empty(topic_high_water), map({topic:String}, partition_high_water), topic_high_water)"
+# The marks this pipeline committed last before a batch: by pipeline_batches' key (query_id, batch_id).
+PIPELINE_HIGH_WATER = f"""
+SELECT {_MARKS} FROM {{db}}.pipeline_batches FINAL
+WHERE query_id = {{query_id:String}} AND batch_id < {{batch_id:Int64}}
+ORDER BY batch_id DESC LIMIT 1
+"""
+# A new pipeline's first batch (a fresh or lost checkpoint): the newest marks of any earlier one.
+EARLIER_HIGH_WATER = f"""
+SELECT {_MARKS} FROM {{db}}.pipeline_batches FINAL
+WHERE query_id != {{query_id:String}}
+ORDER BY finished_at DESC LIMIT 1
 """
 
 
@@ -167,13 +197,46 @@ def _max_by_partition(table: pa.Table, value: str) -> dict[TopicPartition, objec
 
 
 def _merged_high_water(before: Mapping[TopicPartition, datetime], valid: pa.Table) -> dict[TopicPartition, datetime]:
+    """``before`` moved on by the batch's valid records, each as far as its ``mark_time`` (rtap.stream.transforms)."""
     marks = dict(before)
-    for key, moment in _max_by_partition(valid, "event_time").items():
+    for key, moment in _max_by_partition(valid, "mark_time").items():
         if not isinstance(moment, datetime):
             continue
         previous = marks.get(key)
         marks[key] = moment if previous is None or moment > previous else previous
     return marks
+
+
+def block_digest(rows: pa.Table) -> tuple[int, str]:
+    """The identity of a block of rows: a digest of their Kafka records (topic, partition, offset), in order.
+
+    The same records give the same digest whoever writes them, so it makes the insert's deduplication token
+    (hex) and the rows' ``block_id`` (the first 8 bytes).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    topics = pc.dictionary_encode(rows["kafka_topic"].combine_chunks())
+    digest.update("\0".join(topics.dictionary.to_pylist()).encode())
+    digest.update(np.asarray(topics.indices, dtype=np.int32).tobytes())
+    digest.update(np.asarray(rows["kafka_partition"], dtype=np.int32).tobytes())
+    digest.update(np.asarray(rows["kafka_offset"], dtype=np.int64).tobytes())
+    value = digest.digest()
+    return int.from_bytes(value[:8], "little"), value.hex()
+
+
+KafkaRecord = tuple[str, int, int]  # topic, partition, offset
+_RECORD_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
+def _records(table: pa.Table, columns: tuple[str, ...] = _RECORD_COLUMNS) -> list[tuple[Any, ...]]:
+    """The rows of ``columns`` as tuples (for the few rows a replay or a duplicate concerns)."""
+    return list(zip(*(table[c].to_pylist() for c in columns), strict=True))
+
+
+def _without_records(rows: pa.Table, stored: set[tuple[Any, ...]]) -> pa.Table:
+    """``rows`` less those whose Kafka record is in ``stored``."""
+    if not stored or not rows.num_rows:
+        return rows
+    return rows.filter(pa.array([key not in stored for key in _records(rows)], pa.bool_()))
 
 
 def _by_topic(values: Mapping[TopicPartition, object]) -> dict[str, dict[int, object]]:
@@ -203,15 +266,21 @@ class WarehouseSink:
         self._pipeline_id = pipeline_id
         self._dead_letters = dead_letters
         self._kafka_lag = kafka_lag
+        # (batch_id, marks) of the batch this sink committed last: the next batch's state without a query.
+        self._committed: tuple[int, dict[TopicPartition, datetime]] | None = None
 
     def high_water(self, batch_id: int) -> dict[TopicPartition, datetime]:
         """Per-partition event-time high-water marks committed before ``batch_id``.
 
-        From this pipeline's previous batch; for a new pipeline (a fresh or deleted checkpoint), from the
-        newest batch of any earlier one, so event time keeps moving forward across checkpoint resets.
+        From this pipeline's previous batch (kept from its commit, or read by key after a restart); for a new
+        pipeline (a fresh or deleted checkpoint), from the newest batch of any earlier one, so event time keeps
+        moving forward across checkpoint resets.
         """
-        rows = self._client.query_rows(
-            LAST_HIGH_WATER, parameters={"query_id": self._pipeline_id, "batch_id": batch_id, "topic": self._topic}
+        if self._committed is not None and self._committed[0] == batch_id - 1:
+            return dict(self._committed[1])
+        parameters = {"query_id": self._pipeline_id, "batch_id": batch_id, "topic": self._topic}
+        rows = self._client.query_rows(PIPELINE_HIGH_WATER, parameters=parameters) or self._client.query_rows(
+            EARLIER_HIGH_WATER, parameters=parameters
         )
         if not rows:
             return {}
@@ -222,12 +291,49 @@ class WarehouseSink:
             for p, t in partitions
         }
 
-    def _token(self, batch_id: int, table: str) -> dict[str, str]:
-        return {"insert_deduplication_token": f"{self._pipeline_id}:{batch_id}:{table}"}
+    def _insert(self, sql: str, rows: pa.Table, table: str, **settings: object) -> None:
+        """Insert ``rows`` as one block, deduplicated by the digest of their Kafka records."""
+        if not rows.num_rows:
+            return
+        block, token = block_digest(rows)
+        if table in ("events", "late_events"):  # the rows name their block (event_ids tells it per id)
+            rows = rows.append_column("block_id", pa.array(np.full(rows.num_rows, block, np.uint64)))
+        settings = {"insert_deduplication_token": f"rtap:{table}:{token}", **settings}
+        self._client.command(sql, inputs={"rows": rows}, settings=settings)
 
-    def _insert(self, sql: str, rows: pa.Table, batch_id: int, table: str, **settings: object) -> None:
-        if rows.num_rows:
-            self._client.command(sql, inputs={"rows": rows}, settings={**self._token(batch_id, table), **settings})
+    def _not_stored(self, sql: str, rows: pa.Table) -> pa.Table:
+        """``rows`` less the records an earlier attempt at this batch already stored (``sql``: their coordinates)."""
+        if not rows.num_rows:
+            return rows
+        keys = rows.select(["kafka_topic", "kafka_partition", "kafka_offset"])
+        stored = self._client.query_arrow(sql, inputs={"rows": keys}, parameters={"topic": self._topic})
+        return _without_records(rows, set(_records(stored, tuple(stored.column_names))))
+
+    def _events_to_insert(self, candidates: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(accepted, to insert): the candidates less duplicates of events stored from other Kafka records, and
+        of those the rows to insert now (see the module docstring on a block stored by an earlier attempt)."""
+        if not candidates.num_rows:
+            return candidates, candidates
+        keys = candidates.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
+        known = self._client.query_arrow(STORED_COPIES, inputs={"candidates": keys}, parameters={"topic": self._topic})
+        if not known.num_rows:
+            return candidates, candidates
+        copies: dict[str, list[tuple[KafkaRecord, int]]] = {}
+        for event_id, topic, partition, offset, block in _records(known, tuple(known.column_names)):
+            copies.setdefault(event_id, []).append(((topic, partition, offset), block))
+        duplicate = np.zeros(candidates.num_rows, dtype=bool)
+        written = np.zeros(candidates.num_rows, dtype=bool)
+        blocks: set[int] = set()
+        for index, (event_id, *record) in enumerate(_records(candidates, ("event_id", *_RECORD_COLUMNS))):
+            found = copies.get(event_id, [])
+            same = [block for where, block in found if where == tuple(record)]
+            duplicate[index] = bool(found) and not same
+            written[index] = bool(same)
+            blocks.update(same)
+        accepted = candidates.filter(pa.array(~duplicate))
+        if not written.any() or blocks == {block_digest(accepted)[0]}:
+            return accepted, accepted  # nothing stored yet, or this very block: re-sent whole, dropped by its token
+        return accepted, candidates.filter(pa.array(~duplicate & ~written))
 
     def write(
         self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[TopicPartition, datetime]
@@ -244,22 +350,15 @@ class WarehouseSink:
         in_batch_duplicates = _status(table, DUPLICATE).num_rows
 
         self._dead_letters.publish(dead)
-        self._insert(INSERT_DEAD_LETTERS, dead, batch_id, "dead_letters")
-        self._insert(INSERT_LATE, late, batch_id, "late_events")
+        self._insert(INSERT_DEAD_LETTERS, self._not_stored(STORED_DEAD_LETTERS, dead), "dead_letters")
+        self._insert(INSERT_LATE, self._not_stored(STORED_LATE, late), "late_events")
 
-        accepted = candidates
-        if candidates.num_rows:
-            keys = candidates.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
-            known = self._client.query_arrow(
-                KNOWN_DUPLICATES, inputs={"candidates": keys}, parameters={"topic": self._topic}
-            )
-            if known.num_rows:
-                accepted = candidates.filter(pc.invert(pc.is_in(candidates["event_id"], known["event_id"])))
+        accepted, new_events = self._events_to_insert(candidates)
         stored_duplicates = candidates.num_rows - accepted.num_rows
 
         # Also the batch's partial aggregates: materialized views on events (migration 0008), each state table
         # deduplicating its own block of a retried insert.
-        self._insert(INSERT_EVENTS, accepted, batch_id, "events", deduplicate_blocks_in_dependent_materialized_views=1)
+        self._insert(INSERT_EVENTS, new_events, "events", deduplicate_blocks_in_dependent_materialized_views=1)
         if accepted.num_rows:
             threshold = {"threshold": int(self._settings.bot_clicks_per_minute)}
             for sql in FINALS.values():
@@ -284,7 +383,7 @@ class WarehouseSink:
             kafka_lag=sum(partition.records for partition in lag.values()),
             input_bytes=int(pc.sum(table["record_bytes"]).as_py() or 0),
         )
-        self._commit(stats, started_at, finished, high_water, end_offsets)
+        self._commit(stats, started_at, finished, high_water, end_offsets, table)
         metrics.STREAM.batch_committed(
             stats,
             event_times=accepted["event_time"],
@@ -301,6 +400,7 @@ class WarehouseSink:
         finished: datetime,
         high_water: Mapping[TopicPartition, datetime],
         end_offsets: Mapping[TopicPartition, int],
+        batch: pa.Table,
     ) -> None:
         delay_ms = int(self._settings.watermark_delay_s * 1000)
         max_time = stats.max_event_time
@@ -334,4 +434,6 @@ class WarehouseSink:
                 "input_bytes": pa.array([stats.input_bytes], pa.uint64()),
             }
         )
-        self._client.command(INSERT_BATCH, inputs={"rows": row}, settings=self._token(stats.batch_id, "batches"))
+        token = f"rtap:batches:{self._pipeline_id}:{stats.batch_id}:{block_digest(batch)[1]}"
+        self._client.command(INSERT_BATCH, inputs={"rows": row}, settings={"insert_deduplication_token": token})
+        self._committed = (stats.batch_id, dict(high_water))

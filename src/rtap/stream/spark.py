@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from rtap.contract.formats import SourceReader, reader
 from rtap.errors import DependencyError
 from rtap.runtime.jvm import class_sharing_options
-from rtap.settings import Settings
+from rtap.settings import JAVA_REDACTION_REGEX, Settings
 from rtap.stream.transforms import parse_records, parsed_schema
 
 # The Kafka source and its client: resolved by `make jars` from jars/pom.xml (profile `spark`), pinned to the
@@ -36,6 +36,22 @@ CONNECTOR_JARS = (
     "kafka-clients-",
     "commons-pool2-",
 )
+
+
+# AWS's MSK IAM login module and the AWS SDK it needs (jars/pom.xml, profile `msk-iam`): on the class path only
+# when the Kafka settings ask for AWS_MSK_IAM.
+MSK_IAM_JAR = "aws-msk-iam-auth-"
+
+
+def msk_iam_jars(settings: Settings) -> list[Path]:
+    """The jars of MSK IAM's Java login module if the settings use it (else none), or a clear error."""
+    if settings.kafka.sasl_mechanism != "AWS_MSK_IAM":
+        return []
+    directory = settings.jars_dir / "msk-iam"
+    jars = sorted(directory.glob("*.jar"))
+    if not any(jar.name.startswith(MSK_IAM_JAR) for jar in jars):
+        raise DependencyError(f"AWS_MSK_IAM needs the aws-msk-iam-auth jars in {directory}: run `make jars`")
+    return jars
 
 
 def connector_jars(directory: Path) -> list[Path]:
@@ -74,10 +90,13 @@ def build_session(settings: Settings) -> SparkSession:
     # (the spark.pyspark.python setting reaches only a driver started by spark-submit): by default this one,
     # whose environment has rtap installed; on a cluster, the executors' own (RTAP_STREAM_PYTHON).
     os.environ["PYSPARK_PYTHON"] = stream.python or sys.executable
+    jars = connector_jars(settings.jars_dir / "spark") + msk_iam_jars(settings)
     builder = (
         SparkSession.builder.appName(stream.app_name)
         .master(stream.master)
-        .config("spark.jars", ",".join(str(j) for j in connector_jars(settings.jars_dir / "spark")))
+        .config("spark.jars", ",".join(str(j) for j in jars))
+        # The Kafka client's secrets in the source's options never reach Spark's logs or its UI.
+        .config("spark.redaction.regex", JAVA_REDACTION_REGEX)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(stream.shuffle_partitions))
         .config("spark.driver.memory", stream.driver_memory)
@@ -184,7 +203,7 @@ def _parse_partition(
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        parsed = parse_records(batch, readers)
+        parsed = parse_records(batch, readers, max_raw_bytes=max_record_bytes)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, parsed.schema) as writer:
             writer.write_batch(parsed)

@@ -8,10 +8,19 @@ record identically:
 
 - ``dead_letter``: the record breaks the contract (``error`` says why; ``raw`` keeps the payload).
 - ``late``: valid, but its event_time is behind the watermark *of its Kafka partition at that record*:
-  the highest event_time among the valid records before it in the same partition (including earlier
-  micro-batches, passed in as ``high_water``), minus the watermark delay. Tracking the watermark per partition
-  and per record, in Kafka order, makes it independent of micro-batch boundaries; Spark's built-in watermark
-  moves once per batch, so the same event could be on time in one run and late in a replay.
+  the partition's high-water mark before it (over the valid records before it in the same partition,
+  including earlier micro-batches, passed in as ``high_water``), minus the watermark delay. Tracking the
+  watermark per partition and per record, in Kafka order, makes it independent of micro-batch boundaries;
+  Spark's built-in watermark moves once per batch, so the same event could be on time in one run and late in
+  a replay.
+
+  A record moves its partition's mark to its ``mark_time``: its event_time, but never more than
+  :data:`MARK_LEAD_MS` past the record's Kafka timestamp. The event time is the client's clock; the Kafka
+  timestamp is the broker's (rtap creates its topics with ``message.timestamp.type=LogAppendTime``), so one
+  client whose clock runs ahead cannot make the honest records after it late: an honest record is late only
+  when its own delay (its Kafka timestamp minus its event time) exceeds the watermark delay minus the lead.
+  The fast record itself is judged by its own event time like any other (the contract dead-letters one that
+  is too far ahead: ``StreamSettings.max_future_skew_s``).
 - ``duplicate``: valid and on time, but an earlier on-time record in this batch (in Kafka order: partition,
   then offset) carried the same event_id. (Copies in earlier batches are found by the sink in the warehouse,
   which is the dedup state that survives restarts.)
@@ -39,6 +48,9 @@ from rtap.errors import ContractError
 
 EVENT_COLUMNS = tuple(f.name for f in contract_fields())
 _NO_TIME = np.iinfo(np.int64).min
+# How far past its Kafka timestamp an event may move its partition's mark: the clocks of honest producers and
+# brokers agree to well within this (NTP), and rtap's producer stamps an event at most a few ms ahead of its send.
+MARK_LEAD_MS = 1_000
 TopicPartition = tuple[str, int]  # the key of per-partition state: partitions are numbered per topic
 
 
@@ -54,25 +66,33 @@ def parsed_schema() -> pa.Schema:
             pa.field("error", pa.string()),
             pa.field("raw", pa.binary()),
             pa.field("raw_key", pa.binary()),
+            pa.field("raw_size", pa.int32()),  # the value's size as read: ``raw`` keeps at most max_record_bytes
             pa.field("record_bytes", pa.int32()),  # key + value as read: what sizes the next micro-batches
         ]
     )
 
 
-def parse_records(records: pa.RecordBatch, readers: Mapping[str, SourceReader]) -> pa.RecordBatch:
+def parse_records(
+    records: pa.RecordBatch, readers: Mapping[str, SourceReader], *, max_raw_bytes: int
+) -> pa.RecordBatch:
     """Kafka records (the columns of Spark's Kafka source) -> lineage, typed contract columns, ``error``, ``raw``.
 
     Each record is read by the reader of its topic's source format (``readers``: topic -> reader), which
     validates it against that format's schema and gives contract-v1 columns. ``raw`` and ``raw_key`` (the
     record's bytes) are kept only for invalid records: valid ones are fully represented by their columns, and
-    carrying every payload to the driver would double the batch's memory.
+    carrying every payload to the driver would double the batch's memory. They keep at most ``max_raw_bytes``
+    (the record size limit: a larger record is never valid), so that a dead letter of any size the broker
+    accepts fits the dead-letter topic and the table; ``raw_size`` keeps the value's real size.
     """
     topics = records.column("topic").cast(pa.string())
     names = pc.unique(topics).to_pylist()
     if not names:
         return pa.RecordBatch.from_pylist([], schema=parsed_schema())
     if len(names) > 1:  # one topic at a time, then back together (classify puts them in Kafka order)
-        parts = [parse_records(records.filter(pc.equal(topics, name)), readers) for name in names]
+        parts = [
+            parse_records(records.filter(pc.equal(topics, name)), readers, max_raw_bytes=max_raw_bytes)
+            for name in names
+        ]
         return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
     reader = readers.get(names[0])
     if reader is None:  # the job subscribes to the configured topics only: a record of another is a bug
@@ -90,14 +110,20 @@ def parse_records(records: pa.RecordBatch, readers: Mapping[str, SourceReader]) 
         timestamps,
         *(columns[name] for name in EVENT_COLUMNS),
         verdict.errors,
-        pc.if_else(invalid, records.column("value").cast(pa.binary()), nothing),
-        pc.if_else(invalid, records.column("key").cast(pa.binary()), nothing),
+        pc.if_else(invalid, _cut(records.column("value"), max_raw_bytes), nothing),
+        pc.if_else(invalid, _cut(records.column("key"), max_raw_bytes), nothing),
+        pc.fill_null(pc.binary_length(records.column("value")), 0).cast(pa.int32()),
         pc.add(
             pc.fill_null(pc.binary_length(records.column("value")), 0),
             pc.fill_null(pc.binary_length(records.column("key")), 0),
         ).cast(pa.int32()),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=parsed_schema())
+
+
+def _cut(values: pa.Array, limit: int) -> pa.Array:
+    """Binary values cut to their first ``limit`` bytes."""
+    return pc.binary_slice(values.cast(pa.binary()), 0, limit)
 
 
 def _in_kafka_order(parsed: pa.Table) -> pa.Table:
@@ -117,10 +143,22 @@ def _in_kafka_order(parsed: pa.Table) -> pa.Table:
     )
 
 
+def mark_times(parsed: pa.Table, valid: np.ndarray) -> np.ndarray:
+    """Per record, epoch ms: how far it moves its partition's high-water mark (``_NO_TIME``: not at all).
+
+    The event time, capped at the record's Kafka timestamp plus :data:`MARK_LEAD_MS` (see the module docstring).
+    """
+    times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
+    kafka = np.asarray(pc.fill_null(parsed.column("kafka_timestamp").cast(pa.int64()), _NO_TIME))
+    capped = np.where(kafka == _NO_TIME, times, np.minimum(times, kafka + MARK_LEAD_MS))
+    return np.where(valid & (times != _NO_TIME), capped, _NO_TIME)
+
+
 def _late(
-    parsed: pa.Table, valid: np.ndarray, high_water: Mapping[TopicPartition, datetime], delay_ms: int
+    parsed: pa.Table, valid: np.ndarray, marks: np.ndarray, high_water: Mapping[TopicPartition, datetime], delay_ms: int
 ) -> np.ndarray:
-    """Per record: valid and behind (max valid event_time before it in its partition, or high_water) - delay."""
+    """Per record: valid and its event time behind (the partition's mark before it) - delay. ``marks``: each
+    record's :func:`mark_times`; ``high_water``: the marks committed by earlier batches."""
     # Topics as small integer codes: comparing Python strings per record would cost more than the rest here.
     encoded = pc.dictionary_encode(parsed.column("kafka_topic").combine_chunks())
     names = encoded.dictionary.to_pylist()
@@ -135,7 +173,7 @@ def _late(
     for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
         carried = high_water.get((names[topics[start]], int(partitions[start])))
         initial = _NO_TIME if carried is None else int(carried.timestamp() * 1000)
-        running = np.maximum.accumulate(np.r_[initial, times[start:end]])[:-1]  # the max *before* each record
+        running = np.maximum.accumulate(np.r_[initial, marks[start:end]])[:-1]  # the mark *before* each record
         watermark = np.where(running == _NO_TIME, _NO_TIME, running - delay_ms)  # no valid record yet: none
         late[start:end] = valid[start:end] & (times[start:end] < watermark)
     return late
@@ -156,16 +194,19 @@ def _later_copies(event_ids: pa.Array, candidates: np.ndarray) -> np.ndarray:
 
 def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime], watermark_delay_s: float) -> pa.Table:
     """The whole per-batch decision: every parsed record gets exactly one status (``status``, one of
-    :data:`rtap.contract.vocabulary.STATUSES`).
+    :data:`rtap.contract.vocabulary.STATUSES`), and ``mark_time``, how far it moves its partition's mark
+    (null: not at all).
 
     Rows come back in Kafka order (topic, partition, offset).
     """
     parsed = _in_kafka_order(parsed)
     valid = np.asarray(pc.is_null(parsed.column("error")))
-    late = _late(parsed, valid, high_water, int(watermark_delay_s * 1000))
+    marks = mark_times(parsed, valid)
+    late = _late(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
     duplicate = _later_copies(parsed.column("event_id").combine_chunks(), valid & ~late)
     status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
     status[~valid] = DEAD_LETTER
     status[late] = LATE
     status[duplicate] = DUPLICATE
-    return parsed.append_column("status", pa.array(status, pa.string()))
+    mark_time = pa.array(marks, pa.int64(), mask=marks == _NO_TIME).cast(pa.timestamp("ms", tz="UTC"))
+    return parsed.append_column("status", pa.array(status, pa.string())).append_column("mark_time", mark_time)

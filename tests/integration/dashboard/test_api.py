@@ -193,6 +193,7 @@ def test_health_definition_openapi_and_page(api: TestClient) -> None:
     dashboards = api.get("/api/dashboards").json()
     assert [d["id"] for d in dashboards["dashboards"]] == ["clickstream", "pipeline"]
     assert dashboards["ranges"] == {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
+    assert dashboards["collector_port"] == 8070  # the page links to the demo shop the collector serves
     openapi = api.get("/openapi.json").json()
     assert {"/api/health", "/api/dashboards", "/api/panels/{panel_id}"} <= set(openapi["paths"])
     page = api.get("/")

@@ -16,7 +16,8 @@ from tests.support.paths import free_port
 
 
 def _unique_topics(settings: Settings, unique_name: Callable[[str], str], **update: object) -> KafkaSettings:
-    return settings.kafka.model_copy(update={"topic": unique_name("events"), "dlq_topic": unique_name("dlq"), **update})
+    names = {"topic": unique_name("events"), "browser_topic": unique_name("browser"), "dlq_topic": unique_name("dlq")}
+    return settings.kafka.model_copy(update={**names, **update})
 
 
 def test_ensure_topics_twice_creates_once(kafka_settings: Settings, unique_name: Callable[[str], str]) -> None:
@@ -25,7 +26,7 @@ def test_ensure_topics_twice_creates_once(kafka_settings: Settings, unique_name:
     first = ensure_topics(kafka)
     second = ensure_topics(kafka)
 
-    assert first == [kafka.topic, kafka.dlq_topic]
+    assert first == [kafka.topic, kafka.browser_topic, kafka.dlq_topic]
     assert second == []
     assert topic_partitions(kafka, kafka.topic) == 3
     assert topic_partitions(kafka, kafka.dlq_topic) == 3

@@ -60,7 +60,7 @@ def test_the_job_classifies_the_sent_traffic_exactly_as_the_sender_counted_it() 
     rate, seconds = 1_000.0, 20.0
     traffic = Traffic(int(rate * seconds), "unit", seed=7)
     chosen = readers(max_record_bytes=65_536, max_future_skew_s=3_600)
-    parsed = pa.Table.from_batches([parse_records(_as_kafka_records(traffic, rate), chosen)])
+    parsed = pa.Table.from_batches([parse_records(_as_kafka_records(traffic, rate), chosen, max_raw_bytes=65_536)])
     classified = classify(parsed, high_water={}, watermark_delay_s=30.0)
     statuses = dict(zip(*pc.value_counts(classified["status"]).flatten(), strict=True))
     # Every kind of dirt is present, and each lands where the sender said it would.

@@ -99,7 +99,7 @@ def test_an_unknown_format_is_refused_with_the_known_ones() -> None:
         reader("v2", max_record_bytes=1, max_future_skew_s=1)
     with pytest.raises(ValidationError, match="unknown source format 'nope'"):
         KafkaSettings(source_topics={"old": "nope"})
-    with pytest.raises(ValidationError, match="already the input or the dead-letter topic"):
+    with pytest.raises(ValidationError, match="already the input, the browser or the dead-letter topic"):
         KafkaSettings(source_topics={"clickstream.events": LEGACY_FORMAT})
 
 
@@ -109,4 +109,8 @@ def test_the_previous_topic_beside_rtaps_default_one_is_refused_as_kafka_would()
     with pytest.raises(ValidationError, match=r"topics clickstream_events and clickstream\.events collide"):
         KafkaSettings(source_topics={"clickstream_events": LEGACY_FORMAT})
     moved = KafkaSettings(topic="clickstream.events.v1", source_topics={"clickstream_events": LEGACY_FORMAT})
-    assert moved.input_topics == {"clickstream.events.v1": "clickstream-event.v1", "clickstream_events": LEGACY_FORMAT}
+    assert moved.input_topics == {
+        "clickstream.events.v1": "clickstream-event.v1",
+        "clickstream.browser": "browser-event.v1",
+        "clickstream_events": LEGACY_FORMAT,
+    }

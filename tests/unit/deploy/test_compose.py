@@ -704,6 +704,13 @@ FIXED_BY_REASON = {
         "RTAP_KAFKA_SASL_MECHANISM",
         "RTAP_KAFKA_SASL_USERNAME",
         "RTAP_KAFKA_SASL_PASSWORD",
+        "RTAP_KAFKA_SSL_CA_FILE",
+        "RTAP_KAFKA_SSL_CERTIFICATE_FILE",
+        "RTAP_KAFKA_SSL_KEY_FILE",
+        "RTAP_KAFKA_SSL_KEY_PASSWORD",
+        "RTAP_KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+        "RTAP_KAFKA_AWS_REGION",
+        "RTAP_KAFKA_AWS_PROFILE",
     ),
     "the local broker's (rtap kafka) own settings; the kafka service has its KAFKA_* ones": (
         "RTAP_KAFKA_HOST",
@@ -751,12 +758,18 @@ FIXED_BY_REASON = {
         "RTAP_ALERT_RESTARTS_WINDOW_S",
         "RTAP_ALERT_STALL_AFTER_S",
         "RTAP_ALERT_WINDOW_S",
+        "RTAP_ALERT_COLLECT_ACK_P99_S",
+        "RTAP_ALERT_COLLECT_REFUSED_SHARE",
+        "RTAP_ALERT_COLLECT_UNAVAILABLE_SHARE",
     ),
     "listen addresses and ports behind the published ports (set per service)": (
         "RTAP_STREAM_UI_HOST",
         "RTAP_DASHBOARD_HOST",
         "RTAP_DASHBOARD_PORT",
+        "RTAP_COLLECT_HOST",
+        "RTAP_COLLECT_PORT",
     ),
+    "a benchmark's switch (bench/bench_collect.py), never a deployment's": ("RTAP_COLLECT_BENCH_NOOP",),
     "Metabase and its view of ClickHouse are services of the stack": (
         "RTAP_METABASE_URL",
         "RTAP_METABASE_CLICKHOUSE_HOST",
@@ -787,9 +800,13 @@ def changed_value(settings_class: type[BaseSettings], field_name: str) -> str:
     """A valid value for the setting that differs from its default, as it would be written in .env."""
     info = settings_class.model_fields[field_name]
     default = info.get_default(call_default_factory=True)
+    if field_name == "write_keys":  # the collector's sites: a key -> its site and allowed origins
+        return json.dumps({"key-from-env": {"site": "from-env", "origins": ["https://shop.example"]}})
     if isinstance(default, dict):  # JSON, as pydantic-settings reads a mapping from the environment
         changed = {f"{key}-from-env": value for key, value in default.items()}
         return json.dumps(changed or {"previous-from-env": "legacy-click.v1"})  # a topic -> source format map
+    if isinstance(default, list):  # JSON too: a list of addresses (the collector's trusted proxies)
+        return json.dumps([*default, "203.0.113.0/24"])
     if isinstance(default, bool):
         return str(not default).lower()
     if isinstance(default, int | float):

@@ -75,3 +75,10 @@ def test_every_alert_has_a_promtool_case_and_a_runbook_section() -> None:
     assert names <= headings, f"no runbook section for {sorted(names - headings)}"
     for name, rule in alerts(defaults()).items():
         assert rule["annotations"]["runbook"] == f"docs/operations.md#{name.lower()}"  # type: ignore[index]
+
+
+def test_the_refused_events_rule_leaves_out_exactly_what_clients_retry() -> None:
+    from rtap.collect.api import ANSWERS
+    from rtap.metrics.rules import RETRYABLE_REFUSALS
+
+    assert set(RETRYABLE_REFUSALS) == {reason.value for reason, answer in ANSWERS.items() if answer.retry}

@@ -28,7 +28,10 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("tests/unit/deploy/test_compose.py", "Base64 High Entropy String"): (1, "a placeholder .env line"),
     ("tests/unit/deploy/test_terraform.py", "Hex High Entropy String"): (1, "a made-up git commit id"),
     ("tests/unit/generate/test_generator_golden.py", "Hex High Entropy String"): (2, "sha256 of generator output"),
-    ("tests/unit/test_settings.py", "Secret Keyword"): (1, "dummy SASL password read from the env"),
+    ("tests/unit/test_settings.py", "Secret Keyword"): (2, "dummy SASL passwords read from the env"),
+    ("tests/unit/test_settings_kafka_security.py", "Secret Keyword"): (4, "dummy SASL and key passwords"),
+    ("tests/e2e/test_kafka_security.py", "Secret Keyword"): (2, "the test broker's SCRAM and client key passwords"),
+    ("tests/unit/stream/test_spark.py", "Secret Keyword"): (1, "a dummy SASL password Spark must redact"),
     ("tests/unit/ops/test_checks.py", "Secret Keyword"): (2, "fake Metabase error text and wrong password"),
     ("tests/unit/warehouse/test_server.py", "Secret Keyword"): (1, "dummy ClickHouse password"),
 }

@@ -21,13 +21,14 @@ MIB = 2**20
 def test_small_records_are_capped_by_count_large_ones_by_bytes() -> None:
     stream = StreamSettings(max_batch_records=20_000, max_batch_bytes=4 * MIB)
     assert batch_cap(stream, bytes_per_record=100.0) == 20_000  # 2 MB: the count binds
-    assert batch_cap(stream, bytes_per_record=500.0) == 4 * MIB // 500  # 8,388 records of ~4 MiB
+    assert batch_cap(stream, bytes_per_record=500.0) == 8_388  # 8,388 records of 500 bytes: 4,194,000 <= 4 MiB
     assert batch_cap(stream, bytes_per_record=10 * MIB) == 1  # never 0: a huge record still moves on
     assert batch_cap(stream, bytes_per_record=0.0) == 20_000  # no division by a size of 0
 
 
 def test_before_any_batch_the_job_assumes_a_generous_record_size() -> None:
-    assert batch_cap(StreamSettings(max_batch_bytes=MIB), DEFAULT_RECORD_BYTES) == MIB // DEFAULT_RECORD_BYTES
+    assert DEFAULT_RECORD_BYTES == 1024
+    assert batch_cap(StreamSettings(max_batch_bytes=MIB), DEFAULT_RECORD_BYTES) == 1_024  # 1 MiB of 1 KiB records
 
 
 @pytest.fixture

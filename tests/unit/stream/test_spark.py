@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import shlex
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
+from py4j.protocol import Py4JJavaError
+from pydantic import SecretStr
 
+from rtap.errors import DependencyError
 from rtap.runtime.jvm import archive_path
-from rtap.settings import Settings
-from rtap.stream.spark import EXIT_ON_OOM, driver_java_options, parse_batch
+from rtap.settings import (
+    JAVA_REDACTION_REGEX,
+    MSK_IAM_CALLBACK_HANDLER,
+    MSK_IAM_LOGIN_MODULE,
+    KafkaSettings,
+    Settings,
+)
+from rtap.stream.spark import EXIT_ON_OOM, connector_jars, driver_java_options, msk_iam_jars, parse_batch
 from rtap.stream.transforms import parsed_schema
+from tests.support.paths import REPO_ROOT
 from tests.support.records import (
     FORMATS,
     LEGACY_TOPIC,
@@ -21,6 +33,7 @@ from tests.support.records import (
     legacy_click,
     parse_locally,
 )
+from tests.support.tls import make_certificates
 
 
 def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there_is_one(tmp_path: Path) -> None:
@@ -34,6 +47,135 @@ def test_the_driver_exits_on_out_of_memory_and_maps_the_spark_archive_when_there
     assert options == [EXIT_ON_OOM, f"-XX:SharedArchiveFile={archive}"]
     # Spark splits extraJavaOptions like a shell: a path with a space survives shlex quoting.
     assert shlex.split(shlex.join(options)) == options
+
+
+def test_the_msk_iam_jars_join_the_class_path_only_for_aws_msk_iam(tmp_path: Path) -> None:
+    iam = KafkaSettings(
+        bootstrap_servers="b-1.c.x.c2.kafka.eu-west-1.amazonaws.com:9098",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="AWS_MSK_IAM",
+    )
+    assert msk_iam_jars(Settings(jars_dir=REPO_ROOT / "jars" / "lib")) == []
+    with pytest.raises(DependencyError, match="run `make jars`"):
+        msk_iam_jars(Settings(jars_dir=tmp_path, kafka=iam))
+
+    jars = msk_iam_jars(Settings(jars_dir=REPO_ROOT / "jars" / "lib", kafka=iam))
+
+    # The classes the Java client's JAAS line and callback handler name are in the resolved jar.
+    (auth,) = [jar for jar in jars if jar.name.startswith("aws-msk-iam-auth-")]
+    with zipfile.ZipFile(auth) as archive:
+        names = set(archive.namelist())
+    for java_class in (MSK_IAM_LOGIN_MODULE, MSK_IAM_CALLBACK_HANDLER):
+        assert java_class.replace(".", "/") + ".class" in names
+    assert any(jar.name.startswith("sts-") for jar in jars)  # the AWS SDK it needs came with it
+    assert not any(jar.name.startswith(("jackson-", "slf4j-", "kafka-clients-")) for jar in jars)  # Spark's own
+
+
+def _java_consumer(spark, jars: list[Path], config: dict[str, str]) -> None:
+    """Build (and close) Kafka's Java consumer from ``config`` in Spark's JVM, with ``jars`` in a class loader of
+    their own: the constructor parses every property, the JAAS line, the PEM stores, and loads the login module
+    and callback handler, without connecting anywhere."""
+    gateway, jvm = spark.sparkContext._gateway, spark._jvm
+    urls = gateway.new_array(jvm.java.net.URL, len(jars))
+    for i, jar in enumerate(jars):
+        urls[i] = jvm.java.io.File(str(jar.resolve())).toURI().toURL()
+    loader = jvm.java.net.URLClassLoader(urls, jvm.java.lang.ClassLoader.getSystemClassLoader())
+    properties = jvm.java.util.Properties()
+    deserializer = "org.apache.kafka.common.serialization.ByteArrayDeserializer"
+    for key, value in {**config, "key.deserializer": deserializer, "value.deserializer": deserializer}.items():
+        properties.setProperty(key, value)
+    types = gateway.new_array(jvm.java.lang.Class, 1)
+    types[0] = properties.getClass()
+    arguments = gateway.new_array(jvm.java.lang.Object, 1)
+    arguments[0] = properties
+    # JAAS finds login modules, and Kafka configured classes, through the thread's context class loader (py4j
+    # runs this Python thread's calls on one JVM thread).
+    thread = jvm.java.lang.Thread.currentThread()
+    previous = thread.getContextClassLoader()
+    thread.setContextClassLoader(loader)
+    try:
+        consumer_class = jvm.java.lang.Class.forName("org.apache.kafka.clients.consumer.KafkaConsumer", True, loader)
+        consumer = consumer_class.getConstructor(types).newInstance(arguments)
+        # Through reflection: py4j caches methods by class name, and each call has a class loader of its own.
+        no_types, no_arguments = gateway.new_array(jvm.java.lang.Class, 0), gateway.new_array(jvm.java.lang.Object, 0)
+        consumer_class.getMethod("close", no_types).invoke(consumer, no_arguments)
+    finally:
+        thread.setContextClassLoader(previous)
+
+
+def test_the_java_client_takes_the_msk_iam_properties_with_the_resolved_jars(spark) -> None:
+    iam = KafkaSettings(
+        bootstrap_servers="127.0.0.1:9098",  # resolvable: the constructor checks; nothing connects
+        security_protocol="SASL_SSL",
+        sasl_mechanism="AWS_MSK_IAM",
+        aws_region="eu-west-1",
+        aws_profile="analytics",
+    )
+    settings = Settings(jars_dir=REPO_ROOT / "jars" / "lib", kafka=iam)
+    jars = connector_jars(settings.jars_dir / "spark") + msk_iam_jars(settings)
+    config = iam.java_client_config()
+
+    _java_consumer(spark, jars, config)
+    with pytest.raises(Py4JJavaError):  # the check is real: a handler that does not exist is refused
+        _java_consumer(spark, jars, {**config, "sasl.client.callback.handler.class": MSK_IAM_LOGIN_MODULE + "X"})
+
+
+def test_the_java_client_takes_the_tls_and_scram_properties(spark, tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path, client_key_password="key pass")
+    scram = KafkaSettings(
+        bootstrap_servers="127.0.0.1:9096", security_protocol="SASL_SSL", ssl_ca_file=certificates.ca,
+        sasl_mechanism="SCRAM-SHA-512", sasl_username="rtap", sasl_password=SecretStr('pa"ss'),
+    )  # fmt: skip
+    mutual = KafkaSettings(
+        bootstrap_servers="127.0.0.1:9094", security_protocol="SSL", ssl_ca_file=certificates.ca,
+        ssl_certificate_file=certificates.client_certificate, ssl_key_file=certificates.client_key,
+        ssl_key_password=SecretStr("key pass"),
+    )  # fmt: skip
+    jars = connector_jars(REPO_ROOT / "jars" / "lib" / "spark")
+    for kafka in (scram, mutual):
+        _java_consumer(spark, jars, kafka.java_client_config())  # the PEM stores are parsed, the key decrypted
+    with pytest.raises(Py4JJavaError):
+        _java_consumer(spark, jars, {**mutual.java_client_config(), "ssl.key.password": "wrong"})
+
+
+def test_spark_hides_every_secret_of_the_java_client_with_rtaps_redaction_pattern(spark, tmp_path: Path) -> None:
+    """Spark's own redaction (Utils.redact, as its UI and logs apply it) over the source's options."""
+    certificates = make_certificates(tmp_path, client_key_password="key pass")
+    clients = (
+        KafkaSettings(
+            security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="rtap",
+            sasl_password=SecretStr("hunter2"),
+        ),
+        KafkaSettings(
+            security_protocol="SSL", ssl_certificate_file=certificates.client_certificate,
+            ssl_key_file=certificates.client_key, ssl_key_password=SecretStr("key pass"),
+        ),
+        KafkaSettings(
+            bootstrap_servers="b-1.c.x.c2.kafka.eu-west-1.amazonaws.com:9098", security_protocol="SASL_SSL",
+            sasl_mechanism="AWS_MSK_IAM",
+        ),
+    )  # fmt: skip
+    jvm = spark._jvm
+    converters = jvm.scala.jdk.javaapi.CollectionConverters
+
+    def redacted(options: dict[str, str], pattern: str | None) -> set[str]:
+        conf = jvm.org.apache.spark.SparkConf(False)
+        if pattern is not None:
+            conf.set("spark.redaction.regex", pattern)
+        pairs = jvm.java.util.ArrayList()
+        for key, value in options.items():
+            pairs.add(jvm.scala.Tuple2(key, value))
+        shown = converters.asJava(jvm.org.apache.spark.util.Utils.redact(conf, converters.asScala(pairs).toSeq()))
+        return {pair._1() for pair in shown if pair._2() == "*********(redacted)"}
+
+    secrets = {"kafka.sasl.jaas.config", "kafka.ssl.keystore.key", "kafka.ssl.key.password"}
+    missed_by_default = set()
+    for kafka in clients:
+        options = {f"kafka.{key}": value for key, value in kafka.java_client_config().items()}
+        assert redacted(options, JAVA_REDACTION_REGEX) == secrets & set(options)
+        missed_by_default |= secrets & set(options) - redacted(options, None)
+    # Spark's default pattern alone shows MSK IAM's JAAS line and the inline key.
+    assert missed_by_default == {"kafka.sasl.jaas.config", "kafka.ssl.keystore.key"}
 
 
 def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark) -> None:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
-from tests.support.records import classify_records, event
+from tests.support.records import MAX_RECORD_BYTES, classify_records, event
 
 
 def classify(records: Sequence[tuple[int, int, object]], high_water=None) -> dict[tuple[int, int], dict]:
@@ -49,8 +50,9 @@ def test_each_kind_of_invalid_record_is_a_dead_letter_with_its_reason(payload, r
     row = classify([(0, 0, payload)])[(0, 0)]
     assert row["status"] == DEAD_LETTER
     assert row["error"].startswith(reason)
-    assert row["raw"] == (payload if isinstance(payload, bytes) else row["raw"])
-    assert row["raw"] is not None
+    sent = payload if isinstance(payload, bytes) else orjson.dumps(payload)  # as kafka_records sends a dict
+    assert row["raw"] == sent[:MAX_RECORD_BYTES]  # whole up to the size limit, which only too-large records pass
+    assert row["raw_size"] == len(sent)
 
 
 def test_valid_record_is_normalised_and_extra_fields_are_ignored() -> None:
@@ -111,18 +113,20 @@ def test_classification_does_not_depend_on_micro_batch_boundaries() -> None:
     whole = classify(records)
     first, second = records[:3], records[3:]
     part1 = classify(first)
-    carried = {0: max(r["event_time"] for r in part1.values() if r["status"] != DEAD_LETTER)}
+    carried = {0: max(r["mark_time"] for r in part1.values() if r["status"] != DEAD_LETTER)}
     part2 = classify(second, carried)
     split = {**part1, **part2}
     assert {k: r["status"] for k, r in whole.items()} == {k: r["status"] for k, r in split.items()}
     assert sorted(r["status"] for r in whole.values()) == sorted([ACCEPTED] * 5 + [LATE] * 3)
 
 
-def test_every_record_gets_exactly_one_known_status() -> None:
+def test_every_record_gets_exactly_one_status_and_the_right_one() -> None:
+    """Invalid records among valid ones in one batch: each record once, with its own status."""
     records = [(0, i, payload) for i, (payload, _) in enumerate(INVALID)] + [(1, i, event(i)) for i in range(5)]
     rows = classify(records)
-    assert len(rows) == len(records)
-    assert {r["status"] for r in rows.values()} <= set(STATUSES)
+    expected = {(0, i): DEAD_LETTER for i in range(len(INVALID))} | {(1, i): ACCEPTED for i in range(5)}
+    assert {key: row["status"] for key, row in rows.items()} == expected
+    assert all(row["status"] in STATUSES for row in rows.values())
 
 
 def test_an_empty_batch_classifies_to_an_empty_table() -> None:

@@ -175,7 +175,7 @@ hostile = st.one_of(
 
 
 def classify(
-    payloads: list[bytes], columns: tuple[str, ...] = ("kafka_offset", "status", "error", "raw")
+    payloads: list[bytes], columns: tuple[str, ...] = ("kafka_offset", "status", "error", "raw", "raw_size")
 ) -> list[dict[str, Any]]:
     """One call over the whole batch, as the job makes it."""
     out = classify_records([(0, offset, payload) for offset, payload in enumerate(payloads)], **LIMITS)
@@ -190,7 +190,9 @@ def test_every_hostile_record_is_a_dead_letter_with_a_reason(payloads: list[byte
     for payload, row in zip(payloads, rows, strict=True):
         assert row["status"] == DEAD_LETTER, (payload[:200], row["error"])
         assert row["error"], payload[:200]
-        assert row["raw"] == payload
+        # Kept whole up to the record size limit (beyond it a record is never valid), with its real size.
+        assert row["raw"] == payload[: STREAM.max_record_bytes]
+        assert row["raw_size"] == len(payload)
 
 
 def test_the_named_extremes_are_dead_letters() -> None:

@@ -343,6 +343,11 @@ async function main() {
     button.addEventListener("click", () => { state.range = key; show(state.dashboard.id); });
     ranges.append(button);
   }
+  if (state.definition.collector_port) {  // the collector serves the demo shop, on this page's host
+    const shop = document.getElementById("shop");
+    shop.href = `${location.protocol}//${location.hostname}:${state.definition.collector_port}/shop/`;
+    shop.hidden = false;
+  }
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
   show(location.hash.slice(1));
   pollHealth();

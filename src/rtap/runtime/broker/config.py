@@ -9,6 +9,11 @@ this file on every start.
 
 The same configuration makes one node of a multi-node quorum (:class:`KraftNode`, used by
 :mod:`rtap.runtime.cluster`): every node lists all voters, and replicated topics get the cluster's replication.
+
+Beside its PLAINTEXT listener on loopback (which the controller, rtap's own readiness checks and the default
+clients use) the broker can serve authenticated, encrypted listeners (:class:`BrokerSecurity`): TLS with or
+without client certificates, SASL/SCRAM over TLS. That is how the tests prove every client over the protocols a
+team's cluster speaks (tests/e2e/test_kafka_security.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rtap.errors import DependencyError
 from rtap.runtime.jvm import class_sharing_options
@@ -90,6 +96,11 @@ class BrokerFiles:
         return self.root / "data"
 
     @property
+    def keystore(self) -> Path:
+        """The broker's private key and certificate chain in one PEM file, as Kafka's PEM key store reads it."""
+        return self.root / "keystore.pem"
+
+    @property
     def formatted(self) -> bool:
         """Whether ``kafka-storage format`` has run: it writes meta.properties into the log dir."""
         return (self.data / "meta.properties").is_file()
@@ -112,6 +123,52 @@ class KraftNode:
         return len(self.voters.split(","))
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A listener beside the PLAINTEXT one, on the broker's host: TLS (``SSL``) or SASL over TLS (``SASL_SSL``).
+
+    ``client_auth``: mutual TLS, a client must show a certificate the broker's client CA signed.
+    """
+
+    name: str
+    port: int
+    protocol: Literal["SSL", "SASL_SSL"]
+    sasl_mechanisms: tuple[Literal["SCRAM-SHA-256", "SCRAM-SHA-512"], ...] = ()
+    client_auth: bool = False
+
+
+@dataclass(frozen=True)
+class ScramCredential:
+    """A SCRAM user, written into the KRaft metadata when the storage is formatted (``--add-scram``): a broker
+    formatted before does not learn users added later."""
+
+    mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
+    username: str
+    password: str
+
+    def __post_init__(self) -> None:
+        # The storage tool's own syntax (name=...,password=...) has no quoting for these characters.
+        for value in (self.username, self.password):
+            if not value or any(char in value for char in '[]=,"\\ '):
+                raise ValueError('a SCRAM username or password must be non-empty, without spaces or any of []=,"\\')
+
+    @property
+    def format_argument(self) -> str:
+        return f"{self.mechanism}=[name={self.username},password={self.password}]"
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """The broker's secure listeners, its TLS identity (PEM files: certificate chain and PKCS#8 key, the CA of
+    client certificates) and its SCRAM users."""
+
+    listeners: tuple[SecureListener, ...]
+    certificate: Path
+    key: Path
+    client_ca: Path | None = None
+    scram_credentials: tuple[ScramCredential, ...] = ()
+
+
 def random_cluster_id() -> str:
     """A cluster id as Kafka's ``Uuid.randomUuid().toString()`` makes it: 16 random bytes, URL-safe base64.
 
@@ -123,9 +180,11 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(settings: Settings, files: BrokerFiles, node: KraftNode | None = None) -> str:
+def server_properties(
+    settings: Settings, files: BrokerFiles, node: KraftNode | None = None, security: BrokerSecurity | None = None
+) -> str:
     """The broker's configuration: one combined broker+controller node on loopback, alone or one of ``node``'s
-    quorum."""
+    quorum, with ``security``'s listeners beside its PLAINTEXT one."""
     kafka = settings.kafka
     host = kafka.host
     node_id = NODE_ID if node is None else node.node_id
@@ -169,8 +228,46 @@ def server_properties(settings: Settings, files: BrokerFiles, node: KraftNode | 
             "share.coordinator.state.topic.replication.factor": replicas,
             "share.coordinator.state.topic.min.isr": in_sync,
         }
+    if security is not None:
+        properties |= _secure_listeners(host, files, security, properties)
     header = "# Written by rtap on every start of the local broker; edit the RTAP_KAFKA_* settings instead.\n"
     return header + "".join(f"{key}={value}\n" for key, value in properties.items())
+
+
+def _secure_listeners(host: str, files: BrokerFiles, security: BrokerSecurity, plain: dict[str, str]) -> dict[str, str]:
+    """The properties that add ``security``'s listeners, each configured under its own ``listener.name.`` prefix
+    so that the PLAINTEXT listener stays as it was."""
+    addresses = [f"{listener.name}://{host}:{listener.port}" for listener in security.listeners]
+    protocols = [f"{listener.name}:{listener.protocol}" for listener in security.listeners]
+    properties = {
+        "listeners": ",".join([plain["listeners"], *addresses]),
+        "advertised.listeners": ",".join([plain["advertised.listeners"], *addresses]),
+        "listener.security.protocol.map": ",".join([plain["listener.security.protocol.map"], *protocols]),
+    }
+    for listener in security.listeners:
+        prefix = f"listener.name.{listener.name.lower()}."
+        properties |= {
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(files.keystore),
+            f"{prefix}ssl.client.auth": "required" if listener.client_auth else "none",
+        }
+        if security.client_ca is not None:
+            properties |= {
+                f"{prefix}ssl.truststore.type": "PEM",
+                f"{prefix}ssl.truststore.location": str(security.client_ca),
+            }
+        if listener.sasl_mechanisms:
+            properties[f"{prefix}sasl.enabled.mechanisms"] = ",".join(listener.sasl_mechanisms)
+        for mechanism in listener.sasl_mechanisms:
+            properties[f"{prefix}{mechanism.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+    return properties
+
+
+def keystore_pem(security: BrokerSecurity) -> str:
+    """The key and its certificate chain in one PEM text: Kafka's PEM key store file."""
+    return security.key.read_text() + security.certificate.read_text()
 
 
 def kafka_classpath(settings: Settings) -> str:
@@ -203,9 +300,15 @@ def java_command(java: str, settings: Settings, files: BrokerFiles, classpath: s
     ]
 
 
-def format_command(base: list[str], files: BrokerFiles, cluster_id: str) -> list[str]:
-    """``kafka-storage format``: writes the cluster id and the bootstrap metadata into the log dir."""
-    return [*base, STORAGE_TOOL_MAIN, "format", "--config", str(files.server_properties), "--cluster-id", cluster_id]
+def format_command(
+    base: list[str], files: BrokerFiles, cluster_id: str, scram_credentials: tuple[ScramCredential, ...] = ()
+) -> list[str]:
+    """``kafka-storage format``: writes the cluster id, the bootstrap metadata and the SCRAM users into the log
+    dir (KRaft keeps SCRAM credentials in its metadata log: they exist from the first start on)."""
+    scram = [arg for credential in scram_credentials for arg in ("--add-scram", credential.format_argument)]
+    return [
+        *base, STORAGE_TOOL_MAIN, "format", "--config", str(files.server_properties), "--cluster-id", cluster_id, *scram
+    ]  # fmt: skip
 
 
 def broker_command(base: list[str], files: BrokerFiles) -> list[str]:

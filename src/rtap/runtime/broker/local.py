@@ -29,11 +29,13 @@ from rtap.runtime.broker.config import (
     BROKER_MAIN,
     LOG4J2_PROPERTIES,
     BrokerFiles,
+    BrokerSecurity,
     KraftNode,
     broker_command,
     format_command,
     java_command,
     kafka_classpath,
+    keystore_pem,
     random_cluster_id,
     server_properties,
 )
@@ -90,12 +92,21 @@ class LocalKafka(Supervised):
     """One local KRaft broker+controller configured from :class:`~rtap.settings.Settings`.
 
     Alone by default; with ``node`` it is one member of a multi-node quorum (see :mod:`rtap.runtime.cluster`).
+    With ``security`` it also serves TLS and SASL listeners (the tests of every client over them).
     """
 
-    def __init__(self, settings: Settings, *, attached: bool = True, node: KraftNode | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        attached: bool = True,
+        node: KraftNode | None = None,
+        security: BrokerSecurity | None = None,
+    ) -> None:
         self.settings = settings
         self.attached = attached
         self.node = node
+        self.security = security
         self.files = BrokerFiles(settings.paths.kafka)
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -106,14 +117,7 @@ class LocalKafka(Supervised):
     def kafka_settings(self) -> KafkaSettings:
         """``settings.kafka`` pointed at this broker, for clients: its listener (for a quorum member, its own
         rather than the cluster's list) and PLAINTEXT without credentials, as it serves."""
-        update = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": "PLAINTEXT",
-            "sasl_mechanism": None,
-            "sasl_username": None,
-            "sasl_password": None,
-        }
-        return self.settings.kafka.model_copy(update=update)
+        return self.settings.kafka.plaintext_at(self.bootstrap_servers)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -143,13 +147,19 @@ class LocalKafka(Supervised):
         java = find_java()
         classpath = kafka_classpath(self.settings)
         kafka = self.settings.kafka
-        for port, what in ((kafka.port, "the Kafka listener"), (kafka.controller_port, "the Kafka controller")):
+        ports = [(kafka.port, "the Kafka listener"), (kafka.controller_port, "the Kafka controller")]
+        if self.security is not None:
+            ports += [(listener.port, f"the Kafka listener {listener.name}") for listener in self.security.listeners]
+        for port, what in ports:
             if port_in_use(kafka.host, port):
                 raise PortInUseError(kafka.host, port, what)
 
         files = self.files
         files.root.mkdir(parents=True, exist_ok=True)
-        files.server_properties.write_text(server_properties(self.settings, files, self.node))
+        if self.security is not None:
+            files.keystore.touch(mode=0o600)  # the broker's private key: readable by its owner only
+            files.keystore.write_text(keystore_pem(self.security))
+        files.server_properties.write_text(server_properties(self.settings, files, self.node, self.security))
         files.log4j_config.write_text(LOG4J2_PROPERTIES)
         base = java_command(java, self.settings, files, classpath)
         if not files.formatted:
@@ -220,7 +230,10 @@ class LocalKafka(Supervised):
             try:
                 result = subprocess.run(
                     format_command(
-                        base, self.files, random_cluster_id() if self.node is None else self.node.cluster_id
+                        base,
+                        self.files,
+                        random_cluster_id() if self.node is None else self.node.cluster_id,
+                        () if self.security is None else self.security.scram_credentials,
                     ),
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -60,6 +60,21 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
+def collector_check(settings: Settings) -> Check:
+    """The collector ``rtap up`` runs: its ``/healthz``, which is its Kafka sink's health."""
+    import httpx
+
+    collect = settings.collect
+    host = "127.0.0.1" if collect.host in ("0.0.0.0", "") else collect.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{collect.port}"
+    try:
+        answer = httpx.get(f"{url}/healthz", timeout=2.0)
+        detail = str(answer.json().get("detail", answer.text))
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        return Check("collector", False, f"{url} does not answer: {exc or type(exc).__name__}")
+    return Check("collector", answer.status_code == 200, f"{url}: {detail}")
+
+
 def _job_state(settings: Settings) -> JobState | None:
     """The state file of the job running in this data directory; None if none runs (or it left no file)."""
     state = JobState.read(settings.paths.run / JOB_STATE_FILE)
@@ -80,6 +95,8 @@ def _collect(settings: Settings) -> list[Check]:
     checks: list[Check] = [brokers_check(settings)]
     pid = _up_process(settings)
     checks.append(Check("rtap up", pid is not None, f"pid {pid}" if pid else "not running"))
+    if pid is not None:
+        checks.append(collector_check(settings))
     try:
         with create_client(settings, readonly=True) as client:
             row = client.query_rows(LAST_BATCHES)[0]

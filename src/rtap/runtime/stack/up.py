@@ -1,4 +1,5 @@
-"""``rtap up``: broker, warehouse, stream job, dashboard and generator, started in order, stopped together.
+"""``rtap up``: broker, warehouse, stream job, dashboard, collector and generator, started in order, stopped
+together.
 
 Everything that can be checked before starting is checked first (Java, jars, free ports), so a bad machine
 gives one line and leaves nothing running. Components then start in dependency order; if any of them fails
@@ -43,14 +44,19 @@ class Component:
 
 def preflight(settings: Settings, profile: Profile) -> None:
     """Refuse to start when something is certainly going to fail (one clear line, nothing started)."""
+    from rtap.collect.server import check_exposure
     from rtap.runtime.broker.config import kafka_classpath
     from rtap.stream.spark import connector_jars
 
     profile.preflight(settings)
+    check_exposure(settings.collect)
     find_java()
     kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")
-    ports = [(settings.dashboard.host, settings.dashboard.port, "the dashboard")]
+    ports = [
+        (settings.dashboard.host, settings.dashboard.port, "the dashboard"),
+        (settings.collect.host, settings.collect.port, "the collector"),
+    ]
     if settings.metrics.enabled and settings.metrics.port:
         ports.append((settings.metrics.host, settings.metrics.port, "the metrics endpoint"))
     for host, port, what in ports + profile.ports(settings):
@@ -94,6 +100,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
     from rtap.dashboard import serve_dashboard
     from rtap.ingest.producer import produce_run
     from rtap.ingest.topics import ensure_topics
+    from rtap.runtime.stack.collector import CollectorDaemon
     from rtap.runtime.stack.statusline import StatusLine
     from rtap.stream.job import StreamJob, pipeline_id
     from rtap.stream.kafka import LagProbe
@@ -128,6 +135,10 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         if not profile.spark_first:
             spark = spark_pool.submit(build_session, settings)
         ensure_topics(settings.kafka)
+        # In a process of its own (rtap.runtime.stack.collector); its start overlaps the dashboard's and Spark's.
+        collector = CollectorDaemon(settings)
+        collector.start(wait=False)
+        stack.callback(collector.stop)
         # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
         topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
         parts = (metrics.STREAM, metrics.DASHBOARD, metrics.PRODUCER, topic_ends)
@@ -138,6 +149,15 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         dashboard = serve_dashboard(settings, reader)
         stack.callback(dashboard.stop)
         console.done(f"Dashboard: {dashboard.url}")
+        collector.wait_ready()
+        console.done(
+            f"Collector: {collector.url} writing to {settings.kafka.browser_topic} (demo shop: {collector.url}/shop/)"
+        )
+
+        def collector_failure() -> str | None:
+            if collector.pid() is None:
+                return f"the collector stopped unexpectedly; see {collector.log}"
+            return None
 
         session = spark.result()
         job = StreamJob(settings, client, spark=session)
@@ -156,19 +176,21 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
             stack.callback(_join, producer)
             console.done(f"Generator producing {rate:g} events/s to {settings.kafka.topic}")
 
-        _where_to_look(console, dashboard.url, session.sparkContext.uiWebUrl)
+        _where_to_look(console, dashboard.url, collector.url, session.sparkContext.uiWebUrl)
         stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
-        _supervise(components, brokers_failure, stopping)
-        console.line("stopping: the generator, the stream job, the dashboard, the broker…")
+        _supervise(components, [brokers_failure, collector_failure], stopping)
+        console.line("stopping: the generator, the stream job, the collector, the dashboard, the broker…")
 
 
-def _where_to_look(console: OperatorConsole, dashboard_url: str, spark_ui: str | None) -> None:
+def _where_to_look(console: OperatorConsole, dashboard_url: str, collector_url: str, spark_ui: str | None) -> None:
     sql = (
         'rtap sql "SELECT window_start, page_url, views, unique_users FROM rtap.page_views_1m FINAL '
         'ORDER BY window_start DESC LIMIT 10"'
     )
     places = [
         ("dashboard", dashboard_url),
+        ("demo shop", f"{collector_url}/shop/"),
+        ("collector", f"{collector_url}  (docs/collector.md)"),
         ("SQL", sql),
         ("status", "rtap status"),
         ("dead letters", "rtap dlq reasons"),
@@ -184,12 +206,14 @@ def _where_to_look(console: OperatorConsole, dashboard_url: str, spark_ui: str |
 
 
 def _supervise(
-    components: list[Component], brokers_failure: Callable[[], str | None], stopping: threading.Event
+    components: list[Component], failures: list[Callable[[], str | None]], stopping: threading.Event
 ) -> None:
-    """Block until a signal arrives or a component fails; raise on failure so the exit code says so."""
+    """Block until a signal arrives or a component fails; raise on failure so the exit code says so. ``failures``
+    are the child processes' checks (the brokers', the collector's): why the stack must stop, or None."""
     while not stopping.wait(1.0):
-        if (failure := brokers_failure()) is not None:
-            raise PipelineError(failure)
+        for check in failures:
+            if (failure := check()) is not None:
+                raise PipelineError(failure)
         for component in components:
             if component.error:
                 raise _as_rtap_error(component)

@@ -8,8 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rtap.runtime.stack.status import collect, restarts_check
-from rtap.settings import KafkaSettings, Settings
+from rtap.runtime.stack.status import collect, collector_check, restarts_check
+from rtap.settings import CollectorSettings, KafkaSettings, Settings
 from rtap.stream.restarts import JOB_STATE_FILE, JobState
 from tests.support.paths import free_port
 
@@ -59,3 +59,11 @@ def test_status_reports_the_restarts_of_a_running_job_only(tmp_path: Path) -> No
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     JobState(pid=int(gone.stdout), started_at=state.started_at, restarts=2).write(settings.paths.run / JOB_STATE_FILE)
     assert not [check for check in collect(settings) if check.name == "restarts"]
+
+
+def test_a_collector_that_does_not_answer_is_an_unhealthy_line(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, collect=CollectorSettings(port=free_port()))
+    check = collector_check(settings)
+    assert check.name == "collector"
+    assert not check.ok
+    assert "does not answer" in check.detail

@@ -10,7 +10,7 @@ import pytest
 from rtap.errors import ConfigError, PortInUseError
 from rtap.runtime.stack.profiles import PROFILES
 from rtap.runtime.stack.up import preflight
-from rtap.settings import DashboardSettings, KafkaSettings, MetricsSettings, Settings
+from rtap.settings import CollectorSettings, DashboardSettings, KafkaSettings, MetricsSettings, Settings
 from tests.support.paths import free_port
 from tests.support.paths import taken_port as listening
 
@@ -25,12 +25,20 @@ def taken_port() -> Iterator[int]:
         yield port
 
 
-def _settings(tmp_path: Path, *, kafka_port: int, dashboard_port: int, metrics_port: int | None = None) -> Settings:
+def _settings(
+    tmp_path: Path,
+    *,
+    kafka_port: int,
+    dashboard_port: int,
+    metrics_port: int | None = None,
+    collect_port: int | None = None,
+) -> Settings:
     return Settings(
         data_dir=tmp_path,
         jars_dir=REPO_ROOT / "jars" / "lib",
         kafka=KafkaSettings(port=kafka_port, controller_port=free_port()),
         dashboard=DashboardSettings(port=dashboard_port),
+        collect=CollectorSettings(port=free_port() if collect_port is None else collect_port),
         metrics=MetricsSettings(port=free_port() if metrics_port is None else metrics_port),
     )
 
@@ -47,6 +55,16 @@ def test_a_taken_dashboard_port_stops_both_profiles(tmp_path: Path, taken_port: 
     for profile in (LOCAL, CLUSTER):
         with pytest.raises(PortInUseError, match="dashboard"):
             preflight(settings, profile)
+
+
+def test_a_taken_collector_port_or_a_public_demo_key_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port(), collect_port=taken_port)
+    for profile in (LOCAL, CLUSTER):
+        with pytest.raises(PortInUseError, match="the collector"):
+            preflight(settings, profile)
+    public = settings.model_copy(update={"collect": CollectorSettings(host="0.0.0.0", port=free_port())})
+    with pytest.raises(ConfigError, match="only the built-in demo write key"):
+        preflight(public, LOCAL)
 
 
 def test_a_taken_metrics_port_stops_both_profiles(tmp_path: Path, taken_port: int) -> None:

@@ -1,0 +1,387 @@
+"""The collector under an outside HTTP load generator (wrk, Debian's `wrk`), with every accepted event counted in Kafka.
+
+    .venv/bin/python -m bench.bench_collect [--seconds 15] [--connections 32] [--repeats 2]
+
+Starts a private LocalKafka and `rtap collect` as `rtap up` runs it (its own process, uvicorn with uvloop and
+httptools, acks=all and idempotent), rate limits out of the way, and `RTAP_COLLECT_BENCH_NOOP` on. Then, in one run
+and alternating, wrk (1 thread, ``--connections`` connections, closed loop) drives for ``--seconds`` each:
+
+* E1 ``POST /v1/event``: one event per request (text/plain, as sendBeacon sends it);
+* B25 ``POST /v1/batch``: 25 events per request;
+* N1, N25: the same requests to ``/v1/noop/event`` and ``/v1/noop/batch``, every step of the same server but
+  writing to Kafka: the server's own ceiling, and the ratio E1/N1, B25/N25.
+
+Every event has its own id (wrk's Lua script numbers them). After each Kafka measurement the topic's log-end
+offsets must have grown by the events of the requests answered 200 (wrk counts the non-2xx answers), plus at
+most those of the requests in flight when wrk stopped (one per connection; wrk does not wait for their answers):
+nothing answered 200 is missing. The broker, the collector and wrk share this
+machine's cores. Results: bench/results/collect.json and collect.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+from rtap_bench.procfs import peak_rss_mb, tree_cpu_s
+from rtap_bench.produce import private_broker
+
+from rtap.ingest.topics import ensure_topics
+from rtap.runtime.stack.collector import CollectorDaemon
+from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results"
+# (name, path, events per request, whether it writes to Kafka)
+MEASUREMENTS = (
+    ("E1", "/v1/event", 1, True),
+    ("N1", "/v1/noop/event", 1, False),
+    ("B25", "/v1/batch", 25, True),
+    ("N25", "/v1/noop/batch", 25, False),
+)
+TARGETS = {"E1": ("requests_per_s", 6_000), "B25": ("events_per_s", 60_000)}
+P99_TARGET_MS = 25.0
+
+# Each request's body is made by wrk's Lua (its own event ids); done() prints wrk's own summary as one JSON line.
+WRK_SCRIPT = """
+local events_per_request = tonumber(os.getenv("RTAP_EVENTS"))
+local prefix = os.getenv("RTAP_PREFIX")
+local key = os.getenv("RTAP_KEY")
+local n = 0
+local function event()
+  n = n + 1
+  return string.format(
+    '{"event_id":"%s-0000-4000-8000-%012d","type":"page_view","created_at":"2026-12-02T08:00:00.000Z",' ..
+    '"anonymous_id":"anon-%d","session_id":"sess-%d","url":"http://127.0.0.1/shop/p%d","title":"Shop",' ..
+    '"device":"desktop"}', prefix, n, n % 5000, n % 2000, n % 200)
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+request = function()
+  local body
+  if events_per_request == 1 then
+    body = string.sub(event(), 1, -2) .. ',"write_key":"' .. key .. '","sent_at":"2026-12-02T08:00:01.000Z"}'
+  else
+    local events = {}
+    for i = 1, events_per_request do events[i] = event() end
+    body = '{"write_key":"' .. key .. '","sent_at":"2026-12-02T08:00:01.000Z","events":[' ..
+      table.concat(events, ",") .. ']}'
+  end
+  return wrk.format(nil, nil, nil, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"non_2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def log_end(settings: Settings) -> int:
+    """The sum of the browser topic's log-end offsets: records ever written to it."""
+    kafka = settings.kafka
+    consumer = Consumer({**kafka.client_config(), "group.id": "rtap-bench-collect", "enable.auto.commit": False})
+    try:
+        topic = consumer.list_topics(kafka.browser_topic, timeout=10).topics[kafka.browser_topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(kafka.browser_topic, p), timeout=10)[1]
+            for p in topic.partitions
+        )
+    finally:
+        consumer.close()
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int, events: int) -> dict[str, Any]:
+    env = {**os.environ, "RTAP_EVENTS": str(events), "RTAP_PREFIX": secrets.token_hex(4), "RTAP_KEY": DEMO_WRITE_KEY}
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    result: dict[str, Any] = orjson.loads(line.removeprefix("RESULT "))
+    result["command"] = shlex.join(command)
+    return result
+
+
+def measure(
+    collector: CollectorDaemon,
+    settings: Settings,
+    script: Path,
+    name: str,
+    path: str,
+    events: int,
+    kafka: bool,
+    args: Any,
+) -> dict[str, Any]:
+    pid = collector.pid()
+    assert pid is not None, "the collector is not running"
+    before, cpu_before = log_end(settings), tree_cpu_s(pid)
+    result = wrk(collector.url + path, script, args.seconds, args.connections, events)
+    cpu_s = tree_cpu_s(pid) - cpu_before
+    written = log_end(settings) - before
+    accepted = result["requests"] - result["non_2xx"]
+    seconds = result["duration_us"] / 1e6
+    row = {
+        "measurement": name,
+        "path": path,
+        "events_per_request": events,
+        "requests_per_s": accepted / seconds,
+        "events_per_s": accepted * events / seconds,
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "max_ms": result["max_us"] / 1000,
+        # The collector's own CPU per answered request: what it costs whatever else shares the cores.
+        "collector_cpu_us_per_request": cpu_s * 1e6 / max(result["requests"], 1),
+        "collector_peak_rss_mb": peak_rss_mb(pid),
+        "accepted_requests": accepted,
+        "refused_or_failed": result["non_2xx"]
+        + result["connect"]
+        + result["read"]
+        + result["write"]
+        + result["timeout"],
+        "events_in_kafka": written,
+        "wrk": result,
+    }
+    if kafka:
+        # Every event answered 200 is in Kafka. Beyond them at most the requests in flight when wrk stopped (it does
+        # not wait for their answers), one per connection, and those refused or failed.
+        in_flight = (args.connections + row["refused_or_failed"]) * events
+        assert written >= accepted * events, f"{name}: {accepted * events} events answered 200, {written} in Kafka"
+        assert written <= accepted * events + in_flight, f"{name}: {written} records for {accepted * events} events"
+    else:
+        assert written == 0, f"{name}: the no-op route wrote {written} records"
+    return row
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: Path, args: Any) -> dict[str, Any]:
+    """B25 load for ``--outage-seconds`` with the broker stopped in its middle third: the collector's resident
+    memory sampled twice a second (it must not grow with the requests it refuses), and the answers."""
+    pid = collector.pid()
+    assert pid is not None
+    third = args.outage_seconds / 3
+    before = log_end(settings)
+    env = {**os.environ, "RTAP_EVENTS": "25", "RTAP_PREFIX": secrets.token_hex(4), "RTAP_KEY": DEMO_WRITE_KEY}
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{args.outage_seconds:g}s",
+        "--timeout",
+        "15s",
+        "-s",
+        str(script),
+    ]
+    load = subprocess.Popen([*command, collector.url + "/v1/batch"], env=env, stdout=subprocess.PIPE, text=True)
+    samples: list[tuple[float, float, str]] = []
+    started = time.monotonic()
+    phase = "up"
+    while load.poll() is None:
+        elapsed = time.monotonic() - started
+        if phase == "up" and elapsed >= third:
+            broker.stop()
+            phase = "down"
+        elif phase == "down" and elapsed >= 2 * third:
+            broker.start()
+            phase = "back"
+        samples.append((round(elapsed, 1), rss_mb(pid), phase))
+        time.sleep(0.5)
+    if phase != "back":
+        broker.start()
+    line = next(line for line in load.communicate()[0].splitlines() if line.startswith("RESULT "))
+    result = orjson.loads(line.removeprefix("RESULT "))
+    accepted_events = (result["requests"] - result["non_2xx"]) * 25
+    written = log_end(settings) - before
+    assert written >= accepted_events, f"outage: {accepted_events} events answered 200, {written} in Kafka"
+    up = [rss for _, rss, phase in samples if phase == "up"]
+    down = [rss for _, rss, phase in samples if phase == "down"]
+    return {
+        "seconds": args.outage_seconds,
+        "broker_down_s": round(third, 1),
+        "requests": result["requests"],
+        "non_2xx": result["non_2xx"],
+        "accepted_events": accepted_events,
+        "events_in_kafka": written,
+        "rss_mb_before_outage_max": max(up),
+        "rss_mb_during_outage_max": max(down) if down else None,
+        "rss_mb_samples": samples,
+        "command": shlex.join([*command, "URL/v1/batch"]),
+    }
+
+
+def _median(rows: list[dict[str, Any]], field: str) -> float:
+    return float(statistics.median(row[field] for row in rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0, help="wrk's duration per measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--outage-seconds", type=float, default=30.0, help="B25 load with the broker down a third")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where collect.json and collect.md go")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+    load_before = os.getloadavg()[0]
+    unlimited = {
+        "RTAP_COLLECT_KEY_EVENTS_PER_S": "1e9",
+        "RTAP_COLLECT_KEY_BURST": "1000000000",
+        "RTAP_COLLECT_IP_EVENTS_PER_S": "1e9",
+        "RTAP_COLLECT_IP_BURST": "1000000000",
+        "RTAP_COLLECT_BENCH_NOOP": "true",
+    }
+    rows: list[dict[str, Any]] = []
+    with private_broker("bench.collect", REPO_ROOT / "jars" / "lib") as (broker, base):
+        settings = base.model_copy(
+            update={
+                "kafka": base.kafka.model_copy(update={"browser_topic": f"{base.kafka.topic}.browser"}),
+                "collect": CollectorSettings(port=0, _env_file=None),  # type: ignore[call-arg]
+            }
+        )
+        ensure_topics(settings.kafka)
+        collector = CollectorDaemon(settings, unlimited)
+        with collector, tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "collect.lua"
+            script.write_text(WRK_SCRIPT)
+            for _name, path, events, _kafka in MEASUREMENTS:  # warm-up: connections, the producer's metadata
+                wrk(collector.url + path, script, 3, args.connections, events)
+            for repeat in range(args.repeats):
+                for name, path, events, kafka in MEASUREMENTS:
+                    row = measure(collector, settings, script, name, path, events, kafka, args)
+                    row["repeat"] = repeat
+                    rows.append(row)
+                    print(
+                        f"{name:>4} {row['requests_per_s']:>9,.0f} req/s {row['events_per_s']:>9,.0f} events/s "
+                        f"p99 {row['p99_ms']:.1f} ms  in Kafka {row['events_in_kafka']:,}",
+                        flush=True,
+                    )
+            stopped = outage(broker, collector, settings, script, args)
+    summary = {
+        name: {
+            "requests_per_s": _median([r for r in rows if r["measurement"] == name], "requests_per_s"),
+            "events_per_s": _median([r for r in rows if r["measurement"] == name], "events_per_s"),
+            "p99_ms": _median([r for r in rows if r["measurement"] == name], "p99_ms"),
+            "collector_cpu_us_per_request": _median(
+                [r for r in rows if r["measurement"] == name], "collector_cpu_us_per_request"
+            ),
+        }
+        for name, *_ in MEASUREMENTS
+    }
+    ratios = {
+        "E1/N1": summary["E1"]["requests_per_s"] / summary["N1"]["requests_per_s"],
+        "B25/N25": summary["B25"]["events_per_s"] / summary["N25"]["events_per_s"],
+    }
+    report = {
+        "command": "python -m bench.bench_collect " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": load_before},
+        "load_after": os.getloadavg()[0],
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "summary": summary,
+        "ratios": ratios,
+        "targets": {name: {"field": field, "target": target} for name, (field, target) in TARGETS.items()},
+        "p99_target_ms": P99_TARGET_MS,
+        "outage": stopped,
+        "runs": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "collect.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    (args.out / "collect.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def _shared_note(report: dict[str, Any]) -> list[str]:
+    load, cpus = max(report["machine"]["load_before"], report["load_after"]), report["machine"]["cpus"]
+    if load <= cpus:
+        return []
+    return [
+        f"**The machine was shared**: a load average of {load:.1f} on {cpus} CPUs means other work held the cores "
+        "during the run, so these figures are a floor for this machine, not its measure; the ratios, taken in the "
+        "same minutes, hold better.",
+        "",
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    summary, ratios = report["summary"], report["ratios"]
+    machine = report["machine"]
+    lines = [
+        "# Collector throughput",
+        "",
+        f"Command: `{report['command']}` ({report['at']}, {machine['cpus']} CPUs, Python {machine['python']}, "
+        f"1-min load average {machine['load_before']:.1f} before, {report['load_after']:.1f} after)",
+        "",
+        f"wrk (Debian's), 1 thread, {report['connections']} connections, {report['seconds']:g} s per measurement, "
+        "closed loop; `rtap collect` in its own process (uvicorn, uvloop, httptools), acks=all, idempotent, lz4; a "
+        "local single-node KRaft broker; all three on this machine's cores. Every event has its own id; after each "
+        "measurement the topic's log-end offsets had grown by at least the events of the requests answered 200 (and "
+        "by at most those of the requests still in flight when wrk stopped beyond them).",
+        "",
+        *_shared_note(report),
+        "| measurement | median requests/s | median events/s | p99 (ms) | collector CPU µs/request | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    names = {
+        "E1": "E1 `POST /v1/event`, 1 event",
+        "N1": "N1 `/v1/noop/event` (no Kafka)",
+        "B25": "B25 `POST /v1/batch`, 25 events",
+        "N25": "N25 `/v1/noop/batch` (no Kafka)",
+    }
+    for name, row in summary.items():
+        target = ""
+        if name in report["targets"]:
+            goal = report["targets"][name]
+            met = row[goal["field"]] >= goal["target"] and row["p99_ms"] <= report["p99_target_ms"]
+            target = (
+                f"{goal['field'].replace('_per_s', '/s')} >= {goal['target']:,}, p99 <= "
+                f"{report['p99_target_ms']:g} ms: {'met' if met else 'not met'}"
+            )
+        lines.append(
+            f"| {names[name]} | {row['requests_per_s']:,.0f} | {row['events_per_s']:,.0f} | {row['p99_ms']:.1f} | "
+            f"{row['collector_cpu_us_per_request']:,.0f} | {target} |"
+        )
+    cpu = summary["E1"]["collector_cpu_us_per_request"]
+    lines += [
+        "",
+        f"The collector's CPU per single-event request ({cpu:,.0f} µs, its poll thread and librdkafka's included) puts "
+        f"one core's ceiling at about {1e6 / cpu:,.0f} requests/s, whatever else shares the machine.",
+        "",
+        f"Ratios against the same server without Kafka: E1/N1 **{ratios['E1/N1']:.2f}**, "
+        f"B25/N25 **{ratios['B25/N25']:.2f}**.",
+        "",
+        f"Kafka stopped under load (B25 for {report['outage']['seconds']:g} s, the broker down for the middle "
+        f"{report['outage']['broker_down_s']:g} s): {report['outage']['non_2xx']:,} of "
+        f"{report['outage']['requests']:,} requests answered 503, {report['outage']['accepted_events']:,} events "
+        f"answered 200 and {report['outage']['events_in_kafka']:,} in Kafka; the collector's resident memory peaked "
+        f"at {report['outage']['rss_mb_before_outage_max']:.0f} MiB before the outage and "
+        f"{report['outage']['rss_mb_during_outage_max'] or 0:.0f} MiB during it (every sample in collect.json).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Serve the collector with uvicorn (uvloop and httptools when installed) on a socket bound beforehand.
+
+The collector is the one rtap server meant for the public, and what makes that safe is write keys with their
+origins: bound beyond loopback with only the built-in demo key, it refuses to start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+
+import uvicorn
+
+from rtap import metrics
+from rtap.collect.routes import create_app
+from rtap.collect.sinks import KafkaSink
+from rtap.errors import ConfigError
+from rtap.settings import CollectorSettings, Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def check_exposure(collect: CollectorSettings) -> None:
+    """Refuse, in one line, to listen beyond loopback with only the demo key (anyone could use it)."""
+    if collect.demo_only and not is_loopback(collect.host):
+        raise ConfigError(
+            f"the collector would listen on {collect.host} with only the built-in demo write key: set "
+            "RTAP_COLLECT_WRITE_KEYS to your sites' keys and origins (docs/collector.md), or listen on 127.0.0.1"
+        )
+
+
+def url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+
+def serve(settings: Settings, sock: socket.socket) -> None:
+    """Serve until SIGINT or SIGTERM (in the main thread), then finish the requests in flight and flush the
+    producer: whatever was answered 200 is in Kafka, whatever was not was answered 503."""
+    check_exposure(settings.collect)
+    sink = KafkaSink(settings.kafka, settings.collect, metrics.COLLECTOR)
+    app = create_app(settings.collect, sink, port=sock.getsockname()[1])
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,  # rtap.collect.records reads X-Forwarded-For from trusted proxies only
+        server_header=False,
+        limit_concurrency=settings.collect.max_connections,
+        timeout_graceful_shutdown=math.ceil(settings.collect.ack_timeout_s) + 2,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,156 @@
+"""Traffic written outside rtap, as a new user sends it, is exact (issue #22): the job never stops or restarts.
+
+A plain confluent-kafka producer written here, not rtap's generator (which only makes what the code expects),
+sends the issue's measured cases against the real stream job on a real broker:
+
+1. hostile records between valid ones: a 1,040,000-byte JSON object (the broker accepts it), a 900,000-byte
+   blob that is no JSON, a 200,000-byte array nested 100,000 deep, and one nested 20,000 deep within the size
+   limit: each a dead letter with its reason and size, the valid ones all stored;
+2. event ids in upper case, re-sent verbatim once stored, then in lower case, then both spellings in one batch;
+3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from rtap.ingest.topics import ensure_topics
+from rtap.stream.restarts import JOB_STATE_FILE
+from rtap.warehouse import create_client
+from tests.support.pipeline import StreamProcess, pipeline_settings
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def view(event_id: str, *, session: str, at: datetime | None = None) -> bytes:
+    moment = (at or now()).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "event_type": "page_view",
+            "event_time": moment,
+            "user_id": f"user-{session}",
+            "session_id": session,
+            "page_url": "https://shop.example/",
+        }
+    )
+
+
+def send(producer: Producer, topic: str, records: list[tuple[str, bytes]]) -> None:
+    failures: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            failures.append(error)
+
+    for key, value in records:
+        producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    assert failures == []
+
+
+def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> None:
+    settings = pipeline_settings(broker, tmp_path, "outside")
+    ensure_topics(settings.kafka)
+    topic = settings.kafka.topic
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "message.max.bytes": 1_048_576, "linger.ms": 5}
+    )
+    job = StreamProcess(settings)
+    sent = 0
+
+    # 1. Hostile records between valid ones.
+    valid = [(f"s{i % 50}", view(str(uuid.uuid4()), session=f"s{i % 50}")) for i in range(2_000)]
+    big_object = b'{"event_id": "' + b"x" * 1_039_984 + b'"}'
+    hostile = [
+        ("h1", big_object),
+        ("h2", bytes(range(256)) * 3_515 + b"\x00" * 160),
+        ("h3", b"[" * 100_000 + b"]" * 100_000),
+        ("h4", b"[" * 20_000 + b"]" * 20_000),
+    ]
+    assert [len(v) for _, v in hostile] == [1_040_000, 900_000, 200_000, 40_000]
+    send(producer, topic, valid[:1_000] + hostile + valid[1_000:])
+    sent += 2_000 + len(hostile)
+    job.wait_processed(sent)
+
+    # 2. Ids in any letter case: 300 upper, stored; the same again; lower case; 200 new in both spellings at once.
+    ids = [str(uuid.uuid4()) for _ in range(500)]
+    at = now()
+    upper = [("case", view(i.upper(), session="case", at=at)) for i in ids[:300]]
+    send(producer, topic, upper)
+    job.wait_processed(sent := sent + 300)
+    send(producer, topic, upper)
+    job.wait_processed(sent := sent + 300)
+    send(producer, topic, [("case", view(i, session="case", at=at)) for i in ids[:300]])
+    job.wait_processed(sent := sent + 300)
+    both = [("case", view(spelling, session="case", at=at)) for i in ids[300:] for spelling in (i.upper(), i)]
+    send(producer, topic, both)
+    job.wait_processed(sent := sent + 400)
+
+    # 3. One partition: 200 on time, one from a clock 50 minutes fast, 800 on time.
+    clock = [("clock", view(str(uuid.uuid4()), session="clock")) for _ in range(200)]
+    clock.append(("clock", view(str(uuid.uuid4()), session="clock", at=now() + timedelta(minutes=50))))
+    send(producer, topic, clock)
+    send(producer, topic, [("clock", view(str(uuid.uuid4()), session="clock")) for _ in range(800)])
+    job.wait_processed(sent := sent + 1_001)
+
+    state = json.loads((settings.paths.run / JOB_STATE_FILE).read_text())
+    assert job.stop() == 0
+    assert state["restarts"] == 0, state
+
+    with create_client(settings) as client:
+        events, duplicates, late, views = client.query_rows(
+            "SELECT (SELECT count() FROM {db}.events FINAL), (SELECT sum(duplicates) FROM {db}.pipeline_batches FINAL),"
+            " (SELECT count() FROM {db}.late_events), (SELECT sum(views) FROM {db}.page_views_1m FINAL)"
+        )[0]
+        dead = client.query_rows(
+            "SELECT raw_size, length(raw), error FROM {db}.dead_letters ORDER BY `partition`, `offset`"
+        )
+        stored_case = client.query_rows(
+            "SELECT toString(event_id) FROM {db}.events FINAL WHERE session_id = 'case' ORDER BY 1"
+        )
+
+    assert events == views == 2_000 + 500 + 1_000  # every valid view once; the fast one is a dead letter
+    assert duplicates == 300 + 300 + 200
+    assert late == 0  # the fast clock made no honest view late
+    assert [r[0] for r in stored_case] == sorted(ids)
+    reasons = sorted((size, kept, error.split(":")[0]) for size, kept, error in dead)
+    limit = settings.stream.max_record_bytes
+    assert reasons == sorted(
+        [
+            (1_040_000, limit, "record too large"),
+            (900_000, limit, "record too large"),
+            (200_000, limit, "record too large"),
+            (40_000, 40_000, "invalid JSON (depth limit exceeded"),
+            (len(clock[-1][1]), len(clock[-1][1]), "event_time"),
+        ]
+    ), dead
+
+    # The dead-letter topic has every one of them, cut to the same bound, with its real size in a header.
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "check", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([settings.kafka.dlq_topic])
+    sizes = []
+    for _ in range(120):
+        message = consumer.poll(1.0)
+        if message is not None and message.error() is None:
+            assert len(message.value() or b"") <= limit
+            size = dict(message.headers() or [])["rtap.source.size"]
+            assert isinstance(size, bytes)
+            sizes.append(int(size))
+        if len(sizes) == len(dead):
+            break
+    consumer.close()
+    assert sorted(sizes) == sorted(size for size, _, _ in dead)

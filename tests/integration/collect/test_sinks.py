@@ -1,0 +1,97 @@
+"""The Kafka sink when Kafka goes away: a broker of this module only is stopped under load and started again.
+Every event answered 200 is in Kafka; while the broker is down the collector answers 503 with Retry-After and
+/healthz says 503; once it is back, both recover by themselves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from rtap.runtime.broker import LocalKafka
+from rtap.settings import DEMO_WRITE_KEY
+from tests.support.collect import collector_settings, new_event, read_topic, running_collector, values
+from tests.support.pipeline import local_broker_settings
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    kafka = LocalKafka(local_broker_settings(tmp_path_factory.mktemp("rtap-kafka-sink")))
+    with kafka:
+        yield kafka
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
+        time.sleep(0.2)
+
+
+class Sender(threading.Thread):
+    """Batches of 5 events, one request after another, until stopped: what each answer was."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.acked: set[str] = set()
+        self.refused: list[httpx.Response] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60.0) as http:
+            n = 0
+            while not self.stop.is_set():
+                events = [new_event(n + i) for i in range(5)]
+                n += 5
+                answer = http.post("/v1/batch", content=orjson.dumps({"write_key": DEMO_WRITE_KEY, "events": events}))
+                if answer.status_code == 200:
+                    self.acked.update(e["event_id"] for e in events)
+                else:
+                    self.refused.append(answer)
+                    time.sleep(0.05)
+
+
+def test_kafka_down_is_503_with_retry_after_and_nothing_answered_200_is_missing(
+    broker: LocalKafka, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    base = broker.settings.model_copy(update={"kafka": broker.kafka_settings()})
+    settings = collector_settings(base, tmp_path, unique_name)
+    env = {"RTAP_COLLECT_ACK_TIMEOUT_S": "3", "RTAP_COLLECT_RETRY_AFTER_S": "2"}
+    with running_collector(settings, env) as collector, httpx.Client(base_url=collector.url, timeout=60.0) as http:
+        sender = Sender(collector.url)
+        sender.start()
+        wait_for("accepted batches", lambda: len(sender.acked) >= 50)
+
+        broker.stop()
+        wait_for("an unhealthy /healthz", lambda: http.get("/healthz").status_code == 503)
+        health = http.get("/healthz")
+        assert health.headers["retry-after"] == "2"
+        assert health.json()["status"] == "unavailable"
+        down = http.post("/v1/batch", content=orjson.dumps({"write_key": DEMO_WRITE_KEY, "events": [new_event()]}))
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "2"
+        assert down.json()["reason"] in ("kafka_unavailable", "ack_timeout", "delivery_failed")
+        acked_while_down = len(sender.acked)
+        time.sleep(2.0)
+        assert len(sender.acked) == acked_while_down  # nothing is acknowledged without a broker
+
+        broker.start()
+        wait_for("a healthy /healthz", lambda: http.get("/healthz").status_code == 200, timeout_s=90)
+        wait_for("accepted batches after the restart", lambda: len(sender.acked) >= acked_while_down + 50)
+        sender.stop.set()
+        sender.join(timeout=60)
+
+    assert sender.refused, "the sender never saw the broker down"
+    assert {answer.status_code for answer in sender.refused} == {503}
+    assert all(answer.headers.get("retry-after") == "2" for answer in sender.refused)
+    stored = {
+        record["event_id"]
+        for record in values(read_topic(settings.kafka, settings.kafka.browser_topic, len(sender.acked)))
+    }
+    assert sender.acked <= stored, f"{len(sender.acked - stored)} events answered 200 are not in Kafka"

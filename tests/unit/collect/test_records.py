@@ -1,0 +1,103 @@
+"""The server's facts on each record: the client's address (through trusted proxies only), anonymised by default,
+overwriting whatever a browser claimed; the session as the key."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtap.collect.api import Reason, Refused
+from rtap.collect.records import ClientAddress, anonymize, encode, kafka_key, parse_address, server_fields
+from rtap.contract.model import FORMAT_PATTERNS
+
+IPV4 = __import__("re").compile(FORMAT_PATTERNS["ipv4"])
+IPV6 = __import__("re").compile(FORMAT_PATTERNS["ipv6"])
+
+
+@pytest.mark.parametrize(
+    ("address", "anonymous"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::"),
+        ("::ffff:198.51.100.9", "198.51.100.0"),
+        ("::1", "::"),
+    ],
+)
+def test_the_last_octet_or_the_last_80_bits_are_zeroed(address: str, anonymous: str) -> None:
+    parsed = parse_address(address)
+    assert parsed is not None
+    assert str(anonymize(parsed)) == anonymous
+
+
+@given(st.ip_addresses())
+def test_an_anonymised_address_is_one_the_contract_accepts_and_keeps_its_network(address) -> None:
+    parsed = parse_address(str(address))
+    assert parsed is not None
+    hidden = anonymize(parsed)
+    text = str(hidden)
+    assert IPV4.search(text) or IPV6.search(text)
+    prefix = 24 if hidden.version == 4 else 48
+    assert hidden in ipaddress.ip_network(f"{parsed}/{prefix}", strict=False)
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("198.51.100.1", "6.6.6.6", "198.51.100.1"),  # not a trusted proxy: its header is not believed
+        ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the nearest address our proxy did not add
+        ("10.0.0.5", "203.0.113.9, 10.0.0.7", "203.0.113.9"),  # through two of our proxies
+        ("10.0.0.5", "10.0.0.7", "10.0.0.7"),  # only proxies: the farthest one
+        ("10.0.0.5", "garbage, 203.0.113.9", "203.0.113.9"),
+        ("10.0.0.5", "203.0.113.9, garbage", "10.0.0.5"),  # a hop nobody vouches for: stop before it
+        ("10.0.0.5", "[2001:db8::1]:443", "2001:db8::1"),
+        ("10.0.0.5", "203.0.113.9:51234", "203.0.113.9"),
+        ("10.0.0.5", None, "10.0.0.5"),
+        ("testclient", None, None),
+    ],
+)
+def test_the_client_is_the_peer_or_what_trusted_proxies_say(
+    peer: str, forwarded: str | None, client: str | None
+) -> None:
+    resolved = ClientAddress(["10.0.0.0/8"]).resolve(peer, forwarded)
+    assert (None if resolved is None else str(resolved)) == client
+
+
+def test_server_fields_overwrite_the_browsers_and_the_session_is_the_key() -> None:
+    fields = server_fields(
+        received_at="2026-12-02T06:00:00.500Z",
+        sent_at="2026-12-02T08:00:00.000Z",
+        ip=parse_address("203.0.113.77"),
+        anonymize_ip=True,
+        user_agent="UA",
+        site="demo",
+    )
+    event = {"type": "page_view", "session_id": "s", "anonymous_id": "a", "ip": "6.6.6.6", "received_at": "1999"}
+    ((key, value),) = encode([event], fields, max_event_bytes=1024)
+    assert key == b"s"
+    assert orjson.loads(value) == {
+        "type": "page_view",
+        "session_id": "s",
+        "anonymous_id": "a",
+        "ip": "203.0.113.0",
+        "received_at": "2026-12-02T06:00:00.500Z",
+        "sent_at": "2026-12-02T08:00:00.000Z",
+        "user_agent": "UA",
+        "site": "demo",
+    }
+    assert kafka_key({"session_id": 5, "anonymous_id": "a"}) == b"a"
+    assert kafka_key({}) is None
+    kept = server_fields(
+        received_at="t", sent_at=None, ip=parse_address("203.0.113.77"), anonymize_ip=False, user_agent=None, site="x"
+    )
+    assert kept["ip"] == "203.0.113.77"
+
+
+def test_an_event_too_large_as_written_refuses_the_request() -> None:
+    with pytest.raises(Refused) as caught:
+        encode([{"a": "x" * 10}, {"a": "x" * 2000}], {"site": "s"}, max_event_bytes=1024)
+    assert caught.value.reason == Reason.EVENT_TOO_LARGE
+    assert caught.value.events == 2

@@ -1,0 +1,143 @@
+"""The sink on real input from elsewhere (issue #22), on the real embedded ClickHouse: an event id is one UUID in
+any letter case, and a batch re-cut at other offsets after a lost checkpoint changes no table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from rtap.settings import Settings
+from rtap.stream.sink import BatchStats, WarehouseSink
+from rtap.warehouse import WarehouseClient, create_client
+from rtap.warehouse.migrate import apply_migrations
+from tests.support.records import TOPIC, classify_records, event
+
+
+class KeptDeadLetters:
+    """Stands in for the DLQ topic (our own interface, not Kafka's)."""
+
+    def publish(self, rows: pa.Table) -> None:
+        assert rows.num_rows == 0 or rows["raw"].null_count == 0
+
+
+class CrashBeforeCommit(WarehouseSink):
+    """A job that dies after writing a batch's rows and before its commit record (kill -9 at that instant)."""
+
+    def _commit(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed before the commit record")
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[WarehouseClient]:
+    with create_client(Settings(data_dir=tmp_path)) as client:
+        apply_migrations(client)
+        yield client
+
+
+def sink(client: WarehouseClient, pipeline: str, kind: type[WarehouseSink] = WarehouseSink) -> WarehouseSink:
+    return kind(client, Settings().stream, pipeline, KeptDeadLetters(), lambda offsets: {}, topic=TOPIC)
+
+
+def run_batch(target: WarehouseSink, batch_id: int, records: list[tuple[int, int, object]]) -> BatchStats:
+    marks = target.high_water(batch_id)
+    classified = classify_records(records, marks, max_record_bytes=65536)
+    return target.write(batch_id, classified, datetime.now(UTC), marks)
+
+
+def spelled(n: int, case: str) -> str:
+    uuid = f"abcdef00-0000-4000-8000-{n:012d}"
+    return {"upper": uuid.upper(), "lower": uuid, "mixed": uuid[:12].upper() + uuid[12:]}[case]
+
+
+def view(n: int, case: str) -> dict[str, object]:
+    return event(n, f"2026-11-29T12:00:{n % 60:02d}Z", event_id=spelled(n, case), user_id=f"u{n}")
+
+
+def test_an_event_id_is_one_uuid_in_any_letter_case(warehouse: WarehouseClient) -> None:
+    """The issue's case: 1,000 views in upper case, stored; the same re-sent verbatim; then in lower case; then
+    new events whose upper- and lower-case copies share a batch. Here 10 and 5 of them."""
+    job = sink(warehouse, "case")
+    stats = [
+        run_batch(job, 0, [(0, i, view(i, "upper")) for i in range(10)]),
+        run_batch(job, 1, [(0, 10 + i, view(i, "upper")) for i in range(10)]),  # verbatim, a later batch
+        run_batch(job, 2, [(0, 20 + i, view(i, "lower")) for i in range(10)]),  # another spelling, later
+        run_batch(job, 3, [(0, 30 + i, view(i, "mixed")) for i in range(10)]),
+        run_batch(  # both spellings in one batch, either first
+            job,
+            4,
+            [(0, 40 + 2 * i + k, view(10 + i, case)) for i in range(5) for k, case in enumerate(("upper", "lower"))],
+        ),
+    ]
+    assert [(s.accepted, s.duplicates) for s in stats] == [(10, 0), (0, 10), (0, 10), (0, 10), (5, 5)]
+    rows = warehouse.query_rows("SELECT toString(event_id) FROM {db}.events FINAL ORDER BY event_id")
+    assert [r[0] for r in rows] == sorted(spelled(n, "lower") for n in range(15))
+    assert warehouse.query_rows("SELECT sum(views) FROM {db}.page_views_1m FINAL") == [(15,)]
+    assert warehouse.query_rows("SELECT sum(duplicates) FROM {db}.pipeline_batches FINAL") == [(35,)]
+
+
+def batch_records() -> list[tuple[int, int, object]]:
+    """Two partitions: accepted events, a copy within the batch, a late event, a dead letter, a purchase."""
+    purchase = event(
+        9, "2026-11-29T12:04:30Z", event_type="purchase", product_id="p", price=2.5, quantity=2, order_id="o"
+    )
+    p0: list[object] = [event(i, f"2026-11-29T12:00:{10 + i}Z", user_id=f"u{i % 4}") for i in range(8)]
+    p0[5] = p0[2]  # a copy of an earlier record
+    p0[6] = b'{"event_id": "cut short'
+    p1: list[object] = [event(100 + i, f"2026-11-29T12:0{i}:20Z", session_id="s2") for i in range(5)]
+    p1[3] = event(200, "2026-11-29T11:58:00Z")  # far behind partition 1's mark: late
+    p1.append(purchase)
+    return [(0, offset, value) for offset, value in enumerate(p0)] + [
+        (1, offset, value) for offset, value in enumerate(p1)
+    ]
+
+
+def tables(client: WarehouseClient) -> dict[str, object]:
+    """Every table's content as a reader sees it, and the states as the views wrote them (no FINAL)."""
+    queries = {
+        "events": "SELECT count(), uniqExact(event_id) FROM {db}.events",
+        "late_events": "SELECT count() FROM {db}.late_events",
+        "dead_letters": "SELECT count(), sum(raw_size) FROM {db}.dead_letters",
+        "page_views_1m": "SELECT window_start, page_url, views, unique_users FROM {db}.page_views_1m FINAL"
+        " ORDER BY ALL",
+        "page_views_1m_state": "SELECT window_start, sum(views) FROM {db}.page_views_1m_state GROUP BY 1 ORDER BY 1",
+        "events_1m": "SELECT window_start, event_type, events, users, orders, revenue FROM {db}.events_1m FINAL"
+        " ORDER BY ALL",
+        "sessions": "SELECT session_id, events, revenue FROM {db}.sessions FINAL ORDER BY 1",
+        "batches": "SELECT sum(input_rows), sum(valid), sum(duplicates), sum(late), sum(dead_letters)"
+        " FROM {db}.pipeline_batches FINAL",
+    }
+    return {name: client.query_rows(sql) for name, sql in queries.items()}
+
+
+@pytest.mark.parametrize("recut", [5, 12], ids=["cut-elsewhere", "cut-the-same"])
+def test_a_lost_checkpoint_in_the_middle_of_a_batch_changes_no_table(tmp_path: Path, recut: int) -> None:
+    """A job writes a batch's rows and dies before its commit record; its checkpoint is lost, so a new pipeline
+    resumes from the last committed batch (here: none) and cuts its batches elsewhere (or the same). Every
+    table, the views' state tables included, ends as one clean run leaves it."""
+    records = batch_records()
+    p0 = [r for r in records if r[0] == 0]
+    p1 = [r for r in records if r[0] == 1]
+
+    with create_client(Settings(data_dir=tmp_path / "clean")) as client:
+        apply_migrations(client)
+        run_batch(sink(client, "clean"), 0, records)
+        expected = tables(client)
+
+    with create_client(Settings(data_dir=tmp_path / "crash")) as client:
+        apply_migrations(client)
+        with pytest.raises(RuntimeError, match="killed before the commit record"):
+            run_batch(sink(client, "lost", CrashBeforeCommit), 0, p0[:12] + p1[:4])
+        resumed = sink(client, "resumed")  # a new checkpoint: a new pipeline id
+        first = [r for r in records if r[1] < recut]
+        run_batch(resumed, 0, first)
+        run_batch(resumed, 1, [r for r in records if r not in first])
+        assert tables(client) == expected
+
+    assert expected["events"] == [(11, 11)]  # 8 + 6 records, less a copy, a dead letter and a late one
+    assert expected["late_events"] == [(1,)]
+    assert expected["dead_letters"] == [(1, len(b'{"event_id": "cut short'))]
