@@ -48,14 +48,13 @@ RUN groupadd --system --gid 185 rtap \
     && install -d -o rtap -g rtap /var/lib/rtap /var/lib/rtap/checkpoints /var/lib/rtap/truth
 COPY --from=wheel /opt/rtap/venv /opt/rtap/venv
 COPY --from=jars /build/lib/spark /opt/rtap/jars/spark
-# A server in a container must listen beyond its own loopback; which ports reach the host is
-# decided by the compose file.
+# Every server listens on the container's own loopback, as rtap does anywhere, unless told otherwise: the
+# compose file says which listen beyond it (the dashboard, with its password; the metrics, for Prometheus in
+# the compose network) and which ports reach the host.
 ENV PATH=/opt/rtap/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     RTAP_DATA_DIR=/var/lib/rtap \
-    RTAP_JARS_DIR=/opt/rtap/jars \
-    RTAP_DASHBOARD_HOST=0.0.0.0 \
-    RTAP_METRICS_HOST=0.0.0.0
+    RTAP_JARS_DIR=/opt/rtap/jars
 WORKDIR /var/lib/rtap
 # Numeric, so a runtime that checks for a non-root user (Kubernetes runAsNonRoot) can verify it.
 USER 185:185

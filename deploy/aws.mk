@@ -3,7 +3,7 @@
 #
 #   make aws-plan      terraform init + plan (what aws-up would change)
 #   make aws-up        terraform init + apply (prints the URLs and the SSH command)
-#   make aws-validate  wait for the host's bootstrap, then `rtap validate` against it
+#   make aws-validate  wait for the host's bootstrap, then `rtap validate` against it (through an SSH tunnel)
 #   make aws-down      terraform destroy
 #   make aws-e2e       all three; destroys at the end even when a step fails or is interrupted
 #
@@ -37,8 +37,13 @@ AWS_TTL_HOURS ?=
 AWS_WAIT_S ?= 1500
 AWS_VALIDATE_ARGS ?=
 AWS_APPLY_ARGS ?= -auto-approve
-# The .env variable on the host that holds Metabase's generated admin password.
+# The .env variables on the host that hold Metabase's generated admin password and the dashboard's password.
 AWS_METABASE_PASSWORD_VAR ?= RTAP_METABASE_ADMIN_PASSWORD
+AWS_DASHBOARD_PASSWORD_VAR ?= RTAP_DASHBOARD_PASSWORD
+# aws-validate reaches the dashboard and Metabase through an SSH tunnel to the host's loopback, from these ports
+# of this machine's loopback: the passwords it logs in with never cross the internet in plain HTTP.
+AWS_TUNNEL_DASHBOARD_PORT ?= 18050
+AWS_TUNNEL_METABASE_PORT ?= 13000
 
 # Only non-empty values are passed, so terraform.tfvars and the variables' defaults stay in charge otherwise.
 aws_tf_env = $(strip \
@@ -101,9 +106,17 @@ aws-validate: $(BIN)/rtap ## AWS: wait for the host, then check it end to end wi
 	$(aws_ssh) ubuntu@$$ip 'cloud-init status --wait >/dev/null; cloud-init status --long' || \
 	  { echo "error: the bootstrap failed; its log:"; $(aws_ssh) ubuntu@$$ip 'sudo tail -n 40 /var/log/rtap-bootstrap.log'; exit 1; }; \
 	password=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^$(AWS_METABASE_PASSWORD_VAR)=//p' /opt/rtap/deploy/compose/.env"); \
+	dashboard_password=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^$(AWS_DASHBOARD_PASSWORD_VAR)=//p' /opt/rtap/deploy/compose/.env"); \
+	control=$$(mktemp -u "$${TMPDIR:-/tmp}/rtap-aws-tunnel.XXXXXX"); \
+	$(aws_ssh) -f -N -M -S "$$control" -o ExitOnForwardFailure=yes \
+	  -L 127.0.0.1:$(AWS_TUNNEL_DASHBOARD_PORT):127.0.0.1:8050 -L 127.0.0.1:$(AWS_TUNNEL_METABASE_PORT):127.0.0.1:3000 \
+	  ubuntu@$$ip || { echo "error: no SSH tunnel to $$ip (are local ports $(AWS_TUNNEL_DASHBOARD_PORT) and \
+	$(AWS_TUNNEL_METABASE_PORT) free? set AWS_TUNNEL_DASHBOARD_PORT / AWS_TUNNEL_METABASE_PORT)"; exit 1; }; \
+	trap '$(aws_ssh) -S "'"$$control"'" -O exit ubuntu@'"$$ip"' >/dev/null 2>&1' EXIT; \
 	remaining=$$(( deadline - $$(date +%s) )); [ $$remaining -gt 60 ] || remaining=60; \
-	RTAP_METABASE_ADMIN_PASSWORD="$$password" $(BIN)/rtap validate --target http://$$ip:8050 \
-	  --metabase http://$$ip:3000 --wait-s $$remaining $(AWS_VALIDATE_ARGS)
+	RTAP_METABASE_ADMIN_PASSWORD="$$password" RTAP_DASHBOARD_PASSWORD="$$dashboard_password" $(BIN)/rtap validate \
+	  --target http://127.0.0.1:$(AWS_TUNNEL_DASHBOARD_PORT) --metabase http://127.0.0.1:$(AWS_TUNNEL_METABASE_PORT) \
+	  --wait-s $$remaining $(AWS_VALIDATE_ARGS)
 
 aws-down: ## AWS: destroy everything aws-up created (an adopted key pair and imported resources stay)
 	$(AWS_TF) init -input=false >/dev/null

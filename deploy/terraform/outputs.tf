@@ -4,18 +4,23 @@ output "public_ip" {
 }
 
 output "dashboard_url" {
-  description = "The rtap dashboard."
-  value       = "http://${aws_instance.host.public_ip}:8050"
+  description = "The rtap dashboard (its password: RTAP_DASHBOARD_PASSWORD in the host's deploy/compose/.env); on this machine while tunnel_command runs, unless publish_web_uis."
+  value       = "http://${var.publish_web_uis ? aws_instance.host.public_ip : "127.0.0.1"}:8050"
 }
 
 output "metabase_url" {
-  description = "Metabase (its admin password is in the host's deploy/compose/.env, see docs/aws.md)."
-  value       = "http://${aws_instance.host.public_ip}:3000"
+  description = "Metabase (its admin password is in the host's deploy/compose/.env, see docs/aws.md); on this machine while tunnel_command runs, unless publish_web_uis."
+  value       = "http://${var.publish_web_uis ? aws_instance.host.public_ip : "127.0.0.1"}:3000"
 }
 
 output "spark_ui_url" {
-  description = "Spark UI of the streaming job."
-  value       = "http://${aws_instance.host.public_ip}:4040"
+  description = "Spark UI of the streaming job, on this machine while tunnel_command runs."
+  value       = "http://127.0.0.1:4040"
+}
+
+output "tunnel_command" {
+  description = "The web UIs on this machine's loopback, through SSH (Ctrl-C ends it)."
+  value       = "ssh -i ${local.ssh_private_key} -N -L 8050:127.0.0.1:8050 -L 3000:127.0.0.1:3000 -L 4040:127.0.0.1:4040 ubuntu@${aws_instance.host.public_ip}"
 }
 
 output "ssh_command" {

@@ -46,6 +46,29 @@ variable "vpc_cidr" {
   }
 }
 
+variable "min_cidr_prefix" {
+  description = <<-EOT
+    The widest network admin_cidr and ui_cidrs may name: /24 (256 addresses) by default, a /32 is one
+    address. Wider ones are refused unless allow_wide_cidrs.
+  EOT
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.min_cidr_prefix >= 8 && var.min_cidr_prefix <= 32 && floor(var.min_cidr_prefix) == var.min_cidr_prefix
+    error_message = "min_cidr_prefix must be a whole number from 8 to 32."
+  }
+}
+
+variable "allow_wide_cidrs" {
+  description = <<-EOT
+    Accept admin_cidr and ui_cidrs wider than min_cidr_prefix: a deliberate choice, never a default. Even
+    then SSH is never opened wider than a /8, and UIs open to (half) the internet make every plan warn.
+  EOT
+  type        = bool
+  default     = false
+}
+
 variable "admin_cidr" {
   description = <<-EOT
     The one network allowed to SSH to the host, normally your own address as a /32
@@ -61,13 +84,28 @@ variable "admin_cidr" {
     )
     error_message = "admin_cidr must be an IPv4 CIDR in canonical form with a prefix of /8 or longer (e.g. 203.0.113.7/32); 0.0.0.0/0 is refused."
   }
+
+  validation {
+    condition     = var.allow_wide_cidrs || try(tonumber(split("/", var.admin_cidr)[1]) >= var.min_cidr_prefix, false)
+    error_message = "admin_cidr is wider than /${var.min_cidr_prefix} (min_cidr_prefix): name your own address (a /32), or set allow_wide_cidrs = true to mean it."
+  }
+}
+
+variable "publish_web_uis" {
+  description = <<-EOT
+    Publish the rtap dashboard (8050) and Metabase (3000) on the host's public address, to ui_cidrs. Off by
+    default: they stay on the host's loopback and are reached through an SSH tunnel (the tunnel_command
+    output), so no password crosses the internet in plain HTTP. The Spark UI (no login) is never published.
+  EOT
+  type        = bool
+  default     = false
 }
 
 variable "ui_cidrs" {
   description = <<-EOT
-    Networks allowed to reach the web UIs (rtap dashboard 8050, Metabase 3000, Spark UI 4040).
+    With publish_web_uis: the networks allowed to reach the rtap dashboard (8050) and Metabase (3000).
     Null means [admin_cidr]. ["0.0.0.0/0"] opens them to the world: a deliberate choice, see docs/aws.md
-    (the dashboards show the data to anyone, and the Spark UI can kill the streaming job).
+    (both ask for a login, but over plain HTTP).
   EOT
   type        = list(string)
   default     = null
@@ -78,6 +116,13 @@ variable "ui_cidrs" {
       can(cidrnetmask(cidr)) && try(cidrsubnet(cidr, 0, 0) == cidr, false)
     ])
     error_message = "ui_cidrs must be IPv4 CIDRs in canonical form, e.g. [\"203.0.113.7/32\"]."
+  }
+
+  validation {
+    condition = var.ui_cidrs == null || var.allow_wide_cidrs || alltrue([
+      for cidr in coalesce(var.ui_cidrs, []) : try(tonumber(split("/", cidr)[1]) >= var.min_cidr_prefix, false)
+    ])
+    error_message = "ui_cidrs has a network wider than /${var.min_cidr_prefix} (min_cidr_prefix): list the networks that need the UIs, or set allow_wide_cidrs = true to mean it."
   }
 }
 

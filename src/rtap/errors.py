@@ -18,7 +18,8 @@ as one line and exits non-zero; anything outside this tree is a bug and keeps it
     │   ├── WarehouseError          ClickHouse (chDB or server)
     │   │   ├── RetryableWarehouseError   worth retrying: timeouts, readonly table, too many parts
     │   │   └── QueryRejectedError        refused by design: a write through a read-only path
-    │   └── MetabaseError           Metabase's API answered something unexpected
+    │   ├── MetabaseError           Metabase's API answered something unexpected
+    │   └── BusyError               no room for more work now (the dashboard's query slots): retry shortly
     ├── PipelineError               the stream job failed (a failed batch is never swallowed)
     └── ValidationFailedError       `rtap validate` / `rtap reconcile` found a difference
 
@@ -111,6 +112,12 @@ class QueryRejectedError(WarehouseError):
 
 class MetabaseError(ServiceError):
     """Metabase's API answered with an error or an unexpected shape."""
+
+
+class BusyError(ServiceError):
+    """A service has no room for more work at the moment (all of the dashboard's query slots are taken)."""
+
+    retryable = True
 
 
 class PipelineError(RtapError):

@@ -438,6 +438,12 @@ class WarehouseSettings(BaseSettings):
     readonly_password: SecretStr = SecretStr("")
     connect_timeout_s: float = Field(default=10.0, gt=0)
     query_timeout_s: float = Field(default=60.0, gt=0)
+    # The limits of every read (dashboards, `rtap sql`, the chDB socket, reconcile): the engine stops a read at
+    # this time and memory (and a result of this size). chDB: its read-only connection; a server: the reader's
+    # profile, which deploy/compose/clickhouse/users.d/rtap-users.xml sets to these defaults (a test checks).
+    # A query may tighten them, never lift them.
+    read_max_execution_time_s: float = Field(default=30.0, gt=0)
+    read_max_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
 
 
 class StreamSettings(BaseSettings):
@@ -487,8 +493,23 @@ class DashboardSettings(BaseSettings):
 
     host: str = LOOPBACK
     port: int = Field(default=8050, ge=1, le=65535)
-    max_range_hours: int = Field(default=48, ge=1)
-    query_timeout_s: float = Field(default=10.0, gt=0)
+    # The widest range a panel may be asked for (the page offers at most 24 h).
+    max_range_hours: int = Field(default=24, ge=1)
+    # A panel's query is stopped after this long (at most RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S).
+    query_timeout_s: float = Field(default=10.0, ge=1)
+    # Admission: at most this many panel queries run at once; a request waits at most queue_timeout_s for one
+    # of them, then gets 503 + Retry-After. Under chDB every query holds the engine the job writes through.
+    max_concurrent_queries: int = Field(default=2, ge=1, le=64)
+    queue_timeout_s: float = Field(default=2.0, ge=0)
+    # One result per panel and range serves every viewer for this long; a range ending now is aligned to it,
+    # so viewers whose clocks differ by less share it (0: no sharing).
+    cache_ttl_s: float = Field(default=2.0, ge=0)
+    # The login beyond loopback (rtap.dashboard.auth): without one of these the dashboard refuses any other
+    # address. The password (also what `rtap validate` logs in with), or its hash from
+    # `rtap dashboard --hash-password` so the server's environment holds no password.
+    password: SecretStr | None = None
+    password_hash: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
 
 class MetricsSettings(BaseSettings):

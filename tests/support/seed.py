@@ -203,6 +203,11 @@ def purchase(
     }
 
 
+def insert_events(client: WarehouseClient, rows: list[dict[str, Any]]) -> None:
+    """Rows of :func:`purchase`'s shape into ``events``, as the job would have stored them."""
+    client.insert_arrow("events", _table(rows, _event_columns()))
+
+
 def seed_events(client: WarehouseClient, now: datetime) -> None:
     """Purchases by 3 users: p1 earns 3 x 10.00, p2 earns 1 x 25.50 (and u1 buys twice). They belong to the
     seeded sessions that purchased (s0..s2): the sessions view on events (migration 0008) adds them there."""
@@ -212,7 +217,7 @@ def seed_events(client: WarehouseClient, now: datetime) -> None:
         purchase(now - timedelta(minutes=1), "u1", "p1", "10.00", 1, 3, "s0"),
         purchase(now - timedelta(seconds=90), "u3", "p3", "5.00", 1, 4, "s2"),
     ]
-    client.insert_arrow("events", _table(rows, _event_columns()))
+    insert_events(client, rows)
 
 
 def seed_pipeline(client: WarehouseClient, now: datetime, *, batches: int = 30, first_batch: int = 0) -> None:

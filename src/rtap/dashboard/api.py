@@ -4,13 +4,18 @@ Only the SQL of the definition ever runs: a request names a panel, never a query
 is bound as ClickHouse query parameters. The client handed in is expected to be read-only
 (``create_client(..., readonly=True)``), so even a bad definition cannot write. Results are capped at
 ``MAX_ROWS`` rows by wrapping the panel query, which works the same on every backend.
+
+A client sees a status and a reason naming the parameter or the panel, never the engine's message: that
+carries table names, query text, paths and host names, which are the operator's business, so it goes to the
+log (logger ``rtap.dashboard.api``) and the body says where to look.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -23,16 +28,23 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
 from rtap import __version__, metrics
+from rtap.dashboard.admission import Admission, ResultCache
+from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
-from rtap.errors import RetryableWarehouseError, WarehouseError
+from rtap.errors import BusyError, RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
+
+log = logging.getLogger(__name__)
 
 # Enough for a 24 h timeseries at 10 s resolution; beyond that a chart is unreadable anyway.
 MAX_ROWS = 10_000
 # The ranges the page offers (minutes); the API accepts any range up to max_range_hours.
 RANGE_CHOICES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+# Results kept at once (panels x ranges in use: ~20 x 4); each is at most MAX_ROWS rows.
+CACHE_ENTRIES = 128
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 class PanelResult(BaseModel):
@@ -69,34 +81,52 @@ class DashboardsResponse(BaseModel):
 # ClickHouse's DateTime64 range: instants outside it cannot be bound as query parameters.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+# How much of a bad value a refusal quotes: enough to recognise it, not an echo of whatever was sent.
+_ECHO_CHARS = 40
+
+
+def echo(value: str) -> str:
+    """``value`` quoted for an error body, cut to :data:`_ECHO_CHARS` characters."""
+    return repr(value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "…")
 
 
 def parse_instant(value: str, name: str) -> datetime:
-    """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC)."""
+    """An ISO 8601 instant as an aware UTC datetime; a naive one is taken as UTC (rtap stores UTC).
+    HTTP 400 naming the parameter when it is none, or when its offset moves it out of Python's calendar."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise HTTPException(400, f"'{name}' is not an ISO 8601 date-time: {value!r}") from exc
+        raise HTTPException(400, f"'{name}' is not an ISO 8601 date-time: {echo(value)}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise HTTPException(400, _outside(name, value)) from exc
+
+
+def _outside(name: str, value: str) -> str:
+    return f"'{name}' ({echo(value)}) is outside {EARLIEST.year}..{LATEST.year}"
 
 
 def resolve_range(
     raw_from: str | None, raw_to: str | None, *, default_minutes: int, max_hours: int, now: datetime
 ) -> tuple[datetime, datetime]:
-    """The requested [from, to) range, defaulted and checked; HTTP 400 with a reason when it is unusable."""
+    """The requested [from, to) range, defaulted and checked; HTTP 400 naming the parameter when it is unusable."""
     end = parse_instant(raw_to, "to") if raw_to else now
-    start = parse_instant(raw_from, "from") if raw_from else end - timedelta(minutes=default_minutes)
+    if raw_from:
+        start = parse_instant(raw_from, "from")
+    elif end < EARLIEST:  # the default range would start before year 1 (?to=0001-01-01): no arithmetic
+        raise HTTPException(400, _outside("to", end.isoformat()))
+    else:
+        start = end - timedelta(minutes=default_minutes)
     if start >= end:
         raise HTTPException(400, f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
     if end - start > timedelta(hours=max_hours):
-        raise HTTPException(
-            400, f"the range is {(end - start) / timedelta(hours=1):.1f} h; at most {max_hours} h is allowed"
-        )
+        raise HTTPException(400, f"'from' and 'to' are {end - start} apart; at most {max_hours} h is allowed")
     for name, moment in (("from", start), ("to", end)):
         if not EARLIEST <= moment <= LATEST:
-            raise HTTPException(400, f"'{name}' ({moment.isoformat()}) is outside {EARLIEST.year}..{LATEST.year}")
+            raise HTTPException(400, _outside(name, moment.isoformat()))
     return start, end
 
 
@@ -122,8 +152,45 @@ def table_rows(table: pa.Table) -> list[list[Any]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    return _EPOCH + -((_EPOCH - moment) // step) * step
+
+
+def align_live_range(
+    start: datetime, end: datetime, *, now: datetime, step_s: float, max_hours: int
+) -> tuple[datetime, datetime]:
+    """[start, end) with both bounds rounded up to a multiple of ``step_s`` when the range ends within one step
+    of ``now`` (the page's live ranges, each viewer's clock a little apart), so that viewers a moment apart ask
+    for the same range and share one result. Up, not down: everything stored by now is in the range (the end
+    is at most a step ahead). Any other range is answered as asked."""
+    if step_s <= 0:
+        return start, end
+    step = timedelta(seconds=step_s)
+    if end < now - step:
+        return start, end
+    aligned_start, aligned_end = _ceil(start, step), _ceil(end, step)
+    if aligned_end - aligned_start > timedelta(hours=max_hours):
+        aligned_start += step  # rounding both ends may widen the range by up to a step
+    if aligned_start >= aligned_end:
+        return start, end  # a range narrower than a step: nothing to share
+    return aligned_start, aligned_end
+
+
 def _dashboard_of(definition: Definition, panel: Panel) -> Dashboard:
     return next(d for d in definition.dashboards if panel in d.panels)
+
+
+def panel_settings(limits: Mapping[str, float], timeout_s: float | None) -> dict[str, float]:
+    """The settings a panel's query is sent with: only its time limit, which a slow panel must not exceed while
+    it holds the warehouse (under chDB: the engine lock the job writes through). A read may only tighten the
+    reader's own limit (rtap.warehouse.client), so a longer ``timeout_s`` means that limit."""
+    if not timeout_s:
+        return {}
+    cap = limits.get("max_execution_time")
+    return {"max_execution_time": min(timeout_s, cap) if cap else timeout_s}
 
 
 def run_panel(
@@ -144,9 +211,7 @@ def run_panel(
     sql = f"SELECT * FROM (\n{panel.sql}\n) LIMIT {max_rows + 1}"
     values = {"from": start, "to": end, **setting_values}
     bound: Mapping[str, Any] = {name: values[name] for name in panel.parameters}
-    # A slow panel must not hold the (serialised) warehouse for the others: the engine stops it.
-    limits = {"max_execution_time": timeout_s} if timeout_s else None
-    table = client.query_arrow(sql, parameters=bound, settings=limits)
+    table = client.query_arrow(sql, parameters=bound, settings=panel_settings(client.limits, timeout_s))
     if table.num_rows > max_rows:
         return table.slice(0, max_rows), True
     return table, False
@@ -167,16 +232,48 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         version=__version__,
         description="Live panels over the rtap ClickHouse tables. Each panel runs only its own, fixed SQL.",
     )
+    options = settings.dashboard
+    password = Password.from_settings(options)
+    if password is not None:  # beyond loopback: a login, then a session for everything else (rtap.dashboard.auth)
+        app.add_middleware(Gate, password=password, lifetime_s=options.session_hours * 3600)
     app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
+    admission = Admission(options.max_concurrent_queries, options.queue_timeout_s)
+    # A request waits for another's identical query at most as long as it would wait for its own slot and query.
+    results: ResultCache[Any] = ResultCache(
+        options.cache_ttl_s, CACHE_ENTRIES, options.queue_timeout_s + options.query_timeout_s + 5.0
+    )
+    app.state.admission = admission
 
-    @app.get("/api/health", response_model=Health)
+    def shared(key: tuple[Any, ...], what: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` under admission control, shared by every request for ``key`` within the cache's time."""
+
+        def admitted() -> Any:
+            with admission.slot(what):
+                return compute()
+
+        try:
+            value, ran = results.get(key, admitted)
+        except BusyError as exc:
+            metrics.DASHBOARD.panel_queries.labels("busy").inc()
+            log.info("dashboard: %s", exc)
+            raise HTTPException(503, f"{what}: the dashboard is busy; retry", headers=RETRY_AFTER) from exc
+        metrics.DASHBOARD.panel_queries.labels("ran" if ran else "cached").inc()
+        return value
+
+    @app.get("/api/health", response_model=Health, responses={503: {"description": "warehouse unavailable or busy"}})
     def health() -> Health:
         """Whether the warehouse answers a trivial query."""
-        try:
+
+        def probe() -> Health:
             client.query_rows("SELECT 1")
+            return Health(status="ok", database=client.database, version=__version__)
+
+        try:
+            result: Health = shared(("health",), "health", probe)
         except WarehouseError as exc:
-            raise HTTPException(503, f"warehouse unavailable: {exc}") from exc
-        return Health(status="ok", database=client.database, version=__version__)
+            log.warning("dashboard health check: the warehouse failed: %s", exc)
+            raise HTTPException(503, "the warehouse is unavailable (the dashboard's log says why)") from exc
+        return result
 
     @app.get("/api/dashboards", response_model=DashboardsResponse)
     def dashboards() -> DashboardsResponse:
@@ -185,57 +282,76 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             dashboards=definition.dashboards,
             currency=definition.currency,
             ranges=RANGE_CHOICES,
-            max_range_hours=settings.dashboard.max_range_hours,
+            max_range_hours=options.max_range_hours,
             collector_port=settings.collect.port,
         )
 
     @app.get(
         "/api/panels/{panel_id}",
         response_model=PanelResult,
-        responses={400: {"description": "bad time range"}, 404: {"description": "unknown panel"}},
+        responses={
+            400: {"description": "bad time range"},
+            404: {"description": "unknown panel"},
+            503: {"description": "warehouse unavailable, or every query slot busy (Retry-After)"},
+        },
     )
     def panel_data(
         panel_id: str,
         range_from: Annotated[str | None, Query(alias="from", description="ISO 8601 start (inclusive)")] = None,
         range_to: Annotated[str | None, Query(alias="to", description="ISO 8601 end (exclusive)")] = None,
-    ) -> PanelResult:
-        """Run one panel's query over [from, to) (default: its dashboard's range ending now)."""
+    ) -> Response:
+        """Run one panel's query over [from, to) (default: its dashboard's range ending now).
+
+        A range ending now is aligned to the result cache's step: every viewer within a step shares one query.
+        """
         panel = panels.get(panel_id)
         if panel is None:
-            raise HTTPException(404, f"no panel {panel_id!r}; see /api/dashboards for the panel ids")
+            raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
+        now = datetime.now(UTC)
         start, end = resolve_range(
             range_from,
             range_to,
             default_minutes=_dashboard_of(definition, panel).default_range_minutes,
-            max_hours=settings.dashboard.max_range_hours,
-            now=datetime.now(UTC),
+            max_hours=options.max_range_hours,
+            now=now,
         )
-        began = time.perf_counter()
-        try:
+        start, end = align_live_range(
+            start, end, now=now, step_s=options.cache_ttl_s, max_hours=options.max_range_hours
+        )
+
+        def query() -> bytes:
+            began = time.perf_counter()
             table, truncated = run_panel(
                 client,
                 panel,
                 start,
                 end,
                 setting_values=setting_parameters(settings),
-                timeout_s=settings.dashboard.query_timeout_s,
+                timeout_s=options.query_timeout_s,
             )
+            return PanelResult(
+                panel=panel.id,
+                chart=panel.chart.value,
+                columns=table.column_names,
+                types=[str(field.type) for field in table.schema],
+                rows=table_rows(table),
+                row_count=table.num_rows,
+                truncated=truncated,
+                range_from=start,
+                range_to=end,
+                elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
+                updated_at=datetime.now(UTC),
+            ).model_dump_json().encode()
+
+        try:
+            # Kept as the JSON it is sent as: a shared answer costs its viewers no serialisation each.
+            body: bytes = shared(("panel", panel.id, start, end), f"panel {panel.id!r}", query)
         except WarehouseError as exc:
-            status = 503 if isinstance(exc, RetryableWarehouseError) else 502
-            raise HTTPException(status, f"panel {panel_id!r} failed: {exc}") from exc
-        return PanelResult(
-            panel=panel.id,
-            chart=panel.chart.value,
-            columns=table.column_names,
-            types=[str(field.type) for field in table.schema],
-            rows=table_rows(table),
-            row_count=table.num_rows,
-            truncated=truncated,
-            range_from=start,
-            range_to=end,
-            elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
-            updated_at=datetime.now(UTC),
-        )
+            log.warning("dashboard panel %s failed: %s", panel_id, exc)
+            if isinstance(exc, RetryableWarehouseError):
+                raise HTTPException(503, f"panel {panel_id!r}: the warehouse is unavailable or busy; retry") from exc
+            raise HTTPException(502, f"panel {panel_id!r} failed (the dashboard's log says why)") from exc
+        return Response(body, media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

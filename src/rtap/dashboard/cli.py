@@ -21,9 +21,23 @@ def dashboard(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default: settings, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: settings, 8050).")] = None,
     definition: Annotated[Path | None, typer.Option(help=_DEFINITION_HELP)] = None,
+    hash_password: Annotated[
+        bool,
+        typer.Option(
+            "--hash-password",
+            help="Read a password from stdin, print its hash for RTAP_DASHBOARD_PASSWORD_HASH, and exit.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the built-in live dashboard (read-only over the warehouse) until Ctrl-C."""
+    """Serve the built-in live dashboard (read-only over the warehouse) until Ctrl-C.
+
+    Beyond loopback (--host) only with RTAP_DASHBOARD_PASSWORD or RTAP_DASHBOARD_PASSWORD_HASH set.
+    """
+    if hash_password:
+        _print_password_hash()
+        return
     from rtap import metrics
+    from rtap.dashboard.auth import check_exposure
     from rtap.dashboard.definition import load_definition
     from rtap.dashboard.server import serve_dashboard
     from rtap.warehouse import create_client
@@ -31,6 +45,7 @@ def dashboard(
     settings = Settings()
     if host:
         settings.dashboard.host = host
+    check_exposure(settings.dashboard)  # before the warehouse is opened: a refusal is one line, at once
     loaded = load_definition(definition)
     with (
         metrics.serving(settings.metrics, settings.metrics.dashboard_port, metrics.DASHBOARD),
@@ -42,6 +57,19 @@ def dashboard(
         )
         while server.running:
             time.sleep(0.5)
+
+
+def _print_password_hash() -> None:
+    import getpass
+    import sys
+
+    from rtap.dashboard.auth import hash_password
+    from rtap.errors import ConfigError
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ConfigError("no password given (type one, or pipe it in on stdin)")
+    typer.echo(hash_password(password))
 
 
 @metabase_app.command("provision")

@@ -14,6 +14,7 @@ import time
 import uvicorn
 
 from rtap.dashboard.api import create_app
+from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
 from rtap.errors import PortInUseError, ServiceError
 from rtap.settings import Settings
@@ -71,7 +72,12 @@ class DashboardServer:
 def serve_dashboard(
     settings: Settings, client: WarehouseClient, *, port: int | None = None, definition: Definition | None = None
 ) -> DashboardServer:
-    """Start the dashboard on settings.dashboard.host:port (``port`` overrides, 0 = any free port)."""
+    """Start the dashboard on settings.dashboard.host:port (``port`` overrides, 0 = any free port).
+
+    Beyond loopback only with a password configured (:func:`rtap.dashboard.auth.check_exposure`), checked
+    before the socket is bound.
+    """
+    check_exposure(settings.dashboard)
     host = settings.dashboard.host
     sock = bind_socket(host, settings.dashboard.port if port is None else port)
     app = create_app(settings, client, definition)

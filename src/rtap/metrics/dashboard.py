@@ -29,6 +29,13 @@ class DashboardMetrics(Collector):
             ["route", "code"],
             registry=None,
         )
+        self.panel_queries = Counter(
+            "rtap_dashboard_panel_queries",
+            "Panel answers by how they were made: ran (a warehouse query), cached (a result shared with other "
+            "viewers of the panel and range), busy (refused: every query slot stayed taken).",
+            ["outcome"],
+            registry=None,
+        )
         self.duration = Histogram(
             "rtap_dashboard_request_duration_seconds",
             "Time to answer an HTTP request, by route template (panel queries run in the warehouse).",
@@ -39,6 +46,7 @@ class DashboardMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.requests.collect()
+        yield from self.panel_queries.collect()
         yield from self.duration.collect()
 
 

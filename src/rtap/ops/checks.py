@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from rtap.errors import ServiceError
+from rtap.dashboard.auth import SESSION_COOKIE
+from rtap.errors import ConfigError, ServiceError
 from rtap.http_json import request_json
 
 # The panels of dashboards.yaml the flow and freshness checks read (their SQL defines the figures).
@@ -135,6 +136,19 @@ def list_panels(api: httpx.Client) -> tuple[CheckResult, list[PanelRef]]:
         return CheckResult(name, False, f"/api/dashboards has an unexpected shape: missing {exc}"), []
     dashboards = len({panel.dashboard for panel in panels})
     return CheckResult(name, bool(panels), f"{dashboards} dashboards, {len(panels)} panels"), panels
+
+
+def dashboard_login(api: httpx.Client, password: str) -> None:
+    """Log ``api`` in to a dashboard that asks for a password; its session cookie stays in the client."""
+    where = f"POST {api.build_request('POST', '/login').url}"
+    try:
+        response = api.post("/login", data={"password": password}, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"{where}: {exc or type(exc).__name__}") from exc
+    if response.status_code == 401:
+        raise ConfigError(f"{where}: the dashboard refused the password in RTAP_DASHBOARD_PASSWORD")
+    if response.status_code != 303 or SESSION_COOKIE not in api.cookies:
+        raise ServiceError(f"{where}: HTTP {response.status_code}, no session (a dashboard without a login?)")
 
 
 def check_panel(api: httpx.Client, panel: PanelRef, allow_empty: frozenset[str]) -> CheckResult:

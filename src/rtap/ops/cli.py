@@ -13,6 +13,7 @@ from rtap.settings import Settings
 
 if TYPE_CHECKING:
     from rtap.ops.dead_letters import Filters
+    from rtap.ops.replay import ReplayReport
 
 dlq_app = typer.Typer(help="Dead letters: inspect and replay records that broke the contract.", no_args_is_help=True)
 
@@ -51,13 +52,14 @@ def validate(
 ) -> None:
     """Check a running stack end to end (local, compose or cloud): one line per check, non-zero exit on failure.
 
-    Metabase's admin account comes from RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
+    A dashboard with a login is logged in to with RTAP_DASHBOARD_PASSWORD; Metabase's admin account comes from
+    RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
     """
     from contextlib import ExitStack
 
     from rtap.errors import ConfigError, ValidationFailedError
     from rtap.http_json import base_url, new_client
-    from rtap.ops.checks import MetabaseTarget, ValidationOptions, run_checks, validate_until
+    from rtap.ops.checks import MetabaseTarget, ValidationOptions, dashboard_login, run_checks, validate_until
 
     settings = Settings()
     dashboard_url = base_url(target or f"http://{settings.dashboard.host}:{settings.dashboard.port}", "--target")
@@ -67,6 +69,8 @@ def validate(
     console, errors = make_console(), make_console(stderr=True)
     with ExitStack() as stack:
         dashboard_client = stack.enter_context(new_client(dashboard_url, timeout_s))
+        if settings.dashboard.password is not None:  # a dashboard beyond loopback asks for it
+            dashboard_login(dashboard_client, settings.dashboard.password.get_secret_value())
         metabase_target = None
         if metabase:
             password = settings.metabase.admin_password.get_secret_value()
@@ -140,15 +144,19 @@ def reasons(
     topic: Topic = None,
     reason: Reason = None,
     limit: Annotated[int, typer.Option(help="At most this many reasons.")] = 50,
+    detail: Annotated[
+        bool,
+        typer.Option("--detail", help="Exact reasons (with the parser's position, the record's size), not classes."),
+    ] = False,
 ) -> None:
-    """Why records were rejected: each reason with its count, share, first and last time seen."""
+    """Why records were rejected: each reason class with its count, share, first and last time seen."""
     from rtap.ops import dead_letters
     from rtap.warehouse import create_client
 
     filters = _filters(since, start, end, topic, reason)
     dead_letters.check_limit(limit)
     with create_client(Settings(), readonly=True) as client:
-        total, found = dead_letters.reasons(client, filters, limit=limit)
+        total, found = dead_letters.reasons(client, filters, limit=limit, detail=detail)
     console = make_console()
     for line in dead_letters.reason_lines(total, found, filters):
         console.print(line)
@@ -168,8 +176,6 @@ def show(
     ] = False,
 ) -> None:
     """The newest dead letters: where each came from, why it was rejected, and its payload."""
-    import orjson
-
     from rtap.ops import dead_letters
     from rtap.warehouse import create_client
 
@@ -179,7 +185,7 @@ def show(
         letters = dead_letters.recent(client, filters, limit=limit, full=full or json_lines)
     if json_lines:
         for letter in letters:
-            typer.echo(orjson.dumps(dead_letters.letter_json(letter)).decode())
+            typer.echo(dead_letters.json_line(dead_letters.letter_json(letter)))
         return
     console = make_console()
     if not letters:
@@ -191,15 +197,51 @@ def show(
 
 @dlq_app.command("replay")
 def replay(
+    since: Annotated[
+        str | None, typer.Option("--since", help="How far back: 90s, 15m, 6h, 2d (default 30d, every dead letter).")
+    ] = None,
+    start: From = None,
+    end: To = None,
+    topic: Topic = None,
+    reason: Reason = None,
     dry_run: Annotated[bool, typer.Option(help="Only report what would be replayed.")] = False,
 ) -> None:
-    """Re-validate dead letters against the current contract and re-publish those that now pass."""
+    """Re-validate dead letters against their own topic's format and re-publish those that now pass to that topic."""
+    from datetime import UTC, datetime
+
+    from rtap.ops.dead_letters import resolve_filters
     from rtap.ops.replay import replay_dead_letters
+    from rtap.warehouse import create_client
 
     settings = Settings()
-    report = replay_dead_letters(settings.kafka, dry_run=dry_run)
+    filters = resolve_filters(
+        since=since, start=start, end=end, topic=topic, reason=reason, now=datetime.now(UTC), default_since="30d"
+    )
+    with create_client(settings, readonly=True) as client:
+        report = replay_dead_letters(client, settings, filters, dry_run=dry_run)
     console = make_console()
+    for line in replay_lines(report, filters, dry_run=dry_run, limit=settings.stream.max_record_bytes):
+        console.print(line)
+
+
+def replay_lines(report: ReplayReport, filters: Filters, *, dry_run: bool, limit: int) -> list[str]:
+    """``rtap dlq replay``'s report: what was read, what went where, and why the rest stayed."""
+    from rtap.ops.dead_letters import printable
+
     verb = "would replay" if dry_run else "replayed"
-    console.print(f"read {report.read} dead letters, {verb} {report.replayed}")
-    for reason, count in report.still_invalid.most_common(10):
-        console.print(f"  still invalid: {count:>7}  {reason}")
+    where = ", ".join(f"{count:,} to {name}" for name, count in sorted(report.replayed.items()))
+    lines = [f"read {report.read:,} dead letters {filters.describe()}; {verb} {report.replayed_total:,}"]
+    if where:
+        lines[0] += f" ({where})"
+    kept = [
+        (report.already_stored, "already stored (replayed before, or another copy passed)"),
+        (report.truncated, "truncated, not replayable (the warehouse keeps only the start of the payload)"),
+        (report.too_large, f"larger than the record size limit ({limit:,} bytes), not replayable"),
+        *(
+            (count, f"topic {printable(name)} is not an input topic any more")
+            for name, count in report.not_input_topic.items()
+        ),
+        *((count, f"still invalid: {printable(why)}") for why, count in report.still_invalid.most_common()),
+    ]
+    lines += [f"  {count:>7,}  {what}" for count, what in kept if count]
+    return lines

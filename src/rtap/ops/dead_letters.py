@@ -9,17 +9,24 @@ Filters are a time range on ``received_at`` (the table is partitioned by day on 
 days), an exact topic and a case-insensitive piece of the reason. Every value reaches ClickHouse as a query
 parameter; the SQL text is fixed. A payload that is not valid UTF-8 (a malformed record may be anything) is
 shown with U+FFFD in place of the invalid bytes (``toValidUTF8``).
+
+Reasons are counted by class: the reason without the detail that differs from record to record (the parser's
+line and column, a record's size), so a producer sending truncated JSON is one line, not one per cut; ``--detail``
+counts the exact texts. Everything printed from a payload or a reason is escaped (:func:`printable`): a hostile
+record must not reach the operator's terminal as control sequences or reordered text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rtap.errors import ConfigError
 from rtap.warehouse import WarehouseClient
+from rtap.warehouse.sql import quote_string
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -27,8 +34,30 @@ MAX_LIMIT = 10_000
 # `rtap dlq show` prints this much of each payload unless --full: a 64 KiB record must not flood a terminal.
 PREVIEW_CHARS = 300
 
+# A reason's class: its text without the parser's position ("...: line 1 column 248 (char 247)") and without a
+# record's size ("record too large: 70123 bytes"), the two details of the contract's reasons that vary per record.
+# One list for both languages: ClickHouse's RE2 and Python's re read these patterns alike.
+_REASON_DETAILS = (r": line [0-9]+ column [0-9]+ \(char [0-9]+\)", r": [0-9]+ bytes")
+
+
+def _class_sql(expression: str, patterns: tuple[str, ...]) -> str:
+    for pattern in patterns:
+        expression = f"replaceRegexpAll({expression}, {quote_string(pattern)}, '')"
+    return expression
+
+
+REASON_CLASS = _class_sql("error", _REASON_DETAILS)
+
+
+def reason_class(reason: str) -> str:
+    """The class of one reason, as :data:`REASON_CLASS` computes it in the warehouse."""
+    for pattern in _REASON_DETAILS:
+        reason = re.sub(pattern, "", reason)
+    return reason
+
+
 REASONS = """
-SELECT error AS reason, count() AS records, min(received_at) AS first_seen, max(received_at) AS last_seen
+SELECT $reason AS reason, count() AS records, min(received_at) AS first_seen, max(received_at) AS last_seen
 FROM {db}.dead_letters FINAL
 WHERE $filters
 GROUP BY reason
@@ -160,13 +189,15 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def reasons(client: WarehouseClient, filters: Filters, *, limit: int = 50) -> tuple[int, list[Reason]]:
-    """The number of dead letters that match, and their reasons with counts, most frequent first."""
+def reasons(
+    client: WarehouseClient, filters: Filters, *, limit: int = 50, detail: bool = False
+) -> tuple[int, list[Reason]]:
+    """The number of dead letters that match, and their reason classes (``detail``: exact reasons) with counts,
+    most frequent first."""
     parameters = filters.parameters()
     (total,) = client.query_rows(TOTAL.replace("$filters", filters.sql()), parameters=parameters)[0]
-    rows = client.query_rows(
-        REASONS.replace("$filters", filters.sql()), parameters={**parameters, "limit": check_limit(limit)}
-    )
+    sql = REASONS.replace("$reason", "error" if detail else REASON_CLASS).replace("$filters", filters.sql())
+    rows = client.query_rows(sql, parameters={**parameters, "limit": check_limit(limit)})
     return int(total), [Reason(r, int(n), _utc(first), _utc(last)) for r, n, first, last in rows]
 
 
@@ -194,12 +225,44 @@ def _stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero-width characters, the BOM) and the
+# line and paragraph separators: what a terminal acts on or draws differently from the text around it.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Everything outside printable ASCII is a candidate; the category decides (most payloads are ASCII: one scan).
+_CANDIDATE = re.compile(r"[^\x20-\x7e]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _NAMED:
+        return _NAMED[char]
+    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
-    """``text`` on one line: control characters (a malformed payload may hold any) written as escapes."""
-    return text.translate(_CONTROL)
+    """``text`` on one line with nothing a terminal would act on: controls (C0, C1), bidi and other format
+    characters and line separators written as escapes; printable text in any script stays as it is."""
+    return _CANDIDATE.sub(_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
+        return char
+    encoded = char.encode("utf-16-be")  # JSON writes a character beyond the BMP as its surrogate pair
+    return "".join(f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}" for i in range(0, len(encoded), 2))
+
+
+def json_line(document: dict[str, Any]) -> str:
+    """``document`` as one line of JSON with the same characters escaped as :func:`printable` escapes (as JSON
+    escapes: a script reading it gets the exact text back, a terminal showing it gets nothing to act on)."""
+    import orjson
+
+    return _CANDIDATE.sub(_json_escape, orjson.dumps(document).decode())
 
 
 def reason_lines(total: int, found: list[Reason], filters: Filters) -> list[str]:

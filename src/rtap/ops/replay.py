@@ -1,86 +1,193 @@
 """``rtap dlq replay``: give dead letters a second chance after the contract (or the producer) was fixed.
 
-Reads the DLQ topic with a consumer group, re-validates each record against the current contract, and
-re-publishes the ones that now pass to the input topic with their original key. The group's offsets are
-committed only after the re-published records are acknowledged, so each dead letter is replayed at most
-once per group and none is lost. Records that still fail stay where they are and are counted by reason.
+Reads the warehouse's ``dead_letters`` (the exactly-once record of every rejection, with the topic each came
+from; the DLQ topic is at-least-once), page by page, through the read-only client, so it works next to a
+running ``rtap up``. Each dead letter is checked against the source format of ITS topic
+(``RTAP_KAFKA_SOURCE_TOPICS``; contract v1 for ``RTAP_KAFKA_TOPIC``) and re-published, bytes as stored, to that
+same topic, keyed by the event's session as contract v1 prescribes (the table keeps no key). The job then reads
+it like any other record. Never re-published:
+
+- a dead letter whose topic is no input topic any more (reported per topic);
+- a truncated one: the table keeps at most the record size limit of a payload, and its size in ``raw_size``
+  (migration 0010; a warehouse migrated before has no such column, and then nothing stored is cut);
+- one larger than the record size limit (``RTAP_STREAM_MAX_RECORD_BYTES``): the job would refuse it again;
+- one that still fails its format (counted by reason class);
+- one whose event is stored already (in ``events`` or ``late_events``, same id, same event time): a replay run
+  before, or another copy that passed. The job would only count it as a duplicate.
+
+Memory is bounded by the page size times the record size limit, whatever the table holds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from rtap.contract import validate_event
+from rtap.contract.formats import validate_source
 from rtap.errors import BrokerError, ContractError
-from rtap.settings import KafkaSettings
+from rtap.ops.dead_letters import Filters, reason_class
+from rtap.settings import Settings
 from rtap.stream.kafka import produce_waiting
+from rtap.warehouse import WarehouseClient
 
-REPLAY_GROUP = "rtap-dlq-replay"
+PAGE_ROWS = 256
+_FLUSH_TIMEOUT_S = 30.0
+
+HAS_RAW_SIZE = """
+SELECT count() FROM system.columns
+WHERE database = {database:String} AND table = 'dead_letters' AND name = 'raw_size'
+"""
+# Keyset pages in the table's own order; the payload travels only when it may be replayed (whole, within the
+# limit, UTF-8: the contract's formats are JSON, so other bytes cannot pass and are not sent through a text path).
+PAGE = """
+SELECT topic, `partition`, `offset`, size, length(raw) < size AS truncated, isValidUTF8(raw) AS utf8,
+       if(NOT truncated AND size <= {max_bytes:UInt64} AND utf8, raw, '') AS payload
+FROM (SELECT *, $size AS size FROM {db}.dead_letters FINAL WHERE $filters)
+WHERE (topic, `partition`, `offset`) > ({after_topic:String}, {after_partition:Int32}, {after_offset:Int64})
+ORDER BY topic, `partition`, `offset`
+LIMIT {page:UInt32}
+"""
+STORED = """
+SELECT DISTINCT toString(event_id) FROM (
+    SELECT event_id, event_time FROM {db}.events
+    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time <= {last:DateTime64(3,'UTC')}
+    UNION ALL
+    SELECT event_id, event_time FROM {db}.late_events
+    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time <= {last:DateTime64(3,'UTC')}
+)
+WHERE has({ids:Array(String)}, toString(event_id))
+"""
 
 
 @dataclass
 class ReplayReport:
+    """What a replay did with each dead letter it read; every one is counted exactly once."""
+
     read: int = 0
-    replayed: int = 0
-    still_invalid: Counter[str] = field(default_factory=Counter)
+    replayed: Counter[str] = field(default_factory=Counter)  # per topic
+    already_stored: int = 0
+    truncated: int = 0
+    too_large: int = 0
+    not_input_topic: Counter[str] = field(default_factory=Counter)  # per topic
+    still_invalid: Counter[str] = field(default_factory=Counter)  # per reason class
+
+    @property
+    def replayed_total(self) -> int:
+        return sum(self.replayed.values())
 
 
-def _resume_at(committed: TopicPartition) -> TopicPartition:
-    """Where the group goes on in a partition: its committed offset, or the beginning if it has none."""
-    offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
-    return TopicPartition(committed.topic, committed.partition, offset)
+@dataclass(frozen=True)
+class _Candidate:
+    topic: str
+    payload: bytes
+    event: dict[str, Any]
 
 
-def replay_dead_letters(settings: KafkaSettings, *, dry_run: bool = False, idle_timeout_s: float = 5.0) -> ReplayReport:
-    """Replay every dead letter not yet replayed by this group; returns what happened."""
-    consumer = Consumer(
-        {
-            **settings.client_config(),
-            "group.id": REPLAY_GROUP,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    producer = Producer({**settings.client_config(), "enable.idempotence": True, "acks": "all"})
-    report = ReplayReport()
-    failures: list[KafkaError] = []
+class _Publisher:
+    """An idempotent producer whose delivery failures surface as one BrokerError at :meth:`flush`."""
 
-    def on_delivery(error: KafkaError | None, _message: object) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self._producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all"})
+        self._failures: list[KafkaError] = []
+
+    def _on_delivery(self, error: KafkaError | None, _message: object) -> None:
         if error is not None:
-            failures.append(error)
+            self._failures.append(error)
 
-    try:
-        metadata = consumer.list_topics(settings.dlq_topic, timeout=10)
-        partitions = metadata.topics[settings.dlq_topic].partitions
-        # Start each partition at the group's committed offset, set in the assignment itself: a seek() right
-        # after assign() races the fetcher's start and could be overridden, replaying everything again.
-        committed = consumer.committed([TopicPartition(settings.dlq_topic, p) for p in partitions], timeout=10)
-        consumer.assign([_resume_at(tp) for tp in committed])
-        while (message := consumer.poll(idle_timeout_s)) is not None:
-            if message.error():
-                raise BrokerError(f"reading {settings.dlq_topic} failed: {message.error()}")
+    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        try:
+            produce_waiting(self._producer, topic, key=key, value=value, on_delivery=self._on_delivery)
+        except KafkaException as exc:
+            raise BrokerError(f"re-publishing a dead letter to {topic} failed: {exc}") from exc
+        self._producer.poll(0)
+
+    def flush(self) -> None:
+        remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
+        if remaining or self._failures:
+            first = self._failures[0] if self._failures else f"{remaining} records not acknowledged"
+            raise BrokerError(f"re-publishing dead letters failed: {first}")
+
+
+def _has_raw_size(client: WarehouseClient) -> bool:
+    (count,) = client.query_rows(HAS_RAW_SIZE, parameters={"database": client.database})[0]
+    return bool(count)
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def replay_dead_letters(
+    client: WarehouseClient, settings: Settings, filters: Filters, *, dry_run: bool = False, page_rows: int = PAGE_ROWS
+) -> ReplayReport:
+    """Re-publish the dead letters that ``filters`` selects and that now pass their topic's format."""
+    formats = settings.kafka.input_topics
+    limit = settings.stream.max_record_bytes
+    sql = PAGE.replace("$size", "raw_size" if _has_raw_size(client) else "length(raw)").replace(
+        "$filters", filters.sql()
+    )
+    publisher = None if dry_run else _Publisher(settings)
+    report = ReplayReport()
+    after: tuple[str, int, int] = ("", -1, -1)
+    while True:
+        rows = client.query_rows(
+            sql,
+            parameters={
+                **filters.parameters(),
+                "max_bytes": limit,
+                "after_topic": after[0],
+                "after_partition": after[1],
+                "after_offset": after[2],
+                "page": page_rows,
+            },
+        )
+        if not rows:
+            break
+        candidates: list[_Candidate] = []
+        for topic, partition, offset, size, truncated, utf8, payload in rows:
+            after = (topic, int(partition), int(offset))
             report.read += 1
-            try:
-                validate_event(message.value() or b"")
-            except ContractError as exc:
-                report.still_invalid[exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"] += 1
+            if topic not in formats:
+                report.not_input_topic[topic] += 1
+            elif truncated:
+                report.truncated += 1
+            elif size > limit:
+                report.too_large += 1
+            elif not utf8:
+                report.still_invalid["invalid JSON (not UTF-8)"] += 1
+            else:
+                raw = _bytes(payload)
+                try:
+                    event = validate_source(raw, formats[topic])
+                except ContractError as exc:
+                    report.still_invalid[reason_class(str(exc))] += 1
+                    continue
+                candidates.append(_Candidate(topic, raw, event))
+        stored = _stored_event_ids(client, [c.event for c in candidates])
+        for candidate in candidates:
+            if str(candidate.event["event_id"]) in stored:
+                report.already_stored += 1
                 continue
-            report.replayed += 1
-            if not dry_run:
-                produce_waiting(
-                    producer, settings.topic, key=message.key(), value=message.value(), on_delivery=on_delivery
-                )
-                producer.poll(0)
-        if not dry_run:
-            if producer.flush(30) or failures:
-                raise BrokerError(f"re-publishing dead letters failed: {failures[0] if failures else 'timeout'}")
-            if report.read:
-                consumer.commit(asynchronous=False)
-    except KafkaException as exc:
-        raise BrokerError(f"dead-letter replay failed: {exc}") from exc
-    finally:
-        consumer.close()
+            report.replayed[candidate.topic] += 1
+            if publisher is not None:
+                publisher.publish(candidate.topic, str(candidate.event["session_id"]).encode(), candidate.payload)
+    if publisher is not None:
+        publisher.flush()
     return report
+
+
+def _stored_event_ids(client: WarehouseClient, events: list[dict[str, Any]]) -> set[str]:
+    """The ids among ``events`` that ``events`` or ``late_events`` hold with an event time in the same span (the
+    job's own duplicate check looks there, the same way)."""
+    if not events:
+        return set()
+    times: list[datetime] = [event["event_time"] for event in events]
+    rows = client.query_rows(
+        STORED,
+        parameters={"first": min(times), "last": max(times), "ids": [str(event["event_id"]) for event in events]},
+    )
+    return {str(row[0]) for row in rows}

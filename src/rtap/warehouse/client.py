@@ -1,7 +1,13 @@
 """The warehouse client every stage uses: the base class the backends implement.
 
 :class:`WarehouseClient` holds what is the same for every backend: ``{db}`` rendering, one
-statement per call, read-only checks, ``$name`` input markers and row conversion. A backend
+statement per call, read-only checks, ``$name`` input markers and row conversion.
+
+Reads run under the reader's limits (:func:`read_limits`: time, memory, result size), which the engine holds:
+chDB's read-only connection is opened with them, a server's reader profile sets them. A read-only client
+takes no other per-query setting, and no value above a limit (a query may tighten one, never lift it), and
+refuses what would reach beyond the warehouse (:func:`rtap.warehouse.sql.outside_reach`) before the engine
+sees it. A backend
 implements five hooks (``_command``, ``_query_arrow``, ``_query_text``, ``_insert_arrow``,
 ``_close``) that receive already rendered, checked SQL. Backends:
 
@@ -25,8 +31,20 @@ from rtap.warehouse import sql as sqltext
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from rtap.settings import WarehouseSettings
+
 
 DEFAULT_TEXT_FORMAT = "PrettyCompactMonoBlock"
+
+
+def read_limits(settings: WarehouseSettings) -> dict[str, float]:
+    """The reader's limits as ClickHouse settings: the engine stops a read past any of them."""
+    memory = settings.read_max_memory_bytes
+    return {
+        "max_execution_time": settings.read_max_execution_time_s,
+        "max_memory_usage": memory,
+        "max_result_bytes": memory,
+    }
 
 
 class WarehouseClient(ABC):
@@ -34,10 +52,12 @@ class WarehouseClient(ABC):
 
     database: str
     readonly: bool
+    limits: dict[str, float]
 
-    def __init__(self, database: str, *, readonly: bool) -> None:
+    def __init__(self, database: str, *, readonly: bool, limits: Mapping[str, float]) -> None:
         self.database = sqltext.check_identifier(database, "database name")
         self.readonly = readonly
+        self.limits = dict(limits)
 
     # -- public interface -------------------------------------------------------------------------
 
@@ -72,6 +92,7 @@ class WarehouseClient(ABC):
         statement = self._statement(sql)
         if self.readonly:
             self._check_read_only(statement)
+            self._check_read_settings(settings or {})
         return self._query_arrow(statement, dict(inputs or {}), dict(parameters or {}), dict(settings or {}))
 
     def query_rows(self, sql: str, *, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -130,6 +151,20 @@ class WarehouseClient(ABC):
                 f"{self._refusal(statement)} (only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS are allowed)",
                 query=statement,
             )
+        reason = sqltext.outside_reach(statement)
+        if reason is not None:
+            raise QueryRejectedError(f"refused, {reason}: {_head(statement)}", query=statement)
+
+    def _check_read_settings(self, settings: Mapping[str, Any]) -> None:
+        """A read may lower the reader's limits, nothing else: any other setting, or a limit lifted, is refused."""
+        for name, value in settings.items():
+            limit = self.limits.get(name)
+            if limit is None:
+                allowed = ", ".join(self.limits)
+                raise QueryRejectedError(f"a read takes no setting {name}; only its limits ({allowed}) may be lowered")
+            number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+            if number is None or not 0 < number <= limit:
+                raise QueryRejectedError(f"{name}={value!r} would lift the reader's limit of {limit:g}")
 
     # -- backend hooks: called with rendered, single, checked statements ---------------------------
 

@@ -138,6 +138,59 @@ def is_read_only(statement: str) -> bool:
     return leading_keyword(statement) in READ_ONLY_KEYWORDS
 
 
+# Functions (table functions, and the function file()) that reach beyond the warehouse: files, URLs, object
+# stores, other servers and databases, processes, and the Python objects of the process (chDB's python()).
+# Lower case: ClickHouse matches these names case-insensitively. tests/unit/warehouse/test_sql.py checks that
+# every table function of the engine is either here or known to read only the warehouse (or generate data).
+OUTSIDE_FUNCTIONS = frozenset(
+    {
+        *("file", "filecluster", "filesystem", "url", "urlcluster", "executable", "executablepool", "python"),
+        *("arrowstream", "eval", "remote", "remotesecure", "cluster", "clusterallreplicas"),
+        *("s3", "s3cluster", "gcs", "oss", "cosn", "azureblobstorage", "azureblobstoragecluster"),
+        *("hdfs", "hdfscluster", "mysql", "postgresql", "jdbc", "odbc", "mongodb", "redis", "sqlite", "bigquery"),
+        *("ytsaurus", "prometheusquery", "prometheusqueryrange", "hudi", "hudicluster"),
+        *("deltalake", "deltalakecluster", "deltalakeazure", "deltalakeazurecluster", "deltalakelocal"),
+        *("deltalakes3", "deltalakes3cluster", "iceberg", "icebergcluster", "icebergazure", "icebergazurecluster"),
+        *("iceberghdfs", "iceberghdfscluster", "iceberglocal", "iceberglocalcluster", "icebergs3", "icebergs3cluster"),
+        *("paimon", "paimoncluster", "paimonazure", "paimonazurecluster", "paimonhdfs", "paimonhdfscluster"),
+        *("paimonlocal", "paimons3", "paimons3cluster"),
+    }
+)
+_CALL = re.compile(r"(?<![\w.$])([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_SETTINGS_CLAUSE = re.compile(r"\bSETTINGS\s+[A-Za-z_][A-Za-z0-9_]*\s*=", re.IGNORECASE)
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+
+
+def _skeleton(statement: str) -> str:
+    """``statement`` with literals emptied, comments blanked and quoted identifiers unquoted (``file``
+    written `` `file` `` is still a call), so that a pattern sees only what the engine would parse as code."""
+    parts: list[str] = []
+    for seg in segments(statement):
+        if seg.kind == "code":
+            parts.append(seg.text)
+        elif seg.kind == "identifier":
+            name = seg.text[1:-1]
+            parts.append(name if IDENTIFIER.match(name) else "_quoted_")
+        else:
+            parts.append(" " if seg.kind == "comment" else "''")
+    return "".join(parts)
+
+
+def outside_reach(statement: str) -> str | None:
+    """Why a read must not run, or None: it calls a function that reaches beyond the warehouse, writes a file
+    (``INTO OUTFILE``), or changes settings (a ``SETTINGS`` clause could lift the reader's limits)."""
+    code = _skeleton(statement)
+    for match in _CALL.finditer(code):
+        name = match.group(1)
+        if name.lower() in OUTSIDE_FUNCTIONS:
+            return f"{name}() reaches beyond the warehouse (files, URLs, processes or other servers)"
+    if _OUTFILE.search(code):
+        return "INTO OUTFILE writes a file"
+    if _SETTINGS_CLAUSE.search(code):
+        return "a SETTINGS clause would change the reader's limits, which are the engine's to set"
+    return None
+
+
 def substitute_inputs(sql: str, names: Mapping[str, Any], reference: Callable[[str], str]) -> str:
     """Replace each ``$name`` marker in code with ``reference(name)``; every marker and every name must match.
 

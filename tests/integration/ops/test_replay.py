@@ -1,29 +1,64 @@
-"""``rtap dlq replay`` and the DLQ producer's back-pressure, against the real broker."""
+"""``rtap dlq replay`` (the warehouse's dead letters back to their own topics) and the DLQ producer's back-pressure,
+against the real broker and a real chDB warehouse."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from rtap.contract.model import LEGACY_FORMAT
 from rtap.ingest.topics import ensure_topics
+from rtap.ops.cli import replay_lines
+from rtap.ops.dead_letters import Filters
 from rtap.ops.replay import replay_dead_letters
-from rtap.settings import Settings
+from rtap.settings import Settings, StreamSettings, WarehouseSettings
 from rtap.stream.kafka import produce_waiting
+from rtap.warehouse import WarehouseClient, create_client
+from rtap.warehouse.migrate import apply_migrations
+from tests.support.seed import insert_events, purchase
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+LIMIT = 1024  # the record size limit of these tests (RTAP_STREAM_MAX_RECORD_BYTES)
+EVENT_TIME = datetime(2026, 11, 29, 10, tzinfo=UTC)
 
 
 @pytest.fixture
-def settings(kafka_settings: Settings, unique_name: Callable[[str], str]) -> Settings:
-    kafka = kafka_settings.kafka.model_copy(update={"topic": unique_name("events"), "dlq_topic": unique_name("dlq")})
+def settings(
+    kafka_settings: Settings, unique_name: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    kafka = kafka_settings.kafka.model_copy(
+        update={
+            "topic": unique_name("events"),
+            "dlq_topic": unique_name("dlq"),
+            "source_topics": {unique_name("legacy"): LEGACY_FORMAT},
+        }
+    )
     ensure_topics(kafka)
-    return kafka_settings.model_copy(update={"kafka": kafka})
+    return kafka_settings.model_copy(
+        update={
+            "kafka": kafka,
+            "data_dir": tmp_path_factory.mktemp("rtap-replay"),
+            "warehouse": WarehouseSettings(backend="chdb"),
+            "stream": StreamSettings(max_record_bytes=LIMIT),
+        }
+    )
 
 
-def _event(n: int) -> bytes:
+@pytest.fixture
+def warehouse(settings: Settings) -> Iterator[WarehouseClient]:
+    with create_client(settings) as owner:
+        apply_migrations(owner)
+        yield owner
+
+
+def _event(n: int, **extra: Any) -> bytes:
     return orjson.dumps(
         {
             "event_id": str(uuid.UUID(int=n)),
@@ -32,8 +67,52 @@ def _event(n: int) -> bytes:
             "user_id": f"u{n}",
             "session_id": f"s{n}",
             "page_url": "/",
+            **extra,
         }
     )
+
+
+def _legacy(n: int) -> bytes:
+    return orjson.dumps(
+        {"event_id": str(uuid.UUID(int=n)), "user_id": f"u{n}", "page_url": "/old", "timestamp": "2026-11-29T10:00:00"}
+    )
+
+
+_COLUMNS = {
+    "received_at": pa.timestamp("ms", tz="UTC"),
+    "topic": pa.string(),
+    "partition": pa.int32(),
+    "offset": pa.int64(),
+    "kafka_timestamp": pa.timestamp("ms", tz="UTC"),
+    "error": pa.string(),
+    "raw": pa.binary(),
+    "batch_id": pa.int64(),
+}
+
+
+def insert_dead_letters(
+    client: WarehouseClient, rows: list[tuple[str, bytes]], *, raw_size: list[int] | None = None
+) -> None:
+    """Dead letters as the job writes them: (topic, raw), offsets in order, received a minute ago."""
+    at = NOW - timedelta(minutes=1)
+    data: dict[str, list[Any]] = {
+        "received_at": [at] * len(rows),
+        "topic": [topic for topic, _ in rows],
+        "partition": [0] * len(rows),
+        "offset": list(range(len(rows))),
+        "kafka_timestamp": [at] * len(rows),
+        "error": ["invalid JSON"] * len(rows),
+        "raw": [raw for _, raw in rows],
+        "batch_id": [1] * len(rows),
+    }
+    table = pa.table({name: pa.array(data[name], kind) for name, kind in _COLUMNS.items()})
+    if raw_size is not None:
+        table = table.append_column("raw_size", pa.array(raw_size, pa.uint32()))
+    client.insert_arrow("dead_letters", table)
+
+
+def last_hour() -> Filters:
+    return Filters(NOW - timedelta(hours=1), NOW + timedelta(seconds=1))
 
 
 def _read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
@@ -67,22 +146,55 @@ def test_produce_waiting_rides_out_a_full_local_queue(settings: Settings) -> Non
     assert len(_read_all(settings, kafka.dlq_topic)) == 200
 
 
-def test_replay_republishes_what_now_passes_once(settings: Settings) -> None:
-    kafka = settings.kafka
-    producer = Producer(kafka.client_config())
-    fixed = [(f"s{n}".encode(), _event(n)) for n in range(30)]
-    broken = [(b"s-broken", b"{not json"), (b"s-missing", orjson.dumps({"event_type": "page_view"}))]
-    for key, value in [*fixed, *broken]:
-        producer.produce(kafka.dlq_topic, key=key, value=value)
-    assert producer.flush(30) == 0
+def test_each_dead_letter_goes_back_to_its_own_topic_checked_against_its_own_format(
+    settings: Settings, warehouse: WarehouseClient
+) -> None:
+    # A warehouse migrated before 0010: no raw_size, every payload stored whole (its length is its size).
+    warehouse.command("ALTER TABLE {db}.dead_letters DROP COLUMN IF EXISTS raw_size")
+    v1, (legacy,) = settings.kafka.topic, settings.kafka.source_topics
+    fixed = [(v1, _event(n)) for n in range(5)]
+    fixed_legacy = [(legacy, _legacy(n)) for n in range(10, 13)]
+    stored = [(v1, _event(20))]  # passed the job through another copy: replaying it again would only count a duplicate
+    insert_events(warehouse, [{**purchase(EVENT_TIME, "u20", "p1", "1.00", 1, 1), "event_id": str(uuid.UUID(int=20))}])
+    rows = [
+        *fixed,
+        *fixed_legacy,
+        *stored,
+        (legacy, _event(30)),  # contract v1 on the previous system's topic: not its format
+        (v1, _legacy(31)),  # and the other way round
+        (v1, b"{not json"),
+        ("retired.events", _event(32)),  # a topic the job no longer reads
+        (v1, _event(33, page_url="/" + "x" * LIMIT)),  # valid, but over the record size limit: never republished
+    ]
+    insert_dead_letters(warehouse, rows)
 
-    dry = replay_dead_letters(kafka, dry_run=True, idle_timeout_s=2)
-    assert (dry.read, dry.replayed) == (32, 30)
-    assert _read_all(settings, kafka.topic) == []  # a dry run publishes nothing and commits nothing
+    dry = replay_dead_letters(warehouse, settings, last_hour(), dry_run=True)
+    assert (dry.read, dry.replayed_total) == (len(rows), 8)
+    assert _read_all(settings, v1) == []  # a dry run publishes nothing
 
-    report = replay_dead_letters(kafka, idle_timeout_s=2)
-    assert (report.read, report.replayed, sum(report.still_invalid.values())) == (32, 30, 2)
-    assert sorted(_read_all(settings, kafka.topic)) == sorted(fixed)  # original keys and bytes
+    report = replay_dead_letters(warehouse, settings, last_hour())
+    assert report.read == len(rows)
+    assert report.replayed == {v1: 5, legacy: 3}
+    assert report.already_stored == 1
+    assert sum(report.still_invalid.values()) == 3
+    assert report.not_input_topic == {"retired.events": 1}
+    assert report.too_large == 1
+    assert report.truncated == 0
+    # Keyed by the session (contract v1's key), bytes as stored, each on the topic it came from.
+    assert sorted(_read_all(settings, v1)) == sorted((f"s{n}".encode(), raw) for n, (_, raw) in enumerate(fixed))
+    assert sorted(value or b"" for _, value in _read_all(settings, legacy)) == sorted(raw for _, raw in fixed_legacy)
 
-    again = replay_dead_letters(kafka, idle_timeout_s=2)
-    assert (again.read, again.replayed) == (0, 0)  # the group's offsets were committed after delivery
+
+def test_a_truncated_dead_letter_is_reported_never_replayed(settings: Settings, warehouse: WarehouseClient) -> None:
+    """After migration 0010 the table keeps at most the record size limit of a payload, and the payload's size."""
+    v1 = settings.kafka.topic
+    whole = _event(40, page_url="/" + "x" * 3 * LIMIT)
+    rows = [(v1, _event(41)), (v1, whole[:LIMIT]), (v1, _event(42, page_url="/" + "y" * LIMIT))]
+    insert_dead_letters(warehouse, rows, raw_size=[len(rows[0][1]), len(whole), len(rows[2][1])])
+    report = replay_dead_letters(warehouse, settings, last_hour())
+    assert (report.replayed, report.truncated, report.too_large) == ({v1: 1}, 1, 1)
+    lines = replay_lines(report, last_hour(), dry_run=False, limit=LIMIT)
+    assert lines[0].endswith(f"; replayed 1 (1 to {v1})")
+    assert "        1  truncated, not replayable (the warehouse keeps only the start of the payload)" in lines
+    assert "        1  larger than the record size limit (1,024 bytes), not replayable" in lines
+    assert [value for _, value in _read_all(settings, v1)] == [rows[0][1]]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -18,10 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from rtap.errors import QueryRejectedError, WarehouseError
+from rtap.errors import QueryRejectedError, RetryableWarehouseError, WarehouseError
 from rtap.settings import Settings, WarehouseSettings
 from rtap.warehouse import create_client
-from rtap.warehouse.chdb.channel import ChannelClient, socket_path
+from rtap.warehouse.chdb.channel import MAX_CONNECTIONS, MAX_REQUEST_BYTES, ChannelClient, socket_path
 from rtap.warehouse.chdb.client import ChdbClient
 
 OWNER = textwrap.dedent(
@@ -61,8 +64,8 @@ class Owner:
                 self.process.wait()
 
 
-def _start_owner(data_dir: Path, database: str) -> Owner:
-    env = {**os.environ, "RTAP_DATA_DIR": str(data_dir), "RTAP_CLICKHOUSE_DATABASE": database}
+def _start_owner(data_dir: Path, database: str, **settings: str) -> Owner:
+    env = {**os.environ, "RTAP_DATA_DIR": str(data_dir), "RTAP_CLICKHOUSE_DATABASE": database, **settings}
     env.pop("RTAP_CLICKHOUSE_BACKEND", None)
     process = subprocess.Popen(
         [sys.executable, "-c", OWNER],
@@ -201,3 +204,162 @@ def test_a_killed_owner_is_taken_over(tmp_path: Path) -> None:
         successor.command("INSERT INTO {db}.numbers SELECT 10")
         assert successor.query_rows("SELECT count() FROM {db}.numbers") == [(11,)]
     assert time.monotonic() - started < 5
+
+
+# -- the channel as a door: limits, refusals and caps, proven against the raw socket -------------------------
+
+LIMIT_S = 1.0
+SLOW = "SELECT count() FROM numbers(100000000000)"
+GREEDY = "SELECT length(groupArray(number)) FROM numbers(100000000)"
+# Table functions (and the file function) that reach files, URLs, processes or other servers.
+OUTSIDE = [
+    "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+    "SELECT file('/etc/hostname')",
+    "SELECT * FROM url('http://127.0.0.1:9/x', 'CSV', 'x String')",
+    "SELECT * FROM s3('http://127.0.0.1:9/b/k', 'CSV', 'x String')",
+    "SELECT * FROM hdfs('hdfs://127.0.0.1:9/x', 'CSV', 'x String')",
+    "SELECT * FROM remote('127.0.0.1:9', system.one)",
+    "SELECT * FROM executable('ls', 'TSV', 'x String')",
+    "SELECT * FROM mysql('127.0.0.1:9', 'd', 't', 'u', 'p')",
+    "SELECT * FROM postgresql('127.0.0.1:9', 'd', 't', 'u', 'p')",
+    "SELECT * FROM jdbc('jdbc:x://127.0.0.1:9', 't')",
+    "SELECT * FROM filesystem('/')",
+    "SELECT 1 INTO OUTFILE '/tmp/rtap-channel-must-not-write'",
+]
+
+
+@pytest.fixture(scope="module")
+def limited_owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
+    running = _start_owner(
+        tmp_path_factory.mktemp("limited"),
+        f"rtap_it_{uuid.uuid4().hex[:8]}",
+        RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S=str(LIMIT_S),
+        RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES=str(64 * 1024**2),
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _raw(owner: Owner) -> socket.socket:
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.connect(str(socket_path(owner.settings)))  # blocking: waits for room in the owner's backlog
+    peer.settimeout(30)
+    return peer
+
+
+def _send(peer: socket.socket, payload: bytes) -> None:
+    peer.sendall(struct.pack(">I", len(payload)) + payload)
+
+
+def _receive(peer: socket.socket) -> bytes | None:
+    header = b""
+    while len(header) < 4:
+        chunk = peer.recv(4 - len(header))
+        if not chunk:
+            return None
+        header += chunk
+    (size,) = struct.unpack(">I", header)
+    body = b""
+    while len(body) < size:
+        chunk = peer.recv(size - len(body))
+        assert chunk, "the owner closed the connection in the middle of a frame"
+        body += chunk
+    return body
+
+
+def _ask(owner: Owner, request: dict[str, object]) -> bytes | None:
+    """One raw request, as a peer that skips the client's own checks would send it."""
+    with _raw(owner) as peer:
+        _send(peer, json.dumps({"version": 1, "format": "TabSeparated", **request}).encode())
+        return _receive(peer)
+
+
+def _refusal(answer: bytes | None) -> dict[str, object]:
+    assert answer is not None
+    assert answer[:1] == b"E", answer
+    detail: dict[str, object] = json.loads(answer[1:])
+    return detail
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def test_channel_reads_run_under_the_owners_time_and_memory_limits(limited_owner: Owner) -> None:
+    with create_client(limited_owner.settings) as reader:
+        began = time.monotonic()
+        with pytest.raises(RetryableWarehouseError) as slow:
+            reader.query_rows(SLOW)
+        assert slow.value.code == 159
+        assert time.monotonic() - began < 10 * LIMIT_S
+        with pytest.raises(RetryableWarehouseError) as greedy:
+            reader.query_rows(GREEDY)
+        assert greedy.value.code == 241
+        assert reader.query_rows("SELECT sum(n) FROM {db}.numbers") == [(45,)]
+    began = time.monotonic()
+    result = _rtap(limited_owner, "sql", SLOW)  # `rtap sql` too
+    assert result.returncode == 1
+    assert "TIMEOUT_EXCEEDED" in result.stderr
+    assert time.monotonic() - began < 30
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"sql": "SELECT 1", "format": "arrow", "settings": {"max_execution_time": 0}},
+        {"sql": "SELECT 1", "format": "arrow", "settings": {"max_memory_usage": 0}},
+        {"sql": "SELECT 1", "format": "arrow", "settings": {"max_threads": 64}},
+        {"sql": "SELECT 1", "format": "arrow", "settings": {"readonly": 0}},
+        {"sql": SLOW + " SETTINGS max_execution_time = 0"},
+        *({"sql": statement} for statement in OUTSIDE),
+    ],
+)
+def test_the_channel_refuses_settings_overrides_and_reads_that_reach_outside(
+    limited_owner: Owner, request_: dict[str, object]
+) -> None:
+    began = time.monotonic()
+    refusal = _refusal(_ask(limited_owner, request_))
+    assert refusal["kind"] == "rejected", refusal
+    assert time.monotonic() - began < 5  # refused before the engine: no connection attempt, no minute of counting
+    assert not Path("/tmp/rtap-channel-must-not-write").exists()
+
+
+def test_a_frame_above_the_cap_is_refused_before_anything_is_allocated(limited_owner: Owner) -> None:
+    before = _rss_kib(limited_owner.process.pid)
+    with _raw(limited_owner) as peer:
+        peer.sendall(struct.pack(">I", 0xFFFFFFFF))  # "4 GiB follow"
+        refusal = _refusal(_receive(peer))
+        assert f"{MAX_REQUEST_BYTES:,}" in str(refusal["message"])
+        assert _receive(peer) is None  # and the connection is closed: the stream is out of step
+    assert _rss_kib(limited_owner.process.pid) - before < 64 * 1024
+    with create_client(limited_owner.settings) as reader:  # the owner serves on
+        assert reader.query_rows("SELECT count() FROM {db}.numbers") == [(10,)]
+
+
+def test_connections_beyond_the_cap_are_refused_and_the_slots_come_back(limited_owner: Owner) -> None:
+    held = [_raw(limited_owner) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for peer in held:  # each one served: every slot is taken
+            _send(peer, json.dumps({"version": 1, "sql": "SELECT 1", "format": "TabSeparated"}).encode())
+            assert _receive(peer) == b"T1\n"
+        with _raw(limited_owner) as extra:
+            refusal = _refusal(_receive(extra))
+            assert refusal["kind"] == "retryable"
+            assert f"{MAX_CONNECTIONS}" in str(refusal["message"])
+        with pytest.raises(RetryableWarehouseError, match="connections"), create_client(limited_owner.settings) as c:
+            c.query_rows("SELECT 1")
+    finally:
+        for peer in held:
+            peer.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with create_client(limited_owner.settings) as reader:
+                assert reader.query_rows("SELECT 1") == [(1,)]
+            break
+        except RetryableWarehouseError:
+            assert time.monotonic() < deadline, "the slots of closed connections did not come back"
+            time.sleep(0.1)

@@ -42,6 +42,8 @@ SPARK_DEFAULTS = COMPOSE_DIR / "spark" / "spark-defaults.conf"
 # The documented host (docs/compose.md): every memory limit together, per profile.
 HOST_MEMORY = 8 * 1024**3
 UI_PORTS = {8050, 3000, 4040}
+# The web UIs that ask for a login: the rtap dashboard (its password) and Metabase (its accounts).
+LOGIN_UIS = {8050, 3000}
 # Kafka's listener for producers on the Docker host (the previous system's producers used this port).
 KAFKA_HOST_PORT = 9094
 PROFILES = {"default": (), "cluster": ("cluster",), "producer": ("producer",), "all": ("cluster", "producer")}
@@ -353,18 +355,56 @@ def test_no_broker_or_database_port_is_published(services: dict[str, dict[str, A
     assert [port["target"] for port in services["kafka"]["ports"]] == [KAFKA_HOST_PORT]
     for name, service in services.items():
         for port in service.get("ports") or []:
-            web_ui = port["target"] in UI_PORTS and name in {"dashboard", "metabase", "stream"}
+            web_ui = port["target"] in LOGIN_UIS and name in {"dashboard", "metabase-gate"}
             assert web_ui or port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
 
 
-def test_web_uis_can_be_kept_on_loopback(env_file: Path, tmp_path: Path) -> None:
-    local_only = tmp_path / ".env"
-    local_only.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=0.0.0.0", "RTAP_UI_ADDRESS=127.0.0.1"))
-    result = run_compose(local_only, "config", "--format", "json", profiles=("cluster",))
+def published_ports(env_file: Path) -> list[dict[str, Any]]:
+    result = run_compose(env_file, "config", "--format", "json", profiles=("cluster",))
     assert result.returncode == 0, result.stderr
-    published = [p for s in json.loads(result.stdout)["services"].values() for p in s.get("ports") or []]
+    return [p for s in json.loads(result.stdout)["services"].values() for p in s.get("ports") or []]
+
+
+def test_every_port_is_on_loopback_by_default(env_file: Path) -> None:
+    """What `make compose-env` writes publishes nothing beyond this machine."""
+    assert "RTAP_UI_ADDRESS=127.0.0.1" in env_file.read_text().splitlines()
+    published = published_ports(env_file)
     assert {p["target"] for p in published} == UI_PORTS | {8080, 9090, KAFKA_HOST_PORT}
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
+
+
+def test_only_the_uis_with_a_login_follow_rtap_ui_address(env_file: Path, tmp_path: Path) -> None:
+    everywhere = tmp_path / ".env"
+    everywhere.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=127.0.0.1", "RTAP_UI_ADDRESS=0.0.0.0"))
+    beyond = {p["target"] for p in published_ports(everywhere) if p["host_ip"] != "127.0.0.1"}
+    assert beyond == LOGIN_UIS  # the Spark UI (no login, can stop the job) stays on loopback
+
+
+def test_the_dashboard_listens_beyond_its_container_only_with_its_password(
+    services: dict[str, dict[str, Any]], env_file: Path
+) -> None:
+    env = environment(services["dashboard"])
+    assert env["RTAP_DASHBOARD_HOST"] == "0.0.0.0"  # the published port reaches it, so: a login
+    generated = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
+    assert GENERATED_NAME.match("RTAP_DASHBOARD_PASSWORD")
+    assert env["RTAP_DASHBOARD_PASSWORD"] == generated["RTAP_DASHBOARD_PASSWORD"]
+    assert len(env["RTAP_DASHBOARD_PASSWORD"]) >= 32
+
+
+def test_metabase_is_published_only_once_its_admin_account_is_claimed(services: dict[str, dict[str, Any]]) -> None:
+    """Until provisioning claims the admin account, GET /api/session/properties hands the setup token to anyone
+    who reaches Metabase: so nothing outside the compose network does, and if provisioning fails, never."""
+    assert not services["metabase"].get("ports"), "Metabase publishes its port while its setup is open"
+    (gate,) = [name for name, s in services.items() if any(p["target"] == 3000 for p in s.get("ports") or [])]
+    depends = services[gate]["depends_on"]
+    assert depends["metabase-provision"]["condition"] == "service_completed_successfully"
+    assert services["metabase-provision"]["restart"] == "no"  # failed stays failed: the gate never starts
+    assert services[gate]["restart"] == "unless-stopped"
+    (config,) = [v for v in services[gate]["volumes"] if v["target"] == "/etc/nginx/nginx.conf"]
+    relay = Path(config["source"]).read_text()
+    assert "proxy_pass $metabase;" in relay
+    assert "set $metabase metabase:3000;" in relay
+    assert "listen 3000;" in relay
 
 
 def kafka_listeners(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
@@ -530,6 +570,60 @@ def test_clickhouse_read_only_account(services: dict[str, dict[str, Any]]) -> No
         assert "RTAP_CLICKHOUSE_PASSWORD" not in client_env, f"{name} gets the writing account"
 
 
+# ClickHouse's HTTP interface reads these from the URL itself: they are no settings, readonly=1 or not.
+HTTP_PARAMETERS = {"default_format", "database", "query_id", "session_id", "quota_key"}
+
+
+def _number(text: str | None) -> float:
+    assert text is not None
+    return float(text)
+
+
+def test_the_readers_profile_admits_every_setting_rtap_sends_and_holds_rtaps_limits() -> None:
+    """The reader logs in with readonly=1, under which ClickHouse refuses any setting not marked
+    changeable_in_readonly ("Setting max_execution_time is readonly"): every setting a read sends must be so
+    marked, within its min..max, and the profile's limits are the ones chDB's reads run under."""
+    from rtap.dashboard.api import panel_settings
+    from rtap.warehouse.client import read_limits
+    from rtap.warehouse.server.client import text_settings
+
+    root = ET.parse(CLICKHOUSE_USERS).getroot()
+    reader = root.find("users/rtap_reader")
+    assert reader is not None
+    profile = root.find(f"profiles/{reader.findtext('profile')}")
+    assert profile is not None
+    assert profile.findtext("readonly") == "1"
+    limits = read_limits(rtap_settings.WarehouseSettings())
+    for name, value in limits.items():
+        assert _number(profile.findtext(name)) == value, f"the reader profile's {name} is not rtap's"
+
+    def admitted(name: str, value: Any) -> None:
+        if name in HTTP_PARAMETERS:
+            return
+        constraint = profile.find(f"constraints/{name}")
+        assert constraint is not None, f"rtap sends {name}, which readonly=1 refuses"
+        assert constraint.find("changeable_in_readonly") is not None, f"{name} is not changeable_in_readonly"
+        assert _number(constraint.findtext("min")) <= float(value) <= _number(constraint.findtext("max")), name
+        # A client may tighten a limit, never lift it (0 would mean no limit at all).
+        assert _number(constraint.findtext("max")) == limits[name]
+        assert _number(constraint.findtext("min")) > 0
+
+    dashboard = rtap_settings.DashboardSettings()
+    sent = [
+        panel_settings(limits, dashboard.query_timeout_s),  # every panel of the dashboard
+        panel_settings(limits, 1.0),  # the smallest timeout the settings accept
+        panel_settings(limits, 3600.0),  # a larger one is cut to the limit
+        text_settings("PrettyCompactMonoBlock", readonly=True),  # rtap sql
+    ]
+    for settings in sent:
+        for name, value in settings.items():
+            admitted(name, value)
+    quota = root.find(f"quotas/{reader.findtext('quota')}/interval")
+    assert quota is not None, "the reader has no quota of its own"
+    assert _number(quota.findtext("queries")) > 0
+    assert _number(quota.findtext("execution_time")) > 0
+
+
 def test_the_read_only_account_may_read_every_database_the_migrations_create() -> None:
     """Migration 0006 adds the previous system's database name (a view over rtap's): readers need it too."""
     migrations = (ROOT / "src" / "rtap" / "warehouse" / "migrations").glob("*.sql")
@@ -632,12 +726,18 @@ FIXED_BY_REASON = {
         "RTAP_CLICKHOUSE_SECURE",
     ),
     "the read-only account's grant names the database (users.d/rtap-users.xml)": ("RTAP_CLICKHOUSE_DATABASE",),
+    "the reader's limits are its server profile's (users.d/rtap-users.xml)": (
+        "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",
+        "RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES",
+    ),
     "the accounts: the writer for migrate and stream only, the reader for the readers": (
         "RTAP_CLICKHOUSE_USER",
         "RTAP_CLICKHOUSE_PASSWORD",
         "RTAP_CLICKHOUSE_READONLY_USER",
         "RTAP_CLICKHOUSE_READONLY_PASSWORD",
         "RTAP_METABASE_ADMIN_PASSWORD",
+        "RTAP_DASHBOARD_PASSWORD",
+        "RTAP_DASHBOARD_PASSWORD_HASH",
     ),
     "read from .env through ${...} by the service that uses it": ("RTAP_STREAM_MASTER", "RTAP_METABASE_ADMIN_EMAIL"),
     "sized to the stream container's memory limit": ("RTAP_STREAM_DRIVER_MEMORY",),
@@ -662,7 +762,7 @@ FIXED_BY_REASON = {
         "RTAP_ALERT_COLLECT_REFUSED_SHARE",
         "RTAP_ALERT_COLLECT_UNAVAILABLE_SHARE",
     ),
-    "listen addresses and ports behind the published ports (the image sets the dashboard's)": (
+    "listen addresses and ports behind the published ports (set per service)": (
         "RTAP_STREAM_UI_HOST",
         "RTAP_DASHBOARD_HOST",
         "RTAP_DASHBOARD_PORT",
@@ -848,7 +948,9 @@ def test_rtap_metrics_listen_beyond_the_container_loopback_but_are_not_published
     services: dict[str, dict[str, Any]],
 ) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "RTAP_METRICS_HOST=0.0.0.0" in dockerfile  # the image's default, like the dashboard's
+    assert "RTAP_METRICS_HOST" not in dockerfile  # the image listens on loopback, as rtap does anywhere
+    for name in ("stream", "producer", "dashboard"):  # what Prometheus scrapes, inside the compose network
+        assert environment(services[name])["RTAP_METRICS_HOST"] == "0.0.0.0", name
     metric_ports = {9464, 9465, 9466}
     for name, service in services.items():
         published = {p["target"] for p in service.get("ports") or []}

@@ -118,8 +118,8 @@ def test_least_privilege_and_pinned_tools(workflow: dict[Any, Any]) -> None:
         assert job.get("timeout-minutes"), f"{name} has no timeout"
         for step in job["steps"]:
             uses = step.get("uses")
-            if uses:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", uses), f"{name}: {uses} is not pinned to a major version"
+            if uses:  # pinned to a commit: test_every_action_is_pinned_to_a_commit_with_its_tag_named
+                assert PINNED.match(uses), f"{name}: {uses} is not pinned to a commit"
             if str(uses).startswith("hashicorp/setup-terraform"):
                 assert re.fullmatch(r"\d+\.\d+\.\d+", step["with"]["terraform_version"])
     # Terraform at the version deploy/terraform requires.
@@ -130,3 +130,37 @@ def test_least_privilege_and_pinned_tools(workflow: dict[Any, Any]) -> None:
         for step in job["steps"]:
             if str(step.get("uses", "")).startswith("hashicorp/setup-terraform"):
                 assert step["with"]["terraform_version"].startswith(required.group(1) + ".")
+
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?:\s+#\s*(?P<comment>.*))?$")
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_tag_named() -> None:
+    """A tag can be moved to other code by whoever controls the action's repository; a commit cannot. The tag
+    the commit was taken from stays in a comment, so an update is a reviewable change of both."""
+    found = []
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.y*ml")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            match = USES.match(line)
+            if match is None or match["ref"].startswith(("./", "docker://")):
+                continue
+            found.append(match["ref"])
+            where = f"{path.name}:{number}: {line.strip()}"
+            assert PINNED.match(match["ref"]), f"not pinned to a 40-hex commit: {where}"
+            assert re.fullmatch(r"v\d+(\.\d+){1,2}", match["comment"] or ""), f"no '# vX.Y.Z' naming the tag: {where}"
+    assert found, "no `uses:` found: the pattern no longer matches the workflows"
+
+
+def test_the_aws_roles_trust_is_scoped_to_the_jobs_environment(workflow: dict[Any, Any]) -> None:
+    """With ``repo:OWNER/rtap:*`` any branch's workflow could assume the AWS role and skip the environment's
+    reviewers: the documented trust subject is the environment the deploying job runs in, and nothing wider."""
+    job = workflow["jobs"]["aws-e2e"]
+    environment = job["environment"]
+    docs = (ROOT / "docs" / "aws.md").read_text(encoding="utf-8")
+    assert f"repo:OWNER/rtap:environment:{environment}" in docs
+    assert '"token.actions.githubusercontent.com:sub": "repo:OWNER/rtap:environment:aws"' in docs
+    assert "StringEquals" in docs
+    for line in docs.splitlines():  # named only as what never to do
+        assert "repo:OWNER/rtap:*" not in line or line.startswith("Never"), f"a subject any branch matches: {line}"
+    assert not re.search(r"StringLike", docs), "a wildcard match on the subject"

@@ -32,6 +32,8 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # EC2 refuses user data above 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 UI_PORTS = {8050, 3000, 4040}
+# What publish_web_uis may open: the UIs with a login. The Spark UI (none, and it can stop the job) never.
+LOGIN_UIS = {8050, 3000}
 # Kafka, ClickHouse (HTTP, native, interserver, TLS variants) and PostgreSQL: reached only inside compose.
 NEVER_OPEN = {9092, 9093, 9094, 8123, 8443, 9000, 9009, 9440, 5432}
 TEMPLATE_VALUES: dict[str, Any] = {
@@ -39,6 +41,7 @@ TEMPLATE_VALUES: dict[str, Any] = {
     "repo_ref": "0123456789abcdef0123456789abcdef01234567",
     "ttl_minutes": 240,
     "compose_profiles": "producer",
+    "ui_address": "127.0.0.1",
 }
 PREVIOUS_SETUP = TF_DIR / "previous-setup.tfvars.example"
 ADOPTED_EXAMPLE = TF_DIR / "adopted.tf.example"
@@ -154,9 +157,23 @@ def test_ssh_is_open_to_the_admin_cidr_only(config: dict[str, list[Any]]) -> Non
     assert (ingress["ssh"]["from_port"], ingress["ssh"]["to_port"], ingress["ssh"]["ip_protocol"]) == (22, 22, "tcp")
 
 
-def test_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: dict[str, list[Any]]) -> None:
+def test_web_uis_stay_on_the_hosts_loopback_unless_published(config: dict[str, list[Any]]) -> None:
+    """By default the host publishes its UIs on its loopback (reached through SSH: no password crosses the
+    internet in plain HTTP) and the security group opens no UI port; publish_web_uis opens the UIs with a
+    login, to ui_cidrs, and puts them on the host's public interface."""
+    assert variables(config)["publish_web_uis"]["default"] is False
+    rules = local_value(config, "ui_rules")
+    assert rules.startswith("${var.publish_web_uis ? {"), rules
+    assert rules.endswith(": {}}"), rules
+    call = local_value(config, "user_data")
+    assert 'ui_address = var.publish_web_uis ? "0.0.0.0" : "127.0.0.1"' in call
+    names = {name for block in config["output"] for name in block}
+    assert "tunnel_command" in names
+
+
+def test_published_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: dict[str, list[Any]]) -> None:
     web_uis = local_value(config, "web_uis")
-    assert {ui["port"] for ui in web_uis.values()} == UI_PORTS
+    assert {ui["port"] for ui in web_uis.values()} == LOGIN_UIS
     assert local_value(config, "ui_cidrs") == "${var.ui_cidrs != null ? var.ui_cidrs : [var.admin_cidr]}"
     assert variables(config)["ui_cidrs"]["default"] is None
     rule = resources(config, "aws_vpc_security_group_ingress_rule")["web_ui"]
@@ -166,9 +183,9 @@ def test_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: di
         "${each.value.port}",
         "${each.value.cidr}",
     )
-    # Opening the UIs to the world is possible but never silent: a check block warns on every plan.
-    (check,) = [block["web_uis_not_public"] for block in config["check"] if "web_uis_not_public" in block]
-    assert one(check["assert"])["condition"] == '${!contains(local.ui_cidrs, "0.0.0.0/0")}'
+    # Opening the UIs to the world is possible (allow_wide_cidrs) but never silent: a check block warns on every
+    # plan (test_the_open_world_check_sees_the_internet_in_pieces).
+    assert "local.ui_cidrs" in open_world_condition(config)
 
 
 def test_no_ingress_to_kafka_clickhouse_or_postgresql(config: dict[str, list[Any]]) -> None:
@@ -301,7 +318,13 @@ def console_errors(directory: Path, **overrides: str | None) -> str:
         ("admin_cidr", "203.0.113.7", "admin_cidr must be an IPv4 CIDR"),
         ("admin_cidr", "203.0.113.7/24", "canonical form"),
         ("admin_cidr", "10.0.0.0/4", "prefix of /8 or longer"),
+        ("admin_cidr", "198.51.100.0/23", "admin_cidr is wider than /24"),  # a configurable bound, below
+        ("admin_cidr", "10.0.0.0/8", "admin_cidr is wider than /24"),
         ("ui_cidrs", '["203.0.113.0/24", "not-a-cidr"]', "ui_cidrs must be IPv4 CIDRs"),
+        ("ui_cidrs", '["203.0.113.7/32", "10.0.0.0/16"]', "ui_cidrs has a network wider than /24"),
+        ("ui_cidrs", '["0.0.0.0/0"]', "ui_cidrs has a network wider than /24"),
+        ("ui_cidrs", '["0.0.0.0/1", "128.0.0.0/1"]', "ui_cidrs has a network wider than /24"),  # the world in two
+        ("min_cidr_prefix", "4", "min_cidr_prefix must be a whole number from 8 to 32"),
         ("public_key_path", None, "Set public_key_path (a new key pair) or existing_key_name"),
         ("existing_key_name", "k" * 256, "1 to 255 printable ASCII characters"),
         ("existing_key_name", "clé", "1 to 255 printable ASCII characters"),
@@ -327,7 +350,7 @@ def test_bad_values_are_refused_by_validation(
     ("variable", "value"),
     [
         ("admin_cidr", "198.51.100.0/24"),
-        ("ui_cidrs", '["0.0.0.0/0"]'),  # allowed: the world is an explicit, warned-about choice
+        ("ui_cidrs", '["203.0.113.7/32", "198.51.100.0/24"]'),
         ("availability_zone", "us-east-1b"),
         ("existing_key_name", "my-key"),  # with the public_key_path make passes by default: the name wins
         ("ttl_hours", "0"),
@@ -336,6 +359,53 @@ def test_bad_values_are_refused_by_validation(
 )
 def test_good_values_pass_validation(variables_only: Path, variable: str, value: str) -> None:
     assert console_errors(variables_only, **{variable: value}) == ""
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"admin_cidr": "198.51.0.0/16", "min_cidr_prefix": "16"},  # the bound is a setting
+        {"ui_cidrs": '["10.0.0.0/12"]', "min_cidr_prefix": "12"},
+        {"admin_cidr": "10.0.0.0/8", "allow_wide_cidrs": "true"},  # or an explicit opt-in
+        {"ui_cidrs": '["0.0.0.0/0"]', "allow_wide_cidrs": "true"},  # then the open-world check warns (below)
+    ],
+)
+def test_wide_networks_pass_only_with_a_wider_bound_or_the_opt_in(
+    variables_only: Path, overrides: dict[str, str]
+) -> None:
+    assert console_errors(variables_only, **overrides) == ""
+
+
+def open_world_condition(config: dict[str, list[Any]]) -> str:
+    (check,) = [block["web_uis_not_public"] for block in config["check"] if "web_uis_not_public" in block]
+    condition: str = one(check["assert"])["condition"]
+    return condition
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("cidrs", "open_world"),
+    [
+        (["0.0.0.0/0"], True),
+        (["0.0.0.0/1", "128.0.0.0/1"], True),  # the internet in two halves
+        (["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"], True),
+        (["0.0.0.0/1"], True),  # half of it is no better
+        (["203.0.113.7/32", "198.51.100.0/24"], False),
+        (["10.0.0.0/8"], False),
+    ],
+)
+def test_the_open_world_check_sees_the_internet_in_pieces(
+    config: dict[str, list[Any]], tmp_path: Path, cidrs: list[str], open_world: bool
+) -> None:
+    """With allow_wide_cidrs the validations let wide networks through; the check block still warns on every plan
+    when the UIs are open to (half) the internet, however the networks are split."""
+    published = 'variable "publish_web_uis" {\n  default = true\n}\n'
+    (tmp_path / "main.tf").write_text(f"{published}locals {{\n  ui_cidrs = {json.dumps(cidrs)}\n}}\n")
+    expression = open_world_condition(config).removeprefix("${").removesuffix("}")
+    result = terraform("console", "-no-color", cwd=tmp_path, stdin=expression + "\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("false" if open_world else "true")
 
 
 # --- the previous system's set-up, and resources made by hand ----------------------------------------
@@ -514,6 +584,9 @@ def test_user_data_pins_the_ref_and_generates_secrets_on_the_host(rendered: str)
     # The simulated producer is a compose profile (off by default there); the host asks for it in .env.
     assert "PROFILES='producer'" in lines
     assert 'echo "COMPOSE_PROFILES=$PROFILES" >>"$COMPOSE_DIR/.env"' in rendered
+    # The web UIs' address replaces the example's line (one value, not two).
+    assert "UI_ADDRESS='127.0.0.1'" in lines
+    assert 'echo "RTAP_UI_ADDRESS=$UI_ADDRESS"' in rendered
     # The cost guard is armed before anything that can fail on the network.
     assert rendered.index("shutdown -h") < rendered.index("apt_get update")
 

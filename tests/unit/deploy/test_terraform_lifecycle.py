@@ -40,12 +40,13 @@ exit 0
 FAKE_SSH = """#!/bin/bash
 echo "$*" >>"$FAKE_SSH_LOG"
 if [ "${FAKE_SSH_REFUSE:-}" = 1 ]; then echo "ubuntu@192.0.2.10: Permission denied (publickey)." >&2; exit 255; fi
-case "$*" in *"sed -n"*) echo "generated-metabase-password" ;; esac
+case "$*" in *"RTAP_METABASE_ADMIN_PASSWORD"*) echo "generated-metabase-password" ;; esac
+case "$*" in *"RTAP_DASHBOARD_PASSWORD"*) echo "generated-dashboard-password" ;; esac
 exit 0
 """
-# rtap validate: records what it was asked to check and with which Metabase password.
+# rtap validate: records what it was asked to check and with which passwords.
 FAKE_RTAP = """#!/bin/bash
-echo "$* password=${RTAP_METABASE_ADMIN_PASSWORD:-}" >>"$FAKE_RTAP_LOG"
+echo "$* password=${RTAP_METABASE_ADMIN_PASSWORD:-} dashboard=${RTAP_DASHBOARD_PASSWORD:-}" >>"$FAKE_RTAP_LOG"
 """
 
 
@@ -201,11 +202,18 @@ def test_aws_validate_logs_in_with_the_adopted_key_pairs_private_key(
     calls = ssh_calls(env)
     assert calls, "ssh never ran"
     assert all(call.startswith(f"-i {key} -o IdentitiesOnly=yes ") for call in calls), calls
-    assert all(" ubuntu@192.0.2.10 " in call for call in calls), calls
+    assert all("ubuntu@192.0.2.10" in call.split() for call in calls), calls
     validated = Path(env["FAKE_RTAP_LOG"]).read_text().splitlines()
     assert len(validated) == 1
-    assert validated[0].startswith("validate --target http://192.0.2.10:8050 --metabase http://192.0.2.10:3000 ")
-    assert validated[0].endswith("password=generated-metabase-password")
+    # Through an SSH tunnel to the host's loopback: no password crosses the internet in plain HTTP.
+    assert validated[0].startswith("validate --target http://127.0.0.1:18050 --metabase http://127.0.0.1:13000 ")
+    assert "192.0.2.10" not in validated[0]
+    assert validated[0].endswith("password=generated-metabase-password dashboard=generated-dashboard-password")
+    (tunnel,) = [call for call in calls if " -L " in call]
+    assert " -f -N -M -S " in tunnel
+    assert "-o ExitOnForwardFailure=yes" in tunnel
+    assert "-L 127.0.0.1:18050:127.0.0.1:8050 -L 127.0.0.1:13000:127.0.0.1:3000 ubuntu@192.0.2.10" in tunnel
+    assert calls[-1].endswith(" -O exit ubuntu@192.0.2.10"), "the tunnel is closed at the end"
 
 
 def test_aws_ssh_key_overrides_the_deployments_key(

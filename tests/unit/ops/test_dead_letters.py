@@ -9,15 +9,23 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from rtap.contract.validator import RecordValidator
 from rtap.errors import ConfigError
 from rtap.ops.dead_letters import (
     PREVIEW_CHARS,
+    REASON_CLASS,
     Filters,
+    json_line,
     letter_lines,
+    printable,
+    reason_class,
     reason_lines,
     reasons,
     recent,
@@ -40,6 +48,29 @@ def dead(minutes_ago: float, topic: str, offset: int, error: str, raw: bytes) ->
     }
 
 
+# Two days back, outside every other test's range: what a producer's bug leaves behind, with the contract's own
+# reasons (the job's validator): truncated JSON cut at 26 places, three oversize records.
+EVENT = orjson.dumps(
+    {
+        "event_id": "8c9d1f0e-8f1a-4d5e-9a3b-1c2d3e4f5a6b",
+        "event_type": "page_view",
+        "event_time": "2026-11-29T10:00:00.000Z",
+        "user_id": "u1",
+        "session_id": "s1",
+        "page_url": "/product/p1?ref=home",
+    }
+)
+BROKEN = [EVENT[:cut] for cut in range(1, len(EVENT), 7)] + [EVENT + b" " * pad for pad in (300, 400, 500)]
+BROKEN_REASONS = (
+    RecordValidator(max_record_bytes=400, max_future_skew_s=3600)
+    .validate(BROKEN, np.full(len(BROKEN), 0))
+    .errors.to_pylist()
+)
+# What reaches an operator's terminal from a hostile payload: C0 and C1 controls (0x9b is a one-byte CSI), bidi
+# overrides that reorder what is shown, zero-width and line-separating characters.
+HOSTILE = "\x1b[2J\x9b31m\x85\u202eevil\u202c\u2066x\u2069\u200b\u2028\ufeffé€日本"
+TWO_DAYS = 2 * 24 * 60
+
 ROWS = [
     dead(1, "clickstream.events", 1, "invalid JSON", LONG.encode()),
     dead(2, "clickstream.events", 2, "invalid JSON", b'{"a":\n1'),  # a newline inside the payload
@@ -47,6 +78,11 @@ ROWS = [
     dead(4, "other.events", 4, BAD_TYPE, b"\xff\xfenot utf-8"),
     dead(30, "clickstream.events", 5, "user_id: expected string, got bigint", b'{"user_id": 7}'),
     dead(180, "clickstream.events", 6, "invalid JSON", b"{old"),  # three hours ago: outside the default hour
+    *(
+        dead(TWO_DAYS, "bug.events", 100 + i, why, raw)
+        for i, (why, raw) in enumerate(zip(BROKEN_REASONS, BROKEN, strict=True))
+    ),
+    dead(TWO_DAYS + 1, "hostile.events", 200, f"event_type: must be one of {HOSTILE}", HOSTILE.encode()),
 ]
 
 
@@ -171,3 +207,103 @@ def test_a_bad_option_is_one_line_and_exit_2(settings: Settings) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == "error: --since must be a positive duration such as 90s, 15m, 6h or 2d, got 'a while'\n"
+
+
+def two_days_ago(**filters: str | None) -> Filters:
+    return resolve_filters(
+        since=None,
+        start=(NOW - timedelta(minutes=TWO_DAYS + 5)).isoformat(),
+        end=(NOW - timedelta(minutes=TWO_DAYS - 5)).isoformat(),
+        now=NOW,
+        **filters,  # type: ignore[arg-type]
+    )
+
+
+def test_reasons_are_grouped_by_class_with_the_detail_a_flag_away(reader: WarehouseClient) -> None:
+    """26 truncated records are one reason, not 26 (each parser message carries its own column)."""
+    filters = two_days_ago(topic="bug.events", reason=None)
+    total, found = reasons(reader, filters)
+    assert total == len(BROKEN) == 29
+    assert [(r.reason, r.records) for r in found] == [
+        ("invalid JSON (unexpected end of data)", 26),
+        ("record too large", 3),
+    ]
+    total, detailed = reasons(reader, filters, detail=True)
+    assert len(detailed) == len(set(BROKEN_REASONS)) == 29
+    assert {r.reason for r in detailed} == set(BROKEN_REASONS)
+    # The class keeps what tells causes apart: a field's reason is its own class.
+    assert [r.reason for r in reasons(reader, last_hour(topic=None, reason=None))[1]] == [
+        BAD_TYPE,
+        "invalid JSON",
+        "user_id: expected string, got bigint",
+    ]
+
+
+def test_the_reason_class_is_the_same_in_python_and_in_the_warehouse(reader: WarehouseClient) -> None:
+    """``rtap dlq replay`` classes the reasons it meets in Python, ``rtap dlq reasons`` in SQL: one rule."""
+    texts = [*BROKEN_REASONS, BAD_TYPE, "invalid JSON (not UTF-8)", "event_time: outside 1970-01-01 .. x + 3600s"]
+    in_sql = reader.query_rows(
+        f"SELECT {REASON_CLASS} FROM (SELECT arrayJoin({{errors:Array(String)}}) AS error)",
+        parameters={"errors": texts},
+    )
+    assert [row[0] for row in in_sql] == [reason_class(text) for text in texts]
+    assert len({reason_class(text) for text in BROKEN_REASONS}) == 2
+
+
+DANGEROUS = {"Cc", "Cf", "Zl", "Zp"}  # controls, format characters (bidi, zero-width), line/paragraph separators
+
+
+def shown_safely(text: str) -> bool:
+    import unicodedata
+
+    return not any(unicodedata.category(char) in DANGEROUS for char in text)
+
+
+def test_terminal_controls_beyond_c0_are_escaped() -> None:
+    shown = printable(HOSTILE)
+    assert shown_safely(shown), ascii(shown)
+    assert shown.startswith("\\x1b[2J\\x9b31m\\x85\\u202eevil")
+    assert shown.endswith("é€日本")  # printable text beyond ASCII stays as it is
+
+
+@given(st.text())
+def test_printable_never_lets_a_control_through(text: str) -> None:
+    assert shown_safely(printable(text))
+
+
+@given(st.text())
+def test_json_lines_escape_controls_and_keep_the_text(text: str) -> None:
+    line = json_line({"raw": text})
+    assert shown_safely(line)
+    assert orjson.loads(line) == {"raw": text}
+
+
+def test_show_escapes_a_hostile_payload_and_reason(settings: Settings, reader: WarehouseClient) -> None:
+    (letter,) = recent(reader, two_days_ago(topic="hostile.events", reason=None))
+    lines = letter_lines(letter)
+    assert all(shown_safely(line) for line in lines), ascii(lines)
+    window = two_days_ago(topic=None, reason=None)
+    span = ["--topic", "hostile.events", "--from", window.start.isoformat(), "--to", window.end.isoformat()]
+    shown = rtap(settings, "dlq", "show", *span)
+    assert shown.returncode == 0, shown.stderr
+    assert "\\u202e" in shown.stdout
+    assert shown_safely(shown.stdout.replace("\n", "")), ascii(shown.stdout)
+    as_json = rtap(settings, "dlq", "show", "--json", *span)
+    assert as_json.returncode == 0, as_json.stderr
+    assert shown_safely(as_json.stdout.replace("\n", "")), ascii(as_json.stdout)
+    assert orjson.loads(as_json.stdout)["raw"] == HOSTILE  # escaped as JSON escapes: a script gets the bytes back
+    listed = rtap(settings, "dlq", "reasons", *span)
+    assert listed.returncode == 0, listed.stderr
+    assert shown_safely(listed.stdout.replace("\n", "")), ascii(listed.stdout)
+
+
+def test_the_reasons_command_takes_detail(settings: Settings, reader: WarehouseClient) -> None:
+    window = two_days_ago(topic=None, reason=None)
+    span = ["--topic", "bug.events", "--from", window.start.isoformat(), "--to", window.end.isoformat()]
+    classes = rtap(settings, "dlq", "reasons", *span)
+    assert classes.returncode == 0, classes.stderr
+    assert classes.stdout.splitlines()[2].endswith("  invalid JSON (unexpected end of data)")
+    assert len(classes.stdout.splitlines()) == 4
+    detailed = rtap(settings, "dlq", "reasons", "--detail", *span)
+    assert detailed.returncode == 0, detailed.stderr
+    assert len(detailed.stdout.splitlines()) == 2 + 29

@@ -84,6 +84,8 @@ function sharedFormat(panel, columns) {
 
 async function fetchJson(url) {
   const response = await fetch(url, { cache: "no-store" });
+  // The session ended (expired, or the dashboard restarted): back to the login form.
+  if (response.status === 401) window.location.assign("/login");
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
   return body;

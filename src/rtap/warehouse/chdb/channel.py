@@ -14,16 +14,25 @@ Protocol (version 1); every frame is a 4-byte big-endian length and that many by
                    | b"E" + JSON {"kind": "rejected" | "retryable" | "error", "code": int | null, "message": str}
 
 A connection carries any number of request/response pairs, one at a time.
+
+The owner treats a peer as hostile (the socket is the user's own, but its peers are whatever runs as that
+user): every query runs on the read-only connection under the reader's limits, which a request may lower but
+not lift (``settings``: only those limits; a ``SETTINGS`` clause is refused, as is any function that reaches
+files, URLs, processes or other servers: rtap.warehouse.client); a frame is read only after its length is
+checked against :data:`MAX_REQUEST_BYTES` (a peer cannot make the owner allocate 4 GiB); at most
+:data:`MAX_CONNECTIONS` peers are served at once (one thread each), a further one gets a retryable refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +45,7 @@ from rtap.errors import (
 )
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.client import ChdbClient
-from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import ParameterText, format_parameters
 
 if TYPE_CHECKING:
@@ -48,6 +57,12 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 ARROW = "arrow"
+# A request (its header and its inputs together) may be this large: SQL and a few small tables.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# An answer may be this large: above the reader's result limit (read_max_memory_bytes), with text formats' room.
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
+# Peers served at once, each by a thread of its own.
+MAX_CONNECTIONS = 32
 _LENGTH = struct.Struct(">I")
 # sun_path is 108 bytes on Linux including the terminating NUL.
 _MAX_SOCKET_PATH = 107
@@ -86,13 +101,20 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(buffer)
 
 
-def _recv_frame(sock: socket.socket) -> bytes | None:
-    """The next frame, or None if the peer closed the connection cleanly between frames."""
+class FrameTooLarge(ValueError):
+    """A frame announced more bytes than the reader accepts; nothing of it was read."""
+
+
+def _recv_frame(sock: socket.socket, limit: int) -> bytes | None:
+    """The next frame, or None if the peer closed the connection cleanly between frames. The length is checked
+    against ``limit`` before a byte of the body is read or any room is made for it."""
     first = sock.recv(_LENGTH.size)
     if not first:
         return None
     header = first + _recv_exact(sock, _LENGTH.size - len(first)) if len(first) < _LENGTH.size else first
     (size,) = _LENGTH.unpack(header)
+    if size > limit:
+        raise FrameTooLarge(f"a frame of {size:,} bytes is over the limit of {limit:,} bytes")
     return _recv_exact(sock, size)
 
 
@@ -115,10 +137,11 @@ def _arrow_table(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _error_payload(error: RtapError) -> bytes:
+def _error_payload(error: RtapError, *, closing: bool = False) -> bytes:
+    """An error answer; ``closing``: the owner ends the connection after it (the peer must open a new one)."""
     kind = "rejected" if isinstance(error, QueryRejectedError) else "retryable" if error.retryable else "error"
     code = error.code if isinstance(error, WarehouseError) else None
-    return b"E" + json.dumps({"kind": kind, "code": code, "message": str(error)}).encode()
+    return b"E" + json.dumps({"kind": kind, "code": code, "message": str(error), "closing": closing}).encode()
 
 
 def _error_from_payload(body: bytes) -> WarehouseError:
@@ -160,7 +183,7 @@ class ChannelServer:
             listener.bind(str(staging))
             os.chmod(staging, 0o600)
             os.replace(staging, path)
-            listener.listen(16)
+            listener.listen(MAX_CONNECTIONS)
             listener.settimeout(_ACCEPT_POLL_S)
         except BaseException:
             listener.close()
@@ -178,25 +201,52 @@ class ChannelServer:
                 if self._stop.is_set():
                     return
                 raise
-            conn.settimeout(None)
             with self._connections_lock:
-                self._connections.add(conn)
+                full = len(self._connections) >= MAX_CONNECTIONS
+                if not full:
+                    self._connections.add(conn)
+            if full:
+                self._turn_away(conn)
+                continue
+            conn.settimeout(None)
             threading.Thread(target=self._serve, args=(conn,), name="rtap-chdb-channel-conn", daemon=True).start()
+
+    @staticmethod
+    def _turn_away(conn: socket.socket) -> None:
+        """Refuse a peer beyond :data:`MAX_CONNECTIONS` with a retryable error, without a thread for it."""
+        refusal = RetryableWarehouseError(
+            f"the owner of the chDB directory serves at most {MAX_CONNECTIONS} connections at once; retry shortly"
+        )
+        try:
+            conn.settimeout(1.0)
+            _send_frame(conn, _error_payload(refusal, closing=True))
+        except OSError:
+            log.debug("chDB channel: a peer turned away left first")
+        finally:
+            conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
             while not self._stop.is_set():
-                header = _recv_frame(conn)
+                header = _recv_frame(conn, MAX_REQUEST_BYTES)
                 if header is None:
                     return
+                budget = MAX_REQUEST_BYTES - len(header)
                 request = json.loads(header)
                 inputs = {}
                 for name in request.get("inputs", []):
-                    frame = _recv_frame(conn)
+                    frame = _recv_frame(conn, budget)
                     if frame is None:
                         return
+                    budget -= len(frame)
                     inputs[str(name)] = _arrow_table(frame)
                 _send_frame(conn, self._answer(request, inputs))
+        except FrameTooLarge as exc:
+            # The rest of the stream is out of step: say why, then end the connection.
+            log.warning("chDB channel: refused a request: %s", exc)
+            refusal = QueryRejectedError(f"refused by the chDB channel: {exc}")
+            with contextlib.suppress(OSError):
+                _send_frame(conn, _error_payload(refusal, closing=True))
         except (OSError, ValueError) as exc:
             # A peer that disconnects or sends garbage loses only its own connection.
             if not self._stop.is_set():
@@ -265,7 +315,7 @@ class ChannelClient(WarehouseClient):
     """A read-only client that sends each query to the process owning the chDB directory."""
 
     def __init__(self, path: Path, sock: socket.socket, settings: Settings, owner_pid: int | None) -> None:
-        super().__init__(settings.warehouse.database, readonly=True)
+        super().__init__(settings.warehouse.database, readonly=True, limits=read_limits(settings.warehouse))
         self.path = path
         self.owner_pid = owner_pid
         self._directory = settings.paths.chdb
@@ -283,15 +333,24 @@ class ChannelClient(WarehouseClient):
     @staticmethod
     def _open(path: Path, connect_timeout: float, timeout: float) -> socket.socket | None:
         _check_path_length(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(connect_timeout)
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            return None
-        sock.settimeout(timeout)
-        return sock
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(connect_timeout)
+            try:
+                sock.connect(str(path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                return None
+            except BlockingIOError:
+                # The owner's backlog is full (a burst of peers): a Unix socket says so at once instead of waiting.
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise RetryableWarehouseError(f"the owner's socket {path} accepts no connection: busy") from None
+                time.sleep(_ACCEPT_POLL_S / 4)
+                continue
+            sock.settimeout(timeout)
+            return sock
 
     def _owner(self) -> str:
         pid = f" (pid {self.owner_pid})" if self.owner_pid else ""
@@ -311,22 +370,31 @@ class ChannelClient(WarehouseClient):
                     raise RetryableWarehouseError(f"{self._owner()} no longer answers on {self.path}")
             sock = self._sock
             try:
-                _send_frame(sock, json.dumps({"version": PROTOCOL_VERSION, **header}).encode())
-                for table in inputs.values():
-                    _send_frame(sock, _arrow_bytes(table))
-                response = _recv_frame(sock)
+                try:
+                    _send_frame(sock, json.dumps({"version": PROTOCOL_VERSION, **header}).encode())
+                    for table in inputs.values():
+                        _send_frame(sock, _arrow_bytes(table))
+                except OSError:
+                    # The owner may have answered before it closed (a refusal): that answer says why.
+                    response = _recv_frame(sock, MAX_RESPONSE_BYTES)
+                    if response is None or response[:1] != b"E":
+                        raise
+                else:
+                    response = _recv_frame(sock, MAX_RESPONSE_BYTES)
             except TimeoutError as exc:
                 self._drop()
                 raise RetryableWarehouseError(
                     f"no answer from {self._owner()} within {self._timeout:g} s", query=header["sql"]
                 ) from exc
-            except OSError as exc:
+            except (OSError, FrameTooLarge) as exc:
                 self._drop()
                 raise RetryableWarehouseError(f"lost the connection to {self._owner()}: {exc}") from exc
             if response is None:
                 self._drop()
                 raise RetryableWarehouseError(f"{self._owner()} closed the connection")
-        kind, body = response[:1], response[1:]
+            kind, body = response[:1], response[1:]
+            if kind == b"E" and json.loads(body).get("closing"):
+                self._drop()
         if kind == b"E":
             raise _error_from_payload(body)
         return body

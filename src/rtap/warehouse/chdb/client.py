@@ -10,10 +10,12 @@ lock, the exact one with it). Serialising costs little because chDB serialises q
 internally anyway.
 
 Why two chDB connections: the read-write session, and a second connection to the same directory
-opened with ``readonly=2``, which the engine itself enforces for read-only clients, the socket
-channel and ``query_text``. ``readonly=2`` rather than 1 because 1 also forbids per-query settings
-(e.g. ``max_execution_time``) and the ``Python()`` table function that ``$inputs`` need; writes and
-changing ``readonly`` itself are refused either way (code 164).
+opened with ``readonly=2`` and the reader's limits (``read_limits``: time, memory, result size), which the
+engine itself enforces for read-only clients, the socket channel and ``query_text``. ``readonly=2`` rather
+than 1 because 1 also forbids per-query settings (a read may lower its limits) and the ``Python()`` table
+function that ``$inputs`` need; writes and changing ``readonly`` itself are refused either way (code 164).
+``readonly=2`` would let a query's own settings lift the limits: read-only clients refuse those before the
+engine sees them (rtap.warehouse.client). The job's session has no such limits: its writes must finish.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rtap.errors import ConfigError, WarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
 from rtap.warehouse.chdb.ownership import Ownership, try_acquire
-from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import format_parameters
 
 if TYPE_CHECKING:
@@ -58,11 +60,12 @@ class _Engine:
     session: Any
     readonly: Any
 
-    def __init__(self, directory: Path, ownership: Ownership) -> None:
+    def __init__(self, directory: Path, ownership: Ownership, limits: dict[str, float]) -> None:
         from chdb import connect, session
 
         self.directory = directory
         self.ownership = ownership
+        self.limits = limits
         self.lock = threading.Lock()
         self.users = 0
         try:
@@ -71,7 +74,8 @@ class _Engine:
             ownership.release()
             raise translate(exc) from exc
         try:
-            self.readonly = connect(f"{directory}?readonly=2")  # type: ignore[no-untyped-call]
+            options = "&".join(f"{name}={value}" for name, value in {"readonly": 2, **limits}.items())
+            self.readonly = connect(f"{directory}?{options}")  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             self.session.close()
             ownership.release()
@@ -91,6 +95,10 @@ class _Engine:
             try:
                 return _execute(conn, sql, fmt, params or {}, inputs or {})
             except RuntimeError as exc:  # ChdbError is a RuntimeError
+                # A query that fails while it writes Arrow (a time or memory limit, throwIf) leaves its partial
+                # output in the connection, and chDB hands it to the next query as that one's answer (measured:
+                # "Invalid flatbuffers message"). One throwaway query takes it.
+                conn.query("SELECT 1", "TabSeparated")
                 raise translate(exc, sql) from exc
 
     def close(self) -> None:
@@ -108,7 +116,7 @@ class ChdbClient(WarehouseClient):
     """A client on this process's chDB engine; read-only clients use the engine's readonly connection."""
 
     def __init__(self, engine: _Engine, database: str, *, readonly: bool) -> None:
-        super().__init__(database, readonly=readonly)
+        super().__init__(database, readonly=readonly, limits=engine.limits)
         self._engine = engine
         self._closed = False
 
@@ -201,7 +209,7 @@ def own_engine(settings: Settings, *, readonly: bool = False) -> ChdbClient | No
             ownership = try_acquire(directory)
             if ownership is None:
                 return None
-            engine = _Engine(directory, ownership)
+            engine = _Engine(directory, ownership, read_limits(settings.warehouse))
             _engines[directory] = engine
         engine.users += 1
         return ChdbClient(engine, settings.warehouse.database, readonly=readonly)

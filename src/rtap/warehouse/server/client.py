@@ -19,7 +19,7 @@ from clickhouse_connect.driver.external import ExternalData
 from rtap.errors import WarehouseError
 from rtap.settings import WarehouseSettings
 from rtap.warehouse import sql as sqltext
-from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.server.errors import translate
 
 EXTERNAL_PREFIX = "_rtap_input_"
@@ -143,11 +143,21 @@ def bind_inputs(statement: str, inputs: Mapping[str, pa.Table]) -> str:
     return sqltext.substitute_inputs(statement, inputs, lambda name: EXTERNAL_PREFIX + name)
 
 
+def text_settings(default_format: str, *, readonly: bool) -> dict[str, Any]:
+    """What a text query (``rtap sql``) sends: ``default_format`` (an HTTP parameter, not a setting: a FORMAT
+    clause in the query stays in charge) and, on the writing account, ``readonly=2`` for this query (the reader
+    account is read-only already, and may not change it)."""
+    settings: dict[str, Any] = {"default_format": default_format}
+    if not readonly:
+        settings["readonly"] = 2
+    return settings
+
+
 class ServerClient(WarehouseClient):
     """A client on a ClickHouse server; thread-safe (clickhouse-connect pools HTTP connections)."""
 
     def __init__(self, settings: WarehouseSettings, *, readonly: bool) -> None:
-        super().__init__(settings.database, readonly=readonly)
+        super().__init__(settings.database, readonly=readonly, limits=read_limits(settings))
         import clickhouse_connect
 
         self._where = f"ClickHouse server {settings.host}:{settings.port}"
@@ -188,13 +198,8 @@ class ServerClient(WarehouseClient):
 
     def _query_text(self, statement: str, default_format: str) -> bytes:
         sql = bind_inputs(statement, {})
-        # default_format keeps a FORMAT clause in the query in charge; readonly=2 makes the writing
-        # account read-only for this query (the read-only account already is, and may not change it).
-        settings: dict[str, Any] = {"default_format": default_format}
-        if not self.readonly:
-            settings["readonly"] = 2
         try:
-            return bytes(self._client.raw_query(sql, settings=settings))
+            return bytes(self._client.raw_query(sql, settings=text_settings(default_format, readonly=self.readonly)))
         except ClickHouseError as exc:
             raise translate(exc, sql, where=self._where) from exc
 

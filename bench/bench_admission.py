@@ -1,0 +1,416 @@
+"""The dashboard's admission control: the job's per-event freshness with 20 viewers beside it, and without.
+
+    .venv/bin/python -m bench.bench_admission [--rate 10000] [--step-seconds 60] [--rounds 2] [--viewers 20]
+
+One private broker, the stream job as `rtap stream` runs it (its own process, owner of the chDB warehouse, rtap's
+default stream settings on two cores), the outside sender (``rtap_bench.traffic``: realistic traffic, open loop,
+``--rate`` events/s) and two `rtap dashboard` processes reading through the job's socket, as a dashboard beside
+`rtap up` does: one with rtap's admission control as shipped, one with it off (no shared results, 64 query
+slots: what the dashboard was before issue 24). Each round runs three steps of ``--step-seconds``, in an order
+that turns every round so no phase always comes first:
+
+* **alone**: the job and the sender only;
+* **viewers**: ``--viewers`` page viewers on the admission-controlled dashboard (each asks every panel of the
+  *Clickstream live* dashboard on the panel's own refresh interval, over the page's live hour, as the page does)
+  plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause;
+* **viewers, no admission**: the same load on the other dashboard.
+
+Per step, once the job has committed everything sent: per-event freshness (``traffic.freshness``: commit time of
+the event's batch minus its event time, over every event of the step), the sender's lag behind its schedule, the
+viewers' answers by status and their latency, and the dashboard's own count of panel answers (ran, cached, busy).
+The heaviest panel is the one whose query took longest over 24 h after the first step (the widest range the
+page offers). The target (issue 24): freshness p99 with viewers within 1.2x of the same round's step without.
+Everything shares the machine's cores with whatever else runs on it (the load averages are recorded).
+Results: bench/results/admission.json and admission.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rtap_bench.drain import running_job, wait_committed
+from rtap_bench.procfs import tree_cpu_s
+from rtap_bench.produce import private_broker
+from rtap_bench.traffic import Sent, freshness, send
+
+from rtap.dashboard.definition import load_definition
+from rtap.ingest.topics import ensure_topics
+from rtap.runtime.ports import free_ports
+from rtap.settings import MetricsSettings, Settings, StreamSettings, child_environment
+from rtap.warehouse import create_client
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results"
+DASHBOARD = "clickstream"
+WIDEST_RANGE = timedelta(hours=24)
+PAGE_RANGE = timedelta(hours=1)
+TARGET_RATIO = 1.2
+ALONE, VIEWERS, UNCONTROLLED = "alone", "viewers", "viewers, no admission"
+# The admission control of issue 24 off: every request runs its own query, as many at once as arrive.
+NO_ADMISSION = {"RTAP_DASHBOARD_CACHE_TTL_S": "0", "RTAP_DASHBOARD_MAX_CONCURRENT_QUERIES": "64"}
+START_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 600.0
+WARM_UP = (500.0, 5.0)  # events/s, seconds: the job's start-up and compiling first batch
+# Then a minute at the measured rate, not measured: the first minutes of a job run slower (its JVM's JIT, Spark's
+# code generation), which would favour whichever phase comes later.
+
+
+@dataclass
+class Load:
+    """What the viewers saw: answers by status and their latencies (seconds)."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, status: int, seconds: float) -> None:
+        with self.lock:
+            self.statuses[status] += 1
+            self.latencies.append(seconds)
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+        pick = (lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)) if ordered else None
+        return {
+            "requests": len(ordered),
+            "by_status": {str(code): n for code, n in sorted(self.statuses.items())},
+            "latency_p50_ms": pick(0.5) if pick else None,
+            "latency_p99_ms": pick(0.99) if pick else None,
+        }
+
+
+def _range(width: timedelta) -> dict[str, str]:
+    end = datetime.now(UTC)
+    return {"from": (end - width).isoformat(), "to": end.isoformat()}
+
+
+def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load, offset_s: float) -> None:
+    """One open page: every panel on its own refresh interval, over the page's live hour."""
+    due = dict.fromkeys(panels, time.monotonic() + offset_s)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while not stop.is_set():
+            now = time.monotonic()
+            for panel, refresh_s in panels.items():
+                if due[panel] <= now:
+                    _ask(client, panel, PAGE_RANGE, load)
+                    due[panel] = now + refresh_s
+            stop.wait(max(0.05, min(due.values()) - time.monotonic()))
+
+
+def _loop(url: str, panel: str, stop: threading.Event, load: Load) -> None:
+    """Someone asking the heaviest panel over the widest range, again as soon as it answers."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while not stop.is_set():
+            _ask(client, panel, WIDEST_RANGE, load)
+
+
+def _ask(client: httpx.Client, panel: str, width: timedelta, load: Load) -> None:
+    began = time.perf_counter()
+    try:
+        status = client.get(f"/api/panels/{panel}", params=_range(width)).status_code
+    except httpx.HTTPError:
+        status = 0
+    load.record(status, time.perf_counter() - began)
+
+
+@contextmanager
+def viewers(url: str, count: int, loops: int, heaviest: str) -> Iterator[Load]:
+    panels = {p.id: p.refresh_seconds for d in load_definition().dashboards if d.id == DASHBOARD for p in d.panels}
+    load, stop = Load(), threading.Event()
+    threads = [
+        threading.Thread(target=_viewer, args=(url, panels, stop, load, n * 2.0 / count), daemon=True)
+        for n in range(count)
+    ]
+    threads += [threading.Thread(target=_loop, args=(url, heaviest, stop, load), daemon=True) for _ in range(loops)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield load
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=90)
+
+
+@dataclass
+class Dashboard:
+    url: str
+    metrics_url: str
+    process: subprocess.Popen[bytes]
+
+    def panel_queries(self) -> dict[str, float]:
+        """rtap_dashboard_panel_queries_total by outcome, read from the dashboard's own metrics endpoint."""
+        text = httpx.get(self.metrics_url, timeout=10).text
+        counts = {"ran": 0.0, "cached": 0.0, "busy": 0.0}
+        for line in text.splitlines():
+            if line.startswith("rtap_dashboard_panel_queries_total{"):
+                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                counts[outcome] = float(line.rsplit(" ", 1)[1])
+        return counts
+
+
+@contextmanager
+def dashboard(settings: Settings, extra: dict[str, str]) -> Iterator[Dashboard]:
+    """``rtap dashboard`` in its own process, reading through the job's socket."""
+    port, metrics_port = free_ports(2)
+    env = {**child_environment(settings), "RTAP_METRICS_DASHBOARD_PORT": str(metrics_port), **extra}
+    log = (settings.data_dir / f"dashboard-{port}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rtap", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=settings.data_dir,
+        start_new_session=True,
+    )
+    served = Dashboard(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", process)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(served.url + "/api/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the dashboard did not start (exit {process.poll()}); see {log.name}")
+            time.sleep(0.5)
+        yield served
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def heaviest_panel(board: Dashboard) -> tuple[str, dict[str, float]]:
+    """The panel of the page whose query takes longest over the widest range (each asked once, in turn)."""
+    timings: dict[str, float] = {}
+    with httpx.Client(base_url=board.url, timeout=120) as client:
+        for d in load_definition().dashboards:
+            if d.id != DASHBOARD:
+                continue
+            for panel in d.panels:
+                answer = client.get(f"/api/panels/{panel.id}", params=_range(WIDEST_RANGE))
+                if answer.status_code == 200:
+                    timings[panel.id] = float(answer.json()["elapsed_ms"])
+    return max(timings, key=lambda p: timings[p]), timings
+
+
+def phase_order(round_index: int) -> list[str]:
+    phases = [ALONE, VIEWERS, UNCONTROLLED]
+    shift = round_index % len(phases)
+    return phases[shift:] + phases[:shift]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=10_000.0, help="events/s the sender offers in every step")
+    parser.add_argument("--step-seconds", type=float, default=60.0, help="< 90: the traffic's late events")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--viewers", type=int, default=20)
+    parser.add_argument("--loops", type=int, default=2, help="clients looping on the heaviest panel, 24 h")
+    parser.add_argument("--jars-dir", type=Path, default=REPO_ROOT / "jars" / "lib")
+    args = parser.parse_args(argv)
+    command = "python -m bench.bench_admission " + shlex.join(argv if argv is not None else sys.argv[1:])
+    steps: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    with private_broker("admission", args.jars_dir) as (_broker, base):
+        settings = base.model_copy(
+            update={
+                "data_dir": base.data_dir / "job",
+                "stream": StreamSettings(master="local[2]"),
+                "metrics": MetricsSettings(port=0),
+            }
+        )
+        settings.data_dir.mkdir(parents=True)
+        ensure_topics(settings.kafka)
+        bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic
+        watermark = settings.stream.watermark_delay_s
+        total = 0
+        with running_job(settings) as job:
+            warm = send(bootstrap, topic, WARM_UP[0], WARM_UP[1], f"warm{uuid.uuid4().hex[:6]}", 0, watermark)
+            total += warm.sent
+            wait_committed(settings, job, total, DRAIN_TIMEOUT_S)
+            hot = send(bootstrap, topic, args.rate, args.step_seconds, f"hot{uuid.uuid4().hex[:6]}", 99, watermark)
+            total += hot.sent
+            wait_committed(settings, job, total, DRAIN_TIMEOUT_S)
+            with dashboard(settings, {}) as controlled, dashboard(settings, NO_ADMISSION) as uncontrolled:
+                boards = {VIEWERS: controlled, UNCONTROLLED: uncontrolled}
+                heaviest: tuple[str, dict[str, float]] | None = None
+                for round_index in range(args.rounds):
+                    for phase in phase_order(round_index):
+                        board = boards.get(phase)
+                        # After the first step (alone): the panels then read the data a step brings.
+                        if heaviest is None and board is not None:
+                            heaviest = heaviest_panel(controlled)
+                            print(f"heaviest panel over 24 h: {heaviest[0]} ({heaviest[1]})", flush=True)
+                        step = run_step(args, settings, job, total, phase, round_index, board, heaviest)
+                        total = step.pop("_total")
+                        steps.append(step)
+                        print(orjson.dumps(step).decode(), flush=True)
+    result = {
+        "command": command,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "load_average_before": [round(x, 1) for x in load_before],
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
+        "rate": args.rate,
+        "step_seconds": args.step_seconds,
+        "viewers": args.viewers,
+        "loops": args.loops,
+        "heaviest_panel": heaviest[0] if heaviest else None,
+        "heaviest_panel_timings_ms": heaviest[1] if heaviest else None,
+        "steps": steps,
+        "summary": summarise(steps),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "admission.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    (RESULTS / "admission.md").write_text(report(result), encoding="utf-8")
+    print(report(result))
+
+
+def run_step(
+    args: argparse.Namespace,
+    settings: Settings,
+    job: subprocess.Popen[bytes],
+    total: int,
+    phase: str,
+    round_index: int,
+    board: Dashboard | None,
+    heaviest: tuple[str, dict[str, float]] | None,
+) -> dict[str, Any]:
+    run = f"adm{uuid.uuid4().hex[:6]}"
+    seed = 1 + round_index * 3 + [ALONE, VIEWERS, UNCONTROLLED].index(phase)
+    load_at_start = os.getloadavg()[0]
+    before = board.panel_queries() if board else None
+    # Where the cores went: the job (its Python and JVM), the dashboard under load, the viewers (this process).
+    cpu_before = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
+    with viewers(board.url, args.viewers, args.loops, heaviest[0]) if board and heaviest else _nothing() as load:
+        sent: Sent = send(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic,
+            args.rate,
+            args.step_seconds,
+            run,
+            seed,  # each step its own events: the same seed again would send copies (counted duplicates)
+            settings.stream.watermark_delay_s,
+        )
+    after = board.panel_queries() if board else None
+    cpu_after = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
+    cpu = {
+        name: round(b - a, 1) for name, a, b in zip(("job", "dashboard", "viewers"), cpu_before, cpu_after, strict=True)
+    }
+    total += sent.sent
+    wait_committed(settings, job, total, DRAIN_TIMEOUT_S)
+    with create_client(settings, readonly=True) as client:
+        fresh = freshness(client, run, sent)
+    step: dict[str, Any] = {
+        "round": round_index + 1,
+        "phase": phase,
+        "sent": asdict(sent),
+        "achieved_rate": round(sent.achieved_rate),
+        "freshness": fresh,
+        "load_average_1m_at_start": round(load_at_start, 1),
+        "cpu_s": cpu,
+        "_total": total,
+    }
+    if load is not None and before is not None and after is not None:
+        step["viewers"] = load.summary()
+        step["panel_queries"] = {k: int(after[k] - before[k]) for k in after}
+    return step
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    by_round: dict[int, dict[str, float | None]] = {}
+    for step in steps:
+        by_round.setdefault(step["round"], {})[step["phase"]] = step["freshness"]["p99_s"]
+    ratios: dict[str, list[float]] = {VIEWERS: [], UNCONTROLLED: []}
+    for phases in by_round.values():
+        alone = phases.get(ALONE)
+        for phase in ratios:
+            value = phases.get(phase)
+            if alone and value is not None:
+                ratios[phase].append(round(value / alone, 2))
+    median = {phase: statistics.median(values) if values else None for phase, values in ratios.items()}
+    controlled = median[VIEWERS]
+    return {
+        "p99_ratio_per_round": ratios,
+        "p99_ratio_median": median,
+        "target_ratio": TARGET_RATIO,
+        "met": controlled is not None and controlled <= TARGET_RATIO,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    summary = result["summary"]
+    lines = [
+        "# Admission control: the job's freshness with dashboard viewers beside it",
+        "",
+        f"`{result['command']}` at {result['at']}: {result['rate']:,.0f} events/s offered, steps of "
+        f"{result['step_seconds']:.0f} s, {result['viewers']} page viewers plus {result['loops']} clients looping on "
+        f"the heaviest panel (`{result['heaviest_panel']}`) over 24 h. {result['machine']['cpus']} cores, shared: load "
+        f"average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after.",
+        "",
+        f"**Target**: per-event freshness p99 with viewers within {summary['target_ratio']}x of the same round's step "
+        f"without. Median ratio with admission control: **{summary['p99_ratio_median'][VIEWERS]}** "
+        f"({'met' if summary['met'] else 'not met'}); without it (the dashboard before issue 24): "
+        f"{summary['p99_ratio_median'][UNCONTROLLED]}. Per round: {summary['p99_ratio_per_round']}.",
+        "",
+        "| round | phase | achieved events/s | sender behind (s) | freshness p50 / p99 / max (s) | viewer answers "
+        "(by status) | viewer latency p50 / p99 (ms) | panel queries ran / cached / busy | CPU s: job / dashboard / "
+        "viewers | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in result["steps"]:
+        fresh = step["freshness"]
+        viewers_seen = step.get("viewers") or {}
+        queries = step.get("panel_queries") or {}
+        lines.append(
+            f"| {step['round']} | {step['phase']} | {step['achieved_rate']:,} | "
+            f"{step['sent']['producer_max_behind_s']} | "
+            f"{_s(fresh['p50_s'])} / {_s(fresh['p99_s'])} / {_s(fresh['max_s'])} | "
+            f"{viewers_seen.get('requests', '-')} {viewers_seen.get('by_status', '')} | "
+            f"{viewers_seen.get('latency_p50_ms', '-')} / {viewers_seen.get('latency_p99_ms', '-')} | "
+            f"{queries.get('ran', '-')} / {queries.get('cached', '-')} / {queries.get('busy', '-')} | "
+            f"{step['cpu_s']['job']} / {step['cpu_s']['dashboard']} / {step['cpu_s']['viewers']} | "
+            f"{step['load_average_1m_at_start']} |"
+        )
+    timings = result["heaviest_panel_timings_ms"] or {}
+    lines += [
+        "",
+        "Panels of the page over 24 h, one query each after the first step (ms): "
+        + ", ".join(f"{p} {t:g}" for p, t in sorted(timings.items(), key=lambda item: -item[1])),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    main()

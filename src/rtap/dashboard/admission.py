@@ -1,0 +1,110 @@
+"""Admission control for the dashboard's warehouse queries: a few at a time, and one per panel and range.
+
+Why: under chDB every query holds the one engine lock the stream job writes through, and on a server the
+reader shares two cores with the job; a page refreshes each panel every few seconds, so N open pages would
+cost N times the queries, and a burst of requests (the thread pool admits ~40) would queue in front of the
+job's next write. Two small pieces keep the cost of viewers about that of one:
+
+- :class:`ResultCache`: one result per key (panel, range) for ``ttl_s``, computed once however many requests
+  ask for it meanwhile (the others wait for that one computation), at most ``max_entries`` kept;
+- :class:`Admission`: at most ``slots`` computations run at once; one that finds no free slot within
+  ``wait_s`` is refused (:class:`~rtap.errors.BusyError`, HTTP 503 with Retry-After), not queued without end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from rtap.errors import BusyError
+
+V = TypeVar("V")
+
+
+class Admission:
+    """A counting gate: :meth:`slot` admits at most ``slots`` holders at once, waiting at most ``wait_s``."""
+
+    def __init__(self, slots: int, wait_s: float) -> None:
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0  # the high-water mark of ``running``: what the limit held to
+
+    @contextmanager
+    def slot(self, what: str) -> Iterator[None]:
+        if not self._free.acquire(timeout=self._wait_s):
+            raise BusyError(f"{what}: all {self.slots} query slots stayed busy for {self._wait_s:g} s")
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._free.release()
+
+
+@dataclass
+class _Entry(Generic[V]):
+    flight: Future[V] = field(default_factory=Future)
+    expires: float = 0.0
+
+
+class ResultCache(Generic[V]):
+    """Values by key for ``ttl_s`` seconds, each computed by one caller while the others wait for it."""
+
+    def __init__(self, ttl_s: float, max_entries: int, wait_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._wait_s = wait_s  # how long a caller waits for another's computation before giving up
+        self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], V]) -> tuple[V, bool]:
+        """The value for ``key`` and whether this call computed it (False: cached, or computed by another).
+
+        A failed computation is not kept: its callers get its exception, the next caller tries again.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.flight.done() and entry.expires <= time.monotonic():
+                entry = None  # expired: computed anew below
+            leader = entry is None
+            if entry is None:
+                entry = _Entry()
+                self._entries[key] = entry
+                self._evict()
+            else:
+                self._entries.move_to_end(key)
+        if not leader:
+            try:
+                return entry.flight.result(timeout=self._wait_s), False
+            except FutureTimeout:
+                raise BusyError(f"no result for {key!r} within {self._wait_s:g} s") from None
+        try:
+            value = compute()
+        except BaseException as exc:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+            entry.flight.set_exception(exc)
+            raise
+        entry.expires = time.monotonic() + self._ttl_s
+        entry.flight.set_result(value)
+        return value, True
+
+    def _evict(self) -> None:
+        """Drop the least recently used finished entries beyond ``max_entries`` (in-flight ones stay)."""
+        excess = len(self._entries) - self._max_entries
+        for key in [k for k, e in self._entries.items() if e.flight.done()][: max(0, excess)]:
+            del self._entries[key]

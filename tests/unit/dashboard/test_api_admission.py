@@ -1,0 +1,156 @@
+"""Admission control of the dashboard API over a real, seeded chDB: N viewers of a panel cost about one query,
+at most ``max_concurrent_queries`` queries run at once, and a request that finds no free slot within
+``queue_timeout_s`` is a 503 with Retry-After, not a thread parked in front of the warehouse's one engine lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rtap import metrics
+from rtap.dashboard.api import create_app
+from rtap.dashboard.definition import load_definition, parse_definition
+from rtap.settings import DashboardSettings, Settings
+from rtap.warehouse import WarehouseClient
+from tests.support.seed import seeded_warehouse
+
+VIEWERS = 12
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WarehouseClient]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-dashboard-admission"))
+    with seeded_warehouse(settings, datetime.now(UTC) - timedelta(seconds=1)) as (_, reader):
+        yield settings, reader
+
+
+def queries(outcome: str) -> float:
+    value = metrics.DASHBOARD.panel_queries.labels(outcome)._value.get()
+    return float(value)
+
+
+def with_dashboard(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update={"dashboard": DashboardSettings(**changes)})
+
+
+def test_concurrent_viewers_of_a_panel_share_one_query(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=5.0), reader))
+    ran, cached = queries("ran"), queries("cached")
+    start = threading.Barrier(VIEWERS)
+
+    def view(_: int) -> dict[str, Any]:
+        start.wait()
+        response = api.get("/api/panels/top_products")  # the page's live range: ends now
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    with ThreadPoolExecutor(VIEWERS) as pool:
+        answers = list(pool.map(view, range(VIEWERS)))
+    # One query per cache step; the viewers may straddle one step boundary.
+    assert queries("ran") - ran <= 2
+    assert queries("cached") - cached >= VIEWERS - 2
+    assert len({(a["range_from"], a["range_to"], a["updated_at"]) for a in answers}) <= 2
+
+
+def test_live_ranges_of_viewers_a_moment_apart_are_one_range(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    """The page asks for [now - 1 h, now) with its own clock: two viewers never send the same instants."""
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=60.0), reader))
+    now = datetime.now(UTC)
+    step_start = now.replace(second=0, microsecond=0)
+    answers = []
+    for offset_ms in (1, 500, 59_000):
+        end = step_start + timedelta(milliseconds=offset_ms)
+        query = {"from": (end - timedelta(hours=1)).isoformat(), "to": end.isoformat()}
+        response = api.get("/api/panels/orders_revenue", params=query)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+
+    def iso(moment: datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    step_end = step_start + timedelta(minutes=1)  # rounded up: whatever is stored by now is in the range
+    expected = (iso(step_end - timedelta(hours=1)), iso(step_end))
+    assert {(a["range_from"], a["range_to"]) for a in answers} == {expected}
+    assert len({a["updated_at"] for a in answers}) == 1
+
+
+def test_a_range_in_the_past_is_answered_as_asked(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(settings, reader))
+    query = {"from": "2026-01-01T00:00:00.123Z", "to": "2026-01-01T01:00:00.456Z"}
+    body = api.get("/api/panels/orders_revenue", params=query).json()
+    assert (body["range_from"], body["range_to"]) == ("2026-01-01T00:00:00.123000Z", "2026-01-01T01:00:00.456000Z")
+
+
+SLOW = parse_definition(
+    {
+        "dashboards": [
+            {
+                "id": "slow",
+                "title": "Slow",
+                "panels": [
+                    {
+                        "id": f"slow_{n}",
+                        "title": f"Takes a second ({n})",
+                        "chart": "number",
+                        "refresh_seconds": 5,
+                        "sql": f"SELECT sleep(1) AS slept, {n} AS n FROM {{db}}.pipeline_batches "
+                        "WHERE finished_at >= {from:DateTime64(3,'UTC')} AND finished_at < {to:DateTime64(3,'UTC')} "
+                        "LIMIT 1",
+                    }
+                    for n in range(2)
+                ],
+            }
+        ]
+    }
+)
+
+
+def test_a_request_without_a_free_slot_is_a_503_with_retry_after(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    app = create_app(with_dashboard(settings, max_concurrent_queries=1, queue_timeout_s=0.2), reader, SLOW)
+    api = TestClient(app)
+    busy = queries("busy")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(api.get, "/api/panels/slow_0")
+        threading.Event().wait(0.3)  # the first query holds the one slot for a second
+        refused = api.get("/api/panels/slow_1")
+        assert first.result().status_code == 200
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert "slow_1" in refused.json()["detail"]
+    assert queries("busy") - busy == 1
+    assert api.get("/api/panels/slow_1").status_code == 200  # the slot is free again
+
+
+def test_the_dashboard_admits_a_bounded_number_of_queries_at_once(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """Every panel of the definition at once, from many viewers, with two slots: never more than two at once."""
+    settings, reader = warehouse
+    app = create_app(with_dashboard(settings, max_concurrent_queries=2, queue_timeout_s=30.0), reader)
+    api = TestClient(app)
+    panels = sorted(load_definition().panels_by_id())
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda p: api.get(f"/api/panels/{p}").status_code, panels * 2))
+    assert set(statuses) == {200}
+    assert app.state.admission.most_at_once <= 2
+
+
+def test_ranges_are_capped_by_a_setting(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    assert DashboardSettings().max_range_hours == 24  # the widest range the page offers
+    api = TestClient(create_app(with_dashboard(settings, max_range_hours=2), reader))
+    query = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T02:00:01Z"}
+    response = api.get("/api/panels/top_products", params=query)
+    assert response.status_code == 400
+    assert "at most 2 h" in response.json()["detail"]

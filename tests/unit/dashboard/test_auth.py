@@ -1,0 +1,171 @@
+"""The dashboard beyond loopback: it refuses to listen there without a password, and with one every page and API
+answer needs a session (a login form, then a signed cookie); the health probe stays open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from rtap.dashboard.api import create_app
+from rtap.dashboard.auth import MAX_FAILED_LOGINS, SESSION_COOKIE, check_exposure, hash_password
+from rtap.dashboard.server import serve_dashboard
+from rtap.errors import ConfigError
+from rtap.ops.checks import dashboard_login
+from rtap.settings import DashboardSettings, Settings
+from rtap.warehouse import WarehouseClient
+from tests.support.seed import seeded_warehouse
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WarehouseClient]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rtap-dashboard-auth"))
+    with seeded_warehouse(settings, datetime.now(UTC) - timedelta(seconds=1)) as (_, reader):
+        yield settings, reader
+
+
+def protected(settings: Settings, **auth: SecretStr) -> Settings:
+    dashboard = DashboardSettings.model_validate({"host": "0.0.0.0", **auth})
+    return settings.model_copy(update={"dashboard": dashboard})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.invalid"])
+def test_the_dashboard_refuses_to_listen_beyond_loopback_without_a_password(
+    warehouse: tuple[Settings, WarehouseClient], host: str
+) -> None:
+    settings, reader = warehouse
+    exposed = settings.model_copy(update={"dashboard": DashboardSettings(host=host)})
+    with pytest.raises(ConfigError, match="RTAP_DASHBOARD_PASSWORD") as refused:
+        serve_dashboard(exposed, reader, port=0)
+    assert host in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost"])
+def test_loopback_needs_no_password(host: str) -> None:
+    check_exposure(DashboardSettings(host=host))
+
+
+def test_a_password_or_its_hash_allows_any_address() -> None:
+    check_exposure(DashboardSettings(host="0.0.0.0", password=SecretStr(PASSWORD)))
+    check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr(hash_password(PASSWORD))))
+
+
+def test_the_rtap_dashboard_command_refuses_too(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, _ = warehouse
+    result = subprocess.run(
+        [sys.executable, "-m", "rtap", "dashboard", "--host", "0.0.0.0", "--port", "0"],
+        env={**os.environ, "RTAP_DATA_DIR": str(settings.data_dir), "RTAP_METRICS_ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: the dashboard would listen on 0.0.0.0")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["password", "password_hash"])
+def test_every_answer_needs_a_session_after_login(warehouse: tuple[Settings, WarehouseClient], kind: str) -> None:
+    settings, reader = warehouse
+    secret = SecretStr(PASSWORD if kind == "password" else hash_password(PASSWORD))
+    api = TestClient(create_app(protected(settings, **{kind: secret}), reader), follow_redirects=False)
+    # Without a session: the page sends to the login form, the API and its documents answer 401.
+    page = api.get("/")
+    assert (page.status_code, page.headers["location"]) == (303, "/login")
+    for path in ("/api/panels/active_users", "/api/dashboards", "/openapi.json", "/docs", "/static/app.js"):
+        denied = api.get(path)
+        assert denied.status_code == 401, path
+        assert denied.json() == {"detail": "log in at /login"}
+    assert api.get("/api/health").status_code == 200  # the liveness probe of compose and `rtap validate`
+    assert "password" in api.get("/login").text
+    # A wrong password: the form again, no cookie.
+    wrong = api.post("/login", data={"password": "guess"})
+    assert wrong.status_code == 401
+    assert SESSION_COOKIE not in wrong.cookies
+    # The right one: a session cookie, HttpOnly and SameSite=Strict, then everything answers.
+    right = api.post("/login", data={"password": PASSWORD})
+    assert (right.status_code, right.headers["location"]) == (303, "/")
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert api.get("/api/panels/active_users").status_code == 200
+    assert api.get("/").status_code == 200
+    # A forged or altered cookie is no session.
+    value = api.cookies[SESSION_COOKIE]
+    expiry, signature = value.rsplit(".", 1)
+    for forged in (f"{float(expiry) + 3600:.6f}.{signature}", f"{expiry}.{signature[::-1]}", expiry, "", "x.y.z"):
+        api.cookies.clear()
+        api.cookies.set(SESSION_COOKIE, forged)
+        assert api.get("/api/dashboards").status_code == 401, forged
+    # Logging out ends it.
+    api.cookies.clear()
+    api.cookies.set(SESSION_COOKIE, value)
+    assert api.post("/logout").status_code == 303
+    assert api.get("/api/dashboards").status_code == 401
+
+
+def test_a_session_from_another_dashboard_is_not_accepted(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    first = TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader), follow_redirects=False)
+    second = TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader), follow_redirects=False)
+    assert first.post("/login", data={"password": PASSWORD}).status_code == 303
+    second.cookies.set(SESSION_COOKIE, first.cookies[SESSION_COOKIE])
+    assert second.get("/api/dashboards").status_code == 401
+
+
+def test_guessing_is_slowed_to_a_few_tries_a_minute(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader), follow_redirects=False)
+    for _ in range(MAX_FAILED_LOGINS):
+        assert api.post("/login", data={"password": "guess"}).status_code == 401
+    refused = api.post("/login", data={"password": PASSWORD})  # even the right one, until the minute is over
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+
+
+def test_an_oversized_login_body_is_refused(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader), follow_redirects=False)
+    assert api.post("/login", data={"password": "x" * 100_000}).status_code == 413
+
+
+def test_hash_password_makes_a_salted_scrypt_hash() -> None:
+    first, second = hash_password(PASSWORD), hash_password(PASSWORD)
+    assert first.startswith("scrypt$")
+    assert first != second  # salted
+    with pytest.raises(ConfigError, match="RTAP_DASHBOARD_PASSWORD_HASH"):
+        check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr("md5$abc")))
+
+
+def test_the_hash_password_command_reads_stdin_and_prints_the_hash() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rtap", "dashboard", "--hash-password"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip()
+    assert printed.startswith("scrypt$")
+    check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr(printed)))
+
+
+def test_rtap_validate_logs_in_with_the_password(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader))
+    dashboard_login(api, PASSWORD)
+    assert api.get("/api/dashboards").status_code == 200
+    with pytest.raises(ConfigError, match="RTAP_DASHBOARD_PASSWORD"):
+        dashboard_login(TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader)), "nope")
