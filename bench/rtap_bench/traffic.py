@@ -365,12 +365,20 @@ def freshness(client: WarehouseClient, run: str, sent: Sent) -> dict[str, Any]:
     Percentiles interpolate linearly between closest ranks (``quantilesExactInclusive``, numpy's default);
     ``stored_after_end_s`` is how long after the run's last send its last event became queryable.
     """
+    fresh = window_freshness(client, run, sent.started, sent.ended + 1.0)
+    last = fresh.pop("last_stored")
+    return {**fresh, "stored_after_end_s": None if last is None else last - sent.ended}
+
+
+def window_freshness(client: WarehouseClient, run: str, since: float, until: float) -> dict[str, Any]:
+    """:func:`freshness` of the events of ``run`` due in [since, until) (epoch s), e.g. one minute of a soak;
+    ``last_stored``: when the last of them became queryable."""
     query_id = client.query_rows(_QUERY_ID)[0][0]
-    parameters = {"q": query_id, "since": int(sent.started * 1000), "until": int(sent.ended * 1000) + 1000}
-    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters={**parameters, "run": f"{run}-%"})[0]
+    parameters = {"q": query_id, "since": int(since * 1000), "until": int(until * 1000), "run": f"{run}-%"}
+    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters=parameters)[0]
     if not n:
-        return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "stored_after_end_s": None}
-    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "stored_after_end_s": last - sent.ended}
+        return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "last_stored": None}
+    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "last_stored": last}
 
 
 def main(argv: list[str] | None = None) -> None:
