@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "--hour",
         choices=("cross", "report"),
         default="cross",
-        help=f"cross: start so that an hour boundary falls at least {HOUR_MARGIN_S / 60:.0f} min inside the run "
-        "(waiting if needed); report: start at once and say where one fell",
+        help=f"cross: start so that an hour boundary falls at least {HOUR_MARGIN_S / 60:.0f} min (a sixth of a "
+        "shorter run) inside the run, waiting if needed; report: start at once and say where one fell",
     )
     parser.add_argument(
         "--search-rates",

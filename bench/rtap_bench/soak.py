@@ -9,12 +9,12 @@ highest rate it held; then the sender (``rtap_bench.traffic``, the same code and
 measurement) offers that rate open loop for the whole duration, in one run.
 
 Per minute of the run (minute k = the events due in [start + 60 k, start + 60 (k + 1))): per-event freshness
-(``rtap_bench.traffic.window_freshness``: the commit time of the event's batch minus its event_time; p50, p99,
-max), the batches that finished in it from ``pipeline_batches`` (count, mean and max ``duration_ms``, max Kafka
-lag), the stack's RSS (the whole ``rtap up`` tree, sampled every :data:`SAMPLE_S`), and how far the sender fell
-behind its schedule. An hour boundary inside the run is marked on its minute: with ``cross`` the run is started
-so that one falls at least :data:`HOUR_MARGIN_S` inside it (waiting if needed), with ``report`` it starts at once
-and the report says where one fell, if any.
+(``rtap_bench.traffic.window_freshness``: the commit time of the event's batch minus its event_time; p50, p99, max),
+the batches that finished in it from ``pipeline_batches`` (count, mean and max ``duration_ms``, max Kafka lag), the
+stack's RSS (the whole ``rtap up`` tree, sampled every :data:`SAMPLE_S`), and how far the sender fell behind its
+schedule. An hour boundary inside the run is marked on its minute: with ``cross`` the run is started so that one
+falls at least :data:`HOUR_MARGIN_S` (a sixth of a shorter run) inside it (waiting if needed), with ``report`` it
+starts at once and the report says where one fell, if any.
 
 Passed (:func:`freshness_verdict`) when every minute's p99 <= :data:`MINUTE_P99_LIMIT_S` and the last minute's p99
 is at most :data:`LAST_OVER_SECOND_LIMIT` x the second's (the first minute carries the change of rate); memory is
@@ -97,6 +97,11 @@ def soak_rate(highest_held: float | None, share: float = SEARCH_SHARE) -> float:
     if highest_held is None:
         raise ConfigError("the search held no rate, so there is no rate to soak at: give one with --rate")
     return share * highest_held
+
+
+def hour_margin(seconds: float) -> float:
+    """How far inside a run of ``seconds`` its hour boundary must fall: HOUR_MARGIN_S, or a sixth of a short run."""
+    return min(HOUR_MARGIN_S, seconds / 6)
 
 
 def plan_start(now: float, seconds: float, margin: float = HOUR_MARGIN_S) -> float:
@@ -229,7 +234,7 @@ def _planned_start(plan: SoakPlan, rate: float) -> float | None:
     if plan.hour != "cross":
         return None
     ready = time.time() + PREPARE_S + PREPARE_S_PER_SEND * rate * plan.seconds
-    start = plan_start(ready, plan.seconds)
+    start = plan_start(ready, plan.seconds, hour_margin(plan.seconds))
     return start if start > ready else None
 
 
@@ -262,8 +267,9 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
         live.sent(sent)  # waits until the job committed every record of the run
         peak = tree_peak_rss_mb(process.pid)
     minutes = _minutes(settings, run, sent, samples)
-    stack_memory = flatness([s["stack_mb"] for s in samples if s["stack_mb"] is not None])
-    sender_memory = flatness([s["sender_mb"] for s in samples if s["sender_mb"] is not None])
+    loaded = [s for s in samples if sent.started <= s["t"] <= sent.ended]  # not while the sender prepared or waited
+    stack_memory = flatness([s["stack_mb"] for s in loaded if s["stack_mb"] is not None])
+    sender_memory = flatness([s["sender_mb"] for s in loaded if s["sender_mb"] is not None])
     reconciliation = reconcile_totals(settings, live.sends)
     verdict = freshness_verdict(minutes)
     missing = sent.valid - sum(row["events"] for row in minutes)
@@ -313,8 +319,13 @@ def _minutes(settings: Settings, run: str, sent: Sent, samples: list[dict[str, A
     count = round(sent.seconds / 60)
     start_ms = int(sent.started * 1000)
     with create_client(settings) as client:
+        # The last minute reaches a second past the run, as a step's window does: an event due in its last
+        # millisecond is stamped to the nearest one.
         freshness = [
-            window_freshness(client, run, sent.started + 60 * k, sent.started + 60 * (k + 1)) for k in range(count)
+            window_freshness(
+                client, run, sent.started + 60 * k, sent.started + 60 * (k + 1) + (1.0 if k == count - 1 else 0.0)
+            )
+            for k in range(count)
         ]
         rows = client.query_rows(_MINUTE_BATCHES, parameters={"start": start_ms, "end": start_ms + count * 60_000})
     batches = {

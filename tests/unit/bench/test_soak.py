@@ -11,6 +11,7 @@ from rtap_bench.soak import (
     flatness,
     freshness_verdict,
     hour_boundaries,
+    hour_margin,
     markdown,
     minute_rows,
     parse_duration,
@@ -53,6 +54,11 @@ def test_a_run_that_would_not_cross_an_hour_waits_until_one_falls_inside_it() ->
     assert plan_start(HOUR - 4 * 60, thirty) == HOUR + 3_600 - thirty + HOUR_MARGIN_S
     with pytest.raises(ConfigError, match="cannot have an hour boundary"):
         plan_start(at_1210, 2 * HOUR_MARGIN_S - 1)
+    # A short check run keeps the boundary a sixth of its length from either end.
+    assert hour_margin(1_800) == HOUR_MARGIN_S
+    assert hour_margin(180) == 30
+    assert plan_start(HOUR - 100, 180, hour_margin(180)) == HOUR - 100
+    assert plan_start(HOUR - 20, 180, hour_margin(180)) == HOUR + 3_600 - 150
 
 
 def test_hour_boundaries_inside_a_run() -> None:
