@@ -84,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         master=args.master,
     )
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="rtap-soak-") as tmp:
-        result = run_soak(plan, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory(prefix="rtap-soak-") as tmp:
+            result = run_soak(plan, Path(tmp))
+    except RtapError as exc:  # the stack or the sender failed: one line, and no result files
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     result.update(
         command=command.strip(),
         when=datetime.now(UTC).isoformat(timespec="seconds"),

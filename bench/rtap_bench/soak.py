@@ -250,6 +250,15 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
         if plan.rate is None:
             steps, found = search_steps(live, list(plan.search_rates), plan.step_s, plan.search_steps)
             search = {**search_summary(found), "step_s": plan.step_s, "steps": steps}
+            if found.highest_held is None:  # the search's figures are the result
+                return {
+                    "stack": "rtap up --no-generator",
+                    "spark_master": settings.stream.master,
+                    "seconds": plan.seconds,
+                    "search": search,
+                    "error": "the search held no rate, so there is no rate to soak at (give one with --rate)",
+                    "passed": False,
+                }
             rate = soak_rate(found.highest_held)
         else:
             rate = plan.rate
@@ -342,27 +351,38 @@ def _n(value: float | None, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:,.0f}{unit}"
 
 
+def _search(search: dict[str, Any]) -> str:
+    return f"{search['step_s']:.0f} s steps: " + ", ".join(
+        f"{s['rate']:,.0f} {s['outcome']} (p99 {_s(s['freshness']['p99_s'])})" for s in search["steps"]
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
-    machine, fresh, sent = result["machine"], result["freshness"], result["sent"]
-    if result["rate_from"] == "search":
-        search = result["search"]
-        origin = (
-            f"{SEARCH_SHARE:.0%} of {_n(search['sustainable_records_per_s'])} events/s, the highest rate this run's "
-            f"search held ({search['step_s']:.0f} s steps: "
-            + ", ".join(f"{s['rate']:,.0f} {s['outcome']}" for s in search["steps"])
-            + ")"
-        )
-    else:
-        origin = "given"
-    boundaries = result["hour_boundaries"]
-    where = "; ".join(f"{b['at']} in minute {b['minute']}" for b in boundaries) if boundaries else "none inside the run"
-    lines = [
+    machine = result["machine"]
+    head = [
         f"# Soak: {result['seconds'] / 60:.0f} minutes of realistic traffic against `rtap up`",
         "",
         f"Command: `{result['command']}` ({result['when']}; {machine['cpus']} CPUs shared with other work; "
         f"1-min load average {machine['load_average_1m_before']:.1f} before, "
         f"{machine['load_average_1m_after']:.1f} after).",
         "",
+    ]
+    if "error" in result:
+        search = f" The search ({_search(result['search'])})." if result.get("search") else ""
+        return "\n".join([*head, f"Not run: {result['error']}.{search}", "", "Soak: **FAILED**.", ""])
+    fresh, sent = result["freshness"], result["sent"]
+    if result["rate_from"] == "search":
+        search = result["search"]
+        origin = (
+            f"{SEARCH_SHARE:.0%} of {_n(search['sustainable_records_per_s'])} events/s, the highest rate this run's "
+            f"search held ({_search(search)})"
+        )
+    else:
+        origin = "given"
+    boundaries = result["hour_boundaries"]
+    where = "; ".join(f"{b['at']} in minute {b['minute']}" for b in boundaries) if boundaries else "none inside the run"
+    lines = [
+        *head,
         f"`{result['stack']}` (Spark `{result['spark_master']}`, rtap's default stream settings), the sender of "
         f"every live measurement (`rtap_bench.traffic`: ~1% re-sends, ~0.5% truncated JSON, ~0.3% late) at "
         f"**{result['rate']:,.0f} events/s** ({origin}) from {result['started']}: {sent['records']:,} records, "

@@ -153,8 +153,9 @@ def _result(rate_from: str) -> dict[str, Any]:
     search = {
         "sustainable_records_per_s": 50_000.0,
         "step_s": 20.0,
-        "steps": [{"rate": 10_000.0, "outcome": "held"}, {"rate": 50_000.0, "outcome": "held"},
-                  {"rate": 75_000.0, "outcome": "failed"}],
+        "steps": [{"rate": 10_000.0, "outcome": "held", "freshness": {"p99_s": 0.9}},
+                  {"rate": 50_000.0, "outcome": "held", "freshness": {"p99_s": 2.5}},
+                  {"rate": 75_000.0, "outcome": "failed", "freshness": {"p99_s": None}}],
     }  # fmt: skip
     return {
         "command": "python -m bench.soak --duration 3m",
@@ -186,7 +187,7 @@ def test_the_report_has_the_command_the_rate_the_minutes_and_the_verdicts() -> N
     assert "Command: `python -m bench.soak --duration 3m`" in text
     assert (
         "at **40,000 events/s** (80% of 50,000 events/s, the highest rate this run's search held (20 s steps: "
-        "10,000 held, 50,000 held, 75,000 failed))" in text
+        "10,000 held (p99 0.90 s), 50,000 held (p99 2.50 s), 75,000 failed (p99 n/a)))" in text
     )
     assert "Hour boundaries: 2026-12-03T13:00:00+00:00 in minute 2." in text
     assert "| 2 (hour) | 12:59:30 | 1,000 | 0.50 s | 1.00 s | 1.30 s | 0 | n/a | n/a | n/a | n/a | n/a |" in text
@@ -199,3 +200,16 @@ def test_the_report_has_the_command_the_rate_the_minutes_and_the_verdicts() -> N
     assert "at **40,000 events/s** (given)" in text
     assert "Hour boundaries: none inside the run." in text
     assert "Soak: **FAILED**." in text
+
+
+def test_a_search_that_held_nothing_is_reported_with_its_steps() -> None:
+    result = _result("search")
+    for key in ("rate", "rate_from", "minutes", "freshness", "sent", "hour_boundaries", "memory", "reconciliation"):
+        del result[key]
+    result.update(error="the search held no rate, so there is no rate to soak at (give one with --rate)", passed=False)
+    text = markdown(result)
+    assert (
+        "Not run: the search held no rate, so there is no rate to soak at (give one with --rate). The search "
+        "(20 s steps: 10,000 held (p99 0.90 s)," in text
+    )
+    assert text.rstrip().endswith("Soak: **FAILED**.")
