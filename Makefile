@@ -102,8 +102,10 @@ faults: install ## Fault suite, large: 5 kill -9 at 20k events/s, broker restart
 cluster-test: install ## Cluster profile: 3 KRaft brokers, Spark master + 2 workers; kill a broker and a worker; exact
 	$(BIN)/pytest -m cluster tests/e2e/test_cluster.py
 
-soak: install ## Producer + stream job under load for 10 minutes: memory flat? (bench/results/soak.md; not in CI)
-	nice -n 5 $(BIN)/python -m bench.soak
+# e.g. make soak SOAK_ARGS="--rate 10000 --duration 2h --name soak-2h" (the 2-hour run); bench/soak.py --help
+SOAK_ARGS ?=
+soak: install ## rtap up under realistic traffic for 30 min at 80% of its own search's rate, across an hour: freshness p99 per minute, memory (bench/results/soak.md; not in CI)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # K only: chDB 4.4.0 (rtap's pin) refuses ENGINE = Kafka; 3.7.2 creates it (see bench/README.md).
 K_VENV := .venv-k

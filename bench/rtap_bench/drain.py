@@ -43,7 +43,7 @@ _PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryPr
 _BATCH_LOG = re.compile(r"batch \d+: (\d+) records .* in (\d+) ms \(spark (\d+) ms, warehouse (-?\d+) ms")
 
 
-def time_split(data_dir: Path) -> dict[str, int]:
+def time_split(data_dir: Path, log_path: Path | None = None) -> dict[str, int]:
     """Where a job's batch time went, summed over its batches (ms).
 
     From Spark's event log: each phase of ``durationMs`` (``addBatch`` is the whole ``foreachBatch`` call,
@@ -51,7 +51,7 @@ def time_split(data_dir: Path) -> dict[str, int]:
     and the first batch's ``triggerExecution`` and records apart (``first_batch_ms``, ``first_batch_records``:
     it carries the code generation, which the cost model leaves out). From the job's log: inside
     ``addBatch``, Spark's classification to Arrow (``foreach_spark``) and the warehouse writes
-    (``foreach_warehouse``).
+    (``foreach_warehouse``); ``log_path``: the job's log (default ``data_dir/stream.log``).
     """
     totals: dict[str, int] = {}
     for path in sorted((data_dir / SPARK_EVENTS).rglob("*")):
@@ -67,7 +67,7 @@ def time_split(data_dir: Path) -> dict[str, int]:
             totals["batches"] = totals.get("batches", 0) + 1
             for phase, ms in progress.get("durationMs", {}).items():
                 totals[phase] = totals.get(phase, 0) + int(ms)
-    log_path = data_dir / "stream.log"
+    log_path = log_path or data_dir / "stream.log"
     if log_path.exists():
         for match in _BATCH_LOG.finditer(log_path.read_text(errors="replace")):
             totals["foreach_spark"] = totals.get("foreach_spark", 0) + int(match.group(3))
@@ -202,11 +202,13 @@ _BATCH_ENDS = "SELECT input_rows, toFloat64(finished_at) FROM {db}.pipeline_batc
 
 
 @contextmanager
-def running_job(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m rtap stream`` in its own process group on ``settings``; stopped (SIGTERM) on exit."""
+def spark_process(
+    command: list[str], settings: Settings, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` (a process that runs a Spark job) in its own process group on ``settings``, with Spark's event
+    log in ``data_dir/spark-events``; its output in ``log_path``; stopped (SIGTERM) on exit."""
     events = settings.data_dir / SPARK_EVENTS
     events.mkdir(parents=True, exist_ok=True)
-    log_path = settings.data_dir / "stream.log"
     # Spark's event log holds every micro-batch's progress (durationMs per phase); pyspark passes these
     # arguments to spark-submit when it launches the job's JVM, next to the session builder's own settings.
     submit = " ".join(
@@ -220,10 +222,11 @@ def running_job(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         }.items()
     )
     submit += " pyspark-shell"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rtap", "stream"],
-            env={**child_environment(settings), "PYSPARK_SUBMIT_ARGS": submit},
+            command,
+            env={**child_environment(settings), "PYSPARK_SUBMIT_ARGS": submit, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -235,13 +238,24 @@ def running_job(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
             _stop(process)
 
 
+@contextmanager
+def running_job(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m rtap stream`` on ``settings`` (:func:`spark_process`; its log ``data_dir/stream.log``)."""
+    with spark_process([sys.executable, "-m", "rtap", "stream"], settings, settings.data_dir / "stream.log") as job:
+        yield job
+
+
 def wait_committed(
-    settings: Settings, process: subprocess.Popen[bytes], expected: int, timeout_s: float
+    settings: Settings,
+    process: subprocess.Popen[bytes],
+    expected: int,
+    timeout_s: float,
+    log_path: Path | None = None,
 ) -> tuple[Any, ...]:
     """Poll ``pipeline_batches`` (read-only, through the job's socket) until ``expected`` input rows committed.
 
     Returns the progress row (rows, batches, first start, last finish, busy ms); raises when the job exits
-    or the time runs out.
+    (quoting the end of ``log_path``, by default ``data_dir/stream.log``) or the time runs out.
     """
     from rtap.warehouse import create_client
 
@@ -249,8 +263,8 @@ def wait_committed(
     progress: tuple[Any, ...] = (0, 0, None, None, 0)
     while progress[0] < expected:
         if process.poll() is not None:
-            log_path = settings.data_dir / "stream.log"
-            raise PipelineError(f"the stream job exited with {process.returncode}: {_tail(log_path)}")
+            log = log_path or settings.data_dir / "stream.log"
+            raise PipelineError(f"the stream job exited with {process.returncode}: {tail(log)}")
         if time.monotonic() > deadline:
             raise PipelineError(f"{progress[0]} of {expected} records committed in {timeout_s:.0f} s")
         time.sleep(POLL_S)
@@ -295,7 +309,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=30)
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log, on one line."""
+    if not path.exists():
+        return f"(no {path.name})"
     return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 

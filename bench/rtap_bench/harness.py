@@ -4,8 +4,10 @@ Order: B1/P1 produce into a scratch topic (so their repeats do not change what t
 topic is then filled once with ``produce_run`` (its ground truth is what P is reconciled against); B2, B3, P
 and K all drain that same topic, B3 and P in micro-batches of ``batch_records`` and timed in steady state
 (``rtap_bench.drain``); B4 inserts the rows P wrote. Each P repeat gets its own data directory (warehouse and
-checkpoint), so every repeat drains the whole topic from the beginning. Last, the live phase
-(``rtap_bench.sustain``) runs a job with rtap's default stream settings on a topic of its own.
+checkpoint), so every repeat drains the whole topic from the beginning. That broker then stops, and the live
+load follows, each part on a fresh broker of its own started the same way: the floor (``rtap_bench.floor``, the
+pass-through job at the fixed rates), then the live phase (``rtap_bench.sustain``) against ``rtap up
+--no-generator`` (``rtap_bench.stack``), both with rtap's default stream settings and the same sender.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from rtap.errors import BrokerError, PipelineError
 from rtap.runtime.ports import free_ports
 from rtap.settings import KafkaSettings, MetricsSettings, Settings, StreamSettings
+from rtap_bench import floor
 from rtap_bench.drain import (
     Drain,
     JobRun,
@@ -36,7 +39,8 @@ from rtap_bench.drain import (
 )
 from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import Sample, median_rate, pre_encoded, raw_produce, rtap_produce, summary
-from rtap_bench.sustain import sustain
+from rtap_bench.stack import stack_settings
+from rtap_bench.sustain import WARM_UP_RATE, WARM_UP_S, sustain
 
 K_TIMEOUT_S = 180.0  # K reads the topic in one block; when it stalls, waiting longer does not help
 
@@ -120,30 +124,25 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
                     )
                 }
             )
-            live = main.model_copy(
-                update={
-                    "data_dir": root / "sustain",
-                    "kafka": main.kafka.model_copy(
-                        update={"topic": f"bench.{suffix}.live", "dlq_topic": f"bench.{suffix}.live.dlq"}
-                    ),
-                    "stream": StreamSettings(master=stream.master),  # the batch sizes rtap up would use
-                }
-            )
-            for settings in (main, scratch, live):
+            for settings in (main, scratch):
                 ensure_topics(settings.kafka)
             result = _measure(plan, main, scratch, root)
-            try:
-                result["P_sustained"] = sustain(
-                    live, list(plan.rates), plan.step_s, plan.max_steps, plan.drain_timeout_s
-                )
-            except Exception as exc:  # noqa: BLE001 - recorded with the other results, then the command fails on it
-                result["P_sustained"] = {"error": " ".join(str(exc).split())}
             broker_pid = broker.pid()
             result["peak_rss_mb"]["broker"] = peak_rss_mb(broker_pid) if broker_pid else None
+        # Both with rtap's default stream settings (the batch sizes rtap up would use) and the Spark master of B3, P.
+        result["P_floor"] = _phase(_floor, plan, stack_settings(root / "floor", plan.jars_dir, stream.master, "floor"))
+        live = stack_settings(root / "sustain", plan.jars_dir, stream.master, "bench")
+        result["P_sustained"] = _phase(
+            sustain, live, list(plan.rates), plan.step_s, plan.max_steps, plan.drain_timeout_s
+        )
+    result["freshness_vs_floor"] = floor.against_floor(
+        result["P_sustained"].get("steps", []), result["P_floor"].get("steps", [])
+    )
     peaks = result["peak_rss_mb"]
-    peaks["live_job"] = result["P_sustained"].get("peak_rss_mb")
-    # The broker with the larger of the two jobs (they never run together).
-    peaks["stack"] = (peaks["broker"] or 0.0) + max(peaks["job"] or 0.0, peaks["live_job"] or 0.0)
+    peaks["live_stack"] = result["P_sustained"].get("peak_rss_mb")
+    peaks["floor_job"] = result["P_floor"].get("peak_rss_mb")
+    # The larger of the two stacks: the harness's broker with P's job, or rtap up's whole process tree.
+    peaks["stack"] = max((peaks["broker"] or 0.0) + (peaks["job"] or 0.0), peaks["live_stack"] or 0.0)
     result.update(
         command=command,
         when=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -164,6 +163,25 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
     )
     result["ratios"] = _ratios(result)
     return result
+
+
+def _phase(measure: Any, *args: Any) -> dict[str, Any]:
+    """A live phase's result, or its error (recorded with the other results; the command then fails on it)."""
+    try:
+        result: dict[str, Any] = measure(*args)
+    except Exception as exc:  # noqa: BLE001 - recorded with the other results, then the command fails on it
+        return {"error": " ".join(str(exc).split())}
+    return result
+
+
+def _floor(plan: BenchPlan, settings: Settings) -> dict[str, Any]:
+    """The floor job at the fixed rates on a fresh broker of its own (``rtap_bench.floor``)."""
+    from rtap.ingest.topics import ensure_topics
+    from rtap.runtime.broker import LocalKafka
+
+    with LocalKafka(settings):
+        ensure_topics(settings.kafka)
+        return floor.floor(settings, list(plan.rates), plan.step_s, (WARM_UP_RATE, WARM_UP_S), plan.drain_timeout_s)
 
 
 def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> dict[str, Any]:
@@ -240,7 +258,7 @@ def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> 
 
 def _spark_drains(plan: BenchPlan, settings: Settings, root: Path) -> tuple[list[Drain], float | None]:
     """B3 repeats in one SparkSession (built exactly as the job builds its own); the JVM's peak RSS."""
-    from rtap.stream.spark import build_session
+    from rtap.stream.spark import build_session, shutdown_jvm
 
     spark = build_session(settings)
     try:
@@ -248,7 +266,7 @@ def _spark_drains(plan: BenchPlan, settings: Settings, root: Path) -> tuple[list
         jvms = [pid for pid in children(os.getpid()) if _is_java(pid)]
         peak = max((p for pid in jvms if (p := tree_peak_rss_mb(pid)) is not None), default=None)
     finally:
-        spark.stop()
+        shutdown_jvm(spark)  # not only stopped: an idle JVM would hold its memory through the live phases
     return samples, peak
 
 

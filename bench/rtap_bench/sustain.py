@@ -1,10 +1,11 @@
-"""P under live load: realistic traffic, open loop, against one running job; freshness and the ceiling.
+"""P under live load: realistic traffic, open loop, against the stack a user runs; freshness and the ceiling.
 
 The drain of a pre-filled topic (P) is the job's best case: full-size batches back to back. A live stream
-arrives in small batches, each paying the job's fixed per-batch cost. Here the job runs on its own topic
-(with rtap's default stream settings) while the outside sender (``rtap_bench.traffic``, in a process of its
-own, the same code as ``bench/outside.py``) offers realistic traffic at a fixed rate for ``step_s`` seconds
-per step, each event stamped with its intended send time.
+arrives in small batches, each paying the job's fixed per-batch cost. Here the job is ``rtap up
+--no-generator`` (``rtap_bench.stack``: its own broker, rtap's default stream settings, the dashboard and the
+status line in its process, as a user runs it) while the outside sender (``rtap_bench.traffic``, in a process
+of its own, the same code as ``bench/outside.py``) offers realistic traffic at a fixed rate for ``step_s``
+seconds per step, each event stamped with its intended send time.
 
 Per step, after every record sent so far is committed:
 
@@ -35,9 +36,10 @@ from typing import Any
 
 from rtap.errors import BrokerError
 from rtap.settings import Settings
-from rtap_bench.drain import running_job, time_split, wait_committed
+from rtap_bench.drain import time_split, wait_committed
 from rtap_bench.procfs import tree_peak_rss_mb
 from rtap_bench.search import FAILED, HELD, PRODUCER, Outcome, RateSearch
+from rtap_bench.stack import log_path, running_stack
 from rtap_bench.traffic import Sent, freshness, send
 
 PRODUCER_BEHIND_LIMIT_S = 1.0
@@ -103,24 +105,33 @@ def _batches(settings: Settings, since: float, until: float) -> list[BatchPoint]
     return [BatchPoint(float(f), int(lag)) for f, lag in rows]
 
 
-class _LiveJob:
-    """The running job and everything sent to it: one step at a time, each committed before the next."""
+class LiveJob:
+    """The running stack and everything sent to it: one step at a time, each committed before the next."""
 
     def __init__(self, settings: Settings, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         self.settings = settings
-        self._process = process
+        self.process = process
         self._timeout_s = timeout_s
         self.sends: list[Sent] = []
 
-    def offer(self, rate: float, seconds: float) -> tuple[Sent, str]:
-        """One run of the sender; returns once the job committed every record sent so far."""
-        run = f"s{len(self.sends)}x{uuid.uuid4().hex[:6]}"
-        kafka, stream = self.settings.kafka, self.settings.stream
-        sent = send(kafka.bootstrap_servers, kafka.topic, rate, seconds, run, len(self.sends), stream.watermark_delay_s)
+    def run_name(self) -> str:
+        """A fresh user_id prefix for the next run of the sender (what :func:`freshness` selects by)."""
+        return f"s{len(self.sends)}x{uuid.uuid4().hex[:6]}"
+
+    def sent(self, sent: Sent) -> None:
+        """Account for a run of the sender and wait until the job committed every record sent so far."""
         if sent.failed:
             raise BrokerError(f"sustain: {sent.failed} of {sent.sent} records were not acknowledged")
         self.sends.append(sent)
-        wait_committed(self.settings, self._process, sum(s.sent for s in self.sends), self._timeout_s)
+        total = sum(s.sent for s in self.sends)
+        wait_committed(self.settings, self.process, total, self._timeout_s, log_path(self.settings))
+
+    def offer(self, rate: float, seconds: float) -> tuple[Sent, str]:
+        """One run of the sender; returns once the job committed every record sent so far."""
+        run = self.run_name()
+        kafka, stream = self.settings.kafka, self.settings.stream
+        sent = send(kafka.bootstrap_servers, kafka.topic, rate, seconds, run, len(self.sends), stream.watermark_delay_s)
+        self.sent(sent)
         return sent, run
 
     def step(self, rate: float, seconds: float, kind: str) -> dict[str, Any]:
@@ -144,25 +155,26 @@ class _LiveJob:
         }
 
 
-def sustain(settings: Settings, rates: list[float], step_s: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
-    """The fixed-rate steps, then the search for the ceiling; reconciled at the end."""
+def search_steps(
+    live: LiveJob, rates: list[float], step_s: float, max_steps: int
+) -> tuple[list[dict[str, Any]], RateSearch]:
+    """The fixed-rate steps, then the search for the ceiling seeded by their verdicts (``rtap_bench.search``)."""
     search = RateSearch()
     steps: list[dict[str, Any]] = []
-    launched = time.time()
-    with running_job(settings) as process:
-        live = _LiveJob(settings, process, timeout_s)
-        live.offer(WARM_UP_RATE, WARM_UP_S)  # the job's start-up and first (compiling) batch, as for P's drains
-        startup_s = time.time() - launched
-        for rate in rates:
-            steps.append(live.step(rate, step_s, "fixed"))
-            search.record(rate, steps[-1]["outcome"])
-        for _ in range(max_steps):
-            next_rate = search.next_rate()
-            if next_rate is None:
-                break
-            steps.append(live.step(next_rate, step_s, "search"))
-            search.record(next_rate, steps[-1]["outcome"])
-        peak = tree_peak_rss_mb(process.pid)
+    for rate in rates:
+        steps.append(live.step(rate, step_s, "fixed"))
+        search.record(rate, steps[-1]["outcome"])
+    for _ in range(max_steps):
+        next_rate = search.next_rate()
+        if next_rate is None:
+            break
+        steps.append(live.step(next_rate, step_s, "search"))
+        search.record(next_rate, steps[-1]["outcome"])
+    return steps, search
+
+
+def search_summary(search: RateSearch) -> dict[str, Any]:
+    """What the search found, and the rule it judged by."""
     return {
         "sustainable_records_per_s": search.highest_held,
         "lowest_failed_records_per_s": search.lowest_failed,
@@ -176,17 +188,32 @@ def sustain(settings: Settings, rates: list[float], step_s: float, max_steps: in
             "growth": search.growth,
             "resolution": search.resolution,
         },
+    }
+
+
+def sustain(settings: Settings, rates: list[float], step_s: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
+    """``rtap up --no-generator`` on ``settings``: the fixed-rate steps, then the search; reconciled at the end."""
+    launched = time.time()
+    with running_stack(settings, timeout_s) as process:
+        live = LiveJob(settings, process, timeout_s)
+        live.offer(WARM_UP_RATE, WARM_UP_S)  # the job's start-up and first (compiling) batch, as for P's drains
+        startup_s = time.time() - launched
+        steps, search = search_steps(live, rates, step_s, max_steps)
+        peak = tree_peak_rss_mb(process.pid)
+    return {
+        **search_summary(search),
+        "stack": "rtap up --no-generator",
         "step_s": step_s,
         "startup_s": startup_s,
         "steps": steps,
         "records_total": sum(s.sent for s in live.sends),
-        "peak_rss_mb": peak,  # the job's Python process plus its Spark JVM
-        "reconciliation": _reconcile_totals(settings, live.sends),
-        "time_split": time_split(settings.data_dir),
+        "peak_rss_mb": peak,  # the whole stack: rtap up's process, its Spark JVM and Python workers, its broker
+        "reconciliation": reconcile_totals(settings, live.sends),
+        "time_split": time_split(settings.data_dir, log_path(settings)),
     }
 
 
-def _reconcile_totals(settings: Settings, sends: list[Sent]) -> dict[str, Any]:
+def reconcile_totals(settings: Settings, sends: list[Sent]) -> dict[str, Any]:
     """The warehouse's counts against what the sender sent over the whole phase (after the job stopped)."""
     from rtap.ops.reconcile import observe
     from rtap.warehouse import create_client

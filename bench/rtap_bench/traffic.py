@@ -10,15 +10,16 @@ confluent-kafka producer sends, like a team's own producer would,
   events stamped two minutes before their send time (late).
 
 Each event is stamped with its *intended* send time (the open-loop schedule), so a sender that falls behind
-shows as staleness, never as a lower rate; how far behind it fell is part of the result.
+shows as staleness, never as a lower rate; how far behind it fell is part of the result, overall and per minute
+of the schedule.
 
 The sender knows exactly what it sent, so a run is reconciled exactly: the dirt is chosen so that the job's
 rules classify every record one way only. A duplicate re-sends a valid on-time event (never a late or broken
-one); a late event goes to a session that already had an on-time event earlier in the run (same key, so the
-same partition, before it in Kafka order: ordered by the idempotent producer), so its partition's high-water
-mark is at most ``seconds`` older than its send time and it is behind the watermark whenever ``LATE_BY_S -
-watermark delay > seconds`` (checked by :func:`offer`); a truncated record loses its closing brace, so it is
-never JSON.
+one); a late event goes to a session that had an on-time event less than ``LATE_BY_S - watermark delay -
+LATE_MARGIN_S`` seconds of schedule before it (same key, so the same partition, before it in Kafka order:
+ordered by the idempotent producer), so its partition's high-water mark is at most that much older than its
+own time and it is behind the watermark, however long the run (a soak lasts hours); a truncated record loses
+its closing brace, so it is never JSON.
 
 Per-event freshness = ``pipeline_batches.finished_at`` of the batch that stored the event minus its
 ``event_time``: every row of a batch is written before its commit record, whose ``finished_at`` is taken just
@@ -30,14 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from rtap.errors import BrokerError
 
@@ -48,6 +52,9 @@ DUPLICATE_RATE = 0.01
 MALFORMED_RATE = 0.005
 LATE_RATE = 0.003
 LATE_BY_S = 120.0
+# A late event's session had an on-time event at most this much less than LATE_BY_S - watermark delay before it:
+# room for a mark that the job's clock clamp holds back (by at most its record's Kafka timestamp + 1 s).
+LATE_MARGIN_S = 1.0
 SESSIONS = 2_000
 # Distinct event bodies per run, cycled (each send gets its own event_id and time): preparing every send
 # before the clock starts would need ~650 bytes of Python objects per event (1.3 GB for 100,000/s x 20 s).
@@ -92,6 +99,8 @@ class Sent:
     started: float  # epoch s: the schedule's start (the first event's event_time)
     ended: float  # epoch s: the last send, before the final flush
     producer_max_behind_s: float  # the furthest any send fell behind its due time
+    # The same per minute of the schedule: minute k holds the sends due in [started + 60 k, started + 60 (k + 1)).
+    behind_by_minute_s: list[float] = field(default_factory=list)
 
     @property
     def achieved_rate(self) -> float:
@@ -103,10 +112,12 @@ class Traffic:
     """The sends of one run, decided before the clock starts so that sending costs a concatenation.
 
     ``payload(i, due)`` is the i-th record stamped ``due``; call it in order (a duplicate re-sends the
-    previous valid payload). The counts say what the job must make of the whole run.
+    previous valid payload). The counts say what the job must make of the whole run. ``late_within``: a late
+    event goes only to a session whose last on-time event was fewer than this many sends before it (None: any
+    earlier one in the run; the same for a run shorter than the window).
     """
 
-    def __init__(self, count: int, run: str, seed: int) -> None:
+    def __init__(self, count: int, run: str, seed: int, late_within: float | None = None) -> None:
         rng = random.Random(seed)
         sessions = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(SESSIONS)]
         self._templates = [_template(rng.choice(sessions), run, rng) for _ in range(max(1, min(count, TEMPLATES)))]
@@ -116,7 +127,8 @@ class Traffic:
         self._id_prefix = f"{digits[:8]}-{digits[8:12]}-4{digits[12:15]}-{variant}{digits[15:]}-".encode()
         self._kinds = bytearray(count)
         counts = [0, 0, 0, 0]
-        on_time_sessions: set[bytes] = set()
+        last_on_time: dict[bytes, int] = {}  # session -> index of its latest on-time send
+        window = count if late_within is None else late_within
         n = len(self._templates)
         for i in range(count):
             roll = rng.random()
@@ -125,16 +137,20 @@ class Traffic:
                 kind = DUPLICATE
             elif roll < DUPLICATE_RATE + MALFORMED_RATE:
                 kind = MALFORMED
-            elif roll < DUPLICATE_RATE + MALFORMED_RATE + LATE_RATE and session in on_time_sessions:
+            elif (
+                roll < DUPLICATE_RATE + MALFORMED_RATE + LATE_RATE
+                and (last := last_on_time.get(session)) is not None
+                and i - last < window
+            ):
                 kind = LATE
             else:
                 kind = CLEAN
-                on_time_sessions.add(session)
+                last_on_time[session] = i
             self._kinds[i] = kind
             counts[kind] += 1
         self.count = count
         self.valid, self.duplicates, self.malformed, self.late = counts
-        self.sessions = len(on_time_sessions)
+        self.sessions = len(last_on_time)
         self._last = (b"", b"")
         self._stamp_ms = -1
         self._stamp = b""
@@ -191,18 +207,27 @@ def _template(session: str, run: str, rng: random.Random) -> tuple[bytes, bytes,
 
 
 def offer(
-    bootstrap: str, topic: str, rate: float, seconds: float, run: str, seed: int, watermark_delay_s: float = 30.0
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    seconds: float,
+    run: str,
+    seed: int,
+    watermark_delay_s: float = 30.0,
+    start_at: float | None = None,
 ) -> Sent:
     """Send ``rate`` events/s for ``seconds``, open loop, and flush; what was sent and how far the sender fell behind.
 
-    ``watermark_delay_s`` is the job's: a late event is only certain to be late when it is older than the
-    watermark by more than the run lasts (module docstring).
+    ``watermark_delay_s`` is the job's: a late event is only certain to be late when its session's previous
+    on-time event is less than ``LATE_BY_S`` minus that delay older (module docstring). ``start_at``: the
+    schedule's start (epoch s) when the run is prepared sooner; otherwise (and by default) as soon as it is.
     """
     from confluent_kafka import Producer
 
-    if LATE_BY_S - watermark_delay_s <= seconds:
-        raise ValueError(f"runs of {seconds:.0f} s: late events {LATE_BY_S:.0f} s old might be on time")
-    traffic = Traffic(max(1, round(rate * seconds)), run, seed)
+    late_window_s = LATE_BY_S - watermark_delay_s - LATE_MARGIN_S
+    if late_window_s <= 0:
+        raise ValueError(f"a watermark delay of {watermark_delay_s:.0f} s: events {LATE_BY_S:.0f} s old are on time")
+    traffic = Traffic(max(1, round(rate * seconds)), run, seed, late_within=late_window_s * rate)
     errors: list[str] = []
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "acks": "all",
@@ -212,9 +237,17 @@ def offer(
     producer.list_topics(topic, timeout=30)  # connections and metadata before the clock starts
     produce, poll, clock, sleep = producer.produce, producer.poll, time.time, time.sleep
     payload, interval = traffic.payload, 1 / rate
+    if start_at is not None and start_at > clock():
+        sleep(start_at - clock())
     start = clock()
-    behind = 0.0
+    behind = 0.0  # in the current minute of the schedule
+    by_minute: list[float] = []
+    minutes = minute_ends(rate)
+    next_minute = next(minutes)
     for i in range(traffic.count):
+        if i == next_minute:
+            by_minute.append(round(behind, 3))
+            behind, next_minute = 0.0, next(minutes)
         due = start + i * interval
         now = clock()
         if due - now > 0.001:  # a sleep shorter than this oversleeps; the schedule catches up after it
@@ -233,6 +266,7 @@ def offer(
         if i % 1024 == 0:
             poll(0)
     ended = clock()
+    by_minute.append(round(behind, 3))
     undelivered = producer.flush(FLUSH_TIMEOUT_S)
     return Sent(
         rate=rate,
@@ -246,27 +280,83 @@ def offer(
         failed=len(errors) + undelivered,
         started=start,
         ended=ended,
-        producer_max_behind_s=round(behind, 3),
+        producer_max_behind_s=max(by_minute),
+        behind_by_minute_s=by_minute,
     )
+
+
+def minute_ends(rate: float) -> Iterator[int]:
+    """The index of the first send of each next minute of the schedule (send i is due at i / rate)."""
+    minute = 1
+    while True:
+        yield math.ceil(60 * minute * rate)
+        minute += 1
+
+
+class Sender:
+    """:func:`offer` in a process of its own, as an outside producer is: it shares the machine's cores with the
+    job, not the measuring process's interpreter. Started on construction; :meth:`result` waits for it; leaving
+    the ``with`` block ends a sender still running (the caller failed meanwhile)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        rate: float,
+        seconds: float,
+        run: str,
+        seed: int,
+        watermark_delay_s: float,
+        start_at: float | None = None,
+    ) -> None:
+        args = [sys.executable, "-m", "rtap_bench.traffic", "--bootstrap", bootstrap, "--topic", topic]
+        args += ["--rate", str(rate), "--seconds", str(seconds), "--run", run, "--seed", str(seed)]
+        args += ["--watermark-delay", str(watermark_delay_s)]
+        if start_at is not None:
+            args += ["--start-at", repr(start_at)]
+        self.seconds = seconds
+        # Preparing the run (1-2 s per million sends) and the final flush come on top of the schedule.
+        waiting = 0.0 if start_at is None else max(0.0, start_at - time.time())
+        self._timeout = waiting + 2 * seconds + FLUSH_TIMEOUT_S + 120 + 5e-6 * rate * seconds
+        # Files, not pipes: librdkafka may log to stderr for hours, and a full pipe would stall the sender.
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
+        self.process = subprocess.Popen(args, stdout=self._out, stderr=self._err)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._out.close()
+        self._err.close()
+
+    def result(self) -> Sent:
+        """What the run sent, once the sender flushed and exited."""
+        try:
+            code = self.process.wait(timeout=self._timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.wait()
+            raise BrokerError(
+                f"the traffic sender did not finish a {self.seconds:.0f} s run in {self._timeout:.0f} s"
+            ) from exc
+        self._out.seek(0)
+        self._err.seek(0)
+        out, err = self._out.read().decode(), self._err.read().decode(errors="replace")
+        if code != 0:
+            raise BrokerError(f"the traffic sender failed: {' '.join(err.split()[-40:])}")
+        return Sent(**json.loads(out.strip().splitlines()[-1]))
 
 
 def send(
     bootstrap: str, topic: str, rate: float, seconds: float, run: str, seed: int, watermark_delay_s: float
 ) -> Sent:
-    """:func:`offer` in a process of its own, as an outside producer is: it shares the machine's cores with the
-    job, not the measuring process's interpreter."""
-    args = [sys.executable, "-m", "rtap_bench.traffic", "--bootstrap", bootstrap, "--topic", topic]
-    args += ["--rate", str(rate), "--seconds", str(seconds), "--run", run, "--seed", str(seed)]
-    args += ["--watermark-delay", str(watermark_delay_s)]
-    # Preparing the run and the final flush come on top of the schedule.
-    timeout = 2 * seconds + FLUSH_TIMEOUT_S + 120
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BrokerError(f"the traffic sender did not finish a {seconds:.0f} s run in {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise BrokerError(f"the traffic sender failed: {' '.join(done.stderr.split()[-40:])}")
-    return Sent(**json.loads(done.stdout.strip().splitlines()[-1]))
+    """One run of a :class:`Sender`, waited for."""
+    with Sender(bootstrap, topic, rate, seconds, run, seed, watermark_delay_s) as sender:
+        return sender.result()
 
 
 def freshness(client: WarehouseClient, run: str, sent: Sent) -> dict[str, Any]:
@@ -275,12 +365,20 @@ def freshness(client: WarehouseClient, run: str, sent: Sent) -> dict[str, Any]:
     Percentiles interpolate linearly between closest ranks (``quantilesExactInclusive``, numpy's default);
     ``stored_after_end_s`` is how long after the run's last send its last event became queryable.
     """
+    fresh = window_freshness(client, run, sent.started, sent.ended + 1.0)
+    last = fresh.pop("last_stored")
+    return {**fresh, "stored_after_end_s": None if last is None else last - sent.ended}
+
+
+def window_freshness(client: WarehouseClient, run: str, since: float, until: float) -> dict[str, Any]:
+    """:func:`freshness` of the events of ``run`` due in [since, until) (epoch s), e.g. one minute of a soak;
+    ``last_stored``: when the last of them became queryable."""
     query_id = client.query_rows(_QUERY_ID)[0][0]
-    parameters = {"q": query_id, "since": int(sent.started * 1000), "until": int(sent.ended * 1000) + 1000}
-    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters={**parameters, "run": f"{run}-%"})[0]
+    parameters = {"q": query_id, "since": int(since * 1000), "until": int(until * 1000), "run": f"{run}-%"}
+    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters=parameters)[0]
     if not n:
-        return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "stored_after_end_s": None}
-    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "stored_after_end_s": last - sent.ended}
+        return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "last_stored": None}
+    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "last_stored": last}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,8 +391,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", required=True, help="prefix of every user_id: what freshness() selects by")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--watermark-delay", type=float, default=30.0)
+    parser.add_argument("--start-at", type=float, default=None, help="the schedule's start, epoch seconds")
     args = parser.parse_args(argv)
-    sent = offer(args.bootstrap, args.topic, args.rate, args.seconds, args.run, args.seed, args.watermark_delay)
+    sent = offer(
+        args.bootstrap, args.topic, args.rate, args.seconds, args.run, args.seed, args.watermark_delay, args.start_at
+    )
     print(json.dumps(asdict(sent)), flush=True)
 
 

@@ -64,8 +64,10 @@ def test_smoke_run_writes_every_figure_and_reconciles(tmp_path: Path) -> None:
     for key in ("B3_spark_passthrough", "P_rtap_job"):
         assert min(result[key]["batches"]) >= 2, key
         assert result[key]["whole"]["median_records_per_s"] > 0, key
-    # The live phase: the fixed rate, then one search step; per-event freshness of every stored event; exact.
+    # The live phase (rtap up): the fixed rate, then one search step; per-event freshness of every stored event;
+    # exact.
     live = result["P_sustained"]
+    assert live["stack"] == "rtap up --no-generator"
     assert [step["kind"] for step in live["steps"]] == ["fixed", "search"]
     for step in live["steps"]:
         assert step["records"] > 0
@@ -80,11 +82,23 @@ def test_smoke_run_writes_every_figure_and_reconciles(tmp_path: Path) -> None:
     assert live["reconciliation"]["checks"]["late_events"]["expected"] > 0  # the dirt was there
     assert live["reconciliation"]["checks"]["duplicates"]["expected"] > 0
     assert live["time_split"]["batches"] > 0
+    assert live["time_split"]["foreach_warehouse"] > 0  # the job's line per batch, read from rtap up's log
+    # The floor: at the fixed rate, the same events as the job's step, and the two side by side.
+    floor = result["P_floor"]
+    [floor_step] = floor["steps"]
+    assert floor_step["rate"] == live["steps"][0]["rate"]
+    assert floor_step["events_missing"] == 0
+    assert floor_step["freshness"]["p99_s"] > 0
+    assert floor["time_split"]["batches"] > 0
+    [compared] = result["freshness_vs_floor"]
+    assert compared["p99_over_floor"] > 0
     assert result["P_spark_progress"]["addBatch"] > 0
     assert result["peak_rss_mb"]["broker"] > 0
     assert result["peak_rss_mb"]["job"] > 0
+    assert result["peak_rss_mb"]["live_stack"] > result["peak_rss_mb"]["floor_job"] > 0
     assert result["P_rtap_job"]["median_job_rows_per_s"] > 0
     report = (out / "bench.md").read_text()
     assert report.startswith("# rtap bench")
-    assert "## Targets (issue 14)" in report
+    assert "## Targets (issues 14 and 22)" in report
+    assert "### Against the floor" in report
     assert (out / "bench.png").stat().st_size > 0

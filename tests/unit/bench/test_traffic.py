@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from rtap_bench.traffic import LATE_BY_S, Sent, Traffic, freshness, offer
+from rtap_bench.traffic import LATE_BY_S, LATE_MARGIN_S, Sent, Traffic, freshness, minute_ends, offer
 
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.settings import Settings
@@ -103,9 +103,58 @@ def test_payloads_carry_unique_uuids_the_due_time_and_two_minutes_for_late_ones(
     assert len(ids) == traffic.count - traffic.malformed - traffic.duplicates
 
 
-def test_a_run_longer_than_lateness_allows_is_refused() -> None:
-    with pytest.raises(ValueError, match="might be on time"):
-        offer("127.0.0.1:1", "t", 1_000, seconds=95, run="r", seed=0, watermark_delay_s=30)
+def _kinds(traffic: Traffic, rate: float) -> list[tuple[bytes, str]]:
+    """(session key, what the job makes of it) of every send, read back from the payloads."""
+    kinds: list[tuple[bytes, str]] = []
+    seen: set[str] = set()
+    for i in range(traffic.count):
+        due = START + i / rate
+        key, value = traffic.payload(i, due)
+        try:
+            event = json.loads(value)
+        except ValueError:
+            kinds.append((key, DEAD_LETTER))
+            continue
+        if event["event_id"] in seen:
+            kinds.append((key, DUPLICATE))
+            continue
+        seen.add(event["event_id"])
+        late = due - datetime.fromisoformat(event["event_time"]).timestamp() > 1
+        kinds.append((key, LATE if late else ACCEPTED))
+    return kinds
+
+
+def test_a_late_event_follows_an_on_time_event_of_its_session_within_the_window() -> None:
+    # 40 sends a second for 100 s, a window of 5 s (200 sends): a session's last on-time event before each late
+    # one is always fewer than 200 sends back, so its partition's mark is that recent however long the run.
+    rate, window = 40.0, 200
+    traffic = Traffic(4_000, "unit", seed=5, late_within=window)
+    last: dict[bytes, int] = {}
+    gaps = []
+    for i, (session, kind) in enumerate(_kinds(traffic, rate)):
+        if kind == LATE:
+            gaps.append(i - last[session])
+        elif kind == ACCEPTED:
+            last[session] = i
+    assert len(gaps) == traffic.late > 0
+    assert max(gaps) < window
+
+
+def test_a_run_shorter_than_the_window_is_the_same_run_as_without_one() -> None:
+    short = _kinds(Traffic(5_000, "unit", seed=9, late_within=5_000), 1_000)
+    assert short == _kinds(Traffic(5_000, "unit", seed=9), 1_000)
+
+
+def test_a_watermark_delay_that_makes_late_events_on_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="are on time"):
+        offer("127.0.0.1:1", "t", 1_000, seconds=20, run="r", seed=0, watermark_delay_s=LATE_BY_S - LATE_MARGIN_S)
+
+
+def test_the_senders_minutes_start_at_the_first_send_due_in_them() -> None:
+    ends = minute_ends(1_000.0)
+    assert [next(ends) for _ in range(3)] == [60_000, 120_000, 180_000]
+    thirds = minute_ends(1 / 7)  # a send every 7 s: 0, 7, ..., 56 in the first minute; 63 opens the second
+    assert [next(thirds) for _ in range(2)] == [9, 18]
 
 
 @pytest.fixture(scope="module")
