@@ -329,19 +329,23 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
                 setting_values=setting_parameters(settings),
                 timeout_s=options.query_timeout_s,
             )
-            return PanelResult(
-                panel=panel.id,
-                chart=panel.chart.value,
-                columns=table.column_names,
-                types=[str(field.type) for field in table.schema],
-                rows=table_rows(table),
-                row_count=table.num_rows,
-                truncated=truncated,
-                range_from=start,
-                range_to=end,
-                elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
-                updated_at=datetime.now(UTC),
-            ).model_dump_json().encode()
+            return (
+                PanelResult(
+                    panel=panel.id,
+                    chart=panel.chart.value,
+                    columns=table.column_names,
+                    types=[str(field.type) for field in table.schema],
+                    rows=table_rows(table),
+                    row_count=table.num_rows,
+                    truncated=truncated,
+                    range_from=start,
+                    range_to=end,
+                    elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
+                    updated_at=datetime.now(UTC),
+                )
+                .model_dump_json()
+                .encode()
+            )
 
         try:
             # Kept as the JSON it is sent as: a shared answer costs its viewers no serialisation each.
