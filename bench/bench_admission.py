@@ -374,6 +374,8 @@ def report(result: dict[str, Any]) -> str:
         f"the heaviest panel (`{result['heaviest_panel']}`) over 24 h. {result['machine']['cpus']} cores, shared: load "
         f"average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after.",
         "",
+        _shared_machine_note(result),
+        "",
         f"**Target**: per-event freshness p99 with viewers within {summary['target_ratio']}x of the same round's step "
         f"without. Median ratio with admission control: **{summary['p99_ratio_median'][VIEWERS]}** "
         f"({'met' if summary['met'] else 'not met'}); without it (the dashboard before issue 24): "
@@ -406,6 +408,20 @@ def report(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _shared_machine_note(result: dict[str, Any]) -> str:
+    """Whether others' work on the machine outweighed the load under test (then no ratio means much)."""
+    cores = result["machine"]["cpus"]
+    loads = [step["load_average_1m_at_start"] for step in result["steps"]]
+    busy = [load for load in loads if load > cores]
+    if not busy:
+        return f"The machine was otherwise quiet: the 1-minute load stayed within its {cores} cores at every step."
+    return (
+        f"**Caveat**: at {len(busy)} of {len(loads)} steps the machine's 1-minute load was already above its {cores} "
+        f"cores when the step began (up to {max(loads)}): other work shared the cores, and the job's CPU time per step "
+        "(below) shows how much it got. Under such load the steps differ more by what else ran than by the phase."
+    )
 
 
 def _s(value: float | None) -> str:
