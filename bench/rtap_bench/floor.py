@@ -10,9 +10,10 @@ The floor job (``python -m rtap_bench.floor``, a process of its own like ``rtap 
 ``rtap.stream.spark.build_session`` with rtap's default stream settings; Spark's Kafka source with the job's
 options (``rtap.stream.job``: the same ``kafka.fetch.max.wait.ms``, batch cap and ``failOnDataLoss``), the
 same polling delay and trigger (0: the next batch as soon as the previous one is done); a ``foreachBatch``
-that takes each record's ``event_id`` and ``event_time`` to the driver (``from_json`` in the JVM: a truncated
-record gives nulls), notes the time (its "commit") and writes them as one Arrow file per batch, named with its
-record count so the harness can count without opening it.
+that reads the batch in one task per core as the job does, takes each record's ``event_id`` and ``event_time``
+to the driver (``from_json`` in the JVM: a truncated record gives nulls), notes the time (its "commit") and
+writes them as one Arrow file per batch, named with its record count so the harness can count without
+opening it.
 
 Freshness per event = that time minus the event's ``event_time``, over the events of the step's run (event
 time within the run, so the two-minute-late events fall out as they do for the job), each event once at its
@@ -231,8 +232,11 @@ def _record(batch: DataFrame, batch_id: int, directory: Path) -> None:
     from pyspark.sql import functions as F
 
     parsed = F.from_json(F.col("value").cast("string"), "event_id string, event_time timestamp").alias("e")
-    records = batch.select(parsed).select(
-        F.col("e.event_id").alias("event_id"), F.unix_millis(F.col("e.event_time")).alias("event_ms")
+    # One task per core, as the job reads (rtap.stream.spark.parse_batch): not one per Kafka partition.
+    records = (
+        batch.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
+        .select(parsed)
+        .select(F.col("e.event_id").alias("event_id"), F.unix_millis(F.col("e.event_time")).alias("event_ms"))
     )
     table = records.toArrow()
     write_batch(directory, batch_id, table, time.time())
