@@ -6,7 +6,6 @@ The listening socket is bound here, before uvicorn starts, so a taken port is a 
 
 from __future__ import annotations
 
-import errno
 import socket
 import threading
 import time
@@ -16,29 +15,12 @@ import uvicorn
 from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
-from rtap.errors import PortInUseError, ServiceError
+from rtap.errors import ServiceError
+from rtap.runtime.ports import listening_socket
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
 
 _START_TIMEOUT_S = 15.0
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0 picks a free one); PortInUseError if it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # SO_REUSEADDR only lets us reuse a port in TIME_WAIT; a live listener still makes bind fail.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(host, port, "the dashboard") from exc
-        raise ServiceError(f"cannot listen on {host}:{port} for the dashboard: {exc.strerror}") from exc
-    sock.set_inheritable(True)
-    return sock
 
 
 class DashboardServer:
@@ -79,7 +61,7 @@ def serve_dashboard(
     """
     check_exposure(settings.dashboard)
     host = settings.dashboard.host
-    sock = bind_socket(host, settings.dashboard.port if port is None else port)
+    sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     app = create_app(settings, client, definition)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
