@@ -6,7 +6,6 @@ origins: bound beyond loopback with only the built-in demo key, it refuses to st
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import socket
 
@@ -16,16 +15,7 @@ from rtap import metrics
 from rtap.collect.routes import create_app
 from rtap.collect.sinks import KafkaSink
 from rtap.errors import ConfigError
-from rtap.settings import CollectorSettings, Settings
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve anywhere
-        return False
+from rtap.settings import CollectorSettings, Settings, is_loopback
 
 
 def check_exposure(collect: CollectorSettings) -> None:
