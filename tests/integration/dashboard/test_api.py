@@ -125,6 +125,11 @@ def test_pipeline_health_numbers_are_exact(api: TestClient) -> None:
     batches = panel(api, "recent_batches")
     assert column(batches, "batch_id") == list(range(29, 9, -1))
     assert sum(column(panel(api, "rejected_per_minute"), "records")) == 5  # 3 dead letters + 2 late events
+    # Counted by class, as `rtap dlq reasons` counts them: two cuts of truncated JSON are one reason.
+    assert panel(api, "dead_letter_reasons")["rows"] == [
+        ["invalid JSON (unexpected end of data)", 2],
+        ["event_type: must be one of page_view, ...", 1],
+    ]
 
 
 def test_a_newer_version_replaces_the_window_under_final(api: TestClient, warehouse: Warehouse) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from rtap.dashboard.definition import ChartType, load_definition, parse_definition
 from rtap.errors import ConfigError
+from rtap.ops.dead_letters import REASON_CLASS
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,11 @@ def test_pipeline_health_reads_the_pipeline_tables() -> None:
     sql = " ".join(panel.sql for panel in pipeline.panels)
     for table in ("{db}.pipeline_batches FINAL", "{db}.dead_letters FINAL", "{db}.late_events FINAL"):
         assert table in sql
+
+
+def test_dead_letter_reasons_are_counted_by_the_class_rtap_dlq_reasons_uses() -> None:
+    reasons = load_definition().panels_by_id()["dead_letter_reasons"]
+    assert f"substringUTF8({REASON_CLASS}, 1, 80) AS reason" in reasons.sql
 
 
 def test_panels_declare_the_time_parameters_they_use() -> None:
