@@ -67,6 +67,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``: loopback for a wildcard address."""
+    return LOOPBACK if host in ("0.0.0.0", "::", "") else host
+
+
 def msk_region(servers: str) -> str | None:
     """The AWS region of an MSK bootstrap list, read from its brokers' host names; None for other hosts."""
     regions = {match.group(1) for host in bootstrap_hosts(servers) if (match := _MSK_HOST.search(host.lower()))}

@@ -61,6 +61,7 @@ def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path:
         )
         assert validate.returncode == 0, validate.stdout + validate.stderr
         assert "✗" not in validate.stdout
+        assert "✓ collector to warehouse: event " in validate.stdout  # through the collector `rtap up` runs
         status = run(["status"], env, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "stream job" in status.stdout

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rtap.settings import Settings
+from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 
@@ -172,6 +172,7 @@ def _event_columns() -> dict[str, pa.DataType]:
         "quantity": pa.int32(),
         "order_id": pa.string(),
         "schema_version": pa.uint8(),
+        "kafka_topic": pa.string(),
         "kafka_partition": pa.int32(),
         "kafka_offset": pa.int64(),
         "kafka_timestamp": UTC_MS,
@@ -195,6 +196,7 @@ def purchase(
         "quantity": quantity,
         "order_id": f"o{offset}",
         "schema_version": 1,
+        "kafka_topic": "",
         "kafka_partition": 0,
         "kafka_offset": offset,
         "kafka_timestamp": at,
@@ -217,6 +219,18 @@ def seed_events(client: WarehouseClient, now: datetime) -> None:
         purchase(now - timedelta(minutes=1), "u1", "p1", "10.00", 1, 3, "s0"),
         purchase(now - timedelta(seconds=90), "u3", "p3", "5.00", 1, 4, "s2"),
     ]
+    # u1's view of p1 in the demo shop, read from the collector's topic (the browser events panel).
+    rows.append(
+        {
+            **purchase(now - timedelta(minutes=4), "u1", "p1", "10.00", 1, 5, "s0"),
+            "event_type": "product_view",
+            "page_url": "/shop/product.html?id=p1",
+            "price": None,
+            "quantity": None,
+            "order_id": None,
+            "kafka_topic": KafkaSettings.model_fields["browser_topic"].default,
+        }
+    )
     insert_events(client, rows)
 
 

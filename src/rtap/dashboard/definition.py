@@ -22,15 +22,15 @@ from rtap.settings import Settings
 # A parameter as panels write it: ClickHouse's native `{name:Type}` placeholder.
 PARAMETER = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):(?P<type>[^{}]+)\}")
 # The time range the viewer picked (DateTime64), and settings a panel's meaning depends on, with their type:
-# a session counts as ended only after RTAP_STREAM_SESSION_GAP_S of inactivity, and the SQL must not
-# hard-code a copy of that number.
+# a session counts as ended only after RTAP_STREAM_SESSION_GAP_S of inactivity, and browser events are those
+# read from RTAP_KAFKA_BROWSER_TOPIC; the SQL must not hard-code a copy of either.
 TIME_PARAMETERS = frozenset({"from", "to"})
-SETTING_PARAMETERS = {"session_gap_s": "UInt32"}
+SETTING_PARAMETERS = {"session_gap_s": "UInt32", "browser_topic": "String"}
 
 
-def setting_parameters(settings: Settings) -> dict[str, int]:
+def setting_parameters(settings: Settings) -> dict[str, int | str]:
     """The values bound to :data:`SETTING_PARAMETERS`, from the settings the stream job runs with."""
-    return {"session_gap_s": round(settings.stream.session_gap_s)}
+    return {"session_gap_s": round(settings.stream.session_gap_s), "browser_topic": settings.kafka.browser_topic}
 
 
 _IDENTIFIER = r"^[a-z][a-z0-9_]*$"

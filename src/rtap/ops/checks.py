@@ -5,6 +5,8 @@ every deployment mode:
 
 - the dashboard API is healthy (``/api/health``: the warehouse answers);
 - events are flowing: a count over a fixed start and an end of "now" grows between two reads;
+- where a collector is given: an event in the tracker's format (``browser-event.v1``) posted to it is accepted
+  and appears in the warehouse (the ``browser_events`` panel), so the public door is checked end to end;
 - the pipeline is fresh: the last micro-batch and the newest one-minute window are recent;
 - every panel of every dashboard returns rows (``/api/dashboards``, ``/api/panels/{id}``);
 - where Metabase is given: it is healthy, and every card of the ``rtap`` collection runs and returns rows.
@@ -17,9 +19,10 @@ a skewed laptop clock cannot make a fresh cloud stack look stale.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,6 +38,11 @@ WINDOWS_PANEL, WINDOW_COLUMN = "events_by_type", "minute"
 # Width of the windowed tables (*_1m): the newest window may have started this much before the bound.
 WINDOW = timedelta(minutes=1)
 METABASE_COLLECTION = "rtap"
+# The panel that lists the events read from the collector's topic, and where the collector takes a batch.
+COLLECTOR_PANEL, COLLECTOR_COLUMN = "browser_events", "event_id"
+COLLECTOR_BATCH = "/v1/batch"
+# The validation event's page: a reserved name (RFC 2606), so it never looks like a real page in the tables.
+VALIDATION_URL = "https://rtap.invalid/validate"
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -71,6 +79,14 @@ class MetabaseTarget:
     client: httpx.Client
     email: str
     password: str
+
+
+@dataclass(frozen=True)
+class CollectorTarget:
+    """A collector to post a validation event to, with a write key it accepts (sent without ``Origin``)."""
+
+    client: httpx.Client
+    write_key: str
 
 
 @dataclass(frozen=True)
@@ -186,6 +202,64 @@ def check_events_flowing(api: httpx.Client, options: ValidationOptions, timer: _
     return CheckResult(name, False, f"{figure}: no new events within {options.flow_timeout_s:g} s")
 
 
+def validation_batch(write_key: str, event_id: str, now: datetime) -> dict[str, Any]:
+    """One page view as the tracker sends it (a batch of one), marked as ``rtap validate``'s own."""
+    at = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    event = {
+        "event_id": event_id,
+        "type": "page_view",
+        "created_at": at,
+        "anonymous_id": "rtap-validate",
+        "session_id": f"rtap-validate-{event_id}",
+        "url": VALIDATION_URL,
+        "title": "rtap validate",
+    }
+    return {"write_key": write_key, "sent_at": at, "events": [event]}
+
+
+def check_collector_round_trip(
+    collector: CollectorTarget, api: httpx.Client, options: ValidationOptions, timer: _Timer
+) -> CheckResult:
+    """Post one event to the collector, then re-read the browser events panel until it shows it.
+
+    A 200 from the collector means the event is in Kafka (acks=all); finding it in the panel means the stream
+    job read the collector's topic, validated the tracker's format and stored it. The event is a real page view
+    of :data:`VALIDATION_URL`, counted like any other (one per run of this check).
+    """
+    name = "collector to warehouse"
+    event_id = str(uuid.uuid4())
+    try:
+        answer = request_json(
+            collector.client, "POST", COLLECTOR_BATCH, body=validation_batch(collector.write_key, event_id, _now())
+        )
+        if not isinstance(answer, dict) or answer.get("accepted") != 1:
+            return CheckResult(name, False, f"POST {COLLECTOR_BATCH}: expected {{'accepted': 1}}, got {answer!r}")
+        posted = timer.monotonic()
+        deadline = posted + options.flow_timeout_s
+        while True:
+            result = _panel(api, COLLECTOR_PANEL)
+            columns = result.get("columns", [])
+            if COLLECTOR_COLUMN not in columns:
+                raise ServiceError(f"panel {COLLECTOR_PANEL}: no column {COLLECTOR_COLUMN!r}")
+            index = columns.index(COLLECTOR_COLUMN)
+            if any(str(row[index]) == event_id for row in result["rows"]):
+                waited = timer.monotonic() - posted
+                return CheckResult(name, True, f"event {event_id} accepted, in {COLLECTOR_PANEL} after {waited:.1f} s")
+            if timer.monotonic() >= deadline:
+                return CheckResult(
+                    name,
+                    False,
+                    f"event {event_id} accepted but not in {COLLECTOR_PANEL} within {options.flow_timeout_s:g} s",
+                )
+            timer.sleep(options.flow_poll_s)
+    except ServiceError as exc:
+        return CheckResult(name, False, str(exc))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def check_pipeline_fresh(api: httpx.Client, options: ValidationOptions) -> CheckResult:
     """The last micro-batch finished recently, and its data was recent when it did."""
     name = "pipeline fresh"
@@ -296,28 +370,34 @@ def run_checks(
     dashboard: httpx.Client,
     options: ValidationOptions,
     metabase: MetabaseTarget | None = None,
+    collector: CollectorTarget | None = None,
     *,
     sleep: Sleep = time.sleep,
     monotonic: Clock = time.monotonic,
 ) -> Iterator[CheckResult]:
-    """Every check, in the order a person would look: health, flow, freshness, panels, Metabase."""
+    """Every check, in the order a person would look: health, flow, the collector, freshness, panels, Metabase.
+
+    Without a collector nothing need have come from one, so its panel may be empty."""
     timer = _Timer(sleep=sleep, monotonic=monotonic)
+    allow_empty = options.allow_empty if collector is not None else options.allow_empty | {COLLECTOR_PANEL}
     health = check_dashboard_health(dashboard)
     yield health
     listed, panels = list_panels(dashboard)
     yield listed
     if health.ok:
         yield check_events_flowing(dashboard, options, timer)
+        if collector is not None:
+            yield check_collector_round_trip(collector, dashboard, options, timer)
         yield check_pipeline_fresh(dashboard, options)
         yield check_newest_window(dashboard, options)
         for panel in panels:
-            yield check_panel(dashboard, panel, options.allow_empty)
+            yield check_panel(dashboard, panel, allow_empty)
     if metabase is not None:
         metabase_health = check_metabase_health(metabase)
         yield metabase_health
         if metabase_health.ok:
             titles = {panel.title: panel.id for panel in panels}
-            yield from check_metabase_cards(metabase, titles, options.allow_empty)
+            yield from check_metabase_cards(metabase, titles, allow_empty)
 
 
 def validate_until(

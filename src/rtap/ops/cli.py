@@ -49,20 +49,45 @@ def validate(
         typer.Option("--allow-empty", help="A panel id that may return no rows in this run (repeatable)."),
     ] = None,
     timeout_s: Annotated[float, typer.Option("--timeout-s", min=1, help="HTTP timeout per request.")] = 30.0,
+    collector: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the collector a validation event is posted to, e.g. http://IP:8070 (default: the "
+            "local one)."
+        ),
+    ] = None,
+    write_key: Annotated[
+        str | None,
+        typer.Option(help="Write key for that event (default: the first of RTAP_COLLECT_WRITE_KEYS, or the demo key)."),
+    ] = None,
+    skip_collector: Annotated[
+        bool, typer.Option("--skip-collector", help="A stack without a collector: post nothing.")
+    ] = False,
 ) -> None:
     """Check a running stack end to end (local, compose or cloud): one line per check, non-zero exit on failure.
 
     A dashboard with a login is logged in to with RTAP_DASHBOARD_PASSWORD; Metabase's admin account comes from
-    RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD.
+    RTAP_METABASE_ADMIN_EMAIL / RTAP_METABASE_ADMIN_PASSWORD. Unless --skip-collector, one page view in the
+    tracker's format is posted to the collector and must reach the warehouse.
     """
     from contextlib import ExitStack
 
     from rtap.errors import ConfigError, ValidationFailedError
     from rtap.http_json import base_url, new_client
-    from rtap.ops.checks import MetabaseTarget, ValidationOptions, dashboard_login, run_checks, validate_until
+    from rtap.ops.checks import (
+        CollectorTarget,
+        MetabaseTarget,
+        ValidationOptions,
+        dashboard_login,
+        run_checks,
+        validate_until,
+    )
+    from rtap.settings import DEMO_WRITE_KEY, connect_host
 
     settings = Settings()
-    dashboard_url = base_url(target or f"http://{settings.dashboard.host}:{settings.dashboard.port}", "--target")
+    dashboard_url = base_url(
+        target or f"http://{connect_host(settings.dashboard.host)}:{settings.dashboard.port}", "--target"
+    )
     options = ValidationOptions(
         freshness_s=freshness_s, flow_timeout_s=flow_timeout_s, allow_empty=frozenset(allow_empty or ())
     )
@@ -78,8 +103,14 @@ def validate(
                 raise ConfigError("--metabase needs RTAP_METABASE_ADMIN_PASSWORD to run the rtap cards")
             metabase_client = stack.enter_context(new_client(base_url(metabase, "--metabase"), timeout_s))
             metabase_target = MetabaseTarget(metabase_client, settings.metabase.admin_email, password)
+        collector_target = None
+        if not skip_collector:
+            collect = settings.collect
+            collector_url = base_url(collector or f"http://{connect_host(collect.host)}:{collect.port}", "--collector")
+            key = write_key or next(iter(collect.write_keys), DEMO_WRITE_KEY)
+            collector_target = CollectorTarget(stack.enter_context(new_client(collector_url, timeout_s)), key)
         results = validate_until(
-            lambda: list(run_checks(dashboard_client, options, metabase_target)),
+            lambda: list(run_checks(dashboard_client, options, metabase_target, collector_target)),
             wait_s,
             on_retry=lambda failed: errors.print(f"waiting: {len(failed)} checks failing (first: {failed[0].line()})"),
         )

@@ -91,6 +91,12 @@ def test_clickstream_numbers_are_exact(api: TestClient) -> None:
     assert column(panel(api, "bot_suspects"), "actor") == ["203.0.113.9"]
 
 
+def test_browser_events_are_those_read_from_the_collectors_topic(api: TestClient) -> None:
+    latest = panel(api, "browser_events")
+    assert column(latest, "event_type") == ["product_view"]  # the seeded purchases came from the v1 topic
+    assert column(latest, "page_url") == ["/shop/product.html?id=p1"]
+
+
 def test_most_clicked_urls_are_the_page_views_per_page_in_the_range(api: TestClient, warehouse: Warehouse) -> None:
     """The previous system's chart, over its view (migration 0006): a click is a page view."""
     # Up to the newest minute, which another test rewrites: the nine minutes before it.

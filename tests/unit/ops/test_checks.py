@@ -21,10 +21,12 @@ from typer.testing import CliRunner
 from rtap.dashboard.api import RANGE_CHOICES, DashboardsResponse, PanelResult
 from rtap.dashboard.definition import load_definition
 from rtap.ops.checks import (
+    COLLECTOR_PANEL,
     FLOW_PANEL,
     FRESHNESS_PANEL,
     WINDOWS_PANEL,
     CheckResult,
+    CollectorTarget,
     MetabaseTarget,
     ValidationOptions,
     run_checks,
@@ -60,6 +62,8 @@ class FakeStack:
     empty_panels: set[str] = field(default_factory=set)
     failing_panels: set[str] = field(default_factory=set)
     flow_reads: list[dict[str, str]] = field(default_factory=list)
+    # Event ids the pipeline has stored from the collector's topic (the browser events panel lists them).
+    browser_event_ids: list[str] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -103,9 +107,32 @@ class FakeStack:
             stamp = "%Y-%m-%dT%H:%M:%S.000Z"
             rows = [[older.strftime(stamp), "page_view", 900], [self.newest_window.strftime(stamp), "page_view", 80]]
             return ["minute", "event_type", "events"], rows
+        if panel_id == COLLECTOR_PANEL:
+            return ["event_type", "event_id"], [["page_view", event_id] for event_id in self.browser_event_ids]
         if panel_id in self.empty_panels:
             return ["value"], []
         return ["value"], [[1]]
+
+
+@dataclass
+class FakeCollector:
+    """The collector's batch endpoint: what it accepts is in the stack's browser events at once (or never, when
+    not ``stored``: an event that Kafka took and the pipeline lost)."""
+
+    stack: FakeStack
+    write_key: str = "wk_shop"
+    stored: bool = True
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/v1/batch")
+        batch = json.loads(request.content)
+        self.batches.append(batch)
+        if batch["write_key"] != self.write_key:
+            return httpx.Response(401, json={"error": "unknown write key", "reason": "unknown_write_key"})
+        if self.stored:
+            self.stack.browser_event_ids.extend(event["event_id"] for event in batch["events"])
+        return httpx.Response(200, json={"accepted": len(batch["events"])})
 
 
 @dataclass
@@ -152,7 +179,11 @@ class FakeMetabase:
 
 
 def run(
-    stack: FakeStack, metabase: FakeMetabase | None = None, **options: Any
+    stack: FakeStack,
+    metabase: FakeMetabase | None = None,
+    collector: FakeCollector | None = None,
+    write_key: str = "wk_shop",
+    **options: Any,
 ) -> tuple[dict[str, CheckResult], FakeClock]:
     clock = FakeClock()
     api = httpx.Client(base_url="http://rtap.test:8050", transport=httpx.MockTransport(stack.handle))
@@ -160,7 +191,13 @@ def run(
     if metabase is not None:
         mb = httpx.Client(base_url="http://rtap.test:3000", transport=httpx.MockTransport(metabase.handle))
         target = MetabaseTarget(mb, "admin@rtap.local", "s3cret")
-    results = run_checks(api, ValidationOptions(**options), target, sleep=clock.sleep, monotonic=clock.monotonic)
+    collector_target = None
+    if collector is not None:
+        http = httpx.Client(base_url="http://rtap.test:8070", transport=httpx.MockTransport(collector.handle))
+        collector_target = CollectorTarget(http, write_key)
+    results = run_checks(
+        api, ValidationOptions(**options), target, collector_target, sleep=clock.sleep, monotonic=clock.monotonic
+    )
     by_name = {result.name: result for result in results}
     return by_name, clock
 
@@ -180,6 +217,40 @@ def test_a_working_stack_passes_every_check_with_its_figures() -> None:
     panel_checks = [name for name in results if name.startswith("panel ")]
     assert len(panel_checks) == len(PANEL_TITLES)
     assert results["panel clickstream/active_users"].line() == "✓ panel clickstream/active_users: 1 rows in 3.2 ms"
+
+
+def test_an_event_posted_to_the_collector_is_found_in_the_warehouse() -> None:
+    stack = FakeStack()
+    collector = FakeCollector(stack)
+    results, _ = run(stack, collector=collector)
+    assert failed(results) == set()
+    (batch,) = collector.batches
+    (event,) = batch["events"]
+    assert (event["type"], event["url"], batch["sent_at"]) == (
+        "page_view",
+        "https://rtap.invalid/validate",
+        event["created_at"],
+    )
+    assert (
+        results["collector to warehouse"].detail == f"event {event['event_id']} accepted, in browser_events after 0.0 s"
+    )
+
+
+def test_a_refused_or_unstored_collector_event_fails_with_the_reason() -> None:
+    refused, _ = run(FakeStack(), collector=FakeCollector(FakeStack()), write_key="wk_other")
+    assert failed(refused) == {"collector to warehouse", f"panel clickstream/{COLLECTOR_PANEL}"}
+    assert "HTTP 401" in refused["collector to warehouse"].detail
+    assert "unknown write key" in refused["collector to warehouse"].detail
+    stack = FakeStack()
+    lost, clock = run(stack, collector=FakeCollector(stack, stored=False), flow_timeout_s=20)
+    assert "accepted but not in browser_events within 20 s" in lost["collector to warehouse"].detail
+    assert clock.now >= 20
+
+
+def test_without_a_collector_its_panel_may_be_empty() -> None:
+    results, _ = run(FakeStack())
+    assert "collector to warehouse" not in results
+    assert results[f"panel clickstream/{COLLECTOR_PANEL}"].detail == "0 rows in 3.2 ms (allowed to be empty)"
 
 
 def test_the_flow_check_keeps_the_start_fixed_and_waits_for_growth() -> None:

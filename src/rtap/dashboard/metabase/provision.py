@@ -22,6 +22,7 @@ from rtap.dashboard.definition import PARAMETER, ChartType, Dashboard, Definitio
 from rtap.errors import ConfigError, MetabaseError
 from rtap.http_json import request_json
 from rtap.settings import Settings
+from rtap.warehouse.sql import quote_string
 
 COLLECTION_NAME = "rtap"
 # Metabase lays dashboards out on a 24-column grid; the definition uses 12 columns.
@@ -55,7 +56,10 @@ def metabase_sql(panel: Panel, settings: Settings, range_minutes: int) -> str:
     values = {
         "from": f"(now() - INTERVAL {range_minutes} MINUTE)",
         "to": "(now())",
-        **{name: str(value) for name, value in setting_parameters(settings).items()},
+        **{
+            name: quote_string(value) if isinstance(value, str) else str(value)
+            for name, value in setting_parameters(settings).items()
+        },
     }
     return PARAMETER.sub(lambda match: values[match["name"]], panel.sql.replace("{db}", settings.warehouse.database))
 

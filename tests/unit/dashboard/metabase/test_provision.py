@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from rtap.dashboard.definition import Definition, load_definition
 from rtap.dashboard.metabase import metabase_sql, provision
 from rtap.errors import ConfigError, MetabaseError
-from rtap.settings import MetabaseSettings, Settings, StreamSettings, WarehouseSettings
+from rtap.settings import KafkaSettings, MetabaseSettings, Settings, StreamSettings, WarehouseSettings
 from tests.support.metabase import FakeMetabase
 
 URL = "http://metabase.test:3000"
@@ -124,6 +124,13 @@ def test_metabase_sql_inlines_the_session_gap(definition: Definition) -> None:
     panel = definition.panels_by_id()["abandoned_carts"]
     sql = metabase_sql(panel, Settings(stream=StreamSettings(session_gap_s=900)), 60)
     assert "toIntervalSecond(900)" in sql
+    assert "{" not in sql
+
+
+def test_metabase_sql_inlines_the_browser_topic_as_a_string(definition: Definition) -> None:
+    panel = definition.panels_by_id()["browser_events"]
+    sql = metabase_sql(panel, Settings(kafka=KafkaSettings(browser_topic="shop.web")), 60)
+    assert "kafka_topic = 'shop.web'" in sql
     assert "{" not in sql
 
 
