@@ -44,6 +44,8 @@ AWS_DASHBOARD_PASSWORD_VAR ?= RTAP_DASHBOARD_PASSWORD
 # of this machine's loopback: the passwords it logs in with never cross the internet in plain HTTP.
 AWS_TUNNEL_DASHBOARD_PORT ?= 18050
 AWS_TUNNEL_METABASE_PORT ?= 13000
+# Without publish_collector the collector too is reached through the tunnel, from this port.
+AWS_TUNNEL_COLLECTOR_PORT ?= 18070
 
 # Only non-empty values are passed, so terraform.tfvars and the variables' defaults stay in charge otherwise.
 aws_tf_env = $(strip \
@@ -107,16 +109,28 @@ aws-validate: $(BIN)/rtap ## AWS: wait for the host, then check it end to end wi
 	  { echo "error: the bootstrap failed; its log:"; $(aws_ssh) ubuntu@$$ip 'sudo tail -n 40 /var/log/rtap-bootstrap.log'; exit 1; }; \
 	password=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^$(AWS_METABASE_PASSWORD_VAR)=//p' /opt/rtap/deploy/compose/.env"); \
 	dashboard_password=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^$(AWS_DASHBOARD_PASSWORD_VAR)=//p' /opt/rtap/deploy/compose/.env"); \
+	write_keys=$$($(aws_ssh) ubuntu@$$ip "sudo sed -n 's/^RTAP_COLLECT_WRITE_KEYS=//p' /opt/rtap/deploy/compose/.env"); \
+	collector=$$($(AWS_TF) output -raw collector_url) || \
+	  { echo "error: the deployment has no collector_url output (made by an older rtap?): run make aws-up"; exit 1; }; \
+	ca=""; \
+	case "$$collector" in \
+	  http://127.0.0.1:*) collector=http://127.0.0.1:$(AWS_TUNNEL_COLLECTOR_PORT) ;; \
+	  https://[0-9]*) ca=$$(mktemp "$${TMPDIR:-/tmp}/rtap-collector-ca.XXXXXX"); \
+	    $(aws_ssh) ubuntu@$$ip "cd /opt/rtap/deploy/compose && sudo docker compose exec -T collector-tls cat /data/caddy/pki/authorities/local/root.crt" >"$$ca" || \
+	    { echo "error: could not read the collector's local CA from $$ip (is collector-tls running?)"; exit 1; } ;; \
+	esac; \
 	control=$$(mktemp -u "$${TMPDIR:-/tmp}/rtap-aws-tunnel.XXXXXX"); \
 	$(aws_ssh) -f -N -M -S "$$control" -o ExitOnForwardFailure=yes \
 	  -L 127.0.0.1:$(AWS_TUNNEL_DASHBOARD_PORT):127.0.0.1:8050 -L 127.0.0.1:$(AWS_TUNNEL_METABASE_PORT):127.0.0.1:3000 \
-	  ubuntu@$$ip || { echo "error: no SSH tunnel to $$ip (are local ports $(AWS_TUNNEL_DASHBOARD_PORT) and \
-	$(AWS_TUNNEL_METABASE_PORT) free? set AWS_TUNNEL_DASHBOARD_PORT / AWS_TUNNEL_METABASE_PORT)"; exit 1; }; \
+	  -L 127.0.0.1:$(AWS_TUNNEL_COLLECTOR_PORT):127.0.0.1:8070 \
+	  ubuntu@$$ip || { echo "error: no SSH tunnel to $$ip (are local ports $(AWS_TUNNEL_DASHBOARD_PORT), \
+	$(AWS_TUNNEL_METABASE_PORT) and $(AWS_TUNNEL_COLLECTOR_PORT) free? set AWS_TUNNEL_*_PORT)"; exit 1; }; \
 	trap '$(aws_ssh) -S "'"$$control"'" -O exit ubuntu@'"$$ip"' >/dev/null 2>&1' EXIT; \
 	remaining=$$(( deadline - $$(date +%s) )); [ $$remaining -gt 60 ] || remaining=60; \
-	RTAP_METABASE_ADMIN_PASSWORD="$$password" RTAP_DASHBOARD_PASSWORD="$$dashboard_password" $(BIN)/rtap validate \
+	RTAP_METABASE_ADMIN_PASSWORD="$$password" RTAP_DASHBOARD_PASSWORD="$$dashboard_password" \
+	RTAP_COLLECT_WRITE_KEYS="$$write_keys" $(BIN)/rtap validate \
 	  --target http://127.0.0.1:$(AWS_TUNNEL_DASHBOARD_PORT) --metabase http://127.0.0.1:$(AWS_TUNNEL_METABASE_PORT) \
-	  --wait-s $$remaining $(AWS_VALIDATE_ARGS)
+	  --collector "$$collector" $${ca:+--collector-ca "$$ca"} --wait-s $$remaining $(AWS_VALIDATE_ARGS)
 
 aws-down: ## AWS: destroy everything aws-up created (an adopted key pair and imported resources stay)
 	$(AWS_TF) init -input=false >/dev/null

@@ -27,6 +27,10 @@ locals {
     # Where the dashboard and Metabase are published on the host (RTAP_UI_ADDRESS): its loopback, reached
     # through an SSH tunnel, unless publish_web_uis.
     ui_address = var.publish_web_uis ? "0.0.0.0" : "127.0.0.1"
+    # Where the collector's TLS ports are published (RTAP_COLLECTOR_ADDRESS), and the name its certificate
+    # is for (empty: the host's public address, found at boot).
+    collector_address = var.publish_collector ? "0.0.0.0" : "127.0.0.1"
+    collector_domain  = var.collector_domain
   })
 }
 

@@ -13,6 +13,11 @@ output "metabase_url" {
   value       = "http://${var.publish_web_uis ? aws_instance.host.public_ip : "127.0.0.1"}:3000"
 }
 
+output "collector_url" {
+  description = "The collector web pages send their events to (the demo shop: <collector_url>/shop/); on this machine while tunnel_command runs, unless publish_collector."
+  value       = var.publish_collector ? "https://${var.collector_domain != "" ? var.collector_domain : aws_instance.host.public_ip}" : "http://127.0.0.1:8070"
+}
+
 output "spark_ui_url" {
   description = "Spark UI of the streaming job, on this machine while tunnel_command runs."
   value       = "http://127.0.0.1:4040"
@@ -20,7 +25,7 @@ output "spark_ui_url" {
 
 output "tunnel_command" {
   description = "The web UIs on this machine's loopback, through SSH (Ctrl-C ends it)."
-  value       = "ssh -i ${local.ssh_private_key} -N -L 8050:127.0.0.1:8050 -L 3000:127.0.0.1:3000 -L 4040:127.0.0.1:4040 ubuntu@${aws_instance.host.public_ip}"
+  value       = "ssh -i ${local.ssh_private_key} -N -L 8050:127.0.0.1:8050 -L 3000:127.0.0.1:3000 -L 4040:127.0.0.1:4040 -L 8070:127.0.0.1:8070 ubuntu@${aws_instance.host.public_ip}"
 }
 
 output "ssh_command" {

@@ -101,6 +101,32 @@ variable "publish_web_uis" {
   default     = false
 }
 
+variable "publish_collector" {
+  description = <<-EOT
+    Open the collector's TLS ports to the world: 443, and 80 (it only redirects to https and answers Let's
+    Encrypt's challenge). The collector is the one service meant for the public: web pages send their events
+    to it, and it takes only events with a write key, from that key's origins (docs/collector.md). False keeps
+    it on the host's loopback, like the web UIs.
+  EOT
+  type        = bool
+  default     = true
+}
+
+variable "collector_domain" {
+  description = <<-EOT
+    A DNS name that points at the host (an A record to the public_ip output) for the collector's certificate,
+    which Caddy gets from Let's Encrypt. Empty: https://<public ip> with a certificate of Caddy's own local CA,
+    which browsers do not trust (make aws-validate fetches that CA to check the collector over TLS anyway).
+  EOT
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.collector_domain == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.collector_domain))
+    error_message = "collector_domain must be a lower-case DNS name such as collect.shop.example, or empty."
+  }
+}
+
 variable "ui_cidrs" {
   description = <<-EOT
     With publish_web_uis: the networks allowed to reach the rtap dashboard (8050) and Metabase (3000).

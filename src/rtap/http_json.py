@@ -9,6 +9,7 @@ the caller names) with the method, the URL and the reason.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,9 +29,13 @@ def base_url(url: str, option: str) -> str:
     return url.rstrip("/")
 
 
-def new_client(url: str, timeout_s: float, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """A client for one service; ``transport`` lets unit tests answer with ``httpx.MockTransport``."""
-    return httpx.Client(base_url=url, timeout=timeout_s, transport=transport, follow_redirects=True)
+def new_client(
+    url: str, timeout_s: float, transport: httpx.BaseTransport | None = None, *, ca_file: str | None = None
+) -> httpx.Client:
+    """A client for one service; ``transport`` lets unit tests answer with ``httpx.MockTransport``; ``ca_file``
+    verifies an https service against that CA bundle instead of the system's (a private CA's certificate)."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return httpx.Client(base_url=url, timeout=timeout_s, transport=transport, follow_redirects=True, verify=verify)
 
 
 def request_json(

@@ -60,6 +60,15 @@ def validate(
         str | None,
         typer.Option(help="Write key for that event (default: the first of RTAP_COLLECT_WRITE_KEYS, or the demo key)."),
     ] = None,
+    collector_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--collector-ca",
+            exists=True,
+            dir_okay=False,
+            help="CA certificate (PEM) an https collector's certificate is checked against, e.g. Caddy's local CA.",
+        ),
+    ] = None,
     skip_collector: Annotated[
         bool, typer.Option("--skip-collector", help="A stack without a collector: post nothing.")
     ] = False,
@@ -108,7 +117,9 @@ def validate(
             collect = settings.collect
             collector_url = base_url(collector or f"http://{connect_host(collect.host)}:{collect.port}", "--collector")
             key = write_key or next(iter(collect.write_keys), DEMO_WRITE_KEY)
-            collector_target = CollectorTarget(stack.enter_context(new_client(collector_url, timeout_s)), key)
+            ca_file = str(collector_ca) if collector_ca else None
+            http = stack.enter_context(new_client(collector_url, timeout_s, ca_file=ca_file))
+            collector_target = CollectorTarget(http, key)
         results = validate_until(
             lambda: list(run_checks(dashboard_client, options, metabase_target, collector_target)),
             wait_s,

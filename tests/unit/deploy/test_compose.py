@@ -46,6 +46,9 @@ UI_PORTS = {8050, 3000, 4040}
 LOGIN_UIS = {8050, 3000}
 # Kafka's listener for producers on the Docker host (the previous system's producers used this port).
 KAFKA_HOST_PORT = 9094
+# The collector: TLS (443, and 80 for the redirect and Let's Encrypt) through collector-tls, its plain port on loopback.
+COLLECTOR_TLS_PORTS = {443, 80}
+COLLECTOR_PORTS = COLLECTOR_TLS_PORTS | {8070}
 PROFILES = {"default": (), "cluster": ("cluster",), "producer": ("producer",), "all": ("cluster", "producer")}
 BROKERS_AND_DATABASES = {"kafka", "clickhouse", "metabase-db"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN|_KEY$")
@@ -240,7 +243,7 @@ def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
 def test_rtap_services_build_this_repository_as_one_versioned_image(services: dict[str, dict[str, Any]]) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     built = dict(rtap_services(services))
-    assert set(built) == {"migrate", "stream", "producer", "dashboard", "metabase-provision"}
+    assert set(built) == {"migrate", "stream", "producer", "dashboard", "collector", "metabase-provision"}
     for name, service in built.items():
         # Every one builds (so `docker compose pull --ignore-buildable` never looks for it in a registry).
         assert Path(service["build"]["context"]) == ROOT, name
@@ -369,7 +372,7 @@ def test_every_port_is_on_loopback_by_default(env_file: Path) -> None:
     """What `make compose-env` writes publishes nothing beyond this machine."""
     assert "RTAP_UI_ADDRESS=127.0.0.1" in env_file.read_text().splitlines()
     published = published_ports(env_file)
-    assert {p["target"] for p in published} == UI_PORTS | {8080, 9090, KAFKA_HOST_PORT}
+    assert {p["target"] for p in published} == UI_PORTS | COLLECTOR_PORTS | {8080, 9090, KAFKA_HOST_PORT}
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
 
 
@@ -378,6 +381,51 @@ def test_only_the_uis_with_a_login_follow_rtap_ui_address(env_file: Path, tmp_pa
     everywhere.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=127.0.0.1", "RTAP_UI_ADDRESS=0.0.0.0"))
     beyond = {p["target"] for p in published_ports(everywhere) if p["host_ip"] != "127.0.0.1"}
     assert beyond == LOGIN_UIS  # the Spark UI (no login, can stop the job) stays on loopback
+
+
+def test_the_collector_is_public_only_through_tls(env_file: Path, tmp_path: Path) -> None:
+    """RTAP_COLLECTOR_ADDRESS=0.0.0.0 (what the AWS host sets) publishes TLS only: a page on https:// cannot
+    post to http://, and the collector's plain port stays on this machine."""
+    public = tmp_path / ".env"
+    public.write_text(
+        env_file.read_text().replace("RTAP_COLLECTOR_ADDRESS=127.0.0.1", "RTAP_COLLECTOR_ADDRESS=0.0.0.0")
+    )
+    result = run_compose(public, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    beyond = {
+        (name, p["target"])
+        for name, service in services.items()
+        for p in service.get("ports") or []
+        if p["host_ip"] != "127.0.0.1"
+    }
+    assert beyond == {("collector-tls", port) for port in COLLECTOR_TLS_PORTS}
+    assert [p["host_ip"] for p in services["collector"]["ports"]] == ["127.0.0.1"]
+
+
+def test_collector_tls_proxies_to_the_collector_which_believes_only_it(
+    services: dict[str, dict[str, Any]], stacks: dict[str, dict[str, Any]]
+) -> None:
+    caddyfile = (COMPOSE_DIR / "collector-tls" / "Caddyfile").read_text()
+    assert "reverse_proxy collector:8070" in caddyfile
+    assert "respond /metrics 404" in caddyfile  # Prometheus reads them inside the network, the public does not
+    assert "{$RTAP_COLLECTOR_SITE:localhost} {" in caddyfile
+    assert "admin 127.0.0.1:2019" in caddyfile
+    tls, collector = services["collector-tls"], services["collector"]
+    assert set(tls["networks"]) == {"edge"}  # it reaches the collector and nothing else
+    assert set(collector["networks"]) == {"default", "edge"}
+    (subnet,) = [c["subnet"] for c in stacks["all"]["networks"]["edge"]["ipam"]["config"]]
+    env = environment(collector)
+    assert json.loads(env["RTAP_COLLECT_TRUSTED_PROXIES"]) == [subnet]
+    assert env["RTAP_COLLECT_HOST"] == "0.0.0.0"  # so rtap refuses to start it without write keys of its own
+    assert {v["target"]: v["type"] for v in tls["volumes"]}["/data"] == "volume"  # certificates survive restarts
+
+
+def test_the_demo_write_key_allows_the_collectors_own_https_origin(env_file: Path) -> None:
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
+    keys = rtap_settings.CollectorSettings(_env_file=None, write_keys=json.loads(values["RTAP_COLLECT_WRITE_KEYS"]))  # type: ignore[call-arg]
+    demo = keys.write_keys[rtap_settings.DEMO_WRITE_KEY]
+    assert demo.origins == [f"https://{values['RTAP_COLLECTOR_SITE']}"]
 
 
 def test_the_dashboard_listens_beyond_its_container_only_with_its_password(
@@ -770,6 +818,9 @@ FIXED_BY_REASON = {
         "RTAP_COLLECT_PORT",
     ),
     "a benchmark's switch (bench/bench_collect.py), never a deployment's": ("RTAP_COLLECT_BENCH_NOOP",),
+    "the collector believes X-Forwarded-For from collector-tls only, on the stack's edge network": (
+        "RTAP_COLLECT_TRUSTED_PROXIES",
+    ),
     "Metabase and its view of ClickHouse are services of the stack": (
         "RTAP_METABASE_URL",
         "RTAP_METABASE_CLICKHOUSE_HOST",
@@ -839,7 +890,7 @@ def test_env_file_settings_reach_every_rtap_service(
     result = run_compose(with_settings, "config", "--format", "json", profiles=PROFILES["all"])
     assert result.returncode == 0, result.stderr
     built = dict(rtap_services(json.loads(result.stdout)["services"]))
-    assert set(built) == {"migrate", "stream", "producer", "dashboard", "metabase-provision"}
+    assert set(built) == {"migrate", "stream", "producer", "dashboard", "collector", "metabase-provision"}
     for name, service in built.items():
         env = environment(service)
         assert {key: env.get(key) for key in chosen} == chosen, name
@@ -855,13 +906,17 @@ def test_env_file_settings_reach_every_rtap_service(
 
 
 def test_settings_left_out_of_env_file_stay_unset_in_the_containers(
-    raw: dict[str, Any], stacks: dict[str, dict[str, Any]]
+    raw: dict[str, Any], stacks: dict[str, dict[str, Any]], env_file: Path
 ) -> None:
     """A name without a value that .env does not set is not passed at all, so the image's defaults apply."""
+    in_env_file = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line[:5] == "RTAP_")
+    # The one rtap setting .env.example sets: the collector's write keys (it listens beyond its container).
+    assert passed_through(raw) & set(in_env_file) == {"RTAP_COLLECT_WRITE_KEYS"}
     for name, service in rtap_services(stacks["all"]["services"]):
         declared = service.get("environment") or {}
         assert passed_through(raw) <= set(declared), name
-        assert all(declared[key] is None for key in passed_through(raw)), name
+        assert all(declared[key] is None for key in passed_through(raw) - set(in_env_file)), name
+        assert all(declared[key] == in_env_file[key] for key in passed_through(raw) & set(in_env_file)), name
     # Passing a name without a value removes it from the container: none may be one the image sets.
     image_env = set(re.findall(r"\b(RTAP_[A-Z0-9_]+)=", (ROOT / "Dockerfile").read_text()))
     assert image_env
@@ -938,6 +993,7 @@ def test_prometheus_scrapes_every_rtap_process_with_the_rules_mounted(services: 
     assert targets["rtap-stream"] == {f"stream:{ports.port}"}
     assert targets["rtap-dashboard"] == {f"dashboard:{ports.dashboard_port}"}
     assert targets["rtap-producer"] == {f"producer:{ports.producer_port}"}
+    assert targets["rtap-collector"] == {"collector:8070"}  # its own port: /metrics beside its routes
     # Every long-running rtap role is scraped (the one-shots end before a scrape could matter).
     scraped = {target.split(":")[0] for job, hosts in targets.items() if job.startswith("rtap") for target in hosts}
     assert scraped == {name for name, s in rtap_services(services) if not is_one_shot(s)}

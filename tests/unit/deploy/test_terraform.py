@@ -36,12 +36,16 @@ UI_PORTS = {8050, 3000, 4040}
 LOGIN_UIS = {8050, 3000}
 # Kafka, ClickHouse (HTTP, native, interserver, TLS variants) and PostgreSQL: reached only inside compose.
 NEVER_OPEN = {9092, 9093, 9094, 8123, 8443, 9000, 9009, 9440, 5432}
+# The collector's TLS proxy: 443, and 80 for its redirect to https and Let's Encrypt's HTTP challenge.
+COLLECTOR_PORTS = {443, 80}
 TEMPLATE_VALUES: dict[str, Any] = {
     "repo_url": "https://github.com/example/rtap.git",
     "repo_ref": "0123456789abcdef0123456789abcdef01234567",
     "ttl_minutes": 240,
     "compose_profiles": "producer",
     "ui_address": "127.0.0.1",
+    "collector_address": "0.0.0.0",
+    "collector_domain": "",
 }
 PREVIOUS_SETUP = TF_DIR / "previous-setup.tfvars.example"
 ADOPTED_EXAMPLE = TF_DIR / "adopted.tf.example"
@@ -195,12 +199,34 @@ def test_no_ingress_to_kafka_clickhouse_or_postgresql(config: dict[str, list[Any
             port = rule[key]
             assert port in literal_ports or port == "${each.value.port}", f"{name}.{key} = {port}"
         assert rule.get("ip_protocol") == "tcp", f"{name} must not open every protocol"
-        assert rule["cidr_ipv4"] != "0.0.0.0/0", f"{name} is open to the world"
+        # The collector is the one door meant for the world (test_the_collector_alone_is_open_to_the_world).
+        assert rule["cidr_ipv4"] != "0.0.0.0/0" or name == "collector", f"{name} is open to the world"
     assert not NEVER_OPEN & literal_ports
     # The security group declares no inline rules that would bypass the rule resources.
     host = resources(config, "aws_security_group")["host"]
     assert "ingress" not in host
     assert "egress" not in host
+
+
+def test_the_collector_alone_is_open_to_the_world_on_its_tls_ports(config: dict[str, list[Any]]) -> None:
+    """Web pages anywhere post to the collector, through TLS (a page on https:// cannot post to http://): by
+    default the security group opens 443, and 80 for the redirect and Let's Encrypt, and nothing else."""
+    assert variables(config)["publish_collector"]["default"] is True
+    ports = local_value(config, "collector_ports")
+    assert ports.startswith("${var.publish_collector ? {") and ports.endswith(": {}}"), ports
+    assert set(re.findall(r"port = (\d+)", ports)) == {str(port) for port in COLLECTOR_PORTS}
+    rule = resources(config, "aws_vpc_security_group_ingress_rule")["collector"]
+    assert rule["for_each"] == "${local.collector_ports}"
+    assert (rule["from_port"], rule["to_port"], rule["ip_protocol"], rule["cidr_ipv4"]) == (
+        "${each.value.port}",
+        "${each.value.port}",
+        "tcp",
+        "0.0.0.0/0",
+    )
+    assert not COLLECTOR_PORTS & (NEVER_OPEN | UI_PORTS)
+    call = local_value(config, "user_data")
+    assert 'collector_address = var.publish_collector ? "0.0.0.0" : "127.0.0.1"' in call
+    assert "collector_domain  = var.collector_domain" in call or "collector_domain = var.collector_domain" in call
 
 
 def test_egress_is_explicit_http_and_https_only(config: dict[str, list[Any]]) -> None:
@@ -279,7 +305,7 @@ def test_ttl_schedule_acts_on_the_host_from_outside(config: dict[str, list[Any]]
 
 def test_outputs(config: dict[str, list[Any]]) -> None:
     names = {name for block in config["output"] for name in block}
-    assert {"public_ip", "dashboard_url", "metabase_url", "spark_ui_url", "ssh_command"} <= names
+    assert {"public_ip", "dashboard_url", "metabase_url", "collector_url", "spark_ui_url", "ssh_command"} <= names
 
 
 def test_remote_state_example_uses_s3_native_locking() -> None:
@@ -333,6 +359,8 @@ def console_errors(directory: Path, **overrides: str | None) -> str:
         ("repo_ref", "main; reboot", "repo_ref must be a branch, tag or commit"),
         ("ttl_hours", "1.5", "whole number of hours"),
         ("ttl_action", "hibernate", 'ttl_action must be "terminate" or "stop"'),
+        ("collector_domain", "https://collect.shop.example", "collector_domain must be a lower-case DNS name"),
+        ("collector_domain", "203.0.113.7", "collector_domain must be a lower-case DNS name"),
         ("root_volume_gib", "8", "root_volume_gib must be between 30 and 500"),
         ("availability_zone", "eu-west-1a", "must be a zone of the chosen region"),
     ],
@@ -355,6 +383,7 @@ def test_bad_values_are_refused_by_validation(
         ("existing_key_name", "my-key"),  # with the public_key_path make passes by default: the name wins
         ("ttl_hours", "0"),
         ("repo_ref", "v1.2.3"),
+        ("collector_domain", "collect.shop.example"),
     ],
 )
 def test_good_values_pass_validation(variables_only: Path, variable: str, value: str) -> None:
@@ -587,6 +616,13 @@ def test_user_data_pins_the_ref_and_generates_secrets_on_the_host(rendered: str)
     # The web UIs' address replaces the example's line (one value, not two).
     assert "UI_ADDRESS='127.0.0.1'" in lines
     assert 'echo "RTAP_UI_ADDRESS=$UI_ADDRESS"' in rendered
+    # The collector: published where Terraform says, its name the domain or the host's public address (IMDSv2),
+    # and the demo shop's write key allows that https origin.
+    assert "COLLECTOR_ADDRESS='0.0.0.0'" in lines
+    assert 'echo "RTAP_COLLECTOR_ADDRESS=$COLLECTOR_ADDRESS"' in rendered
+    assert "latest/meta-data/public-ipv4" in rendered
+    assert 'echo "RTAP_COLLECTOR_SITE=$COLLECTOR_SITE"' in rendered
+    assert '[\\"https://$COLLECTOR_SITE\\"]' in rendered
     # The cost guard is armed before anything that can fail on the network.
     assert rendered.index("shutdown -h") < rendered.index("apt_get update")
 

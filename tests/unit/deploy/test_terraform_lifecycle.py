@@ -173,9 +173,13 @@ def test_aws_up_adopts_a_key_pair_made_by_hand_by_name(lifecycle: tuple[Path, Pa
     assert "TF_VAR_public_key_path" not in applied
 
 
-def deployed(tmp_path: Path, key: Path | None) -> dict[str, str]:
+def deployed(tmp_path: Path, key: Path | None, collector_url: str = "https://192.0.2.10") -> dict[str, str]:
     """Terraform's outputs of a deployed host whose private key is ``key``."""
-    outputs = {"FAKE_IP": "192.0.2.10", "FAKE_OUTPUT_key_name": "legacy-key"}
+    outputs = {
+        "FAKE_IP": "192.0.2.10",
+        "FAKE_OUTPUT_key_name": "legacy-key",
+        "FAKE_OUTPUT_collector_url": collector_url,
+    }
     if key is not None:
         outputs["FAKE_OUTPUT_ssh_private_key"] = str(key)
     return outputs
@@ -207,13 +211,44 @@ def test_aws_validate_logs_in_with_the_adopted_key_pairs_private_key(
     assert len(validated) == 1
     # Through an SSH tunnel to the host's loopback: no password crosses the internet in plain HTTP.
     assert validated[0].startswith("validate --target http://127.0.0.1:18050 --metabase http://127.0.0.1:13000 ")
-    assert "192.0.2.10" not in validated[0]
+    # Only the collector, which takes no password, is reached at the host's public address (through TLS).
+    assert validated[0].count("192.0.2.10") == 1
+    assert "--collector https://192.0.2.10 " in validated[0]
     assert validated[0].endswith("password=generated-metabase-password dashboard=generated-dashboard-password")
     (tunnel,) = [call for call in calls if " -L " in call]
     assert " -f -N -M -S " in tunnel
     assert "-o ExitOnForwardFailure=yes" in tunnel
-    assert "-L 127.0.0.1:18050:127.0.0.1:8050 -L 127.0.0.1:13000:127.0.0.1:3000 ubuntu@192.0.2.10" in tunnel
+    assert (
+        "-L 127.0.0.1:18050:127.0.0.1:8050 -L 127.0.0.1:13000:127.0.0.1:3000 -L 127.0.0.1:18070:127.0.0.1:8070 "
+        in tunnel
+    )
     assert calls[-1].endswith(" -O exit ubuntu@192.0.2.10"), "the tunnel is closed at the end"
+
+
+@pytest.mark.parametrize(
+    ("collector_url", "expected"),
+    [
+        # Published, no domain: over the internet, through TLS, checked against Caddy's local CA from the host.
+        ("https://192.0.2.10", "--collector https://192.0.2.10 --collector-ca "),
+        # Published with a domain: a Let's Encrypt certificate, checked against the system's CAs.
+        ("https://collect.shop.example", "--collector https://collect.shop.example --wait-s"),
+        # Not published: on the host's loopback, through the tunnel.
+        ("http://127.0.0.1:8070", "--collector http://127.0.0.1:18070 --wait-s"),
+    ],
+)
+def test_aws_validate_posts_through_the_collector_as_published(
+    lifecycle: tuple[Path, Path, dict[str, str]], tmp_path: Path, collector_url: str, expected: str
+) -> None:
+    wrapper, _log, env = lifecycle
+    key = tmp_path / "host.pem"
+    key.write_text("private key\n")
+    variables = {**PREVIOUS_SETUP, "BIN": str(tmp_path / "bin"), "AWS_SSH_KEY": str(key)}
+    result = make(wrapper, "aws-validate", env, variables, **deployed(tmp_path, key, collector_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (validated,) = Path(env["FAKE_RTAP_LOG"]).read_text().splitlines()
+    assert expected in validated
+    fetched_ca = [call for call in ssh_calls(env) if "root.crt" in call]
+    assert bool(fetched_ca) == ("--collector-ca" in expected)
 
 
 def test_aws_ssh_key_overrides_the_deployments_key(
