@@ -31,21 +31,54 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_DIFFERENCES = 10
 
-COUNT_EVENTS = "SELECT count() FROM {db}.events FINAL"
-COUNT_LATE = "SELECT count() FROM {db}.late_events FINAL"
+# Only what was read from the truth's topic counts: the job reads other topics beside it (the collector's
+# browser events, a previous system's topic), whose events share the tables. Rows written before topics were
+# recorded have kafka_topic '' (the contract-v1 topic, the only one there was), and batches before migration
+# 0011 only a total of duplicates.
+_MINE = "kafka_topic IN ('', {topic:String})"
+COUNT_EVENTS = f"SELECT count() FROM {{db}}.events FINAL WHERE {_MINE}"
+COUNT_LATE = f"SELECT count() FROM {{db}}.late_events FINAL WHERE {_MINE}"
 COUNT_DEAD_LETTERS = "SELECT count() FROM {db}.dead_letters FINAL WHERE topic = {topic:String}"
-SUM_DUPLICATES = "SELECT toUInt64(sum(duplicates)) FROM {db}.pipeline_batches FINAL"
+SUM_DUPLICATES = """
+SELECT toUInt64(sum(if(empty(topic_duplicates), duplicates, topic_duplicates[{topic:String}])))
+FROM {db}.pipeline_batches FINAL
+"""
 DATA_GAPS = """
 SELECT `partition`, first_offset, end_offset, records FROM {db}.data_gaps FINAL
 WHERE topic = {topic:String} ORDER BY `partition`, first_offset
 """
-COUNT_SESSIONS = "SELECT uniqExact(session_id) FROM {db}.sessions"
+COUNT_SESSIONS = f"""
+SELECT uniqExact(session_id) FROM {{db}}.sessions
+WHERE session_id NOT IN (SELECT session_id FROM {{db}}.events WHERE NOT {_MINE})
+"""
 # Windows as epoch seconds and money as text: the same Python values from every backend, exactly.
 PAGE_VIEWS = "SELECT toUnixTimestamp(window_start), page_url, views, unique_users FROM {db}.page_views_1m FINAL"
 EVENTS_1M = (
     "SELECT toUnixTimestamp(window_start), event_type, events, users, orders, toString(revenue) "
     "FROM {db}.events_1m FINAL"
 )
+# What other topics' events add to the windows they fall in, from the events themselves: counts and sums add up,
+# and a distinct count grows by the distinct values the truth's topic lacks (all of them less its own).
+_VIEWS = "event_type IN ('page_view', 'product_view')"
+_ORDER = "event_type = 'purchase' AND order_id IS NOT NULL"
+OTHER_PAGE_VIEWS = f"""
+SELECT toUnixTimestamp(toStartOfMinute(event_time)) AS window, page_url, countIf(NOT {_MINE}),
+       uniqExact(user_id) - uniqExactIf(user_id, {_MINE})
+FROM {{db}}.events FINAL
+WHERE {_VIEWS} AND (toStartOfMinute(event_time), page_url) IN (
+    SELECT toStartOfMinute(event_time), page_url FROM {{db}}.events WHERE {_VIEWS} AND NOT {_MINE})
+GROUP BY window, page_url
+"""
+OTHER_EVENTS_1M = f"""
+SELECT toUnixTimestamp(toStartOfMinute(event_time)) AS window, event_type, countIf(NOT {_MINE}),
+       uniqExact(user_id) - uniqExactIf(user_id, {_MINE}),
+       uniqExactIf(ifNull(order_id, ''), {_ORDER}) - uniqExactIf(ifNull(order_id, ''), {_ORDER} AND {_MINE}),
+       toString(sumIf(toDecimal128(ifNull(price, 0), 6) * ifNull(quantity, 0), event_type = 'purchase' AND NOT {_MINE}))
+FROM {{db}}.events FINAL
+WHERE (toStartOfMinute(event_time), event_type) IN (
+    SELECT toStartOfMinute(event_time), event_type FROM {{db}}.events WHERE NOT {_MINE})
+GROUP BY window, event_type
+"""
 
 
 class LostRange(NamedTuple):
@@ -180,21 +213,40 @@ def _scalar(client: WarehouseClient, sql: str, parameters: Mapping[str, Any] | N
 
 
 def observe(client: WarehouseClient, *, topic: str) -> Observed:
-    """Read what readers of the warehouse see (dead letters of the input ``topic`` only)."""
+    """Read what readers of the warehouse see of the input ``topic``: its records' rows, and the windows less
+    what events of other topics added to them (a window only they fill is left out)."""
+    mine = {"topic": topic}
+    views = {
+        (_utc(window), page): PageViews(int(views), int(users))
+        for window, page, views, users in client.query_rows(PAGE_VIEWS)
+    }
+    for window, page, added_views, added_users in client.query_rows(OTHER_PAGE_VIEWS, parameters=mine):
+        key = (_utc(window), page)
+        if key in views:
+            views[key] = PageViews(views[key].views - int(added_views), views[key].unique_users - int(added_users))
+            if not views[key].views:
+                del views[key]
+    stats = {
+        (_utc(window), event_type): EventStats(int(events), int(users), int(orders), Decimal(revenue))
+        for window, event_type, events, users, orders, revenue in client.query_rows(EVENTS_1M)
+    }
+    for window, event_type, *added in client.query_rows(OTHER_EVENTS_1M, parameters=mine):
+        key = (_utc(window), event_type)
+        if key in stats:
+            events, users, orders, revenue = stats[key]
+            stats[key] = EventStats(
+                events - int(added[0]), users - int(added[1]), orders - int(added[2]), revenue - Decimal(added[3])
+            )
+            if not stats[key].events:
+                del stats[key]
     return Observed(
-        events=_scalar(client, COUNT_EVENTS),
-        dead_letters=_scalar(client, COUNT_DEAD_LETTERS, {"topic": topic}),
-        late_events=_scalar(client, COUNT_LATE),
-        duplicates=_scalar(client, SUM_DUPLICATES),
-        sessions=_scalar(client, COUNT_SESSIONS),
-        page_views_1m={
-            (_utc(window), page): PageViews(int(views), int(users))
-            for window, page, views, users in client.query_rows(PAGE_VIEWS)
-        },
-        events_1m={
-            (_utc(window), event_type): EventStats(int(events), int(users), int(orders), Decimal(revenue))
-            for window, event_type, events, users, orders, revenue in client.query_rows(EVENTS_1M)
-        },
+        events=_scalar(client, COUNT_EVENTS, mine),
+        dead_letters=_scalar(client, COUNT_DEAD_LETTERS, mine),
+        late_events=_scalar(client, COUNT_LATE, mine),
+        duplicates=_scalar(client, SUM_DUPLICATES, mine),
+        sessions=_scalar(client, COUNT_SESSIONS, mine),
+        page_views_1m=views,
+        events_1m=stats,
         lost_by_retention=tuple(
             LostRange(int(partition), int(first), int(end), int(records))
             for partition, first, end, records in client.query_rows(DATA_GAPS, parameters={"topic": topic})

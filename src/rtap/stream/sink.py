@@ -24,8 +24,9 @@ raises: the batch fails, Spark does not commit its offsets, and the batch is re-
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -120,12 +121,12 @@ INSERT_BATCH = """
 INSERT INTO {db}.pipeline_batches
     (query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters, duration_ms,
      rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag, topic_high_water, topic_end_offsets,
-     input_bytes)
+     input_bytes, topic_duplicates)
 SELECT query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters,
        duration_ms, rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag,
        mapFromArrays(hw_topics, arrayMap((p, t) -> mapFromArrays(p, t), hw_partitions, hw_times)),
        mapFromArrays(offset_topics, arrayMap((p, o) -> mapFromArrays(p, o), offset_partitions, offsets)),
-       input_bytes
+       input_bytes, mapFromArrays(duplicate_topics, duplicate_counts)
 FROM $rows
 """
 
@@ -159,6 +160,8 @@ class BatchStats:
     max_event_time: datetime | None
     kafka_lag: int
     input_bytes: int = 0
+    # The duplicates by the topic of their record (``duplicates`` is their sum).
+    duplicates_by_topic: Mapping[str, int] = field(default_factory=dict)
 
 
 class DeadLetterPublisher(Protocol):
@@ -169,6 +172,12 @@ class DeadLetterPublisher(Protocol):
 
 def _status(table: pa.Table, status: str) -> pa.Table:
     return table.filter(pc.equal(table["status"], status))
+
+
+def _count_by_topic(rows: pa.Table) -> Counter[str]:
+    """How many of ``rows`` each Kafka topic holds."""
+    counts = pc.value_counts(rows["kafka_topic"]) if rows.num_rows else []
+    return Counter({str(item["values"]): int(item["counts"]) for item in (c.as_py() for c in counts)})
 
 
 def _with_lineage(table: pa.Table, batch_id: int, now: datetime) -> pa.Table:
@@ -347,14 +356,15 @@ class WarehouseSink:
         dead = _status(table, DEAD_LETTER)
         late = _required_not_null(_status(table, LATE))
         candidates = _required_not_null(_status(table, ACCEPTED))
-        in_batch_duplicates = _status(table, DUPLICATE).num_rows
+        in_batch = _status(table, DUPLICATE)
 
         self._dead_letters.publish(dead)
         self._insert(INSERT_DEAD_LETTERS, self._not_stored(STORED_DEAD_LETTERS, dead), "dead_letters")
         self._insert(INSERT_LATE, self._not_stored(STORED_LATE, late), "late_events")
 
         accepted, new_events = self._events_to_insert(candidates)
-        stored_duplicates = candidates.num_rows - accepted.num_rows
+        # By topic: the in-batch copies, and the candidates that were copies of events stored before.
+        by_topic = _count_by_topic(in_batch) + _count_by_topic(candidates) - _count_by_topic(accepted)
 
         # Also the batch's partial aggregates: materialized views on events (migration 0008), each state table
         # deduplicating its own block of a retried insert.
@@ -375,7 +385,8 @@ class WarehouseSink:
             batch_id=batch_id,
             input_rows=table.num_rows,
             accepted=accepted.num_rows,
-            duplicates=in_batch_duplicates + stored_duplicates,
+            duplicates=in_batch.num_rows + candidates.num_rows - accepted.num_rows,
+            duplicates_by_topic=dict(by_topic),
             late=late.num_rows,
             dead_letters=dead.num_rows,
             duration_ms=duration_ms,
@@ -432,6 +443,8 @@ class WarehouseSink:
                 "offset_partitions": pa.array([[list(o) for o in offsets.values()]], pa.list_(pa.list_(pa.int32()))),
                 "offsets": pa.array([[list(o.values()) for o in offsets.values()]], pa.list_(pa.list_(pa.int64()))),
                 "input_bytes": pa.array([stats.input_bytes], pa.uint64()),
+                "duplicate_topics": pa.array([list(stats.duplicates_by_topic)], pa.list_(pa.string())),
+                "duplicate_counts": pa.array([list(stats.duplicates_by_topic.values())], pa.list_(pa.uint64())),
             }
         )
         token = f"rtap:batches:{self._pipeline_id}:{stats.batch_id}:{block_digest(batch)[1]}"

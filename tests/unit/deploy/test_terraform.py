@@ -213,7 +213,8 @@ def test_the_collector_alone_is_open_to_the_world_on_its_tls_ports(config: dict[
     default the security group opens 443, and 80 for the redirect and Let's Encrypt, and nothing else."""
     assert variables(config)["publish_collector"]["default"] is True
     ports = local_value(config, "collector_ports")
-    assert ports.startswith("${var.publish_collector ? {") and ports.endswith(": {}}"), ports
+    assert ports.startswith("${var.publish_collector ? {"), ports
+    assert ports.endswith(": {}}"), ports
     assert set(re.findall(r"port = (\d+)", ports)) == {str(port) for port in COLLECTOR_PORTS}
     rule = resources(config, "aws_vpc_security_group_ingress_rule")["collector"]
     assert rule["for_each"] == "${local.collector_ports}"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
@@ -20,8 +21,10 @@ from rtap.errors import ConfigError, ValidationFailedError
 from rtap.generate import ClickstreamGenerator, GroundTruth, PageViews
 from rtap.ops.reconcile import Observed, format_report, load_truth, observe, reconcile
 from rtap.settings import GeneratorSettings, Settings, WarehouseSettings
+from rtap.stream.sink import WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
+from tests.support.records import LEGACY_TOPIC, classify_records, legacy_click
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
@@ -204,3 +207,60 @@ def test_a_correctly_loaded_warehouse_reconciles_exactly(
     failed = runner.invoke(app, ["reconcile", "--truth", str(truth_path)])
     assert isinstance(failed.exception, ValidationFailedError)
     assert "1 of 9 checks differ: page_views_1m" in str(failed.exception)
+
+
+def user_ids(values: Iterator[bytes]) -> Iterator[str]:
+    """The user ids of the records that are JSON objects with one (the generator also sends broken ones)."""
+    for value in values:
+        try:
+            yield str(orjson.loads(value)["user_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+
+
+class KeptDeadLetters:
+    """The DLQ topic's publisher (our own interface): nothing to publish to here."""
+
+    def publish(self, rows: pa.Table) -> None:
+        assert rows.num_rows == 0 or rows["raw"].null_count == 0
+
+
+def test_events_of_other_topics_beside_the_truths_change_nothing_it_observes(
+    run: tuple[ClickstreamGenerator, list[tuple[int, bytes]]], warehouse_settings: Settings
+) -> None:
+    """The job reads other topics beside the generator's (the collector's, a previous system's): their events
+    share the tables and the windows, on the same pages, minutes and users, with duplicates of their own. What
+    reconcile observes of the generator's topic is still exactly its truth. Written by the job's own sink."""
+    generator, records = run
+    users = sorted(set(user_ids(value for _, value in records)))[:20]
+    pages = sorted(generator.truth.page_views_1m())[:20]
+    others = [  # page views in the generator's windows, by its users, on its pages; every tenth sent twice
+        legacy_click(i, timestamp=f"{window:%Y-%m-%dT%H:%M}:30.000000", user_id=users[i % len(users)], page_url=page)
+        for i, (window, page) in enumerate(pages)
+    ]
+    others += others[::10]
+    mixed = [(TOPIC, partition, value) for partition, value in records]
+    for i, click in enumerate(others):  # spread through the generator's records
+        mixed.insert(i * len(mixed) // len(others), (LEGACY_TOPIC, 0, orjson.dumps(click)))
+    # A database of its own beside the module's (chDB opens one data directory per process).
+    settings = Settings(data_dir=warehouse_settings.data_dir, warehouse=WarehouseSettings(database="rtap_mixed"))
+    with create_client(settings) as client:
+        apply_migrations(client)
+        sink = WarehouseSink(client, settings.stream, "mixed", KeptDeadLetters(), lambda offsets: {}, topic=TOPIC)
+        offsets: dict[tuple[str, int], int] = {}
+        for batch_id, start in enumerate(range(0, len(mixed), 500)):
+            chunk = mixed[start : start + 500]
+            numbered = []
+            for topic, partition, value in chunk:
+                offsets[topic, partition] = offsets.get((topic, partition), -1) + 1
+                numbered.append((partition, offsets[topic, partition], value))
+            marks = sink.high_water(batch_id)
+            classified = classify_records(numbered, marks, topic=[topic for topic, _, _ in chunk])
+            sink.write(batch_id, classified, datetime.now(UTC), marks)
+        stored = client.query_rows(
+            "SELECT count() FROM {db}.events FINAL WHERE kafka_topic = {topic:String}",
+            parameters={"topic": LEGACY_TOPIC},
+        )
+        assert stored == [(len(pages),)]  # the other topic's events are there, its copies counted as duplicates
+        report = reconcile(generator.truth, observe(client, topic=TOPIC))
+    assert report.ok, report.failed
