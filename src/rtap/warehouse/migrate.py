@@ -170,11 +170,12 @@ def apply_retention(client: WarehouseClient) -> list[str]:
     cannot bring back rows already dropped.
     """
     tables = list(RETENTION)
-    engines = dict(client.query_rows(TABLE_ENGINES, parameters={"database": client.database, "tables": tables}))
+    rows = client.query_rows(TABLE_ENGINES, parameters={"database": client.database, "tables": tables})
+    engines = {str(name): str(engine) for name, engine in rows}
     statements: list[str] = []
     for ttl in client.schema.retention:
         engine = engines.get(sqltext.check_identifier(ttl.table, "table name"))
-        if engine is None or not ttl_differs(ttl, str(engine)):
+        if engine is None or not ttl_differs(ttl, engine):
             continue
         statement = client.schema.ttl_statement(ttl)
         client.command(statement)

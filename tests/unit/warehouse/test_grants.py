@@ -67,13 +67,15 @@ Need = tuple[str, str, str]  # privilege, database, table ("*" for any)
 
 def _module_sql(module: ModuleType) -> list[str]:
     """The module-level SQL constants: strings, and the strings of dicts and tuples of them."""
-    found: list[str] = []
+    found: list[object] = []
     for value in vars(module).values():
-        values = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else (value,)
-        found.extend(
-            v for v in values if isinstance(v, str) and _SQL_START.match(v) and ("{db}" in v or "system." in v)
-        )
-    return found
+        if isinstance(value, dict):
+            found.extend(value.values())
+        elif isinstance(value, tuple):
+            found.extend(value)
+        else:
+            found.append(value)
+    return [v for v in found if isinstance(v, str) and _SQL_START.match(v) and ("{db}" in v or "system." in v)]
 
 
 def _writer_statements() -> list[str]:
@@ -175,7 +177,7 @@ def test_the_readers_grants_cover_every_query_it_runs(client: WarehouseClient) -
     statements = _reader_statements()
     assert len(statements) > 30
     assert _uncovered(client, statements, READER) == {}
-    needs = set().union(*(_needs(client, s) for s in statements))
+    needs: set[Need] = set().union(*(_needs(client, s) for s in statements))
     assert {privilege for privilege, _, _ in needs} == {"SELECT"}  # reads only
 
 
