@@ -17,7 +17,8 @@ as one line and exits non-zero; anything outside this tree is a bug and keeps it
     │   │   └── BrokerRefusedError  the cluster refused the client: its login or a certificate
     │   ├── WarehouseError          ClickHouse (chDB or server)
     │   │   ├── RetryableWarehouseError   worth retrying: timeouts, readonly table, too many parts
-    │   │   └── QueryRejectedError        refused by design: a write through a read-only path
+    │   │   ├── QueryRejectedError        refused by design: a write through a read-only path
+    │   │   └── ServerVersionError        the ClickHouse server is older than rtap.warehouse.MIN_SERVER_VERSION
     │   ├── MetabaseError           Metabase's API answered something unexpected
     │   └── BusyError               no room for more work now (the dashboard's query slots): retry shortly
     ├── PipelineError               the stream job failed (a failed batch is never swallowed)
@@ -108,6 +109,13 @@ class RetryableWarehouseError(WarehouseError):
 
 class QueryRejectedError(WarehouseError):
     """A statement refused by design, e.g. a write sent through a read-only path."""
+
+
+class ServerVersionError(WarehouseError):
+    """The ClickHouse server is older than rtap supports (``rtap.warehouse.MIN_SERVER_VERSION`` says why).
+
+    Not retryable: the same server answers the same version until it is upgraded.
+    """
 
 
 class MetabaseError(ServiceError):

@@ -449,6 +449,28 @@ class WarehouseSettings(BaseSettings):
     # A query may tighten them, never lift them.
     read_max_execution_time_s: float = Field(default=30.0, gt=0)
     read_max_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
+    # A server cluster (docs/clickhouse-server.md): migrations run ON CLUSTER this name (a name from the servers'
+    # remote_servers, or a macro such as {cluster}) and make Replicated*MergeTree tables at replica_path, named
+    # replica_name (ClickHouse expands the {shard}, {replica}, {database} and {table} macros). Empty: one server.
+    cluster: str = Field(default="", pattern=r"^[A-Za-z0-9_.{}-]*$")
+    replica_path: str = Field(default="/clickhouse/tables/{shard}/{database}/{table}", pattern=r"^[^'\\]+$")
+    replica_name: str = Field(default="{replica}", pattern=r"^[^'\\]+$")
+    # The stream job's writes on a server: insert_quorum of every INSERT (auto: a majority of the replicas; the
+    # replica count: every replica, so no read meets a replica outside the quorum). Its reads of what it wrote run
+    # with select_sequential_consistency (rtap.warehouse.server.client.writer_settings).
+    insert_quorum: str = Field(default="auto", pattern=r"^(auto|[0-9]+)$")
+    # Retention in days, applied by every migrate (ALTER TABLE ... MODIFY TTL when a table's differs); 0 keeps
+    # rows forever. events also sets event_ids (the duplicate lookup must remember what events holds).
+    retention_events_days: int = Field(default=30, ge=0)
+    retention_late_events_days: int = Field(default=30, ge=0)
+    retention_dead_letters_days: int = Field(default=30, ge=0)
+    retention_pipeline_batches_days: int = Field(default=90, ge=0)
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> Self:
+        if self.cluster and self.backend != "server":
+            raise ValueError("RTAP_CLICKHOUSE_CLUSTER needs RTAP_CLICKHOUSE_BACKEND=server (chDB is one process)")
+        return self
 
 
 class StreamSettings(BaseSettings):

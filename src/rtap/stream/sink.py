@@ -19,6 +19,11 @@ The windowed tables are maintained as mergeable partial aggregates: the batch's 
 its partial states (``*_state``, materialized views of migration 0008), then the sink rewrites the final rows of
 the windows it touched from the merged states. Any failure
 raises: the batch fails, Spark does not commit its offsets, and the batch is re-run.
+
+Every read above (the stored copies, the states the final rows come from, the high-water marks) must see the
+sink's own earlier writes. chDB is one engine; on a server behind a load balancer the writing client makes every
+insert a quorum insert and every read sequentially consistent (rtap.warehouse.server.client, and
+docs/clickhouse-server.md), so a replica that lacks a write refuses the read and the batch re-runs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 ``create_client(settings)`` returns a :class:`WarehouseClient` for ``settings.warehouse.backend``. The base
 class (client.py) knows no backend; the backends (chdb/, server/) build on it, and only this face picks one.
 Backends are imported when a client is made, so importing this package stays cheap.
+``MIN_SERVER_VERSION``: the oldest ClickHouse server rtap runs on (rtap.warehouse.version says why).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.version import MIN_SERVER_VERSION
 
 if TYPE_CHECKING:
     from rtap.settings import Settings
     from rtap.warehouse.chdb.channel import ChannelServer
 
-__all__ = ["WarehouseClient", "create_client", "serve_channel"]
+__all__ = ["MIN_SERVER_VERSION", "WarehouseClient", "create_client", "serve_channel"]
 
 
 def create_client(settings: Settings, *, readonly: bool = False) -> WarehouseClient:

@@ -10,12 +10,26 @@ import typer
 from rtap.settings import Settings
 
 
-def migrate() -> None:
+def migrate(
+    print_grants: Annotated[
+        bool,
+        typer.Option(
+            "--print-grants",
+            help="Print the GRANT statements the writer and reader accounts need on a server, and exit.",
+        ),
+    ] = False,
+) -> None:
     """Create or upgrade the ClickHouse schema; applies only migrations not applied before."""
     from rtap.warehouse import create_client
     from rtap.warehouse.migrate import apply_migrations, load_migrations
 
     settings = Settings()
+    if print_grants:
+        from rtap.warehouse.grants import grant_statements
+
+        for statement in grant_statements(settings.warehouse):
+            typer.echo(f"{statement};")
+        return
     with create_client(settings) as client:
         applied = apply_migrations(client)
     for migration in applied:

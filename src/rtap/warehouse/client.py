@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from rtap.errors import QueryRejectedError, WarehouseError
 from rtap.warehouse import sql as sqltext
+from rtap.warehouse.schema import Schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,11 +54,17 @@ class WarehouseClient(ABC):
     database: str
     readonly: bool
     limits: dict[str, float]
+    schema: Schema
 
-    def __init__(self, database: str, *, readonly: bool, limits: Mapping[str, float]) -> None:
+    def __init__(
+        self, database: str, *, readonly: bool, limits: Mapping[str, float], schema: Schema | None = None
+    ) -> None:
+        """``schema``: how migrations render their DDL here and each table's retention (rtap.warehouse.schema);
+        the backends build it from the settings, so every caller of ``apply_migrations`` targets the same place."""
         self.database = sqltext.check_identifier(database, "database name")
         self.readonly = readonly
         self.limits = dict(limits)
+        self.schema = schema or Schema()
 
     # -- public interface -------------------------------------------------------------------------
 

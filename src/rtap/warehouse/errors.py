@@ -27,6 +27,8 @@ RETRYABLE_CODES = frozenset(
         252,  # TOO_MANY_PARTS
         279,  # ALL_CONNECTION_TRIES_FAILED
         285,  # TOO_FEW_LIVE_REPLICAS
+        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE: a quorum insert still under way (insert_quorum_parallel=0)
+        289,  # REPLICA_IS_NOT_IN_QUORUM: a sequentially consistent read reached a replica still catching up
         319,  # UNKNOWN_STATUS_OF_INSERT
         439,  # CANNOT_SCHEDULE_TASK
         745,  # SERVER_OVERLOADED

@@ -5,6 +5,10 @@ Each applied file is recorded in ``{db}.schema_migrations`` with a checksum of i
 a recorded file whose statements changed is an error: schemas move forward with new files, never by
 editing applied ones. The ledger table is created before the first file runs because it lives in
 ``{db}`` and must exist to record ``0001``, which creates that database.
+
+Each statement runs as the client's :class:`~rtap.warehouse.schema.Schema` renders it (ON CLUSTER and
+Replicated engines on a cluster; the checksum is of the file's text, the same in both modes), and every run
+ends by setting each table's retention from the settings (:func:`apply_retention`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from importlib import resources
 from importlib.abc import Traversable
 
 from rtap.errors import WarehouseError
+from rtap.warehouse import sql as sqltext
 from rtap.warehouse.client import WarehouseClient
+from rtap.warehouse.schema import RETENTION, ttl_differs
 from rtap.warehouse.sql import split_statements
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -33,6 +39,9 @@ LEDGER_DDL = (
     ENGINE = ReplacingMergeTree
     ORDER BY version""",
 )
+
+
+APPLIED = "SELECT version, name, checksum FROM {db}.schema_migrations FINAL ORDER BY version"
 
 
 class MigrationError(WarehouseError):
@@ -77,7 +86,7 @@ def load_migrations(directory: Traversable | None = None) -> list[Migration]:
 
 def applied_migrations(client: WarehouseClient) -> dict[int, tuple[str, str]]:
     """Version -> (name, checksum) as recorded in ``{db}.schema_migrations``."""
-    rows = client.query_rows("SELECT version, name, checksum FROM {db}.schema_migrations FINAL ORDER BY version")
+    rows = client.query_rows(APPLIED)
     return {int(version): (str(name), str(checksum)) for version, name, checksum in rows}
 
 
@@ -88,8 +97,9 @@ def apply_migrations(client: WarehouseClient, directory: Traversable | None = No
     simply repeats that file next time; a file is recorded only after all its statements succeeded.
     """
     migrations = load_migrations(directory)
+    check_cluster(client)
     for ddl in LEDGER_DDL:
-        client.command(ddl)
+        client.command(client.schema.render(ddl))
     recorded = applied_migrations(client)
     known = {m.version: m for m in migrations}
     unknown = sorted(set(recorded) - set(known))
@@ -111,14 +121,66 @@ def apply_migrations(client: WarehouseClient, directory: Traversable | None = No
             continue
         for number, statement in enumerate(migration.statements, start=1):
             try:
-                client.command(statement)
+                client.command(client.schema.render(statement))
             except WarehouseError as exc:
                 raise type(exc)(
                     f"migration {migration.label}, statement {number}: {exc}", code=exc.code, query=exc.query
                 ) from exc
         _record(client, migration)
         applied.append(migration)
+    apply_retention(client)
     return applied
+
+
+# The shards of the cluster migrations target; a macro such as {cluster} is read from the server's macros.
+CLUSTER_SHARDS = """
+SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {cluster:String}
+"""
+MACRO = "SELECT getMacro({name:String})"
+
+
+def check_cluster(client: WarehouseClient) -> None:
+    """In cluster mode, the cluster must exist and have one shard (rtap.warehouse.schema says why)."""
+    cluster = client.schema.cluster
+    if not cluster:
+        return
+    name = cluster
+    if cluster.startswith("{") and cluster.endswith("}"):
+        ((name,),) = client.query_rows(MACRO, parameters={"name": cluster[1:-1]})
+    ((shards,),) = client.query_rows(CLUSTER_SHARDS, parameters={"cluster": name})
+    if shards == 0:
+        raise MigrationError(f"the server knows no cluster {name} (system.clusters): check RTAP_CLICKHOUSE_CLUSTER")
+    if shards > 1:
+        raise MigrationError(
+            f"cluster {name} has {shards} shards; rtap runs on one shard of replicas (docs/clickhouse-server.md)"
+        )
+
+
+# Every table with a retention setting, as system.tables describes its engine (TTL included).
+TABLE_ENGINES = """
+SELECT name, engine_full FROM system.tables WHERE database = {database:String} AND has({tables:Array(String)}, name)
+"""
+
+
+def apply_retention(client: WarehouseClient) -> list[str]:
+    """Give each table the TTL its retention setting asks for, where it differs; the statements run.
+
+    An ``ALTER TABLE ... MODIFY TTL`` makes ClickHouse drop the rows past the new TTL in the background
+    (``materialize_ttl_after_modify``), so a shorter retention frees disk without a restart; a longer one
+    cannot bring back rows already dropped.
+    """
+    tables = list(RETENTION)
+    rows = client.query_rows(TABLE_ENGINES, parameters={"database": client.database, "tables": tables})
+    engines = {str(name): str(engine) for name, engine in rows}
+    statements: list[str] = []
+    for ttl in client.schema.retention:
+        engine = engines.get(sqltext.check_identifier(ttl.table, "table name"))
+        if engine is None or not ttl_differs(ttl, engine):
+            continue
+        statement = client.schema.ttl_statement(ttl)
+        client.command(statement)
+        statements.append(client.render(statement))
+    return statements
 
 
 def _record(client: WarehouseClient, migration: Migration) -> None:

@@ -773,6 +773,12 @@ FIXED_BY_REASON = {
         "RTAP_CLICKHOUSE_PORT",
         "RTAP_CLICKHOUSE_SECURE",
     ),
+    "the clickhouse service is one server: no cluster DDL, no replicas to reach a quorum of": (
+        "RTAP_CLICKHOUSE_CLUSTER",
+        "RTAP_CLICKHOUSE_REPLICA_PATH",
+        "RTAP_CLICKHOUSE_REPLICA_NAME",
+        "RTAP_CLICKHOUSE_INSERT_QUORUM",
+    ),
     "the read-only account's grant names the database (users.d/rtap-users.xml)": ("RTAP_CLICKHOUSE_DATABASE",),
     "the reader's limits are its server profile's (users.d/rtap-users.xml)": (
         "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",

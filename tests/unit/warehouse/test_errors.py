@@ -27,6 +27,8 @@ CHDB_READONLY = (
         (209, RetryableWarehouseError),
         (242, RetryableWarehouseError),
         (252, RetryableWarehouseError),
+        (286, RetryableWarehouseError),  # a quorum insert still under way
+        (289, RetryableWarehouseError),  # a sequentially consistent read on a replica still catching up
         (60, WarehouseError),
         (None, WarehouseError),
     ],

@@ -9,10 +9,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 from pydantic import SecretStr
 
 from rtap.settings import WarehouseSettings
-from rtap.warehouse.server.client import bind_inputs, clickhouse_type, connect_kwargs, external_data
+from rtap.warehouse import WarehouseClient
+from rtap.warehouse.server.client import (
+    bind_inputs,
+    clickhouse_type,
+    connect_kwargs,
+    external_data,
+    with_writer_settings,
+    writer_settings,
+)
 
 
 def _settings() -> WarehouseSettings:
@@ -92,3 +101,39 @@ def test_inputs_travel_as_external_tables() -> None:
     assert file.structure == "`k` Nullable(Int32), `price` Nullable(Decimal(9, 2))"
     assert pa.ipc.open_stream(file.data).read_all().equals(table)
     assert external_data({}) is None
+
+
+def test_the_writer_reads_its_own_writes_on_any_replica() -> None:
+    """Quorum inserts, linearized, and sequentially consistent reads (docs/clickhouse-server.md)."""
+    assert writer_settings(_settings()) == {
+        "insert_quorum": "auto",
+        "insert_quorum_parallel": 0,
+        "select_sequential_consistency": 1,
+    }
+    assert writer_settings(WarehouseSettings(backend="server", insert_quorum="3"))["insert_quorum"] == 3
+
+
+def test_a_calls_settings_go_over_the_writers() -> None:
+    consistency = writer_settings(_settings())
+    merged = with_writer_settings(consistency, {"insert_deduplication_token": "rtap:events:ab"})
+    assert merged == {**consistency, "insert_deduplication_token": "rtap:events:ab"}
+    # The reader sends nothing of its own: readonly=1 would refuse a setting it may not change.
+    assert with_writer_settings({}, {}) is None
+    assert with_writer_settings({}, {"max_execution_time": 5}) == {"max_execution_time": 5}
+
+
+def test_an_insert_quorum_is_auto_or_a_count() -> None:
+    with pytest.raises(ValueError, match="insert_quorum"):
+        WarehouseSettings(insert_quorum="majority")
+
+
+def test_the_engine_takes_the_writers_settings_on_tables_that_are_not_replicated(client: WarehouseClient) -> None:
+    """ClickHouse itself (chDB) on one server's tables: the settings exist, and change nothing there."""
+    consistency = writer_settings(WarehouseSettings(backend="server", insert_quorum="2"))
+    client.command(
+        "INSERT INTO {db}.data_gaps (detected_at, topic, `partition`, first_offset, end_offset, records, reason, "
+        "pipeline_id) SELECT now64(3), 'clickstream.events', 0, 10, 20, 10, 'retention', 'p'",
+        settings={**consistency, "insert_deduplication_token": "rtap:test:quorum"},
+    )
+    table = client.query_arrow("SELECT sum(records) AS records FROM {db}.data_gaps FINAL", settings=consistency)
+    assert table.column("records").to_pylist() == [10]

@@ -30,6 +30,7 @@ from rtap.warehouse.chdb.errors import translate
 from rtap.warehouse.chdb.ownership import Ownership, try_acquire
 from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import format_parameters
+from rtap.warehouse.schema import Schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,8 +116,8 @@ _engines_lock = threading.Lock()
 class ChdbClient(WarehouseClient):
     """A client on this process's chDB engine; read-only clients use the engine's readonly connection."""
 
-    def __init__(self, engine: _Engine, database: str, *, readonly: bool) -> None:
-        super().__init__(database, readonly=readonly, limits=engine.limits)
+    def __init__(self, engine: _Engine, database: str, *, readonly: bool, schema: Schema | None = None) -> None:
+        super().__init__(database, readonly=readonly, limits=engine.limits, schema=schema)
         self._engine = engine
         self._closed = False
 
@@ -128,7 +129,7 @@ class ChdbClient(WarehouseClient):
         """Another, read-only client on the same engine (the socket channel serves through one)."""
         with _engines_lock:
             self._engine.users += 1
-        return ChdbClient(self._engine, self.database, readonly=True)
+        return ChdbClient(self._engine, self.database, readonly=True, schema=self.schema)
 
     def _bind(self, statement: str, inputs: dict[str, pa.Table]) -> str:
         for name in inputs:
@@ -212,4 +213,6 @@ def own_engine(settings: Settings, *, readonly: bool = False) -> ChdbClient | No
             engine = _Engine(directory, ownership, read_limits(settings.warehouse))
             _engines[directory] = engine
         engine.users += 1
-        return ChdbClient(engine, settings.warehouse.database, readonly=readonly)
+        return ChdbClient(
+            engine, settings.warehouse.database, readonly=readonly, schema=Schema.from_settings(settings.warehouse)
+        )

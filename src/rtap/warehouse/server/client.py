@@ -4,6 +4,20 @@
 ArrowStream format, with a structure derived from the Arrow schema. Sessions are off so that one
 client can be shared by threads (a ClickHouse HTTP session runs one query at a time). Query
 parameters are bound server-side by clickhouse-connect with its own value formatting.
+
+Read-after-write (docs/clickhouse-server.md): the stream sink reads back what it wrote (the duplicate lookup on
+``event_ids``, the windows' partial states it rewrites final rows from, ``pipeline_batches``' high-water marks and
+resume offsets). Behind a load balancer each query may reach another replica, so the writing account sends
+:func:`writer_settings` with every statement: each INSERT waits for ``insert_quorum`` replicas, linearized
+(``insert_quorum_parallel = 0``), and each read runs with ``select_sequential_consistency = 1``, so a replica that
+lacks a quorum-written part refuses the read (REPLICA_IS_NOT_IN_QUORUM, retryable: the batch fails and re-runs)
+instead of answering from stale data. A pinned HTTP session would not do: a session lives on the one server that
+opened it (another replica answers SESSION_NOT_FOUND unless the balancer is sticky), and runs one query at a time.
+On one server, and on tables that are not replicated, ClickHouse ignores the quorum settings; on ClickHouse Cloud
+(SharedMergeTree) an insert is durable when acknowledged and ``select_sequential_consistency`` makes the replica
+catch up with Keeper before it reads. The reading account sends none of them: dashboards read no write of their own.
+
+Every client checks the server's version when it connects (rtap.warehouse.version).
 """
 
 from __future__ import annotations
@@ -20,7 +34,9 @@ from rtap.errors import WarehouseError
 from rtap.settings import WarehouseSettings
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.client import WarehouseClient, read_limits
+from rtap.warehouse.schema import Schema
 from rtap.warehouse.server.errors import translate
+from rtap.warehouse.version import check_server_version
 
 EXTERNAL_PREFIX = "_rtap_input_"
 _TIMESTAMP_PRECISION = {"s": 0, "ms": 3, "us": 6, "ns": 9}
@@ -47,6 +63,19 @@ def connect_kwargs(settings: WarehouseSettings, *, readonly: bool) -> dict[str, 
         "autogenerate_session_id": False,
         "client_name": "rtap",
     }
+
+
+def writer_settings(settings: WarehouseSettings) -> dict[str, Any]:
+    """The settings every statement of the writing account carries: quorum inserts, sequentially consistent reads
+    (the module docstring says why)."""
+    quorum: int | str = int(settings.insert_quorum) if settings.insert_quorum.isdigit() else settings.insert_quorum
+    return {"insert_quorum": quorum, "insert_quorum_parallel": 0, "select_sequential_consistency": 1}
+
+
+def with_writer_settings(consistency: Mapping[str, Any], call: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A call's settings over the writer's consistency settings (a call may only add, e.g. a dedup token)."""
+    merged = {**consistency, **call}
+    return merged or None
 
 
 def clickhouse_type(arrow_type: pa.DataType, *, nullable: bool) -> str:
@@ -157,14 +186,23 @@ class ServerClient(WarehouseClient):
     """A client on a ClickHouse server; thread-safe (clickhouse-connect pools HTTP connections)."""
 
     def __init__(self, settings: WarehouseSettings, *, readonly: bool) -> None:
-        super().__init__(settings.database, readonly=readonly, limits=read_limits(settings))
+        super().__init__(
+            settings.database, readonly=readonly, limits=read_limits(settings), schema=Schema.from_settings(settings)
+        )
         import clickhouse_connect
 
         self._where = f"ClickHouse server {settings.host}:{settings.port}"
+        self._consistency = {} if readonly else writer_settings(settings)
         try:
             self._client = clickhouse_connect.get_client(**connect_kwargs(settings, readonly=readonly))
         except ClickHouseError as exc:
             raise translate(exc, where=self._where) from exc
+        try:
+            # The driver asked the server's version() as it connected.
+            check_server_version(str(self._client.server_version), where=self._where)
+        except WarehouseError:
+            self._client.close()
+            raise
 
     def _command(
         self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
@@ -172,7 +210,10 @@ class ServerClient(WarehouseClient):
         sql = bind_inputs(statement, inputs)
         try:
             self._client.command(
-                sql, parameters=parameters or None, settings=settings or None, external_data=external_data(inputs)
+                sql,
+                parameters=parameters or None,
+                settings=with_writer_settings(self._consistency, settings),
+                external_data=external_data(inputs),
             )
         except ClickHouseError as exc:
             raise translate(exc, sql, where=self._where) from exc
@@ -189,7 +230,7 @@ class ServerClient(WarehouseClient):
             return self._client.query_arrow(
                 sql,
                 parameters=parameters or None,
-                settings=settings or None,
+                settings=with_writer_settings(self._consistency, settings),
                 use_strings=True,
                 external_data=external_data(inputs),
             )
@@ -204,9 +245,11 @@ class ServerClient(WarehouseClient):
             raise translate(exc, sql, where=self._where) from exc
 
     def _insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token is not None else None
+        token = {"insert_deduplication_token": dedup_token} if dedup_token is not None else {}
         try:
-            self._client.insert_arrow(table, data, database=self.database, settings=settings)
+            self._client.insert_arrow(
+                table, data, database=self.database, settings=with_writer_settings(self._consistency, token)
+            )
         except ClickHouseError as exc:
             raise translate(exc, f"INSERT INTO {self.database}.{table}", where=self._where) from exc
 
