@@ -580,6 +580,20 @@ FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
         ),
     ),
     (
+        "README.md",
+        r"([\d,]+) single-event requests/s and ([\d,]+) events/s in batches of 25, at ([\d.]+) and ([\d.]+) of "
+        r"the same server without Kafka; (\d+) µs of the collector's CPU per single-event request; memory flat at "
+        r"(\d+) MiB",
+        lambda: (
+            f"{round(result('collect.json')['summary']['E1']['requests_per_s']):,}",
+            f"{round(result('collect.json')['summary']['B25']['events_per_s']):,}",
+            f"{result('collect.json')['ratios']['E1/N1']:.2f}",
+            f"{result('collect.json')['ratios']['B25/N25']:.2f}",
+            f"{round(result('collect.json')['summary']['E1']['collector_cpu_us_per_request'])}",
+            f"{round(result('collect.json')['outage']['rss_mb_during_outage_max'])}",
+        ),
+    ),
+    (
         "docs/operations.md",
         r"broker ready ([\d.]+) → ([\d.]+) s, the job's query started ([\d.]+) → ([\d.]+) s, first rows after "
         r"`rtap up` ([\d.]+) → ([\d.]+) s",
@@ -630,3 +644,48 @@ def test_aws_md_counts_the_checkov_skips() -> None:
         path.read_text(encoding="utf-8").count("checkov:skip") for path in (REPO / "deploy" / "terraform").rglob("*.tf")
     )
     assert skips == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[written]
+
+
+def pinned(pattern: str, path: str) -> str:
+    found = re.search(pattern, (REPO / path).read_text(encoding="utf-8"), re.MULTILINE)
+    assert found is not None, f"{path}: no {pattern!r}"
+    return found.group(1)
+
+
+def test_the_versions_the_docs_name_are_the_pinned_ones() -> None:
+    spark = pinned(r"^pyspark==(\S+)$", "constraints.txt")
+    kafka = pinned(r"<kafka.version>([^<]+)<", "jars/pom.xml")
+    assert pinned(r"<spark.version>([^<]+)<", "jars/pom.xml") == spark
+    clickhouse = pinned(r"image: clickhouse/clickhouse-server:(\d+\.\d+)\.", "deploy/compose/compose.yaml")
+    expected = {
+        r"(?:[Pp]y)?[Ss]park \**(\d+\.\d+\.\d+)": spark,
+        r"_2\.13:(\d+\.\d+\.\d+)": spark,
+        r"Kafka (\d+\.\d+\.\d+)": kafka,
+        r"apache/kafka:(\d+\.\d+\.\d+)": kafka,
+        r"clickhouse-server`? (\d+\.\d+)": clickhouse,
+    }
+    wrong = []
+    seen = dict.fromkeys(expected, 0)
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for pattern, version in expected.items():
+            for match in re.finditer(pattern, text):
+                seen[pattern] += 1
+                if match.group(1) != version:
+                    wrong.append(f"{doc_id(doc)}: {match.group(0)} (pinned: {version})")
+    assert all(seen.values()), f"patterns that match nothing any more: {[p for p, n in seen.items() if not n]}"
+    assert not wrong, "\n".join(wrong)
+
+
+def test_compose_md_memory_table_is_the_stacks_limits() -> None:
+    """The table of docs/compose.md: each service's mem_limit in compose.yaml, and the peak their sum with one
+    one-shot at a time (the one-shots run one after the other)."""
+    compose = yaml.safe_load((REPO / "deploy" / "compose" / "compose.yaml").read_text(encoding="utf-8"))
+    limits = {name: int(str(service["mem_limit"]).removesuffix("m")) for name, service in compose["services"].items()}
+    text = (REPO / "docs" / "compose.md").read_text(encoding="utf-8")
+    table = text.split("Memory limits (MiB):", 1)[1].strip().splitlines()
+    names = [cell.strip() for cell in table[0].strip("|").split("|")]
+    values = [int(cell.strip()) for cell in table[2].strip("|").split("|")]
+    documented = dict(zip(names, values, strict=True))
+    assert documented.pop("peak") == sum(limits.values()) - min(limits["migrate"], limits["metabase-provision"])
+    assert documented == limits
