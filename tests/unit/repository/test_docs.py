@@ -149,6 +149,16 @@ def is_group(command: Any) -> bool:
     return hasattr(command, "commands")
 
 
+def option_choices(param: Any) -> tuple[Any, ...]:
+    """An option's choices (an enum's members), as typer describes them (click's ``type.choices`` in older
+    typers, ``type_descriptor.choices`` in the ones that vendor click); () when it takes any value."""
+    for holder in (getattr(param, "type_descriptor", None), getattr(param, "type", None)):
+        choices = getattr(holder, "choices", None)
+        if choices:
+            return tuple(choices)
+    return ()
+
+
 def options(command: Any) -> set[str]:
     return {"--help"} | {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
 
@@ -184,11 +194,17 @@ def check_invocation(words: list[str]) -> str | None:
         command = command.commands[word]
         path.append(word)
         rest = rest[1:]
-    known = options(command)
-    for word in rest:
+    params = {opt: param for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    for word, following in zip(rest, [*rest[1:], ""][: len(rest)], strict=True):
         flag = re.match(r"^\[?(--?[a-zA-Z][\w-]*)", word)
-        if flag and flag.group(1) not in known:
+        if not flag:
+            continue
+        if flag.group(1) not in options(command):
             return f"`{' '.join(path)}` has no option {flag.group(1)}"
+        choices = {str(getattr(choice, "value", choice)) for choice in option_choices(params.get(flag.group(1)))}
+        value = following.rstrip(".,:;)]`'")
+        if choices and re.fullmatch(r"[a-z][\w-]*", value) and value not in choices:
+            return f"`{' '.join(path)} {flag.group(1)}` takes one of {sorted(choices)}, not {value!r}"
     return None
 
 
@@ -210,6 +226,8 @@ def test_the_command_checker_refuses_what_does_not_exist() -> None:
     assert check_invocation(["kafka", "start\\|stop\\|status"]) is None
     assert check_invocation(["kafka", "restart"]) is not None
     assert check_invocation(["produce", "--speed", "5"]) is not None
+    assert check_invocation(["up", "--profile", "cluster"]) is None
+    assert check_invocation(["up", "--profile", "galaxy"]) is not None
 
 
 # -- settings ---------------------------------------------------------------------------------------------------
@@ -689,3 +707,72 @@ def test_compose_md_memory_table_is_the_stacks_limits() -> None:
     documented = dict(zip(names, values, strict=True))
     assert documented.pop("peak") == sum(limits.values()) - min(limits["migrate"], limits["metabase-provision"])
     assert documented == limits
+
+
+@cache
+def settings_defaults() -> dict[str, Any]:
+    """Every setting's environment name -> its default value."""
+    defaults: dict[str, Any] = {}
+    for value in vars(rtap_settings).values():
+        if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
+            prefix = value.model_config.get("env_prefix", "")
+            for field_name, info in value.model_fields.items():
+                defaults[f"{prefix}{field_name}".upper()] = info.get_default(call_default_factory=True)
+    return defaults
+
+
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def same_value(written: str, default: Any) -> bool:
+    """Whether a default as a table writes it (`30`, 256 MiB, `127.0.0.1`, none) is the setting's default."""
+    if not written.startswith("`"):
+        sized = re.fullmatch(r"([\d.]+) (KiB|MiB|GiB)", written)
+        if sized:
+            return bool(float(sized.group(1)) * UNITS[sized.group(2)] == default)
+        if re.fullmatch(r"\d+", written):
+            return bool(int(written) == default)
+        return default in (None, "", False) or isinstance(default, list | dict | Path)  # `none`, `–`, "system CAs"
+    literal = written.strip("`")
+    if isinstance(default, bool):
+        return literal == str(default).lower()
+    if isinstance(default, int | float):
+        return float(literal) == default
+    return literal == str(default)
+
+
+def default_tables() -> Iterator[tuple[str, int, list[str], list[str]]]:
+    """(doc, line, names, written defaults) of every row of a table whose second column is `default` or `local`."""
+    for doc in DOCS:
+        columns: list[str] = []
+        for number, line in prose_and_fences(doc)[0]:
+            if not line.startswith("|"):
+                columns = []
+                continue
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not columns:
+                columns = cells
+                continue
+            if len(columns) < 2 or columns[1] not in {"default", "local"} or set(cells[0]) <= {"-", ":"}:
+                continue
+            names = [name for first, rest in mentioned_settings(cells[0]) for name in (first, *rest)]
+            values = [value.strip() for value in re.split(r" / |, ", cells[1])]
+            if names and not any(name.endswith("*") for name in names):
+                yield doc_id(doc), number, names, values
+
+
+def test_the_defaults_in_the_docs_tables_are_the_settings_defaults() -> None:
+    rows = list(default_tables())
+    assert len(rows) > 20
+    wrong = []
+    for doc, number, names, values in rows:
+        if len(values) != len(names):
+            if len(values) == 1 and not values[0].startswith("`"):
+                values = values * len(names)  # one `none` for a pair
+            else:
+                wrong.append(f"{doc}:{number}: {len(names)} settings, {len(values)} defaults")
+                continue
+        for name, value in zip(names, values, strict=True):
+            if name in settings_defaults() and not same_value(value, settings_defaults()[name]):
+                wrong.append(f"{doc}:{number}: {name} written {value}, default {settings_defaults()[name]!r}")
+    assert not wrong, "\n".join(wrong)
