@@ -776,3 +776,39 @@ def test_the_defaults_in_the_docs_tables_are_the_settings_defaults() -> None:
             if name in settings_defaults() and not same_value(value, settings_defaults()[name]):
                 wrong.append(f"{doc}:{number}: {name} written {value}, default {settings_defaults()[name]!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if not is_group(command):
+        yield path
+        return
+    for name, sub in command.commands.items():
+        yield from leaf_commands(sub, (*path, name))
+
+
+def named_commands(words: list[str]) -> set[tuple[str, ...]]:
+    """The command paths ``rtap WORDS`` names (``kafka start|stop|status``: three)."""
+    paths: set[tuple[str, ...]] = set()
+    command, path = cli(), ()
+    for word in words:
+        if not is_group(command):
+            break
+        names = re.split(r"\\?\|", word.rstrip(".,:`"))
+        if len(names) > 1:
+            return {(*path, name) for name in names}
+        if word not in command.commands:
+            break
+        command, path = command.commands[word], (*path, word)
+    return paths | {path}
+
+
+def test_the_readme_cli_table_lists_every_command() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    listed: set[tuple[str, ...]] = set()
+    for row in table.splitlines()[2:]:
+        first_cell = re.match(r"\|\s*`([^`]*)`", row)
+        for words in rtap_invocations(first_cell.group(1) if first_cell else ""):
+            listed |= named_commands(words)
+    missing = {" ".join(path) for path in leaf_commands(cli())} - {" ".join(path) for path in listed}
+    assert not missing, f"README.md's CLI table does not list: {sorted(missing)}"
