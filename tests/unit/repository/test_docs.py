@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 import rtap.settings as rtap_settings
@@ -230,22 +231,63 @@ def test_the_command_checker_refuses_what_does_not_exist() -> None:
     assert check_invocation(["up", "--profile", "galaxy"]) is not None
 
 
+def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if not is_group(command):
+        yield path
+        return
+    for name, sub in command.commands.items():
+        yield from leaf_commands(sub, (*path, name))
+
+
+def named_commands(words: list[str]) -> set[tuple[str, ...]]:
+    """The command paths ``rtap WORDS`` names (``kafka start|stop|status``: three)."""
+    command, path = cli(), ()
+    for word in words:
+        if not is_group(command):
+            break
+        names = re.split(r"\\?\|", word.rstrip(".,:`"))
+        if len(names) > 1:
+            return {(*path, name) for name in names}
+        if word not in command.commands:
+            break
+        command, path = command.commands[word], (*path, word)
+    return {path}
+
+
+def test_the_readme_cli_table_lists_every_command() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    listed: set[tuple[str, ...]] = set()
+    for row in table.splitlines()[2:]:
+        first_cell = re.match(r"\|\s*`([^`]*)`", row)
+        for words in rtap_invocations(first_cell.group(1) if first_cell else ""):
+            listed |= named_commands(words)
+    missing = {" ".join(path) for path in leaf_commands(cli())} - {" ".join(path) for path in listed}
+    assert not missing, f"README.md's CLI table does not list: {sorted(missing)}"
+
+
 # -- settings ---------------------------------------------------------------------------------------------------
 
 
-@cache
-def settings_names() -> frozenset[str]:
-    """Every environment variable rtap.settings reads (each field under its prefix, and any alias)."""
-    names: set[str] = set()
+def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
+    """(environment name, field) of every setting of rtap.settings; a component (``Settings.kafka``) is not one,
+    its own fields are, under their own prefix."""
     for value in vars(rtap_settings).values():
         if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
             prefix = value.model_config.get("env_prefix", "")
             for field_name, info in value.model_fields.items():
-                if isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings):
-                    continue  # a component: its own fields are listed under its own prefix
-                names.add(f"{prefix}{field_name}".upper())
-                choices = getattr(info.validation_alias, "choices", ())
-                names.update(str(choice) for choice in choices if str(choice).startswith("RTAP_"))
+                if not (isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings)):
+                    yield f"{prefix}{field_name}".upper(), info
+
+
+@cache
+def settings_names() -> frozenset[str]:
+    """Every environment variable rtap.settings reads (each setting, and any alias it has)."""
+    names: set[str] = set()
+    for name, info in setting_fields():
+        names.add(name)
+        choices = getattr(info.validation_alias, "choices", ())
+        names.update(str(choice) for choice in choices if str(choice).startswith("RTAP_"))
     return frozenset(names)
 
 
@@ -326,6 +368,83 @@ def test_compose_md_names_every_setting_the_stack_does_not_take_from_env() -> No
     assert not passed & fixed, f"compose.md says the stack fixes what it passes through: {sorted(passed & fixed)}"
     missing = settings_names() - passed - fixed
     assert not missing, f"docs/compose.md does not say these settings stay out of the containers: {sorted(missing)}"
+
+
+def test_compose_md_memory_table_is_the_stacks_limits() -> None:
+    """The table of docs/compose.md: each service's mem_limit in compose.yaml, and the peak their sum with one
+    one-shot at a time (the one-shots run one after the other)."""
+    compose = yaml.safe_load((REPO / "deploy" / "compose" / "compose.yaml").read_text(encoding="utf-8"))
+    limits = {name: int(str(service["mem_limit"]).removesuffix("m")) for name, service in compose["services"].items()}
+    text = (REPO / "docs" / "compose.md").read_text(encoding="utf-8")
+    table = text.split("Memory limits (MiB):", 1)[1].strip().splitlines()
+    names = [cell.strip() for cell in table[0].strip("|").split("|")]
+    values = [int(cell.strip()) for cell in table[2].strip("|").split("|")]
+    documented = dict(zip(names, values, strict=True))
+    assert documented.pop("peak") == sum(limits.values()) - min(limits["migrate"], limits["metabase-provision"])
+    assert documented == limits
+
+
+@cache
+def settings_defaults() -> dict[str, Any]:
+    """Every setting's environment name -> its default value."""
+    return {name: info.get_default(call_default_factory=True) for name, info in setting_fields()}
+
+
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def same_value(written: str, default: Any) -> bool:
+    """Whether a default as a table writes it (`30`, 256 MiB, `127.0.0.1`, none) is the setting's default."""
+    if not written.startswith("`"):
+        sized = re.fullmatch(r"([\d.]+) (KiB|MiB|GiB)", written)
+        if sized:
+            return bool(float(sized.group(1)) * UNITS[sized.group(2)] == default)
+        if re.fullmatch(r"\d+", written):
+            return bool(int(written) == default)
+        return default in (None, "", False) or isinstance(default, list | dict | Path)  # `none`, `–`, "system CAs"
+    literal = written.strip("`")
+    if isinstance(default, bool):
+        return literal == str(default).lower()
+    if isinstance(default, int | float):
+        return float(literal) == default
+    return literal == str(default)
+
+
+def default_tables() -> Iterator[tuple[str, int, list[str], list[str]]]:
+    """(doc, line, names, written defaults) of every row of a table whose second column is `default` or `local`."""
+    for doc in DOCS:
+        columns: list[str] = []
+        for number, line in prose_and_fences(doc)[0]:
+            if not line.startswith("|"):
+                columns = []
+                continue
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not columns:
+                columns = cells
+                continue
+            if len(columns) < 2 or columns[1] not in {"default", "local"} or set(cells[0]) <= {"-", ":"}:
+                continue
+            names = [name for first, rest in mentioned_settings(cells[0]) for name in (first, *rest)]
+            values = [value.strip() for value in re.split(r" / |, ", cells[1])]
+            if names and not any(name.endswith("*") for name in names):
+                yield doc_id(doc), number, names, values
+
+
+def test_the_defaults_in_the_docs_tables_are_the_settings_defaults() -> None:
+    rows = list(default_tables())
+    assert len(rows) > 20
+    wrong = []
+    for doc, number, names, values in rows:
+        if len(values) != len(names):
+            if len(values) == 1 and not values[0].startswith("`"):
+                values = values * len(names)  # one `none` for a pair
+            else:
+                wrong.append(f"{doc}:{number}: {len(names)} settings, {len(values)} defaults")
+                continue
+        for name, value in zip(names, values, strict=True):
+            if name in settings_defaults() and not same_value(value, settings_defaults()[name]):
+                wrong.append(f"{doc}:{number}: {name} written {value}, default {settings_defaults()[name]!r}")
+    assert not wrong, "\n".join(wrong)
 
 
 # -- make targets -----------------------------------------------------------------------------------------------
@@ -664,6 +783,9 @@ def test_aws_md_counts_the_checkov_skips() -> None:
     assert skips == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[written]
 
 
+# -- versions ----------------------------------------------------------------------------------------------------
+
+
 def pinned(pattern: str, path: str) -> str:
     found = re.search(pattern, (REPO / path).read_text(encoding="utf-8"), re.MULTILINE)
     assert found is not None, f"{path}: no {pattern!r}"
@@ -693,122 +815,3 @@ def test_the_versions_the_docs_name_are_the_pinned_ones() -> None:
                     wrong.append(f"{doc_id(doc)}: {match.group(0)} (pinned: {version})")
     assert all(seen.values()), f"patterns that match nothing any more: {[p for p, n in seen.items() if not n]}"
     assert not wrong, "\n".join(wrong)
-
-
-def test_compose_md_memory_table_is_the_stacks_limits() -> None:
-    """The table of docs/compose.md: each service's mem_limit in compose.yaml, and the peak their sum with one
-    one-shot at a time (the one-shots run one after the other)."""
-    compose = yaml.safe_load((REPO / "deploy" / "compose" / "compose.yaml").read_text(encoding="utf-8"))
-    limits = {name: int(str(service["mem_limit"]).removesuffix("m")) for name, service in compose["services"].items()}
-    text = (REPO / "docs" / "compose.md").read_text(encoding="utf-8")
-    table = text.split("Memory limits (MiB):", 1)[1].strip().splitlines()
-    names = [cell.strip() for cell in table[0].strip("|").split("|")]
-    values = [int(cell.strip()) for cell in table[2].strip("|").split("|")]
-    documented = dict(zip(names, values, strict=True))
-    assert documented.pop("peak") == sum(limits.values()) - min(limits["migrate"], limits["metabase-provision"])
-    assert documented == limits
-
-
-@cache
-def settings_defaults() -> dict[str, Any]:
-    """Every setting's environment name -> its default value."""
-    defaults: dict[str, Any] = {}
-    for value in vars(rtap_settings).values():
-        if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
-            prefix = value.model_config.get("env_prefix", "")
-            for field_name, info in value.model_fields.items():
-                defaults[f"{prefix}{field_name}".upper()] = info.get_default(call_default_factory=True)
-    return defaults
-
-
-UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
-
-
-def same_value(written: str, default: Any) -> bool:
-    """Whether a default as a table writes it (`30`, 256 MiB, `127.0.0.1`, none) is the setting's default."""
-    if not written.startswith("`"):
-        sized = re.fullmatch(r"([\d.]+) (KiB|MiB|GiB)", written)
-        if sized:
-            return bool(float(sized.group(1)) * UNITS[sized.group(2)] == default)
-        if re.fullmatch(r"\d+", written):
-            return bool(int(written) == default)
-        return default in (None, "", False) or isinstance(default, list | dict | Path)  # `none`, `–`, "system CAs"
-    literal = written.strip("`")
-    if isinstance(default, bool):
-        return literal == str(default).lower()
-    if isinstance(default, int | float):
-        return float(literal) == default
-    return literal == str(default)
-
-
-def default_tables() -> Iterator[tuple[str, int, list[str], list[str]]]:
-    """(doc, line, names, written defaults) of every row of a table whose second column is `default` or `local`."""
-    for doc in DOCS:
-        columns: list[str] = []
-        for number, line in prose_and_fences(doc)[0]:
-            if not line.startswith("|"):
-                columns = []
-                continue
-            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-            if not columns:
-                columns = cells
-                continue
-            if len(columns) < 2 or columns[1] not in {"default", "local"} or set(cells[0]) <= {"-", ":"}:
-                continue
-            names = [name for first, rest in mentioned_settings(cells[0]) for name in (first, *rest)]
-            values = [value.strip() for value in re.split(r" / |, ", cells[1])]
-            if names and not any(name.endswith("*") for name in names):
-                yield doc_id(doc), number, names, values
-
-
-def test_the_defaults_in_the_docs_tables_are_the_settings_defaults() -> None:
-    rows = list(default_tables())
-    assert len(rows) > 20
-    wrong = []
-    for doc, number, names, values in rows:
-        if len(values) != len(names):
-            if len(values) == 1 and not values[0].startswith("`"):
-                values = values * len(names)  # one `none` for a pair
-            else:
-                wrong.append(f"{doc}:{number}: {len(names)} settings, {len(values)} defaults")
-                continue
-        for name, value in zip(names, values, strict=True):
-            if name in settings_defaults() and not same_value(value, settings_defaults()[name]):
-                wrong.append(f"{doc}:{number}: {name} written {value}, default {settings_defaults()[name]!r}")
-    assert not wrong, "\n".join(wrong)
-
-
-def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    if not is_group(command):
-        yield path
-        return
-    for name, sub in command.commands.items():
-        yield from leaf_commands(sub, (*path, name))
-
-
-def named_commands(words: list[str]) -> set[tuple[str, ...]]:
-    """The command paths ``rtap WORDS`` names (``kafka start|stop|status``: three)."""
-    paths: set[tuple[str, ...]] = set()
-    command, path = cli(), ()
-    for word in words:
-        if not is_group(command):
-            break
-        names = re.split(r"\\?\|", word.rstrip(".,:`"))
-        if len(names) > 1:
-            return {(*path, name) for name in names}
-        if word not in command.commands:
-            break
-        command, path = command.commands[word], (*path, word)
-    return paths | {path}
-
-
-def test_the_readme_cli_table_lists_every_command() -> None:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    table = text.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
-    listed: set[tuple[str, ...]] = set()
-    for row in table.splitlines()[2:]:
-        first_cell = re.match(r"\|\s*`([^`]*)`", row)
-        for words in rtap_invocations(first_cell.group(1) if first_cell else ""):
-            listed |= named_commands(words)
-    missing = {" ".join(path) for path in leaf_commands(cli())} - {" ".join(path) for path in listed}
-    assert not missing, f"README.md's CLI table does not list: {sorted(missing)}"
