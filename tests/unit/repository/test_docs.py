@@ -1,6 +1,6 @@
 """The docs are checked against what they describe, wherever a claim can be read mechanically.
 
-README.md and docs/*.md name commands, options, settings, make targets, files, tests and figures; each of these
+README.md, docs/*.md and bench/README.md name commands, options, settings, make targets, files, tests and figures; each of these
 is checked here against the thing itself: the ``rtap`` CLI as click builds it, the settings classes, the Makefile,
 the repository's tree, the test functions, the metrics rtap serves, the dashboards' definition and the results
 of the benchmarks the docs quote. A renamed option, a removed setting or a re-run benchmark fails here until the
@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings
 import rtap.settings as rtap_settings
 
 REPO = Path(__file__).resolve().parents[3]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]
 RESULTS = REPO / "bench" / "results"
 
 
