@@ -1,10 +1,10 @@
 """The docs are checked against what they describe, wherever a claim can be read mechanically.
 
-README.md, docs/*.md and bench/README.md name commands, options, settings, make targets, files, tests and figures; each of these
-is checked here against the thing itself: the ``rtap`` CLI as click builds it, the settings classes, the Makefile,
-the repository's tree, the test functions, the metrics rtap serves, the dashboards' definition and the results
-of the benchmarks the docs quote. A renamed option, a removed setting or a re-run benchmark fails here until the
-docs say what is true again.
+README.md, docs/*.md and bench/README.md name commands, options, settings, make targets, files, tests and
+figures; each of these is checked here against the thing itself: the ``rtap`` CLI as click builds it, the settings
+classes, the Makefile, the repository's tree, the test functions, the metrics rtap serves, the dashboards'
+definition, the pinned versions, the compose stack and the results of the benchmarks the docs quote. A renamed
+option, a removed setting or a re-run benchmark fails here until the docs say what is true again.
 """
 
 from __future__ import annotations
@@ -465,6 +465,19 @@ def test_every_make_target_named_exists() -> None:
                 unknown.append(f"{piece.where()}: make {target}")
     assert {"test", "aws-up"} <= make_targets()  # the included .mk files are read too
     assert not unknown, "\n".join(unknown)
+
+
+def test_the_readme_names_the_debian_packages_make_test_installs() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\nsystem-deps:", 1)[1].split("\n\n", 1)[0]
+    installed = {
+        package
+        for command in re.findall(r"apt-get install ([^;&|}]+)", recipe)
+        for package in command.split()
+        if re.fullmatch(r"[a-z][\w.+-]*", package)
+    }
+    (named,) = quoted("README.md", r"installs Debian's ([\w, ]+) if missing")
+    assert set(re.split(r", | and ", named)) == installed
 
 
 # -- files, tests and modules -----------------------------------------------------------------------------------
