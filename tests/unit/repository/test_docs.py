@@ -809,12 +809,17 @@ def test_the_versions_the_docs_name_are_the_pinned_ones() -> None:
     kafka = pinned(r"<kafka.version>([^<]+)<", "jars/pom.xml")
     assert pinned(r"<spark.version>([^<]+)<", "jars/pom.xml") == spark
     clickhouse = pinned(r"image: clickhouse/clickhouse-server:(\d+\.\d+)\.", "deploy/compose/compose.yaml")
+    go = pinned(r"Go (\d+\.\d+)\+ is required", "Makefile")
+    assert pinned(r'go-version: "([^"]+)"', ".github/workflows/ci.yml") == go
+    terraform = pinned(r'required_version = "~> (\d+\.\d+)"', "deploy/terraform/versions.tf")
     expected = {
         r"(?:[Pp]y)?[Ss]park \**(\d+\.\d+\.\d+)": spark,
         r"_2\.13:(\d+\.\d+\.\d+)": spark,
         r"Kafka (\d+\.\d+\.\d+)": kafka,
         r"apache/kafka:(\d+\.\d+\.\d+)": kafka,
         r"clickhouse-server`? (\d+\.\d+)": clickhouse,
+        r"\bGo (\d+\.\d+)\+": go,
+        r"Terraform (\d+\.\d+)(?! and later)": terraform,  # "Terraform 1.9 and later" says what Terraform does
     }
     wrong = []
     seen = dict.fromkeys(expected, 0)
