@@ -446,6 +446,32 @@ def test_the_defaults_in_the_docs_tables_are_the_settings_defaults() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+SCALE = {"": 1, "s": 1, "min": 60, "h": 3600, "%": 0.01, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+INLINE_DEFAULT = re.compile(rf"`?({NAME})`? \((?:`([^`]+)`|(\d[\d,.]*) ?(s|min|h|%|KiB|MiB|GiB)?)[,;)]")
+
+
+def test_the_defaults_given_in_passing_are_the_settings_defaults() -> None:
+    """`RTAP_STREAM_MAX_FUTURE_SKEW_S` (900 s), `RTAP_ALERT_WINDOW_S` (5 min), RTAP_STREAM_MAX_BATCH_BYTES (128 MiB)."""
+    wrong, seen = [], 0
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+            for name, literal, figure, unit in INLINE_DEFAULT.findall(line):
+                if name not in settings_defaults():
+                    continue
+                seen += 1
+                default = settings_defaults()[name]
+                if literal:
+                    ok = literal == str(default)
+                else:
+                    ok = abs(float(figure.replace(",", "")) * SCALE[unit] - float(default)) < 1e-9 * max(1, default)
+                if not ok:
+                    wrong.append(
+                        f"{doc_id(doc)}:{number}: {name} ({literal or figure + ' ' + unit}), default {default!r}"
+                    )
+    assert seen > 20
+    assert not wrong, "\n".join(wrong)
+
+
 # -- make targets -----------------------------------------------------------------------------------------------
 
 
