@@ -718,9 +718,11 @@ def startup_median(mode: str, milestone: str) -> float:
 FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
     (
         "README.md",
-        r"the first rows land ([\d.]+)–([\d.]+) s after start",
-        lambda: tuple(
-            one_decimal(f(r["first_rows_s"] for r in result("startup.json")["runs"]["on"])) for f in (min, max)
+        r"load average ([\d.]+) before the runs, ([\d.]+) after\) the first rows land ([\d.]+)–([\d.]+) s after start",
+        lambda: (
+            one_decimal(result("startup.json")["load_before"]),
+            one_decimal(result("startup.json")["load_after"]),
+            *(one_decimal(f(r["first_rows_s"] for r in result("startup.json")["runs"]["on"])) for f in (min, max)),
         ),
     ),
     (
