@@ -240,7 +240,8 @@ def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[st
 
 def named_commands(words: list[str]) -> set[tuple[str, ...]]:
     """The command paths ``rtap WORDS`` names (``kafka start|stop|status``: three)."""
-    command, path = cli(), ()
+    command = cli()
+    path: tuple[str, ...] = ()
     for word in words:
         if not is_group(command):
             break
