@@ -609,6 +609,10 @@ def test_every_module_and_name_of_rtap_named_exists() -> None:
         for written in re.findall(r"(?<![\w./-])(rtap/[\w/]+\.py)", piece.text):
             if not (REPO / "src" / written).exists():
                 missing.append(f"{piece.where()}: {written}")
+        for module in re.findall(r"python -m ((?:bench|rtap_bench)\.\w+)", piece.text):
+            root = REPO / "bench" if module.startswith("bench.") else REPO / "bench" / "rtap_bench"
+            if not (root / (module.split(".", 1)[1] + ".py")).exists():
+                missing.append(f"{piece.where()}: python -m {module}")
     assert not missing, "\n".join(missing)
 
 
