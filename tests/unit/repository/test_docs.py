@@ -845,9 +845,9 @@ def test_the_versions_the_docs_name_are_the_pinned_ones() -> None:
     expected = {
         r"(?:[Pp]y)?[Ss]park \**(\d+\.\d+\.\d+)": spark,
         r"_2\.13:(\d+\.\d+\.\d+)": spark,
-        r"Kafka (\d+\.\d+\.\d+)": kafka,
+        r"Apache Kafka (\d+\.\d+\.\d+)": kafka,  # what rtap runs, not a version a cluster must have
         r"apache/kafka:(\d+\.\d+\.\d+)": kafka,
-        r"clickhouse-server`? (\d+\.\d+)": clickhouse,
+        r"clickhouse/clickhouse-server`? (\d+\.\d+)": clickhouse,  # the image, not a server's minimum version
         r"\bGo (\d+\.\d+)\+": go,
         r"Terraform (\d+\.\d+)(?! and later)": terraform,  # "Terraform 1.9 and later" says what Terraform does
     }
