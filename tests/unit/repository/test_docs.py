@@ -163,17 +163,26 @@ def options(command: Any) -> set[str]:
     return {"--help"} | {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
 
 
-# A shell command ends at these: `a && b`, `a; b`, `a | grep`, `a & b`, `# comment`. An escaped `\|` (a table
-# cell's "or") does not end it.
+# A shell command ends at these: `a && b`, `a; b`, `a | grep`, `a & b`. An escaped `\|` (a table cell's "or") does
+# not end it.
 SHELL_SEPARATOR = re.compile(r"&&|;|(?<!\\)\|(?=\s)|(?<=\s)&(?=\s)")
-RTAP_INVOCATION = re.compile(r"(?:^|(?<=[\s/(]))rtap (?=[a-z])")
+RTAP_WORD = re.compile(r"(?<![\w.-])rtap (?=[a-z])")
+# What may stand before `rtap` when it is the command run: nothing but a prompt, variable assignments and a wrapper
+# (`$ RTAP_X=1 sudo rtap ...`), or a path to it (`.venv/bin/rtap`), `python -m`, `docker compose exec SERVICE`.
+COMMAND_START = re.compile(
+    r"\s*(?:\$\s+)?(?:[A-Z_][A-Z0-9_]*=(?:'[^']*'|\"[^\"]*\"|\S*)\s+)*(?:(?:sudo|time|nice(?:\s+-n\s+\d+)?)\s+)*\(?"
+)
+AFTER_LAUNCHER = re.compile(r"(?:/|-m |\b(?:exec|run)(?:\s+-\S+)*\s+[\w-]+\s+)$")
 
 
 def rtap_invocations(text: str) -> Iterator[list[str]]:
-    """The words after each ``rtap`` in a piece of code, one shell command at a time (comments left out)."""
+    """The words after each ``rtap`` that is run in a piece of code, one shell command at a time (comments left
+    out); ``rtap`` in a message or a sentence (`the login rtap may not ...`) is not run."""
     for segment in SHELL_SEPARATOR.split(re.split(r"(?:^|(?<=\s))#", text, maxsplit=1)[0]):
-        for match in RTAP_INVOCATION.finditer(segment):
-            yield segment[match.end() :].split()
+        for match in RTAP_WORD.finditer(segment):
+            before = segment[: match.start()]
+            if COMMAND_START.fullmatch(before) or AFTER_LAUNCHER.search(before):
+                yield segment[match.end() :].split()
 
 
 def check_invocation(words: list[str]) -> str | None:
@@ -228,6 +237,18 @@ def test_the_command_checker_refuses_what_does_not_exist() -> None:
     assert check_invocation(["produce", "--speed", "5"]) is not None
     assert check_invocation(["up", "--profile", "cluster"]) is None
     assert check_invocation(["up", "--profile", "galaxy"]) is not None
+    run = [
+        " ".join(words)
+        for text in (
+            "RTAP_X=1 .venv/bin/rtap sql 'SELECT 1'",
+            "docker compose -f c.yaml exec dashboard rtap sql q",
+            "python -m rtap sql q",
+            "$ rtap stream --master URL",
+        )
+        for words in rtap_invocations(text)
+    ]
+    assert run == ["sql 'SELECT 1'", "sql q", "sql q", "stream --master URL"]
+    assert not list(rtap_invocations("error: the Kafka login rtap may not WRITE topic; this rtap ships migrations"))
 
 
 def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
