@@ -41,8 +41,8 @@ RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
     && rm -rf /var/lib/apt/lists/*
-# uid/gid 185 is the `spark` user of the official Spark image: in the compose profile `cluster` a Spark
-# worker and the stream job write the same checkpoint volume.
+# uid/gid 185 (once chosen to match the official Spark image's `spark` user): the compose stack's volumes are
+# owned by it, so it stays.
 RUN groupadd --system --gid 185 rtap \
     && useradd --system --uid 185 --gid rtap --home-dir /var/lib/rtap --shell /usr/sbin/nologin rtap \
     && install -d -o rtap -g rtap /var/lib/rtap /var/lib/rtap/checkpoints /var/lib/rtap/truth

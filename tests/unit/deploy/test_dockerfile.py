@@ -30,7 +30,7 @@ HADOLINT = Path(sys.executable).with_name("hadolint")
 ALLOWED_IGNORES = {"DL3008"}  # exact apt versions: Debian's security archive drops superseded ones
 # An exact release (major.minor.patch, not a floating `3.11`), optionally with a digest.
 PINNED = re.compile(r"^[^:@\s]+(:v?\d+(\.\d+){2,}[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
-# The official Spark image's `spark` user: the stream job and a Spark worker share the checkpoint volume.
+# The uid the compose stack's volumes are owned by (chosen once as the official Spark image's `spark` user).
 SPARK_IMAGE_UID = 185
 
 
