@@ -316,6 +316,9 @@ def settings_names() -> frozenset[str]:
 # RTAP_* names the docs use that are not rtap settings, and the file that defines each.
 NOT_SETTINGS = {
     "RTAP_UI_ADDRESS": "deploy/compose/compose.yaml",  # Compose's own variable: which interface to publish on
+    # Compose's own variables too: where the collector's TLS ports are published, and the name of its certificate
+    "RTAP_COLLECTOR_ADDRESS": "deploy/compose/compose.yaml",
+    "RTAP_COLLECTOR_SITE": "deploy/compose/compose.yaml",
     "RTAP_FAULTS_SCALE": "Makefile",  # the fault suite's size (tests/e2e)
 }
 
@@ -827,8 +830,8 @@ def test_the_dates_of_old_results_are_said() -> None:
 
 def test_aws_md_counts_the_panels_and_checks_rtap_validate_makes() -> None:
     """rtap validate (rtap.ops.checks.run_checks): the dashboard's health, the panel listing, events flowing,
-    the pipeline's and the newest window's freshness, one check per panel; then Metabase's health and one per
-    card, and `rtap metabase provision` makes one card per panel."""
+    the collector's round trip, the pipeline's and the newest window's freshness, one check per panel; then
+    Metabase's health and one per card, and `rtap metabase provision` makes one card per panel."""
     from rtap.dashboard.definition import load_definition
 
     definition = load_definition()
@@ -836,7 +839,7 @@ def test_aws_md_counts_the_panels_and_checks_rtap_validate_makes() -> None:
     dashboards, listed_panels = quoted("docs/aws.md", r"dashboards listed: (\d+) dashboards, (\d+) panels")
     (checks,) = quoted("docs/aws.md", r"all (\d+) checks passed")
     assert (int(dashboards), int(listed_panels)) == (len(definition.dashboards), panels)
-    assert int(checks) == 5 + panels + 1 + panels
+    assert int(checks) == 6 + panels + 1 + panels
 
 
 def test_aws_md_counts_the_checkov_skips() -> None:
