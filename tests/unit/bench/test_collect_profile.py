@@ -1,5 +1,5 @@
-"""bench/profile_collect.py: its requests go through the collector's real routes and are accepted, and a route
-that reached the sink would stop the profile (its sink refuses)."""
+"""rtap_bench.collect_profile (bench/profile_collect.py): its requests go through the collector's real routes and
+are accepted, and a route that reached the sink would stop the profile (its sink refuses)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import orjson
 import pytest
-from bench import profile_collect
+from rtap_bench import collect_profile as profile_collect
 
 
 @pytest.mark.parametrize("events", [1, 25])
