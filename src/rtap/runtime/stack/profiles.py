@@ -162,7 +162,18 @@ class ExternalProfile(Profile):
         return Started(settings, lines, lambda: None)
 
     def status(self, settings: Settings) -> Check | None:
-        return None  # `rtap preflight` checks the services; `rtap status` the pipeline on them
+        """The cluster the settings name, unless they name the local broker's listener (then it is not external)."""
+        from rtap.errors import BrokerError
+        from rtap.kafka_admin import connect
+
+        kafka = settings.kafka
+        if kafka.local_listener_conflict() is None:
+            return None
+        try:
+            metadata = connect(kafka, timeout_s=5.0)[1]
+        except BrokerError as error:
+            return Check("kafka", False, str(error))
+        return Check("kafka", True, f"{len(metadata.brokers)} of the cluster's brokers at {kafka.bootstrap_servers}")
 
 
 LOCAL = LocalProfile()
@@ -171,8 +182,8 @@ PROFILES: dict[str, Profile] = {profile.name: profile for profile in (LOCAL, Clu
 
 
 def brokers_check(settings: Settings) -> Check:
-    """``rtap status``'s line on Kafka: the first other profile whose processes run in this data directory,
-    else the local broker (which answers even when it is down)."""
+    """``rtap status``'s line on Kafka: the first other profile whose processes run in this data directory, or
+    the external cluster the settings name, else the local broker (which answers even when it is down)."""
     for profile in PROFILES.values():
         if profile is not LOCAL and (check := profile.status(settings)) is not None:
             return check

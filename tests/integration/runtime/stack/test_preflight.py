@@ -22,6 +22,7 @@ from confluent_kafka.admin import AclOperation
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.stack.checks import Check
 from rtap.runtime.stack.preflight import check_services, require_services, writer_grants
+from rtap.runtime.stack.profiles import brokers_check
 from rtap.settings import KafkaSettings, Settings, StreamSettings, WarehouseSettings, child_environment
 from rtap.warehouse import create_client
 from tests.support.acl_kafka import AclKafka, acl_kafka
@@ -102,6 +103,14 @@ def test_everything_ready_passes_every_check(cluster: AclKafka, tmp_path: Path) 
         assert details[f"topic {name}"] == f"{PARTITIONS} partitions, {operations} allowed"
     assert details["clickhouse"].startswith(f"embedded chDB in {tmp_path / 'chdb'}, ClickHouse ")
     assert details["spark"] == f"spark://127.0.0.1:{master_port}: 127.0.0.1:{master_port} accepts connections"
+
+
+def test_status_names_the_external_cluster(cluster: AclKafka, tmp_path: Path) -> None:
+    check = brokers_check(settings(tmp_path, login(cluster, topics("pf-"))))
+    assert check == Check("kafka", True, f"1 of the cluster's brokers at {cluster.sasl_ssl}")
+    wrong = brokers_check(settings(tmp_path, login(cluster, topics("pf-"), sasl_password="not-the-password")))
+    assert not wrong.ok
+    assert wrong.detail.startswith(f"Kafka at {cluster.sasl_ssl} refused the login of {USER} (")
 
 
 def test_missing_topics_are_named_and_create_topics_creates_them(cluster: AclKafka, tmp_path: Path) -> None:

@@ -50,7 +50,10 @@ def test_the_external_profile_starts_nothing_and_hands_the_settings_on_as_they_a
     assert started.settings is settings
     assert started.lines[0].startswith("Kafka: the existing cluster at b-1.example:9096,b-2.example:9096,")
     assert started.failure() is None
-    assert external.status(settings) is None
+
+
+def test_the_external_profile_has_no_status_line_where_the_settings_name_the_local_broker(tmp_path: Path) -> None:
+    assert PROFILES["external"].status(_settings(tmp_path)) is None
 
 
 def test_status_names_the_local_broker_when_no_cluster_was_laid_out_here(tmp_path: Path) -> None:
