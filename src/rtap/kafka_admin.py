@@ -95,9 +95,10 @@ def describe_error(exc: KafkaException) -> str:
 
 def _no_answer(settings: KafkaSettings, timeout_s: float, exc: KafkaException, last: KafkaError | None) -> BrokerError:
     detail = _reason(last) if last is not None else describe_error(exc)
-    # `rtap kafka start` starts the broker only where the settings put the local one.
-    local = settings.local_listener_conflict() is None
-    hint = "is it running? (`rtap kafka start`)" if local else "is it running, and reachable from this machine?"
+    if settings.names_local_broker:
+        hint = "is it running? (`rtap kafka start`)"
+    else:
+        hint = "is it running, and reachable from this machine?"
     where = f"Kafka at {settings.bootstrap_servers}"
     return BrokerError(f"{where} did not answer within {timeout_s:.0f}s ({detail}); {hint}")
 

@@ -149,6 +149,22 @@ def test_the_listener_alone_moves_the_clients_with_it(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize(
+    ("values", "local"),
+    [
+        ({}, True),
+        ({"bootstrap_servers": "127.0.0.1:29092"}, True),
+        ({"bootstrap_servers": "localhost:9092"}, True),
+        ({"bootstrap_servers": "10.0.0.5:9092"}, False),  # one broker, elsewhere: not one `rtap kafka start` runs
+        ({"bootstrap_servers": "127.0.0.1:9092,127.0.0.1:9094"}, False),
+        ({"bootstrap_servers": "127.0.0.1:29092", "port": 9092}, False),
+        ({"bootstrap_servers": "127.0.0.1:9096", "security_protocol": "SSL"}, False),  # the local broker is PLAINTEXT
+    ],
+)
+def test_only_one_plaintext_loopback_address_may_be_the_local_broker(values: dict[str, object], local: bool) -> None:
+    assert KafkaSettings(_env_file=None, **values).names_local_broker is local  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("environment", "reason"),
     [
         ({"RTAP_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092", "RTAP_KAFKA_PORT": "9092"}, "where no client would look"),

@@ -162,12 +162,12 @@ class ExternalProfile(Profile):
         return Started(settings, lines, lambda: None)
 
     def status(self, settings: Settings) -> Check | None:
-        """The cluster the settings name, unless they name the local broker's listener (then it is not external)."""
+        """The cluster the settings name, unless they name the local broker (then it is not external)."""
         from rtap.errors import BrokerError
         from rtap.kafka_admin import connect
 
         kafka = settings.kafka
-        if kafka.local_listener_conflict() is None:
+        if kafka.names_local_broker:
             return None
         try:
             metadata = connect(kafka, timeout_s=5.0)[1]
