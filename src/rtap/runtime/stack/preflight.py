@@ -11,7 +11,8 @@ a server too old or a master that does not answer is named in one line, instead 
   ``RTAP_KAFKA_PARTITIONS`` promises, and the login may do on it what the pipeline does (the broker's own
   answer: ``authorized_operations``, which a cluster without an authorizer reports as everything);
 - ClickHouse: the writer's login (migrations and the job) and, on a server, the reader's (dashboards,
-  ``rtap sql``); the engine's version against :data:`MIN_SERVER_VERSION`; the writer's grants (``CHECK GRANT``);
+  ``rtap sql``); the engine's version against :data:`MIN_SERVER_VERSION`; the writer's grants (``CHECK GRANT``,
+  from ClickHouse 25.1);
 - Spark: the master's address answers a TCP connection (``spark://``, ``k8s://``); ``local[...]`` runs in the
   driver's process and needs nothing.
 
@@ -44,8 +45,11 @@ MIN_SERVER_VERSION = (24, 8)
 PREFLIGHT_TIMEOUT_S = 10.0
 #: What the writer account does (rtap.warehouse.migrate, the stream job's sink), checked on ``{db}.*``.
 WRITER_GRANTS = ("SELECT", "INSERT", "CREATE DATABASE", "CREATE TABLE", "CREATE VIEW", "ALTER ADD COLUMN")
-# ClickHouse's codes: a login refused, an account without a grant, a statement the server does not know.
-_AUTHENTICATION_FAILED, _ACCESS_DENIED, _SYNTAX_ERROR, _UNKNOWN_TABLE = 516, 497, 62, 60
+# CHECK GRANT as first released answered 0 for ``db.*`` whatever the grants (it looked for a table named ''); the
+# rewrite of November 2024 asks the access rights alone. Older servers' grants are not checked.
+_CHECK_GRANT_SINCE = (25, 1)
+# ClickHouse's codes: a login refused, an account without a grant, a table or database that does not exist yet.
+_AUTHENTICATION_FAILED, _ACCESS_DENIED, _UNKNOWN_TABLE, _UNKNOWN_DATABASE = 516, 497, 60, 81
 _LOCAL_MASTER = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 # The Spark master's default ports by scheme, when its URL names none.
 _DEFAULT_PORTS = {"spark": 7077, "https": 443, "http": 80}
@@ -178,7 +182,7 @@ def warehouse_checks(settings: Settings) -> list[Check]:
                 return [Check("clickhouse", False, f"{where}: {problem}")]
             checks = [Check("clickhouse", True, f"{where}, ClickHouse {version}{account}")]
             if warehouse.backend == "server":
-                checks.append(writer_grants(client, warehouse.user))
+                checks.append(writer_grants(client, warehouse.user, version))
     except WarehouseError as error:
         return [Check("clickhouse", False, _login_problem(error, where, warehouse.user, "RTAP_CLICKHOUSE_"))]
     if warehouse.backend == "server":
@@ -192,23 +196,18 @@ def _login_problem(error: WarehouseError, where: str, user: str, prefix: str) ->
     return str(error) if str(error).startswith(where) else f"{where}: {error}"
 
 
-def writer_grants(client: WarehouseClient, user: str) -> Check:
-    """Whether ``user``, the account ``client`` logged in as, holds :data:`WRITER_GRANTS` on the database."""
-    missing = []
-    for grant in WRITER_GRANTS:
-        try:
-            granted = client.query_rows(f"CHECK GRANT {grant} ON {{db}}.*")[0][0]
-        except WarehouseError as error:
-            if error.code == _SYNTAX_ERROR:
-                return Check("grants", True, "not checked: this server has no CHECK GRANT (docs/external.md)")
-            raise
-        if not granted:
-            missing.append(grant)
+def writer_grants(client: WarehouseClient, user: str, version: str) -> Check:
+    """Whether ``user``, the account ``client`` logged in as, holds :data:`WRITER_GRANTS` on the database (asked
+    with ``CHECK GRANT`` of ClickHouse ``version``, where it can answer)."""
+    if parse_version(version) < _CHECK_GRANT_SINCE:
+        since = ".".join(map(str, _CHECK_GRANT_SINCE))
+        return Check("grants", True, f"not checked: ClickHouse {version} has no reliable CHECK GRANT (from {since})")
+    missing = [grant for grant in WRITER_GRANTS if not client.query_rows(f"CHECK GRANT {grant} ON {{db}}.*")[0][0]]
+    scope = f"{client.database}.*"
     if missing:
         grants = ", ".join(missing)
-        return Check("grants", False, f"{user} lacks {grants} on {client.database}.*: GRANT {grants} ON "
-                     f"{client.database}.* TO {user}")  # fmt: skip
-    return Check("grants", True, f"{user} may {', '.join(WRITER_GRANTS)} on {client.database}.*")
+        return Check("grants", False, f"{user} lacks {grants} on {scope}: GRANT {grants} ON {scope} TO {user}")
+    return Check("grants", True, f"{user} may {', '.join(WRITER_GRANTS)} on {scope}")
 
 
 def _reader_check(settings: Settings, where: str) -> Check:
@@ -218,7 +217,7 @@ def _reader_check(settings: Settings, where: str) -> Check:
         with create_client(settings, readonly=True) as reader:
             reader.query_rows("SELECT count() FROM {db}.pipeline_batches WHERE 0")
     except WarehouseError as error:
-        if error.code == _UNKNOWN_TABLE:
+        if error.code in (_UNKNOWN_TABLE, _UNKNOWN_DATABASE):
             return Check("reader", True, f"{user} logs in; its SELECT is checked once `rtap migrate` made the tables")
         if error.code == _ACCESS_DENIED:
             database = settings.warehouse.database
