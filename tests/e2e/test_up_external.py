@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AclOperation
+from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]  # not in the stubs
 
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.broker.config import BROKER_MAIN

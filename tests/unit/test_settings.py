@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -160,8 +161,8 @@ def test_the_listener_alone_moves_the_clients_with_it(monkeypatch: pytest.Monkey
         ({"bootstrap_servers": "127.0.0.1:9096", "security_protocol": "SSL"}, False),  # the local broker is PLAINTEXT
     ],
 )
-def test_only_one_plaintext_loopback_address_may_be_the_local_broker(values: dict[str, object], local: bool) -> None:
-    assert KafkaSettings(_env_file=None, **values).names_local_broker is local  # type: ignore[arg-type]
+def test_only_one_plaintext_loopback_address_may_be_the_local_broker(values: dict[str, Any], local: bool) -> None:
+    assert KafkaSettings(_env_file=None, **values).names_local_broker is local  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
-from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient  # type: ignore[attr-defined]  # not in the stubs
 
 from rtap.errors import BrokerError, PreflightError, WarehouseError
 from rtap.ingest.topics import check_partitions

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AclOperation
+from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]  # not in the stubs
 
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.stack.checks import Check

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from confluent_kafka.admin import AclOperation
+from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]  # not in the stubs
 
 from rtap.errors import PreflightError
 from rtap.runtime.stack import cli
