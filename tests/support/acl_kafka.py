@@ -55,7 +55,8 @@ class AclKafka:
             )
             for operation in operations
         ]
-        for future in admin_client(self.admin).create_acls(bindings, request_timeout=30).values():
+        admin = admin_client(self.admin)  # held until the answers came: a dropped client cancels its requests
+        for future in admin.create_acls(bindings, request_timeout=30).values():
             future.result(timeout=30)
 
     def login(self, username: str, password: str, **values: Any) -> KafkaSettings:
