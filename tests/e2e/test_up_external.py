@@ -6,6 +6,7 @@ equals the generator's truth."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.support.pipeline import UpProcess, assert_tables_equal_truth, produce
 
 pytestmark = pytest.mark.timeout(900)
 
-USER, PASSWORD = "rtap-job", "Scram-Pass-91be20"
+USER, PASSWORD = "rtap-job", secrets.token_hex(12)
 EVENTS = 3_000
 
 

@@ -8,6 +8,7 @@ CREATE the topics under ``pf-``, only READ those under ``ro-``, and nothing else
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from tests.support.paths import free_port, taken_port
 
 pytestmark = pytest.mark.timeout(600)
 
-USER, PASSWORD = "rtap-ok", "Scram-Pass-4c1d9a"
+USER, PASSWORD = "rtap-ok", secrets.token_hex(12)
 PARTITIONS = 3
 # A refused login or certificate ends the check at once; an address where nothing listens after the time-out.
 TIMEOUT_S = 4.0
