@@ -28,10 +28,15 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
-from confluent_kafka.admin import AclOperation, AdminClient  # type: ignore[attr-defined]  # not in the stubs
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in the stubs
+    AclOperation,
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 
 from rtap.errors import BrokerError, PreflightError, WarehouseError
-from rtap.ingest.topics import check_partitions
+from rtap.ingest.topics import INPUT_TOPIC_CONFIG, check_partitions
 from rtap.kafka_admin import connect, describe_error
 from rtap.runtime.stack.checks import Check
 from rtap.settings import KafkaSettings, Settings
@@ -51,6 +56,8 @@ _CHECK_GRANT_SINCE = (25, 1)
 # ClickHouse's codes: a login refused, an account without a grant, a table or database that does not exist yet.
 _AUTHENTICATION_FAILED, _ACCESS_DENIED, _UNKNOWN_TABLE, _UNKNOWN_DATABASE = 516, 497, 60, 81
 _LOCAL_MASTER = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
+# What rtap's own input topics must stamp their records with (rtap.ingest.topics creates them so).
+((_TIMESTAMP_CONFIG, _TIMESTAMP_TYPE),) = INPUT_TOPIC_CONFIG.items()
 # The Spark master's default ports by scheme, when its URL names none.
 _DEFAULT_PORTS = {"spark": 7077, "https": 443, "http": 80}
 
@@ -120,17 +127,56 @@ def _topic_checks(admin: AdminClient, kafka: KafkaSettings, timeout_s: float) ->
         missing = [operation.name for operation in needs[name] if not allowed & {operation, AclOperation.ALL}]
         if missing:
             yield Check(label, False, _missing_acl(kafka, name, missing))
+            continue
+        operations = " and ".join(operation.name for operation in needs[name])
+        detail = f"{len(description.partitions)} partitions, {operations} allowed"
+        if name not in (kafka.topic, kafka.browser_topic):  # the DLQ's timestamps, a team's own topics: as they are
+            yield Check(label, True, detail)
+            continue
+        try:
+            timestamps = _timestamp_type(admin, name, timeout_s)
+        except BrokerError as error:
+            yield Check(label, False, str(error))
+            continue
+        if timestamps is None:
+            yield Check(label, True, f"{detail}; timestamps not checked (the login may not DESCRIBE_CONFIGS)")
+        elif timestamps != _TIMESTAMP_TYPE:
+            yield Check(label, False, _producer_clock(name, timestamps))
         else:
-            operations = " and ".join(operation.name for operation in needs[name])
-            yield Check(label, True, f"{len(description.partitions)} partitions, {operations} allowed")
+            yield Check(label, True, f"{detail}, {_TIMESTAMP_TYPE} timestamps")
+
+
+def _timestamp_type(admin: AdminClient, name: str, timeout_s: float) -> str | None:
+    """The topic's ``message.timestamp.type``; None when the login may not read the topic's configuration."""
+    (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)], request_timeout=timeout_s).values()
+    try:
+        entries = future.result()
+    except KafkaException as exc:
+        if _error_code(exc) == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            return None
+        raise BrokerError(f"cannot read the configuration of topic {name}: {describe_error(exc)}") from exc
+    return str(entries[_TIMESTAMP_CONFIG].value)
+
+
+def _producer_clock(name: str, timestamps: str) -> str:
+    return (
+        f"topic {name} stamps records with {timestamps}, the producers' clocks, which would then bound how far an "
+        f"event's time may run ahead: set {_TIMESTAMP_CONFIG}={_TIMESTAMP_TYPE} on it (kafka-configs --alter "
+        f"--entity-type topics --entity-name {name} --add-config {_TIMESTAMP_CONFIG}={_TIMESTAMP_TYPE})"
+    )
 
 
 def _principal(kafka: KafkaSettings) -> str:
     return f"the Kafka login {kafka.sasl_username}" if kafka.sasl_username else "rtap's Kafka login"
 
 
+def _error_code(exc: KafkaException) -> int | None:
+    error = exc.args[0] if exc.args else None
+    return error.code() if isinstance(error, KafkaError) else None
+
+
 def _topic_refusal(kafka: KafkaSettings, name: str, exc: KafkaException) -> str:
-    code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+    code = _error_code(exc)
     if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
         return (
             f"topic {name} does not exist on {kafka.bootstrap_servers}: create it with {kafka.partitions} partitions "

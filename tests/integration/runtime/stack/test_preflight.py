@@ -2,8 +2,9 @@
 (tests/support/acl_kafka.py: a SASL_SSL listener, SCRAM logins, Kafka's StandardAuthorizer with ACLs per login),
 embedded chDB, and addresses where nothing listens. Every problem is one line naming what is wrong.
 
-The module creates topics and ACLs as the cluster's administrator. The login ``rtap-ok`` may READ, WRITE and
-CREATE the topics under ``pf-``, only READ those under ``ro-``, and nothing else.
+The module creates topics and ACLs as the cluster's administrator. The login ``rtap-ok`` may READ, WRITE, CREATE
+and DESCRIBE_CONFIGS the topics under ``pf-``, READ and WRITE those under ``nc-``, only READ those under ``ro-``,
+and nothing else.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]  # not in the stubs
+from confluent_kafka.cimpl import NewTopic
 
 from rtap.ingest.topics import ensure_topics
+from rtap.kafka_admin import admin_client
 from rtap.runtime.stack.checks import Check
 from rtap.runtime.stack.preflight import check_services, require_services, writer_grants
 from rtap.runtime.stack.profiles import brokers_check
@@ -40,7 +43,10 @@ TIMEOUT_S = 4.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclKafka]:
     with acl_kafka(tmp_path_factory.mktemp("preflight"), {USER: PASSWORD}) as kafka:
-        kafka.allow(USER, "pf-", AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE)
+        kafka.allow(
+            USER, "pf-", AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE_CONFIGS
+        )
+        kafka.allow(USER, "nc-", AclOperation.READ, AclOperation.WRITE)
         kafka.allow(USER, "ro-", AclOperation.READ)
         yield kafka
 
@@ -99,9 +105,12 @@ def test_everything_ready_passes_every_check(cluster: AclKafka, tmp_path: Path) 
     details = {check.name: check.detail for check in checks}
     assert [check.name for check in again] == list(details)
     assert details["kafka"] == f"1 broker at {cluster.sasl_ssl} (SASL_SSL, as {USER})"
-    for name in names.values():
-        operations = "WRITE" if name.endswith(".dlq") else "READ and WRITE"
-        assert details[f"topic {name}"] == f"{PARTITIONS} partitions, {operations} allowed"
+    assert (
+        details[f"topic {names['topic']}"]
+        == f"{PARTITIONS} partitions, READ and WRITE allowed, LogAppendTime timestamps"
+    )
+    assert details[f"topic {names['browser_topic']}"] == details[f"topic {names['topic']}"]
+    assert details[f"topic {names['dlq_topic']}"] == f"{PARTITIONS} partitions, WRITE allowed"
     assert details["clickhouse"].startswith(f"embedded chDB in {tmp_path / 'chdb'}, ClickHouse ")
     assert details["spark"] == f"spark://127.0.0.1:{master_port}: 127.0.0.1:{master_port} accepts connections"
 
@@ -143,6 +152,34 @@ def test_a_missing_acl_names_the_login_the_operation_and_the_topic(cluster: AclK
             "missing ACL (docs/external.md lists the ACLs)"
         ),
     }
+
+
+def test_producer_timestamps_on_an_input_topic_are_named(cluster: AclKafka, tmp_path: Path) -> None:
+    names = topics("pf-")
+    admin = admin_client(cluster.admin)
+    created_by_hand = NewTopic(names["topic"], PARTITIONS, 1, config={"message.timestamp.type": "CreateTime"})
+    for future in admin.create_topics([created_by_hand], request_timeout=30).values():
+        future.result(timeout=30)
+    created(cluster, names)  # the others, as rtap creates them
+    problems = failures(check_services(settings(tmp_path, login(cluster, names)), TIMEOUT_S))
+    assert problems == {
+        f"topic {names['topic']}": (
+            f"topic {names['topic']} stamps records with CreateTime, the producers' clocks, which would then bound how "
+            "far an event's time may run ahead: set message.timestamp.type=LogAppendTime on it (kafka-configs --alter "
+            f"--entity-type topics --entity-name {names['topic']} --add-config message.timestamp.type=LogAppendTime)"
+        )
+    }
+
+
+def test_timestamps_go_unchecked_where_the_login_may_not_read_the_configuration(
+    cluster: AclKafka, tmp_path: Path
+) -> None:
+    names = created(cluster, topics("nc-"))
+    checks = waited(lambda: check_services(settings(tmp_path, login(cluster, names)), TIMEOUT_S))
+    details = {check.name: check.detail for check in checks if check.ok}
+    assert details[f"topic {names['topic']}"] == (
+        f"{PARTITIONS} partitions, READ and WRITE allowed; timestamps not checked (the login may not DESCRIBE_CONFIGS)"
+    )
 
 
 def test_a_topic_with_too_few_partitions_is_named(cluster: AclKafka, tmp_path: Path) -> None:
