@@ -9,7 +9,8 @@ a server too old or a master that does not answer is named in one line, instead 
 - Kafka: the first contact (:func:`rtap.kafka_admin.connect`: unreachable, or the login or a certificate
   refused), then every input topic and the dead-letter topic: it exists, has the partitions
   ``RTAP_KAFKA_PARTITIONS`` promises, and the login may do on it what the pipeline does (the broker's own
-  answer: ``authorized_operations``, which a cluster without an authorizer reports as everything);
+  answer: ``authorized_operations``, which a cluster without an authorizer reports as everything); rtap's own
+  input topics stamp records with the broker's clock (``LogAppendTime``, as rtap.ingest.topics creates them);
 - ClickHouse: the writer's login (migrations and the job) and, on a server, the reader's (dashboards,
   ``rtap sql``); the engine's version against :data:`MIN_SERVER_VERSION`; the writer's grants (``CHECK GRANT``,
   from ClickHouse 25.1);
