@@ -123,6 +123,8 @@ def preflight(
     from rtap.ingest.topics import ensure_topics
     from rtap.runtime.stack.preflight import require_services
 
+    # clickhouse-connect logs a failed connection on stderr itself, before the check's own line says why.
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     settings = Settings()
     console = make_console(markup=True)
     if create_topics:

@@ -262,6 +262,20 @@ def test_the_command_prints_a_table_when_ready_and_the_lines_when_not(cluster: A
     assert "not-the-password" not in failed.stderr + failed.stdout
 
 
+def test_an_unreachable_clickhouse_server_is_its_line_alone_on_stderr(cluster: AclKafka, tmp_path: Path) -> None:
+    ready = settings(tmp_path, login(cluster, created(cluster, topics("pf-"))))
+    waited(lambda: check_services(ready, TIMEOUT_S))
+    port = free_port()
+    env = {**child_environment(ready), "RTAP_CLICKHOUSE_BACKEND": "server", "RTAP_CLICKHOUSE_PORT": str(port)}
+    command = [sys.executable, "-m", "rtap", "preflight", "--timeout-s", str(TIMEOUT_S)]
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[0] == "error: preflight found a problem, nothing was started:"
+    assert lines[1].startswith(f"  clickhouse: ClickHouse server 127.0.0.1:{port}: connection failed: ")
+    assert len(lines) == 2, failed.stderr  # the driver's own log of the failure is not printed
+
+
 def test_up_with_the_external_profile_starts_nothing_when_preflight_fails(tmp_path: Path) -> None:
     kafka_port = free_port()
     nowhere = settings(tmp_path, KafkaSettings(_env_file=None, bootstrap_servers=f"127.0.0.1:{kafka_port}"))  # type: ignore[call-arg]
