@@ -44,9 +44,9 @@ from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import WarehouseClient, create_client
 
 #: The oldest ClickHouse release rtap runs on (a server, or the engine inside chDB): 24.8, the long-term support
-#: release of the 24 line, in which ClickHouse changed how inserts deduplicate through materialized views (what the
-#: exactly-once argument leans on). The server-correctness work (issue #25 item 3) owns the exact floor and its
-#: reason, and may move this constant to rtap.warehouse.
+#: release of the 24 line, the line in which (issue #25) ClickHouse changed how inserts deduplicate through
+#: materialized views, what the exactly-once argument leans on. The server-correctness work (issue #25 item 3) owns
+#: the exact floor and its reason, and may move this constant to rtap.warehouse.
 MIN_SERVER_VERSION = (24, 8)
 #: How long Kafka and the Spark master get to answer (ClickHouse's client has RTAP_CLICKHOUSE_CONNECT_TIMEOUT_S).
 PREFLIGHT_TIMEOUT_S = 10.0
