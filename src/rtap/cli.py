@@ -40,6 +40,7 @@ def _register() -> None:
 
     app.command("up")(stack_cli.up)
     app.command("status")(stack_cli.status)
+    app.command("preflight")(stack_cli.preflight)
     app.add_typer(contract_cli.app, name="contract")
     app.add_typer(broker_cli.app, name="kafka")
     app.add_typer(cluster_cli.app, name="cluster")

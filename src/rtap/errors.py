@@ -20,6 +20,7 @@ as one line and exits non-zero; anything outside this tree is a bug and keeps it
     │   │   ├── QueryRejectedError        refused by design: a write through a read-only path
     │   │   └── ServerVersionError        the ClickHouse server is older than rtap.warehouse.MIN_SERVER_VERSION
     │   ├── MetabaseError           Metabase's API answered something unexpected
+    │   ├── PreflightError          a service rtap would use is not ready (carries one line per problem)
     │   └── BusyError               no room for more work now (the dashboard's query slots): retry shortly
     ├── PipelineError               the stream job failed (a failed batch is never swallowed)
     └── ValidationFailedError       `rtap validate` / `rtap reconcile` found a difference
@@ -120,6 +121,15 @@ class ServerVersionError(WarehouseError):
 
 class MetabaseError(ServiceError):
     """Metabase's API answered with an error or an unexpected shape."""
+
+
+class PreflightError(ServiceError):
+    """A service rtap would use and does not start (external mode) is not ready: one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = "a problem" if len(problems) == 1 else f"{len(problems)} problems"
+        super().__init__(f"preflight found {count}, nothing was started:" + "".join(f"\n  {p}" for p in problems))
 
 
 class BusyError(ServiceError):

@@ -95,10 +95,12 @@ def describe_error(exc: KafkaException) -> str:
 
 def _no_answer(settings: KafkaSettings, timeout_s: float, exc: KafkaException, last: KafkaError | None) -> BrokerError:
     detail = _reason(last) if last is not None else describe_error(exc)
-    return BrokerError(
-        f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s ({detail}); is it running? "
-        "(`rtap kafka start`)"
-    )
+    if settings.names_local_broker:
+        hint = "is it running? (`rtap kafka start`)"
+    else:
+        hint = "is it running, and reachable from this machine?"
+    where = f"Kafka at {settings.bootstrap_servers}"
+    return BrokerError(f"{where} did not answer within {timeout_s:.0f}s ({detail}); {hint}")
 
 
 def connect(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[AdminClient, ClusterMetadata]:

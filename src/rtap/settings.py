@@ -313,6 +313,18 @@ class KafkaSettings(BaseSettings):
             )
         return None
 
+    @property
+    def names_local_broker(self) -> bool:
+        """Whether the clients' address could be the local broker's (``rtap kafka start``): one loopback address, the
+        listener's, PLAINTEXT. Anything else is a cluster rtap does not run."""
+        address = single_address(self.bootstrap_servers)
+        return (
+            address is not None
+            and is_loopback(address[0])
+            and self.security_protocol == "PLAINTEXT"
+            and self.local_listener_conflict() is None
+        )
+
     def plaintext_at(self, bootstrap_servers: str) -> KafkaSettings:
         """These settings pointed at a PLAINTEXT listener (the local broker's own): no TLS, no SASL."""
         security = ("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password", "sasl_mechanism")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -146,6 +147,22 @@ def test_the_listener_alone_moves_the_clients_with_it(monkeypatch: pytest.Monkey
     assert KafkaSettings(bootstrap_servers="[::1]:19093").port == 19093
     monkeypatch.setenv("RTAP_KAFKA_PORT", "19092")
     assert Settings().kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
+@pytest.mark.parametrize(
+    ("values", "local"),
+    [
+        ({}, True),
+        ({"bootstrap_servers": "127.0.0.1:29092"}, True),
+        ({"bootstrap_servers": "localhost:9092"}, True),
+        ({"bootstrap_servers": "10.0.0.5:9092"}, False),  # one broker, elsewhere: not one `rtap kafka start` runs
+        ({"bootstrap_servers": "127.0.0.1:9092,127.0.0.1:9094"}, False),
+        ({"bootstrap_servers": "127.0.0.1:29092", "port": 9092}, False),
+        ({"bootstrap_servers": "127.0.0.1:9096", "security_protocol": "SSL"}, False),  # the local broker is PLAINTEXT
+    ],
+)
+def test_only_one_plaintext_loopback_address_may_be_the_local_broker(values: dict[str, Any], local: bool) -> None:
+    assert KafkaSettings(_env_file=None, **values).names_local_broker is local  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
         if found is None or found.error is not None:
             missing.append(name)
         else:
-            _check_partitions(settings, name, len(found.partitions))
+            check_partitions(settings, name, len(found.partitions))
     if not missing:
         return []
     config = {
@@ -72,7 +72,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
                 raise BrokerError(f"creating Kafka topic {name} failed: {describe_error(exc)}") from exc
             raced = topic_partitions(settings, name, timeout_s)
             if raced is not None:
-                _check_partitions(settings, name, raced)
+                check_partitions(settings, name, raced)
         else:
             created.append(name)
     return created
@@ -83,7 +83,9 @@ def _code(exc: KafkaException) -> int | None:
     return error.code() if isinstance(error, KafkaError) else None
 
 
-def _check_partitions(settings: KafkaSettings, name: str, partitions: int) -> None:
+def check_partitions(settings: KafkaSettings, name: str, partitions: int) -> None:
+    """Raise BrokerError if ``name``'s partition count breaks what the pipeline assumes (a source topic may have
+    any; the contract-v1 topic exactly ``RTAP_KAFKA_PARTITIONS``; the others at least that many)."""
     expected = settings.partitions
     if name in settings.source_topics:
         return

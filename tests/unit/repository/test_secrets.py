@@ -31,6 +31,8 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("tests/unit/test_settings.py", "Secret Keyword"): (2, "dummy SASL passwords read from the env"),
     ("tests/unit/test_settings_kafka_security.py", "Secret Keyword"): (4, "dummy SASL and key passwords"),
     ("tests/e2e/test_kafka_security.py", "Secret Keyword"): (2, "the test broker's SCRAM and client key passwords"),
+    ("tests/e2e/test_up_external.py", "Secret Keyword"): (1, "the test broker's SCRAM password, random per run"),
+    ("tests/integration/runtime/stack/test_preflight.py", "Secret Keyword"): (1, "the test broker's SCRAM password"),
     ("tests/unit/stream/test_spark.py", "Secret Keyword"): (1, "a dummy SASL password Spark must redact"),
     ("tests/unit/ops/test_checks.py", "Secret Keyword"): (2, "fake Metabase error text and wrong password"),
     ("tests/unit/warehouse/test_server.py", "Secret Keyword"): (1, "dummy ClickHouse password"),

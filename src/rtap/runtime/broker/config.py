@@ -160,13 +160,19 @@ class ScramCredential:
 @dataclass(frozen=True)
 class BrokerSecurity:
     """The broker's secure listeners, its TLS identity (PEM files: certificate chain and PKCS#8 key, the CA of
-    client certificates) and its SCRAM users."""
+    client certificates) and its SCRAM users.
+
+    ``acls``: Kafka's StandardAuthorizer decides what each login may do, as on a team's cluster: a secure
+    listener's login may do only what an ACL allows it. The PLAINTEXT and controller listeners (loopback, the
+    broker's own traffic) log in as ``User:ANONYMOUS``, the super user that grants those ACLs.
+    """
 
     listeners: tuple[SecureListener, ...]
     certificate: Path
     key: Path
     client_ca: Path | None = None
     scram_credentials: tuple[ScramCredential, ...] = ()
+    acls: bool = False
 
 
 def random_cluster_id() -> str:
@@ -230,6 +236,11 @@ def server_properties(
         }
     if security is not None:
         properties |= _secure_listeners(host, files, security, properties)
+        if security.acls:
+            properties |= {
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": "User:ANONYMOUS",
+            }
     header = "# Written by rtap on every start of the local broker; edit the RTAP_KAFKA_* settings instead.\n"
     return header + "".join(f"{key}={value}\n" for key, value in properties.items())
 

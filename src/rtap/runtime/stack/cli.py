@@ -1,4 +1,4 @@
-"""``rtap up``, ``rtap status`` and ``rtap jvm archive``."""
+"""``rtap up``, ``rtap status``, ``rtap preflight`` and ``rtap jvm archive``."""
 
 from __future__ import annotations
 
@@ -25,10 +25,18 @@ class Profile(StrEnum):
 
     LOCAL = "local"
     CLUSTER = "cluster"
+    EXTERNAL = "external"
 
 
 def up(
-    no_generator: Annotated[bool, typer.Option("--no-generator", help="Do not start the event generator.")] = False,
+    generator: Annotated[
+        bool | None,
+        typer.Option(
+            "--generator/--no-generator",
+            help="Run the event generator (default: on, except with --profile external: a team's cluster gets "
+            "generated events only when asked).",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where all state lives (default: RTAP_DATA_DIR or .rtap).")
     ] = None,
@@ -37,14 +45,17 @@ def up(
         Profile,
         typer.Option(
             help="local: one broker, Spark local[*]. cluster: 3 KRaft brokers (replication 3, min ISR 2) and a "
-            "Spark standalone master with 2 workers, all on this machine; same job, same SQL."
+            "Spark standalone master with 2 workers, all on this machine; same job, same SQL. external: the Kafka "
+            "cluster, Spark master and ClickHouse the RTAP_* settings name, started by nobody here, checked first "
+            "(`rtap preflight`, docs/external.md)."
         ),
     ] = Profile.LOCAL,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also print INFO logs on the console (a line per micro-batch).")
     ] = False,
 ) -> None:
-    """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator.
+    """Start everything locally: Kafka, ClickHouse (chDB), the Spark job, the dashboard and the generator; with
+    --profile external, only rtap's own processes, on the services the settings name (docs/external.md).
 
     The console shows the start-up steps, a status line (events/s, Kafka lag, freshness, dead letters, late,
     duplicates) and warnings; Spark's, Kafka clients' and INFO logs go to DATA_DIR/logs/rtap-up.log.
@@ -60,7 +71,7 @@ def up(
         output.console.line(f"log: {output.log_path} (Spark, Kafka clients, one line per micro-batch)")
         run_stack(
             settings,
-            generator=not no_generator,
+            generator=profile is not Profile.EXTERNAL if generator is None else generator,
             rate=rate,
             console=output.console,
             profile=PROFILES[profile.value],
@@ -80,6 +91,49 @@ def status() -> None:
         console.print(f"{mark} {check.name:<12} {escape(check.detail)}")
     if not all(check.ok for check in checks):
         raise typer.Exit(1)
+
+
+def preflight(
+    create_topics: Annotated[
+        bool,
+        typer.Option(
+            "--create-topics",
+            help="First create the missing input and dead-letter topics (RTAP_KAFKA_PARTITIONS, "
+            "RTAP_KAFKA_REPLICATION_FACTOR, RTAP_KAFKA_RETENTION_HOURS); the login needs CREATE.",
+        ),
+    ] = False,
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout-s",
+            min=1,
+            help="How long Kafka and the Spark master get to answer (ClickHouse: RTAP_CLICKHOUSE_CONNECT_TIMEOUT_S).",
+        ),
+    ] = 10.0,  # rtap.runtime.stack.preflight.PREFLIGHT_TIMEOUT_S, imported only when the command runs
+) -> None:
+    """Check the Kafka cluster, ClickHouse and the Spark master the settings name, starting none of them.
+
+    One line per problem and exit 1 (unreachable, a login or certificate refused, a missing topic or ACL, a
+    missing grant, a server too old); a table and exit 0 when all is ready. `rtap up --profile external` runs it
+    first. See docs/external.md.
+    """
+    from rich.table import Table
+
+    from rtap.console import escape
+    from rtap.ingest.topics import ensure_topics
+    from rtap.runtime.stack.preflight import require_services
+
+    # clickhouse-connect logs a failed connection on stderr itself, before the check's own line says why.
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
+    settings = Settings()
+    console = make_console(markup=True)
+    if create_topics:
+        for name in ensure_topics(settings.kafka, timeout_s):
+            console.print(f"created topic {escape(name)}")
+    table = Table("", "check", "detail", title="rtap preflight: ready")
+    for check in require_services(settings, timeout_s):
+        table.add_row("[green]✓[/]", escape(check.name), escape(check.detail))
+    console.print(table)
 
 
 @jvm_app.command("archive")

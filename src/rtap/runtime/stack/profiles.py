@@ -1,4 +1,5 @@
-"""What runs Kafka and Spark for ``rtap up``: the local profile (one broker, ``local[*]``) or the cluster profile.
+"""What runs Kafka and Spark for ``rtap up``: the local profile (one broker, ``local[*]``), the cluster profile, or
+the external profile (the services a team already runs; rtap starts none of them).
 
 ``rtap up`` and ``rtap status`` treat both alike through :class:`Profile`; the stack's code has no branch on
 which one runs. A profile says which ports it needs free, starts its processes inside the stack (stopped with
@@ -14,18 +15,11 @@ from dataclasses import dataclass
 
 from rtap.errors import RtapError
 from rtap.runtime.broker import LocalKafka
+from rtap.runtime.broker.config import kafka_classpath
 from rtap.runtime.broker.local import check_local_listener
 from rtap.runtime.cluster import LocalCluster
+from rtap.runtime.stack.checks import Check
 from rtap.settings import Settings
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of ``rtap status``."""
-
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +69,7 @@ class LocalProfile(Profile):
 
     def preflight(self, settings: Settings) -> None:
         check_local_listener(settings.kafka)
+        kafka_classpath(settings)
 
     def start(self, settings: Settings, stack: contextlib.ExitStack) -> Started:
         kafka = stack.enter_context(LocalKafka(settings))
@@ -103,6 +98,9 @@ class ClusterProfile(Profile):
 
     def ports(self, settings: Settings) -> list[tuple[str, int, str]]:
         return []  # the brokers and Spark daemons pick free ports themselves
+
+    def preflight(self, settings: Settings) -> None:
+        kafka_classpath(settings)
 
     def start(self, settings: Settings, stack: contextlib.ExitStack) -> Started:
         cluster = stack.enter_context(LocalCluster(settings))
@@ -137,14 +135,55 @@ class ClusterProfile(Profile):
         return Check("brokers", healthy, f"{alive} of {len(pids)} running on {cluster.layout.bootstrap_servers}")
 
 
+class ExternalProfile(Profile):
+    """The Kafka cluster, Spark master and ClickHouse the settings name, already running elsewhere: nothing is
+    started, nothing is created on them. ``rtap preflight``'s checks run first and name every problem in one line
+    each (docs/external.md); only rtap's own processes start (the job's driver, dashboard, collector)."""
+
+    name = "external"
+    spark_first = True  # the master is up already
+
+    def ports(self, settings: Settings) -> list[tuple[str, int, str]]:
+        return []
+
+    def preflight(self, settings: Settings) -> None:
+        from rtap.runtime.stack.preflight import require_services
+
+        require_services(settings)
+
+    def start(self, settings: Settings, stack: contextlib.ExitStack) -> Started:
+        kafka = settings.kafka
+        lines = [
+            f"Kafka: the existing cluster at {kafka.bootstrap_servers} ({kafka.security_protocol}), nothing started",
+            f"Spark master: {settings.stream.master}",
+        ]
+        # A cluster that goes away fails the job's batches, which stop the stack after
+        # RTAP_STREAM_MAX_CONSECUTIVE_FAILURES in a row: no process of this profile to watch.
+        return Started(settings, lines, lambda: None)
+
+    def status(self, settings: Settings) -> Check | None:
+        """The cluster the settings name, unless they name the local broker (then it is not external)."""
+        from rtap.errors import BrokerError
+        from rtap.kafka_admin import connect
+
+        kafka = settings.kafka
+        if kafka.names_local_broker:
+            return None
+        try:
+            metadata = connect(kafka, timeout_s=5.0)[1]
+        except BrokerError as error:
+            return Check("kafka", False, str(error))
+        return Check("kafka", True, f"{len(metadata.brokers)} of the cluster's brokers at {kafka.bootstrap_servers}")
+
+
 LOCAL = LocalProfile()
 #: ``rtap up --profile`` chooses among these.
-PROFILES: dict[str, Profile] = {profile.name: profile for profile in (LOCAL, ClusterProfile())}
+PROFILES: dict[str, Profile] = {profile.name: profile for profile in (LOCAL, ClusterProfile(), ExternalProfile())}
 
 
 def brokers_check(settings: Settings) -> Check:
-    """``rtap status``'s line on Kafka: the first other profile whose processes run in this data directory,
-    else the local broker (which answers even when it is down)."""
+    """``rtap status``'s line on Kafka: the first other profile whose processes run in this data directory, or
+    the external cluster the settings name, else the local broker (which answers even when it is down)."""
     for profile in PROFILES.values():
         if profile is not LOCAL and (check := profile.status(settings)) is not None:
             return check

@@ -6,7 +6,8 @@ import os
 from datetime import UTC, datetime
 
 from rtap.errors import RtapError
-from rtap.runtime.stack.profiles import Check, brokers_check
+from rtap.runtime.stack.checks import Check
+from rtap.runtime.stack.profiles import brokers_check
 from rtap.runtime.stack.up import UP_PID_FILE
 from rtap.settings import Settings
 from rtap.stream.restarts import JOB_STATE_FILE, JobState

@@ -45,13 +45,10 @@ class Component:
 def preflight(settings: Settings, profile: Profile) -> None:
     """Refuse to start when something is certainly going to fail (one clear line, nothing started)."""
     from rtap.collect.server import check_exposure
-    from rtap.runtime.broker.config import kafka_classpath
     from rtap.stream.spark import connector_jars
 
-    profile.preflight(settings)
     check_exposure(settings.collect)
     find_java()
-    kafka_classpath(settings)
     connector_jars(settings.jars_dir / "spark")
     ports = [
         (settings.dashboard.host, settings.dashboard.port, "the dashboard"),
@@ -62,6 +59,7 @@ def preflight(settings: Settings, profile: Profile) -> None:
     for host, port, what in ports + profile.ports(settings):
         if port_in_use(host, port):
             raise PortInUseError(host, port, what)
+    profile.preflight(settings)  # last: the external profile's asks the services over the network
 
 
 def _background(name: str, target: Callable[[], object], stop: Callable[[], None]) -> Component:

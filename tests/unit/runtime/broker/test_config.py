@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,19 @@ def test_secure_listeners_join_the_plaintext_one_each_under_its_own_prefix(tmp_p
     assert props["listener.name.mtls.ssl.truststore.type"] == "PEM"
     assert props["listener.name.mtls.ssl.truststore.location"] == str(tmp_path / "ca.pem")
     assert not any(key.startswith("listener.name.mtls.sasl") for key in props)
+
+
+def test_acls_put_the_secure_listeners_under_the_standard_authorizer(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, port=19092, controller_port=19093)
+    listener = SecureListener("SASL_SSL", 19096, "SASL_SSL", sasl_mechanisms=("SCRAM-SHA-512",))
+    security = BrokerSecurity((listener,), certificate=tmp_path / "broker.pem", key=tmp_path / "broker-key.pem")
+    files = BrokerFiles(settings.paths.kafka)
+
+    assert "authorizer.class.name" not in _parse(server_properties(settings, files, security=security))
+    props = _parse(server_properties(settings, files, security=replace(security, acls=True)))
+
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["super.users"] == "User:ANONYMOUS"  # the PLAINTEXT and controller listeners: the broker's own
 
 
 def test_scram_users_are_written_at_format_time(tmp_path: Path) -> None:
