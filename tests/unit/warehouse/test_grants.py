@@ -38,6 +38,7 @@ READER_MODULES = (
     "rtap.ops.replay",
     "rtap.runtime.stack.status",
     "rtap.runtime.stack.statusline",
+    "rtap.runtime.stack.preflight",  # the reader's probe; its CHECK GRANT (as the writer) needs no grant
 )
 # Files that name {db} without sending SQL of their own: the clients render it, the dashboards check and
 # render the panels (collected from dashboards.yaml), schema and grants make what the tests above collect.

@@ -42,16 +42,16 @@ from rtap.kafka_admin import connect, describe_error
 from rtap.runtime.stack.checks import Check
 from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import WarehouseClient, create_client
+from rtap.warehouse.grants import WRITER
+from rtap.warehouse.version import MIN_SERVER_VERSION, parse_version
 
-#: The oldest ClickHouse release rtap runs on (a server, or the engine inside chDB): 24.8, the long-term support
-#: release of the 24 line, the line in which (issue #25) ClickHouse changed how inserts deduplicate through
-#: materialized views, what the exactly-once argument leans on. The server-correctness work (issue #25 item 3) owns
-#: the exact floor and its reason, and may move this constant to rtap.warehouse.
-MIN_SERVER_VERSION = (24, 8)
 #: How long Kafka and the Spark master get to answer (ClickHouse's client has RTAP_CLICKHOUSE_CONNECT_TIMEOUT_S).
 PREFLIGHT_TIMEOUT_S = 10.0
-#: What the writer account does (rtap.warehouse.migrate, the stream job's sink), checked on ``{db}.*``.
-WRITER_GRANTS = ("SELECT", "INSERT", "CREATE DATABASE", "CREATE TABLE", "CREATE VIEW", "ALTER ADD COLUMN")
+#: What the writer account does on the rtap database (rtap.warehouse.grants lists all of both accounts' grants),
+#: asked with CHECK GRANT, which needs no grant of its own.
+WRITER_GRANTS = next(grant.privileges for grant in WRITER if grant.target == "{db}.*")
+#: The reader's SELECT, on a table every rtap database has once migrated.
+READER_PROBE = "SELECT count() FROM {db}.pipeline_batches WHERE 0"
 # CHECK GRANT as first released answered 0 for ``db.*`` whatever the grants (it looked for a table named ''); the
 # rewrite of November 2024 asks the access rights alone. Older servers' grants are not checked.
 _CHECK_GRANT_SINCE = (25, 1)
@@ -199,15 +199,7 @@ def _missing_acl(kafka: KafkaSettings, name: str, missing: list[str]) -> str:
 # -- ClickHouse -------------------------------------------------------------------------------------------------
 
 
-def parse_version(text: str) -> tuple[int, ...]:
-    """``24.8.4.13`` (or ``25.1.1.1-lts``) as a tuple of its leading numbers."""
-    numbers = re.findall(r"\d+", text.split("-")[0])
-    if not numbers:
-        raise ValueError(f"not a ClickHouse version: {text!r}")
-    return tuple(int(number) for number in numbers)
-
-
-def version_problem(version: str, floor: tuple[int, ...] = MIN_SERVER_VERSION) -> str | None:
+def version_problem(version: str, floor: tuple[int, int] = MIN_SERVER_VERSION) -> str | None:
     """Why ``version`` is too old for rtap, or None."""
     if parse_version(version) >= floor:
         return None
@@ -263,7 +255,7 @@ def _reader_check(settings: Settings, where: str) -> Check:
     user = settings.warehouse.readonly_user
     try:
         with create_client(settings, readonly=True) as reader:
-            reader.query_rows("SELECT count() FROM {db}.pipeline_batches WHERE 0")
+            reader.query_rows(READER_PROBE)
     except WarehouseError as error:
         if error.code in (_UNKNOWN_TABLE, _UNKNOWN_DATABASE):
             return Check("reader", True, f"{user} logs in; its SELECT is checked once `rtap migrate` made the tables")

