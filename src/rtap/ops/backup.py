@@ -4,7 +4,8 @@ A backup is a folder:
 
     manifest.json   what was saved: rtap's version, the database, its last migration, the pipeline and the
                     batch that the checkpoint and the warehouse had each committed
-    warehouse/      ClickHouse's own backup of the database (BACKUP DATABASE ... TO File)
+    chdb/           a copy of ``<data dir>/chdb``, the embedded warehouse's files (rtap.warehouse.chdb.backup says
+                    why files and not ClickHouse's BACKUP: the tables' deduplication logs)
     checkpoints/    a copy of ``<data dir>/checkpoints`` (Spark's offsets and commits, the pipeline id)
 
 Why both, and why only while nothing runs: the checkpoint says where in Kafka the job resumes, the warehouse
@@ -14,7 +15,8 @@ warehouse never received (silent loss); an older one replays batches whose rows 
 offsets (``pipeline_batches`` would count them twice). So the backup takes the chDB directory's lock for its
 whole length (refused while ``rtap up`` or ``rtap stream`` holds it) and checks the two agree before it
 writes the manifest: the warehouse's last batch of the checkpoint's pipeline lies between the last batch Spark
-committed and the last one it planned (the sink commits to the warehouse before Spark commits the batch).
+committed and the last one it planned (the sink commits to the warehouse before Spark commits the batch). A
+restore is then, to the job, a crash at the moment of the backup: the batch it had begun runs again.
 
 Kafka is not in the backup: it is the source the job re-reads after a restore, within its retention (a
 restore older than the retention is refused when the job starts, rtap.stream.gaps).
@@ -35,7 +37,7 @@ from rtap.stream.job import PIPELINE_ID_FILE, planned_batches
 from rtap.warehouse.migrate import load_migrations
 
 MANIFEST = "manifest.json"
-WAREHOUSE = "warehouse"
+WAREHOUSE = "chdb"
 CHECKPOINTS = "checkpoints"
 FORMAT = 1
 
@@ -88,7 +90,7 @@ def _require_chdb(settings: Settings, command: str) -> None:
 
 def backup(settings: Settings, target: Path) -> Manifest:
     """Save the warehouse and the checkpoint to ``target`` (a folder that does not exist yet)."""
-    from rtap.warehouse.chdb.backup import backup_engine
+    from rtap.warehouse.chdb.backup import closed_warehouse
 
     _require_chdb(settings, "backup")
     target = target.expanduser().resolve()
@@ -97,18 +99,18 @@ def backup(settings: Settings, target: Path) -> Manifest:
     if not target.parent.is_dir():
         raise ConfigError(f"{target.parent} is no directory")
     database = settings.warehouse.database
-    with backup_engine(settings.paths.chdb, database, target, "back up the warehouse") as engine:
+    with closed_warehouse(settings.paths.chdb, database, "back up the warehouse") as warehouse:
         # Read under the lock: no job can move the checkpoint on until the copy below is done.
         checkpoint = _stream_checkpoint(settings)
         marker = checkpoint / PIPELINE_ID_FILE
         pipeline = marker.read_text().strip() if marker.exists() else None
         committed, planned = committed_batches(checkpoint), planned_batches(checkpoint)
-        facts = engine.facts(pipeline)
+        facts = warehouse.facts(pipeline)
         checkpoint_batch = committed[-1] if committed else None
         _check_agreement(checkpoint_batch, planned[-1] if planned else None, facts.last_batch)
         target.mkdir()
         try:
-            engine.backup(target / WAREHOUSE)
+            warehouse.copy_to(target / WAREHOUSE)
             if settings.paths.checkpoints.is_dir():
                 shutil.copytree(settings.paths.checkpoints, target / CHECKPOINTS, symlinks=True)
             manifest = Manifest(
@@ -142,7 +144,7 @@ def _check_agreement(committed: int | None, planned: int | None, warehouse: int 
 
 def restore(settings: Settings, source: Path) -> Manifest:
     """Replace the warehouse and the checkpoint by the backup in ``source``."""
-    from rtap.warehouse.chdb.backup import backup_engine
+    from rtap.warehouse.chdb.backup import closed_warehouse
 
     _require_chdb(settings, "restore")
     source = source.expanduser().resolve()
@@ -161,10 +163,18 @@ def restore(settings: Settings, source: Path) -> Manifest:
         )
     if not (source / WAREHOUSE).is_dir():
         raise ConfigError(f"{source} has no {WAREHOUSE}/ folder")
-    with backup_engine(settings.paths.chdb, settings.warehouse.database, source, "restore the warehouse") as engine:
-        engine.restore(source / WAREHOUSE)
-        # The warehouse is back at the backup's moment: a checkpoint of any other moment must not outlive it.
+    database = settings.warehouse.database
+    with closed_warehouse(settings.paths.chdb, database, "restore the warehouse") as warehouse:
+        # The checkpoint goes first: if the restore stops half-way, no checkpoint of a later moment is left to
+        # resume past what the warehouse holds (without one, the job resumes from the warehouse).
         shutil.rmtree(settings.paths.checkpoints, ignore_errors=True)
+        warehouse.replace_from(source / WAREHOUSE)
+        facts = warehouse.facts(manifest.pipeline_id)
+        if (facts.migration, facts.last_batch) != (manifest.migration, manifest.warehouse_batch):
+            raise ConfigError(
+                f"the warehouse restored from {source} is at migration {facts.migration:04d}, last batch "
+                f"{facts.last_batch}; its manifest says {manifest.migration:04d}, {manifest.warehouse_batch}"
+            )
         if (source / CHECKPOINTS).is_dir():
             shutil.copytree(source / CHECKPOINTS, settings.paths.checkpoints, symlinks=True)
     return manifest

@@ -1,6 +1,6 @@
 """``rtap backup`` / ``rtap restore`` on a real chDB directory: every table and the checkpoint come back as they
 were, and each refusal is one line (a directory in use, a checkpoint that does not belong with the warehouse, a
-backup a newer rtap made). The pipeline around it (Spark, Kafka) is tests/e2e/test_backup_restore.py."""
+backup a newer rtap made). The pipeline around it (Spark, Kafka) is tests/e2e/test_operating.py."""
 
 from __future__ import annotations
 

@@ -1,46 +1,106 @@
-"""ClickHouse's own BACKUP and RESTORE on a chDB data directory that no process is using.
+"""A chDB data directory copied, or replaced by a copy, while no process has it open.
 
-chDB runs ClickHouse's backup engine, but only with ``backups.allowed_path`` configured, which the engine
-reads from a configuration file at start-up: so a backup opens its own engine on the directory, with a
-configuration file that allows exactly the one backup folder (measured on chDB 4.4: without it, ``BACKUP ...
-TO File(...)`` fails with code 318). That engine needs the directory's lock (rtap.warehouse.chdb.ownership),
-so a backup or a restore is refused while ``rtap up`` or ``rtap stream`` owns the directory: an online copy
-would not match the checkpoint the running job keeps writing (docs/operating.md).
+Why a copy of the files and not ClickHouse's ``BACKUP``/``RESTORE`` (which chDB runs, given
+``backups.allowed_path`` in a configuration file): ``RESTORE`` creates the tables anew, without their
+deduplication logs, and the stream job relies on those. A batch the job had begun writing when it stopped is
+written again under the same ``insert_deduplication_token`` when it runs again; against a restored table the
+token is unknown, the block is stored twice, and the windows' partial states count it twice (measured on
+chDB 4.4: an insert repeated with its token after ``RESTORE`` adds its rows again; the check is
+tests/unit/ops/test_backup_tokens.py). A copy of a closed directory holds the logs with the rows: restoring it
+is, to the job, the same as a crash at the moment of the backup, which the kill -9 tests show to be exact.
 
-The backup is ClickHouse's format (checksummed parts and table definitions), the same one
-``BACKUP DATABASE rtap TO File(...)`` writes on a ClickHouse server.
+Closed means: this process holds the directory's lock (rtap.warehouse.chdb.ownership) for the whole copy, so
+``rtap up``, ``rtap stream`` and ``rtap migrate`` cannot open it meanwhile, and a copy is refused while one of
+them holds it.
 """
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from xml.sax.saxutils import escape
 
 from rtap.errors import ConfigError, RetryableWarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
-from rtap.warehouse.chdb.ownership import owner_pid, try_acquire
-
-# Characters that would end the path inside chDB's connection string ("<dir>?config-file=<file>&...").
-_URL_SPECIAL = ("?", "&")
+from rtap.warehouse.chdb.ownership import LOCK_FILE, owner_pid, try_acquire
 
 
-def _check_path(path: Path, what: str) -> None:
-    if any(char in str(path) for char in _URL_SPECIAL):
-        raise ConfigError(f"the {what} may not contain '?' or '&': {path}")
+@dataclass(frozen=True)
+class WarehouseFacts:
+    """What a backup records about the warehouse it copied."""
+
+    migration: int  # the last migration applied (0: none)
+    last_batch: int | None  # the last batch of one pipeline in pipeline_batches (None: none)
+
+
+class ClosedWarehouse:
+    """A chDB directory this process holds the lock of: read a few facts, copy it, or replace its files."""
+
+    def __init__(self, directory: Path, database: str) -> None:
+        self.directory = directory
+        self.database = sqltext.check_identifier(database, "database")
+
+    def facts(self, pipeline_id: str | None) -> WarehouseFacts:
+        """The database's last migration, and the last batch ``pipeline_id`` committed in it."""
+        if "?" in str(self.directory):
+            raise ConfigError(f"the chDB data directory may not contain '?': {self.directory}")
+        from chdb import connect
+
+        try:
+            connection = connect(str(self.directory))  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            raise translate(exc) from exc
+        try:
+            migration = self._run(connection, f"SELECT max(version) FROM {self.database}.schema_migrations FINAL")
+            last = None
+            if pipeline_id is not None:
+                count, batch = self._run(
+                    connection,
+                    f"SELECT count(), max(batch_id) FROM {self.database}.pipeline_batches FINAL "
+                    "WHERE query_id = {pipeline:String}",
+                    {"pipeline": pipeline_id},
+                ).split()
+                last = int(batch) if int(count) else None
+        finally:
+            connection.close()
+        return WarehouseFacts(migration=int(migration or 0), last_batch=last)
+
+    @staticmethod
+    def _run(connection: object, sql: str, params: dict[str, str] | None = None) -> str:
+        try:
+            return str(connection.query(sql, "TabSeparated", params=params or {})).strip()  # type: ignore[attr-defined]
+        except RuntimeError as exc:
+            raise translate(exc, sql) from exc
+
+    def copy_to(self, target: Path) -> None:
+        """Copy every file of the directory but the lock to ``target`` (a new folder)."""
+        shutil.copytree(self.directory, target, symlinks=True, ignore=_lock_file)
+
+    def replace_from(self, source: Path) -> None:
+        """Make the directory's files those of ``source`` (a copy made by :meth:`copy_to`); the lock file stays,
+        so that the lock this process holds keeps the directory closed until the end."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for entry in self.directory.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        shutil.copytree(source, self.directory, symlinks=True, ignore=_lock_file, dirs_exist_ok=True)
+
+
+def _lock_file(folder: str, names: list[str]) -> list[str]:
+    return [LOCK_FILE] if LOCK_FILE in names else []
 
 
 @contextmanager
-def backup_engine(directory: Path, database: str, allowed: Path, action: str) -> Iterator[BackupEngine]:
-    """An engine on ``directory`` whose backups may be read and written below ``allowed`` only; it holds the
-    directory's lock until the block ends (``action`` names what is refused while another process holds it)."""
-    _check_path(directory, "chDB data directory")
-    _check_path(allowed, "backup folder")
+def closed_warehouse(directory: Path, database: str, action: str) -> Iterator[ClosedWarehouse]:
+    """Hold ``directory``'s lock until the block ends; refused in one line while another process holds it
+    (``action`` says what was refused)."""
     ownership = try_acquire(directory)
     if ownership is None:
         raise RetryableWarehouseError(
@@ -48,70 +108,9 @@ def backup_engine(directory: Path, database: str, allowed: Path, action: str) ->
             f"{owner_pid(directory)} (rtap up or rtap stream); stop it first"
         )
     try:
-        from chdb import connect
-
-        with tempfile.TemporaryDirectory(prefix="rtap-backup-config-") as config_dir:
-            config = Path(config_dir) / "config.xml"
-            config.write_text(
-                f"<clickhouse><backups><allowed_path>{escape(str(allowed))}/</allowed_path></backups></clickhouse>\n"
-            )
-            try:
-                connection = connect(f"{directory}?config-file={config}")  # type: ignore[no-untyped-call]
-            except RuntimeError as exc:
-                raise translate(exc) from exc
-            try:
-                yield BackupEngine(connection, database)
-            finally:
-                connection.close()
+        yield ClosedWarehouse(directory, database)
     finally:
         ownership.release()
 
 
-class BackupEngine:
-    """A chDB connection that may back up to, and restore from, one folder (see :func:`backup_engine`)."""
-
-    def __init__(self, connection: Any, database: str) -> None:
-        self._connection = connection
-        self.database = sqltext.check_identifier(database, "database")
-
-    def _run(self, sql: str, params: dict[str, str] | None = None) -> str:
-        try:
-            return str(self._connection.query(sql, "TabSeparated", params=params or {}))
-        except RuntimeError as exc:
-            raise translate(exc, sql) from exc
-
-    def facts(self, pipeline_id: str | None) -> WarehouseFacts:
-        """The database's last migration and the last batch ``pipeline_id`` committed in it."""
-        migration = self._run(f"SELECT max(version) FROM {self.database}.schema_migrations FINAL").strip()
-        last = None
-        if pipeline_id is not None:
-            count, batch = self._run(
-                f"SELECT count(), max(batch_id) FROM {self.database}.pipeline_batches FINAL "
-                "WHERE query_id = {pipeline:String}",
-                {"pipeline": pipeline_id},
-            ).split()
-            last = int(batch) if int(count) else None
-        return WarehouseFacts(migration=int(migration or 0), last_batch=last)
-
-    def backup(self, target: Path) -> None:
-        """``BACKUP DATABASE ... TO File(target)``; ``target`` must not exist yet."""
-        self._run(f"BACKUP DATABASE {self.database} TO File({sqltext.quote_string(str(target))})")
-
-    def restore(self, source: Path) -> None:
-        """Replace the database by the one in the backup at ``source`` (``DROP`` then ``RESTORE``).
-
-        ClickHouse restores into a database that does not exist (it refuses to mix a backup's rows with rows it
-        already has), so the current one is dropped first: a restore that then fails leaves no database, and is
-        run again from the same backup.
-        """
-        self._run(f"DROP DATABASE IF EXISTS {self.database} SYNC")
-        self._run(f"RESTORE DATABASE {self.database} FROM File({sqltext.quote_string(str(source))})")
-
-
-@dataclass(frozen=True)
-class WarehouseFacts:
-    migration: int  # the last migration applied (0: none)
-    last_batch: int | None  # the last batch of a pipeline in pipeline_batches
-
-
-__all__ = ["BackupEngine", "WarehouseFacts", "backup_engine"]
+__all__ = ["ClosedWarehouse", "WarehouseFacts", "closed_warehouse"]
