@@ -11,6 +11,8 @@ refused in one line; v1 and v2 events in one topic go through the running job to
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+import rtap
 from rtap.contract import load_schema, validate_event
 from rtap.contract.model import FORMAT_PATTERNS
 from rtap.errors import ContractError
@@ -32,6 +35,7 @@ from rtap.ingest.topics import ensure_topics
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.warehouse import create_client
+from rtap.warehouse.migrate import load_migrations
 from tests.support.faults import wait_for_next_minute, without_late
 from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
 
@@ -40,7 +44,7 @@ pytestmark = pytest.mark.timeout(1500)
 RUN = 4_000
 
 
-def rtap(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def run_rtap(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """An rtap command as the operator runs it, with the pipeline's settings."""
     return subprocess.run(
         [sys.executable, "-m", "rtap", *args], env=child_environment(settings), capture_output=True, text=True
@@ -72,7 +76,7 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     first_done = datetime.now(UTC)
     drain(settings, first.totals().produced)
 
-    saved = rtap(settings, "backup", str(tmp_path / "backup"))
+    saved = run_rtap(settings, "backup", str(tmp_path / "backup"))
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert "and the checkpoint to" in saved.stdout
 
@@ -82,7 +86,7 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     job = StreamProcess(settings)
     try:
         job.wait_processed(first.totals().produced + 1)  # it owns the warehouse and works on the second run
-        refused = one_line_error(rtap(settings, "backup", str(tmp_path / "while-running")))
+        refused = one_line_error(run_rtap(settings, "backup", str(tmp_path / "while-running")))
         assert f"is in use by rtap process {job.process.pid}" in refused
         job.wait_processed(both.totals().produced)
         assert job.stop() == 0
@@ -93,7 +97,7 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     assert not (tmp_path / "while-running").exists()
     assert_tables_equal_truth(settings, both)
 
-    restored = rtap(settings, "restore", str(tmp_path / "backup"))
+    restored = run_rtap(settings, "restore", str(tmp_path / "backup"))
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert_tables_equal_truth(settings, first)  # back at the backup's moment, exactly
 
@@ -157,14 +161,37 @@ def produce_v1_and_v2(settings: Settings, count: int, seed: int) -> tuple[Ground
     return generator.truth, rewritten
 
 
+# The documented steps (docs/operating.md, Changing the contract) applied to a copy of this rtap.
+MIGRATION = f"""-- Contract v2: {NEW_FIELD}, an optional field, stored where v1 readers ignore it.
+ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {NEW_FIELD} Nullable(String) AFTER schema_version;
+ALTER TABLE {{db}}.late_events ADD COLUMN IF NOT EXISTS {NEW_FIELD} Nullable(String) AFTER schema_version;
+"""
+
+
+def rtap_with_contract_v2(folder: Path) -> tuple[Path, int]:
+    """A copy of this rtap's package that ships contract v2: the schema file, ``CURRENT_VERSION = 2`` and the
+    migration that adds the column. Returns the folder to put on PYTHONPATH, and the migration's number."""
+    package = folder / "rtap"
+    shutil.copytree(Path(rtap.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    schema = orjson.dumps(contract_v2(), option=orjson.OPT_INDENT_2)
+    (package / "contract" / "schemas" / "clickstream-event.v2.json").write_bytes(schema)
+    model = package / "contract" / "model.py"
+    text = model.read_text()
+    assert text.count("\nCURRENT_VERSION = 1\n") == 1
+    model.write_text(text.replace("\nCURRENT_VERSION = 1\n", "\nCURRENT_VERSION = 2\n"))
+    version = load_migrations()[-1].version + 1
+    (package / "warehouse" / "migrations" / f"{version:04d}_contract_v2.sql").write_text(MIGRATION)
+    return folder, version
+
+
 def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reconcile(
-    broker: LocalKafka, tmp_path: Path
+    broker: LocalKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = pipeline_settings(broker, tmp_path / "data", "contract")
     v2 = contract_v2()
     v2_path = tmp_path / "clickstream-event.v2.json"
     v2_path.write_bytes(orjson.dumps(v2))
-    checked = rtap(settings, "contract", "check", "--new", str(v2_path))
+    checked = run_rtap(settings, "contract", "check", "--new", str(v2_path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "compatible with contract v1 (only new optional fields)" in checked.stdout
 
@@ -172,14 +199,15 @@ def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reco
     breaking["required"].append(NEW_FIELD)  # v1 events lack it: refused
     breaking_path = tmp_path / "clickstream-event.v2-breaking.json"
     breaking_path.write_bytes(orjson.dumps(breaking))
-    refused = one_line_error(rtap(settings, "contract", "check", "--new", str(breaking_path)))
+    refused = one_line_error(run_rtap(settings, "contract", "check", "--new", str(breaking_path)))
     assert f"required: {NEW_FIELD} is newly required: v1 events lack it" in refused
 
-    truth, rewritten = produce_v1_and_v2(settings, count=RUN, seed=91)
-    totals = truth.totals()
+    # Producers first: some send v2 while the job still reads v1. Nothing fails; the job ignores the new field.
+    first, rewritten = produce_v1_and_v2(settings, count=RUN, seed=91)
+    first_done = datetime.now(UTC)
+    totals = first.totals()
     assert len(rewritten) > RUN // 4
     assert min(totals.duplicates, totals.late, totals.dead_letters) > 0
-
     # Every rewritten record that v1 accepts is a v2 event, and so is its v1 original (v2 reads both).
     validate_v2 = fastjsonschema.compile(v2, formats=FORMAT_PATTERNS)
     valid = [(old, new) for old, new in rewritten if accepted_by_v1(new)]
@@ -187,13 +215,32 @@ def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reco
     for old, new in valid:
         assert validate_v2(orjson.loads(new))[NEW_FIELD] == "WINTER26"
         assert NEW_FIELD not in validate_v2(orjson.loads(old))
-
     drain(settings, totals.produced)
-    assert_tables_equal_truth(settings, truth)
+    assert_tables_equal_truth(settings, first)
+
+    # Then the job: this rtap with contract v2 shipped. `rtap contract check` checks it against v1 and the job's
+    # start applies its migration; the v2 events of the next run keep their field in a column.
+    source, migration = rtap_with_contract_v2(tmp_path / "rtap-v2")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]))
+    shipped = run_rtap(settings, "contract", "check")
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert "contract v2: compatible with v1" in shipped.stdout
+    wait_for_next_minute(first_done)
+    second, rewritten = produce_v1_and_v2(without_late(settings), count=RUN, seed=92)
+    both = GroundTruth.merge_all([first, second])
+    drain(settings, both.totals().produced)
+    assert_tables_equal_truth(settings, both)
+
+    v2_ids = {orjson.loads(new)["event_id"].lower() for _, new in rewritten if accepted_by_v1(new)}
     with create_client(settings) as client:
-        (columns,) = client.query_rows(
-            "SELECT count() FROM system.columns WHERE database = {database:String} AND table = 'events' "
-            "AND name = {name:String}",
-            parameters={"database": settings.warehouse.database, "name": NEW_FIELD},
+        assert migration in {int(v) for (v,) in client.query_rows("SELECT version FROM {db}.schema_migrations")}
+        stored = client.query_rows(
+            f"SELECT toString(event_id), {NEW_FIELD} FROM {{db}}.events FINAL "
+            "WHERE event_time >= {since:DateTime64(3, 'UTC')}",
+            parameters={"since": first_done},
         )
-    assert columns == (0,)  # a v1 job ignores the field: it reaches a column only with the steps of the docs
+    with_field = {event_id for event_id, value in stored if value is not None}
+    assert with_field
+    assert with_field <= v2_ids
+    assert {value for _, value in stored} == {"WINTER26", None}  # v1 and v2 events side by side
+    assert len(stored) == second.totals().accepted
