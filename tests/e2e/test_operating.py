@@ -79,6 +79,10 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     saved = run_rtap(settings, "backup", str(tmp_path / "backup"))
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert "and the checkpoint to" in saved.stdout
+    # Spark's offsets and commits, no state store (docs/operating.md: what an upgrade of Spark must read).
+    checkpoint = {p.name for p in (tmp_path / "backup" / "checkpoints" / "stream").iterdir()}
+    assert {"offsets", "commits", "sources", "metadata"} <= checkpoint
+    assert "state" not in checkpoint
 
     wait_for_next_minute(first_done)
     second = produce(without_late(settings), count=RUN, seed=82)

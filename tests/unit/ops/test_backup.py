@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from rtap.settings import Settings, WarehouseSettings
 from rtap.stream.job import PIPELINE_ID_FILE
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import try_acquire
-from rtap.warehouse.migrate import apply_migrations, load_migrations
+from rtap.warehouse.migrate import MigrationError, apply_migrations, load_migrations
 from tests.support.seed import seed_clickstream
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -157,6 +158,32 @@ def test_what_is_no_backup_of_this_rtap_is_refused_before_anything_changes(tmp_p
     other = make_settings(tmp_path / "data")
     with pytest.raises(ConfigError, match=f"holds database {settings.warehouse.database}, not"):
         restore(other, tmp_path / "backup")
+    assert snapshot(settings) == before
+
+
+def test_rolling_back_an_upgrade_is_restoring_the_backup_taken_before_it(tmp_path: Path) -> None:
+    """Migrations only go forward: this rtap refuses a database a newer one migrated, until the backup taken
+    before the upgrade is restored."""
+    settings = make_settings(tmp_path / "data")
+    commit_batches(settings, last=1)
+    spark_checkpoint(settings, committed=1, planned=1)
+    before = snapshot(settings)
+    backup(settings, tmp_path / "before-upgrade")
+
+    newer = tmp_path / "newer-migrations"  # what the next rtap ships: these and one more
+    newer.mkdir()
+    for migration in (resources.files("rtap.warehouse") / "migrations").iterdir():
+        (newer / migration.name).write_text(migration.read_text())
+    upgrade = f"{load_migrations()[-1].version + 1:04d}_next_release.sql"
+    (newer / upgrade).write_text("ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS next_release Nullable(String);\n")
+    with create_client(settings) as client:
+        assert [m.label for m in apply_migrations(client, newer)] == [upgrade.removesuffix(".sql")]
+    with create_client(settings) as client, pytest.raises(MigrationError, match="it was migrated by a newer version"):
+        apply_migrations(client)  # this rtap, started again after the upgrade was rolled back
+
+    restore(settings, tmp_path / "before-upgrade")
+    with create_client(settings) as client:
+        assert apply_migrations(client) == []
     assert snapshot(settings) == before
 
 
