@@ -37,6 +37,7 @@ from rtap.settings import Settings, child_environment
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import load_migrations
 from tests.support.faults import wait_for_next_minute, without_late
+from tests.support.paths import REPO_ROOT
 from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
 
 pytestmark = pytest.mark.timeout(1500)
@@ -172,6 +173,14 @@ ALTER TABLE {{db}}.late_events ADD COLUMN IF NOT EXISTS {NEW_FIELD} Nullable(Str
 """
 
 
+# What the v2 job makes of a v2 event whose new field breaks its rule (the job's parse and classify, no Spark).
+BROKEN_V2_EVENT = f"""
+from tests.support.records import classify_records, event
+row = classify_records([(0, 1, event(1, {NEW_FIELD}=5))]).to_pylist()[0]
+print(row["status"], row["error"])
+"""
+
+
 def rtap_with_contract_v2(folder: Path) -> tuple[Path, int]:
     """A copy of this rtap's package that ships contract v2: the schema file, ``CURRENT_VERSION = 2`` and the
     migration that adds the column. Returns the folder to put on PYTHONPATH, and the migration's number."""
@@ -229,6 +238,13 @@ def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reco
     shipped = run_rtap(settings, "contract", "check")
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr
     assert "contract v2: compatible with v1" in shipped.stdout
+    verdict = subprocess.run(
+        [sys.executable, "-c", BROKEN_V2_EVENT],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(REPO_ROOT)])},
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.stdout.strip() == f"dead_letter {NEW_FIELD}: expected string, got number", verdict.stderr
     wait_for_next_minute(first_done)
     second, rewritten = produce_v1_and_v2(without_late(settings), count=RUN, seed=92)
     both = GroundTruth.merge_all([first, second])
