@@ -98,6 +98,8 @@ def backup(settings: Settings, target: Path) -> Manifest:
         raise ConfigError(f"{target} exists: a backup goes into a new folder")
     if not target.parent.is_dir():
         raise ConfigError(f"{target.parent} is no directory")
+    if not settings.paths.chdb.is_dir():
+        raise ConfigError(f"there is no warehouse to back up in {settings.paths.chdb} (RTAP_DATA_DIR)")
     database = settings.warehouse.database
     with closed_warehouse(settings.paths.chdb, database, "back up the warehouse") as warehouse:
         # Read under the lock: no job can move the checkpoint on until the copy below is done.

@@ -155,6 +155,8 @@ def test_what_is_no_backup_of_this_rtap_is_refused_before_anything_changes(tmp_p
     (newer / MANIFEST).write_text(json.dumps({**manifest, "migration": 9999, "rtap_version": "9.0.0"}))
     with pytest.raises(ConfigError, match="with migration 9999; this rtap ships migrations up to"):
         restore(settings, newer)
+    with pytest.raises(ConfigError, match="there is no warehouse to back up in"):
+        backup(make_settings(tmp_path / "elsewhere"), tmp_path / "nothing")
     other = make_settings(tmp_path / "data")
     with pytest.raises(ConfigError, match=f"holds database {settings.warehouse.database}, not"):
         restore(other, tmp_path / "backup")
