@@ -32,6 +32,7 @@ from rtap.errors import ContractError
 from rtap.generate import ClickstreamGenerator, GroundTruth
 from rtap.ingest.producer import producer_config
 from rtap.ingest.topics import ensure_topics
+from rtap.ops.backup import Manifest
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.warehouse import create_client
@@ -108,6 +109,31 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
 
     drain(settings, both.totals().produced)
     assert_tables_equal_truth(settings, both)  # the second run read again from Kafka, nothing twice
+
+
+def test_a_backup_taken_after_a_crash_restores_to_an_exact_catch_up(broker: LocalKafka, tmp_path: Path) -> None:
+    """kill -9 in the middle of a backlog of small batches, so that a batch is likely begun and not committed:
+    the backup holds it as the crash left it, and after the restore the job runs it again, deduplicated by
+    the tokens the copy kept (rtap.warehouse.chdb.backup)."""
+    settings = pipeline_settings(broker, tmp_path / "data", "crashbackup", max_batch_records=250)
+    truth = produce(settings, count=RUN, seed=83)
+    produced = truth.totals().produced
+    job = StreamProcess(settings)
+    try:
+        job.wait_processed(produced // 3)
+    finally:
+        job.kill()
+    saved = run_rtap(settings, "backup", str(tmp_path / "backup"))
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    manifest = Manifest.read(tmp_path / "backup")
+    print(f"backed up after kill -9: Spark committed {manifest.checkpoint_batch}, warehouse {manifest.warehouse_batch}")
+
+    drain(settings, produced)
+    assert_tables_equal_truth(settings, truth)
+    restored = run_rtap(settings, "restore", str(tmp_path / "backup"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    drain(settings, produced)
+    assert_tables_equal_truth(settings, truth)
 
 
 # -- changing the contract ---------------------------------------------------------------------------------------
