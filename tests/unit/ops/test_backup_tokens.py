@@ -53,7 +53,7 @@ def test_clickhouses_restore_forgets_the_tokens(tmp_path: Path) -> None:
 
     config = tmp_path / "config.xml"
     config.write_text(f"<clickhouse><backups><allowed_path>{tmp_path}/</allowed_path></backups></clickhouse>")
-    connection = connect(f"{tmp_path / 'chdb'}?config-file={config}")
+    connection = connect(f"{tmp_path / 'chdb'}?config-file={config}")  # type: ignore[no-untyped-call]
 
     def run(sql: str) -> str:
         return str(connection.query(sql, "TabSeparated")).strip()
