@@ -32,9 +32,10 @@ from rtap.errors import ContractError
 from rtap.generate import ClickstreamGenerator, GroundTruth
 from rtap.ingest.producer import producer_config
 from rtap.ingest.topics import ensure_topics
-from rtap.ops.backup import Manifest
+from rtap.ops.backup import committed_batches
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
+from rtap.stream.job import planned_batches
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import load_migrations
 from tests.support.faults import wait_for_next_minute, without_late
@@ -111,22 +112,43 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     assert_tables_equal_truth(settings, both)  # the second run read again from Kafka, nothing twice
 
 
-def test_a_backup_taken_after_a_crash_restores_to_an_exact_catch_up(broker: LocalKafka, tmp_path: Path) -> None:
-    """kill -9 in the middle of a backlog of small batches, so that a batch is likely begun and not committed:
-    the backup holds it as the crash left it, and after the restore the job runs it again, deduplicated by
+def in_a_batch(checkpoint: Path) -> bool:
+    """Spark has planned a batch it has not committed: the job is in the middle of it."""
+    planned, committed = planned_batches(checkpoint), committed_batches(checkpoint)
+    return bool(planned) and (not committed or planned[-1] > committed[-1])
+
+
+def kill_in_a_batch(settings: Settings, after: int, attempts: int = 5) -> None:
+    """kill -9 the job while a batch is planned and not committed (again from a restart when the batch
+    committed between the look and the kill)."""
+    checkpoint = settings.paths.checkpoints / "stream"
+    for _ in range(attempts):
+        job = StreamProcess(settings)
+        try:
+            job.wait_processed(after)
+            deadline = time.monotonic() + 60
+            while not in_a_batch(checkpoint) and time.monotonic() < deadline:
+                time.sleep(0.002)
+        finally:
+            job.kill()
+        if in_a_batch(checkpoint):
+            return
+    raise AssertionError(f"no kill landed inside a batch in {attempts} attempts")
+
+
+def test_a_backup_taken_in_the_middle_of_a_batch_restores_to_an_exact_catch_up(
+    broker: LocalKafka, tmp_path: Path
+) -> None:
+    """kill -9 while Spark has a batch planned and not committed, then back up: the backup holds the batch as
+    the crash left it (perhaps partly written), and after the restore the job runs it again, deduplicated by
     the tokens the copy kept (rtap.warehouse.chdb.backup)."""
-    settings = pipeline_settings(broker, tmp_path / "data", "crashbackup", max_batch_records=250)
+    settings = pipeline_settings(broker, tmp_path / "data", "crashbackup", max_batch_records=100)
     truth = produce(settings, count=RUN, seed=83)
     produced = truth.totals().produced
-    job = StreamProcess(settings)
-    try:
-        job.wait_processed(produced // 3)
-    finally:
-        job.kill()
+    kill_in_a_batch(settings, after=produced // 5)
     saved = run_rtap(settings, "backup", str(tmp_path / "backup"))
     assert saved.returncode == 0, saved.stdout + saved.stderr
-    manifest = Manifest.read(tmp_path / "backup")
-    print(f"backed up after kill -9: Spark committed {manifest.checkpoint_batch}, warehouse {manifest.warehouse_batch}")
+    assert in_a_batch(tmp_path / "backup" / "checkpoints" / "stream")
 
     drain(settings, produced)
     assert_tables_equal_truth(settings, truth)
