@@ -2,10 +2,12 @@
 
 Backup and restore: a run is processed and backed up; a second run is processed; the backup is restored,
 which takes every table back to the first run exactly; the job started again re-reads the second run from
-Kafka, and every table reconciles with both runs. While the job runs, the backup is refused in one line.
+Kafka, and every table reconciles with both runs. While the job runs, the backup is refused in one line. A
+backup taken after a kill -9 in the middle of a batch restores as exactly as the crash itself would.
 
 Changing the contract: a v2 with a new optional field passes ``rtap contract check`` and a breaking one is
-refused in one line; v1 and v2 events in one topic go through the running job together and reconcile.
+refused in one line; v1 and v2 events in one topic go through the v1 job together and reconcile; then the job
+of a copy of rtap that ships v2 stores the new field in its column, and v1 and v2 events reconcile again.
 """
 
 from __future__ import annotations
