@@ -55,6 +55,8 @@ def _register() -> None:
     app.add_typer(dashboard_cli.metabase_app, name="metabase")
     app.command("validate")(ops_cli.validate)
     app.command("reconcile")(ops_cli.reconcile)
+    app.command("backup")(ops_cli.backup)
+    app.command("restore")(ops_cli.restore)
     _register_bench()
     app.add_typer(metrics_cli.app, name="metrics")
 

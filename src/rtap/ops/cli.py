@@ -1,5 +1,5 @@
-"""Commands of the operations tools: ``rtap validate`` (end-to-end check of a running stack), ``rtap reconcile``
-and ``rtap dlq reasons|show|replay``."""
+"""Commands of the operations tools: ``rtap validate`` (end-to-end check of a running stack), ``rtap reconcile``,
+``rtap backup`` / ``rtap restore`` and ``rtap dlq reasons|show|replay``."""
 
 from __future__ import annotations
 
@@ -168,6 +168,42 @@ def reconcile(
         raise ValidationFailedError(
             f"{len(report.failed)} of {len(report.checks)} checks differ: {', '.join(c.name for c in report.failed)}"
         )
+
+
+def backup(
+    target: Annotated[Path, typer.Argument(help="A new folder for the backup (it must not exist).")],
+) -> None:
+    """Save the warehouse (chDB) and the stream job's checkpoint, from one moment, while nothing runs.
+
+    Refused while `rtap up` or `rtap stream` holds the data directory: stop it, back up, start it again.
+    """
+    from rtap.ops.backup import backup as save
+
+    manifest = save(Settings(), target)
+    make_console().print(
+        f"backed up database {manifest.database} (migration {manifest.migration:04d}, last batch "
+        f"{_batch(manifest.warehouse_batch)}) and the checkpoint to {target}"
+    )
+
+
+def restore(
+    source: Annotated[Path, typer.Argument(help="A folder written by `rtap backup`.")],
+) -> None:
+    """Replace the warehouse and the checkpoint by a backup; the next start re-reads Kafka from the backup's moment.
+
+    Refused while `rtap up` or `rtap stream` holds the data directory.
+    """
+    from rtap.ops.backup import restore as bring_back
+
+    manifest = bring_back(Settings(), source)
+    make_console().print(
+        f"restored database {manifest.database} and the checkpoint from {source} (made {manifest.created_at} by "
+        f"rtap {manifest.rtap_version}, last batch {_batch(manifest.warehouse_batch)}); start rtap to catch up"
+    )
+
+
+def _batch(batch: int | None) -> str:
+    return "none" if batch is None else str(batch)
 
 
 def _filters(since: str | None, start: str | None, end: str | None, topic: str | None, reason: str | None) -> Filters:
