@@ -11,15 +11,14 @@ from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]  # 
 from rtap.errors import PreflightError
 from rtap.runtime.stack import cli
 from rtap.runtime.stack.preflight import (
-    MIN_SERVER_VERSION,
     PREFLIGHT_TIMEOUT_S,
     master_addresses,
-    parse_version,
     spark_check,
     topic_needs,
     version_problem,
 )
 from rtap.settings import KafkaSettings
+from rtap.warehouse.version import MIN_SERVER_VERSION, parse_version
 from tests.support.paths import free_port, taken_port
 
 
