@@ -280,6 +280,7 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
     stack_memory = flatness([s["stack_mb"] for s in loaded if s["stack_mb"] is not None])
     sender_memory = flatness([s["sender_mb"] for s in loaded if s["sender_mb"] is not None])
     reconciliation = reconcile_totals(settings, live.sends)
+    disk = disk_footprint(settings, sum(s.sent for s in live.sends))
     verdict = freshness_verdict(minutes)
     missing = sent.valid - sum(row["events"] for row in minutes)
     return {
@@ -311,6 +312,7 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
             "sender": sender_memory,
         },
         "peak_rss_mb": peak,
+        "disk": disk,
         "reconciliation": reconciliation,
         "passed": verdict["passed"]
         and missing == 0
@@ -319,6 +321,57 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
         and stack_memory["flat"],
         "samples": samples,
     }
+
+
+# What the warehouse keeps per record, by table: compressed bytes of its active parts (after the stack stopped).
+_TABLE_BYTES = """
+SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes)
+FROM system.parts WHERE database = {database:String} AND active GROUP BY table ORDER BY table
+"""
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def disk_footprint(settings: Settings, records: int) -> dict[str, Any]:
+    """Disk per record sent, for sizing: Kafka's log directory (every topic, replication 1) and the warehouse
+    (its directory, and the compressed bytes of each table's parts), over the records of every run."""
+    from rtap.warehouse import create_client
+
+    with create_client(settings) as client:
+        rows = client.query_rows(_TABLE_BYTES, parameters={"database": settings.warehouse.database})
+    tables = {
+        str(table): {"rows": int(n), "compressed_bytes": int(packed), "uncompressed_bytes": int(raw)}
+        for table, n, packed, raw in rows
+    }
+    kafka, warehouse = _tree_bytes(settings.paths.kafka), _tree_bytes(settings.paths.chdb)
+    per = max(records, 1)
+    return {
+        "records": records,
+        "kafka_bytes": kafka,
+        "warehouse_bytes": warehouse,
+        "kafka_bytes_per_record": kafka / per,
+        "warehouse_bytes_per_record": warehouse / per,
+        "tables": tables,
+    }
+
+
+def _disk_lines(disk: dict[str, Any] | None) -> list[str]:
+    """The disk paragraph of the report (for sizing: docs/operating.md)."""
+    if not disk:
+        return []
+    tables = ", ".join(
+        f"{name} {t['compressed_bytes'] / max(disk['records'], 1):.0f}"
+        for name, t in sorted(disk["tables"].items(), key=lambda item: -item[1]["compressed_bytes"])[:5]
+    )
+    return [
+        f"Disk per record sent ({disk['records']:,} records, after the stack stopped): Kafka's log directory "
+        f"{disk['kafka_bytes_per_record']:.0f} bytes (replication 1, before retention deletes anything), the "
+        f"warehouse's directory {disk['warehouse_bytes_per_record']:.0f} bytes; compressed bytes per record of the "
+        f"largest tables: {tables}.",
+        "",
+    ]
 
 
 def _minutes(settings: Settings, run: str, sent: Sent, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -425,6 +478,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Memory of the stack ({result['memory']['rule']}): {memory_text}; peak {_n(result['peak_rss_mb'], ' MiB')}.",
         "",
+        *_disk_lines(result.get("disk")),
         f"Reconciliation of everything sent (search and soak) against the warehouse: "
         f"**{'passed' if recon['ok'] else 'FAILED'}**"
         + ("" if recon["ok"] else f" ({'; '.join(recon['differences'])})")

@@ -202,6 +202,28 @@ def test_the_report_has_the_command_the_rate_the_minutes_and_the_verdicts() -> N
     assert "Soak: **FAILED**." in text
 
 
+def test_the_report_gives_disk_per_record_for_sizing() -> None:
+    result = _result("given")
+    tables = {
+        "events": {"rows": 900, "compressed_bytes": 90_000, "uncompressed_bytes": 400_000},
+        "event_ids": {"rows": 900, "compressed_bytes": 18_000, "uncompressed_bytes": 30_000},
+    }
+    result["disk"] = {
+        "records": 1_000,
+        "kafka_bytes": 350_000,
+        "warehouse_bytes": 200_000,
+        "kafka_bytes_per_record": 350.0,
+        "warehouse_bytes_per_record": 200.0,
+        "tables": tables,
+    }
+    text = markdown(result)
+    assert "Disk per record sent (1,000 records, after the stack stopped): Kafka's log directory 350 bytes" in text
+    assert (
+        "the warehouse's directory 200 bytes; compressed bytes per record of the largest tables: events 90, event_ids 18."
+        in text
+    )
+
+
 def test_a_search_that_held_nothing_is_reported_with_its_steps() -> None:
     result = _result("search")
     for key in ("rate", "rate_from", "minutes", "freshness", "sent", "hour_boundaries", "memory", "reconciliation"):
