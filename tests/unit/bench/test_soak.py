@@ -219,8 +219,8 @@ def test_the_report_gives_disk_per_record_for_sizing() -> None:
     text = markdown(result)
     assert "Disk per record sent (1,000 records, after the stack stopped): Kafka's log directory 350 bytes" in text
     assert (
-        "the warehouse's directory 200 bytes; compressed bytes per record of the largest tables: events 90, event_ids 18."
-        in text
+        "the warehouse's directory 200 bytes; compressed bytes per record of the largest tables: "
+        "events 90, event_ids 18." in text
     )
 
 
