@@ -76,7 +76,9 @@ def _start_owner(data_dir: Path, database: str, **settings: str) -> Owner:
     )
     owner = Owner(process, _settings(data_dir, database), env)
     assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
+    poller = select.poll()  # not select(): this test process may hold more than 1024 descriptors (chDB's threads)
+    poller.register(process.stdout, select.POLLIN)
+    ready = poller.poll(READY_TIMEOUT_S * 1000)
     if not ready or process.stdout.readline().strip() != "ready":
         owner.stop()
         pytest.fail(f"the owner process did not start serving (exit code {process.poll()})")

@@ -132,9 +132,13 @@ class OutputPump:
 
     def _run(self) -> None:
         pending = b""
+        # poll, not select: select() refuses a descriptor numbered 1024 or more, and chDB in this process keeps
+        # three open per thread of its pools.
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
         while True:
             stopping = self._stop.is_set()
-            ready, _, _ = select.select([self._read], [], [], 0 if stopping else _POLL_S)
+            ready = poller.poll(0 if stopping else _POLL_S * 1000)
             if not ready:
                 if stopping:
                     break
