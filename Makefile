@@ -91,7 +91,7 @@ fmt: $(BIN)/rtap ## Format the code
 
 test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint ## Run every check: lint, unit, integration and end-to-end tests
 	$(MAKE) lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=20 $(PYTEST_ARGS)  # the slowest tests in the log: the whole run stays under 30 min
 
 test-unit: $(BIN)/rtap ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
