@@ -27,22 +27,16 @@ from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
 from rtap.stream.kafka import LagProbe
 from tests.support.faults import measure, record, scaled, stream_log, wait_for_next_minute, without_late
-from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
+from tests.support.pipeline import (
+    assert_tables_equal_truth,
+    pipeline_settings,
+    produce,
+    run_until_drained,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 BATCH = scaled(1_000, 20_000)
-
-
-def run_until_drained(settings: Settings, records: int) -> None:
-    job = StreamProcess(settings)
-    try:
-        job.wait_processed(records)
-        assert job.stop() == 0
-    except BaseException:
-        if job.process.poll() is None:
-            job.kill()
-        raise
 
 
 def test_deleted_checkpoint_resumes_after_the_warehouses_last_batch(broker: LocalKafka, tmp_path: Path) -> None:

@@ -43,7 +43,13 @@ from rtap.warehouse import create_client
 from rtap.warehouse.migrate import load_migrations
 from tests.support.faults import LARGE, wait_for_next_minute, without_late
 from tests.support.paths import REPO_ROOT
-from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
+from tests.support.pipeline import (
+    StreamProcess,
+    assert_tables_equal_truth,
+    pipeline_settings,
+    produce,
+    run_until_drained,
+)
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -55,17 +61,6 @@ def run_rtap(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "rtap", *args], env=child_environment(settings), capture_output=True, text=True
     )
-
-
-def drain(settings: Settings, records: int) -> None:
-    job = StreamProcess(settings)
-    try:
-        job.wait_processed(records)
-        assert job.stop() == 0
-    except BaseException:
-        if job.process.poll() is None:
-            job.kill()
-        raise
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -80,7 +75,7 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     settings = pipeline_settings(broker, tmp_path / "data", "backup")
     first = produce(settings, count=RUN, seed=81)
     first_done = datetime.now(UTC)
-    drain(settings, first.totals().produced)
+    run_until_drained(settings, first.totals().produced)
 
     saved = run_rtap(settings, "backup", str(tmp_path / "backup"))
     assert saved.returncode == 0, saved.stdout + saved.stderr
@@ -111,7 +106,7 @@ def test_a_restored_backup_catches_up_from_kafka_and_every_table_is_exact(broker
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert_tables_equal_truth(settings, first)  # back at the backup's moment, exactly
 
-    drain(settings, both.totals().produced)
+    run_until_drained(settings, both.totals().produced)
     assert_tables_equal_truth(settings, both)  # the second run read again from Kafka, nothing twice
 
 
@@ -155,11 +150,11 @@ def test_a_backup_taken_in_the_middle_of_a_batch_restores_to_an_exact_catch_up(
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert in_a_batch(tmp_path / "backup" / "checkpoints" / "stream")
 
-    drain(settings, produced)
+    run_until_drained(settings, produced)
     assert_tables_equal_truth(settings, truth)
     restored = run_rtap(settings, "restore", str(tmp_path / "backup"))
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    drain(settings, produced)
+    run_until_drained(settings, produced)
     assert_tables_equal_truth(settings, truth)
 
 
@@ -281,7 +276,7 @@ def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reco
     for old, new in valid:
         assert validate_v2(orjson.loads(new))[NEW_FIELD] == "WINTER26"
         assert NEW_FIELD not in validate_v2(orjson.loads(old))
-    drain(settings, totals.produced)
+    run_until_drained(settings, totals.produced)
     assert_tables_equal_truth(settings, first)
 
     # Then the job: this rtap with contract v2 shipped. `rtap contract check` checks it against v1 and the job's
@@ -301,7 +296,7 @@ def test_a_contract_v2_with_a_new_optional_field_ships_and_v1_and_v2_events_reco
     wait_for_next_minute(first_done)
     second, rewritten = produce_v1_and_v2(without_late(settings), count=RUN, seed=92)
     both = GroundTruth.merge_all([first, second])
-    drain(settings, both.totals().produced)
+    run_until_drained(settings, both.totals().produced)
     assert_tables_equal_truth(settings, both)
 
     v2_ids = {orjson.loads(new)["event_id"].lower() for _, new in rewritten if accepted_by_v1(new)}

@@ -259,6 +259,18 @@ class UpProcess:
         self._console.close()
 
 
+def run_until_drained(settings: Settings, records: int) -> None:
+    """The job until it processed ``records`` records, then SIGTERM (killed if anything fails on the way)."""
+    job = StreamProcess(settings)
+    try:
+        job.wait_processed(records)
+        assert job.stop() == 0
+    except BaseException:
+        if job.process.poll() is None:
+            job.kill()
+        raise
+
+
 def local_broker_settings(data_dir: Path) -> Settings:
     """Settings for a private local broker: free ports, data under ``data_dir``, the repo's jars."""
     port, controller_port = free_port(), free_port()
