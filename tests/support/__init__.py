@@ -11,3 +11,10 @@
 - ``faults``, ``browser``, ``terminal``, ``seed``: fault injection, headless Chromium, tmux, dashboard rows;
 - ``metabase``: a fake Metabase replaying recorded API responses (``metabase_responses/``).
 """
+
+import pkgutil
+
+import pytest
+
+# Assertions in the shared helpers (e.g. pipeline.assert_tables_equal_truth) explain their failures like a test's.
+pytest.register_assert_rewrite(*(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)))

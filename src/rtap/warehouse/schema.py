@@ -71,6 +71,8 @@ RETENTION: Mapping[str, tuple[str, str]] = {
     "events": ("ingested_at", "retention_events_days"),
     # The duplicate lookup (migration 0010) keeps the ids as long as events keeps the events.
     "event_ids": ("ingested_at", "retention_events_days"),
+    # The write-ahead record of events' blocks (migration 0012) lives as long as the blocks it describes.
+    "event_blocks": ("written_at", "retention_events_days"),
     "late_events": ("ingested_at", "retention_late_events_days"),
     "dead_letters": ("received_at", "retention_dead_letters_days"),
     "pipeline_batches": ("started_at", "retention_pipeline_batches_days"),

@@ -742,6 +742,28 @@ def startup_median(mode: str, milestone: str) -> float:
     return value
 
 
+def sizing() -> tuple[str, ...]:
+    """docs/operating.md's sizing table: per record, and per 10,000 events/s (86,400 x 10,000 records a day)."""
+    job = newest_bench()["P_rtap_job"]["median_cpu_us_per_record"]
+    collect = result("collect.json")["summary"]
+    single, batch = collect["E1"]["collector_cpu_us_per_request"], collect["B25"]["collector_cpu_us_per_request"] / 25
+    disk = result("soak.json")["disk"]
+    kafka, warehouse = disk["kafka_bytes_per_record"], disk["warehouse_bytes_per_record"]
+    per_day = 86_400 * 10_000 / 1e9  # bytes per record -> GB a day
+    return (
+        f"{job:.1f}",
+        f"{job / 100:.2f}",
+        f"{single:.0f}",
+        f"{single / 100:.1f}",
+        f"{batch:.1f}",
+        f"{batch / 100:.2f}",
+        f"{kafka:.0f}",
+        f"{kafka * per_day:.0f}",
+        f"{warehouse:.0f}",
+        f"{warehouse * per_day:.0f}",
+    )
+
+
 FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
     (
         "README.md",
@@ -796,6 +818,15 @@ FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
             f"{round(result('collect.json')['summary']['E1']['collector_cpu_us_per_request'])}",
             f"{round(result('collect.json')['outage']['rss_mb_during_outage_max'])}",
         ),
+    ),
+    (
+        "docs/operating.md",
+        r"job \(Spark source, parse, classify, sink, embedded chDB\) \| ([\d.]+) CPU-µs \| ([\d.]+) cores \|.*?"
+        r"\(`sendBeacon`\) \| (\d+) CPU-µs per request \| ([\d.]+) cores \|.*?"
+        r"batches of 25 \| ([\d.]+) CPU-µs per event \| ([\d.]+) cores \|.*?"
+        r"\(replication 1\) \| (\d+) bytes \| (\d+) GB a day per replica \|.*?"
+        r"all tables \| (\d+) bytes \| (\d+) GB a day \|",
+        sizing,
     ),
     (
         "docs/operations.md",

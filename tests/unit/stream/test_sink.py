@@ -208,3 +208,34 @@ def test_a_write_failing_half_way_is_exact_once_retried(warehouse, refusing: str
     assert warehouse.query_rows(f"SELECT views, unique_users FROM {{db}}.page_views_1m FINAL WHERE {window}") == [
         (5, 5)
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
+@pytest.mark.parametrize(("retried", "hour"), [(7, 10), (3, 11)])
+def test_a_batch_cut_anew_after_a_half_written_block_is_exact(warehouse, retried: int, hour: int) -> None:
+    """A kill after the events insert stored its block in ``events`` but before the last materialized view had
+    it, then a lost checkpoint: the next pipeline cuts the batch at other offsets (``retried`` of the first
+    attempt's 5 records, then the rest), finds those records stored by a block that is not its own, and must
+    still leave every view with each record exactly once."""
+    at = f"2026-11-29T{hour:02d}:00:00Z"
+    records = [(hour, i, event(1000 * hour + i, at, user_id=f"u{i}", session_id=f"c{hour}")) for i in range(7)]
+    killed = WarehouseSink(
+        warehouse, Settings().stream, f"killed-{hour}", RecordingPublisher(), lambda offsets: {}, topic=TOPIC
+    )
+    with refusing_writes(warehouse, "page_views_1m_state"), pytest.raises(RtapError):
+        run_batch(killed, 0, records[:5])
+    anew = WarehouseSink(
+        warehouse, Settings().stream, f"anew-{hour}", RecordingPublisher(), lambda offsets: {}, topic=TOPIC
+    )
+    run_batch(anew, 0, records[:retried])
+    run_batch(anew, 1, records[retried:])
+    window = f"window_start = toDateTime('2026-11-29 {hour:02d}:00:00', 'UTC')"
+    assert scalar(warehouse, f"SELECT sum(views) FROM {{db}}.page_views_1m_state WHERE {window}") == 7
+    assert scalar(warehouse, f"SELECT events FROM {{db}}.sessions FINAL WHERE session_id = 'c{hour}'") == 7
+    assert warehouse.query_rows(f"SELECT views, unique_users FROM {{db}}.page_views_1m FINAL WHERE {window}") == [
+        (7, 7)
+    ]
+    assert warehouse.query_rows(f"SELECT events, users FROM {{db}}.events_1m FINAL WHERE {window}") == [(7, 7)]
+    assert (
+        scalar(warehouse, "SELECT sum(duplicates) FROM {db}.pipeline_batches FINAL WHERE query_id LIKE 'anew-%'") == 0
+    )
