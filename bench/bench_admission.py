@@ -12,8 +12,10 @@ that turns every round so no phase always comes first:
 * **alone**: the job and the sender only;
 * **viewers**: ``--viewers`` page viewers on the admission-controlled dashboard (each asks every panel of the
   *Clickstream live* dashboard on the panel's own refresh interval, over the page's live hour, as the page does)
-  plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause;
-* **viewers, no admission**: the same load on the other dashboard.
+  plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause and
+  deaf to Retry-After; each client from its own loopback address (the dashboard limits requests per address);
+* **viewers, no admission**: the same load on a dashboard without the result cache, the query slots and the
+  per-client rate limit (rtap before issue 24).
 
 Per step, once the job has committed everything sent: per-event freshness (``traffic.freshness``: commit time of
 the event's batch minus its event time, over every event of the step), the sender's lag behind its schedule, the
@@ -65,7 +67,11 @@ PAGE_RANGE = timedelta(hours=1)
 TARGET_RATIO = 1.2
 ALONE, VIEWERS, UNCONTROLLED = "alone", "viewers", "viewers, no admission"
 # The admission control of issue 24 off: every request runs its own query, as many at once as arrive.
-NO_ADMISSION = {"RTAP_DASHBOARD_CACHE_TTL_S": "0", "RTAP_DASHBOARD_MAX_CONCURRENT_QUERIES": "64"}
+NO_ADMISSION = {
+    "RTAP_DASHBOARD_CACHE_TTL_S": "0",
+    "RTAP_DASHBOARD_MAX_CONCURRENT_QUERIES": "64",
+    "RTAP_DASHBOARD_CLIENT_BURST": "1000000000",
+}
 START_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 600.0
 WARM_UP = (500.0, 5.0)  # events/s, seconds: the job's start-up and compiling first batch
@@ -102,10 +108,16 @@ def _range(width: timedelta) -> dict[str, str]:
     return {"from": (end - width).isoformat(), "to": end.isoformat()}
 
 
-def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load, offset_s: float) -> None:
+def _client(url: str, address: str) -> httpx.Client:
+    """A client from its own loopback address (all of 127/8 is the loopback interface), as each viewer has its
+    own address in the field: the dashboard limits requests per client address."""
+    return httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+
+
+def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load, offset_s: float, address: str) -> None:
     """One open page: every panel on its own refresh interval, over the page's live hour."""
     due = dict.fromkeys(panels, time.monotonic() + offset_s)
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with _client(url, address) as client:
         while not stop.is_set():
             now = time.monotonic()
             for panel, refresh_s in panels.items():
@@ -115,9 +127,10 @@ def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load,
             stop.wait(max(0.05, min(due.values()) - time.monotonic()))
 
 
-def _loop(url: str, panel: str, stop: threading.Event, load: Load) -> None:
-    """Someone asking the heaviest panel over the widest range, again as soon as it answers."""
-    with httpx.Client(base_url=url, timeout=60) as client:
+def _loop(url: str, panel: str, stop: threading.Event, load: Load, address: str) -> None:
+    """Someone asking the heaviest panel over the widest range, again as soon as it answers (a 429's
+    Retry-After ignored: the worst client, not a page)."""
+    with _client(url, address) as client:
         while not stop.is_set():
             _ask(client, panel, WIDEST_RANGE, load)
 
@@ -136,10 +149,15 @@ def viewers(url: str, count: int, loops: int, heaviest: str) -> Iterator[Load]:
     panels = {p.id: p.refresh_seconds for d in load_definition().dashboards if d.id == DASHBOARD for p in d.panels}
     load, stop = Load(), threading.Event()
     threads = [
-        threading.Thread(target=_viewer, args=(url, panels, stop, load, n * 2.0 / count), daemon=True)
+        threading.Thread(
+            target=_viewer, args=(url, panels, stop, load, n * 2.0 / count, f"127.0.1.{n + 1}"), daemon=True
+        )
         for n in range(count)
     ]
-    threads += [threading.Thread(target=_loop, args=(url, heaviest, stop, load), daemon=True) for _ in range(loops)]
+    threads += [
+        threading.Thread(target=_loop, args=(url, heaviest, stop, load, f"127.0.2.{n + 1}"), daemon=True)
+        for n in range(loops)
+    ]
     for thread in threads:
         thread.start()
     try:

@@ -543,6 +543,12 @@ class DashboardSettings(BaseSettings):
     # One result per panel and range serves every viewer for this long; a range ending now is aligned to it,
     # so viewers whose clocks differ by less share it (0: no sharing).
     cache_ttl_s: float = Field(default=2.0, ge=0)
+    # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~20 things
+    # at once, then each panel every few seconds); beyond that 429 + Retry-After before any routing or query.
+    # At most limiter_entries addresses are remembered (bounded memory; the oldest is forgotten).
+    client_requests_per_s: float = Field(default=20.0, gt=0)
+    client_burst: int = Field(default=60, ge=1)
+    limiter_entries: int = Field(default=10_000, ge=1)
     # The login beyond loopback (rtap.dashboard.auth): without one of these the dashboard refuses any other
     # address. The password (also what `rtap validate` logs in with), or its hash from
     # `rtap dashboard --hash-password` so the server's environment holds no password.

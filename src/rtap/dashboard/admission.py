@@ -8,11 +8,15 @@ job's next write. Two small pieces keep the cost of viewers about that of one:
 - :class:`ResultCache`: one result per key (panel, range) for ``ttl_s``, computed once however many requests
   ask for it meanwhile (the others wait for that one computation), at most ``max_entries`` kept;
 - :class:`Admission`: at most ``slots`` computations run at once; one that finds no free slot within
-  ``wait_s`` is refused (:class:`~rtap.errors.BusyError`, HTTP 503 with Retry-After), not queued without end.
+  ``wait_s`` is refused (:class:`~rtap.errors.BusyError`, HTTP 503 with Retry-After), not queued without end;
+- :class:`ClientRateLimit`: a client that asks faster than a page does is refused (429 with Retry-After)
+  before anything else runs. Cached answers are cheap, not free: a client looping on one panel got ~250 of
+  them a second and took a third of the machine's CPU from the job (bench/results/admission.md).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rtap import metrics
+from rtap.buckets import TokenBuckets
 from rtap.errors import BusyError
 
 V = TypeVar("V")
@@ -108,3 +117,47 @@ class ResultCache(Generic[V]):
         excess = len(self._entries) - self._max_entries
         for key in [k for k, e in self._entries.items() if e.flight.done()][: max(0, excess)]:
             del self._entries[key]
+
+
+class ClientRateLimit:
+    """ASGI middleware: each client address gets ``burst`` requests, then ``rate`` a second; a request beyond
+    that is answered 429 with ``Retry-After`` and a JSON reason, before routing, the thread pool or a query.
+    A request without an address (a Unix socket) is not limited."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rate: float,
+        burst: int,
+        entries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._app = app
+        self._rate = rate
+        self._buckets = TokenBuckets(rate, burst, entries)
+        self._clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client:
+            now = self._clock()
+            tokens = self._buckets.tokens(client[0], now)
+            wait = self._buckets.wait_s(tokens, 1)
+            if wait > 0:
+                await self._refuse(send, wait)
+                return
+            self._buckets.set(client[0], tokens - 1, now)
+        await self._app(scope, receive, send)
+
+    async def _refuse(self, send: Send, wait_s: float) -> None:
+        metrics.DASHBOARD.rate_limited.inc()
+        retry_after = max(1, math.ceil(wait_s))
+        body = orjson.dumps({"detail": f"more than {self._rate:g} requests a second: retry in {retry_after} s"})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(retry_after).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

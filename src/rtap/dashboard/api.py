@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
 from rtap import __version__, metrics
-from rtap.dashboard.admission import Admission, ResultCache
+from rtap.dashboard.admission import Admission, ClientRateLimit, ResultCache
 from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import BusyError, RetryableWarehouseError, WarehouseError
@@ -236,6 +236,13 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
     password = Password.from_settings(options)
     if password is not None:  # beyond loopback: a login, then a session for everything else (rtap.dashboard.auth)
         app.add_middleware(Gate, password=password, lifetime_s=options.session_hours * 3600)
+    # Outside the login, so that guessing passwords is limited too; inside the metrics, which count its 429s.
+    app.add_middleware(
+        ClientRateLimit,
+        rate=options.client_requests_per_s,
+        burst=options.client_burst,
+        entries=options.limiter_entries,
+    )
     app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
     admission = Admission(options.max_concurrent_queries, options.queue_timeout_s)
     # A request waits for another's identical query at most as long as it would wait for its own slot and query.

@@ -36,6 +36,12 @@ class DashboardMetrics(Collector):
             ["outcome"],
             registry=None,
         )
+        self.rate_limited = Counter(
+            "rtap_dashboard_rate_limited",
+            "Requests refused with 429 because their client address asked faster than "
+            "RTAP_DASHBOARD_CLIENT_REQUESTS_PER_S after its burst (also counted in requests, route 'other').",
+            registry=None,
+        )
         self.duration = Histogram(
             "rtap_dashboard_request_duration_seconds",
             "Time to answer an HTTP request, by route template (panel queries run in the warehouse).",
@@ -47,6 +53,7 @@ class DashboardMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self.requests.collect()
         yield from self.panel_queries.collect()
+        yield from self.rate_limited.collect()
         yield from self.duration.collect()
 
 

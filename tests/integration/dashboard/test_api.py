@@ -34,11 +34,12 @@ class Warehouse:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     # A 20 s session gap: the seeded sessions that ended a minute ago count as ended, the one with an event
     # 20 s ago does not (the seeded watermark is 30 s behind now).
-    # No result sharing between requests (RTAP_DASHBOARD_CACHE_TTL_S=0): tests here write and read at once.
+    # No result sharing between requests (RTAP_DASHBOARD_CACHE_TTL_S=0): tests here write and read at once; and
+    # they ask faster than a page, from one client (the rate limit: tests/unit/dashboard/test_admission.py).
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("rtap-dashboard"),
         stream=StreamSettings(session_gap_s=20),
-        dashboard=DashboardSettings(cache_ttl_s=0),
+        dashboard=DashboardSettings(cache_ttl_s=0, client_burst=1_000_000),
     )
     now = datetime.now(UTC) - timedelta(seconds=1)
     with seeded_warehouse(settings, now) as (writer, reader):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rtap.collect.api import Reason, Refused
-from rtap.collect.limiters import RateLimiter, TokenBuckets
+from rtap.collect.limiters import RateLimiter
 from rtap.settings import CollectorSettings
 
 
@@ -42,15 +42,6 @@ def test_a_refused_request_takes_from_neither_bucket() -> None:
     with pytest.raises(Refused):
         limits.admit("k", "5.6.7.8", 5)  # the key has 2 left
     limits.admit("k", "5.6.7.8", 2)  # ... and the refusal took none of them, nor of the client's
-
-
-def test_memory_is_bounded_by_the_oldest_clients_being_forgotten() -> None:
-    clock = Clock()
-    buckets = TokenBuckets(rate=1.0, burst=10, capacity=3, clock=clock)
-    for n in range(1000):
-        buckets.set(f"10.0.{n // 256}.{n % 256}", 0.0, clock.now)
-    assert len(buckets) == 3
-    assert buckets.tokens("10.0.0.0", clock.now) == 10  # forgotten: a full bucket again
 
 
 def test_a_burst_smaller_than_a_batch_is_refused_by_the_settings() -> None:

@@ -137,13 +137,31 @@ def test_the_dashboard_admits_a_bounded_number_of_queries_at_once(
 ) -> None:
     """Every panel of the definition at once, from many viewers, with two slots: never more than two at once."""
     settings, reader = warehouse
-    app = create_app(with_dashboard(settings, max_concurrent_queries=2, queue_timeout_s=30.0), reader)
+    app = create_app(
+        with_dashboard(settings, max_concurrent_queries=2, queue_timeout_s=30.0, client_burst=1000), reader
+    )
     api = TestClient(app)
     panels = sorted(load_definition().panels_by_id())
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda p: api.get(f"/api/panels/{p}").status_code, panels * 2))
     assert set(statuses) == {200}
     assert app.state.admission.most_at_once <= 2
+
+
+def test_a_client_looping_on_a_panel_is_refused_before_its_requests_cost_a_thread(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """Beyond its burst a client gets 429 with Retry-After, counted with the dashboard's requests; a page
+    viewer at another address is served meanwhile."""
+    settings, reader = warehouse
+    app = create_app(with_dashboard(settings, client_burst=5, client_requests_per_s=0.5), reader)
+    looping, viewer = TestClient(app, client=("10.1.0.1", 1)), TestClient(app, client=("10.1.0.2", 1))
+    refused_before = metrics.DASHBOARD.rate_limited._value.get()
+    statuses = [looping.get("/api/panels/events_total").status_code for _ in range(20)]
+    assert statuses == [200] * 5 + [429] * 15
+    assert looping.get("/api/panels/events_total").headers["Retry-After"] == "2"
+    assert viewer.get("/api/panels/events_total").status_code == 200
+    assert metrics.DASHBOARD.rate_limited._value.get() - refused_before == 16
 
 
 def test_ranges_are_capped_by_a_setting(warehouse: tuple[Settings, WarehouseClient]) -> None:

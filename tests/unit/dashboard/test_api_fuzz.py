@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from rtap.dashboard import create_app
 from rtap.dashboard.api import MAX_ROWS
 from rtap.dashboard.definition import load_definition
-from rtap.settings import Settings
+from rtap.settings import DashboardSettings, Settings
 from tests.support.seed import seeded_warehouse
 
 PANEL_IDS = sorted(load_definition().panels_by_id())
@@ -34,7 +34,8 @@ FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(Healt
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenApiSchema]:
     data_dir: Path = tmp_path_factory.mktemp("rtap-dashboard-fuzz")
-    app_settings = Settings(data_dir=data_dir)
+    # A fuzzer asks far faster than a page: no per-client rate limit here (tests/unit/dashboard/test_admission.py).
+    app_settings = Settings(data_dir=data_dir, dashboard=DashboardSettings(client_burst=1_000_000))
     now = datetime.now(UTC) - timedelta(seconds=1)
     with seeded_warehouse(app_settings, now) as (_, reader):
         app = create_app(app_settings, reader)

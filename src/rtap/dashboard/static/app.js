@@ -87,7 +87,12 @@ async function fetchJson(url) {
   // The session ended (expired, or the dashboard restarted): back to the login form.
   if (response.status === 401) window.location.assign("/login");
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
+    // 429 (too many requests) and 503 (busy) say when to ask again; the next poll waits at least that long.
+    error.retryAfterSeconds = Number(response.headers.get("Retry-After")) || 0;
+    throw error;
+  }
   return body;
 }
 
@@ -266,6 +271,7 @@ async function refreshPanel(panel, node, generation) {
   if (generation !== state.generation) return;
   const body = node.querySelector(".panel-body");
   const message = node.querySelector(".message");
+  let waitSeconds = panel.refresh_seconds;
   try {
     const result = await fetchJson(`/api/panels/${panel.id}?${rangeQuery()}`);
     if (generation !== state.generation) return;
@@ -284,8 +290,9 @@ async function refreshPanel(panel, node, generation) {
     // Keep the last good chart visible under the error line: a blip should not blank a wall screen.
     node.dataset.state = "error";
     message.textContent = `⚠ ${error.message}`;
+    waitSeconds = Math.max(waitSeconds, error.retryAfterSeconds || 0);
   }
-  state.timers.push(setTimeout(() => refreshPanel(panel, node, generation), panel.refresh_seconds * 1000));
+  state.timers.push(setTimeout(() => refreshPanel(panel, node, generation), waitSeconds * 1000));
 }
 
 function show(dashboardId) {
