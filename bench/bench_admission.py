@@ -12,8 +12,9 @@ that turns every round so no phase always comes first:
 * **alone**: the job and the sender only;
 * **viewers**: ``--viewers`` page viewers on the admission-controlled dashboard (each asks every panel of the
   *Clickstream live* dashboard on the panel's own refresh interval, over the page's live hour, as the page does)
-  plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause and
-  deaf to Retry-After; each client from its own loopback address (the dashboard limits requests per address);
+  plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause but
+  the Retry-After of a 429 or 503; each client from its own loopback address (the dashboard limits requests per
+  address);
 * **viewers, no admission**: the same load on a dashboard without the result cache, the query slots and the
   per-client rate limit (rtap before issue 24).
 
@@ -122,26 +123,31 @@ def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load,
             now = time.monotonic()
             for panel, refresh_s in panels.items():
                 if due[panel] <= now:
-                    _ask(client, panel, PAGE_RANGE, load)
-                    due[panel] = now + refresh_s
+                    due[panel] = now + max(refresh_s, _ask(client, panel, PAGE_RANGE, load))  # as the page does
             stop.wait(max(0.05, min(due.values()) - time.monotonic()))
 
 
 def _loop(url: str, panel: str, stop: threading.Event, load: Load, address: str) -> None:
-    """Someone asking the heaviest panel over the widest range, again as soon as it answers (a 429's
-    Retry-After ignored: the worst client, not a page)."""
+    """A script asking the heaviest panel over the widest range, again as soon as it has an answer; told to
+    wait (429 or 503 with Retry-After), it waits, as an HTTP client library does (a client deaf to that is a
+    flood, which the network in front of rtap must stop, not rtap)."""
     with _client(url, address) as client:
         while not stop.is_set():
-            _ask(client, panel, WIDEST_RANGE, load)
+            stop.wait(_ask(client, panel, WIDEST_RANGE, load))
 
 
-def _ask(client: httpx.Client, panel: str, width: timedelta, load: Load) -> None:
+def _ask(client: httpx.Client, panel: str, width: timedelta, load: Load) -> float:
+    """One request for ``panel``; the seconds its answer asks to wait before the next (0: none)."""
     began = time.perf_counter()
+    wait = 0.0
     try:
-        status = client.get(f"/api/panels/{panel}", params=_range(width)).status_code
+        response = client.get(f"/api/panels/{panel}", params=_range(width))
+        status = response.status_code
+        wait = float(response.headers.get("Retry-After", 0)) if status in (429, 503) else 0.0
     except httpx.HTTPError:
         status = 0
     load.record(status, time.perf_counter() - began)
+    return wait
 
 
 @contextmanager
