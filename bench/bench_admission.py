@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 import orjson
 from rtap_bench.drain import running_job, wait_committed
-from rtap_bench.procfs import tree_cpu_s
+from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, steal_share, tree_cpu_s
 from rtap_bench.produce import private_broker
 from rtap_bench.traffic import Sent, freshness, send
 
@@ -324,6 +324,7 @@ def run_step(
     run = f"adm{uuid.uuid4().hex[:6]}"
     seed = 1 + round_index * 3 + [ALONE, VIEWERS, UNCONTROLLED].index(phase)
     load_at_start = os.getloadavg()[0]
+    jiffies_before = cpu_jiffies()
     before = board.panel_queries() if board else None
     # Where the cores went: the job (its Python and JVM), the dashboard under load, the viewers (this process).
     cpu_before = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
@@ -338,6 +339,7 @@ def run_step(
             settings.stream.watermark_delay_s,
         )
     after = board.panel_queries() if board else None
+    steal = steal_share(jiffies_before, cpu_jiffies())
     cpu_after = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
     cpu = {
         name: round(b - a, 1) for name, a, b in zip(("job", "dashboard", "viewers"), cpu_before, cpu_after, strict=True)
@@ -353,6 +355,7 @@ def run_step(
         "achieved_rate": round(sent.achieved_rate),
         "freshness": fresh,
         "load_average_1m_at_start": round(load_at_start, 1),
+        "steal": round(steal, 3),
         "cpu_s": cpu,
         "_total": total,
     }
@@ -407,8 +410,8 @@ def report(result: dict[str, Any]) -> str:
         "",
         "| round | phase | achieved events/s | sender behind (s) | freshness p50 / p99 / max (s) | viewer answers "
         "(by status) | viewer latency p50 / p99 (ms) | panel queries ran / cached / busy | CPU s: job / dashboard / "
-        "viewers | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "viewers | load 1m | steal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in result["steps"]:
         fresh = step["freshness"]
@@ -422,7 +425,7 @@ def report(result: dict[str, Any]) -> str:
             f"{viewers_seen.get('latency_p50_ms', '-')} / {viewers_seen.get('latency_p99_ms', '-')} | "
             f"{queries.get('ran', '-')} / {queries.get('cached', '-')} / {queries.get('busy', '-')} | "
             f"{step['cpu_s']['job']} / {step['cpu_s']['dashboard']} / {step['cpu_s']['viewers']} | "
-            f"{step['load_average_1m_at_start']} |"
+            f"{step['load_average_1m_at_start']} | {step.get('steal', 0.0):.0%} |"
         )
     timings = result["heaviest_panel_timings_ms"] or {}
     lines += [
@@ -438,13 +441,28 @@ def _shared_machine_note(result: dict[str, Any]) -> str:
     """Whether others' work on the machine outweighed the load under test (then no ratio means much)."""
     cores = result["machine"]["cpus"]
     loads = [step["load_average_1m_at_start"] for step in result["steps"]]
+    steals = [step.get("steal", 0.0) for step in result["steps"]]
     busy = [load for load in loads if load > cores]
-    if not busy:
-        return f"The machine was otherwise quiet: the 1-minute load stayed within its {cores} cores at every step."
+    stolen = [steal for steal in steals if steal > STEAL_QUIET]
+    notes = []
+    if busy:
+        notes.append(
+            f"at {len(busy)} of {len(loads)} steps the machine's 1-minute load was already above its {cores} cores "
+            f"when the step began (up to {max(loads)}): other work shared the cores"
+        )
+    if stolen:
+        notes.append(
+            f"at {len(stolen)} of {len(steals)} steps the hypervisor gave more than {STEAL_QUIET:.0%} of the CPU time "
+            f"to other tenants (steal up to {max(stolen):.0%}): the machine had fewer cores than it says"
+        )
+    if not notes:
+        return (
+            f"The machine was otherwise quiet: the 1-minute load stayed within its {cores} cores and steal under "
+            f"{STEAL_QUIET:.0%} at every step."
+        )
     return (
-        f"**Caveat**: at {len(busy)} of {len(loads)} steps the machine's 1-minute load was already above its {cores} "
-        f"cores when the step began (up to {max(loads)}): other work shared the cores, and the job's CPU time per step "
-        "(below) shows how much it got. Under such load the steps differ more by what else ran than by the phase."
+        f"**Caveat**: {'; '.join(notes)}. The job's CPU time per step (below) shows how much it got; under such "
+        "load the steps differ more by what else ran than by the phase."
     )
 
 

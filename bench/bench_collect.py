@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from rtap_bench.procfs import peak_rss_mb, tree_cpu_s
+from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, peak_rss_mb, steal_share, tree_cpu_s
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     load_before = os.getloadavg()[0]
+    ticks_before = cpu_jiffies()
     unlimited = {
         "RTAP_COLLECT_KEY_EVENTS_PER_S": "1e9",
         "RTAP_COLLECT_KEY_BURST": "1000000000",
@@ -298,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": load_before},
         "load_after": os.getloadavg()[0],
+        "steal": round(steal_share(ticks_before, cpu_jiffies()), 3),
         "seconds": args.seconds,
         "connections": args.connections,
         "summary": summary,
@@ -315,12 +317,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _shared_note(report: dict[str, Any]) -> list[str]:
     load, cpus = max(report["machine"]["load_before"], report["load_after"]), report["machine"]["cpus"]
-    if load <= cpus:
+    steal = report.get("steal", 0.0)
+    if load <= cpus and steal <= STEAL_QUIET:
         return []
+    why = f"a load average of {load:.1f} on {cpus} CPUs" if load > cpus else ""
+    if steal > STEAL_QUIET:
+        why += (" and " if why else "") + f"{steal:.0%} of the CPU time stolen by the host's other tenants"
     return [
-        f"**The machine was shared**: a load average of {load:.1f} on {cpus} CPUs means other work held the cores "
-        "during the run, so these figures are a floor for this machine, not its measure; the ratios, taken in the "
-        "same minutes, hold better.",
+        f"**The machine was shared**: {why} means other work held the cores during the run, so these figures are "
+        "a floor for this machine, not its measure; the ratios, taken in the same minutes, hold better.",
         "",
     ]
 
@@ -332,7 +337,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Collector throughput",
         "",
         f"Command: `{report['command']}` ({report['at']}, {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"1-min load average {machine['load_before']:.1f} before, {report['load_after']:.1f} after)",
+        f"1-min load average {machine['load_before']:.1f} before, {report['load_after']:.1f} after, "
+        f"steal {report.get('steal', 0.0):.0%})",
         "",
         f"wrk (Debian's), 1 thread, {report['connections']} connections, {report['seconds']:g} s per measurement, "
         "closed loop; `rtap collect` in its own process (uvicorn, uvloop, httptools), acks=all, idempotent, lz4; a "

@@ -37,7 +37,7 @@ from rtap_bench.drain import (
     spark_drain,
     warehouse_insert,
 )
-from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
+from rtap_bench.procfs import children, cpu_jiffies, peak_rss_mb, steal_share, tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import Sample, median_rate, pre_encoded, raw_produce, rtap_produce, summary
 from rtap_bench.stack import stack_settings
 from rtap_bench.sustain import WARM_UP_RATE, WARM_UP_S, sustain
@@ -92,6 +92,7 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
     from rtap.runtime.broker import LocalKafka
 
     load_before = os.getloadavg()[0]
+    ticks_before = cpu_jiffies()
     with tempfile.TemporaryDirectory(prefix="rtap-bench-") as tmp:
         root = Path(tmp)
         port, controller_port = free_ports(2)
@@ -153,6 +154,8 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
             # Everything shares these cores with whatever else runs on the machine.
             "load_average_1m_before": load_before,
             "load_average_1m_after": os.getloadavg()[0],
+            # ... and the host's other tenants take what the hypervisor gives them (rtap_bench.procfs).
+            "steal": round(steal_share(ticks_before, cpu_jiffies()), 3),
         },
         events=plan.events,
         repeats=plan.repeats,

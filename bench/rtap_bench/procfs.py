@@ -1,4 +1,4 @@
-"""Peak memory and CPU time of processes, read from /proc (Linux), without psutil.
+"""Peak memory and CPU time of processes, and the machine's stolen time, read from /proc (Linux), without psutil.
 
 Peak RSS is ``VmHWM`` (the high-water mark the kernel keeps per process); CPU time is ``utime + stime``
 from ``/proc/<pid>/stat`` plus the CPU of reaped children (``cutime + cstime``), so a measurement that
@@ -12,6 +12,9 @@ from pathlib import Path
 
 PROC = Path("/proc")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# A measurement whose machine lost more of its CPU time than this to the host's other tenants ran on a shared
+# machine: its absolute figures are a floor, not this machine's measure.
+STEAL_QUIET = 0.05
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -81,3 +84,21 @@ def tree_rss_mb(pid: int) -> float | None:
     """Current RSS of ``pid`` and its live descendants, in MiB (None when all are gone)."""
     values = [v for member in [pid, *children(pid)] if (v := rss_mb(member)) is not None]
     return sum(values) if values else None
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(all, stolen) CPU time of the machine since boot, in ticks, from ``/proc/stat``'s first line.
+
+    Steal is the time the hypervisor gave this VM's virtual CPUs to another tenant while they had work: on a
+    shared host it is what makes one evening 2x slower than the morning for the same code (load averages do not
+    show it). Read it around a measurement with :func:`steal_share`.
+    """
+    fields = (PROC / "stat").read_text(encoding="ascii").split("\n", 1)[0].split()
+    ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks), ticks[7]
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time stolen between two :func:`cpu_jiffies` readings (0..1)."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0

@@ -465,7 +465,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}` ({result['when']}; {machine['cpus']} CPUs; Python {machine['python']}; "
         f"1-min load average {machine['load_average_1m_before']:.1f} before, "
-        f"{machine['load_average_1m_after']:.1f} after).",
+        f"{machine['load_average_1m_after']:.1f} after; CPU time stolen by the host's other tenants: "
+        f"{machine.get('steal', 0.0):.0%}).",
         "",
         *_targets(result),
         "## Throughput against the baselines",

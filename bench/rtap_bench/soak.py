@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from rtap.errors import ConfigError
 from rtap.settings import Settings
-from rtap_bench.procfs import rss_mb, tree_peak_rss_mb, tree_rss_mb
+from rtap_bench.procfs import cpu_jiffies, rss_mb, steal_share, tree_peak_rss_mb, tree_rss_mb
 from rtap_bench.stack import running_stack, stack_settings
 from rtap_bench.sustain import (
     WARM_UP_RATE,
@@ -136,6 +136,7 @@ def minute_rows(
         fresh = freshness[k]
         count, mean_ms, max_ms, rows_in, lag = batches.get(k, (0, 0.0, 0.0, 0, 0))
         stack = [s["stack_mb"] for s in samples if begin <= s["t"] < begin + 60 and s["stack_mb"] is not None]
+        ticks = [s["cpu_jiffies"] for s in samples if begin <= s["t"] < begin + 60 and "cpu_jiffies" in s]
         rows.append(
             {
                 "minute": k + 1,
@@ -151,6 +152,8 @@ def minute_rows(
                 "input_rows": rows_in,
                 "max_kafka_lag": lag if count else None,
                 "stack_rss_mb": max(stack) if stack else None,
+                # The share of the machine's CPU time another tenant of the host took (steal) in the minute.
+                "steal": round(steal_share(ticks[0], ticks[-1]), 3) if len(ticks) > 1 else None,
                 "sender_behind_s": behind_by_minute[k] if k < len(behind_by_minute) else None,
             }
         )
@@ -211,7 +214,8 @@ def flatness(samples: list[float], tolerance: float = MEMORY_TOLERANCE) -> dict[
 
 
 class _Sampler:
-    """RSS of the stack's process tree and of the sender, every SAMPLE_S, on a thread, while the sender runs."""
+    """RSS of the stack's process tree and of the sender, and the machine's CPU ticks (for its steal), every
+    SAMPLE_S, on a thread, while the sender runs."""
 
     def __init__(self, stack_pid: int, sender_pid: int) -> None:
         self.samples: list[dict[str, Any]] = []
@@ -221,7 +225,14 @@ class _Sampler:
 
     def _run(self, stack_pid: int, sender_pid: int) -> None:
         while not self._stop.wait(SAMPLE_S):
-            self.samples.append({"t": time.time(), "stack_mb": tree_rss_mb(stack_pid), "sender_mb": rss_mb(sender_pid)})
+            self.samples.append(
+                {
+                    "t": time.time(),
+                    "stack_mb": tree_rss_mb(stack_pid),
+                    "sender_mb": rss_mb(sender_pid),
+                    "cpu_jiffies": cpu_jiffies(),
+                }
+            )
 
     def stop(self) -> list[dict[str, Any]]:
         self._stop.set()
@@ -396,6 +407,10 @@ def _minutes(settings: Settings, run: str, sent: Sent, samples: list[dict[str, A
     return minute_rows(sent.started, count, freshness, batches, samples, sent.behind_by_minute_s)
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
@@ -444,11 +459,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Per minute of the run: per-event freshness (commit time of the event's batch minus its event_time, over "
         "the events due in that minute), the batches that finished in it (`pipeline_batches.duration_ms`), the "
-        "largest RSS of the whole `rtap up` tree sampled in it, and how far the sender fell behind.",
+        "largest RSS of the whole `rtap up` tree sampled in it, how far the sender fell behind, and the share of the "
+        "machine's CPU time the hypervisor gave to other tenants (steal: a shared host's slow minutes).",
         "",
         "| minute | from (UTC) | events | p50 | p99 | max | batches | mean batch | max batch | max Kafka lag "
-        "| stack RSS | sender behind |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stack RSS | sender behind | steal |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["minutes"]:
         hour = " (hour)" if row["hour_boundary"] else ""
@@ -456,7 +472,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['minute']}{hour} | {row['start'][11:19]} | {row['events']:,} | {_s(row['p50_s'])} | "
             f"{_s(row['p99_s'])} | {_s(row['max_s'])} | {row['batches']} | {_n(row['batch_mean_ms'], ' ms')} | "
             f"{_n(row['batch_max_ms'], ' ms')} | {_n(row['max_kafka_lag'])} | {_n(row['stack_rss_mb'], ' MiB')} | "
-            f"{_s(row['sender_behind_s'])} |"
+            f"{_s(row['sender_behind_s'])} | {_pct(row.get('steal'))} |"
         )
     memory = result["memory"]["stack"]
     memory_text = (

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from rtap_bench import procfs
 from rtap_bench.procfs import children, peak_rss_mb, tree_cpu_s, tree_peak_rss_mb
 
 
@@ -41,3 +42,14 @@ def test_a_gone_process_has_no_peak() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert peak_rss_mb(child.pid) is None
+
+
+def test_steal_is_a_share_of_the_machines_cpu_time_between_two_readings() -> None:
+    before = procfs.cpu_jiffies()
+    sum(i * i for i in range(200_000))  # some ticks pass
+    after = procfs.cpu_jiffies()
+    assert after[0] >= before[0]
+    assert after[1] >= before[1]
+    assert 0.0 <= procfs.steal_share(before, after) <= 1.0
+    assert procfs.steal_share((100, 10), (200, 35)) == 0.25
+    assert procfs.steal_share((100, 10), (100, 10)) == 0.0  # no time passed: nothing stolen

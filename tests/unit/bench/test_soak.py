@@ -76,9 +76,9 @@ def _fresh(p99: float | None, events: int = 1_000) -> dict[str, Any]:
 
 def test_the_minute_table_joins_freshness_batches_memory_and_the_sender() -> None:
     samples: list[dict[str, Any]] = [
-        {"t": START + 5, "stack_mb": 2_000.0, "sender_mb": 60.0},
-        {"t": START + 55, "stack_mb": 2_100.0, "sender_mb": 61.0},
-        {"t": START + 65, "stack_mb": 2_050.0, "sender_mb": 61.0},
+        {"t": START + 5, "stack_mb": 2_000.0, "sender_mb": 60.0, "cpu_jiffies": (10_000, 100)},
+        {"t": START + 55, "stack_mb": 2_100.0, "sender_mb": 61.0, "cpu_jiffies": (20_000, 2_600)},
+        {"t": START + 65, "stack_mb": 2_050.0, "sender_mb": 61.0, "cpu_jiffies": (22_000, 2_700)},
         {"t": START + 70, "stack_mb": None, "sender_mb": 61.0},  # the tree could not be read then
     ]
     batches = {0: (150, 380.5, 900.0, 60_000, 4_000), 2: (140, 410.0, 1_200.0, 59_000, 5_000)}
@@ -99,11 +99,13 @@ def test_the_minute_table_joins_freshness_batches_memory_and_the_sender() -> Non
         "input_rows": 60_000,
         "max_kafka_lag": 4_000,
         "stack_rss_mb": 2_100.0,
+        "steal": 0.25,  # 2,500 of the machine's 10,000 ticks in the minute went to another tenant
         "sender_behind_s": 0.01,
     }
     # No batch finished in minute 2, no RSS sample in minute 3, the sender's minutes ran out.
     assert (rows[1]["batches"], rows[1]["batch_mean_ms"], rows[1]["max_kafka_lag"]) == (0, None, None)
     assert rows[1]["stack_rss_mb"] == 2_050.0
+    assert rows[1]["steal"] is None  # one reading in the minute: no span to measure
     assert (rows[2]["stack_rss_mb"], rows[2]["sender_behind_s"]) == (None, None)
 
 
