@@ -39,6 +39,7 @@ from rtap_bench.procfs import tree_rss_mb
 
 from rtap.generate import GroundTruth
 from rtap.runtime.ports import free_ports
+from rtap.runtime.process import die_with_parent
 from rtap.settings import KafkaSettings, Settings
 from rtap.warehouse import create_client
 
@@ -119,7 +120,11 @@ def drain(settings: Settings, env: dict[str, str], args: argparse.Namespace, exp
     log_path = settings.data_dir / "up.log"
     with log_path.open("ab") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "rtap", "up", "--no-generator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "rtap", "up", "--no-generator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
         )
     began = time.monotonic()
     peak_mb, samples, state = 0.0, 0, (0, 0, 0, 0.0, 0.0)

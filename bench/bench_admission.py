@@ -57,6 +57,7 @@ from rtap_bench.traffic import Sent, freshness, send
 from rtap.dashboard.definition import load_definition
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.ports import free_ports
+from rtap.runtime.process import die_with_parent
 from rtap.settings import MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
 
@@ -204,6 +205,7 @@ def dashboard(settings: Settings, extra: dict[str, str]) -> Iterator[Dashboard]:
         stderr=subprocess.STDOUT,
         cwd=settings.data_dir,
         start_new_session=True,
+        preexec_fn=die_with_parent(),  # a bench stopped by a signal leaves no dashboard behind
     )
     served = Dashboard(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", process)
     try:

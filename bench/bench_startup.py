@@ -32,6 +32,7 @@ import orjson
 
 from rtap.runtime.jvm import ARCHIVES, archive_path
 from rtap.runtime.ports import free_ports
+from rtap.runtime.process import die_with_parent
 from rtap.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,7 @@ def start_once(mode: str) -> dict[str, float]:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
 
         def read() -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtap.errors import BrokerError, PipelineError
+from rtap.runtime.process import die_with_parent
 from rtap.settings import Settings, child_environment
 from rtap_bench.procfs import tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import Sample
@@ -231,6 +232,7 @@ def spark_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.data_dir,
+            preexec_fn=die_with_parent(),  # a bench stopped by a signal leaves no job behind
         )
         try:
             yield process

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from rtap.errors import BrokerError
+from rtap.runtime.process import die_with_parent
 
 if TYPE_CHECKING:
     from rtap.warehouse import WarehouseClient
@@ -321,7 +322,8 @@ class Sender:
         # Files, not pipes: librdkafka may log to stderr for hours, and a full pipe would stall the sender.
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
-        self.process = subprocess.Popen(args, stdout=self._out, stderr=self._err)
+        # A bench stopped by a signal leaves no sender behind.
+        self.process = subprocess.Popen(args, stdout=self._out, stderr=self._err, preexec_fn=die_with_parent())
 
     def __enter__(self) -> Self:
         return self
