@@ -829,6 +829,16 @@ FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
         sizing,
     ),
     (
+        "docs/operating.md",
+        r"held ([\d,]+) events/s with a freshness p99 of ([\d.]+) s at 50,000 .*? "
+        r"the stack's peak RSS was ([\d,]+) MiB under `make bench`",
+        lambda: (
+            f"{newest_bench()['P_sustained']['sustainable_records_per_s']:,.0f}",
+            f"{float(freshness(50000.0)[1]):.1f}",
+            f"{newest_bench()['peak_rss_mb']['stack']:,.0f}",
+        ),
+    ),
+    (
         "docs/operations.md",
         r"broker ready ([\d.]+) → ([\d.]+) s, the job's query started ([\d.]+) → ([\d.]+) s, first rows after "
         r"`rtap up` ([\d.]+) → ([\d.]+) s",
