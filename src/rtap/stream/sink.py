@@ -105,10 +105,12 @@ STORED_BLOCKS = """
 SELECT block_id, any(token), min(first_time), max(last_time) FROM {db}.event_blocks
 WHERE block_id IN (SELECT block FROM $blocks) GROUP BY block_id
 """
-# A stored block re-sent from events, whole, under its own token (found by the event times it spans).
+# A stored block re-sent from events, whole, under its own token (found by the event times it spans, a second
+# wider on each side: the span was taken from the batch's times before the column rounded them to milliseconds).
 RESEND_EVENTS = f"""
 INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_INSERT} FROM {{db}}.events
-WHERE event_time BETWEEN {{first:DateTime64(3, 'UTC')}} AND {{last:DateTime64(3, 'UTC')}}
+WHERE event_time BETWEEN {{first:DateTime64(3, 'UTC')}} - INTERVAL 1 SECOND
+                     AND {{last:DateTime64(3, 'UTC')}} + INTERVAL 1 SECOND
   AND block_id = {{block:UInt64}}
 """
 # An events block is one insert block whatever its size, so a re-sent block carries the very rows its token
