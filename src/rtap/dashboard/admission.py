@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-import orjson
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap import metrics
@@ -145,19 +145,13 @@ class ClientRateLimit:
             tokens = self._buckets.tokens(client[0], now)
             wait = self._buckets.wait_s(tokens, 1)
             if wait > 0:
-                await self._refuse(send, wait)
+                await self._refusal(wait)(scope, receive, send)
                 return
             self._buckets.set(client[0], tokens - 1, now)
         await self._app(scope, receive, send)
 
-    async def _refuse(self, send: Send, wait_s: float) -> None:
+    def _refusal(self, wait_s: float) -> Response:
         metrics.DASHBOARD.rate_limited.inc()
         retry_after = max(1, math.ceil(wait_s))
-        body = orjson.dumps({"detail": f"more than {self._rate:g} requests a second: retry in {retry_after} s"})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(retry_after).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        detail = f"more than {self._rate:g} requests a second: retry in {retry_after} s"
+        return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": str(retry_after)})
