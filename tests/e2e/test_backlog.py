@@ -18,7 +18,7 @@ from rtap.settings import Settings
 from rtap.stream.job import batch_cap, planned_batches, recent_record_bytes
 from rtap.warehouse import create_client
 from tests.support.faults import measure, stream_log
-from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
+from tests.support.pipeline import assert_tables_equal_truth, pipeline_settings, produce, run_until_drained
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -48,21 +48,6 @@ def with_stream(settings: Settings, **changes: object) -> Settings:
     return settings.model_copy(update={"stream": settings.stream.model_copy(update=changes)})
 
 
-def run(settings: Settings, *, until: int | None = None, batches: int | None = None) -> None:
-    """The job until it processed ``until`` records, or logged ``batches`` committed batches; then SIGTERM."""
-    job = StreamProcess(settings)
-    try:
-        if batches is not None:
-            job.wait_logged(" records -> ", times=batches)  # the job's line per committed batch
-        if until is not None:
-            job.wait_processed(until)
-        assert job.stop() == 0
-    except BaseException:
-        if job.process.poll() is None:
-            job.kill()
-        raise
-
-
 def test_a_backlog_of_many_batches_drains_in_batches_capped_by_records_and_bytes(
     broker: LocalKafka, tmp_path: Path
 ) -> None:
@@ -71,7 +56,7 @@ def test_a_backlog_of_many_batches_drains_in_batches_capped_by_records_and_bytes
     produced = truth.totals().produced
     assert produced > 5 * RECORDS_CAP
 
-    run(with_stream(settings, trigger_interval_s=TRIGGER_S), batches=FIRST_RUN_BATCHES)
+    run_until_drained(with_stream(settings, trigger_interval_s=TRIGGER_S), batches=FIRST_RUN_BATCHES)
     by_records = committed_batches(settings)
     read = sum(rows for _, rows, _ in by_records)
     assert len(by_records) >= FIRST_RUN_BATCHES
@@ -86,7 +71,7 @@ def test_a_backlog_of_many_batches_drains_in_batches_capped_by_records_and_bytes
     # A stop can land after the first run planned its next batch (offsets/<n> written) but before it committed
     # it: Spark replays that batch with the offsets it planned, at the records cap, before the bytes cap applies.
     replayed = {n for n in planned_batches(settings.paths.checkpoints / "stream") if n > by_records[-1][0]}
-    run(by_bytes_settings, until=produced)
+    run_until_drained(by_bytes_settings, produced)
 
     assert f"micro-batches of at most {cap} records" in stream_log(settings)
     second_run = [batch for batch in committed_batches(settings) if batch[0] > by_records[-1][0]]

@@ -259,11 +259,15 @@ class UpProcess:
         self._console.close()
 
 
-def run_until_drained(settings: Settings, records: int) -> None:
-    """The job until it processed ``records`` records, then SIGTERM (killed if anything fails on the way)."""
+def run_until_drained(settings: Settings, records: int | None = None, *, batches: int | None = None) -> None:
+    """The job until it processed ``records`` records (and, with ``batches``, logged that many committed batches
+    first), then SIGTERM (killed if anything fails on the way)."""
     job = StreamProcess(settings)
     try:
-        job.wait_processed(records)
+        if batches is not None:
+            job.wait_logged(" records -> ", times=batches)  # the job's line per committed batch
+        if records is not None:
+            job.wait_processed(records)
         assert job.stop() == 0
     except BaseException:
         if job.process.poll() is None:
