@@ -793,7 +793,7 @@ FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
         lambda: (
             thousands(min(sustained_runs())),
             thousands(max(sustained_runs())),
-            {2: "two", 3: "three", 4: "four"}[len(sustained_runs())],
+            {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[len(sustained_runs())],
         ),
     ),
     (
