@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import secrets
 import shlex
 import shutil
@@ -118,7 +119,14 @@ def wrk(url: str, script: Path, seconds: float, connections: int, events: int) -
     return result
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's reaped children (wrk, once its run has returned)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
+    broker: Any,
     collector: CollectorDaemon,
     settings: Settings,
     script: Path,
@@ -128,11 +136,14 @@ def measure(
     kafka: bool,
     args: Any,
 ) -> dict[str, Any]:
-    pid = collector.pid()
+    pid, broker_pid = collector.pid(), broker.pid()
     assert pid is not None, "the collector is not running"
-    before, cpu_before = log_end(settings), tree_cpu_s(pid)
+    assert broker_pid is not None, "the broker is not running"
+    before = log_end(settings)
+    cpu_before, broker_before, wrk_before = tree_cpu_s(pid), tree_cpu_s(broker_pid), _children_cpu_s()
     result = wrk(collector.url + path, script, args.seconds, args.connections, events)
     cpu_s = tree_cpu_s(pid) - cpu_before
+    broker_s, wrk_s = tree_cpu_s(broker_pid) - broker_before, _children_cpu_s() - wrk_before
     written = log_end(settings) - before
     accepted = result["requests"] - result["non_2xx"]
     seconds = result["duration_us"] / 1e6
@@ -147,6 +158,9 @@ def measure(
         "max_ms": result["max_us"] / 1000,
         # The collector's own CPU per answered request: what it costs whatever else shares the cores.
         "collector_cpu_us_per_request": cpu_s * 1e6 / max(result["requests"], 1),
+        # Where the rest of the two cores went: the broker's JVM and wrk itself (all three share the machine).
+        "broker_cpu_us_per_request": broker_s * 1e6 / max(result["requests"], 1),
+        "wrk_cpu_us_per_request": wrk_s * 1e6 / max(result["requests"], 1),
         "collector_peak_rss_mb": peak_rss_mb(pid),
         "accepted_requests": accepted,
         "refused_or_failed": result["non_2xx"]
@@ -270,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                 wrk(collector.url + path, script, 3, args.connections, events)
             for repeat in range(args.repeats):
                 for name, path, events, kafka in MEASUREMENTS:
-                    row = measure(collector, settings, script, name, path, events, kafka, args)
+                    row = measure(broker, collector, settings, script, name, path, events, kafka, args)
                     row["repeat"] = repeat
                     rows.append(row)
                     print(
@@ -284,9 +298,10 @@ def main(argv: list[str] | None = None) -> None:
             "requests_per_s": _median([r for r in rows if r["measurement"] == name], "requests_per_s"),
             "events_per_s": _median([r for r in rows if r["measurement"] == name], "events_per_s"),
             "p99_ms": _median([r for r in rows if r["measurement"] == name], "p99_ms"),
-            "collector_cpu_us_per_request": _median(
-                [r for r in rows if r["measurement"] == name], "collector_cpu_us_per_request"
-            ),
+            **{
+                field: _median([r for r in rows if r["measurement"] == name], field)
+                for field in ("collector_cpu_us_per_request", "broker_cpu_us_per_request", "wrk_cpu_us_per_request")
+            },
         }
         for name, *_ in MEASUREMENTS
     }
@@ -330,6 +345,11 @@ def _shared_note(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    """The CPU of one request, by process: the collector's, the broker's, wrk's."""
+    return ", ".join(f"{row[f'{who}_cpu_us_per_request']:,.0f}" for who in ("collector", "broker", "wrk"))
+
+
 def markdown(report: dict[str, Any]) -> str:
     summary, ratios = report["summary"], report["ratios"]
     machine = report["machine"]
@@ -347,7 +367,8 @@ def markdown(report: dict[str, Any]) -> str:
         "by at most those of the requests still in flight when wrk stopped beyond them).",
         "",
         *_shared_note(report),
-        "| measurement | median requests/s | median events/s | p99 (ms) | collector CPU µs/request | target |",
+        "| measurement | median requests/s | median events/s | p99 (ms) | CPU µs/request: collector, broker, wrk "
+        "| target |",
         "|---|---:|---:|---:|---:|---|",
     ]
     names = {
@@ -367,7 +388,7 @@ def markdown(report: dict[str, Any]) -> str:
             )
         lines.append(
             f"| {names[name]} | {row['requests_per_s']:,.0f} | {row['events_per_s']:,.0f} | {row['p99_ms']:.1f} | "
-            f"{row['collector_cpu_us_per_request']:,.0f} | {target} |"
+            f"{_cpu(row)} | {target} |"
         )
     cpu = summary["E1"]["collector_cpu_us_per_request"]
     lines += [
