@@ -5,12 +5,18 @@ A request that cannot reach a service, or gets an error status or a body that is
 one readable line ("GET http://host:8050/api/health: connection refused"), not a traceback. So every
 request goes through :func:`request_json`, which raises :class:`~rtap.errors.ServiceError` (or the subclass
 the caller names) with the method, the URL and the reason.
+
+A 429 or 503 that says when to come back (``Retry-After`` in seconds, as rtap's dashboard and collector send
+it under load) is tried again after that long, a few times and never for longer than ``_MAX_WAIT_S`` in all,
+as an HTTP client library does: a busy service is not a failed one. Without ``Retry-After`` it is an error at
+once (the dashboard's 503 for a warehouse it cannot reach says nothing about when).
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -19,6 +25,9 @@ from rtap.errors import ConfigError, ServiceError
 
 # Enough of an error body to show the server's reason without flooding the terminal.
 _BODY_EXCERPT = 200
+_RETRYABLE = frozenset({429, 503})
+_MAX_TRIES = 4
+_MAX_WAIT_S = 30.0  # summed over one request's waits
 
 
 def base_url(url: str, option: str) -> str:
@@ -46,21 +55,41 @@ def request_json(
     params: Mapping[str, Any] | None = None,
     body: Any = None,
     error: type[ServiceError] = ServiceError,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
-    """The JSON body of a 2xx answer (None for an empty one); ``error`` naming the request for anything else."""
+    """The JSON body of a 2xx answer (None for an empty one); ``error`` naming the request for anything else.
+    A 429 or 503 with ``Retry-After`` is tried again as it says (see the module docstring)."""
     where = f"{method} {client.build_request(method, path).url}"
-    try:
-        response = client.request(method, path, params=params, json=body)
-    except httpx.TimeoutException as exc:
-        raise error(f"{where}: no answer within {client.timeout.read} s") from exc
-    except httpx.HTTPError as exc:
-        raise error(f"{where}: {exc or type(exc).__name__}") from exc
+    waited = 0.0
+    for attempt in range(1, _MAX_TRIES + 1):
+        try:
+            response = client.request(method, path, params=params, json=body)
+        except httpx.TimeoutException as exc:
+            raise error(f"{where}: no answer within {client.timeout.read} s") from exc
+        except httpx.HTTPError as exc:
+            raise error(f"{where}: {exc or type(exc).__name__}") from exc
+        wait = retry_after_s(response)
+        if wait is None or attempt == _MAX_TRIES or waited + wait > _MAX_WAIT_S:
+            break
+        sleep(wait)
+        waited += wait
     if not response.is_success:
         excerpt = " ".join(response.text.split())[:_BODY_EXCERPT]
-        raise error(f"{where}: HTTP {response.status_code} {excerpt}".rstrip())
+        tried = f" (after {attempt} tries over {waited:g} s)" if attempt > 1 else ""
+        raise error(f"{where}: HTTP {response.status_code} {excerpt}{tried}".rstrip())
     if not response.content:
         return None
     try:
         return response.json()
     except ValueError as exc:
         raise error(f"{where}: the answer is not JSON") from exc
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """How long a 429 or 503 asks the client to wait before trying again; None for any other answer, or one
+    whose ``Retry-After`` is missing or not a number of seconds (an HTTP date is not honoured: rtap never sends
+    one)."""
+    if response.status_code not in _RETRYABLE:
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() else None
