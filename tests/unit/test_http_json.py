@@ -56,7 +56,7 @@ def test_a_wait_beyond_the_bound_is_not_waited() -> None:
     client, seen = _serving(httpx.Response(503, headers={"Retry-After": "3600"}, text="come back in an hour"))
     waits: list[float] = []
 
-    with pytest.raises(ServiceError, match="HTTP 503 come back in an hour$"):
+    with pytest.raises(ServiceError, match=r"HTTP 503 come back in an hour$"):
         request_json(client, "GET", "/healthz", sleep=waits.append)
     assert (len(seen), waits) == (1, [])
 

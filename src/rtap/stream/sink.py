@@ -105,14 +105,18 @@ STORED_BLOCKS = """
 SELECT block_id, any(token), min(first_time), max(last_time) FROM {db}.event_blocks
 WHERE block_id IN (SELECT block FROM $blocks) GROUP BY block_id
 """
-# A stored block re-sent from events, whole, under its own token (found by the event times it spans, a second
-# wider on each side: the span was taken from the batch's times before the column rounded them to milliseconds).
-RESEND_EVENTS = f"""
-INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_INSERT} FROM {{db}}.events
+# A stored block's rows, read back from events to be re-sent whole under its own token (found by the event times
+# it spans, a second wider on each side: the span was taken from the batch's times before the column rounded them
+# to milliseconds). Re-sent as an input like the first insert, never as INSERT ... SELECT FROM events: ClickHouse
+# deduplicates a block that spans two partitions (midnight) only when it comes as the same single chunk of input,
+# and a SELECT from a table yields a chunk per part (measured with chDB 26.9: the copy was stored again).
+STORED_BLOCK_ROWS = f"""
+SELECT {_EVENT_INSERT} FROM {{db}}.events
 WHERE event_time BETWEEN {{first:DateTime64(3, 'UTC')}} - INTERVAL 1 SECOND
                      AND {{last:DateTime64(3, 'UTC')}} + INTERVAL 1 SECOND
   AND block_id = {{block:UInt64}}
 """
+RESEND_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_INSERT} FROM $rows"
 # An events block is one insert block whatever its size, so a re-sent block carries the very rows its token
 # named the first time (ClickHouse would otherwise cut an insert into blocks of about a million rows).
 _ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
@@ -345,7 +349,8 @@ class WarehouseSink:
         if table == "events":
             self._record_block(rows, block, token)
         settings = {"insert_deduplication_token": token, **settings}
-        self._client.command(sql, inputs={"rows": rows}, settings=settings)
+        # One chunk of input, as a re-sent block is (see STORED_BLOCK_ROWS): the same token, the same parts.
+        self._client.command(sql, inputs={"rows": rows.combine_chunks()}, settings=settings)
 
     def _record_block(self, rows: pa.Table, block: int, token: str) -> None:
         """The write-ahead record of an events block: what re-sends it if a view lacks it (migration 0012).
@@ -370,10 +375,11 @@ class WarehouseSink:
         minutes: list[datetime] = []
         for block, token, first, last in _records(found, tuple(found.column_names)):
             first, last = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (first, last))
+            rows = self._client.query_arrow(
+                STORED_BLOCK_ROWS, parameters={"block": block, "first": first, "last": last}
+            ).combine_chunks()
             self._client.command(
-                RESEND_EVENTS,
-                parameters={"block": block, "first": first, "last": last},
-                settings={"insert_deduplication_token": token, **_EVENTS_SETTINGS},
+                RESEND_EVENTS, inputs={"rows": rows}, settings={"insert_deduplication_token": token, **_EVENTS_SETTINGS}
             )
             minute = first.replace(second=0, microsecond=0)
             while minute <= last:

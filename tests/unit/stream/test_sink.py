@@ -239,3 +239,32 @@ def test_a_batch_cut_anew_after_a_half_written_block_is_exact(warehouse, retried
     assert (
         scalar(warehouse, "SELECT sum(duplicates) FROM {db}.pipeline_batches FINAL WHERE query_id LIKE 'anew-%'") == 0
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
+@pytest.mark.parametrize("retried", [3, 7])
+def test_a_half_written_block_across_midnight_is_exact(warehouse, retried: int) -> None:
+    """As above, with the killed block spanning midnight: ClickHouse writes it as one part per day (events and
+    the state tables are partitioned by day), each deduplicated on its own, and the re-sent block must still
+    give each day's windows their records exactly once."""
+    times = ["2026-11-27T23:59:58Z"] * 3 + ["2026-11-28T00:00:01Z"] * 4
+    records = [(5, i, event(50_000 + i, at, user_id=f"m{i}", session_id="midnight")) for i, at in enumerate(times)]
+    killed = WarehouseSink(
+        warehouse, Settings().stream, "killed-midnight", RecordingPublisher(), lambda o: {}, topic=TOPIC
+    )
+    with refusing_writes(warehouse, "page_views_1m_state"), pytest.raises(RtapError):
+        run_batch(killed, 0, records[:5])
+    anew = WarehouseSink(warehouse, Settings().stream, "anew-midnight", RecordingPublisher(), lambda o: {}, topic=TOPIC)
+    run_batch(anew, 0, records[:retried])
+    run_batch(anew, 1, records[retried:])
+    for window, views in (("2026-11-27 23:59:00", 3), ("2026-11-28 00:00:00", 4)):
+        where = f"window_start = toDateTime('{window}', 'UTC')"
+        assert scalar(warehouse, f"SELECT sum(views) FROM {{db}}.page_views_1m_state WHERE {where}") == views
+        assert warehouse.query_rows(f"SELECT views, unique_users FROM {{db}}.page_views_1m FINAL WHERE {where}") == [
+            (views, views)
+        ]
+        assert warehouse.query_rows(f"SELECT events, users FROM {{db}}.events_1m FINAL WHERE {where}") == [
+            (views, views)
+        ]
+    assert scalar(warehouse, "SELECT events FROM {db}.sessions FINAL WHERE session_id = 'midnight'") == 7
+    assert scalar(warehouse, "SELECT count() FROM {db}.events FINAL WHERE session_id = 'midnight'") == 7
