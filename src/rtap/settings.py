@@ -525,6 +525,18 @@ class StreamSettings(BaseSettings):
     ui_host: str = LOOPBACK
 
 
+def _ip_networks(proxies: list[str]) -> list[str]:
+    """A trusted-proxies list (the collector's, the dashboard's): each entry an IP address or network."""
+    import ipaddress
+
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{proxy!r} is not an IP address or network") from exc
+    return proxies
+
+
 class DashboardSettings(BaseSettings):
     """The built-in web dashboard. Loopback by default: exposing it is a deliberate choice."""
 
@@ -549,12 +561,17 @@ class DashboardSettings(BaseSettings):
     client_requests_per_s: float = Field(default=20.0, gt=0)
     client_burst: int = Field(default=60, ge=1)
     limiter_entries: int = Field(default=10_000, ge=1)
+    # Behind a TLS or login proxy every viewer arrives from the proxy's address: list it (JSON, e.g.
+    # ["10.0.0.0/8"]) and the rate is per address in its X-Forwarded-For instead (rtap.addresses).
+    trusted_proxies: list[str] = Field(default_factory=list)
     # The login beyond loopback (rtap.dashboard.auth): without one of these the dashboard refuses any other
     # address. The password (also what `rtap validate` logs in with), or its hash from
     # `rtap dashboard --hash-password` so the server's environment holds no password.
     password: SecretStr | None = None
     password_hash: SecretStr | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    _networks = field_validator("trusted_proxies")(_ip_networks)
 
 
 class MetricsSettings(BaseSettings):
@@ -666,17 +683,7 @@ class CollectorSettings(BaseSettings):
     # benchmark's measure of the server's own ceiling (bench/bench_collect.py). Off unless asked for.
     bench_noop: bool = False
 
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, proxies: list[str]) -> list[str]:
-        import ipaddress
-
-        for proxy in proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{proxy!r} is not an IP address or network") from exc
-        return proxies
+    _networks = field_validator("trusted_proxies")(_ip_networks)
 
     @model_validator(mode="after")
     def _bursts_hold_a_batch(self) -> Self:

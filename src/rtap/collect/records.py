@@ -3,9 +3,8 @@ facts only the server knows, which overwrite any field of the same name a browse
 ``sent_at``, ``ip``, ``user_agent``, ``site``); keyed by the session. Its format is ``browser-event.v1``
 (rtap.contract.formats, which also corrects the device clock from these fields).
 
-The client's address is the connection's peer, or, when the peer is a configured trusted proxy, the nearest
-address in ``X-Forwarded-For`` that is not one (a client can write anything into that header; only what a
-proxy of ours appended is believed). It is anonymised by default before it leaves the collector: the last
+The client's address is the connection's peer, or what a configured trusted proxy says it is
+(rtap.addresses). It is anonymised by default before it leaves the collector: the last
 octet of an IPv4 address, the last 80 bits of an IPv6 one, as Google Analytics and Matomo do; enough to
 tell a country or a network, not a household.
 """
@@ -16,39 +15,17 @@ import functools
 import ipaddress
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from rtap.addresses import IPAddress
 from rtap.collect.api import Reason, Refused
 from rtap.contract.model import format_event_time
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPV4_KEEP = ipaddress.IPv4Network("0.0.0.0/24").netmask  # the first 24 bits
 _IPV6_KEEP = ipaddress.IPv6Network("::/48").netmask  # the first 48 bits: 80 zeroed
-
-
-@functools.lru_cache(maxsize=4096)  # the same clients and proxies ask again and again; bounded
-def parse_address(text: str | None) -> IPAddress | None:
-    """An address as a peer or a proxy header spells it (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``);
-    an IPv4-mapped IPv6 address as the IPv4 address it is. None when it is none."""
-    if not text:
-        return None
-    text = text.strip()
-    if text.startswith("["):
-        text = text[1 : text.find("]")] if "]" in text else ""
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def anonymize(address: IPAddress) -> IPAddress:
@@ -56,29 +33,6 @@ def anonymize(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv4Address):
         return ipaddress.IPv4Address(int(address) & int(_IPV4_KEEP))
     return ipaddress.IPv6Address(int(address) & int(_IPV6_KEEP))
-
-
-class ClientAddress:
-    """Who sent a request: the peer, or what trusted proxies say (see the module docstring)."""
-
-    def __init__(self, trusted_proxies: Sequence[str]) -> None:
-        self._trusted: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
-
-    def _is_trusted(self, address: IPAddress) -> bool:
-        return any(address in network for network in self._trusted)
-
-    def resolve(self, peer: str | None, forwarded_for: str | None) -> IPAddress | None:
-        client = parse_address(peer)
-        if client is None or not forwarded_for or not self._is_trusted(client):
-            return client
-        for entry in reversed(forwarded_for.split(",")):
-            hop = parse_address(entry)
-            if hop is None:  # a hop nobody can vouch for: stop at the last address a trusted proxy gave
-                break
-            client = hop
-            if not self._is_trusted(hop):
-                break
-        return client
 
 
 # Fixed for ever: changing it would give the same visitors other ids.

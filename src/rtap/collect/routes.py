@@ -29,11 +29,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap import metrics as rtap_metrics
+from rtap.addresses import ClientAddress
 from rtap.collect import payload
 from rtap.collect.api import Reason, Refused, accepted, refusal
 from rtap.collect.keys import Site, WriteKeys, cors_headers, preflight_headers
 from rtap.collect.limiters import RateLimiter
-from rtap.collect.records import ClientAddress, encode, fill_pixel, received_now, server_fields
+from rtap.collect.records import encode, fill_pixel, received_now, server_fields
 from rtap.collect.sinks import Sink
 from rtap.metrics.collector import CollectorMetrics, CollectorRequestMetrics
 from rtap.settings import CollectorSettings

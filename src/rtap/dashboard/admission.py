@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap import metrics
+from rtap.addresses import ClientAddress
 from rtap.buckets import TokenBuckets
 from rtap.errors import BusyError
 
@@ -122,7 +123,9 @@ class ResultCache(Generic[V]):
 class ClientRateLimit:
     """ASGI middleware: each client address gets ``burst`` requests, then ``rate`` a second; a request beyond
     that is answered 429 with ``Retry-After`` and a JSON reason, before routing, the thread pool or a query.
-    A request without an address (a Unix socket) is not limited."""
+    A request without an address (a Unix socket) is not limited. Behind ``trusted_proxies`` (a TLS or login
+    proxy, from which every viewer arrives) the address is the one their ``X-Forwarded-For`` gives
+    (rtap.addresses), so that viewers do not share the proxy's bucket."""
 
     def __init__(
         self,
@@ -131,24 +134,35 @@ class ClientRateLimit:
         rate: float,
         burst: int,
         entries: int,
+        trusted_proxies: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._app = app
         self._rate = rate
         self._buckets = TokenBuckets(rate, burst, entries)
+        self._proxied = bool(trusted_proxies)
+        self._addresses = ClientAddress(trusted_proxies)
         self._clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client") if scope["type"] == "http" else None
         if client:
+            key = self._client(client[0], scope) if self._proxied else client[0]
             now = self._clock()
-            tokens = self._buckets.tokens(client[0], now)
+            tokens = self._buckets.tokens(key, now)
             wait = self._buckets.wait_s(tokens, 1)
             if wait > 0:
                 await self._refusal(wait)(scope, receive, send)
                 return
-            self._buckets.set(client[0], tokens - 1, now)
+            self._buckets.set(key, tokens - 1, now)
         await self._app(scope, receive, send)
+
+    def _client(self, peer: str, scope: Scope) -> str:
+        """The viewer's address: the peer, or what a trusted proxy's X-Forwarded-For says (every such header,
+        in order, as one list)."""
+        forwarded = ",".join(value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for")
+        resolved = self._addresses.resolve(peer, forwarded or None)
+        return peer if resolved is None else str(resolved)
 
     def _refusal(self, wait_s: float) -> Response:
         metrics.DASHBOARD.rate_limited.inc()

@@ -242,6 +242,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         rate=options.client_requests_per_s,
         burst=options.client_burst,
         entries=options.limiter_entries,
+        trusted_proxies=options.trusted_proxies,
     )
     app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
     admission = Admission(options.max_concurrent_queries, options.queue_timeout_s)

@@ -1,4 +1,4 @@
-"""The server's facts on each record: the client's address (through trusted proxies only), anonymised by default,
+"""The server's facts on each record: the client's address, anonymised by default,
 overwriting whatever a browser claimed; the session as the key."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rtap.addresses import parse_address
 from rtap.collect.api import Reason, Refused
-from rtap.collect.records import ClientAddress, anonymize, encode, kafka_key, parse_address, server_fields
+from rtap.collect.records import anonymize, encode, kafka_key, server_fields
 from rtap.contract.model import FORMAT_PATTERNS
 
 IPV4 = __import__("re").compile(FORMAT_PATTERNS["ipv4"])
@@ -42,28 +43,6 @@ def test_an_anonymised_address_is_one_the_contract_accepts_and_keeps_its_network
     assert IPV4.search(text) or IPV6.search(text)
     prefix = 24 if hidden.version == 4 else 48
     assert hidden in ipaddress.ip_network(f"{parsed}/{prefix}", strict=False)
-
-
-@pytest.mark.parametrize(
-    ("peer", "forwarded", "client"),
-    [
-        ("198.51.100.1", "6.6.6.6", "198.51.100.1"),  # not a trusted proxy: its header is not believed
-        ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the nearest address our proxy did not add
-        ("10.0.0.5", "203.0.113.9, 10.0.0.7", "203.0.113.9"),  # through two of our proxies
-        ("10.0.0.5", "10.0.0.7", "10.0.0.7"),  # only proxies: the farthest one
-        ("10.0.0.5", "garbage, 203.0.113.9", "203.0.113.9"),
-        ("10.0.0.5", "203.0.113.9, garbage", "10.0.0.5"),  # a hop nobody vouches for: stop before it
-        ("10.0.0.5", "[2001:db8::1]:443", "2001:db8::1"),
-        ("10.0.0.5", "203.0.113.9:51234", "203.0.113.9"),
-        ("10.0.0.5", None, "10.0.0.5"),
-        ("testclient", None, None),
-    ],
-)
-def test_the_client_is_the_peer_or_what_trusted_proxies_say(
-    peer: str, forwarded: str | None, client: str | None
-) -> None:
-    resolved = ClientAddress(["10.0.0.0/8"]).resolve(peer, forwarded)
-    assert (None if resolved is None else str(resolved)) == client
 
 
 def test_server_fields_overwrite_the_browsers_and_the_session_is_the_key() -> None:

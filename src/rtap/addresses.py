@@ -1,0 +1,57 @@
+"""Who sent a request: the connection's peer, or, when the peer is a configured trusted proxy, the nearest address
+in ``X-Forwarded-For`` that is not one. A client can write anything into that header; only what a proxy of ours
+appended is believed. The collector (its client rate limit and the address it stamps on events) and the
+dashboard (its rate per client) both ask here, each with its own list of trusted proxies.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Sequence
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=4096)  # the same clients and proxies ask again and again; bounded
+def parse_address(text: str | None) -> IPAddress | None:
+    """An address as a peer or a proxy header spells it (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``);
+    an IPv4-mapped IPv6 address as the IPv4 address it is. None when it is none."""
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class ClientAddress:
+    """Who sent a request: the peer, or what trusted proxies say (see the module docstring)."""
+
+    def __init__(self, trusted_proxies: Sequence[str]) -> None:
+        self._trusted: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+
+    def _is_trusted(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._trusted)
+
+    def resolve(self, peer: str | None, forwarded_for: str | None) -> IPAddress | None:
+        client = parse_address(peer)
+        if client is None or not forwarded_for or not self._is_trusted(client):
+            return client
+        for entry in reversed(forwarded_for.split(",")):
+            hop = parse_address(entry)
+            if hop is None:  # a hop nobody can vouch for: stop at the last address a trusted proxy gave
+                break
+            client = hop
+            if not self._is_trusted(hop):
+                break
+        return client

@@ -1,0 +1,49 @@
+"""rtap.addresses: the client is the peer, or what trusted proxies say; a header from anyone else is not believed."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtap.addresses import ClientAddress, parse_address
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("198.51.100.1", "6.6.6.6", "198.51.100.1"),  # not a trusted proxy: its header is not believed
+        ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the nearest address our proxy did not add
+        ("10.0.0.5", "203.0.113.9, 10.0.0.7", "203.0.113.9"),  # through two of our proxies
+        ("10.0.0.5", "10.0.0.7", "10.0.0.7"),  # only proxies: the farthest one
+        ("10.0.0.5", "garbage, 203.0.113.9", "203.0.113.9"),
+        ("10.0.0.5", "203.0.113.9, garbage", "10.0.0.5"),  # a hop nobody vouches for: stop before it
+        ("10.0.0.5", "[2001:db8::1]:443", "2001:db8::1"),
+        ("10.0.0.5", "203.0.113.9:51234", "203.0.113.9"),
+        ("10.0.0.5", None, "10.0.0.5"),
+        ("testclient", None, None),
+    ],
+)
+def test_the_client_is_the_peer_or_what_trusted_proxies_say(
+    peer: str, forwarded: str | None, client: str | None
+) -> None:
+    resolved = ClientAddress(["10.0.0.0/8"]).resolve(peer, forwarded)
+    assert (None if resolved is None else str(resolved)) == client
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("203.0.113.9:443", "203.0.113.9"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("::ffff:198.51.100.9", "198.51.100.9"),  # IPv4-mapped: the IPv4 address it is
+        (" 203.0.113.9 ", "203.0.113.9"),
+        ("[2001:db8::1", None),
+        ("unix-socket", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_addresses_as_peers_and_proxies_spell_them(text: str | None, address: str | None) -> None:
+    parsed = parse_address(text)
+    assert (None if parsed is None else str(parsed)) == address
