@@ -54,6 +54,15 @@ MEASUREMENTS = (
     ("B25", "/v1/batch", 25, True),
     ("N25", "/v1/noop/batch", 25, False),
 )
+# The median over the repeats of each of these, per measurement.
+SUMMARY_FIELDS = (
+    "requests_per_s",
+    "events_per_s",
+    "p99_ms",
+    "collector_cpu_us_per_request",
+    "broker_cpu_us_per_request",
+    "wrk_cpu_us_per_request",
+)
 TARGETS = {"E1": ("requests_per_s", 6_000), "B25": ("events_per_s", 60_000)}
 P99_TARGET_MS = 25.0
 
@@ -294,15 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
             stopped = outage(broker, collector, settings, script, args)
     summary = {
-        name: {
-            "requests_per_s": _median([r for r in rows if r["measurement"] == name], "requests_per_s"),
-            "events_per_s": _median([r for r in rows if r["measurement"] == name], "events_per_s"),
-            "p99_ms": _median([r for r in rows if r["measurement"] == name], "p99_ms"),
-            **{
-                field: _median([r for r in rows if r["measurement"] == name], field)
-                for field in ("collector_cpu_us_per_request", "broker_cpu_us_per_request", "wrk_cpu_us_per_request")
-            },
-        }
+        name: {field: _median([r for r in rows if r["measurement"] == name], field) for field in SUMMARY_FIELDS}
         for name, *_ in MEASUREMENTS
     }
     ratios = {

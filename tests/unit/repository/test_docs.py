@@ -723,6 +723,10 @@ def freshness(step_rate: float) -> tuple[str, str]:
     return f"{step['freshness']['p50_s']:.2f}", f"{step['freshness']['p99_s']:.2f}"
 
 
+# How the docs write a small count.
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
 def sustained_runs() -> list[float]:
     runs = []
     for path in sorted(RESULTS.glob("bench-*.json")):
@@ -793,7 +797,7 @@ FIGURES: list[tuple[str, str, Callable[[], tuple[str, ...]]]] = [
         lambda: (
             thousands(min(sustained_runs())),
             thousands(max(sustained_runs())),
-            {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[len(sustained_runs())],
+            NUMBER_WORDS[len(sustained_runs())],
         ),
     ),
     (
@@ -889,7 +893,7 @@ def test_aws_md_counts_the_checkov_skips() -> None:
     written = sum(
         path.read_text(encoding="utf-8").count("checkov:skip") for path in (REPO / "deploy" / "terraform").rglob("*.tf")
     )
-    assert skips == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[written]
+    assert skips == NUMBER_WORDS[written]
 
 
 # -- versions ----------------------------------------------------------------------------------------------------
