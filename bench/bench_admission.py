@@ -55,6 +55,7 @@ from rtap_bench.produce import private_broker
 from rtap_bench.traffic import Sent, freshness, send
 
 from rtap.dashboard.definition import load_definition
+from rtap.http_json import retry_after_s
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.ports import free_ports
 from rtap.runtime.process import die_with_parent
@@ -144,7 +145,7 @@ def _ask(client: httpx.Client, panel: str, width: timedelta, load: Load) -> floa
     try:
         response = client.get(f"/api/panels/{panel}", params=_range(width))
         status = response.status_code
-        wait = float(response.headers.get("Retry-After", 0)) if status in (429, 503) else 0.0
+        wait = retry_after_s(response) or 0.0
     except httpx.HTTPError:
         status = 0
     load.record(status, time.perf_counter() - began)
