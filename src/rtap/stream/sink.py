@@ -348,8 +348,12 @@ class WarehouseSink:
         token = f"rtap:{table}:{token}"
         if table == "events":
             self._record_block(rows, block, token)
+        self._send_block(sql, rows, token, settings)
+
+    def _send_block(self, sql: str, rows: pa.Table, token: str, settings: Mapping[str, object]) -> None:
+        """``rows`` as one chunk of input under ``token``: a first insert and a re-sent block take the same shape,
+        so ClickHouse deduplicates the same parts (see STORED_BLOCK_ROWS)."""
         settings = {"insert_deduplication_token": token, **settings}
-        # One chunk of input, as a re-sent block is (see STORED_BLOCK_ROWS): the same token, the same parts.
         self._client.command(sql, inputs={"rows": rows.combine_chunks()}, settings=settings)
 
     def _record_block(self, rows: pa.Table, block: int, token: str) -> None:
@@ -377,10 +381,8 @@ class WarehouseSink:
             first, last = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (first, last))
             rows = self._client.query_arrow(
                 STORED_BLOCK_ROWS, parameters={"block": block, "first": first, "last": last}
-            ).combine_chunks()
-            self._client.command(
-                RESEND_EVENTS, inputs={"rows": rows}, settings={"insert_deduplication_token": token, **_EVENTS_SETTINGS}
             )
+            self._send_block(RESEND_EVENTS, rows, token, _EVENTS_SETTINGS)
             minute = first.replace(second=0, microsecond=0)
             while minute <= last:
                 minutes.append(minute)
