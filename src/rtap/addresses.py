@@ -2,6 +2,10 @@
 in ``X-Forwarded-For`` that is not one. A client can write anything into that header; only what a proxy of ours
 appended is believed. The collector (its client rate limit and the address it stamps on events) and the
 dashboard (its rate per client) both ask here, each with its own list of trusted proxies.
+
+Every ``X-Forwarded-For`` line counts, in order, as one list (RFC 9110 5.3): some proxies (HAProxy's
+``option forwardfor``) add a line of their own instead of appending to the client's, and a reader of the first
+line only would then believe the client's line and never see the proxy's.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ class ClientAddress:
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._trusted)
 
-    def resolve(self, peer: str | None, forwarded_for: str | None) -> IPAddress | None:
+    def resolve(self, peer: str | None, forwarded_for: Sequence[str]) -> IPAddress | None:
+        """The client of a request from ``peer`` carrying these ``X-Forwarded-For`` lines (in their order)."""
         client = parse_address(peer)
         if client is None or not forwarded_for or not self._is_trusted(client):
             return client
-        for entry in reversed(forwarded_for.split(",")):
+        for entry in reversed(",".join(forwarded_for).split(",")):
             hop = parse_address(entry)
             if hop is None:  # a hop nobody can vouch for: stop at the last address a trusted proxy gave
                 break

@@ -20,12 +20,17 @@ from rtap.addresses import ClientAddress, parse_address
         ("10.0.0.5", "203.0.113.9:51234", "203.0.113.9"),
         ("10.0.0.5", None, "10.0.0.5"),
         ("testclient", None, None),
+        # A proxy that adds a line of its own (HAProxy) after the client's: the lines are one list, in order.
+        ("10.0.0.5", ["6.6.6.6", "203.0.113.9"], "203.0.113.9"),
+        ("10.0.0.5", ["6.6.6.6, 7.7.7.7", "203.0.113.9, 10.0.0.7"], "203.0.113.9"),
+        ("198.51.100.1", ["6.6.6.6", "7.7.7.7"], "198.51.100.1"),
     ],
 )
 def test_the_client_is_the_peer_or_what_trusted_proxies_say(
-    peer: str, forwarded: str | None, client: str | None
+    peer: str, forwarded: str | list[str] | None, client: str | None
 ) -> None:
-    resolved = ClientAddress(["10.0.0.0/8"]).resolve(peer, forwarded)
+    lines = [forwarded] if isinstance(forwarded, str) else forwarded or []
+    resolved = ClientAddress(["10.0.0.0/8"]).resolve(peer, lines)
     assert (None if resolved is None else str(resolved)) == client
 
 

@@ -132,7 +132,7 @@ class Collector:
     ) -> int:
         """Stamp, limit, encode and store one request's events; their number once Kafka has them all."""
         peer = request.client.host if request.client is not None else None
-        client = self._addresses.resolve(peer, request.headers.get("x-forwarded-for"))
+        client = self._addresses.resolve(peer, request.headers.getlist("x-forwarded-for"))
         self._limiter.admit(key, None if client is None else str(client), len(envelope.events))
         user_agent = request.headers.get("user-agent")
         fields = server_fields(

@@ -158,10 +158,9 @@ class ClientRateLimit:
         await self._app(scope, receive, send)
 
     def _client(self, peer: str, scope: Scope) -> str:
-        """The viewer's address: the peer, or what a trusted proxy's X-Forwarded-For says (every such header,
-        in order, as one list)."""
-        forwarded = ",".join(value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for")
-        resolved = self._addresses.resolve(peer, forwarded or None)
+        """The viewer's address: the peer, or what a trusted proxy's X-Forwarded-For lines say."""
+        forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+        resolved = self._addresses.resolve(peer, forwarded)
         return peer if resolved is None else str(resolved)
 
     def _refusal(self, wait_s: float) -> Response:
