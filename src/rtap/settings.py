@@ -552,8 +552,9 @@ class DashboardSettings(BaseSettings):
     # of them, then gets 503 + Retry-After. Under chDB every query holds the engine the job writes through.
     max_concurrent_queries: int = Field(default=2, ge=1, le=64)
     queue_timeout_s: float = Field(default=2.0, ge=0)
-    # One result per panel and range serves every viewer for this long; a range ending now is aligned to it,
-    # so viewers whose clocks differ by less share it (0: no sharing).
+    # One result per panel and range serves every viewer for this long (a range wider than an hour: longer,
+    # rtap.dashboard.api.cache_step_s); a range ending now is aligned to it, so viewers whose clocks differ by
+    # less share it (0: no sharing).
     cache_ttl_s: float = Field(default=2.0, ge=0)
     # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~20 things
     # at once, then each panel every few seconds); beyond that 429 + Retry-After before any routing or query.

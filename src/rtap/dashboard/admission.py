@@ -5,8 +5,9 @@ reader shares two cores with the job; a page refreshes each panel every few seco
 cost N times the queries, and a burst of requests (the thread pool admits ~40) would queue in front of the
 job's next write. Two small pieces keep the cost of viewers about that of one:
 
-- :class:`ResultCache`: one result per key (panel, range) for ``ttl_s``, computed once however many requests
-  ask for it meanwhile (the others wait for that one computation), at most ``max_entries`` kept;
+- :class:`ResultCache`: one result per key (panel, range) for a while (longer for a wider range:
+  rtap.dashboard.api.cache_step_s), computed once however many requests ask for it meanwhile (the others wait
+  for that one computation), at most ``max_entries`` kept;
 - :class:`Admission`: at most ``slots`` computations run at once; one that finds no free slot within
   ``wait_s`` is refused (:class:`~rtap.errors.BusyError`, HTTP 503 with Retry-After), not queued without end;
 - :class:`ClientRateLimit`: a client that asks faster than a page does is refused (429 with Retry-After)
@@ -71,17 +72,17 @@ class _Entry(Generic[V]):
 
 
 class ResultCache(Generic[V]):
-    """Values by key for ``ttl_s`` seconds, each computed by one caller while the others wait for it."""
+    """Values by key for the time each was given, each computed by one caller while the others wait for it."""
 
-    def __init__(self, ttl_s: float, max_entries: int, wait_s: float) -> None:
-        self._ttl_s = ttl_s
+    def __init__(self, max_entries: int, wait_s: float) -> None:
         self._max_entries = max_entries
         self._wait_s = wait_s  # how long a caller waits for another's computation before giving up
         self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], V]) -> tuple[V, bool]:
-        """The value for ``key`` and whether this call computed it (False: cached, or computed by another).
+    def get(self, key: Hashable, compute: Callable[[], V], ttl_s: float) -> tuple[V, bool]:
+        """The value for ``key`` and whether this call computed it (False: cached, or computed by another);
+        a value this call computes is kept for ``ttl_s``.
 
         A failed computation is not kept: its callers get its exception, the next caller tries again.
         """
@@ -109,15 +110,47 @@ class ResultCache(Generic[V]):
                     del self._entries[key]
             entry.flight.set_exception(exc)
             raise
-        entry.expires = time.monotonic() + self._ttl_s
+        entry.expires = time.monotonic() + ttl_s
         entry.flight.set_result(value)
         return value, True
+
+    def peek(self, key: Hashable) -> V | None:
+        """The value for ``key`` if one is kept and fresh, without waiting or computing; else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or not entry.flight.done() or entry.expires <= time.monotonic():
+                return None
+        if entry.flight.exception() is not None:  # a failed computation is dropped; this one is on its way out
+            return None
+        return entry.flight.result()
 
     def _evict(self) -> None:
         """Drop the least recently used finished entries beyond ``max_entries`` (in-flight ones stay)."""
         excess = len(self._entries) - self._max_entries
         for key in [k for k, e in self._entries.items() if e.flight.done()][: max(0, excess)]:
             del self._entries[key]
+
+
+class CachedAnswers:
+    """ASGI middleware: a GET whose answer ``answer`` finds (a shared panel result the cache holds) is sent from
+    here, before the framework's routing, parameter handling and thread pool; any other request goes on to the
+    app, which answers or refuses it as always. Why: viewers of a live page are mostly cached answers, and one
+    cost ~665 µs of the dashboard's CPU through FastAPI, most of it in the framework's routing and dependency
+    handling and the hop to its thread pool (py-spy over a loop of one cached panel on 2026-12-04); from here
+    ~215 µs. ``create_app`` puts it inside the login and the rate limit, which apply to it as to any request."""
+
+    def __init__(self, app: ASGIApp, *, answer: Callable[[Scope], bytes | None]) -> None:
+        self._app = app
+        self._answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self._answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if body is None:
+            await self._app(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class ClientRateLimit:

@@ -21,14 +21,16 @@ from decimal import Decimal
 from importlib import resources
 from string import Template
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import pyarrow as pa
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
+from starlette.types import Scope
 
 from rtap import __version__, metrics
-from rtap.dashboard.admission import Admission, ClientRateLimit, ResultCache
+from rtap.dashboard.admission import Admission, CachedAnswers, ClientRateLimit, ResultCache
 from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import BusyError, RetryableWarehouseError, WarehouseError
@@ -44,6 +46,7 @@ RANGE_CHOICES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 # Results kept at once (panels x ranges in use: ~20 x 4); each is at most MAX_ROWS rows.
 CACHE_ENTRIES = 128
+PANEL_PATH = "/api/panels/"
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -154,6 +157,21 @@ def table_rows(table: pa.Table) -> list[list[Any]]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# A live range is answered anew at most every 1/1800 of its width (and at least every RTAP_DASHBOARD_CACHE_TTL_S):
+# the last hour every 2 s, 6 h every 12 s, 24 h every 48 s. Why: a chart is about 900 pixels wide, so in half a
+# pixel's worth of time a wider range cannot visibly change, while a query over it costs more (24 h of
+# active_users ~100 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks the widest
+# range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
+CACHE_STEP_PER_WIDTH = 1800
+
+
+def cache_step_s(floor_s: float, width: timedelta) -> float:
+    """How long a result over a live range of ``width`` is shared, and the step its bounds are aligned to;
+    0 (``floor_s`` 0): no sharing."""
+    if floor_s <= 0:
+        return 0.0
+    return max(floor_s, width.total_seconds() / CACHE_STEP_PER_WIDTH)
+
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
     return _EPOCH + -((_EPOCH - moment) // step) * step
@@ -233,6 +251,44 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         description="Live panels over the rtap ClickHouse tables. Each panel runs only its own, fixed SQL.",
     )
     options = settings.dashboard
+    # A request waits for another's identical query at most as long as it would wait for its own slot and query.
+    results: ResultCache[Any] = ResultCache(CACHE_ENTRIES, options.queue_timeout_s + options.query_timeout_s + 5.0)
+
+    def panel_range(panel: Panel, range_from: str | None, range_to: str | None) -> tuple[datetime, datetime, float]:
+        """The range a panel request is answered over (a live one aligned to its step) and that step."""
+        now = datetime.now(UTC)
+        start, end = resolve_range(
+            range_from,
+            range_to,
+            default_minutes=_dashboard_of(definition, panel).default_range_minutes,
+            max_hours=options.max_range_hours,
+            now=now,
+        )
+        step_s = cache_step_s(options.cache_ttl_s, end - start)
+        start, end = align_live_range(start, end, now=now, step_s=step_s, max_hours=options.max_range_hours)
+        return start, end, step_s
+
+    def cached_panel(scope: Scope) -> bytes | None:
+        """The shared answer to a panel request, when the cache holds one; None: the route answers (or refuses)."""
+        path: str = scope["path"]
+        panel = panels.get(path.removeprefix(PANEL_PATH)) if path.startswith(PANEL_PATH) else None
+        if panel is None:
+            return None
+        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        values = dict(params)
+        if len(values) != len(params):  # a repeated parameter: the route's own reading decides
+            return None
+        try:
+            start, end, _ = panel_range(panel, values.get("from"), values.get("to"))
+        except HTTPException:
+            return None  # the route refuses it with its reason
+        body: bytes | None = results.peek(("panel", panel.id, start, end))
+        if body is not None:
+            metrics.DASHBOARD.panel_queries.labels("cached").inc()
+            scope["route"] = panel_route  # the metrics' route label, as the router would set it
+        return body
+
+    app.add_middleware(CachedAnswers, answer=cached_panel)
     password = Password.from_settings(options)
     if password is not None:  # beyond loopback: a login, then a session for everything else (rtap.dashboard.auth)
         app.add_middleware(Gate, password=password, lifetime_s=options.session_hours * 3600)
@@ -246,21 +302,17 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
     )
     app.add_middleware(metrics.RequestMetrics, metrics=metrics.DASHBOARD)
     admission = Admission(options.max_concurrent_queries, options.queue_timeout_s)
-    # A request waits for another's identical query at most as long as it would wait for its own slot and query.
-    results: ResultCache[Any] = ResultCache(
-        options.cache_ttl_s, CACHE_ENTRIES, options.queue_timeout_s + options.query_timeout_s + 5.0
-    )
     app.state.admission = admission
 
-    def shared(key: tuple[Any, ...], what: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` under admission control, shared by every request for ``key`` within the cache's time."""
+    def shared(key: tuple[Any, ...], what: str, compute: Callable[[], Any], ttl_s: float = options.cache_ttl_s) -> Any:
+        """``compute()`` under admission control, shared by every request for ``key`` for ``ttl_s``."""
 
         def admitted() -> Any:
             with admission.slot(what):
                 return compute()
 
         try:
-            value, ran = results.get(key, admitted)
+            value, ran = results.get(key, admitted, ttl_s)
         except BusyError as exc:
             metrics.DASHBOARD.panel_queries.labels("busy").inc()
             log.info("dashboard: %s", exc)
@@ -295,7 +347,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         )
 
     @app.get(
-        "/api/panels/{panel_id}",
+        PANEL_PATH + "{panel_id}",
         response_model=PanelResult,
         responses={
             400: {"description": "bad time range"},
@@ -310,22 +362,13 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
     ) -> Response:
         """Run one panel's query over [from, to) (default: its dashboard's range ending now).
 
-        A range ending now is aligned to the result cache's step: every viewer within a step shares one query.
+        A range ending now is aligned to the result cache's step (longer for a wider range): every viewer within
+        a step shares one query.
         """
         panel = panels.get(panel_id)
         if panel is None:
             raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
-        now = datetime.now(UTC)
-        start, end = resolve_range(
-            range_from,
-            range_to,
-            default_minutes=_dashboard_of(definition, panel).default_range_minutes,
-            max_hours=options.max_range_hours,
-            now=now,
-        )
-        start, end = align_live_range(
-            start, end, now=now, step_s=options.cache_ttl_s, max_hours=options.max_range_hours
-        )
+        start, end, step_s = panel_range(panel, range_from, range_to)
 
         def query() -> bytes:
             began = time.perf_counter()
@@ -357,7 +400,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
 
         try:
             # Kept as the JSON it is sent as: a shared answer costs its viewers no serialisation each.
-            body: bytes = shared(("panel", panel.id, start, end), f"panel {panel.id!r}", query)
+            body: bytes = shared(("panel", panel.id, start, end), f"panel {panel.id!r}", query, step_s)
         except WarehouseError as exc:
             log.warning("dashboard panel %s failed: %s", panel_id, exc)
             if isinstance(exc, RetryableWarehouseError):
@@ -380,6 +423,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             raise HTTPException(404, f"no static file {name!r}")
         return Response((static / name).read_bytes(), media_type=STATIC_FILES[name])
 
+    panel_route = next(r for r in app.routes if getattr(r, "path", None) == PANEL_PATH + "{panel_id}")
     return app
 
 

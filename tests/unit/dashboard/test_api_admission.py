@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rtap import metrics
-from rtap.dashboard.api import create_app
+from rtap.dashboard.api import cache_step_s, create_app
 from rtap.dashboard.definition import load_definition, parse_definition
 from rtap.settings import DashboardSettings, Settings
 from rtap.warehouse import WarehouseClient
@@ -81,6 +81,89 @@ def test_live_ranges_of_viewers_a_moment_apart_are_one_range(warehouse: tuple[Se
     expected = (iso(step_end - timedelta(hours=1)), iso(step_end))
     assert {(a["range_from"], a["range_to"]) for a in answers} == {expected}
     assert len({a["updated_at"] for a in answers}) == 1
+
+
+@pytest.mark.parametrize(
+    ("floor_s", "hours", "step_s"),
+    [(2.0, 0.25, 2.0), (2.0, 1, 2.0), (2.0, 6, 12.0), (2.0, 24, 48.0), (5.0, 1, 5.0), (0.0, 24, 0.0)],
+)
+def test_a_wider_live_range_is_shared_for_longer(floor_s: float, hours: float, step_s: float) -> None:
+    assert cache_step_s(floor_s, timedelta(hours=hours)) == step_s  # 0: sharing is off, whatever the width
+
+
+def test_viewers_of_the_widest_range_share_one_answer_for_its_longer_step(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """24 h is shared for 48 s with the 2 s floor: a script asking it back to back costs a query per 48 s."""
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=2.0), reader))
+    step = timedelta(seconds=48)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    step_start = epoch + ((datetime.now(UTC) - epoch) // step) * step
+    ran = queries("ran")
+    answers = []
+    for offset_s in (0.001, 20.0, 47.0):  # three viewers' clocks across one 48 s step
+        end = step_start + timedelta(seconds=offset_s)
+        query = {"from": (end - timedelta(hours=24)).isoformat(), "to": end.isoformat()}
+        response = api.get("/api/panels/active_users", params=query)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    assert queries("ran") - ran == 1
+    assert {a["range_to"] for a in answers} == {(step_start + step).isoformat().replace("+00:00", "Z")}
+
+
+def requests_on_the_panel_route() -> float:
+    value = metrics.DASHBOARD.requests.labels("/api/panels/{panel_id}", "2xx")._value.get()
+    return float(value)
+
+
+def test_a_cached_answer_is_the_routes_answer_and_is_counted_as_one(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """A shared answer is sent before the framework (rtap.dashboard.admission.CachedAnswers): the same bytes and
+    headers as the route's, in the same metrics."""
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=3600.0), reader))
+    query = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T01:00:00Z"}
+    ran, cached, answered = queries("ran"), queries("cached"), requests_on_the_panel_route()
+    first = api.get("/api/panels/orders_revenue", params=query)
+    again = api.get("/api/panels/orders_revenue", params=query)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"] == "application/json"
+    assert again.headers["content-length"] == first.headers["content-length"]
+    assert (queries("ran") - ran, queries("cached") - cached) == (1, 1)
+    assert requests_on_the_panel_route() - answered == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "reason"),
+    [
+        ("from=yesterday", 400, "'from' is not an ISO 8601 date-time"),
+        ("to=2026-01-01T01:00:00Z&from=2026-01-01T02:00:00Z", 400, "must be before"),
+        ("from=2026-01-01T00:00:00Z&to=2026-01-03T00:00:00Z", 400, "at most 24 h"),
+    ],
+)
+def test_a_request_the_cache_cannot_answer_is_refused_by_the_route(
+    warehouse: tuple[Settings, WarehouseClient], query: str, status: int, reason: str
+) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=3600.0), reader))
+    api.get("/api/panels/orders_revenue")  # something is cached
+    refused = api.get(f"/api/panels/orders_revenue?{query}")
+    assert refused.status_code == status
+    assert reason in refused.json()["detail"]
+    assert api.get("/api/panels/nothing_like_it").status_code == 404
+
+
+def test_a_repeated_parameter_is_read_by_the_route_as_always(warehouse: tuple[Settings, WarehouseClient]) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=3600.0), reader))
+    once = "from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"
+    first = api.get(f"/api/panels/orders_revenue?{once}")
+    twice = api.get(f"/api/panels/orders_revenue?from=2025-01-01T00:00:00Z&{once}")
+    assert twice.status_code == first.status_code == 200
+    assert twice.json()["range_from"] == first.json()["range_from"]  # the route takes the last value
 
 
 def test_a_range_in_the_past_is_answered_as_asked(warehouse: tuple[Settings, WarehouseClient]) -> None:

@@ -33,7 +33,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
 
 
 def protected(settings: Settings, **auth: SecretStr) -> Settings:
-    dashboard = DashboardSettings.model_validate({"host": "0.0.0.0", **auth})
+    # An answer is shared for an hour: the login must hold for an answer the cache already has, too.
+    dashboard = DashboardSettings.model_validate({"host": "0.0.0.0", "cache_ttl_s": 3600, **auth})
     return settings.model_copy(update={"dashboard": dashboard})
 
 
@@ -107,6 +108,7 @@ def test_every_answer_needs_a_session_after_login(warehouse: tuple[Settings, War
         api.cookies.clear()
         api.cookies.set(SESSION_COOKIE, forged)
         assert api.get("/api/dashboards").status_code == 401, forged
+        assert api.get("/api/panels/active_users").status_code == 401, forged  # cached since the login
     # Logging out ends it.
     api.cookies.clear()
     api.cookies.set(SESSION_COOKIE, value)
