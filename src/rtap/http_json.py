@@ -68,7 +68,7 @@ def request_json(
             raise error(f"{where}: no answer within {client.timeout.read} s") from exc
         except httpx.HTTPError as exc:
             raise error(f"{where}: {exc or type(exc).__name__}") from exc
-        wait = retry_after_s(response)
+        wait = retry_after_s(response.status_code, response.headers.get("retry-after"))
         if wait is None or attempt == _MAX_TRIES or waited + wait > _MAX_WAIT_S:
             break
         sleep(wait)
@@ -85,11 +85,11 @@ def request_json(
         raise error(f"{where}: the answer is not JSON") from exc
 
 
-def retry_after_s(response: httpx.Response) -> float | None:
-    """How long a 429 or 503 asks the client to wait before trying again; None for any other answer, or one
-    whose ``Retry-After`` is missing or not a number of seconds (an HTTP date is not honoured: rtap never sends
-    one)."""
-    if response.status_code not in _RETRYABLE:
+def retry_after_s(status: int, retry_after: str | None) -> float | None:
+    """How long a 429 or 503 (``status``) asks the client to wait before trying again, by its ``Retry-After``
+    header (None: absent); None for any other answer, or one whose header is not a number of seconds (an HTTP
+    date is not honoured: rtap never sends one). Any HTTP client's answer can be read, not only httpx's."""
+    if status not in _RETRYABLE or retry_after is None:
         return None
-    value = response.headers.get("retry-after", "").strip()
+    value = retry_after.strip()
     return float(value) if value.isdigit() else None
