@@ -296,8 +296,9 @@ def test_anonymisation_can_be_turned_off_and_a_trusted_proxy_names_the_client(
         # The nearest address a trusted proxy did not add: a client's own claim (6.6.6.6) is not believed.
         assert ipaddress.ip_address(record["ip"]) == ipaddress.ip_address("2001:db8::7")
         # A proxy that adds its own line after the client's (HAProxy): every line counts, the proxy's last.
-        second = {"write_key": DEMO_WRITE_KEY, "events": [new_event(1)]}
+        event = new_event(1)
+        second = {"write_key": DEMO_WRITE_KEY, "events": [event]}
         lines = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "2001:db8::8")]
         assert http.post("/v1/batch", content=orjson.dumps(second), headers=lines).status_code == 200
         by_id = {r["event_id"]: r for r in browser_records(settings, 2)}
-        assert ipaddress.ip_address(by_id[second["events"][0]["event_id"]]["ip"]) == ipaddress.ip_address("2001:db8::8")
+        assert ipaddress.ip_address(by_id[event["event_id"]]["ip"]) == ipaddress.ip_address("2001:db8::8")
