@@ -419,7 +419,7 @@ def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
             value = phases.get(phase)
             if alone and value is not None:
                 ratios[phase].append(round(value / alone, 2))
-    median = {phase: statistics.median(values) if values else None for phase, values in ratios.items()}
+    median = {phase: round(statistics.median(values), 2) if values else None for phase, values in ratios.items()}
     controlled = median[VIEWERS]
     return {
         "p99_ratio_per_round": ratios,
