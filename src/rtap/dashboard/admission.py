@@ -116,12 +116,10 @@ class ResultCache(Generic[V]):
 
     def peek(self, key: Hashable) -> V | None:
         """The value for ``key`` if one is kept and fresh, without waiting or computing; else None."""
-        with self._lock:
+        with self._lock:  # a failed computation is never kept (get drops it before its callers hear)
             entry = self._entries.get(key)
             if entry is None or not entry.flight.done() or entry.expires <= time.monotonic():
                 return None
-        if entry.flight.exception() is not None:  # a failed computation is dropped; this one is on its way out
-            return None
         return entry.flight.result()
 
     def _evict(self) -> None:

@@ -165,6 +165,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CACHE_STEP_PER_WIDTH = 1800
 
 
+def panel_key(panel: Panel, start: datetime, end: datetime) -> tuple[str, str, datetime, datetime]:
+    """The result cache's key of a panel's answer over [start, end): the route stores it, CachedAnswers reads it."""
+    return ("panel", panel.id, start, end)
+
+
 def cache_step_s(floor_s: float, width: timedelta) -> float:
     """How long a result over a live range of ``width`` is shared, and the step its bounds are aligned to;
     0 (``floor_s`` 0): no sharing."""
@@ -282,7 +287,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             start, end, _ = panel_range(panel, values.get("from"), values.get("to"))
         except HTTPException:
             return None  # the route refuses it with its reason
-        body: bytes | None = results.peek(("panel", panel.id, start, end))
+        body: bytes | None = results.peek(panel_key(panel, start, end))
         if body is not None:
             metrics.DASHBOARD.panel_queries.labels("cached").inc()
             scope["route"] = panel_route  # the metrics' route label, as the router would set it
@@ -400,7 +405,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
 
         try:
             # Kept as the JSON it is sent as: a shared answer costs its viewers no serialisation each.
-            body: bytes = shared(("panel", panel.id, start, end), f"panel {panel.id!r}", query, step_s)
+            body: bytes = shared(panel_key(panel, start, end), f"panel {panel.id!r}", query, step_s)
         except WarehouseError as exc:
             log.warning("dashboard panel %s failed: %s", panel_id, exc)
             if isinstance(exc, RetryableWarehouseError):
