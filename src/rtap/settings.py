@@ -456,11 +456,13 @@ class WarehouseSettings(BaseSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     query_timeout_s: float = Field(default=60.0, gt=0)
     # The limits of every read (dashboards, `rtap sql`, the chDB socket, reconcile): the engine stops a read at
-    # this time and memory (and a result of this size). chDB: its read-only connection; a server: the reader's
-    # profile, which deploy/compose/clickhouse/users.d/rtap-users.xml sets to these defaults (a test checks).
-    # A query may tighten them, never lift them.
+    # this time and memory (and a result of this size), and runs it on at most this many threads (one: a read
+    # never takes every core of a small machine from the job's writes). chDB: its read-only connection; a server:
+    # the reader's profile, which deploy/compose/clickhouse/users.d/rtap-users.xml sets to these defaults (a test
+    # checks). A query may tighten them, never lift them.
     read_max_execution_time_s: float = Field(default=30.0, gt=0)
     read_max_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
+    read_max_threads: int = Field(default=1, ge=1)
     # A server cluster (docs/clickhouse-server.md): migrations run ON CLUSTER this name (a name from the servers'
     # remote_servers, or a macro such as {cluster}) and make Replicated*MergeTree tables at replica_path, named
     # replica_name (ClickHouse expands the {shard}, {replica}, {database} and {table} macros). Empty: one server.
@@ -552,9 +554,9 @@ class DashboardSettings(BaseSettings):
     # of them, then gets 503 + Retry-After. Under chDB every query holds the engine the job writes through.
     max_concurrent_queries: int = Field(default=2, ge=1, le=64)
     queue_timeout_s: float = Field(default=2.0, ge=0)
-    # One result per panel and range serves every viewer for this long (a range wider than an hour: longer,
-    # rtap.dashboard.api.cache_step_s); a range ending now is aligned to it, so viewers whose clocks differ by
-    # less share it (0: no sharing).
+    # One result per panel and range serves every viewer for this long (a range wider than an hour or a panel
+    # refreshed less often: longer, rtap.dashboard.api.cache_step_s); a range ending now is aligned to it, so
+    # viewers whose clocks differ by less share it (0: no sharing).
     cache_ttl_s: float = Field(default=2.0, ge=0)
     # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~20 things
     # at once, then each panel every few seconds); beyond that 429 + Retry-After before any routing or query.

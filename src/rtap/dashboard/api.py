@@ -157,11 +157,13 @@ def table_rows(table: pa.Table) -> list[list[Any]]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# A live range is answered anew at most every 1/1800 of its width (and at least every RTAP_DASHBOARD_CACHE_TTL_S):
-# the last hour every 2 s, 6 h every 12 s, 24 h every 48 s. Why: a chart is about 900 pixels wide, so in half a
-# pixel's worth of time a wider range cannot visibly change, while a query over it costs more (24 h of
-# active_users ~100 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks the widest
-# range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
+# A live range is answered anew at most every 1/1800 of its width, and never more often than its panel refreshes
+# (nor than RTAP_DASHBOARD_CACHE_TTL_S): the last hour every 2 s (every 5 s for a panel refreshed every 5 s), 6 h
+# every 12 s, 24 h every 48 s. The refresh: a page asks a 5-s panel every 5 s, so 20 pages at 20 phases would
+# otherwise recompute it every 2 s for answers no page asked to be fresher. The width: a chart is about 900 pixels
+# wide, so in half a pixel's worth of time a wider range cannot visibly change, while a query over it costs more
+# (24 h of active_users ~100 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks the
+# widest range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
 CACHE_STEP_PER_WIDTH = 1800
 
 
@@ -170,12 +172,12 @@ def panel_key(panel: Panel, start: datetime, end: datetime) -> tuple[str, str, d
     return ("panel", panel.id, start, end)
 
 
-def cache_step_s(floor_s: float, width: timedelta) -> float:
-    """How long a result over a live range of ``width`` is shared, and the step its bounds are aligned to;
-    0 (``floor_s`` 0): no sharing."""
+def cache_step_s(floor_s: float, width: timedelta, refresh_s: float) -> float:
+    """How long a result over a live range of ``width``, of a panel refreshed every ``refresh_s``, is shared, and
+    the step its bounds are aligned to; 0 (``floor_s`` 0): no sharing."""
     if floor_s <= 0:
         return 0.0
-    return max(floor_s, width.total_seconds() / CACHE_STEP_PER_WIDTH)
+    return max(floor_s, refresh_s, width.total_seconds() / CACHE_STEP_PER_WIDTH)
 
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
@@ -269,7 +271,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             max_hours=options.max_range_hours,
             now=now,
         )
-        step_s = cache_step_s(options.cache_ttl_s, end - start)
+        step_s = cache_step_s(options.cache_ttl_s, end - start, panel.refresh_seconds)
         start, end = align_live_range(start, end, now=now, step_s=step_s, max_hours=options.max_range_hours)
         return start, end, step_s
 

@@ -39,12 +39,14 @@ DEFAULT_TEXT_FORMAT = "PrettyCompactMonoBlock"
 
 
 def read_limits(settings: WarehouseSettings) -> dict[str, float]:
-    """The reader's limits as ClickHouse settings: the engine stops a read past any of them."""
+    """The reader's limits as ClickHouse settings: the engine stops a read past any of them, and runs it on at
+    most ``max_threads`` threads."""
     memory = settings.read_max_memory_bytes
     return {
         "max_execution_time": settings.read_max_execution_time_s,
         "max_memory_usage": memory,
         "max_result_bytes": memory,
+        "max_threads": settings.read_max_threads,
     }
 
 

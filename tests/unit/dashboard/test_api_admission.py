@@ -84,11 +84,22 @@ def test_live_ranges_of_viewers_a_moment_apart_are_one_range(warehouse: tuple[Se
 
 
 @pytest.mark.parametrize(
-    ("floor_s", "hours", "step_s"),
-    [(2.0, 0.25, 2.0), (2.0, 1, 2.0), (2.0, 6, 12.0), (2.0, 24, 48.0), (5.0, 1, 5.0), (0.0, 24, 0.0)],
+    ("floor_s", "hours", "refresh_s", "step_s"),
+    [
+        (2.0, 0.25, 2, 2.0),
+        (2.0, 1, 2, 2.0),
+        (2.0, 6, 2, 12.0),
+        (2.0, 24, 2, 48.0),
+        (5.0, 1, 2, 5.0),
+        (2.0, 1, 5, 5.0),  # a panel refreshed every 5 s is not recomputed every 2 s for out-of-phase pages
+        (2.0, 24, 5, 48.0),
+        (0.0, 24, 5, 0.0),  # 0: sharing is off, whatever the width and refresh
+    ],
 )
-def test_a_wider_live_range_is_shared_for_longer(floor_s: float, hours: float, step_s: float) -> None:
-    assert cache_step_s(floor_s, timedelta(hours=hours)) == step_s  # 0: sharing is off, whatever the width
+def test_a_wider_or_slower_live_range_is_shared_for_longer(
+    floor_s: float, hours: float, refresh_s: int, step_s: float
+) -> None:
+    assert cache_step_s(floor_s, timedelta(hours=hours), refresh_s) == step_s
 
 
 def test_viewers_of_the_widest_range_share_one_answer_for_its_longer_step(
@@ -110,6 +121,27 @@ def test_viewers_of_the_widest_range_share_one_answer_for_its_longer_step(
         answers.append(response.json())
     assert queries("ran") - ran == 1
     assert {a["range_to"] for a in answers} == {(step_start + step).isoformat().replace("+00:00", "Z")}
+
+
+def test_a_panel_refreshed_every_5_s_is_recomputed_at_most_every_5_s(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """Pages poll a 5-s panel at their own phases: across one 5-s step they share one query, where a 2-s panel
+    (the RTAP_DASHBOARD_CACHE_TTL_S floor) is recomputed in each of its steps."""
+    settings, reader = warehouse
+    api = TestClient(create_app(with_dashboard(settings, cache_ttl_s=2.0), reader))
+    step = timedelta(seconds=5)  # every end below is within a step of now: a live range, aligned
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    step_start = epoch + ((datetime.now(UTC) - epoch) // step) * step
+    for panel, refresh_s, expected_queries in (("top_products", 5, 1), ("orders_revenue", 2, 3)):
+        assert load_definition().panels_by_id()[panel].refresh_seconds == refresh_s
+        ran = queries("ran")
+        for offset_s in (0.001, 2.5, 4.9):  # three pages' clocks across one 5-s step
+            end = step_start + timedelta(seconds=offset_s)
+            query = {"from": (end - timedelta(hours=1)).isoformat(), "to": end.isoformat()}
+            response = api.get(f"/api/panels/{panel}", params=query)
+            assert response.status_code == 200, response.text
+        assert queries("ran") - ran == expected_queries, panel
 
 
 def requests_on_the_panel_route() -> float:

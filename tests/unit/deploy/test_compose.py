@@ -783,6 +783,7 @@ FIXED_BY_REASON = {
     "the reader's limits are its server profile's (users.d/rtap-users.xml)": (
         "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",
         "RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES",
+        "RTAP_CLICKHOUSE_READ_MAX_THREADS",
     ),
     "the accounts: the writer for migrate and stream only, the reader for the readers": (
         "RTAP_CLICKHOUSE_USER",

@@ -1,5 +1,5 @@
-"""Every read on chDB runs under the reader's limits (time, memory, result size), enforced by the engine's read-only
-connection; a read-only client may tighten them per query, never lift them, and refuses what reaches outside
+"""Every read on chDB runs under the reader's limits (time, memory, result size, threads), enforced by the engine's
+read-only connection; a read-only client may tighten them per query, never lift them, and refuses what reaches outside
 the warehouse (files, URLs, processes, other servers) before the engine sees it."""
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def test_a_result_larger_than_the_limit_is_refused(reader: WarehouseClient) -> N
     with pytest.raises(WarehouseError) as refused:
         reader.query_arrow(BIG_RESULT)
     assert refused.value.code == 396  # TOO_MANY_ROWS_OR_BYTES
+
+
+def test_a_read_runs_on_the_readers_threads_only(reader: WarehouseClient, writer: WarehouseClient) -> None:
+    """RTAP_CLICKHOUSE_READ_MAX_THREADS (1): a panel query never takes every core from the job's writes."""
+    assert reader.query_rows("SELECT getSetting('max_threads')") == [(1,)]
+    assert writer.query_text("SELECT getSetting('max_threads')", default_format="TabSeparated").strip() == b"1"
 
 
 def test_text_queries_of_a_writing_client_have_the_reader_limits(writer: WarehouseClient) -> None:
