@@ -162,8 +162,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # every 12 s, 24 h every 48 s. The refresh: a page asks a 5-s panel every 5 s, so 20 pages at 20 phases would
 # otherwise recompute it every 2 s for answers no page asked to be fresher. The width: a chart is about 900 pixels
 # wide, so in half a pixel's worth of time a wider range cannot visibly change, while a query over it costs more
-# (24 h of active_users ~100 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks the
-# widest range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
+# (24 h of active_users 130-210 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks
+# the widest range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
 CACHE_STEP_PER_WIDTH = 1800
 
 
