@@ -1,9 +1,9 @@
 """Admission control for the dashboard's warehouse queries: a few at a time, and one per panel and range.
 
-Why: under chDB every query holds the one engine lock the stream job writes through, and on a server the
-reader shares two cores with the job; a page refreshes each panel every few seconds, so N open pages would
-cost N times the queries, and a burst of requests (the thread pool admits ~40) would queue in front of the
-job's next write. Two small pieces keep the cost of viewers about that of one:
+Why: every query shares the machine's cores with the stream job (under chDB it runs in the job's process, on
+the one read-only connection, a query at a time), and so does a server's reader; a page refreshes each panel
+every few seconds, so N open pages would cost N times the queries, and a burst of requests (the thread pool
+admits ~40) would queue for that one connection. Two small pieces keep the cost of viewers about that of one:
 
 - :class:`ResultCache`: one result per key (panel, range) for a while (longer for a wider range:
   rtap.dashboard.api.cache_step_s), computed once however many requests ask for it meanwhile (the others wait

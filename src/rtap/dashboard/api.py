@@ -210,7 +210,7 @@ def _dashboard_of(definition: Definition, panel: Panel) -> Dashboard:
 
 def panel_settings(limits: Mapping[str, float], timeout_s: float | None) -> dict[str, float]:
     """The settings a panel's query is sent with: only its time limit, which a slow panel must not exceed while
-    it holds the warehouse (under chDB: the engine lock the job writes through). A read may only tighten the
+    it holds the reader (under chDB: the one read-only connection every panel shares). A read may only tighten the
     reader's own limit (rtap.warehouse.client), so a longer ``timeout_s`` means that limit."""
     if not timeout_s:
         return {}

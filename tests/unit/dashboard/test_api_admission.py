@@ -1,6 +1,6 @@
 """Admission control of the dashboard API over a real, seeded chDB: N viewers of a panel cost about one query,
 at most ``max_concurrent_queries`` queries run at once, and a request that finds no free slot within
-``queue_timeout_s`` is a 503 with Retry-After, not a thread parked in front of the warehouse's one engine lock."""
+``queue_timeout_s`` is a 503 with Retry-After, not a thread parked in front of the one read-only connection."""
 
 from __future__ import annotations
 

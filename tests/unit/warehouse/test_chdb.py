@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -149,6 +150,75 @@ def test_concurrent_inserts_from_inputs_stay_exact(client: WarehouseClient) -> N
     assert failures == []
     expected = sum((w * 1000 + b) * 50 for w in range(4) for b in range(10))
     assert client.query_rows("SELECT count(), sum(n) FROM {db}.scratch_threads") == [(2000, expected)]
+
+
+def test_reads_beside_writes_from_inputs_stay_exact(settings: Settings, client: WarehouseClient) -> None:
+    """Reads on the read-only connection run beside the job's writes; neither side sees the other's inputs."""
+    client.command("CREATE TABLE IF NOT EXISTS {db}.scratch_beside (n Int64) ENGINE = Memory")
+    stop = threading.Event()
+    failures: list[Exception] = []
+    reads = [0]
+
+    def read(reader: WarehouseClient, with_inputs: bool) -> None:
+        probe = pa.table({"n": pa.array([-1, -2], pa.int64())})
+        try:
+            while not stop.is_set():
+                if with_inputs:  # a read that binds inputs takes the writers' lock as well
+                    summed = reader.query_arrow("SELECT sum(n) AS s FROM $probe", inputs={"probe": probe})
+                    assert summed.column("s").to_pylist() == [-3]
+                else:
+                    reader.query_rows("SELECT count() FROM {db}.scratch_beside")
+                reads[0] += 1
+        except Exception as exc:  # noqa: BLE001 - handed to the test's thread, which fails on it
+            failures.append(exc)
+
+    with create_client(settings, readonly=True) as reader:
+        threads = [threading.Thread(target=read, args=(reader, w == 0)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            for batch in range(60):
+                values = pa.table({"n": pa.array([batch] * 50, pa.int64())})
+                client.command("INSERT INTO {db}.scratch_beside SELECT n FROM $values", inputs={"values": values})
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    assert failures == []
+    assert reads[0] > 0
+    expected = sum(batch * 50 for batch in range(60))
+    assert client.query_rows("SELECT count(), sum(n) FROM {db}.scratch_beside") == [(3000, expected)]
+
+
+def test_a_long_read_does_not_hold_up_a_write(settings: Settings, client: WarehouseClient) -> None:
+    """A dashboard's read (2 s here) leaves the job's write free to run: they take different locks."""
+    client.command("CREATE TABLE IF NOT EXISTS {db}.scratch_during (n Int64) ENGINE = Memory")
+    marker = f"long read {uuid.uuid4().hex}"
+    failures: list[Exception] = []
+
+    def long_read(reader: WarehouseClient) -> None:
+        try:
+            reader.query_rows(f"SELECT sleepEachRow(0.5), '{marker}' FROM numbers(4)")
+        except Exception as exc:  # noqa: BLE001 - handed to the test's thread, which fails on it
+            failures.append(exc)
+
+    with create_client(settings, readonly=True) as reader:
+        thread = threading.Thread(target=long_read, args=(reader,))
+        thread.start()
+        running = "SELECT count() FROM system.processes WHERE query LIKE {m:String} AND query NOT LIKE '%processes%'"
+        for _ in range(200):  # until the engine runs the read (at most 2 s)
+            if client.query_rows(running, parameters={"m": f"%{marker}%"}) == [(1,)]:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the long read never showed in system.processes beside the writer's session")
+        values = pa.table({"n": pa.array([7], pa.int64())})
+        client.command("INSERT INTO {db}.scratch_during SELECT n FROM $values", inputs={"values": values})
+        still_reading = thread.is_alive()
+        thread.join()
+    assert failures == []
+    assert still_reading, "the write waited for the read to end"
+    assert client.query_rows("SELECT sum(n) FROM {db}.scratch_during") == [(7,)]
 
 
 def test_render_replaces_db_everywhere(client: WarehouseClient) -> None:

@@ -3,11 +3,18 @@
 Within the owning process every client shares one engine (:class:`_Engine`): chDB can run one data
 directory per process, and the stream sink, the dashboard and the socket server all use it at once.
 
-Why every call takes the engine's lock: chDB resolves ``Python(name)`` by looking ``name`` up in the
-Python frames of whichever thread it is serving, so two threads inserting from Arrow at the same time
-can read each other's tables (measured: 6 threads x 30 concurrent inserts gave a wrong sum without the
-lock, the exact one with it). Serialising costs little because chDB serialises queries on a session
-internally anyway.
+Why writes take the engine's lock: chDB resolves ``Python(name)`` through one name cache for the whole
+process, filled from the calling thread's Python frames and emptied after every query, so two threads
+inserting from Arrow at the same time can read each other's tables (measured: 6 threads x 30 concurrent
+inserts gave a wrong sum without the lock, the exact one with it). Every query on the read-write session,
+and every query that binds inputs, takes it.
+
+Why a read without inputs does not: chDB runs the read-only connection's query beside the session's
+(measured on chDB 4.4: a 9 ms insert while a 3.5 s read ran on the other connection; 2,000 Arrow inserts
+beside 10,195 reads on four threads summed exactly), and a dashboard read that waits for the job's lock,
+or makes the job's next write wait for it, costs the job's freshness (issue 24). Reads take their own
+lock instead: the read-only connection answers one query at a time, and a failed query's leftover output
+(below) must be taken before another thread's query runs on it.
 
 Why two chDB connections: the read-write session, and a second connection to the same directory
 opened with ``readonly=2`` and the reader's limits (``read_limits``: time, memory, result size), which the
@@ -20,6 +27,7 @@ engine sees them (rtap.warehouse.client). The job's session has no such limits: 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +63,7 @@ def _execute(conn: Any, sql: str, fmt: str, params: dict[str, str], inputs: dict
 
 
 class _Engine:
-    """One process's chDB engine on one directory: both connections, the lock, and who uses them."""
+    """One process's chDB engine on one directory: both connections, their locks, and who uses them."""
 
     # chdb ships py.typed but leaves its API untyped; Any keeps strict mypy useful everywhere else.
     session: Any
@@ -67,7 +75,8 @@ class _Engine:
         self.directory = directory
         self.ownership = ownership
         self.limits = limits
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the read-write session, and any query that binds inputs
+        self.read_lock = threading.Lock()  # the read-only connection
         self.users = 0
         try:
             self.session = session.Session(str(directory))  # type: ignore[no-untyped-call]
@@ -92,7 +101,11 @@ class _Engine:
         inputs: dict[str, pa.Table] | None = None,
     ) -> Any:
         conn = self.readonly if readonly else self.session
-        with self.lock:
+        with contextlib.ExitStack() as held:
+            if readonly:
+                held.enter_context(self.read_lock)
+            if not readonly or inputs:
+                held.enter_context(self.lock)
             try:
                 return _execute(conn, sql, fmt, params or {}, inputs or {})
             except RuntimeError as exc:  # ChdbError is a RuntimeError
@@ -103,7 +116,7 @@ class _Engine:
                 raise translate(exc, sql) from exc
 
     def close(self) -> None:
-        with self.lock:
+        with self.read_lock, self.lock:
             self.readonly.close()
             self.session.close()
             self.ownership.release()
