@@ -675,11 +675,12 @@ class CollectorSettings(BaseSettings):
     # Zero the last octet of an IPv4 address and the last 80 bits of an IPv6 one before they reach Kafka.
     anonymize_ip: bool = True
     # The producer: a bounded queue (a full one is a 503, never a wait), a short linger, and how long a request
-    # waits for Kafka's acknowledgement before it is a 503.
-    queue_max_messages: int = Field(default=100_000, ge=1)
-    queue_max_kbytes: int = Field(default=65_536, ge=1)
-    linger_ms: int = Field(default=5, ge=0)
-    ack_timeout_s: float = Field(default=10.0, gt=0)
+    # waits for Kafka's acknowledgement before it is a 503. The upper bounds are librdkafka's own ranges: beyond
+    # them the producer, and so every collector process, would fail at its start.
+    queue_max_messages: int = Field(default=100_000, ge=1, le=2_147_483_647)
+    queue_max_kbytes: int = Field(default=65_536, ge=1, le=2_147_483_647)
+    linger_ms: int = Field(default=5, ge=0, le=900_000)
+    ack_timeout_s: float = Field(default=10.0, gt=0, le=2_147_483)
     # Retry-After (seconds) on a 503.
     retry_after_s: int = Field(default=5, ge=1)
     # POST /v1/noop/batch and /v1/noop/event: every step of /v1/batch and /v1/event but writing to Kafka; the
