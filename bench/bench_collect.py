@@ -1,6 +1,6 @@
 """The collector under an outside HTTP load generator (wrk, Debian's `wrk`), with every accepted event counted in Kafka.
 
-    .venv/bin/python -m bench.bench_collect [--seconds 15] [--connections 32] [--repeats 2]
+    .venv/bin/python -m bench.bench_collect [--seconds 15] [--connections 32] [--repeats 2] [--workers 1,2]
 
 Starts a private LocalKafka and `rtap collect` as `rtap up` runs it (its own process, uvicorn with uvloop and
 httptools, acks=all and idempotent), rate limits out of the way, and `RTAP_COLLECT_BENCH_NOOP` on. Then, in one run
@@ -10,6 +10,9 @@ and alternating, wrk (1 thread, closed loop) drives for ``--seconds`` each, at e
 * B25 ``POST /v1/batch``: 25 events per request;
 * N1, N25: the same requests to ``/v1/noop/event`` and ``/v1/noop/batch``, every step of the same server but
   writing to Kafka: the server's own ceiling, and the ratio E1/N1, B25/N25.
+
+All four again with each further count of ``--workers`` (``RTAP_COLLECT_WORKERS``, rtap.collect.workers), named
+``E1 x2`` and so on: what a second process on the one socket adds, against one in the same run (``B25 x2/B25``).
 
 A closed loop's rate is its connections over the latency (Little's law), and a request here waits for Kafka's
 acknowledgement after the producer's linger (5 ms): 32 connections cannot ask for 6,000 requests/s, however fast the
@@ -44,7 +47,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, peak_rss_mb, steal_share, tree_cpu_s
+from rtap_bench.procfs import STEAL_QUIET, children, cpu_jiffies, steal_share, tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
@@ -178,7 +181,7 @@ def measure(
         # Where the rest of the two cores went: the broker's JVM and wrk itself (all three share the machine).
         "broker_cpu_us_per_request": broker_s * 1e6 / max(result["requests"], 1),
         "wrk_cpu_us_per_request": wrk_s * 1e6 / max(result["requests"], 1),
-        "collector_peak_rss_mb": peak_rss_mb(pid),
+        "collector_peak_rss_mb": tree_peak_rss_mb(pid),
         "accepted_requests": accepted,
         "refused_or_failed": result["non_2xx"]
         + result["connect"]
@@ -200,10 +203,13 @@ def measure(
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    """The resident memory of ``pid`` and its live descendants (a collector's workers)."""
+    total = 0.0
+    for member in [pid, *children(pid)]:
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: Path, args: Any) -> dict[str, Any]:
@@ -286,6 +292,27 @@ def by_connections(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, 
     }
 
 
+def measurement_name(name: str, workers: int) -> str:
+    """``B25`` with one collector process, ``B25 x2`` with two."""
+    return name if workers == 1 else f"{name} x{workers}"
+
+
+def same_run_ratios(
+    summary: dict[str, dict[str, Any]], levels: dict[str, dict[int, dict[str, float]]], workers: tuple[int, ...]
+) -> dict[str, float]:
+    """Each Kafka measurement against the no-op route of the same server at the same connections, and each further
+    worker count's operating point against the first's."""
+    ratios: dict[str, float] = {}
+    for count in workers:
+        for kafka, noop, field in (("E1", "N1", "requests_per_s"), ("B25", "N25", "events_per_s")):
+            k, n = measurement_name(kafka, count), measurement_name(noop, count)
+            ratios[f"{k}/{n}"] = summary[k][field] / levels[n][summary[k]["connections"]][field]
+            if count != workers[0]:
+                first = measurement_name(kafka, workers[0])
+                ratios[f"{k}/{first}"] = summary[k][field] / summary[first][field]
+    return ratios
+
+
 def operating_point(levels: dict[int, dict[str, float]]) -> dict[str, Any]:
     """The highest rate whose p99 met the target, with its connections; where none did, the lowest p99."""
     within = {c: row for c, row in levels.items() if row["p99_ms"] <= P99_TARGET_MS}
@@ -306,6 +333,12 @@ def main(argv: list[str] | None = None) -> None:
         help="wrk's connection counts, comma-separated (default 16,32,48,64); the outage runs at the largest",
     )
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=_counts,
+        default=(1, 2),
+        help="collector processes, comma-separated (default 1,2): every measurement at each; the outage at the first",
+    )
     parser.add_argument("--outage-seconds", type=float, default=30.0, help="B25 load with the broker down a third")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where collect.json and collect.md go")
     args = parser.parse_args(argv)
@@ -321,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         "RTAP_COLLECT_BENCH_NOOP": "true",
     }
     rows: list[dict[str, Any]] = []
+    stopped: dict[str, Any] = {}
     with private_broker("bench.collect", REPO_ROOT / "jars" / "lib") as (broker, base):
         settings = base.model_copy(
             update={
@@ -329,34 +363,42 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         ensure_topics(settings.kafka)
-        collector = CollectorDaemon(settings, unlimited)
-        with collector, tempfile.TemporaryDirectory() as tmp:
-            script = Path(tmp) / "collect.lua"
-            script.write_text(WRK_SCRIPT)
-            for _name, path, events, _kafka in MEASUREMENTS:  # warm-up: connections, the producer's metadata
-                wrk(collector.url + path, script, 3, max(args.connections), events)
-            for repeat in range(args.repeats):
-                for name, path, events, kafka in MEASUREMENTS:
-                    for connections in args.connections:
-                        row = measure(
-                            broker, collector, settings, script, name, path, events, kafka, connections, args.seconds
-                        )
-                        row["repeat"] = repeat
-                        rows.append(row)
-                        print(
-                            f"{name:>4} c={connections:<3} {row['requests_per_s']:>9,.0f} req/s "
-                            f"{row['events_per_s']:>9,.0f} events/s p99 {row['p99_ms']:.1f} ms  "
-                            f"in Kafka {row['events_in_kafka']:,}",
-                            flush=True,
-                        )
-            stopped = outage(broker, collector, settings, script, args)
+        for workers in args.workers:
+            collector = CollectorDaemon(settings, {**unlimited, "RTAP_COLLECT_WORKERS": str(workers)})
+            with collector, tempfile.TemporaryDirectory() as tmp:
+                script = Path(tmp) / "collect.lua"
+                script.write_text(WRK_SCRIPT)
+                for _name, path, events, _kafka in MEASUREMENTS:  # warm-up: connections, the producer's metadata
+                    wrk(collector.url + path, script, 3, max(args.connections), events)
+                for repeat in range(args.repeats):
+                    for base_name, path, events, kafka in MEASUREMENTS:
+                        name = measurement_name(base_name, workers)
+                        for connections in args.connections:
+                            row = measure(
+                                broker,
+                                collector,
+                                settings,
+                                script,
+                                name,
+                                path,
+                                events,
+                                kafka,
+                                connections,
+                                args.seconds,
+                            )
+                            row.update(repeat=repeat, workers=workers)
+                            rows.append(row)
+                            print(
+                                f"{name:>7} c={connections:<3} {row['requests_per_s']:>9,.0f} req/s "
+                                f"{row['events_per_s']:>9,.0f} events/s p99 {row['p99_ms']:.1f} ms  "
+                                f"in Kafka {row['events_in_kafka']:,}",
+                                flush=True,
+                            )
+                if not stopped:
+                    stopped = {**outage(broker, collector, settings, script, args), "workers": workers}
     levels = by_connections(rows)
-    summary = {name: operating_point(levels[name]) for name, *_ in MEASUREMENTS}
-    # Against the no-op route under the same load: the same connections.
-    ratios = {
-        "E1/N1": summary["E1"]["requests_per_s"] / levels["N1"][summary["E1"]["connections"]]["requests_per_s"],
-        "B25/N25": summary["B25"]["events_per_s"] / levels["N25"][summary["B25"]["connections"]]["events_per_s"],
-    }
+    summary = {name: operating_point(measured) for name, measured in levels.items()}
+    ratios = same_run_ratios(summary, levels, args.workers)
     report = {
         "command": "python -m bench.bench_collect " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -365,10 +407,15 @@ def main(argv: list[str] | None = None) -> None:
         "steal": round(steal_share(ticks_before, cpu_jiffies()), 3),
         "seconds": args.seconds,
         "connections": list(args.connections),
+        "workers": list(args.workers),
         "summary": summary,
         "by_connections": {name: {str(c): row for c, row in rows_.items()} for name, rows_ in levels.items()},
         "ratios": ratios,
-        "targets": {name: {"field": field, "target": target} for name, (field, target) in TARGETS.items()},
+        "targets": {
+            measurement_name(name, workers): {"field": field, "target": target}
+            for name, (field, target) in TARGETS.items()
+            for workers in args.workers
+        },
         "p99_target_ms": P99_TARGET_MS,
         "outage": stopped,
         "runs": rows,
@@ -392,6 +439,19 @@ def _shared_note(report: dict[str, Any]) -> list[str]:
         "a floor for this machine, not its measure; the ratios, taken in the same minutes, hold better.",
         "",
     ]
+
+
+_DESCRIBED = {
+    "E1": "E1 `POST /v1/event`, 1 event",
+    "N1": "N1 `/v1/noop/event` (no Kafka)",
+    "B25": "B25 `POST /v1/batch`, 25 events",
+    "N25": "N25 `/v1/noop/batch` (no Kafka)",
+}
+
+
+def _described(name: str) -> str:
+    base, _, workers = name.partition(" x")
+    return _DESCRIBED[base] + (f", {workers} workers" if workers else "")
 
 
 def _cpu(row: dict[str, Any]) -> str:
@@ -425,12 +485,6 @@ def markdown(report: dict[str, Any]) -> str:
         "broker, wrk | target |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    names = {
-        "E1": "E1 `POST /v1/event`, 1 event",
-        "N1": "N1 `/v1/noop/event` (no Kafka)",
-        "B25": "B25 `POST /v1/batch`, 25 events",
-        "N25": "N25 `/v1/noop/batch` (no Kafka)",
-    }
     for name, row in summary.items():
         target = ""
         if name in report["targets"]:
@@ -441,8 +495,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{report['p99_target_ms']:g} ms: {'met' if met else 'not met'}"
             )
         lines.append(
-            f"| {names[name]} | {row['connections']} | {row['requests_per_s']:,.0f} | {row['events_per_s']:,.0f} | "
-            f"{row['p99_ms']:.1f} | {_cpu(row)} | {target} |"
+            f"| {_described(name)} | {row['connections']} | {row['requests_per_s']:,.0f} | "
+            f"{row['events_per_s']:,.0f} | {row['p99_ms']:.1f} | {_cpu(row)} | {target} |"
         )
     lines += [
         "",
@@ -464,10 +518,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"The collector's CPU per single-event request ({cpu:,.0f} µs, its poll thread and librdkafka's included) puts "
         f"one core's ceiling at about {1e6 / cpu:,.0f} requests/s, whatever else shares the machine.",
         "",
-        f"Ratios against the same server without Kafka, at the operating point's connections: E1/N1 "
-        f"**{ratios['E1/N1']:.2f}**, B25/N25 **{ratios['B25/N25']:.2f}**.",
+        "Ratios against the same server without Kafka at the operating point's connections, and of more workers "
+        "against one at their operating points: "
+        + ", ".join(f"{name} **{value:.2f}**" for name, value in ratios.items())
+        + ".",
         "",
-        f"Kafka stopped under load (B25 for {report['outage']['seconds']:g} s, the broker down for the middle "
+        f"Kafka stopped under load ({report['outage'].get('workers', 1)} worker, B25 for "
+        f"{report['outage']['seconds']:g} s, the broker down for the middle "
         f"{report['outage']['broker_down_s']:g} s): {report['outage']['non_2xx']:,} of "
         f"{report['outage']['requests']:,} requests answered 503, {report['outage']['accepted_events']:,} events "
         f"answered 200 and {report['outage']['events_in_kafka']:,} in Kafka; the collector's resident memory peaked "

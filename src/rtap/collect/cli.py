@@ -17,7 +17,8 @@ def collect(
 ) -> None:
     """Serve the HTTP collector for browsers (batch, sendBeacon and pixel endpoints), the tracker and the demo
     shop, writing to Kafka, until Ctrl-C."""
-    from rtap.collect.server import check_exposure, serve, url
+    from rtap.collect.server import check_exposure, url
+    from rtap.collect.workers import serve
     from rtap.ingest.topics import ensure_topics
     from rtap.runtime.ports import listening_socket
 

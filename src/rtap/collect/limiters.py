@@ -4,6 +4,13 @@ Memory is bounded whatever the traffic: buckets live in a fixed-size LRU map, so
 evicts the least recently seen ones (an evicted address starts again with a full bucket: the per-key bucket
 still caps what a site accepts in total). A request costs one token per event and takes from both buckets or
 from neither, so a refused request leaves both as they were.
+
+With several server processes (``RTAP_COLLECT_WORKERS``, rtap.collect.workers) each keeps its own buckets, and
+nothing is shared between them. A key's rate and burst are split evenly: a site's traffic comes from many
+clients and connections, which the kernel spreads over the processes, so the shares add up to the key's limit.
+A client's are not split: a browser keeps one or a few connections open, all of which may land on one process,
+and a split would cut it to a fraction of its rate; the price is that a client spreading its connections over
+every process may get up to ``workers`` times its rate (still bounded, and the key's share still caps it).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ class RateLimiter:
 
     def __init__(self, settings: CollectorSettings, keys: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._keys = TokenBuckets(settings.key_events_per_s, settings.key_burst, max(keys, 1))
+        self._keys = TokenBuckets(
+            settings.key_events_per_s / settings.workers, settings.key_burst // settings.workers, max(keys, 1)
+        )
         self._clients = TokenBuckets(settings.ip_events_per_s, settings.ip_burst, settings.limiter_entries)
 
     def admit(self, key: str, client: str | None, events: int) -> None:

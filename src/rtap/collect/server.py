@@ -32,10 +32,10 @@ def url(sock: socket.socket) -> str:
     return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
 
 
-def serve(settings: Settings, sock: socket.socket) -> None:
-    """Serve until SIGINT or SIGTERM (in the main thread), then finish the requests in flight and flush the
-    producer: whatever was answered 200 is in Kafka, whatever was not was answered 503."""
-    check_exposure(settings.collect)
+def serve_process(settings: Settings, sock: socket.socket) -> None:
+    """Serve in this process (rtap.collect.workers.serve runs one or several) until SIGINT or SIGTERM (in the
+    main thread), then finish the requests in flight and flush the producer: whatever was answered 200 is in
+    Kafka, whatever was not was answered 503."""
     sink = KafkaSink(settings.kafka, settings.collect, metrics.COLLECTOR)
     app = create_app(settings.collect, sink, port=sock.getsockname()[1])
     config = uvicorn.Config(

@@ -4,10 +4,15 @@ health and queue.
 
 Every label has a bounded set of values: routes are the route templates (unmatched paths are ``other``),
 statuses the few the collector answers, reasons the codes of ``rtap.collect.api.Reason``.
+
+With several collector processes (rtap.collect.workers) the metrics are the sum over them (prometheus-client's
+multiprocess mode): the sink is healthy while every live process's is, and the queue is their queues' sum.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -16,6 +21,11 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rtap.metrics.endpoint import multiprocess
+
+# How often each of several processes writes its sink's gauges for the others to read (one process reads its
+# own at each scrape).
+GAUGE_REFRESH_S = 1.0
 ACK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -47,18 +57,33 @@ class CollectorMetrics(Collector):
             registry=None,
         )
         self.sink_healthy = Gauge(
-            "rtap_collect_sink_healthy", "1 while the Kafka sink is healthy (GET /healthz answers 200).", registry=None
+            "rtap_collect_sink_healthy",
+            "1 while the Kafka sink is healthy (GET /healthz answers 200).",
+            registry=None,
+            multiprocess_mode="livemin",
         )
         self.queued = Gauge(
             "rtap_collect_producer_queue_messages",
             "Records in the producer's queue or in flight, awaiting Kafka's acknowledgement (bounded).",
             registry=None,
+            multiprocess_mode="livesum",
         )
 
     def watch_sink(self, healthy: Callable[[], bool], queued: Callable[[], int]) -> None:
-        """Read the sink's health and queue at each scrape."""
-        self.sink_healthy.set_function(lambda: float(healthy()))
-        self.queued.set_function(lambda: float(queued()))
+        """Read the sink's health and queue at each scrape; in multiprocess mode, write them every
+        :data:`GAUGE_REFRESH_S` from a daemon thread instead (a scrape reads the files, not this process)."""
+        if not multiprocess():
+            self.sink_healthy.set_function(lambda: float(healthy()))
+            self.queued.set_function(lambda: float(queued()))
+            return
+
+        def refresh() -> None:
+            while True:
+                self.sink_healthy.set(float(healthy()))
+                self.queued.set(float(queued()))
+                time.sleep(GAUGE_REFRESH_S)
+
+        threading.Thread(target=refresh, name="rtap-collect-gauges", daemon=True).start()
 
     def collect(self) -> Iterator[Metric]:
         for metric in (

@@ -11,17 +11,29 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from rtap.errors import PortInUseError, ServiceError
 from rtap.settings import MetricsSettings
 
 log = logging.getLogger("rtap.metrics")
+
+#: Set (to a folder) in the processes of a multi-process server (rtap.collect.workers) before they import
+#: prometheus-client, which then keeps every value in a file there for any of them to sum up.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """Whether this process is one of several serving the same metrics (prometheus-client's multiprocess mode)."""
+    return MULTIPROCESS_DIR in os.environ
 
 
 class MetricsEndpoint:
@@ -50,14 +62,33 @@ class MetricsEndpoint:
 
 def process_registry(*collectors: Collector) -> CollectorRegistry:
     """A registry of ``collectors`` and the process's own metrics: what one process's endpoint serves (here, or on
-    the collector's own port: rtap.collect.routes)."""
+    the collector's own port: rtap.collect.routes).
+
+    In multiprocess mode, the sum over every process's files of ``collectors``' metrics instead (read from the
+    objects as well, they would count twice; the files also hold every metric rtap.metrics creates at import);
+    one process's own metrics (``process_*``) would be whichever process answered the scrape, so none are served."""
     registry = CollectorRegistry()
+    if multiprocess():
+        names = {metric.name for collector in collectors for metric in collector.collect()}
+        registry.register(_Only(MultiProcessCollector(None), names))  # type: ignore[no-untyped-call]
+        return registry
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+class _Only(Collector):
+    """The metrics of ``source`` named in ``names``."""
+
+    def __init__(self, source: Collector, names: set[str]) -> None:
+        self._source = source
+        self._names = names
+
+    def collect(self) -> Iterator[Metric]:
+        return (metric for metric in self._source.collect() if metric.name in self._names)
 
 
 def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) -> MetricsEndpoint | None:

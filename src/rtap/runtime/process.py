@@ -32,17 +32,28 @@ def die_with_parent() -> Callable[[], None] | None:
     libc is resolved here, in the parent: the function that runs between fork and exec must not import
     or allocate. If the parent died before the call took effect, the child exits at once.
     """
+    return _dying_with(os.getpid())
+
+
+def die_with(parent: int) -> None:
+    """Called in a child that is already running (a multiprocessing worker): the kernel SIGTERMs it when
+    ``parent`` dies, and it exits at once if ``parent`` is gone already (Linux only)."""
+    hook = _dying_with(parent)
+    if hook is not None:
+        hook()
+
+
+def _dying_with(parent: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
 
-    def preexec() -> None:
+    def tie() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:
             os._exit(1)
 
-    return preexec
+    return tie
 
 
 def spawn(

@@ -302,3 +302,25 @@ def test_anonymisation_can_be_turned_off_and_a_trusted_proxy_names_the_client(
         assert http.post("/v1/batch", content=orjson.dumps(second), headers=lines).status_code == 200
         by_id = {r["event_id"]: r for r in browser_records(settings, 2)}
         assert ipaddress.ip_address(by_id[event["event_id"]]["ip"]) == ipaddress.ip_address("2001:db8::8")
+
+
+def test_several_workers_write_every_accepted_event_once_and_count_them_together(
+    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory, unique_name: Callable[[str], str]
+) -> None:
+    """`RTAP_COLLECT_WORKERS=2`: requests spread over two processes on one socket; Kafka holds each accepted event
+    once, /metrics on either process counts all of them, and a stop flushes both."""
+    settings = collector_settings(kafka_settings, tmp_path_factory.mktemp("rtap-collect-workers"), unique_name)
+    sent: set[str] = set()
+    with running_collector(settings, {"RTAP_COLLECT_WORKERS": "2"}) as daemon:
+        for n in range(60):  # a new connection each: the kernel hands them to either process
+            events = [new_event(n) for _ in range(5)]
+            answer = httpx.post(
+                daemon.url + "/v1/batch", content=orjson.dumps({"write_key": DEMO_WRITE_KEY, "events": events})
+            )
+            assert answer.status_code == 200, answer.text
+            sent.update(event["event_id"] for event in events)
+        exposition = httpx.get(daemon.url + "/metrics").text
+        assert "rtap_collect_events_accepted_total 300.0" in exposition
+        assert "rtap_collect_sink_healthy 1.0" in exposition
+    stored = [record["event_id"] for record in browser_records(settings, 300)]
+    assert sorted(stored) == sorted(sent)

@@ -47,3 +47,20 @@ def test_a_refused_request_takes_from_neither_bucket() -> None:
 def test_a_burst_smaller_than_a_batch_is_refused_by_the_settings() -> None:
     with pytest.raises(ValueError, match="a full batch could never pass"):
         CollectorSettings(_env_file=None, max_batch_events=100, ip_burst=50)  # type: ignore[call-arg]
+
+
+def test_each_of_several_workers_takes_its_share_of_a_keys_limit_and_a_clients_whole() -> None:
+    clock = Clock()
+    limits = limiter(clock, workers=4, key_burst=40, key_events_per_s=8.0, ip_burst=10)
+    for client in ("1.1.1.1", "2.2.2.2"):  # each client its whole burst; together the key's share, 40 / 4
+        limits.admit("k", client, 5)
+    with pytest.raises(Refused) as caught:
+        limits.admit("k", "3.3.3.3", 1)
+    assert caught.value.retry_after_s == 1  # one event at the share's 8 / 4 = 2 events/s
+    clock.now += 0.5
+    limits.admit("k", "3.3.3.3", 1)
+
+
+def test_a_keys_share_must_still_hold_a_full_batch() -> None:
+    with pytest.raises(ValueError, match=r"key_burst=1000 / workers=4 is below max_batch_events=500"):
+        CollectorSettings(_env_file=None, key_burst=1000, workers=4)  # type: ignore[call-arg]
