@@ -24,7 +24,8 @@ Every event has its own id (wrk's Lua script numbers them). After each Kafka mea
 offsets must have grown by the events of the requests answered 200 (wrk counts the non-2xx answers), plus at
 most those of the requests in flight when wrk stopped (one per connection; wrk does not wait for their answers):
 nothing answered 200 is missing. The broker, the collector and wrk share this
-machine's cores. Results: bench/results/collect.json and collect.md.
+machine's cores. Results: bench/results/collect.json and collect.md (``--name``: another name; ``--only B25``: that
+measurement and its no-op companion only, e.g. for a quicker look at ``--workers``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ SUMMARY_FIELDS = (
     "wrk_cpu_us_per_request",
 )
 TARGETS = {"E1": ("requests_per_s", 6_000), "B25": ("events_per_s", 60_000)}
+COMPANION = {"E1": "N1", "B25": "N25"}  # each Kafka measurement's no-op route
 P99_TARGET_MS = 25.0
 
 # Each request's body is made by wrk's Lua (its own event ids); done() prints wrk's own summary as one JSON line.
@@ -271,6 +273,14 @@ def _median(rows: list[dict[str, Any]], field: str) -> float:
     return float(statistics.median(row[field] for row in rows))
 
 
+def _kafka_measurements(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"Kafka measurements from {', '.join(TARGETS)}, got {text!r}")
+    return names
+
+
 def _counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(sorted({int(part) for part in text.split(",")}))
@@ -298,13 +308,17 @@ def measurement_name(name: str, workers: int) -> str:
 
 
 def same_run_ratios(
-    summary: dict[str, dict[str, Any]], levels: dict[str, dict[int, dict[str, float]]], workers: tuple[int, ...]
+    summary: dict[str, dict[str, Any]],
+    levels: dict[str, dict[int, dict[str, float]]],
+    workers: tuple[int, ...],
+    kafka_measurements: tuple[str, ...],
 ) -> dict[str, float]:
     """Each Kafka measurement against the no-op route of the same server at the same connections, and each further
     worker count's operating point against the first's."""
     ratios: dict[str, float] = {}
     for count in workers:
-        for kafka, noop, field in (("E1", "N1", "requests_per_s"), ("B25", "N25", "events_per_s")):
+        for kafka in kafka_measurements:
+            noop, field = COMPANION[kafka], TARGETS[kafka][0]
             k, n = measurement_name(kafka, count), measurement_name(noop, count)
             ratios[f"{k}/{n}"] = summary[k][field] / levels[n][summary[k]["connections"]][field]
             if count != workers[0]:
@@ -340,7 +354,14 @@ def main(argv: list[str] | None = None) -> None:
         help="collector processes, comma-separated (default 1,2): every measurement at each; the outage at the first",
     )
     parser.add_argument("--outage-seconds", type=float, default=30.0, help="B25 load with the broker down a third")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where collect.json and collect.md go")
+    parser.add_argument(
+        "--only",
+        type=_kafka_measurements,
+        default=("E1", "B25"),
+        help="Kafka measurements to run, with their no-op companions (default E1,B25)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where <name>.json and <name>.md go")
+    parser.add_argument("--name", default="collect", help="file name of the results (default collect)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -368,10 +389,11 @@ def main(argv: list[str] | None = None) -> None:
             with collector, tempfile.TemporaryDirectory() as tmp:
                 script = Path(tmp) / "collect.lua"
                 script.write_text(WRK_SCRIPT)
-                for _name, path, events, _kafka in MEASUREMENTS:  # warm-up: connections, the producer's metadata
+                chosen = [m for m in MEASUREMENTS if m[0] in args.only or m[0] in (COMPANION[o] for o in args.only)]
+                for _name, path, events, _kafka in chosen:  # warm-up: connections, the producer's metadata
                     wrk(collector.url + path, script, 3, max(args.connections), events)
                 for repeat in range(args.repeats):
-                    for base_name, path, events, kafka in MEASUREMENTS:
+                    for base_name, path, events, kafka in chosen:
                         name = measurement_name(base_name, workers)
                         for connections in args.connections:
                             row = measure(
@@ -398,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
                     stopped = {**outage(broker, collector, settings, script, args), "workers": workers}
     levels = by_connections(rows)
     summary = {name: operating_point(measured) for name, measured in levels.items()}
-    ratios = same_run_ratios(summary, levels, args.workers)
+    ratios = same_run_ratios(summary, levels, args.workers, args.only)
     report = {
         "command": "python -m bench.bench_collect " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -415,14 +437,15 @@ def main(argv: list[str] | None = None) -> None:
             measurement_name(name, workers): {"field": field, "target": target}
             for name, (field, target) in TARGETS.items()
             for workers in args.workers
+            if name in args.only
         },
         "p99_target_ms": P99_TARGET_MS,
         "outage": stopped,
         "runs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "collect.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    (args.out / "collect.md").write_text(markdown(report))
+    (args.out / f"{args.name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    (args.out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -512,11 +535,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {bold}{connections}{bold} | {row['requests_per_s']:,.0f} | {row['events_per_s']:,.0f} | "
                 f"{row['p99_ms']:.1f} | {_cpu(row)} |"
             )
-    cpu = summary["E1"]["collector_cpu_us_per_request"]
+    if "E1" in summary:
+        cpu = summary["E1"]["collector_cpu_us_per_request"]
+        lines += [
+            "",
+            f"The collector's CPU per single-event request ({cpu:,.0f} µs, its poll thread and librdkafka's "
+            f"included) puts one core's ceiling at about {1e6 / cpu:,.0f} requests/s, whatever else shares the "
+            "machine.",
+        ]
     lines += [
-        "",
-        f"The collector's CPU per single-event request ({cpu:,.0f} µs, its poll thread and librdkafka's included) puts "
-        f"one core's ceiling at about {1e6 / cpu:,.0f} requests/s, whatever else shares the machine.",
         "",
         "Ratios against the same server without Kafka at the operating point's connections, and of more workers "
         "against one at their operating points: "
