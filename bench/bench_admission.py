@@ -78,6 +78,10 @@ NO_ADMISSION = {
     "RTAP_DASHBOARD_CLIENT_BURST": "1000000000",
 }
 START_TIMEOUT_S = 120.0
+BATCHES = (
+    "SELECT count(), avg(duration_ms), quantile(0.9)(duration_ms), max(duration_ms) FROM {db}.pipeline_batches FINAL "
+    "WHERE started_at >= {began:DateTime64(3, 'UTC')} AND started_at < {ended:DateTime64(3, 'UTC')}"
+)
 DRAIN_TIMEOUT_S = 600.0
 WARM_UP = (500.0, 5.0)  # events/s, seconds: the job's start-up and compiling first batch
 # Then a minute at the measured rate, not measured: the first minutes of a job run slower (its JVM's JIT, Spark's
@@ -362,6 +366,7 @@ def run_step(
     run = f"adm{uuid.uuid4().hex[:6]}"
     seed = 1 + round_index * 3 + [ALONE, VIEWERS, UNCONTROLLED].index(phase)
     load_at_start = os.getloadavg()[0]
+    began = datetime.now(UTC)
     jiffies_before = cpu_jiffies()
     before = board.panel_queries() if board else None
     # Where the cores went: the job (its Python and JVM), the dashboard under load, the viewers (this process).
@@ -377,6 +382,7 @@ def run_step(
             settings.stream.watermark_delay_s,
         )
     after = board.panel_queries() if board else None
+    ended = datetime.now(UTC)
     steal = steal_share(jiffies_before, cpu_jiffies())
     cpu_after = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
     cpu = {
@@ -386,6 +392,7 @@ def run_step(
     wait_committed(settings, job, total, DRAIN_TIMEOUT_S)
     with create_client(settings, readonly=True) as client:
         fresh = freshness(client, run, sent)
+        count, mean, p90, worst = client.query_rows(BATCHES, parameters={"began": began, "ended": ended})[0]
     step: dict[str, Any] = {
         "round": round_index + 1,
         "phase": phase,
@@ -395,6 +402,13 @@ def run_step(
         "load_average_1m_at_start": round(load_at_start, 1),
         "steal": round(steal, 3),
         "cpu_s": cpu,
+        # The job's batches that started while the step sent: how the viewers changed its work.
+        "batches": {
+            "count": count,
+            "mean_ms": round(mean) if count else 0,  # avg() of no rows is nan
+            "p90_ms": round(p90) if count else 0,
+            "max_ms": worst,
+        },
         "_total": total,
     }
     if load is not None and before is not None and after is not None:
@@ -448,8 +462,8 @@ def report(result: dict[str, Any]) -> str:
         "",
         "| round | phase | achieved events/s | sender behind (s) | freshness p50 / p99 / max (s) | viewer answers "
         "(by status) | viewer latency p50 / p99 (ms) | panel queries ran / cached / busy | CPU s: job / dashboard / "
-        "viewers | load 1m | steal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "viewers | job batches: count, mean / p90 (ms) | load 1m | steal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in result["steps"]:
         fresh = step["freshness"]
@@ -463,7 +477,7 @@ def report(result: dict[str, Any]) -> str:
             f"{viewers_seen.get('latency_p50_ms', '-')} / {viewers_seen.get('latency_p99_ms', '-')} | "
             f"{queries.get('ran', '-')} / {queries.get('cached', '-')} / {queries.get('busy', '-')} | "
             f"{step['cpu_s']['job']} / {step['cpu_s']['dashboard']} / {step['cpu_s']['viewers']} | "
-            f"{step['load_average_1m_at_start']} | {step.get('steal', 0.0):.0%} |"
+            f"{_batches(step)} | {step['load_average_1m_at_start']} | {step.get('steal', 0.0):.0%} |"
         )
     timings = result["heaviest_panel_timings_ms"] or {}
     lines += [
@@ -502,6 +516,11 @@ def _shared_machine_note(result: dict[str, Any]) -> str:
         f"**Caveat**: {'; '.join(notes)}. The job's CPU time per step (below) shows how much it got; under such "
         "load the steps differ more by what else ran than by the phase."
     )
+
+
+def _batches(step: dict[str, Any]) -> str:
+    batches = step.get("batches")  # results of runs before it was measured have none
+    return f"{batches['count']}, {batches['mean_ms']:,} / {batches['p90_ms']:,}" if batches else "-"
 
 
 def _s(value: float | None) -> str:
