@@ -463,10 +463,6 @@ class WarehouseSettings(BaseSettings):
     read_max_execution_time_s: float = Field(default=30.0, gt=0)
     read_max_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
     read_max_threads: int = Field(default=1, ge=1)
-    # The OS priority (nice value) of every read's threads while it runs; the job's writes stay at 0, so on a busy
-    # machine its batches get the cores first. Not a limit: no read may send it. The engine applies it only where
-    # the process may raise a priority back (CAP_SYS_NICE: root, or the compose server's cap_add), else ignores it.
-    read_nice: int = Field(default=10, ge=0, le=19)
     # A server cluster (docs/clickhouse-server.md): migrations run ON CLUSTER this name (a name from the servers'
     # remote_servers, or a macro such as {cluster}) and make Replicated*MergeTree tables at replica_path, named
     # replica_name (ClickHouse expands the {shard}, {replica}, {database} and {table} macros). Empty: one server.

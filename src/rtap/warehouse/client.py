@@ -50,12 +50,6 @@ def read_limits(settings: WarehouseSettings) -> dict[str, float]:
     }
 
 
-def read_priority(settings: WarehouseSettings) -> dict[str, int]:
-    """The reader's OS priority as a ClickHouse setting, beside its limits but never one a read may send: the
-    nice value of a read's threads while it runs (ClickHouse sets and restores it per query)."""
-    return {"os_threads_nice_value_query": settings.read_nice}
-
-
 class WarehouseClient(ABC):
     """A connection to ClickHouse; a context manager, safe to share between threads."""
 

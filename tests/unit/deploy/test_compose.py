@@ -632,7 +632,7 @@ def test_the_readers_profile_admits_every_setting_rtap_sends_and_holds_rtaps_lim
     changeable_in_readonly ("Setting max_execution_time is readonly"): every setting a read sends must be so
     marked, within its min..max, and the profile's limits are the ones chDB's reads run under."""
     from rtap.dashboard.api import panel_settings
-    from rtap.warehouse.client import read_limits, read_priority
+    from rtap.warehouse.client import read_limits
     from rtap.warehouse.server.client import text_settings
 
     root = ET.parse(CLICKHOUSE_USERS).getroot()
@@ -642,7 +642,7 @@ def test_the_readers_profile_admits_every_setting_rtap_sends_and_holds_rtaps_lim
     assert profile is not None
     assert profile.findtext("readonly") == "1"
     limits = read_limits(rtap_settings.WarehouseSettings())
-    for name, value in {**limits, **read_priority(rtap_settings.WarehouseSettings())}.items():
+    for name, value in limits.items():
         assert _number(profile.findtext(name)) == value, f"the reader profile's {name} is not rtap's"
 
     def admitted(name: str, value: Any) -> None:
@@ -670,11 +670,6 @@ def test_the_readers_profile_admits_every_setting_rtap_sends_and_holds_rtaps_lim
     assert quota is not None, "the reader has no quota of its own"
     assert _number(quota.findtext("queries")) > 0
     assert _number(quota.findtext("execution_time")) > 0
-
-
-def test_the_server_may_run_reads_at_the_readers_nice_value(services: dict[str, dict[str, Any]]) -> None:
-    """ClickHouse applies os_threads_nice_value_query only with CAP_SYS_NICE (without it, silently not at all)."""
-    assert "SYS_NICE" in services["clickhouse"].get("cap_add", [])
 
 
 def test_the_read_only_account_may_read_every_database_the_migrations_create() -> None:
@@ -789,7 +784,6 @@ FIXED_BY_REASON = {
         "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",
         "RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES",
         "RTAP_CLICKHOUSE_READ_MAX_THREADS",
-        "RTAP_CLICKHOUSE_READ_NICE",
     ),
     "the accounts: the writer for migrate and stream only, the reader for the readers": (
         "RTAP_CLICKHOUSE_USER",

@@ -4,11 +4,8 @@ the warehouse (files, URLs, processes, other servers) before the engine sees it.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -112,58 +109,3 @@ def test_reads_that_reach_outside_are_refused_before_the_engine(
         reader.query_rows(statement)
     with pytest.raises(QueryRejectedError):
         writer.query_text(statement)
-
-
-def _can_renice() -> bool:
-    """Whether this process has CAP_SYS_NICE, without which ClickHouse leaves thread priorities alone."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) >> 23 & 1)
-    return False
-
-
-def _nice_values() -> dict[int, int]:
-    """This process's threads and their nice values (/proc/self/task/*/stat, field 19)."""
-    values = {}
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended meanwhile
-            continue
-        values[int(task.name)] = int(stat[stat.rindex(")") + 2 :].split()[16])
-    return values
-
-
-def _nice_while(query: Callable[[], object]) -> set[int]:
-    """The nice values this process's threads took on while ``query`` ran (in another thread)."""
-    before = _nice_values()
-    seen: set[int] = set()
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            query()
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    while not done.wait(0.02):
-        seen.update(nice for tid, nice in _nice_values().items() if before.get(tid) != nice)
-    thread.join()
-    return seen
-
-
-@pytest.mark.skipif(not _can_renice(), reason="ClickHouse sets thread priorities only with CAP_SYS_NICE")
-def test_a_read_runs_at_the_readers_nice_value_and_the_jobs_writes_do_not(
-    reader: WarehouseClient, writer: WarehouseClient
-) -> None:
-    """RTAP_CLICKHOUSE_READ_NICE (10): while a read runs its threads have that nice value, and after it none has;
-    the job's session runs at the process's own; a read cannot send another."""
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert 10 in _nice_while(lambda: reader.query_rows("SELECT sleepEachRow(0.25) FROM numbers(4)"))
-    assert 10 not in _nice_values().values()
-    assert os.getpriority(os.PRIO_PROCESS, 0) == own
-    assert 10 not in _nice_while(lambda: writer.query_rows("SELECT sleepEachRow(0.25) FROM numbers(4)"))
-    with pytest.raises(QueryRejectedError, match="os_threads_nice_value_query"):
-        reader.query_arrow("SELECT 1", settings={"os_threads_nice_value_query": 0})

@@ -22,8 +22,7 @@ engine itself enforces for read-only clients, the socket channel and ``query_tex
 than 1 because 1 also forbids per-query settings (a read may lower its limits) and the ``Python()`` table
 function that ``$inputs`` need; writes and changing ``readonly`` itself are refused either way (code 164).
 ``readonly=2`` would let a query's own settings lift the limits: read-only clients refuse those before the
-engine sees them (rtap.warehouse.client). The same connection runs every read at the reader's nice value
-(``read_priority``). The job's session has no such limits, at nice 0: its writes must finish, first.
+engine sees them (rtap.warehouse.client). The job's session has no such limits: its writes must finish.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from rtap.errors import ConfigError, WarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
 from rtap.warehouse.chdb.ownership import Ownership, try_acquire
-from rtap.warehouse.client import WarehouseClient, read_limits, read_priority
+from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import format_parameters
 from rtap.warehouse.schema import Schema
 
@@ -70,9 +69,7 @@ class _Engine:
     session: Any
     readonly: Any
 
-    def __init__(
-        self, directory: Path, ownership: Ownership, limits: dict[str, float], priority: dict[str, int]
-    ) -> None:
+    def __init__(self, directory: Path, ownership: Ownership, limits: dict[str, float]) -> None:
         from chdb import connect, session
 
         self.directory = directory
@@ -87,7 +84,7 @@ class _Engine:
             ownership.release()
             raise translate(exc) from exc
         try:
-            options = "&".join(f"{name}={value}" for name, value in {"readonly": 2, **limits, **priority}.items())
+            options = "&".join(f"{name}={value}" for name, value in {"readonly": 2, **limits}.items())
             self.readonly = connect(f"{directory}?{options}")  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             self.session.close()
@@ -226,7 +223,7 @@ def own_engine(settings: Settings, *, readonly: bool = False) -> ChdbClient | No
             ownership = try_acquire(directory)
             if ownership is None:
                 return None
-            engine = _Engine(directory, ownership, read_limits(settings.warehouse), read_priority(settings.warehouse))
+            engine = _Engine(directory, ownership, read_limits(settings.warehouse))
             _engines[directory] = engine
         engine.users += 1
         return ChdbClient(
