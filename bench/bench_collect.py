@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from rtap_bench.procfs import STEAL_QUIET, children, cpu_jiffies, steal_share, tree_cpu_s, tree_peak_rss_mb
+from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, steal_share, tree_cpu_s, tree_peak_rss_mb, tree_rss_mb
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
@@ -204,16 +204,6 @@ def measure(
     return row
 
 
-def rss_mb(pid: int) -> float:
-    """The resident memory of ``pid`` and its live descendants (a collector's workers)."""
-    total = 0.0
-    for member in [pid, *children(pid)]:
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-    return total
-
-
 def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: Path, args: Any) -> dict[str, Any]:
     """B25 load for ``--outage-seconds`` with the broker stopped in its middle third: the collector's resident
     memory sampled twice a second (it must not grow with the requests it refuses), and the answers."""
@@ -244,7 +234,9 @@ def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: 
         elif phase == "down" and elapsed >= 2 * third:
             broker.start()
             phase = "back"
-        samples.append((round(elapsed, 1), rss_mb(pid), phase))
+        rss = tree_rss_mb(pid)  # the supervisor and its workers, when there are several
+        assert rss is not None, "the collector exited during the outage"
+        samples.append((round(elapsed, 1), rss, phase))
         time.sleep(0.5)
     if phase != "back":
         broker.start()
@@ -384,12 +376,13 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         ensure_topics(settings.kafka)
+        wanted = {*args.only, *(COMPANION[name] for name in args.only)}
+        chosen = [measurement for measurement in MEASUREMENTS if measurement[0] in wanted]
         for workers in args.workers:
             collector = CollectorDaemon(settings, {**unlimited, "RTAP_COLLECT_WORKERS": str(workers)})
             with collector, tempfile.TemporaryDirectory() as tmp:
                 script = Path(tmp) / "collect.lua"
                 script.write_text(WRK_SCRIPT)
-                chosen = [m for m in MEASUREMENTS if m[0] in args.only or m[0] in (COMPANION[o] for o in args.only)]
                 for _name, path, events, _kafka in chosen:  # warm-up: connections, the producer's metadata
                     wrk(collector.url + path, script, 3, max(args.connections), events)
                 for repeat in range(args.repeats):

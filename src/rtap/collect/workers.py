@@ -131,8 +131,8 @@ def _stop_all(workers: list[_Worker], grace_s: float) -> None:
     """One SIGTERM to each live worker (each finishes and flushes), then SIGKILL to any still running after
     ``grace_s``."""
     for worker in workers:
-        if worker.process.is_alive() and worker.process.pid is not None:
-            os.kill(worker.process.pid, signal.SIGTERM)
+        if worker.process.is_alive():
+            worker.process.terminate()
     deadline = time.monotonic() + grace_s
     for worker in workers:
         worker.process.join(max(0.0, deadline - time.monotonic()))

@@ -35,7 +35,7 @@ def _workers(supervisor: int) -> set[int]:
 
 
 @contextmanager
-def _supervisor(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def _supervisor(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_ports(1, "127.0.0.1")[0]
     env = {
         **os.environ,
@@ -44,14 +44,16 @@ def _supervisor(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen
         "RTAP_COLLECT_WORKERS": str(workers),
         "RTAP_COLLECT_ACK_TIMEOUT_S": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-c", SUPERVISOR, str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    # A file, not a pipe: librdkafka logs every failed connection, and a pipe nobody reads fills up and blocks the
+    # supervisor's own writes (its "restarted" line) and the workers'.
+    with (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SUPERVISOR, str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: len(_workers(process.pid)) == workers and _answers(url), 60), "never came up"
@@ -92,7 +94,8 @@ def test_workers_share_the_socket_the_metrics_sum_over_them_and_a_dead_one_is_re
         assert httpx.get(url + "/metrics", timeout=5).text.count("process_cpu_seconds_total") == 0
 
         os.killpg(supervisor.pid, signal.SIGINT)  # Ctrl-C: the supervisor's group only
-        _, stderr = supervisor.communicate(timeout=30)
+        supervisor.wait(timeout=30)
+        stderr = (tmp_path / "stderr").read_text(errors="replace")
         assert supervisor.returncode == 0, stderr
         assert f"(pid {victim}) exited with code -9: restarted" in stderr
         assert [pid for pid in every if Path(f"/proc/{pid}").exists()] == []  # each stopped, and reaped
