@@ -1,6 +1,7 @@
 """The dashboard's admission control: the job's per-event freshness with 20 viewers beside it, and without.
 
     .venv/bin/python -m bench.bench_admission [--rate 10000] [--step-seconds 60] [--rounds 2] [--viewers 20]
+        [--history-minutes 60]
 
 One private broker, the stream job as `rtap stream` runs it (its own process, owner of the chDB warehouse, rtap's
 default stream settings on two cores), the outside sender (``rtap_bench.traffic``: realistic traffic, open loop,
@@ -17,6 +18,11 @@ that turns every round so no phase always comes first:
   address);
 * **viewers, no admission**: the same load on a dashboard without the result cache, the query slots and the
   per-client rate limit (rtap before issue 24).
+
+The warehouse starts with ``--history-minutes`` of stored traffic at ``--rate`` up to the moment the job starts
+(``rtap_bench.history``): the page's live hour then holds what it holds after the job has run that long, as a
+dashboard beside a running pipeline reads it. A panel whose query reads every event of its range costs little
+over the few minutes a bench step adds and much over an hour (bench/results/panels.md); 0 starts empty.
 
 Per step, once the job has committed everything sent: per-event freshness (``traffic.freshness``: commit time of
 the event's batch minus its event time, over every event of the step), the sender's lag behind its schedule, the
@@ -52,6 +58,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import orjson
 from rtap_bench.drain import running_job, wait_committed
+from rtap_bench.history import fill_history
 from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, steal_share, tree_cpu_s
 from rtap_bench.produce import private_broker
 from rtap_bench.traffic import Sent, freshness, send
@@ -63,6 +70,7 @@ from rtap.runtime.ports import free_ports
 from rtap.runtime.process import die_with_parent
 from rtap.settings import MetricsSettings, Settings, StreamSettings, child_environment
 from rtap.warehouse import create_client
+from rtap.warehouse.migrate import apply_migrations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -293,8 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--loops", type=int, default=2, help="clients looping on the heaviest panel, 24 h")
+    parser.add_argument("--history-minutes", type=int, default=60, help="stored traffic before the job starts")
     parser.add_argument("--jars-dir", type=Path, default=REPO_ROOT / "jars" / "lib")
     args = parser.parse_args(argv)
+    if args.history_minutes < 0:
+        parser.error("--history-minutes must be 0 or more")
     command = "python -m bench.bench_admission " + shlex.join(argv if argv is not None else sys.argv[1:])
     steps: list[dict[str, Any]] = []
     load_before = os.getloadavg()
@@ -311,6 +322,13 @@ def main(argv: list[str] | None = None) -> None:
         bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic
         watermark = settings.stream.watermark_delay_s
         total = 0
+        if args.history_minutes:
+            with create_client(settings) as writer:
+                apply_migrations(writer)
+                stored = fill_history(
+                    writer, end=datetime.now(UTC), minutes=args.history_minutes, rate=round(args.rate)
+                )
+            print(f"stored {stored:,} events of history", flush=True)
         with running_job(settings) as job:
             warm = send(bootstrap, topic, WARM_UP[0], WARM_UP[1], f"warm{uuid.uuid4().hex[:6]}", 0, watermark)
             total += warm.sent
@@ -342,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         "step_seconds": args.step_seconds,
         "viewers": args.viewers,
         "loops": args.loops,
+        "history_minutes": args.history_minutes,
         "heaviest_panel": heaviest[0] if heaviest else None,
         "heaviest_panel_timings_ms": heaviest[1] if heaviest else None,
         "steps": steps,
@@ -450,7 +469,9 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"`{result['command']}` at {result['at']}: {result['rate']:,.0f} events/s offered, steps of "
         f"{result['step_seconds']:.0f} s, {result['viewers']} page viewers plus {result['loops']} clients looping on "
-        f"the heaviest panel (`{result['heaviest_panel']}`) over 24 h. {result['machine']['cpus']} cores, shared: load "
+        f"the heaviest panel (`{result['heaviest_panel']}`) over 24 h; the warehouse held "
+        f"{result.get('history_minutes', 0)} minutes of traffic at that rate before the job started. "
+        f"{result['machine']['cpus']} cores, shared: load "
         f"average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after.",
         "",
         _shared_machine_note(result),

@@ -48,6 +48,7 @@ WRITER: tuple[Grant, ...] = (
             "ALTER ADD COLUMN",
             "ALTER ORDER BY",
             "ALTER TTL",
+            "ALTER VIEW MODIFY QUERY",  # migration 0013 adds a column to a materialized view's query
         ),
         "{db}.*",
     ),

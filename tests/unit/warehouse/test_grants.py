@@ -61,6 +61,7 @@ _ALTER_PRIVILEGES = {
     "MODIFY_ORDER_BY": "ALTER ORDER BY",
     "MODIFY_TTL": "ALTER TTL",
     "REMOVE_TTL": "ALTER TTL",
+    "MODIFY_QUERY": "ALTER VIEW MODIFY QUERY",
 }
 
 Need = tuple[str, str, str]  # privilege, database, table ("*" for any)
@@ -206,7 +207,7 @@ def test_grant_statements_for_a_teams_server() -> None:
     statements = grant_statements(settings)
     assert statements[0] == (
         "GRANT SELECT, INSERT, CREATE DATABASE, CREATE TABLE, CREATE VIEW, ALTER ADD COLUMN, ALTER ORDER BY, "
-        "ALTER TTL ON shop.* TO `rtap_writer`"
+        "ALTER TTL, ALTER VIEW MODIFY QUERY ON shop.* TO `rtap_writer`"
     )
     assert "GRANT SELECT ON shop.* TO `rtap_reader`" in statements
     assert not any("CLUSTER" in s for s in statements)

@@ -240,7 +240,7 @@ def test_chdb_answers_check_grant_for_the_writer(tmp_path: Path) -> None:
     assert old == Check("grants", True, "not checked: ClickHouse 24.8.4.13 has no reliable CHECK GRANT (from 25.1)")
     assert check.detail == (
         "default may SELECT, INSERT, CREATE DATABASE, CREATE TABLE, CREATE VIEW, ALTER ADD COLUMN, ALTER ORDER BY, "
-        "ALTER TTL on rtap.*"
+        "ALTER TTL, ALTER VIEW MODIFY QUERY on rtap.*"
     )
 
 
