@@ -12,12 +12,13 @@ that turns every round so no phase always comes first:
 
 * **alone**: the job and the sender only;
 * **viewers**: ``--viewers`` page viewers on the admission-controlled dashboard (each asks every panel of the
-  *Clickstream live* dashboard on the panel's own refresh interval, over the page's live hour, as the page does)
+  *Clickstream live* dashboard on the panel's own refresh interval, over the page's live hour, as the page does:
+  the panels due within a second of a poll in one request, ``/api/panels?ids=``)
   plus ``--loops`` clients asking the heaviest panel over the widest range (24 h) back to back, no pause but
   the Retry-After of a 429 or 503; each client from its own loopback address (the dashboard limits requests per
   address);
 * **viewers, no admission**: the same load on a dashboard without the result cache, the query slots and the
-  per-client rate limit (rtap before issue 24).
+  per-client rate limit, from pages that ask one request per panel (rtap before issue 24).
 
 The warehouse starts with ``--history-minutes`` of stored traffic at ``--rate`` up to the moment the job starts
 (``rtap_bench.history``): the page's live hour then holds what it holds after the job has run that long, as a
@@ -76,6 +77,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 DASHBOARD = "clickstream"
 WIDEST_RANGE = timedelta(hours=24)
+POLL_SLACK_S = 1.0  # app.js's POLL_SLACK_MS: a panel due within this long of a poll is asked in it
 PAGE_RANGE = timedelta(hours=1)
 TARGET_RATIO = 1.2
 ALONE, VIEWERS, UNCONTROLLED = "alone", "viewers", "viewers, no admission"
@@ -139,19 +141,19 @@ class _Client:
         self._address = address
         self._connection: http.client.HTTPConnection | None = None
 
-    def get(self, path: str, params: dict[str, str]) -> tuple[int, str | None]:
-        """The status and Retry-After of one GET; a broken connection is opened anew for the next one."""
+    def get(self, path: str, params: dict[str, str]) -> tuple[int, str | None, bytes]:
+        """The status, Retry-After and body of one GET; a broken connection is opened anew for the next one."""
         if self._connection is None:
             host, port = self._server
             self._connection = http.client.HTTPConnection(host, port, timeout=60, source_address=(self._address, 0))
         try:
             self._connection.request("GET", f"{path}?{urlencode(params)}")
             response = self._connection.getresponse()
-            response.read()
+            body = response.read()
         except (OSError, http.client.HTTPException):
             self.close()
             raise
-        return response.status, response.getheader("retry-after")
+        return response.status, response.getheader("retry-after"), body
 
     def close(self) -> None:
         if self._connection is not None:
@@ -159,19 +161,49 @@ class _Client:
             self._connection = None
 
 
-def _viewer(url: str, panels: dict[str, int], stop: threading.Event, load: Load, offset_s: float, address: str) -> None:
-    """One open page: every panel on its own refresh interval, over the page's live hour."""
+def _viewer(
+    url: str, panels: dict[str, int], stop: threading.Event, load: Load, offset_s: float, address: str, batched: bool
+) -> None:
+    """One open page: every panel on its own refresh interval, over the page's live hour. ``batched``: as the page
+    asks since issue 24, the panels due within POLL_SLACK_S of a poll in one request (rtap.dashboard's app.js);
+    else as it asked before, one request per panel."""
     due = dict.fromkeys(panels, time.monotonic() + offset_s)
     client = _Client(url, address)
     try:
         while not stop.is_set():
             now = time.monotonic()
+            if batched:
+                asked = [panel for panel in panels if due[panel] <= now + POLL_SLACK_S]
+                waits = _ask_page(client, asked, load) if asked else {}
+                after = time.monotonic()
+                for panel in asked:
+                    due[panel] = after + max(panels[panel], waits.get(panel, 0.0))
+                stop.wait(max(0.05, min(due.values()) - POLL_SLACK_S - time.monotonic()))
+                continue
             for panel, refresh_s in panels.items():
                 if due[panel] <= now:
                     due[panel] = now + max(refresh_s, _ask(client, panel, PAGE_RANGE, load))  # as the page does
             stop.wait(max(0.05, min(due.values()) - time.monotonic()))
     finally:
         client.close()
+
+
+def _ask_page(client: _Client, panels: list[str], load: Load) -> dict[str, float]:
+    """One request for ``panels`` (``/api/panels?ids=``); the seconds each answer asks to wait before the next."""
+    began = time.perf_counter()
+    waits: dict[str, float] = {}
+    try:
+        status, retry_after, body = client.get("/api/panels", {"ids": ",".join(panels), **_range(PAGE_RANGE)})
+        wait = retry_after_s(status, retry_after) or 0.0
+        waits = dict.fromkeys(panels, wait)
+        if status == 200 and b'"error"' in body:  # a panel refused alone (busy): its own Retry-After
+            for panel, answer in orjson.loads(body)["panels"].items():
+                if answer.get("error"):
+                    waits[panel] = float(answer["error"].get("retry_after_s") or 0)
+    except (OSError, http.client.HTTPException):
+        status = 0
+    load.record(status, time.perf_counter() - began)
+    return waits
 
 
 def _loop(url: str, panel: str, stop: threading.Event, load: Load, address: str) -> None:
@@ -191,7 +223,7 @@ def _ask(client: _Client, panel: str, width: timedelta, load: Load) -> float:
     began = time.perf_counter()
     wait = 0.0
     try:
-        status, retry_after = client.get(f"/api/panels/{panel}", _range(width))
+        status, retry_after, _ = client.get(f"/api/panels/{panel}", _range(width))
         wait = retry_after_s(status, retry_after) or 0.0
     except (OSError, http.client.HTTPException):
         status = 0
@@ -200,12 +232,14 @@ def _ask(client: _Client, panel: str, width: timedelta, load: Load) -> float:
 
 
 @contextmanager
-def viewers(url: str, count: int, loops: int, heaviest: str) -> Iterator[Load]:
+def viewers(url: str, count: int, loops: int, heaviest: str, *, batched: bool) -> Iterator[Load]:
     panels = {p.id: p.refresh_seconds for d in load_definition().dashboards if d.id == DASHBOARD for p in d.panels}
     load, stop = Load(), threading.Event()
     threads = [
         threading.Thread(
-            target=_viewer, args=(url, panels, stop, load, n * 2.0 / count, f"127.0.1.{n + 1}"), daemon=True
+            target=_viewer,
+            args=(url, panels, stop, load, n * 2.0 / count, f"127.0.1.{n + 1}", batched),
+            daemon=True,
         )
         for n in range(count)
     ]
@@ -390,7 +424,10 @@ def run_step(
     before = board.panel_queries() if board else None
     # Where the cores went: the job (its Python and JVM), the dashboard under load, the viewers (this process).
     cpu_before = (tree_cpu_s(job.pid), tree_cpu_s(board.process.pid) if board else 0.0, time.process_time())
-    with viewers(board.url, args.viewers, args.loops, heaviest[0]) if board and heaviest else _nothing() as load:
+    # The page as shipped asks its due panels in one request; the page before issue 24 asked one per panel.
+    batched = phase == VIEWERS
+    page = viewers(board.url, args.viewers, args.loops, heaviest[0], batched=batched) if board and heaviest else None
+    with page or _nothing() as load:
         sent: Sent = send(
             settings.kafka.bootstrap_servers,
             settings.kafka.topic,

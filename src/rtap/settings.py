@@ -558,11 +558,11 @@ class DashboardSettings(BaseSettings):
     # refreshed less often: longer, rtap.dashboard.api.cache_step_s); a range ending now is aligned to it, so
     # viewers whose clocks differ by less share it (0: no sharing).
     cache_ttl_s: float = Field(default=2.0, ge=0)
-    # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~20 things
-    # at once, then each panel every few seconds); beyond that 429 + Retry-After before any routing or query.
-    # At most limiter_entries addresses are remembered (bounded memory; the oldest is forgotten).
-    client_requests_per_s: float = Field(default=20.0, gt=0)
-    client_burst: int = Field(default=60, ge=1)
+    # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~7 things
+    # at once, then its due panels in one request about every 2 s); beyond that 429 + Retry-After before any
+    # routing or query. At most limiter_entries addresses are remembered (bounded memory; the oldest is forgotten).
+    client_requests_per_s: float = Field(default=5.0, gt=0)
+    client_burst: int = Field(default=30, ge=1)
     limiter_entries: int = Field(default=10_000, ge=1)
     # Behind a TLS or login proxy every viewer arrives from the proxy's address: list it (JSON, e.g.
     # ["10.0.0.0/8"]) and the rate is per address in its X-Forwarded-For instead (rtap.addresses).

@@ -23,6 +23,7 @@ from string import Template
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import orjson
 import pyarrow as pa
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -47,6 +48,7 @@ STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 # Results kept at once (panels x ranges in use: ~20 x 4); each is at most MAX_ROWS rows.
 CACHE_ENTRIES = 128
 PANEL_PATH = "/api/panels/"
+PANELS_PATH = "/api/panels"
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -64,6 +66,24 @@ class PanelResult(BaseModel):
     range_to: datetime
     elapsed_ms: float
     updated_at: datetime
+
+
+class PanelRefusal(BaseModel):
+    status: int
+    detail: str
+    retry_after_s: int | None = None
+
+
+class PanelOrRefusal(BaseModel):
+    """In a several-panel answer: a panel's result, or ``error`` when it has none."""
+
+    error: PanelRefusal | None = None
+
+
+class PanelsResult(BaseModel):
+    """Panel id -> its :class:`PanelResult`, or ``{"error": ...}`` (``/api/panels?ids=...``)."""
+
+    panels: dict[str, PanelResult | PanelOrRefusal]
 
 
 class Health(BaseModel):
@@ -353,28 +373,8 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             collector_port=settings.collect.port,
         )
 
-    @app.get(
-        PANEL_PATH + "{panel_id}",
-        response_model=PanelResult,
-        responses={
-            400: {"description": "bad time range"},
-            404: {"description": "unknown panel"},
-            503: {"description": "warehouse unavailable, or every query slot busy (Retry-After)"},
-        },
-    )
-    def panel_data(
-        panel_id: str,
-        range_from: Annotated[str | None, Query(alias="from", description="ISO 8601 start (inclusive)")] = None,
-        range_to: Annotated[str | None, Query(alias="to", description="ISO 8601 end (exclusive)")] = None,
-    ) -> Response:
-        """Run one panel's query over [from, to) (default: its dashboard's range ending now).
-
-        A range ending now is aligned to the result cache's step (longer for a wider range): every viewer within
-        a step shares one query.
-        """
-        panel = panels.get(panel_id)
-        if panel is None:
-            raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
+    def panel_answer(panel: Panel, range_from: str | None, range_to: str | None) -> bytes:
+        """One panel's answer over [from, to), as the JSON it is sent as; HTTPException when there is none."""
         start, end, step_s = panel_range(panel, range_from, range_to)
 
         def query() -> bytes:
@@ -409,11 +409,72 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             # Kept as the JSON it is sent as: a shared answer costs its viewers no serialisation each.
             body: bytes = shared(panel_key(panel, start, end), f"panel {panel.id!r}", query, step_s)
         except WarehouseError as exc:
-            log.warning("dashboard panel %s failed: %s", panel_id, exc)
+            log.warning("dashboard panel %s failed: %s", panel.id, exc)
             if isinstance(exc, RetryableWarehouseError):
-                raise HTTPException(503, f"panel {panel_id!r}: the warehouse is unavailable or busy; retry") from exc
-            raise HTTPException(502, f"panel {panel_id!r} failed (the dashboard's log says why)") from exc
-        return Response(body, media_type="application/json")
+                raise HTTPException(503, f"panel {panel.id!r}: the warehouse is unavailable or busy; retry") from exc
+            raise HTTPException(502, f"panel {panel.id!r} failed (the dashboard's log says why)") from exc
+        return body
+
+    @app.get(
+        PANEL_PATH + "{panel_id}",
+        response_model=PanelResult,
+        responses={
+            400: {"description": "bad time range"},
+            404: {"description": "unknown panel"},
+            503: {"description": "warehouse unavailable, or every query slot busy (Retry-After)"},
+        },
+    )
+    def panel_data(
+        panel_id: str,
+        range_from: Annotated[str | None, Query(alias="from", description="ISO 8601 start (inclusive)")] = None,
+        range_to: Annotated[str | None, Query(alias="to", description="ISO 8601 end (exclusive)")] = None,
+    ) -> Response:
+        """Run one panel's query over [from, to) (default: its dashboard's range ending now).
+
+        A range ending now is aligned to the result cache's step (longer for a wider range): every viewer within
+        a step shares one query.
+        """
+        panel = panels.get(panel_id)
+        if panel is None:
+            raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
+        return Response(panel_answer(panel, range_from, range_to), media_type="application/json")
+
+    @app.get(
+        PANELS_PATH,
+        response_model=PanelsResult,
+        responses={400: {"description": "bad time range or panel list"}, 404: {"description": "unknown panel"}},
+    )
+    def panels_data(
+        ids: Annotated[str, Query(description="comma-separated panel ids, each once", max_length=2000)],
+        range_from: Annotated[str | None, Query(alias="from", description="ISO 8601 start (inclusive)")] = None,
+        range_to: Annotated[str | None, Query(alias="to", description="ISO 8601 end (exclusive)")] = None,
+    ) -> Response:
+        """Several panels' answers over one range, in one request: what a page asks at each refresh.
+
+        Each panel is answered as ``/api/panels/{id}`` answers it (the same shared results), or with its own
+        ``{"status", "detail"}`` when that one has no answer (503 busy: ask again after ``retry_after_s``), so one
+        busy panel does not fail the others. Why one request: a viewer's requests, not its queries, were what the
+        page cost the job once results were shared (bench/results/admission.md).
+        """
+        asked = [panels.get(panel_id) for panel_id in ids.split(",")]
+        if None in asked:
+            unknown = next(i for i, panel in zip(ids.split(","), asked, strict=True) if panel is None)
+            raise HTTPException(404, f"no panel {echo(unknown)}; see /api/dashboards for the panel ids")
+        chosen = [panel for panel in asked if panel is not None]
+        if len({panel.id for panel in chosen}) != len(chosen):
+            raise HTTPException(400, "'ids' names a panel twice")
+        for panel in chosen:  # a bad range is bad for every panel: refused whole, before any query
+            panel_range(panel, range_from, range_to)
+        parts = []
+        for panel in chosen:
+            try:
+                body = panel_answer(panel, range_from, range_to)
+            except HTTPException as exc:
+                retry = (exc.headers or {}).get("Retry-After") or ("1" if exc.status_code == 503 else None)
+                refusal = {"status": exc.status_code, "detail": exc.detail, "retry_after_s": retry and int(retry)}
+                body = orjson.dumps({"error": refusal})
+            parts.append(orjson.dumps(panel.id) + b":" + body)
+        return Response(b'{"panels":{' + b",".join(parts) + b"}}", media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

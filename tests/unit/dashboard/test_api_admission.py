@@ -222,7 +222,7 @@ SLOW = parse_definition(
                         "WHERE finished_at >= {from:DateTime64(3,'UTC')} AND finished_at < {to:DateTime64(3,'UTC')} "
                         "LIMIT 1",
                     }
-                    for n in range(2)
+                    for n in range(3)
                 ],
             }
         ]
@@ -287,3 +287,52 @@ def test_ranges_are_capped_by_a_setting(warehouse: tuple[Settings, WarehouseClie
     response = api.get("/api/panels/top_products", params=query)
     assert response.status_code == 400
     assert "at most 2 h" in response.json()["detail"]
+
+
+def test_a_page_asks_for_its_due_panels_in_one_request_and_a_busy_one_fails_alone(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """``/api/panels?ids=``: each panel answered as its own route answers it, from the same shared results; one
+    without a query slot carries its own 503 and Retry-After while the others are answered."""
+    settings, reader = warehouse
+    app = create_app(with_dashboard(settings, max_concurrent_queries=1, queue_timeout_s=0.2), reader, SLOW)
+    api = TestClient(app)
+    end = datetime.now(UTC) - timedelta(minutes=1)  # a range in the past: one cache key whenever it is asked
+    span = {"from": (end - timedelta(hours=1)).isoformat(), "to": end.isoformat()}
+    alone = api.get("/api/panels/slow_0", params=span).json()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(api.get, "/api/panels/slow_2", params=span)
+        threading.Event().wait(0.3)  # slow_2 holds the one slot for a second
+        both = api.get("/api/panels", params={"ids": "slow_0,slow_1", **span})
+        assert first.result().status_code == 200
+    assert both.status_code == 200, both.text
+    answers = both.json()["panels"]
+    assert list(answers) == ["slow_0", "slow_1"]
+    assert answers["slow_0"] == alone  # the shared result, byte for byte
+    assert answers["slow_1"]["error"]["status"] == 503
+    assert answers["slow_1"]["error"]["retry_after_s"] == 1
+    assert "slow_1" in answers["slow_1"]["error"]["detail"]
+    assert api.get("/api/panels", params={"ids": "slow_1", **span}).json()["panels"]["slow_1"]["rows"]  # free again
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "named"),
+    [
+        ({"ids": "slow_0,nope"}, 404, "'nope'"),
+        ({"ids": ""}, 404, "''"),
+        ({"ids": "slow_0,slow_0"}, 400, "twice"),
+        ({"ids": "slow_0", "from": "yesterday"}, 400, "'from'"),
+        ({"ids": "slow_0", "from": "2026-01-02T00:00:00", "to": "2026-01-01T00:00:00"}, 400, "'from'"),
+        ({}, 422, "ids"),
+    ],
+)
+def test_a_bad_panel_list_or_range_is_refused_whole_before_any_query(
+    warehouse: tuple[Settings, WarehouseClient], params: dict[str, str], status: int, named: str
+) -> None:
+    settings, reader = warehouse
+    api = TestClient(create_app(settings, reader, SLOW))
+    ran = queries("ran")
+    response = api.get("/api/panels", params=params)
+    assert response.status_code == status, response.text
+    assert named in str(response.json()["detail"])
+    assert queries("ran") == ran

@@ -1,6 +1,8 @@
-// rtap dashboard page. Reads the definition from /api/dashboards, then polls each panel of the shown
-// dashboard at its own refresh interval. A poll is scheduled only after the previous one finished,
-// so a slow warehouse slows the page down instead of piling up requests.
+// rtap dashboard page. Reads the definition from /api/dashboards, then polls the panels of the shown
+// dashboard, each at its own refresh interval, in one request for all the panels due (/api/panels?ids=...):
+// a viewer costs the machine its requests more than its queries, whose results viewers share. A poll is
+// scheduled only after the previous one finished, so a slow warehouse slows the page down instead of piling
+// up requests.
 "use strict";
 
 const PALETTE = ["#4cc2ff", "#f78166", "#3fb950", "#d2a8ff", "#e3b341", "#56d4dd", "#ff7b72", "#a5d6ff",
@@ -22,7 +24,9 @@ const TIME_TICKS = [
   { dtickrange: [86400000, null], value: "%b %d" },
 ];
 
-const state = { definition: null, dashboard: null, range: "1h", timers: [], generation: 0 };
+const state = { definition: null, dashboard: null, range: "1h", timers: [], generation: 0, dueAt: {} };
+// A panel due within this long of a poll is asked in it: panels of 2 s and 5 s share requests.
+const POLL_SLACK_MS = 1000;
 
 const el = (tag, cls, text) => {
   const node = document.createElement(tag);
@@ -267,32 +271,57 @@ function buildPanel(panel) {
   return node;
 }
 
-async function refreshPanel(panel, node, generation) {
-  if (generation !== state.generation) return;
+function showAnswer(panel, node, result) {
   const body = node.querySelector(".panel-body");
   const message = node.querySelector(".message");
-  let waitSeconds = panel.refresh_seconds;
+  const empty = isEmpty(result);
+  const note = empty ? "" : RENDERERS[panel.chart](body, result, panel) || "";
+  node.dataset.state = empty ? "empty" : "ok";
+  node.dataset.rows = String(result.row_count);
+  node.dataset.filling = String(Boolean(note));
+  message.textContent = empty ? "No data in this time range yet" : "";
+  const updated = new Date(result.updated_at);
+  node.dataset.updated = result.updated_at;
+  node.querySelector(".panel-updated").textContent =
+    `updated ${localTime(updated)}${note ? ` · ${note}` : ""}${result.truncated ? " · truncated" : ""}`;
+}
+
+function showError(node, text) {
+  // Keep the last good chart visible under the error line: a blip should not blank a wall screen.
+  node.dataset.state = "error";
+  node.querySelector(".message").textContent = `⚠ ${text}`;
+}
+
+async function pollPanels(generation) {
+  if (generation !== state.generation) return;
+  const now = Date.now();
+  const due = state.dashboard.panels.filter((panel) => state.dueAt[panel.id] <= now + POLL_SLACK_MS);
+  let answers = {};
+  let failure = null;
   try {
-    const result = await fetchJson(`/api/panels/${panel.id}?${rangeQuery()}`);
-    if (generation !== state.generation) return;
-    const empty = isEmpty(result);
-    const note = empty ? "" : RENDERERS[panel.chart](body, result, panel) || "";
-    node.dataset.state = empty ? "empty" : "ok";
-    node.dataset.rows = String(result.row_count);
-    node.dataset.filling = String(Boolean(note));
-    message.textContent = empty ? "No data in this time range yet" : "";
-    const updated = new Date(result.updated_at);
-    node.dataset.updated = result.updated_at;
-    node.querySelector(".panel-updated").textContent =
-      `updated ${localTime(updated)}${note ? ` · ${note}` : ""}${result.truncated ? " · truncated" : ""}`;
+    const ids = due.map((panel) => panel.id).join(",");
+    if (ids) answers = (await fetchJson(`/api/panels?ids=${encodeURIComponent(ids)}&${rangeQuery()}`)).panels;
   } catch (error) {
-    if (generation !== state.generation) return;
-    // Keep the last good chart visible under the error line: a blip should not blank a wall screen.
-    node.dataset.state = "error";
-    message.textContent = `⚠ ${error.message}`;
-    waitSeconds = Math.max(waitSeconds, error.retryAfterSeconds || 0);
+    failure = error;
   }
-  state.timers.push(setTimeout(() => refreshPanel(panel, node, generation), waitSeconds * 1000));
+  if (generation !== state.generation) return;
+  for (const panel of due) {
+    const node = document.getElementById(`panel-${panel.id}`);
+    const answer = failure ? null : answers[panel.id];
+    let waitSeconds = panel.refresh_seconds;
+    if (answer && !answer.error) {
+      showAnswer(panel, node, answer);
+    } else {
+      const refusal = answer ? answer.error
+        : failure ? { detail: failure.message, retry_after_s: failure.retryAfterSeconds } : { detail: "no answer" };
+      showError(node, refusal.detail);
+      // 429 (too many requests) and 503 (busy) say when to ask again; the next poll waits at least that long.
+      waitSeconds = Math.max(waitSeconds, refusal.retry_after_s || 0);
+    }
+    state.dueAt[panel.id] = Date.now() + waitSeconds * 1000;
+  }
+  const next = Math.min(...Object.values(state.dueAt)) - POLL_SLACK_MS - Date.now();
+  state.timers.push(setTimeout(() => pollPanels(generation), Math.max(250, next)));
 }
 
 function show(dashboardId) {
@@ -308,11 +337,12 @@ function show(dashboardId) {
   const grid = document.getElementById("grid");
   grid.dataset.dashboard = dashboard.id;
   grid.replaceChildren();
+  state.dueAt = {};
   for (const panel of dashboard.panels) {
-    const node = buildPanel(panel);
-    grid.append(node);
-    refreshPanel(panel, node, state.generation);
+    grid.append(buildPanel(panel));
+    state.dueAt[panel.id] = 0;
   }
+  pollPanels(state.generation);
 }
 
 async function pollHealth() {
