@@ -1,8 +1,8 @@
 """The panels that read partial states or event_ids instead of every event give the answers a full read gives.
 
-active_users merges the one-minute windows' user states (migration 0008); browser_events bounds its read of
-``events`` by the minute of the 20th newest id in ``event_ids`` (migration 0010); events_total takes the first and
-last event times from ``event_ids`` by the minute (migration 0013). Each is checked here against the
+active_users merges the one-minute windows' user states (migration 0008); browser_events reads ``events`` for the
+20 newest ids that ``event_ids`` names (migrations 0010, 0013); events_total takes the first and last event times
+from ``event_ids`` by the minute (migration 0013). Each is checked here against the
 straightforward query over ``events`` on a warehouse whose rows are built to catch a wrong bound: the collector's
 events spread over 40 minutes with two in one minute at the cut, newer events of another topic, and one id stored
 twice (a replay under a lost checkpoint, which FINAL would have collapsed).
