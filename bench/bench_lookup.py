@@ -20,9 +20,6 @@ bench/results/lookup.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -31,15 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from chdb import session as chdb_session
+from rtap_bench.results import run_facts, write_results
 
 from rtap.settings import Settings
 from rtap.stream.sink import STORED_COPIES
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import apply_migrations
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HOUR = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
 # The lookup before migration 0010 (rtap.stream.sink.KNOWN_DUPLICATES at 0a1ad30).
@@ -142,17 +138,12 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(row, flush=True)
         sess.close()
-    command = "python -m bench.bench_lookup " + shlex.join(argv if argv is not None else sys.argv[1:])
-    result = {
-        "command": command,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
-        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],  # others' work on a shared machine
+    result: dict[str, Any] = {
+        **run_facts("bench_lookup", argv),
         "rate_events_per_s": args.rate,
         "steps": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lookup.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    command = result["command"]
     lines = [
         "# The duplicate lookup per batch, as stored events grow",
         "",
@@ -172,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         "Before: `events` by the batch's event-time range, which its key (hour, type, id) cannot narrow below the "
         "hour. After: `event_ids` (migration 0010) by the minutes of the batch and their neighbours.",
     ]
-    (RESULTS / "lookup.md").write_text("\n".join(lines) + "\n")
+    write_results("lookup", result, lines)
 
 
 if __name__ == "__main__":

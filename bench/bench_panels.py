@@ -20,9 +20,6 @@ Results: bench/results/panels.json and panels.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -31,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rtap_bench.history import fill_history
+from rtap_bench.results import run_facts, write_results
 
 from rtap.dashboard.api import run_panel
 from rtap.dashboard.definition import Panel, load_definition, setting_parameters
@@ -40,7 +37,6 @@ from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # The panels as they were before issue 24 read what they show (rtap c3d256c), with the answer each must match:
 # active users then counted from the range's first millisecond, so the comparison reads the same whole minutes.
 BEFORE = {
@@ -147,12 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     pages = {
         d.id: {"after": page_cost(d.id, "ms"), "before": page_cost(d.id, "before_ms")} for d in definition.dashboards
     }
-    command = "python -m bench.bench_panels " + shlex.join(argv if argv is not None else sys.argv[1:])
-    result = {
-        "command": command,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
-        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],  # others' work on a shared machine
+    result: dict[str, Any] = {
+        **run_facts("bench_panels", argv),
         "rate_events_per_s": args.rate,
         "minutes": args.minutes,
         "stored_events": stored,
@@ -160,8 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         "panels": rows,
         "page_core_share": pages,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "panels.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    command = result["command"]
     lines = [
         "# Each dashboard panel over the live hour, after an hour of stored traffic",
         "",
@@ -185,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         "costs; before, a page over an hour of 10,000 events/s asked for more work than the reader's one thread "
         "could do.",
     ]
-    (RESULTS / "panels.md").write_text("\n".join(lines) + "\n")
+    write_results("panels", result, lines)
 
 
 if __name__ == "__main__":

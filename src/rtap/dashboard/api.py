@@ -373,9 +373,9 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             collector_port=settings.collect.port,
         )
 
-    def panel_answer(panel: Panel, range_from: str | None, range_to: str | None) -> bytes:
-        """One panel's answer over [from, to), as the JSON it is sent as; HTTPException when there is none."""
-        start, end, step_s = panel_range(panel, range_from, range_to)
+    def panel_answer(panel: Panel, start: datetime, end: datetime, step_s: float) -> bytes:
+        """One panel's answer over [start, end) (:func:`panel_range`), as the JSON it is sent as; HTTPException
+        when there is none."""
 
         def query() -> bytes:
             began = time.perf_counter()
@@ -437,7 +437,8 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         panel = panels.get(panel_id)
         if panel is None:
             raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
-        return Response(panel_answer(panel, range_from, range_to), media_type="application/json")
+        body = panel_answer(panel, *panel_range(panel, range_from, range_to))
+        return Response(body, media_type="application/json")
 
     @app.get(
         PANELS_PATH,
@@ -456,19 +457,20 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         busy panel does not fail the others. Why one request: a viewer's requests, not its queries, were what the
         page cost the job once results were shared (bench/results/admission.md).
         """
-        asked = [panels.get(panel_id) for panel_id in ids.split(",")]
-        if None in asked:
-            unknown = next(i for i, panel in zip(ids.split(","), asked, strict=True) if panel is None)
-            raise HTTPException(404, f"no panel {echo(unknown)}; see /api/dashboards for the panel ids")
-        chosen = [panel for panel in asked if panel is not None]
-        if len({panel.id for panel in chosen}) != len(chosen):
-            raise HTTPException(400, "'ids' names a panel twice")
-        for panel in chosen:  # a bad range is bad for every panel: refused whole, before any query
-            panel_range(panel, range_from, range_to)
+        ranges: dict[str, tuple[datetime, datetime, float]] = {}
+        for panel_id in ids.split(","):
+            panel = panels.get(panel_id)
+            if panel is None:
+                raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
+            if panel_id in ranges:
+                raise HTTPException(400, "'ids' names a panel twice")
+            # A bad range is bad for every panel: refused whole, before any query.
+            ranges[panel_id] = panel_range(panel, range_from, range_to)
         parts = []
-        for panel in chosen:
+        for panel_id, span in ranges.items():
+            panel = panels[panel_id]
             try:
-                body = panel_answer(panel, range_from, range_to)
+                body = panel_answer(panel, *span)
             except HTTPException as exc:
                 retry = (exc.headers or {}).get("Retry-After") or ("1" if exc.status_code == 503 else None)
                 refusal = {"status": exc.status_code, "detail": exc.detail, "retry_after_s": retry and int(retry)}
