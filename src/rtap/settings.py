@@ -557,7 +557,7 @@ class DashboardSettings(BaseSettings):
     # One result per panel and range serves every viewer for this long (a range wider than an hour or a panel
     # refreshed less often: longer, rtap.dashboard.api.cache_step_s); a range ending now is aligned to it, so
     # viewers whose clocks differ by less share it (0: no sharing).
-    cache_ttl_s: float = Field(default=2.0, ge=0)
+    cache_ttl_s: float = Field(default=5.0, ge=0)
     # Per client address: client_requests_per_s after a burst of client_burst (a page load asks for ~7 things
     # at once, then its due panels in one request about every 2 s); beyond that 429 + Retry-After before any
     # routing or query. At most limiter_entries addresses are remembered (bounded memory; the oldest is forgotten).

@@ -178,12 +178,15 @@ def table_rows(table: pa.Table) -> list[list[Any]]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A live range is answered anew at most every 1/1800 of its width, and never more often than its panel refreshes
-# (nor than RTAP_DASHBOARD_CACHE_TTL_S): the last hour every 2 s (every 5 s for a panel refreshed every 5 s), 6 h
-# every 12 s, 24 h every 48 s. The refresh: a page asks a 5-s panel every 5 s, so 20 pages at 20 phases would
-# otherwise recompute it every 2 s for answers no page asked to be fresher. The width: a chart is about 900 pixels
-# wide, so in half a pixel's worth of time a wider range cannot visibly change, while a query over it costs more
-# (24 h of active_users 130-210 ms against ~15 ms for an hour; bench/results/admission.md), and a script that asks
-# the widest range back to back would otherwise cost a query every 2 s. Grafana's "auto" refresh follows the same idea.
+# (nor than RTAP_DASHBOARD_CACHE_TTL_S): the last hour every 5 s, 6 h every 12 s, 24 h every 48 s. The floor: under
+# chDB every panel query runs in the job's process, and at 10,000 events/s a 2-s floor (about 200 panel queries a
+# minute for 20 pages) kept the job's freshness p99 at 1.56x (median of five rounds) of its own without viewers
+# (bench/results/admission.md). The refresh: a panel refreshed less often than the floor is shared for its own
+# interval, as pages at different phases would otherwise recompute it for answers no page asked to be fresher.
+# The width: a chart is about 900 pixels wide, so in half a pixel's worth of time a wider range cannot visibly
+# change, while a query over it costs more (24 h of active_users 130-210 ms against ~15 ms for an hour;
+# bench/results/admission.md), and a script that asks the widest range back to back would otherwise cost a query
+# every 5 s. Grafana's "auto" refresh follows the same idea.
 CACHE_STEP_PER_WIDTH = 1800
 
 
