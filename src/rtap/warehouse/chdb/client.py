@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from rtap.errors import ConfigError, WarehouseError
 from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.errors import translate
+from rtap.warehouse.chdb.merges import MergePriority
 from rtap.warehouse.chdb.ownership import Ownership, try_acquire
 from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import format_parameters
@@ -69,7 +70,7 @@ class _Engine:
     session: Any
     readonly: Any
 
-    def __init__(self, directory: Path, ownership: Ownership, limits: dict[str, float]) -> None:
+    def __init__(self, directory: Path, ownership: Ownership, limits: dict[str, float], merge_nice: int) -> None:
         from chdb import connect, session
 
         self.directory = directory
@@ -90,6 +91,7 @@ class _Engine:
             self.session.close()
             ownership.release()
             raise translate(exc) from exc
+        self.merge_priority = MergePriority(merge_nice)
 
     def run(
         self,
@@ -116,6 +118,7 @@ class _Engine:
                 raise translate(exc, sql) from exc
 
     def close(self) -> None:
+        self.merge_priority.stop()
         with self.read_lock, self.lock:
             self.readonly.close()
             self.session.close()
@@ -223,7 +226,7 @@ def own_engine(settings: Settings, *, readonly: bool = False) -> ChdbClient | No
             ownership = try_acquire(directory)
             if ownership is None:
                 return None
-            engine = _Engine(directory, ownership, read_limits(settings.warehouse))
+            engine = _Engine(directory, ownership, read_limits(settings.warehouse), settings.warehouse.merge_nice)
             _engines[directory] = engine
         engine.users += 1
         return ChdbClient(
