@@ -780,6 +780,7 @@ FIXED_BY_REASON = {
         "RTAP_CLICKHOUSE_INSERT_QUORUM",
     ),
     "the read-only account's grant names the database (users.d/rtap-users.xml)": ("RTAP_CLICKHOUSE_DATABASE",),
+    "chDB only: the clickhouse server schedules its own merges": ("RTAP_CLICKHOUSE_MERGE_NICE",),
     "the reader's limits are its server profile's (users.d/rtap-users.xml)": (
         "RTAP_CLICKHOUSE_READ_MAX_EXECUTION_TIME_S",
         "RTAP_CLICKHOUSE_READ_MAX_MEMORY_BYTES",
