@@ -464,9 +464,9 @@ class WarehouseSettings(BaseSettings):
     read_max_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
     read_max_threads: int = Field(default=1, ge=1)
     # chDB: the nice value of its background merge threads in the process that owns the data (the job's), so a
-    # merge runs when a micro-batch leaves the cores free (rtap.warehouse.chdb.merges); 0: the job's own priority.
-    # A server schedules its own merges.
-    merge_nice: int = Field(default=10, ge=0, le=19)
+    # merge runs when a micro-batch leaves the cores free (rtap.warehouse.chdb.merges); 0 (the default): the job's
+    # own priority, until a long run shows merges keep up at a higher one. A server schedules its own merges.
+    merge_nice: int = Field(default=0, ge=0, le=19)
     # A server cluster (docs/clickhouse-server.md): migrations run ON CLUSTER this name (a name from the servers'
     # remote_servers, or a macro such as {cluster}) and make Replicated*MergeTree tables at replica_path, named
     # replica_name (ClickHouse expands the {shard}, {replica}, {database} and {table} macros). Empty: one server.

@@ -9,7 +9,9 @@ bounded by ClickHouse itself (it slows inserts once a partition has too many par
 
 Measured (2026-12-04, ``bench/README.md``): one stack at 10,000 events/s, 90-s steps alternating the merge threads'
 nice value on the running process: freshness p50 0.61-0.85 s and p99 1.12-1.40 s (medians 0.67 and 1.22 s over six
-steps) at nice 10 or 19, against p50 0.73-0.79 s and p99 1.26-1.65 s (medians 0.75 and 1.36 s over six) at 0.
+steps) at nice 10 or 19, against p50 0.73-0.79 s and p99 1.26-1.65 s (medians 0.75 and 1.36 s over six) at 0. Off by
+default all the same: on a machine saturated for several minutes (bench_admission) the job slowed from round to round
+at nice 10 and not at 0, one run each; a long saturated run must show merges keep up before it is turned on.
 
 The threads are found by name in ``/proc/self/task`` (Linux; elsewhere nothing changes) every few seconds, since
 the pool may start them after the engine opens. A thread's nice value only goes up: one the process already runs
