@@ -413,10 +413,15 @@ class WarehouseSink:
         duplicate = np.zeros(candidates.num_rows, dtype=bool)
         written = np.zeros(candidates.num_rows, dtype=bool)
         blocks: set[int] = set()
-        for index, (event_id, *record) in enumerate(_records(candidates, ("event_id", *_RECORD_COLUMNS))):
-            found = copies.get(event_id, [])
+        # Only the few candidates with a stored copy are looked at one by one (a Python loop over the whole
+        # batch cost ~2.5 us a record on the driver, measured at 16,000-record batches).
+        ids = candidates["event_id"]
+        rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
+        found_rows = candidates.take(pa.array(rows, pa.int64()))
+        for index, (event_id, *record) in zip(rows, _records(found_rows, ("event_id", *_RECORD_COLUMNS)), strict=True):
+            found = copies[event_id]
             same = [block for where, block in found if where == tuple(record)]
-            duplicate[index] = bool(found) and not same
+            duplicate[index] = not same
             written[index] = bool(same)
             blocks.update(same)
         accepted = candidates.filter(pa.array(~duplicate))
