@@ -460,18 +460,17 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
         busy panel does not fail the others. Why one request: a viewer's requests, not its queries, were what the
         page cost the job once results were shared (bench/results/admission.md).
         """
-        ranges: dict[str, tuple[datetime, datetime, float]] = {}
+        asked: dict[str, tuple[Panel, tuple[datetime, datetime, float]]] = {}
         for panel_id in ids.split(","):
             panel = panels.get(panel_id)
             if panel is None:
                 raise HTTPException(404, f"no panel {echo(panel_id)}; see /api/dashboards for the panel ids")
-            if panel_id in ranges:
+            if panel_id in asked:
                 raise HTTPException(400, "'ids' names a panel twice")
             # A bad range is bad for every panel: refused whole, before any query.
-            ranges[panel_id] = panel_range(panel, range_from, range_to)
+            asked[panel_id] = panel, panel_range(panel, range_from, range_to)
         parts = []
-        for panel_id, span in ranges.items():
-            panel = panels[panel_id]
+        for panel, span in asked.values():
             try:
                 body = panel_answer(panel, *span)
             except HTTPException as exc:
