@@ -41,10 +41,10 @@ JVM_FLAGS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
-    # rtap's own: the client JIT only. C2 spent 4.6 of the broker's 10.9 CPU-s before `rtap up`'s first rows,
-    # on 2 cores shared with Spark; without it first rows came 24 -> 18.5 s and raw produce to this broker
-    # measured 206k -> 241k records/s (bench_produce, 300k records): an I/O-bound broker gains little from C2.
-    "-XX:TieredStopAtLevel=1",
+    # Both JIT compilers (the JVM's default), not the client one only (-XX:TieredStopAtLevel=1, rtap's choice
+    # until 2026-12-04): under load, C2's code costs the broker a third less CPU (0.28-0.30 -> 0.18-0.20 cores at
+    # 30,000 events/s in and out, 2 runs each), which the job on the same 2 cores gets; compiling it makes
+    # `rtap up`'s first rows ~1 s later (11.0 -> 12.1 s). docs/operations.md has the measurement.
 )
 
 LOG4J2_PROPERTIES = """\
