@@ -127,17 +127,28 @@ def _cut(values: pa.Array, limit: int) -> pa.Array:
 
 
 def _in_kafka_order(parsed: pa.Table) -> pa.Table:
-    """``parsed`` sorted by (topic, partition, offset); as it is when it already is (the usual case: no sort)."""
+    """``parsed`` in Kafka order: by topic, partition and offset.
+
+    Spark hands a batch back as one run of records per Kafka partition, each in offset order, but the runs in the
+    order of its tasks (two Kafka partitions' runs interleave: 0, 2, 4, 1, 3, 5). Then the runs are put in order
+    as slices of the table, which copies nothing (2.9 -> 0.8 ms for 16,000 records: ``bench/bench_driver.py``);
+    a full sort, a copy of every column, only when a run is out of offset order or a partition comes in two runs.
+    """
     if parsed.num_rows < 2:
         return parsed
     topics = parsed.column("kafka_topic")
     names = pa.array(sorted(pc.unique(topics).to_pylist()), pa.string())
-    rank = np.diff(np.asarray(pc.index_in(topics, value_set=names)))
-    partition = np.diff(np.asarray(parsed.column("kafka_partition")))
-    offset = np.diff(np.asarray(parsed.column("kafka_offset")))
-    ascending = (rank > 0) | ((rank == 0) & ((partition > 0) | ((partition == 0) & (offset > 0))))
-    if np.all(ascending):
-        return parsed
+    # (topic's rank, partition) as one integer: partitions are int32, so the rank goes above their bits.
+    rank = np.asarray(pc.index_in(topics, value_set=names)).astype(np.int64)
+    run = (rank << 32) | np.asarray(parsed.column("kafka_partition")).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    within = np.diff(np.asarray(parsed.column("kafka_offset")))[run[1:] == run[:-1]]
+    keys = run[starts]
+    if np.all(within > 0) and len(np.unique(keys)) == len(keys):
+        if np.all(np.diff(keys) > 0):
+            return parsed
+        ends = np.r_[starts[1:], parsed.num_rows]
+        return pa.concat_tables([parsed.slice(starts[i], ends[i] - starts[i]) for i in np.argsort(keys)])
     return parsed.sort_by(
         [("kafka_topic", "ascending"), ("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
     )

@@ -107,6 +107,26 @@ def test_the_first_copy_of_an_event_is_accepted_and_later_copies_are_duplicates(
     assert [rows[(2, o)]["status"] for o in (3, 5, 6, 9)] == [ACCEPTED, ACCEPTED, DUPLICATE, DUPLICATE]
 
 
+@pytest.mark.parametrize(
+    "coordinates",
+    [
+        [(2, 5), (2, 6), (0, 9), (0, 10), (1, 0)],  # one run per partition, runs in task order (Spark's usual)
+        [(0, 9), (1, 0), (0, 10), (2, 5), (2, 6)],  # a partition in two runs
+        [(1, 0), (0, 10), (0, 9), (2, 6), (2, 5)],  # runs out of offset order
+    ],
+    ids=["runs in task order", "a partition in two runs", "offsets out of order"],
+)
+def test_a_batch_is_classified_in_kafka_order_whatever_order_it_comes_in(coordinates) -> None:
+    """The first copy in Kafka order (partition, then offset) is the accepted one, wherever Spark put it."""
+    copy = event(7, "2026-11-29T12:00:00Z")
+    payloads = {(0, 9): copy, (2, 5): copy, (0, 10): event(8), (1, 0): event(9), (2, 6): event(10)}
+    out = classify_records([(p, o, payloads[(p, o)]) for p, o in coordinates])
+    assert list(zip(out["kafka_partition"].to_pylist(), out["kafka_offset"].to_pylist(), strict=True)) == sorted(
+        coordinates
+    )
+    assert out["status"].to_pylist() == [ACCEPTED, ACCEPTED, ACCEPTED, DUPLICATE, ACCEPTED]
+
+
 def test_classification_does_not_depend_on_micro_batch_boundaries() -> None:
     times = ["12:00:00", "12:02:00", "12:00:40", "12:01:31", "12:03:00", "12:02:29", "12:02:31", "12:01:00"]
     records = [(0, i, event(i, f"2026-11-29T{t}Z")) for i, t in enumerate(times)]
