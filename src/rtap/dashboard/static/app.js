@@ -205,10 +205,21 @@ function plot(body, traces, layout) {
   Plotly.react(chart, traces, { ...PLOT_LAYOUT, ...layout }, PLOT_CONFIG);
 }
 
+// A chart whose series all have one bucket: plotly would span a second around it and label its ticks with the same
+// second over and over; a bucket either side gives it a readable axis.
+function singleBucketRange(result, panel) {
+  const stamps = new Set(timeseriesLines(result).lines.flatMap((line) => line.x.map((x) => Date.parse(x))));
+  if (stamps.size !== 1) return {};
+  const [at] = stamps;
+  const bucket = (panel.bucket_seconds || 60) * 1000;
+  return { range: [at - bucket, at + bucket].map((ms) => localStamp(new Date(ms).toISOString())) };
+}
+
 function renderTimeseries(body, result, panel) {
   const { traces, open } = timeseriesTraces(result, panel);
   plot(body, traces, {
-    xaxis: { ...PLOT_LAYOUT.xaxis, type: "date", hoverformat: "%Y-%m-%d %H:%M:%S", tickformatstops: TIME_TICKS },
+    xaxis: { ...PLOT_LAYOUT.xaxis, type: "date", hoverformat: "%Y-%m-%d %H:%M:%S", tickformatstops: TIME_TICKS,
+             ...singleBucketRange(result, panel) },
     yaxis: { ...PLOT_LAYOUT.yaxis, ...axisFormat(sharedFormat(panel, timeseriesLines(result).values)) },
   });
   return open ? `newest ${panel.bucket_seconds % 60 ? `${panel.bucket_seconds} s` : "minute"} still filling (dotted)` : "";
