@@ -121,11 +121,24 @@ class _Answer:
         return self.known
 
 
-def match_after(candidates: pa.Table, known: pa.Table) -> tuple[pa.Table, set[int]]:
-    """``WarehouseSink._events_to_insert`` as the job runs it now, its query answered with ``known``."""
-    sink = WarehouseSink.__new__(WarehouseSink)  # only the client and the topic are read on this path
-    sink._client = _Answer(known)  # type: ignore[assignment]
-    sink._topic = candidates["kafka_topic"][0].as_py()
+def answering_sink(known: pa.Table, settings: Settings) -> WarehouseSink:
+    """A sink whose warehouse answers every query with ``known``: ``_events_to_insert`` makes one, the lookup."""
+
+    def no_lag(_offsets: object) -> dict[Any, Any]:
+        return {}
+
+    return WarehouseSink(
+        _Answer(known),  # type: ignore[arg-type]  # only its query_arrow is called here
+        settings.stream,
+        "bench-driver",
+        dead_letters=None,  # type: ignore[arg-type]  # never published to here
+        kafka_lag=no_lag,
+        topic=settings.kafka.topic,
+    )
+
+
+def match_after(sink: WarehouseSink, candidates: pa.Table) -> tuple[pa.Table, set[int]]:
+    """``WarehouseSink._events_to_insert`` as the job runs it now (its query answered by ``sink``'s stand-in)."""
     accepted, _, blocks = sink._events_to_insert(candidates)
     return accepted, blocks
 
@@ -179,7 +192,10 @@ def main(argv: list[str] | None = None) -> None:
         parsed = parsed_batch(records, settings)
         candidates, known = stored_copies(parsed, args.copies, seed=records)
         steps: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-            "match": (partial(match_before, candidates, known), partial(match_after, candidates, known)),
+            "match": (
+                partial(match_before, candidates, known),
+                partial(match_after, answering_sink(known, settings), candidates),
+            ),
             "order": (partial(order_before, parsed), partial(_in_kafka_order, parsed)),
             "lineage": (partial(lineage_before, parsed, 3, now), partial(_with_lineage, parsed, 3, now)),
         }

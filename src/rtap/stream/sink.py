@@ -218,16 +218,12 @@ def _count_by_topic(rows: pa.Table) -> Counter[str]:
     return Counter({str(item["values"]): int(item["counts"]) for item in (c.as_py() for c in counts)})
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _with_lineage(table: pa.Table, batch_id: int, now: datetime) -> pa.Table:
-    """The batch's rows with their batch and the time it was written (from NumPy: Python lists of a value per row
-    took 4.4 ms for 16,000 rows, this 0.1: ``bench/bench_driver.py``)."""
+    """The batch's rows with their batch and the time it was written (one Arrow scalar repeated: Python lists of a
+    value per row took 4.4 ms for 16,000 rows: ``bench/bench_driver.py``)."""
     n = table.num_rows
-    millis = (now - _EPOCH) // timedelta(milliseconds=1)  # exact, as Arrow converts a datetime
-    return table.append_column("batch_id", pa.array(np.full(n, batch_id, np.int64))).append_column(
-        "ingested_at", pa.array(np.full(n, millis, np.int64)).cast(pa.timestamp("ms", tz="UTC"))
+    return table.append_column("batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), n)).append_column(
+        "ingested_at", pa.repeat(pa.scalar(now, pa.timestamp("ms", tz="UTC")), n)
     )
 
 
@@ -420,7 +416,7 @@ class WarehouseSink:
         written = np.zeros(candidates.num_rows, dtype=bool)
         blocks: set[int] = set()
         # Only the few candidates with a stored copy are looked at one by one (a Python loop over the whole
-        # batch cost 2.3 us a record on the driver: bench/bench_driver.py).
+        # batch cost 2.1-2.3 us a record on the driver: bench/bench_driver.py).
         ids = candidates["event_id"]
         rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
         found_rows = candidates.take(pa.array(rows, pa.int64()))

@@ -37,8 +37,8 @@ const el = (tag, cls, text) => {
 const pad = (n) => String(n).padStart(2, "0");
 const localTime = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 // Plotly ignores time zones in date strings, so instants become local wall-clock strings here.
-const localStamp = (iso) => {
-  const d = new Date(iso);
+const localStamp = (moment) => {  // an ISO 8601 text or epoch milliseconds
+  const d = new Date(moment);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${localTime(d)}`;
 };
 const isTime = (type) => type.startsWith("timestamp") || type.startsWith("date");
@@ -168,8 +168,7 @@ const isOpen = (iso, panel, result) =>
 
 // A solid line over the closed buckets, and the newest, still-filling bucket as a dotted segment ending in an
 // open circle: a partial count is drawn as provisional, not as a sudden drop.
-function timeseriesTraces(result, panel) {
-  const { lines } = timeseriesLines(result);
+function timeseriesTraces(lines, result, panel) {
   const traces = [];
   let open = false;
   lines.forEach((line, i) => {
@@ -208,19 +207,20 @@ function plot(body, traces, layout) {
 // A chart whose series all have one bucket: plotly would span a second around it and label its ticks with the same
 // second over and over; a bucket either side gives it a readable axis.
 function singleBucketRange(result, panel) {
-  const stamps = new Set(timeseriesLines(result).lines.flatMap((line) => line.x.map((x) => Date.parse(x))));
+  const stamps = new Set(result.rows.map((row) => Date.parse(row[0])));  // every series' x is the first column
   if (stamps.size !== 1) return {};
   const [at] = stamps;
   const bucket = (panel.bucket_seconds || 60) * 1000;
-  return { range: [at - bucket, at + bucket].map((ms) => localStamp(new Date(ms).toISOString())) };
+  return { range: [localStamp(at - bucket), localStamp(at + bucket)] };
 }
 
 function renderTimeseries(body, result, panel) {
-  const { traces, open } = timeseriesTraces(result, panel);
+  const { lines, values } = timeseriesLines(result);
+  const { traces, open } = timeseriesTraces(lines, result, panel);
   plot(body, traces, {
     xaxis: { ...PLOT_LAYOUT.xaxis, type: "date", hoverformat: "%Y-%m-%d %H:%M:%S", tickformatstops: TIME_TICKS,
              ...singleBucketRange(result, panel) },
-    yaxis: { ...PLOT_LAYOUT.yaxis, ...axisFormat(sharedFormat(panel, timeseriesLines(result).values)) },
+    yaxis: { ...PLOT_LAYOUT.yaxis, ...axisFormat(sharedFormat(panel, values)) },
   });
   return open ? `newest ${panel.bucket_seconds % 60 ? `${panel.bucket_seconds} s` : "minute"} still filling (dotted)` : "";
 }
