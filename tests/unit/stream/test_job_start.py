@@ -1,10 +1,25 @@
-"""Where the job starts, and what it says when a batch fails (``rtap.stream.job``)."""
+"""Where the job starts, its warm-up, and what it says when a batch or the warm-up fails (``rtap.stream.job``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rtap.stream.job import planned_batches, python_error_line
+import pyarrow.compute as pc
+import pytest
+
+from rtap.contract.model import LEGACY_FORMAT
+from rtap.errors import PipelineError
+from rtap.settings import KafkaSettings, Settings
+from rtap.stream import job as job_module
+from rtap.stream.job import (
+    WARM_UP_RECORDS,
+    StreamJob,
+    planned_batches,
+    python_error_line,
+    warm_up_samples,
+)
+from tests.support.records import LEGACY_TOPIC, kafka_records, parse_locally
 
 
 def test_only_batches_spark_planned_make_the_checkpoint_decide(tmp_path: Path) -> None:
@@ -36,3 +51,35 @@ def test_a_failed_batch_is_named_by_its_python_exception_not_by_traceback() -> N
         "rtap.errors.BrokerError: dead-letter publish to clickstream.events.dlq failed: Message size too large"
     )
     assert python_error_line(RuntimeError("Connection refused\nmore")) == "Connection refused"
+
+
+def test_the_warm_up_parses_the_generators_clickstream_and_builds_every_topics_reader(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, kafka=KafkaSettings(source_topics={LEGACY_TOPIC: LEGACY_FORMAT}))
+    now = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
+    samples = warm_up_samples(settings, now)
+    assert set(samples) == set(settings.kafka.input_topics)
+    for topic in set(samples) - {settings.kafka.topic}:
+        assert samples[topic] == [b"{}"]
+    values = samples[settings.kafka.topic]
+    assert len(values) >= WARM_UP_RECORDS  # one send can add a re-sent copy
+    records = [(0, offset, value) for offset, value in enumerate(values)]
+    parsed = parse_locally(kafka_records(records, timestamps=[now] * len(records)))
+    valid = pc.sum(pc.is_null(parsed["error"])).as_py()
+    # Mostly valid events, and some of the generator's dirt: both paths of the contract's reader.
+    assert 0.9 * len(values) < valid < len(values)
+
+
+def test_a_warm_up_that_fails_stops_the_job_with_the_workers_exception_in_one_line(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    job = StreamJob(settings, client=None)  # type: ignore[arg-type]  # the warm-up writes nothing
+    assert job._warmed_up(spark) is spark  # the real stage, on the generated records
+    # A record of a topic the job has no format for fails in the Python worker, as a broken worker would.
+    monkeypatch.setattr(job_module, "warm_up_samples", lambda *_: {"elsewhere": [b"{}"]})
+    with pytest.raises(PipelineError) as failure:
+        job._warmed_up(spark)
+    assert str(failure.value) == (
+        "Spark's parse stage failed before the first batch: "
+        "rtap.errors.ContractError: no source format configured for topic elsewhere"
+    )
