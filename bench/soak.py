@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from rtap_bench.cli import LEAD_IN_S
 from rtap_bench.soak import HOUR_MARGIN_S, SEARCH_SHARE, SoakPlan, markdown, parse_duration, run_soak
 
 from rtap.errors import RtapError
@@ -61,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-steps", type=int, default=7, help="search steps after them")
     parser.add_argument("--step-seconds", type=float, default=20.0, help="seconds per search step")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds the job may take to commit a run")
+    parser.add_argument(
+        "--lead-in-seconds",
+        type=float,
+        default=LEAD_IN_S,
+        help=f"unjudged traffic after the start-up, before the search or the run (default {LEAD_IN_S:.0f})",
+    )
     parser.add_argument("--master", default=None, help="Spark master (default: rtap's, what rtap up runs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where <name>.json and <name>.md go")
     parser.add_argument("--name", default="soak", help="file name of the results (default soak)")
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         jars_dir=Settings().jars_dir,
         master=args.master,
+        lead_in_s=args.lead_in_seconds,
     )
     load_before = os.getloadavg()[0]
     try:

@@ -14,6 +14,8 @@ SMOKE_BATCH_RECORDS = 1_000
 SMOKE_STEP_S = 4.0
 SMOKE_RATES = (500.0,)
 SMOKE_STEPS = 1
+SMOKE_LEAD_IN_S = 2.0
+LEAD_IN_S = 30.0  # at rtap_bench.sustain.LEAD_IN_RATE, which says why
 # A drain needs a first batch (start-up) and at least two more to be timed in steady state.
 MIN_DRAIN_BATCHES = 3
 
@@ -44,6 +46,12 @@ def bench(
     step_seconds: Annotated[
         float, typer.Option(min=2, max=60, help="Seconds of open-loop load per step of the live phase.")
     ] = 20.0,
+    lead_in_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds of unjudged traffic before the live phases' first step (the JVMs' compilers)."
+        ),
+    ] = LEAD_IN_S,
     rates: Annotated[
         str, typer.Option(help="Fixed rates (events/s, comma-separated) whose per-event freshness is reported.")
     ] = "1000,10000,50000",
@@ -68,7 +76,7 @@ def bench(
     fixed = _rates(rates)
     if smoke:
         events, batch_records, repeats = SMOKE_EVENTS, SMOKE_BATCH_RECORDS, 1
-        step_seconds, fixed, steps = SMOKE_STEP_S, SMOKE_RATES, SMOKE_STEPS
+        step_seconds, fixed, steps, lead_in_seconds = SMOKE_STEP_S, SMOKE_RATES, SMOKE_STEPS, SMOKE_LEAD_IN_S
     if events < MIN_DRAIN_BATCHES * batch_records:
         raise typer.BadParameter(
             f"--events {events:,} is fewer than {MIN_DRAIN_BATCHES} batches of --batch-records {batch_records:,}: "
@@ -81,6 +89,7 @@ def bench(
         drain_timeout_s=timeout,
         smoke=smoke,
         step_s=step_seconds,
+        lead_in_s=lead_in_seconds,
         rates=fixed,
         max_steps=steps,
         batch_records=batch_records,

@@ -173,10 +173,15 @@ class FloorJob:
 
 
 def floor(
-    settings: Settings, rates: list[float], step_s: float, warm_up: tuple[float, float], timeout_s: float
+    settings: Settings,
+    rates: list[float],
+    step_s: float,
+    warm_up: tuple[float, float],
+    lead_in: tuple[float, float],
+    timeout_s: float,
 ) -> dict[str, Any]:
-    """The floor job on ``settings`` (its own topic, a broker already running): a warm-up run (rate, seconds),
-    then one step per rate."""
+    """The floor job on ``settings`` (its own topic, a broker already running): a warm-up run and a lead-in (each
+    (rate, seconds); no lead-in for 0 s), then one step per rate."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     launched = time.time()
     command = [sys.executable, "-m", "rtap_bench.floor"]
@@ -184,12 +189,14 @@ def floor(
         job = FloorJob(settings, process, timeout_s)
         job.offer(*warm_up)  # the JVM's start-up and the first batch, as for the job
         startup_s = time.time() - launched
+        lead = job.step(*lead_in) if lead_in[1] else None  # the compilers' warm-up, as for the job
         steps = [job.step(rate, step_s) for rate in rates]
         peak = tree_peak_rss_mb(process.pid)
     return {
         "job": "Kafka source -> foreachBatch recording event ids and times (rtap_bench.floor)",
         "step_s": step_s,
         "startup_s": startup_s,
+        "lead_in": lead,
         "steps": steps,
         "peak_rss_mb": peak,
         "time_split": time_split(settings.data_dir, settings.data_dir / LOG),

@@ -40,7 +40,7 @@ from rtap_bench.drain import (
 from rtap_bench.procfs import children, cpu_jiffies, peak_rss_mb, steal_share, tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import Sample, median_rate, pre_encoded, raw_produce, rtap_produce, summary
 from rtap_bench.stack import stack_settings
-from rtap_bench.sustain import WARM_UP_RATE, WARM_UP_S, sustain
+from rtap_bench.sustain import LEAD_IN_RATE, WARM_UP_RATE, WARM_UP_S, sustain
 
 K_TIMEOUT_S = 180.0  # K reads the topic in one block; when it stalls, waiting longer does not help
 
@@ -53,6 +53,7 @@ class BenchPlan:
     drain_timeout_s: float
     smoke: bool
     step_s: float  # each open-loop step of the live phase
+    lead_in_s: float  # the live phases' unjudged traffic before their first step (rtap_bench.sustain.LEAD_IN_S)
     rates: tuple[float, ...]  # the fixed-rate steps (per-event freshness figures), which seed the search
     max_steps: int  # search steps after the fixed rates
     batch_records: int  # micro-batch size of the drains, B3 and P alike
@@ -134,7 +135,7 @@ def run_bench(plan: BenchPlan, command: str) -> dict[str, Any]:
         result["P_floor"] = _phase(_floor, plan, stack_settings(root / "floor", plan.jars_dir, stream.master, "floor"))
         live = stack_settings(root / "sustain", plan.jars_dir, stream.master, "bench")
         result["P_sustained"] = _phase(
-            sustain, live, list(plan.rates), plan.step_s, plan.max_steps, plan.drain_timeout_s
+            sustain, live, list(plan.rates), plan.step_s, plan.max_steps, plan.drain_timeout_s, plan.lead_in_s
         )
     result["freshness_vs_floor"] = floor.against_floor(
         result["P_sustained"].get("steps", []), result["P_floor"].get("steps", [])
@@ -184,7 +185,14 @@ def _floor(plan: BenchPlan, settings: Settings) -> dict[str, Any]:
 
     with LocalKafka(settings):
         ensure_topics(settings.kafka)
-        return floor.floor(settings, list(plan.rates), plan.step_s, (WARM_UP_RATE, WARM_UP_S), plan.drain_timeout_s)
+        return floor.floor(
+            settings,
+            list(plan.rates),
+            plan.step_s,
+            (WARM_UP_RATE, WARM_UP_S),
+            (LEAD_IN_RATE, plan.lead_in_s),
+            plan.drain_timeout_s,
+        )
 
 
 def _measure(plan: BenchPlan, main: Settings, scratch: Settings, root: Path) -> dict[str, Any]:

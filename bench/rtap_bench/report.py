@@ -31,6 +31,19 @@ TARGET_P99_OVER_FLOOR = 2.0
 TARGET_STACK_MB = 4096.0
 
 
+def lead_in_sentence(lead_in: dict[str, Any] | None) -> str:
+    """The lead-in's own figures (``rtap_bench.sustain.LEAD_IN_RATE``), or nothing for a run without one."""
+    if not lead_in:
+        return ""
+    fresh = lead_in["freshness"]
+    return (
+        f" After the start-up and before anything measured, not judged: a lead-in of "
+        f"{lead_in['records'] / lead_in['rate']:.0f} s at {lead_in['rate']:,.0f} events/s while the JVMs compile "
+        f"their hot code (freshness p50 {fresh['p50_s']:.2f} s, p99 {fresh['p99_s']:.2f} s); the cold start is "
+        "`bench_startup`'s."
+    )
+
+
 def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
@@ -89,7 +102,7 @@ def _sustained(result: dict[str, Any]) -> list[str]:
         f"sender kept its schedule (else it says nothing about the job), at least two batches committed in the "
         f"step's second half, their Kafka lag grew by less than {rule['lag_growth_limit_of_rate']:.0%} of the "
         f"rate (least-squares slope) and freshness p99 <= {rule['freshness_p99_limit_s']:.0f} s. Stack start-up "
-        f"(launch -> warm-up committed): {live['startup_s']:.0f} s.",
+        f"(launch -> warm-up committed): {live['startup_s']:.0f} s.{lead_in_sentence(live.get('lead_in'))}",
         "",
         "### Per-event freshness at fixed rates",
         "",
@@ -168,7 +181,8 @@ def _against_floor(result: dict[str, Any]) -> list[str]:
         "delay and trigger -> a foreachBatch that only takes each record's event id and time to the driver and "
         "notes the time. A process of its own on a fresh broker of its own, before the live phase; freshness as "
         "for the job (that time minus event_time, each event of the step once). What any micro-batch design pays "
-        f"on this machine; the job's figures are read against it. Floor start-up: {floor['startup_s']:.0f} s.",
+        f"on this machine; the job's figures are read against it. Floor start-up: {floor['startup_s']:.0f} s."
+        f"{lead_in_sentence(floor.get('lead_in'))}",
         "",
         "| events/s | job p50 | job p99 | floor p50 | floor p99 | job / floor p99 | floor: sender achieved, max behind "
         "| floor events | floor batches |",

@@ -3,7 +3,8 @@ as in its second, across an hour boundary, with memory that stays flat?
 
 A 20 s step cannot show per-batch work that grows with the tables (issue 22: a duplicate lookup that read the
 whole current hour made freshness p99 climb from 1.1 s to 2.1 s over 15 minutes, then drop after the hour).
-So: one ``rtap up --no-generator`` (``rtap_bench.stack``), the warm-up, then, unless a rate is given, the same
+So: one ``rtap up --no-generator`` (``rtap_bench.stack``), the warm-up and the lead-in (``rtap_bench.sustain``),
+then, unless a rate is given, the same
 search as ``rtap bench``'s live phase (20 s steps, ``rtap_bench.sustain``) and :data:`SEARCH_SHARE` of the
 highest rate it held; then the sender (``rtap_bench.traffic``, the same code and dirt as every live
 measurement) offers that rate open loop for the whole duration, in one run.
@@ -35,8 +36,10 @@ from typing import Any, Literal
 from rtap.errors import ConfigError
 from rtap.settings import Settings
 from rtap_bench.procfs import cpu_jiffies, rss_mb, steal_share, tree_peak_rss_mb, tree_rss_mb
+from rtap_bench.report import lead_in_sentence
 from rtap_bench.stack import running_stack, stack_settings
 from rtap_bench.sustain import (
+    LEAD_IN_RATE,
     WARM_UP_RATE,
     WARM_UP_S,
     LiveJob,
@@ -79,6 +82,7 @@ class SoakPlan:
     timeout_s: float  # how long the job may take to commit what was sent, after each run
     jars_dir: Path
     master: str | None  # Spark master; None: rtap's default (what `rtap up` runs)
+    lead_in_s: float  # unjudged traffic at LEAD_IN_RATE after the warm-up (rtap_bench.sustain); 0: none
 
 
 def parse_duration(text: str) -> float:
@@ -258,6 +262,7 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
         live = LiveJob(settings, process, plan.timeout_s)
         live.offer(WARM_UP_RATE, WARM_UP_S)
         startup_s = time.time() - launched
+        lead_in = live.step(LEAD_IN_RATE, plan.lead_in_s, "lead-in") if plan.lead_in_s else None
         if plan.rate is None:
             steps, found = search_steps(live, list(plan.search_rates), plan.step_s, plan.search_steps)
             search = {**search_summary(found), "step_s": plan.step_s, "steps": steps}
@@ -307,6 +312,7 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
             for b in hour_boundaries(sent.started, plan.seconds)
         ],
         "startup_s": startup_s,
+        "lead_in": lead_in,
         "search": search,
         "sent": {
             "records": sent.sent,
@@ -455,7 +461,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"every live measurement (`rtap_bench.traffic`: ~1% re-sends, ~0.5% truncated JSON, ~0.3% late) at "
         f"**{result['rate']:,.0f} events/s** ({origin}) from {result['started']}: {sent['records']:,} records, "
         f"the sender achieved {sent['achieved_rate']:,.0f} events/s and fell at most "
-        f"{sent['producer_max_behind_s']:.2f} s behind its schedule. Hour boundaries: {where}.",
+        f"{sent['producer_max_behind_s']:.2f} s behind its schedule. Hour boundaries: {where}."
+        f"{lead_in_sentence(result.get('lead_in'))}",
         "",
         "Per minute of the run: per-event freshness (commit time of the event's batch minus its event_time, over "
         "the events due in that minute), the batches that finished in it (`pipeline_batches.duration_ms`), the "

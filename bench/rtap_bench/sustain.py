@@ -47,6 +47,12 @@ LAG_GROWTH_LIMIT = 0.05
 FRESHNESS_P99_LIMIT_S = 3.0
 WARM_UP_RATE = 500.0
 WARM_UP_S = 2.0
+# After the warm-up, before any measured step: traffic whose freshness is reported but not judged. A JVM compiles
+# its hot code over the first few hundred batches: on a fresh `rtap up` at 1,000 events/s batches took 450-500 ms
+# for ~15 s and 280-330 ms after, so a first 20 s step measured the compilers (p99 1.2-1.7 s) and the same rate a
+# minute later the job (0.7-0.9 s). The cold start has its own benchmark (bench_startup). For how long:
+# rtap_bench.cli.LEAD_IN_S.
+LEAD_IN_RATE = 2_000.0
 
 _BATCHES = """
 SELECT toFloat64(finished_at), kafka_lag FROM {db}.pipeline_batches FINAL
@@ -191,13 +197,17 @@ def search_summary(search: RateSearch) -> dict[str, Any]:
     }
 
 
-def sustain(settings: Settings, rates: list[float], step_s: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
-    """``rtap up --no-generator`` on ``settings``: the fixed-rate steps, then the search; reconciled at the end."""
+def sustain(
+    settings: Settings, rates: list[float], step_s: float, max_steps: int, timeout_s: float, lead_in_s: float
+) -> dict[str, Any]:
+    """``rtap up --no-generator`` on ``settings``: the lead-in (``lead_in_s`` at :data:`LEAD_IN_RATE`, none for 0),
+    the fixed-rate steps, then the search; reconciled at the end."""
     launched = time.time()
     with running_stack(settings, timeout_s) as process:
         live = LiveJob(settings, process, timeout_s)
         live.offer(WARM_UP_RATE, WARM_UP_S)  # the job's start-up and first (compiling) batch, as for P's drains
         startup_s = time.time() - launched
+        lead_in = live.step(LEAD_IN_RATE, lead_in_s, "lead-in") if lead_in_s else None
         steps, search = search_steps(live, rates, step_s, max_steps)
         peak = tree_peak_rss_mb(process.pid)
     return {
@@ -205,6 +215,7 @@ def sustain(settings: Settings, rates: list[float], step_s: float, max_steps: in
         "stack": "rtap up --no-generator",
         "step_s": step_s,
         "startup_s": startup_s,
+        "lead_in": lead_in,
         "steps": steps,
         "records_total": sum(s.sent for s in live.sends),
         "peak_rss_mb": peak,  # the whole stack: rtap up's process, its Spark JVM and Python workers, its broker

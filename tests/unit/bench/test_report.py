@@ -83,6 +83,7 @@ def _result(k_error: str | None) -> dict[str, Any]:
         },
         "step_s": 20.0,
         "startup_s": 30.0,
+        "lead_in": _step("lead-in", 2_000.0, "held", 0.5, 1.6),
         "steps": [
             _step("fixed", 1_000.0, "held", 0.4, 0.8),
             _step("fixed", 10_000.0, "held", 0.7, 1.4),
@@ -102,6 +103,7 @@ def _result(k_error: str | None) -> dict[str, Any]:
         "job": "Kafka source -> foreachBatch recording event ids and times (rtap_bench.floor)",
         "step_s": 20.0,
         "startup_s": 25.0,
+        "lead_in": _floor_step(2_000.0, 0.3, 0.9),
         "steps": [
             _floor_step(1_000.0, 0.3, 0.6),
             _floor_step(10_000.0, 0.35, 0.5),
@@ -187,6 +189,26 @@ def test_markdown_reports_fixed_rate_freshness_the_search_and_the_time_split() -
     cycle = fixed / 1000 / (1 - 50_000 * per_record_us / 1e6)
     assert f"| 50,000 | {cycle:.2f} s | {2 * cycle:.2f} s | 2.50 s |" in text
     assert "The pinned chDB refuses `CREATE TABLE ... ENGINE = Kafka`: `Code: 49. Shutdown was called.`" in text
+
+
+def test_the_lead_ins_figures_are_reported_beside_the_steps_and_absent_from_older_runs() -> None:
+    text = markdown(_result(None))
+    # The job's and the floor's lead-in, each after its start-up (20 s at 2,000 events/s in these fixtures).
+    assert (
+        "Stack start-up (launch -> warm-up committed): 30 s. After the start-up and before anything measured, not "
+        "judged: a lead-in of 20 s at 2,000 events/s while the JVMs compile their hot code (freshness p50 0.50 s, "
+        "p99 1.60 s)" in text
+    )
+    assert (
+        "Floor start-up: 25 s. After the start-up and before anything measured, not judged: a lead-in of 20 s" in text
+    )
+    assert "(freshness p50 0.30 s, p99 0.90 s)" in text
+    assert "(freshness p50 0.30 s, p99 0.90 s)" in text
+    # Nothing judges the lead-in: no step row, no target reads it.
+    assert "| lead-in |" not in text
+    older = _result(None)
+    del older["P_sustained"]["lead_in"], older["P_floor"]["lead_in"]
+    assert "lead-in" not in markdown(older)
 
 
 def test_a_search_that_never_failed_says_the_ceiling_was_not_found() -> None:

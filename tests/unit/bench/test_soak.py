@@ -171,6 +171,7 @@ def _result(rate_from: str) -> dict[str, Any]:
         "started": "2026-12-03T12:58:30+00:00",
         "hour_boundaries": [{"at": "2026-12-03T13:00:00+00:00", "minute": 2}],
         "search": search if rate_from == "search" else None,
+        "lead_in": {"rate": 2_000.0, "records": 60_000, "freshness": {"p50_s": 0.6, "p99_s": 1.4}},
         "sent": {"records": 7_200_000, "valid": 7_000_000, "achieved_rate": 39_990.0, "producer_max_behind_s": 0.2},
         "minutes": minutes,
         "freshness": freshness_verdict(minutes),
@@ -191,7 +192,11 @@ def test_the_report_has_the_command_the_rate_the_minutes_and_the_verdicts() -> N
         "at **40,000 events/s** (80% of 50,000 events/s, the highest rate this run's search held (20 s steps: "
         "10,000 held (p99 0.90 s), 50,000 held (p99 2.50 s), 75,000 failed (p99 n/a)))" in text
     )
-    assert "Hour boundaries: 2026-12-03T13:00:00+00:00 in minute 2." in text
+    assert (
+        "Hour boundaries: 2026-12-03T13:00:00+00:00 in minute 2. After the start-up and before anything measured, "
+        "not judged: a lead-in of 30 s at 2,000 events/s while the JVMs compile their hot code (freshness p50 0.60 s, "
+        "p99 1.40 s)" in text
+    )
     assert "| 2 (hour) | 12:59:30 | 1,000 | 0.50 s | 1.00 s | 1.30 s | 0 | n/a | n/a | n/a | n/a | n/a |" in text
     assert "**passed** (worst minute 3: p99 1.20 s; last / second 1.20)" in text
     assert "2,100 -> 2,150 MiB (+2.4%): flat" in text
