@@ -12,9 +12,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from rtap.contract.formats import SourceReader, reader
 from rtap.contract.model import LEGACY_FORMAT, NATIVE_FORMAT
+from rtap.stream.spark import KAFKA_COLUMNS
 from rtap.stream.transforms import TopicPartition, classify, parse_records
 
-KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 # After every event time the tests use: a record moves its partition's mark at most a second past its timestamp.
 RECORD_TIME = datetime(2026, 11, 29, 13, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
@@ -62,7 +62,7 @@ def kafka_batch(
     for (partition, offset, payload), name in zip(records, topics, strict=True):
         value = payload if isinstance(payload, bytes) or payload is None else orjson.dumps(payload)
         rows.append((b"s1", value, name, partition, offset, RECORD_TIME))
-    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+    return spark.createDataFrame(rows, KAFKA_COLUMNS)
 
 
 def kafka_records(

@@ -254,11 +254,12 @@ def warm_up(
     rtap and its readers and compiles the formats' schemas) and has the JVM generate and compile the stage's
     code. Measured on ``rtap up --no-generator`` at 1,000 events/s: that first batch took 3.2 s instead of
     ~0.4 s, and the first minute's freshness p99 was 3.6 s against 0.7 s in the next; with three rounds here
-    (~3.9 s, while no record waits on them at a fresh start) it took 1.0 s and the first minute's p99 was 1.2 s.
-    The rest of that first batch is the Kafka consumers' start, which needs the real topic. The workers stay up
-    for the session (``spark.python.worker.reuse``), so the rounds pay once per JVM.
+    (~3.9 s before the query starts) it took 1.0 s and the first minute's p99 was 1.2 s, and the first rows after
+    ``rtap up`` came no later (``bench_startup``: 13.1 -> 12.7 s). The rest of that first batch is the Kafka
+    consumers' start, which needs the real topic. The workers stay up for the session
+    (``spark.python.worker.reuse``), so the rounds pay once per JVM.
     """
-    now = datetime.now(UTC).replace(microsecond=0)  # Kafka's timestamps have milliseconds
+    now = datetime.now(UTC).replace(microsecond=0)  # the stage casts to milliseconds, refusing to drop any digit
     rows = [
         (None, value, topic, 0, offset, now) for topic, values in samples.items() for offset, value in enumerate(values)
     ]

@@ -724,7 +724,7 @@ def freshness(step_rate: float) -> tuple[str, str]:
 
 
 # How the docs write a small count.
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+NUMBER_WORDS = dict(enumerate(("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"), 1))
 
 
 def sustained_runs() -> list[float]:
