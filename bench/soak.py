@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 from rtap_bench.cli import LEAD_IN_S
-from rtap_bench.soak import HOUR_MARGIN_S, SEARCH_SHARE, SoakPlan, markdown, parse_duration, run_soak
+from rtap_bench.soak import HOUR_MARGIN_S, SEARCH_SHARE, SoakPlan, keep_logs, markdown, parse_duration, run_soak
 
 from rtap.errors import RtapError
 from rtap.settings import Settings
@@ -92,11 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         lead_in_s=args.lead_in_seconds,
     )
     load_before = os.getloadavg()[0]
+    logs = args.out / f"{args.name}-failed-logs"
     try:
         with tempfile.TemporaryDirectory(prefix="rtap-soak-") as tmp:
-            result = run_soak(plan, Path(tmp))
-    except RtapError as exc:  # the stack or the sender failed: one line, and no result files
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            try:
+                result = run_soak(plan, Path(tmp))
+            except RtapError:
+                keep_logs(Path(tmp), logs)
+                raise
+    except RtapError as exc:  # the stack or the sender failed: one line and the stack's logs, no result files
+        print(f"error: {' '.join(str(exc).split())} (the stack's logs: {logs})", file=sys.stderr)
         return 1
     result.update(
         command=command.strip(),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -83,6 +84,24 @@ class SoakPlan:
     jars_dir: Path
     master: str | None  # Spark master; None: rtap's default (what `rtap up` runs)
     lead_in_s: float  # unjudged traffic at LEAD_IN_RATE after the warm-up (rtap_bench.sustain); 0: none
+
+
+# What a failed soak leaves behind before its private data directory goes: the stack's own log (the job, Spark,
+# the collector) and the broker's, relative to that directory.
+FAILURE_LOGS = ("logs/*.log", "kafka/kafka.log*")
+
+
+def keep_logs(data_dir: Path, to: Path) -> list[Path]:
+    """Copy the stack's logs (:data:`FAILURE_LOGS`) from ``data_dir`` into ``to``; the copies. Why: a soak that
+    fails after many minutes (a sender whose queue stayed full, a stack that exited) runs in a temporary directory,
+    and without its logs the cause is gone with it."""
+    kept = []
+    for pattern in FAILURE_LOGS:
+        for path in sorted(data_dir.glob(pattern)):
+            target = to / path.relative_to(data_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            kept.append(Path(shutil.copy2(path, target)))
+    return kept
 
 
 def parse_duration(text: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from rtap_bench.soak import (
     freshness_verdict,
     hour_boundaries,
     hour_margin,
+    keep_logs,
     markdown,
     minute_rows,
     parse_duration,
@@ -242,3 +244,21 @@ def test_a_search_that_held_nothing_is_reported_with_its_steps() -> None:
         "(20 s steps: 10,000 held (p99 0.90 s)," in text
     )
     assert text.rstrip().endswith("Soak: **FAILED**.")
+
+
+def test_a_failed_soak_keeps_the_stacks_and_the_brokers_logs(tmp_path: Path) -> None:
+    data = tmp_path / "rtap-soak-x"
+    for name in ("logs/rtap-up.log", "logs/collector.log", "kafka/kafka.log", "kafka/kafka.log.1"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(name)
+    (data / "kafka" / "data").mkdir()
+    (data / "kafka" / "data" / "00000000000000000000.log").write_text("records, not a log")
+    (data / "chdb").mkdir()
+    kept = keep_logs(data, tmp_path / "out" / "soak-failed-logs")
+    assert sorted(p.relative_to(tmp_path / "out" / "soak-failed-logs").as_posix() for p in kept) == [
+        "kafka/kafka.log",
+        "kafka/kafka.log.1",
+        "logs/collector.log",
+        "logs/rtap-up.log",
+    ]
+    assert all(p.read_text() == p.relative_to(p.parents[1]).as_posix() for p in kept)
