@@ -53,7 +53,7 @@ class BenchPlan:
     drain_timeout_s: float
     smoke: bool
     step_s: float  # each open-loop step of the live phase
-    lead_in_s: float  # the live phases' unjudged traffic before their first step (rtap_bench.sustain.LEAD_IN_S)
+    lead_in_s: float  # the live phases' unjudged traffic before their first step (rtap_bench.cli.LEAD_IN_S)
     rates: tuple[float, ...]  # the fixed-rate steps (per-event freshness figures), which seed the search
     max_steps: int  # search steps after the fixed rates
     batch_records: int  # micro-batch size of the drains, B3 and P alike
