@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pyarrow as pa
-
 from rtap.settings import KafkaSettings, StreamSettings
 from rtap.stream.sink import FINALS
 from rtap.warehouse import WarehouseClient
@@ -57,12 +55,12 @@ def fill_history(client: WarehouseClient, *, end: datetime, minutes: int, rate: 
             "browser_topic": kafka.browser_topic,
         }
         client.command(_FILL, parameters=parameters)
-    touched = pa.table(
-        {"event_time": pa.array([start + timedelta(minutes=m) for m in range(minutes)], pa.timestamp("ms", "UTC"))}
-    )
-    threshold = {"threshold": int(StreamSettings().bot_clicks_per_minute)}
+    parameters = {
+        "minutes": [start + timedelta(minutes=m) for m in range(minutes)],
+        "threshold": int(StreamSettings().bot_clicks_per_minute),
+    }
     for sql in FINALS.values():
-        client.command(sql, inputs={"rows": touched}, parameters=threshold)
+        client.command(sql, parameters=parameters)
     # The merges an hour of batches leaves behind have run by the hour's end; after a fill in one go they would
     # still be running, on the cores the measurement uses, so they run now.
     for (table,) in client.query_rows(

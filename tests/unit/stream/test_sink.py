@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pytest
 from rtap.errors import RtapError
 from rtap.settings import Settings
 from rtap.stream.kafka import PartitionLag
-from rtap.stream.sink import WarehouseSink
+from rtap.stream.sink import FINALS_MINUTES, WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 from tests.support.records import TOPIC, classify_records, event
@@ -268,3 +268,23 @@ def test_a_half_written_block_across_midnight_is_exact(warehouse, retried: int) 
         ]
     assert scalar(warehouse, "SELECT events FROM {db}.sessions FINAL WHERE session_id = 'midnight'") == 7
     assert scalar(warehouse, "SELECT count() FROM {db}.events FINAL WHERE session_id = 'midnight'") == 7
+
+
+def test_a_batch_spanning_more_minutes_than_one_statement_takes_rewrites_every_window(warehouse) -> None:
+    """The final rows of the touched windows are rewritten FINALS_MINUTES minutes a statement (a server takes the
+    minutes in a URL): a batch of a backlog whose events span more minutes rewrites every one of them."""
+    minutes = FINALS_MINUTES + 500
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    records = [
+        (6, i, event(60_000 + i, (start + timedelta(minutes=i)).isoformat(), session_id="backlog"))
+        for i in range(minutes)
+    ]
+    sink = WarehouseSink(warehouse, Settings().stream, "backlog", RecordingPublisher(), lambda o: {}, topic=TOPIC)
+    run_batch(sink, 0, records)
+    where = "window_start >= toDateTime('2025-03-01 00:00:00', 'UTC') AND window_start < '2025-04-01'"
+    assert warehouse.query_rows(f"SELECT count(), sum(views) FROM {{db}}.page_views_1m FINAL WHERE {where}") == [
+        (minutes, minutes)
+    ]
+    assert warehouse.query_rows(f"SELECT count(), sum(events) FROM {{db}}.events_1m FINAL WHERE {where}") == [
+        (minutes, minutes)
+    ]
