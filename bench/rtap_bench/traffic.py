@@ -30,6 +30,8 @@ accepted into ``events`` (duplicates, late events and dead letters are not in it
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import math
 import random
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -69,17 +71,22 @@ TYPES = ["page_view"] * 60 + ["product_view"] * 25 + ["add_to_cart"] * 8 + ["che
 _ID_MARK = "00000000-0000-4000-8000-000000000000"  # placeholders split out of each template
 _TIME_MARK = "1970-01-01T00:00:00.000Z"
 
+# Each event's freshness in whole milliseconds (both times are milliseconds), counted per value: the answer and the
+# query's memory are bounded by the distinct values (thousands), not by the window's events. An exact quantile
+# over the events themselves needed more than the reader's 256 MiB for a 10-minute step at 54,000 events/s (32M
+# events); the quantiles come from the counts, exactly (exact_quantile).
 _STEP_FRESHNESS = """
-SELECT count(), quantilesExactInclusive(0.5, 0.99)(f), max(f), max(stored)
+SELECT f, count(), max(stored)
 FROM (
-    SELECT (toUnixTimestamp64Milli(b.finished_at) - toUnixTimestamp64Milli(e.event_time)) / 1000 AS f,
-           toUnixTimestamp64Milli(b.finished_at) / 1000 AS stored
+    SELECT toUnixTimestamp64Milli(b.finished_at) - toUnixTimestamp64Milli(e.event_time) AS f,
+           toUnixTimestamp64Milli(b.finished_at) AS stored
     FROM {db}.events AS e
     INNER JOIN (SELECT batch_id, finished_at FROM {db}.pipeline_batches FINAL WHERE query_id = {q:String}) AS b
         ON e.batch_id = b.batch_id
     WHERE e.event_time >= fromUnixTimestamp64Milli({since:Int64})
       AND e.event_time < fromUnixTimestamp64Milli({until:Int64}) AND e.user_id LIKE {run:String}
 )
+GROUP BY f ORDER BY f
 """
 _QUERY_ID = "SELECT argMax(query_id, finished_at) FROM {db}.pipeline_batches FINAL"
 
@@ -377,10 +384,28 @@ def window_freshness(client: WarehouseClient, run: str, since: float, until: flo
     ``last_stored``: when the last of them became queryable."""
     query_id = client.query_rows(_QUERY_ID)[0][0]
     parameters = {"q": query_id, "since": int(since * 1000), "until": int(until * 1000), "run": f"{run}-%"}
-    n, (p50, p99), worst, last = client.query_rows(_STEP_FRESHNESS, parameters=parameters)[0]
-    if not n:
+    rows = client.query_rows(_STEP_FRESHNESS, parameters=parameters)
+    if not rows:
         return {"events": 0, "p50_s": None, "p99_s": None, "max_s": None, "last_stored": None}
-    return {"events": int(n), "p50_s": p50, "p99_s": p99, "max_s": worst, "last_stored": last}
+    values, counts = [int(r[0]) for r in rows], [int(r[1]) for r in rows]
+    return {
+        "events": sum(counts),
+        "p50_s": exact_quantile(values, counts, 0.5) / 1000,
+        "p99_s": exact_quantile(values, counts, 0.99) / 1000,
+        "max_s": values[-1] / 1000,
+        "last_stored": max(int(r[2]) for r in rows) / 1000,
+    }
+
+
+def exact_quantile(values: Sequence[int], counts: Sequence[int], q: float) -> float:
+    """The ``q`` quantile of ``values`` (ascending, distinct) each repeated ``counts`` times, linear between the
+    closest ranks: numpy's default and ClickHouse's ``quantileExactInclusive``."""
+    ends = list(itertools.accumulate(counts))  # ends[i]: the sorted position just after values[i]'s copies
+    rank = (ends[-1] - 1) * q
+    low = math.floor(rank)
+    below = values[bisect.bisect_right(ends, low)]
+    above = values[bisect.bisect_right(ends, min(low + 1, ends[-1] - 1))]
+    return below + (rank - low) * (above - below)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,10 +14,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from rtap_bench.traffic import LATE_BY_S, LATE_MARGIN_S, Sent, Traffic, freshness, minute_ends, offer
+from hypothesis import given
+from hypothesis import strategies as st
+from rtap_bench.traffic import (
+    LATE_BY_S,
+    LATE_MARGIN_S,
+    Sent,
+    Traffic,
+    exact_quantile,
+    freshness,
+    minute_ends,
+    offer,
+)
 
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.settings import Settings
@@ -197,3 +209,15 @@ def test_freshness_is_the_commit_time_of_each_events_batch_minus_its_event_time(
     assert fresh["max_s"] == pytest.approx(2.5)
     assert fresh["stored_after_end_s"] == pytest.approx(2.0)
     assert freshness(warehouse, "nobody", _sent(START, START + 1.0))["events"] == 0
+
+
+@given(
+    st.lists(st.integers(min_value=-5_000, max_value=60_000), min_size=1, max_size=300),
+    st.sampled_from([0.0, 0.01, 0.5, 0.99, 1.0]),
+)
+def test_a_quantile_from_counted_values_is_the_quantile_of_the_values(values: list[int], q: float) -> None:
+    """Freshness is read as counts per millisecond value (bounded memory); its quantiles must be those of the
+    values themselves, linear between the closest ranks as numpy's default."""
+    distinct = sorted(set(values))
+    counts = [values.count(v) for v in distinct]
+    assert exact_quantile(distinct, counts, q) == pytest.approx(float(np.quantile(values, q)))
