@@ -6,8 +6,8 @@ The rows are synthetic but shaped like the generator's traffic where a panel's c
 types (3% purchases), 50,000 users each with a session per half hour, 500 pages, 300 products, 250 addresses,
 ids spread over the whole UUID space, and one event in a thousand from the collector's topic. One INSERT per
 minute; then the windows' final rows are written from their states, as the stream job's sink writes them
-(rtap.stream.sink.FINALS), and every table is merged (OPTIMIZE ... FINAL), as background merges leave it by the end
-of an hour.
+(rtap.stream.sink.rewrite_final_rows), and every table is merged (OPTIMIZE ... FINAL), as background merges
+leave it by the end of an hour.
 ``pipeline_batches``, ``dead_letters`` and ``late_events`` stay empty: their panels read a row per batch or per
 rejected record, not per event.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from rtap.settings import KafkaSettings, StreamSettings
-from rtap.stream.sink import FINALS
+from rtap.stream.sink import rewrite_final_rows
 from rtap.warehouse import WarehouseClient
 
 _FILL = """
@@ -55,12 +55,8 @@ def fill_history(client: WarehouseClient, *, end: datetime, minutes: int, rate: 
             "browser_topic": kafka.browser_topic,
         }
         client.command(_FILL, parameters=parameters)
-    parameters = {
-        "minutes": [start + timedelta(minutes=m) for m in range(minutes)],
-        "threshold": int(StreamSettings().bot_clicks_per_minute),
-    }
-    for sql in FINALS.values():
-        client.command(sql, parameters=parameters)
+    touched = [start + timedelta(minutes=m) for m in range(minutes)]
+    rewrite_final_rows(client, touched, int(StreamSettings().bot_clicks_per_minute))
     # The merges an hour of batches leaves behind have run by the hour's end; after a fill in one go they would
     # still be running, on the cores the measurement uses, so they run now.
     for (table,) in client.query_rows(

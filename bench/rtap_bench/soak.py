@@ -40,7 +40,6 @@ from rtap_bench.procfs import cpu_jiffies, rss_mb, steal_share, tree_peak_rss_mb
 from rtap_bench.report import lead_in_sentence
 from rtap_bench.stack import running_stack, stack_settings
 from rtap_bench.sustain import (
-    LEAD_IN_RATE,
     WARM_UP_RATE,
     WARM_UP_S,
     LiveJob,
@@ -281,7 +280,7 @@ def run_soak(plan: SoakPlan, data_dir: Path) -> dict[str, Any]:
         live = LiveJob(settings, process, plan.timeout_s)
         live.offer(WARM_UP_RATE, WARM_UP_S)
         startup_s = time.time() - launched
-        lead_in = live.step(LEAD_IN_RATE, plan.lead_in_s, "lead-in") if plan.lead_in_s else None
+        lead_in = live.lead_in(plan.lead_in_s)
         if plan.rate is None:
             steps, found = search_steps(live, list(plan.search_rates), plan.step_s, plan.search_steps)
             search = {**search_summary(found), "step_s": plan.step_s, "steps": steps}

@@ -140,6 +140,10 @@ class LiveJob:
         self.sent(sent)
         return sent, run
 
+    def lead_in(self, seconds: float) -> dict[str, Any] | None:
+        """The lead-in: :data:`LEAD_IN_RATE` for ``seconds``, measured as a step and judged by nothing; None for 0."""
+        return self.step(LEAD_IN_RATE, seconds, "lead-in") if seconds else None
+
     def step(self, rate: float, seconds: float, kind: str) -> dict[str, Any]:
         """Offer ``rate`` for ``seconds`` and measure the step (module docstring)."""
         from rtap.warehouse import create_client
@@ -207,7 +211,7 @@ def sustain(
         live = LiveJob(settings, process, timeout_s)
         live.offer(WARM_UP_RATE, WARM_UP_S)  # the job's start-up and first (compiling) batch, as for P's drains
         startup_s = time.time() - launched
-        lead_in = live.step(LEAD_IN_RATE, lead_in_s, "lead-in") if lead_in_s else None
+        lead_in = live.lead_in(lead_in_s)
         steps, search = search_steps(live, rates, step_s, max_steps)
         peak = tree_peak_rss_mb(process.pid)
     return {

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -288,6 +288,16 @@ def touched_minutes(times: pa.ChunkedArray | pa.Array) -> set[datetime]:
     return set(pc.unique(pc.floor_temporal(times, unit="minute")).to_pylist())
 
 
+def rewrite_final_rows(client: WarehouseClient, minutes: Iterable[datetime], bot_threshold: int) -> None:
+    """Rewrite the final rows of the windows of ``minutes`` from their merged states (:data:`FINALS`),
+    :data:`FINALS_MINUTES` minutes a statement."""
+    ordered = sorted(minutes)
+    for start in range(0, len(ordered), FINALS_MINUTES):
+        parameters = {"minutes": ordered[start : start + FINALS_MINUTES], "threshold": bot_threshold}
+        for sql in FINALS.values():
+            client.command(sql, parameters=parameters)
+
+
 KafkaRecord = tuple[str, int, int]  # topic, partition, offset
 _RECORD_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset")
 
@@ -474,12 +484,8 @@ class WarehouseSink:
         resent = self._resend(stored_blocks)
         self._insert(INSERT_EVENTS, new_events, "events", settings=_EVENTS_SETTINGS)
         if accepted.num_rows:
-            minutes = sorted(touched_minutes(accepted["event_time"]) | resent)
-            threshold = int(self._settings.bot_clicks_per_minute)
-            for start in range(0, len(minutes), FINALS_MINUTES):
-                parameters = {"minutes": minutes[start : start + FINALS_MINUTES], "threshold": threshold}
-                for sql in FINALS.values():
-                    self._client.command(sql, parameters=parameters)
+            minutes = touched_minutes(accepted["event_time"]) | resent
+            rewrite_final_rows(self._client, minutes, int(self._settings.bot_clicks_per_minute))
 
         valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
         high_water = _merged_high_water(high_water, valid)

@@ -21,7 +21,7 @@ import pytest
 from rtap.dashboard.api import run_panel
 from rtap.dashboard.definition import load_definition, setting_parameters
 from rtap.settings import KafkaSettings, Settings
-from rtap.stream.sink import FINALS, touched_minutes
+from rtap.stream.sink import rewrite_final_rows, touched_minutes
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 from tests.support.seed import UTC_MS, insert_events, minute_floor, purchase
@@ -57,9 +57,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
         insert_events(writer, browser[1::2] + others)
         insert_events(writer, [again])
         # The windows' final rows, as the sink writes them after each batch.
-        minutes = sorted(touched_minutes(pa.array([row["event_time"] for row in browser + others], UTC_MS)))
-        for sql in FINALS.values():
-            writer.command(sql, parameters={"minutes": minutes, "threshold": 1000})
+        minutes = touched_minutes(pa.array([row["event_time"] for row in browser + others], UTC_MS))
+        rewrite_final_rows(writer, minutes, 1000)
         with create_client(settings, readonly=True) as reader:
             yield settings, reader, now
 
