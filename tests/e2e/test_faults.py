@@ -71,12 +71,18 @@ def client_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     handler.close()
 
 
+def _logged_at(line: str) -> float:
+    """A client log line's time (the handler's format); a line without one (a message's continuation): 0."""
+    stamp = line.split(" ", 1)[0]
+    return float(stamp) if stamp.replace(".", "", 1).isdigit() else 0.0
+
+
 def restart_story(client_log: Path, broker: LocalKafka, since: float) -> str:
     """The client's and the broker's lines about connections, leaders and producer ids from ``since`` on."""
     client = [
         line
         for line in client_log.read_text(errors="replace").splitlines()
-        if float(line.split(" ", 1)[0]) >= since
+        if _logged_at(line) >= since
         and any(f" {tag} " in line for tag in CLIENT_STORY)
         and not any(noise in line for noise in CLIENT_NOISE)
     ]
