@@ -158,6 +158,11 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
             return None
 
         session = spark.result()
+        # Asked of the JVM now, before the job runs under its supervisor: once the job is announced the JVM may die
+        # at any moment (killed, out of memory), and the supervisor reports and restarts that; a py4j call on this
+        # thread after it would end `rtap up` with the traceback instead (seen: the JVM killed -9 right after the
+        # job's line, under load, in test_faults_jvm).
+        spark_ui = session.sparkContext.uiWebUrl
         job = StreamJob(settings, client, spark=session)
         stream = _background("stream", job.run, job.stop)
         components = [stream]
@@ -174,7 +179,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
             stack.callback(_join, producer)
             console.done(f"Generator producing {rate:g} events/s to {settings.kafka.topic}")
 
-        _where_to_look(console, dashboard.url, collector.url, session.sparkContext.uiWebUrl)
+        _where_to_look(console, dashboard.url, collector.url, spark_ui)
         stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
         _supervise(components, [brokers_failure, collector_failure], stopping)
         console.line("stopping: the generator, the stream job, the collector, the dashboard, the broker…")
