@@ -348,10 +348,16 @@ class KafkaSettings(BaseSettings):
 
         AWS_MSK_IAM is librdkafka's OAUTHBEARER with a token callback that signs with the environment's AWS
         credentials (:mod:`rtap.msk_iam`, the optional ``rtap[msk]`` package).
+
+        TCP_NODELAY on every broker socket (``socket.nagle.disable``), as Kafka's Java client always sets it:
+        librdkafka leaves Nagle's algorithm on by default, and then a produce request written while the previous
+        one is unacknowledged waits for the broker's (delayed) TCP ACK, up to ~40 ms on Linux. The producer's
+        own batching is ``linger.ms``; the kernel's adds only latency (the collector's p99, ``bench/README.md``).
         """
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            "socket.nagle.disable": True,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
             config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_endpoint_identification else "none"

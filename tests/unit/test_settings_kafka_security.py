@@ -29,6 +29,8 @@ from tests.support.tls import Certificates, encrypt_key, make_certificates
 MSK_BROKERS = (
     "b-1.clicks.ab12cd.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.clicks.ab12cd.c2.kafka.eu-west-1.amazonaws.com:9098"
 )
+# Every librdkafka client of rtap, whatever its security: TCP_NODELAY, as Kafka's Java client (client_config).
+NO_DELAY = {"socket.nagle.disable": True}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,11 @@ def _build_every_client(config: dict[str, Any]) -> None:
 
 def test_plaintext_is_the_default_and_adds_nothing() -> None:
     kafka = _kafka()
-    assert kafka.client_config() == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
+    assert kafka.client_config() == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "security.protocol": "PLAINTEXT",
+        **NO_DELAY,
+    }
     assert kafka.java_client_config() == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
 
 
@@ -87,6 +93,7 @@ def test_scram_over_tls_for_librdkafka(certificates: Certificates) -> None:
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "rtap",
         "sasl.password": 'pa"ss\\word',
+        **NO_DELAY,
     }
     _build_every_client(config)
 
@@ -159,6 +166,7 @@ def test_msk_iam_signs_oauthbearer_tokens_for_librdkafka(monkeypatch: pytest.Mon
         "security.protocol": "SASL_SSL",
         "ssl.endpoint.identification.algorithm": "https",
         "sasl.mechanism": "OAUTHBEARER",
+        **NO_DELAY,
     }
     url = urlparse(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
     query = parse_qs(url.query)
@@ -290,8 +298,12 @@ def test_secrets_stay_out_of_reprs_and_every_java_secret_is_redacted_by_spark(ce
 
 def test_the_local_broker_view_drops_every_security_setting(certificates: Certificates) -> None:
     plain = _mutual_tls(certificates).plaintext_at("127.0.0.1:19092")
-    assert plain.client_config() == {"bootstrap.servers": "127.0.0.1:19092", "security.protocol": "PLAINTEXT"}
-    assert plain.java_client_config() == plain.client_config()
+    assert plain.client_config() == {
+        "bootstrap.servers": "127.0.0.1:19092",
+        "security.protocol": "PLAINTEXT",
+        **NO_DELAY,
+    }
+    assert plain.java_client_config() == {"bootstrap.servers": "127.0.0.1:19092", "security.protocol": "PLAINTEXT"}
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, certificates: Certificates) -> None:

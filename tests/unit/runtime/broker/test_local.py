@@ -96,4 +96,5 @@ def test_clients_of_the_local_broker_use_its_listener_in_plaintext(tmp_path: Pat
     assert broker.kafka_settings().client_config() == {
         "bootstrap.servers": "127.0.0.1:19092",
         "security.protocol": "PLAINTEXT",
+        "socket.nagle.disable": True,
     }
