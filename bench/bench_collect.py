@@ -15,10 +15,10 @@ All four again with each further count of ``--workers`` (``RTAP_COLLECT_WORKERS`
 ``E1 x2`` and so on: what a second process on the one socket adds, against one in the same run (``B25 x2/B25``).
 
 A closed loop's rate is its connections over the latency (Little's law), and a request here waits for Kafka's
-acknowledgement after the producer's linger (5 ms): 32 connections cannot ask for 6,000 requests/s, however fast the
-server. So each measurement runs at several connection counts, and its **operating point** is the highest rate
-whose p99 latency met the target (25 ms); where none did, the lowest p99. The targets are read at the operating
-points, and E1/N1 and B25/N25 at the same connections.
+acknowledgement after the producer's linger (``RTAP_COLLECT_LINGER_MS``): a closed loop cannot ask for more than
+its connections over that wait, however fast the server. So each measurement runs at several connection counts,
+and its **operating point** is the highest rate whose p99 latency met the target (25 ms); where none did, the
+lowest p99. The targets are read at the operating points, and E1/N1 and B25/N25 at the same connections.
 
 Every event has its own id (wrk's Lua script numbers them). After each Kafka measurement the topic's log-end
 offsets must have grown by the events of the requests answered 200 (wrk counts the non-2xx answers), plus at
