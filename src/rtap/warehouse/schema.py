@@ -73,6 +73,10 @@ RETENTION: Mapping[str, tuple[str, str]] = {
     "event_ids": ("ingested_at", "retention_events_days"),
     # The write-ahead record of events' blocks (migration 0012) lives as long as the blocks it describes.
     "event_blocks": ("written_at", "retention_events_days"),
+    # A row per session, and per active user and client address a minute, summarising their events (migration
+    # 0014): kept as long as the events are.
+    "sessions": ("ingested_at", "retention_events_days"),
+    "activity_1m_state": ("ingested_at", "retention_events_days"),
     "late_events": ("ingested_at", "retention_late_events_days"),
     "dead_letters": ("received_at", "retention_dead_letters_days"),
     "pipeline_batches": ("started_at", "retention_pipeline_batches_days"),

@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,49 @@ def _ttl(client: WarehouseClient, table: str) -> str | None:
 def test_migrate_sets_every_tables_ttl_from_the_settings(client: WarehouseClient) -> None:
     assert _ttl(client, "events") == "toDateTime(ingested_at) + toIntervalDay(7)"
     assert _ttl(client, "event_ids") == "toDateTime(ingested_at) + toIntervalDay(7)"  # follows events
+    assert _ttl(client, "sessions") == "toDateTime(ingested_at) + toIntervalDay(7)"  # follows events
+    assert _ttl(client, "activity_1m_state") == "toDateTime(ingested_at) + toIntervalDay(7)"  # follows events
     assert _ttl(client, "late_events") is None  # 0: kept forever
     assert _ttl(client, "dead_letters") == "toDateTime(received_at) + toIntervalDay(45)"
     assert _ttl(client, "pipeline_batches") == "toDateTime(started_at) + toIntervalDay(90)"  # the default
+
+
+_SESSION_EVENTS = """
+INSERT INTO {db}.events
+    (event_id, event_type, event_time, user_id, session_id, page_url, ip_address, ingested_at)
+SELECT generateUUIDv4(number), 'page_view', {event_time:DateTime64(3, 'UTC')}, {session:String}, {session:String},
+       '/', {session:String}, {ingested_at:DateTime64(3, 'UTC')} + toIntervalSecond(number)
+FROM numbers({events:UInt32})
+"""
+
+
+def test_per_entity_rows_expire_with_their_events_counted_from_ingestion(client: WarehouseClient) -> None:
+    """sessions and activity_1m_state (migration 0014) keep the newest ingestion time of each row's events and
+    expire with events' retention (7 days here): the rows of events ingested ten days ago are gone, as the events
+    are; those of events ten days old but ingested now (a replay, a backfill) stay, as the events do. (Here the
+    session, the user and the address share one name.)"""
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = now - timedelta(days=10)
+    for session, ingested_at in (("ingested-long-ago", old), ("replayed-now", now)):
+        parameters = {"event_time": old, "session": session, "ingested_at": ingested_at, "events": 3}
+        client.command(_SESSION_EVENTS, parameters=parameters)
+    for table in ("sessions", "activity_1m_state", "events"):
+        client.command(f"OPTIMIZE TABLE {{db}}.{table} FINAL")
+
+    sessions = client.query_rows("SELECT session_id, events, ingested_at FROM {db}.sessions FINAL")
+    events = client.query_rows("SELECT session_id, count() FROM {db}.events FINAL GROUP BY session_id")
+    assert [(str(s), int(n), t.replace(tzinfo=UTC)) for s, n, t in sessions] == [
+        ("replayed-now", 3, now + timedelta(seconds=2))
+    ]
+    assert [(str(s), int(n)) for s, n in events] == [("replayed-now", 3)]
+    activity = client.query_rows(
+        "SELECT actor_kind, actor, sum(clicks), max(ingested_at) FROM {db}.activity_1m_state "
+        "GROUP BY actor_kind, actor ORDER BY actor_kind"
+    )
+    assert [(str(k), str(a), int(n), t.replace(tzinfo=UTC)) for k, a, n, t in activity] == [
+        ("ip", "replayed-now", 3, now + timedelta(seconds=2)),
+        ("user", "replayed-now", 3, now + timedelta(seconds=2)),
+    ]
 
 
 def test_a_ttl_that_matches_is_left_alone(client: WarehouseClient) -> None:
