@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from rtap_bench.parsed import parsed_records
 from rtap_bench.results import run_facts, write_results
 from rtap_bench.traffic import Traffic
 
 from rtap.settings import Settings
 from rtap.stream.sink import WarehouseSink, _with_lineage
-from rtap.stream.spark import _readers
-from rtap.stream.transforms import _in_kafka_order, parse_records
+from rtap.stream.transforms import _in_kafka_order
 
 # Two tasks reading six partitions: the runs in which Spark hands a batch back.
 TASK_ORDER = (0, 2, 4, 1, 3, 5)
@@ -52,25 +52,9 @@ TASK_ORDER = (0, 2, 4, 1, 3, 5)
 def parsed_batch(records: int, settings: Settings) -> pa.Table:
     """``records`` of the live benchmarks' traffic on the contract-v1 topic, parsed as the job's workers parse them,
     one run per partition in :data:`TASK_ORDER`."""
-    traffic = Traffic(records, "driver", 1)
-    now = time.time()
-    keys, values = zip(*(traffic.payload(i, now) for i in range(records)), strict=True)
     per_run = -(-records // len(TASK_ORDER))
-    kafka = pa.record_batch(
-        {
-            "key": pa.array(keys, pa.binary()),
-            "value": pa.array(values, pa.binary()),
-            "topic": pa.array([settings.kafka.topic] * records),
-            "partition": pa.array(np.repeat(TASK_ORDER, per_run)[:records], pa.int32()),
-            "offset": pa.array(np.arange(records), pa.int64()),
-            "timestamp": pa.array(np.full(records, int(now * 1000)), pa.timestamp("ms", tz="UTC")),
-        }
-    )
-    stream = settings.stream
-    readers = _readers(
-        tuple(sorted(settings.kafka.input_topics.items())), stream.max_record_bytes, stream.max_future_skew_s
-    )
-    return pa.Table.from_batches([parse_records(kafka, readers, max_raw_bytes=stream.max_record_bytes)])
+    partitions = np.repeat(TASK_ORDER, per_run)[:records]
+    return parsed_records(settings, Traffic(records, "driver", 1), 0, partitions, now=time.time())
 
 
 def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table, pa.Table]:

@@ -110,7 +110,12 @@ RESEND_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_INS
 # An events block is one insert block whatever its size, so a re-sent block carries the very rows its token
 # named the first time (ClickHouse would otherwise cut an insert into blocks of about a million rows).
 _ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
-_EVENTS_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, **_ONE_BLOCK}
+# optimize_on_insert off: ClickHouse would merge each block into itself before writing it (collapse the rows a
+# ReplacingMergeTree or AggregatingMergeTree key repeats), in events and in each view's table, and in every block
+# rtap inserts there the key is already unique: classify leaves one record per event_id, and each view groups by
+# its own key. The pass found nothing and cost a fifth of a 36,000-record events insert on chDB
+# (bench/results/sink.md); reads never relied on it (FINAL, or the states' merge functions).
+_EVENTS_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "optimize_on_insert": 0, **_ONE_BLOCK}
 # The batch's late records and dead letters, less those an earlier attempt stored (by each table's key), in one
 # statement each: the insert's own SELECT reads the table as it was before it. At 1,000 events/s most batches
 # hold one or two of each; a read before each insert cost ~4 ms on chDB and the filter about as much, so this
