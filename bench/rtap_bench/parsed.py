@@ -21,7 +21,7 @@ def parsed_records(
     rate: float | None = None,
 ) -> pa.Table:
     """Records ``first`` .. ``first + len(partitions) - 1`` of ``traffic`` on the contract-v1 topic, in the given
-    partitions (offsets counted per partition from ``first``), appended at ``now``, parsed.
+    partitions (the offset of record ``n`` is ``n``: increasing within every partition), appended at ``now``, parsed.
 
     Each was sent at ``now``, or with ``rate`` (events/s) the last of them at ``now`` and the others before it.
     """
