@@ -40,7 +40,7 @@ from rtap.stream.gaps import check_retention, log_start_offsets, resume_position
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
 from rtap.stream.sink import BatchStats, WarehouseSink
-from rtap.stream.spark import build_session, forget_jvm, jvm_exit_code, parse_batch, warm_up
+from rtap.stream.spark import ParseStage, build_session, forget_jvm, jvm_exit_code, warm_up
 from rtap.stream.transforms import classify
 from rtap.warehouse import WarehouseClient
 
@@ -171,27 +171,21 @@ class StreamJob:
             reader = reader.option(f"kafka.{key}", value)
         return reader.load()
 
-    def _process(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
+    def _process(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
         with self._one_batch_at_a_time:
             try:
-                self._process_batch(sink, batch, batch_id)
+                self._process_batch(sink, parse, batch, batch_id)
             except Exception as error:
                 metrics.STREAM.batch_failed(error)
                 self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
                 raise
 
-    def _process_batch(self, sink: WarehouseSink, batch: DataFrame, batch_id: int) -> None:
+    def _process_batch(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         high_water = sink.high_water(batch_id)
-        stream = self._settings.stream
-        parsed = parse_batch(
-            batch,
-            formats=self._settings.kafka.input_topics,
-            max_record_bytes=stream.max_record_bytes,
-            max_future_skew_s=stream.max_future_skew_s,
-        )
-        classified = classify(parsed, high_water=high_water, watermark_delay_s=stream.watermark_delay_s)
+        parsed = parse(batch)
+        classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
         spark_ms = (time.perf_counter() - clock) * 1000
         stats = sink.write(batch_id, classified, started, high_water)
         self.last_batch = stats
@@ -203,7 +197,7 @@ class StreamJob:
             stats.duration_ms, spark_ms, stats.duration_ms - spark_ms, stats.kafka_lag,
         )  # fmt: skip
 
-    def _start(self, spark: SparkSession, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
+    def _start(self, spark: SparkSession, parse: ParseStage, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
         # Before every start, restarts included: Spark's own data-loss failure ends up here too.
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
@@ -220,7 +214,7 @@ class StreamJob:
         return (
             self._kafka_source(spark, start)
             .writeStream.queryName("rtap-stream")
-            .foreachBatch(lambda batch, batch_id: self._process(sink, batch, batch_id))
+            .foreachBatch(lambda batch, batch_id: self._process(sink, parse, batch, batch_id))
             .option("checkpointLocation", str(self.checkpoint))
             .trigger(processingTime=f"{stream.trigger_interval_s} seconds")
             .start()
@@ -231,7 +225,7 @@ class StreamJob:
         # Also before Spark's start-up, so that refusing to skip deleted records takes seconds, not a JVM start.
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         self.state.write(self.state_path)
-        spark = self._warmed_up(self._spark or build_session(self._settings))
+        spark, parse = self._warmed_up(self._spark or build_session(self._settings))
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
         failures = FailuresInARow(self._settings.stream.max_consecutive_failures)
         try:
@@ -240,7 +234,7 @@ class StreamJob:
                 self._batch_error = None
                 jvm_died = False
                 try:
-                    self._query = self._start(spark, dead_letters)
+                    self._query = self._start(spark, parse, dead_letters)
                     error = self._await(self._query)
                     reason = "" if error is None else f"batch failed ({self._batch_error or python_error_line(error)})"
                 # A dead JVM shows as py4j's network error, as a refused connection (py4j's next call opens a new
@@ -267,7 +261,7 @@ class StreamJob:
                     return
                 metrics.STREAM.job_restarted("jvm" if jvm_died else None)
                 if jvm_died:
-                    spark = self._warmed_up(build_session(self._settings))
+                    spark, parse = self._warmed_up(build_session(self._settings))
                     log.info("Spark's JVM started again (restart %d of this job)", self.state.restarts)
         finally:
             # Nothing left to stop when the JVM is gone (py4j refuses the connection, or fails the call).
@@ -276,18 +270,18 @@ class StreamJob:
                     self._query.stop()
             dead_letters.close()
 
-    def _warmed_up(self, spark: SparkSession) -> SparkSession:
-        """``spark`` after :func:`warm_up`; a warm-up that fails is the first batch's failure, said in one line."""
+    def _warmed_up(self, spark: SparkSession) -> tuple[SparkSession, ParseStage]:
+        """``spark`` and its parse stage after :func:`warm_up`; a warm-up that fails is the first batch's failure,
+        said in one line."""
         stream = self._settings.stream
         try:
-            seconds = warm_up(
+            parse = ParseStage(
                 spark,
-                warm_up_samples(self._settings, datetime.now(UTC)),
                 formats=self._settings.kafka.input_topics,
                 max_record_bytes=stream.max_record_bytes,
                 max_future_skew_s=stream.max_future_skew_s,
-                rounds=WARM_UP_ROUNDS,
             )
+            seconds = warm_up(spark, parse, warm_up_samples(self._settings, datetime.now(UTC)), rounds=WARM_UP_ROUNDS)
         except (Py4JJavaError, PySparkException) as error:  # a Python worker that cannot start or parse
             reason = python_error_line(error)
             raise PipelineError(f"Spark's parse stage failed before the first batch: {reason}") from error
@@ -295,7 +289,7 @@ class StreamJob:
             "parse stage warmed up in %d ms (Python workers started, code compiled; rounds of %d records: %s ms)",
             sum(seconds) * 1000, WARM_UP_RECORDS, ", ".join(f"{s * 1000:.0f}" for s in seconds),
         )  # fmt: skip
-        return spark
+        return spark, parse
 
     def _await(self, query: StreamingQuery) -> BaseException | None:
         """Wait until the query ends or a stop is requested; the query's failure, if it failed."""

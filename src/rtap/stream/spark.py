@@ -1,5 +1,5 @@
 """The Spark side of the stream job: its SparkSession (local by default, any cluster through ``--master``)
-and the one Spark stage of every micro-batch, :func:`parse_batch` (and :func:`warm_up`, which runs it before the
+and the one Spark stage of every micro-batch, :class:`ParseStage` (and :func:`warm_up`, which runs it before the
 first micro-batch).
 
 Why the stage hands Arrow IPC streams back rather than typed columns: a ``mapInArrow`` result that Spark
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.functions import pandas_udf
+from pyspark.util import PythonEvalType
 
 from rtap.contract.formats import SourceReader, reader
 from rtap.errors import DependencyError
@@ -42,6 +44,7 @@ CONNECTOR_JARS = (
 
 # The columns of Spark's Kafka source that the parse stage reads (its input), as a DDL string.
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+KAFKA_NAMES = ("key", "value", "topic", "partition", "offset", "timestamp")
 
 # AWS's MSK IAM login module and the AWS SDK it needs (jars/pom.xml, profile `msk-iam`): on the class path only
 # when the Kafka settings ask for AWS_MSK_IAM.
@@ -218,37 +221,48 @@ def _parse_partition(
         yield pa.RecordBatch.from_arrays([value], names=[_PARSED])
 
 
-def parse_batch(
-    records: DataFrame, *, formats: Mapping[str, str], max_record_bytes: int, max_future_skew_s: float
-) -> pa.Table:
-    """A micro-batch of Spark's Kafka source, parsed and validated in Spark's Python workers, on the driver
-    as one Arrow table (``rtap.stream.transforms.parsed_schema``). ``formats``: each topic's source format."""
-    parse = functools.partial(
-        _parse_partition,
-        formats=tuple(sorted(formats.items())),
-        max_record_bytes=max_record_bytes,
-        max_future_skew_s=max_future_skew_s,
-    )
-    kafka = records.select("key", "value", "topic", "partition", "offset", "timestamp")
-    # One task per core, not one per Kafka partition: each task pays a Python worker's round trip (measured at
-    # 1,000 events/s: 6 tasks 427 ms, 2 tasks 255 ms a batch). What a task holds is bounded by the batch cap.
-    kafka = kafka.coalesce(records.sparkSession.sparkContext.defaultParallelism)
-    streams = kafka.mapInArrow(parse, f"{_PARSED} binary").toArrow().column(_PARSED)
-    tables = [pa.ipc.open_stream(value.as_buffer()).read_all() for chunk in streams.chunks for value in chunk]
-    return pa.concat_tables(tables) if tables else parsed_schema().empty_table()
+class ParseStage:
+    """The one Spark stage of every micro-batch on one SparkSession: the batch of Spark's Kafka source, parsed and
+    validated in Spark's Python workers, back on the driver as one Arrow table
+    (``rtap.stream.transforms.parsed_schema``). ``formats``: each topic's source format.
+
+    Built once per session, not per batch: what ``DataFrame.mapInArrow`` does on every call (a new Python UDF,
+    its function pickled and sent to the JVM, the session's parallelism asked for) cost ~25 ms of py4j calls on
+    the driver before every batch (py-spy on ``rtap up`` at 10,000 events/s: 26 of a 330 ms batch). The UDF is
+    made once, its Java side is created on first use and kept, and each batch only applies it (pyspark's own
+    ``mapInArrow``, less the rebuild). A new session (a new JVM) needs a new stage.
+    """
+
+    def __init__(
+        self, spark: SparkSession, *, formats: Mapping[str, str], max_record_bytes: int, max_future_skew_s: float
+    ) -> None:
+        parse = functools.partial(
+            _parse_partition,
+            formats=tuple(sorted(formats.items())),
+            max_record_bytes=max_record_bytes,
+            max_future_skew_s=max_future_skew_s,
+        )
+        self._udf = pandas_udf(  # type: ignore[call-overload]  # how mapInArrow builds its UDF
+            parse, returnType=f"{_PARSED} binary", functionType=PythonEvalType.SQL_MAP_ARROW_ITER_UDF
+        )
+        # One task per core, not one per Kafka partition: each task pays a Python worker's round trip (measured at
+        # 1,000 events/s: 6 tasks 427 ms, 2 tasks 255 ms a batch). What a task holds is bounded by the batch cap.
+        self._tasks = spark.sparkContext.defaultParallelism
+
+    def __call__(self, records: DataFrame) -> pa.Table:
+        kafka = records.coalesce(self._tasks)
+        column = self._udf(*(kafka[name] for name in KAFKA_NAMES))
+        parsed = DataFrame(kafka._jdf.mapInArrow(column._jc, False, None), kafka.sparkSession)
+        streams = parsed.toArrow().column(_PARSED)
+        tables = [pa.ipc.open_stream(value.as_buffer()).read_all() for chunk in streams.chunks for value in chunk]
+        return pa.concat_tables(tables) if tables else parsed_schema().empty_table()
 
 
 def warm_up(
-    spark: SparkSession,
-    samples: Mapping[str, Sequence[bytes]],
-    *,
-    formats: Mapping[str, str],
-    max_record_bytes: int,
-    max_future_skew_s: float,
-    rounds: int,
+    spark: SparkSession, stage: ParseStage, samples: Mapping[str, Sequence[bytes]], *, rounds: int
 ) -> list[float]:
-    """Run the parse stage ``rounds`` times on ``samples`` (topic -> record values), before the first micro-batch;
-    the seconds each round took.
+    """Run the parse stage (``stage``, of ``spark``) ``rounds`` times on ``samples`` (topic -> record values),
+    before the first micro-batch; the seconds each round took.
 
     Why: the first batch that holds records starts Spark's Python workers (a process each, which imports pyarrow,
     rtap and its readers and compiles the formats' schemas) and has the JVM generate and compile the stage's
@@ -267,6 +281,6 @@ def warm_up(
     seconds = []
     for _ in range(rounds):
         clock = time.perf_counter()
-        parse_batch(frame, formats=formats, max_record_bytes=max_record_bytes, max_future_skew_s=max_future_skew_s)
+        stage(frame)
         seconds.append(time.perf_counter() - clock)
     return seconds

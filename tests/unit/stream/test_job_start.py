@@ -19,6 +19,7 @@ from rtap.stream.job import (
     python_error_line,
     warm_up_samples,
 )
+from rtap.stream.spark import ParseStage
 from tests.support.records import LEGACY_TOPIC, kafka_records, parse_locally
 
 
@@ -74,7 +75,9 @@ def test_a_warm_up_that_fails_stops_the_job_with_the_workers_exception_in_one_li
 ) -> None:
     settings = Settings(data_dir=tmp_path)
     job = StreamJob(settings, client=None)  # type: ignore[arg-type]  # the warm-up writes nothing
-    assert job._warmed_up(spark) is spark  # the real stage, on the generated records
+    session, stage = job._warmed_up(spark)  # the real stage, on the generated records
+    assert session is spark
+    assert isinstance(stage, ParseStage)
     # A record of a topic the job has no format for fails in the Python worker, as a broken worker would.
     monkeypatch.setattr(job_module, "warm_up_samples", lambda *_: {"elsewhere": [b"{}"]})
     with pytest.raises(PipelineError) as failure:

@@ -20,7 +20,7 @@ from rtap.settings import (
     KafkaSettings,
     Settings,
 )
-from rtap.stream.spark import EXIT_ON_OOM, connector_jars, driver_java_options, msk_iam_jars, parse_batch
+from rtap.stream.spark import EXIT_ON_OOM, ParseStage, connector_jars, driver_java_options, msk_iam_jars
 from rtap.stream.transforms import parsed_schema
 from tests.support.paths import REPO_ROOT
 from tests.support.records import (
@@ -189,7 +189,7 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # several Arrow batches per task
     try:
         frame = kafka_batch(spark, records, topics).repartition(3, "partition")
-        parsed = parse_batch(frame, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)
+        parsed = ParseStage(spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)(frame)
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert parsed.schema == parsed_schema()
@@ -200,7 +200,7 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
 
 
 def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
-    parsed = parse_batch(kafka_batch(spark, []), formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)
+    parsed = ParseStage(spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)(kafka_batch(spark, []))
     assert parsed.num_rows == 0
     assert parsed.schema == parsed_schema()
     assert isinstance(parsed, pa.Table)
