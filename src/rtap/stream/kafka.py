@@ -67,6 +67,8 @@ class KafkaDeadLetterPublisher:
             self._errors.append(error)
 
     def publish(self, rows: pa.Table) -> None:
+        """Queue ``rows`` for the topic; :meth:`delivered` waits for them. Apart, so that the broker's
+        acknowledgement arrives while the sink writes the warehouse, not before it."""
         for row in rows.select(
             ["raw_key", "raw", "raw_size", "error", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
         ).to_pylist():
@@ -90,6 +92,9 @@ class KafkaDeadLetterPublisher:
                 )
             except KafkaException as exc:
                 raise BrokerError(f"dead-letter publish to {self._topic} failed: {exc}") from exc
+
+    def delivered(self) -> None:
+        """Wait until the broker has acknowledged every record published so far; raise if any failed."""
         remaining = self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
         if remaining or self._errors:
             errors, self._errors = self._errors, []

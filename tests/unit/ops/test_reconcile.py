@@ -24,7 +24,7 @@ from rtap.settings import GeneratorSettings, Settings, WarehouseSettings
 from rtap.stream.sink import WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.support.records import LEGACY_TOPIC, classify_records, legacy_click
+from tests.support.records import LEGACY_TOPIC, KeptDeadLetters, classify_records, legacy_click
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TOPIC = "clickstream.events"
@@ -216,13 +216,6 @@ def user_ids(values: Iterator[bytes]) -> Iterator[str]:
             yield str(orjson.loads(value)["user_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue
-
-
-class KeptDeadLetters:
-    """The DLQ topic's publisher (our own interface): nothing to publish to here."""
-
-    def publish(self, rows: pa.Table) -> None:
-        assert rows.num_rows == 0 or rows["raw"].null_count == 0
 
 
 def test_events_of_other_topics_beside_the_truths_change_nothing_it_observes(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from rtap.errors import RtapError
+from rtap.errors import BrokerError, RtapError
 from rtap.settings import Settings
 from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import FINALS_MINUTES, WarehouseSink
@@ -24,13 +24,19 @@ from tests.support.records import TOPIC, classify_records, event
 
 
 class RecordingPublisher:
-    """Stands in for the DLQ topic (our own interface, not Kafka's): keeps what would be published."""
+    """Stands in for the DLQ topic (our own interface, not Kafka's): keeps what would be published, and acknowledges
+    it unless told to fail as a broker would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fails: bool = False) -> None:
         self.published: list[pa.Table] = []
+        self.fails = fails
 
     def publish(self, rows: pa.Table) -> None:
         self.published.append(rows)
+
+    def delivered(self) -> None:
+        if self.fails:
+            raise BrokerError("dead-letter publish to clickstream.events.dlq failed: 1 undelivered, 0 errors (timeout)")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +105,26 @@ def test_batches_are_exact_and_replays_change_nothing(warehouse) -> None:
         (TOPIC, 0): datetime(2026, 11, 29, 12, 0, 20, tzinfo=UTC),
         (TOPIC, 1): datetime(2026, 11, 29, 12, 1, 10, tzinfo=UTC),
     }
+
+
+def test_dead_letters_not_acknowledged_by_the_broker_fail_the_batch_before_its_commit(warehouse) -> None:
+    """The dead-letter topic's acknowledgement is awaited while the warehouse is written, but before the commit
+    record: a batch whose dead letters the broker did not take is not committed, and its retry is exact."""
+    batch = [(20, 0, event(20_000, "2026-11-29T12:00:01Z")), (20, 1, b"not json")]
+    failing = WarehouseSink(
+        warehouse, Settings().stream, "pipeline-dlq", RecordingPublisher(fails=True), lambda offsets: {}, topic=TOPIC
+    )
+    with pytest.raises(BrokerError, match="dead-letter publish"):
+        run_batch(failing, 0, batch)
+    committed = "SELECT count() FROM {db}.pipeline_batches WHERE query_id = 'pipeline-dlq'"
+    assert scalar(warehouse, committed) == 0
+    publisher = RecordingPublisher()
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-dlq", publisher, lambda offsets: {}, topic=TOPIC)
+    run_batch(sink, 0, batch)
+    assert scalar(warehouse, committed) == 1
+    assert scalar(warehouse, "SELECT count() FROM {db}.dead_letters WHERE `partition` = 20") == 1
+    assert scalar(warehouse, "SELECT count() FROM {db}.events WHERE kafka_partition = 20") == 1
+    assert [t.num_rows for t in publisher.published] == [1]
 
 
 def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:

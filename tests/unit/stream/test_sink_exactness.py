@@ -8,21 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from rtap.settings import Settings
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
-from tests.support.records import TOPIC, classify_records, event
-
-
-class KeptDeadLetters:
-    """Stands in for the DLQ topic (our own interface, not Kafka's)."""
-
-    def publish(self, rows: pa.Table) -> None:
-        assert rows.num_rows == 0 or rows["raw"].null_count == 0
+from tests.support.records import TOPIC, KeptDeadLetters, classify_records, event
 
 
 class CrashBeforeCommit(WarehouseSink):
