@@ -269,7 +269,7 @@ def run(settings: Settings, directory: Path) -> None:
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
     )
-    for key, value in settings.kafka.client_config().items():
+    for key, value in settings.kafka.java_client_config().items():
         reader = reader.option(f"kafka.{key}", value)
     query = (
         reader.load()
