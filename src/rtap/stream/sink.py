@@ -221,6 +221,11 @@ class BatchStats:
     duplicates_by_topic: Mapping[str, int] = field(default_factory=dict)
 
 
+# The thread the lag probe runs on beside a batch's writes (see WarehouseSink.write): one for the process, made on
+# first use, whatever the number of sinks a job's restarts make; each write waits for its own probe.
+_LAG_PROBES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-lag")
+
+
 class DeadLetterPublisher(Protocol):
     """Publishes a batch's dead letters to the DLQ topic (``rtap.stream.kafka``)."""
 
@@ -487,8 +492,8 @@ class WarehouseSink:
         # The two Kafka round trips of a batch (the dead letters' acknowledgement, the log ends the lag is measured
         # against) overlap the warehouse writes instead of adding to them: ~5 ms each a batch (py-spy on `rtap up`
         # at 10,000 events/s). The lag is therefore the log end as the batch's writes began.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-lag") as background:
-            probe = background.submit(self._kafka_lag, end_offsets)
+        probe = _LAG_PROBES.submit(self._kafka_lag, end_offsets)
+        try:
             self._dead_letters.publish(dead)
             self._insert(INSERT_DEAD_LETTERS, dead, "dead_letters")
             self._insert(INSERT_LATE, late, "late_events", parameters={"topic": self._topic})
@@ -508,7 +513,10 @@ class WarehouseSink:
             valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
             high_water = _merged_high_water(high_water, valid)
             self._dead_letters.delivered()
-            lag = probe.result()
+        except BaseException:
+            probe.exception()  # waits for it (at most one probe runs); the write's failure is the one raised
+            raise
+        lag = probe.result()
         max_event_time = max(high_water.values()) if high_water else None
         finished = datetime.now(UTC)
         duration_ms = max(1, int((finished - started_at).total_seconds() * 1000))
@@ -566,7 +574,7 @@ class WarehouseSink:
             "marks": _by_topic(high_water),
             "offsets": _by_topic(end_offsets),
             "input_bytes": stats.input_bytes,
-            "topic_duplicates": dict(stats.duplicates_by_topic),
+            "topic_duplicates": stats.duplicates_by_topic,
         }
         token = f"rtap:batches:{self._pipeline_id}:{stats.batch_id}:{block_digest(batch)[1]}"
         self._client.command(INSERT_BATCH, parameters=parameters, settings={"insert_deduplication_token": token})
