@@ -61,8 +61,8 @@ PHASES = (
     ("getBatch", "getBatch: define the batch's Kafka ranges"),
     ("queryPlanning", "queryPlanning"),
     ("addBatch", "addBatch: the whole foreachBatch call"),
-    ("foreach_spark", "- of which Spark: parse, validate, classify, collect to Arrow"),
-    ("foreach_warehouse", "- of which warehouse: dedup lookup, inserts, window rewrites, commit row"),
+    ("foreach_spark", "- in it, Spark's stage: parse and validate, collect to Arrow"),
+    ("foreach_warehouse", "- beside the next addBatch, the warehouse writes: dedup lookup, inserts, windows, commit"),
     ("walCommit", "walCommit: offsets to the checkpoint"),
     ("commitOffsets", "commitOffsets: commit log"),
     ("triggerExecution", "triggerExecution: the whole trigger"),
@@ -236,9 +236,9 @@ def _time_split(result: dict[str, Any]) -> list[str]:
         warehouse = live.get("foreach_warehouse", 0) / batches
         spark = live.get("foreach_spark", 0) / batches
         lines += [
-            f"Live, per batch: {per_batch:,.0f} ms a trigger, of which {spark:,.0f} ms Spark (parse and validate in "
-            f"the Python workers, classify on the driver, collect to Arrow) and {warehouse:,.0f} ms warehouse "
-            "writes (dedup lookup, inserts, window rewrites, commit row)."
+            f"Live, per batch: {per_batch:,.0f} ms a trigger; {spark:,.0f} ms Spark's stage (parse and validate in "
+            f"the Python workers, collect to Arrow) and {warehouse:,.0f} ms warehouse writes (dedup lookup, inserts, "
+            "window rewrites, commit row), which run beside the next batch's Spark stage (rtap.stream.overlap)."
             + (
                 f" The floor: {floor['triggerExecution'] / floor['batches']:,.0f} ms a trigger."
                 if floor.get("batches") and floor.get("triggerExecution")

@@ -14,9 +14,11 @@ Kafka whatever came after the backup. A checkpoint newer than the warehouse woul
 warehouse never received (silent loss); an older one replays batches whose rows are stored, cut at other
 offsets (``pipeline_batches`` would count them twice). So the backup takes the chDB directory's lock for its
 whole length (refused while ``rtap up`` or ``rtap stream`` holds it) and checks the two agree before it
-writes the manifest: the warehouse's last batch of the checkpoint's pipeline lies between the last batch Spark
-committed and the last one it planned (the sink commits to the warehouse before Spark commits the batch). A
-restore is then, to the job, a crash at the moment of the backup: the batch it had begun runs again.
+writes the manifest: the warehouse's last batch of the checkpoint's pipeline lies between the batch before the
+last one Spark committed and the last one it planned (Spark commits a batch as its writes begin, and the sink
+commits it in the warehouse when they end; a batch Spark committed and the warehouse did not is run again by the
+job's next start, rtap.stream.overlap). A restore is then, to the job, a crash at the moment of the backup: the
+batch it had begun runs again.
 
 Kafka is not in the backup: it is the source the job re-reads after a restore, within its retention (a
 restore older than the retention is refused when the job starts, rtap.stream.gaps).
@@ -134,7 +136,7 @@ def backup(settings: Settings, target: Path) -> Manifest:
 
 def _check_agreement(committed: int | None, planned: int | None, warehouse: int | None) -> None:
     """Refuse a checkpoint that does not belong with the warehouse (see the module docstring)."""
-    low = -1 if committed is None else committed
+    low = -1 if committed is None else committed - 1  # its writes may have been in flight
     high = -1 if planned is None else planned
     last = -1 if warehouse is None else warehouse
     if not low <= last <= high:

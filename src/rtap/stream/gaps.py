@@ -15,10 +15,11 @@ the deleted range, where Spark would stop again) and resumes at the log start: t
 from the warehouse's positions, exactly as after a deleted checkpoint. ``rtap reconcile`` reports the
 recorded gaps as records lost by retention.
 
-The warehouse, not the checkpoint, is the reference: it is written before Spark commits a batch, so its
-positions are never behind the checkpoint's, and records it holds were processed even if the checkpoint
-would read them again. A pipeline that never committed a batch has nothing to lose yet: it starts at the
-earliest offset still stored (``starting_offsets``), as a new consumer does.
+The warehouse, not the checkpoint, is the reference: a batch Spark committed whose writes did not commit is
+taken out of the checkpoint before any start (rtap.stream.overlap), so the warehouse's positions are never behind
+the checkpoint's, and records the warehouse holds were processed even if the checkpoint would read them again.
+A pipeline that never committed a batch has nothing to lose yet: it starts at the earliest offset still stored
+(``starting_offsets``), as a new consumer does.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The stream job: Spark's Kafka source -> parse and classify each micro-batch -> idempotent warehouse writes.
 
 Wiring only: the decisions live in ``rtap.stream.transforms`` (pure), the Spark stage in ``rtap.stream.spark``
-and the writes in ``rtap.stream.sink``. Offsets are owned by Spark's checkpoint in the rtap data directory; a
-micro-batch whose write fails is not committed and runs again, and the sink makes that re-run harmless. If
-the checkpoint is lost, the job resumes after the last batch committed in ``pipeline_batches`` (the warehouse
+and the writes in ``rtap.stream.sink``. A batch's writes run beside the next batch's Spark stage
+(``rtap.stream.overlap``). Offsets are owned by Spark's checkpoint in the rtap data directory, held to the
+warehouse's commit records: a micro-batch whose write fails runs again, and the sink makes that re-run harmless.
+If the checkpoint is lost, the job resumes after the last batch committed in ``pipeline_batches`` (the warehouse
 is the durable record of progress), never from the beginning of the topic and never silently past unread data.
 
 Bounded memory on any backlog: a micro-batch is capped in records and, through the bytes per record of the
-last committed batches, in bytes (:func:`batch_cap`), and each task holds its share of one batch. A backlog
-therefore drains as a sequence of full-size batches, never as one.
+last committed batches, in bytes (:func:`batch_cap`), and each task holds its share of one batch; the driver
+holds at most two (one being written, the next one parsed). A backlog therefore drains as a sequence of
+full-size batches, never as one.
 
 The job survives its own JVM: when Spark's JVM dies (out of memory, killed), the job starts a new one and
 resumes from the checkpoint, with the same bounded backoff as a failed batch. Only
@@ -19,14 +21,17 @@ the policy, the operator's line, and the state file ``rtap status`` reads).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
 from pyspark.errors import PySparkException, StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
@@ -38,10 +43,11 @@ from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
+from rtap.stream.overlap import InFlightWrite, in_flight, rewind, writing, written
 from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.stream.spark import ParseStage, build_session, forget_jvm, jvm_exit_code, warm_up
-from rtap.stream.transforms import classify
+from rtap.stream.transforms import TopicPartition, classify
 from rtap.warehouse import WarehouseClient
 
 log = logging.getLogger("rtap.stream")
@@ -49,6 +55,10 @@ log = logging.getLogger("rtap.stream")
 PIPELINE_ID_FILE = "rtap-pipeline-id"
 # Until the job has committed batches that say otherwise: a generous guess of a record's size.
 DEFAULT_RECORD_BYTES = 1024
+# Whether a batch of this checkpoint's pipeline committed in the warehouse (by pipeline_batches' key).
+BATCH_COMMITTED = """
+SELECT 1 FROM {db}.pipeline_batches WHERE query_id = {query_id:String} AND batch_id = {batch_id:Int64} LIMIT 1
+"""
 _RECENT_RECORD_BYTES = """
 SELECT sum(input_bytes), sum(input_rows) FROM (
     SELECT input_bytes, input_rows FROM {db}.pipeline_batches FINAL
@@ -140,8 +150,10 @@ class StreamJob:
         self.last_batch: BatchStats | None = None
         self._committed_since_start = threading.Event()
         # foreachBatch runs on py4j's callback thread. When the JVM dies during a batch, that thread may still be
-        # writing it while a new JVM replays the batch: the replay waits until the old call is done.
+        # in it while a new JVM starts: the new query starts once the old call is done.
         self._one_batch_at_a_time = threading.Lock()
+        # A batch's warehouse writes, beside the next batch's Spark stage (rtap.stream.overlap).
+        self._writes = InFlightWrite()
         # Why the last batch failed, as its Python exception said it (py4j reports only "Traceback" to Spark).
         self._batch_error: str | None = None
         self.checkpoint = settings.paths.checkpoints / "stream"
@@ -176,26 +188,69 @@ class StreamJob:
             try:
                 self._process_batch(sink, parse, batch, batch_id)
             except Exception as error:
-                metrics.STREAM.batch_failed(error)
-                self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
+                # After a write failed, this batch fails on it (PreviousWriteFailed) or is stopped by the job's
+                # watch (_await): the write's failure is the cause, and _write reported it.
+                if self._writes.failure() is None:
+                    self._report_failure(error)
                 raise
 
+    def _report_failure(self, error: BaseException) -> None:
+        metrics.STREAM.batch_failed(error)
+        self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
+
     def _process_batch(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
+        """Parse the batch (beside the previous batch's writes), then classify it once those committed, and start
+        its writes."""
         started = datetime.now(UTC)
         clock = time.perf_counter()
-        high_water = sink.high_water(batch_id)
         parsed = parse(batch)
-        classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
         spark_ms = (time.perf_counter() - clock) * 1000
-        stats = sink.write(batch_id, classified, started, high_water)
+        self._writes.wait()
+        high_water = sink.high_water(batch_id)  # what the previous batch committed
+        classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
+        writing(self.checkpoint, batch_id)
+        self._writes.submit(functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms))
+
+    def _write(
+        self,
+        sink: WarehouseSink,
+        batch_id: int,
+        classified: pa.Table,
+        started: datetime,
+        high_water: Mapping[TopicPartition, datetime],
+        spark_ms: float,
+    ) -> None:
+        """On the write thread: the batch's warehouse writes, ending with its commit record."""
+        clock = time.perf_counter()
+        try:
+            stats = sink.write(batch_id, classified, started, high_water)
+        except Exception as error:
+            self._report_failure(error)
+            log.error("batch %d: the warehouse write failed: %s (the batch runs again)", batch_id, self._batch_error)
+            raise
+        written(self.checkpoint)
         self.last_batch = stats
         self._committed_since_start.set()
         log.info(
             "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms "
             "(spark %d ms, warehouse %d ms, %d records behind)",
             batch_id, stats.input_rows, stats.accepted, stats.duplicates, stats.late, stats.dead_letters,
-            stats.duration_ms, spark_ms, stats.duration_ms - spark_ms, stats.kafka_lag,
+            stats.duration_ms, spark_ms, (time.perf_counter() - clock) * 1000, stats.kafka_lag,
         )  # fmt: skip
+
+    def _settle(self) -> None:
+        """Before a query starts: the previous query's writes done, and a batch whose writes were in flight and did
+        not commit run again (rtap.stream.overlap)."""
+        with self._one_batch_at_a_time:  # a foreachBatch call of the previous query (or of a dead JVM) is over
+            self._writes.settle()  # a failure was reported by the write (_write); its batch runs again here
+        batch = in_flight(self.checkpoint)
+        if batch is None:
+            return
+        parameters = {"query_id": pipeline_id(self.checkpoint), "batch_id": batch}
+        if self._client.query_rows(BATCH_COMMITTED, parameters=parameters):
+            written(self.checkpoint)  # committed just before the job stopped
+        elif rewind(self.checkpoint, batch):
+            log.warning("batch %d: Spark committed it, its warehouse writes did not commit: it runs again", batch)
 
     def _start(self, spark: SparkSession, parse: ParseStage, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
         # Before every start, restarts included: Spark's own data-loss failure ends up here too.
@@ -230,6 +285,7 @@ class StreamJob:
         failures = FailuresInARow(self._settings.stream.max_consecutive_failures)
         try:
             while not self._stop.is_set():
+                self._settle()
                 self._committed_since_start.clear()
                 self._batch_error = None
                 jvm_died = False
@@ -268,6 +324,9 @@ class StreamJob:
             with contextlib.suppress(Py4JError, ConnectionError):
                 if self._query is not None and self._query.isActive:
                     self._query.stop()
+            with self._one_batch_at_a_time:
+                self._writes.settle()  # a failure was reported by the write (_write); the next start runs it again
+            self._writes.close()
             dead_letters.close()
 
     def _warmed_up(self, spark: SparkSession) -> tuple[SparkSession, ParseStage]:
@@ -296,6 +355,9 @@ class StreamJob:
         try:
             while not self._stop.is_set() and query.isActive:
                 query.awaitTermination(1)
+                if (failed := self._writes.failure()) is not None:  # no batch may come to fail on it
+                    query.stop()
+                    return failed
             return query.exception()
         except StreamingQueryException as failure:
             return failure

@@ -175,11 +175,11 @@ def test_markdown_reports_fixed_rate_freshness_the_search_and_the_time_split() -
     assert "(events, dead letters, late events, duplicates, sessions; 5,301,000 records): **passed**" in text
     # Shares of the sustained phase's trigger time; a phase the drain run (or the floor) lacks is n/a.
     assert (
-        "| - of which warehouse: dedup lookup, inserts, window rewrites, commit row | n/a | 38.0 s (48%) | n/a |"
-        in text
+        "| - beside the next addBatch, the warehouse writes: dedup lookup, inserts, windows, commit | n/a "
+        "| 38.0 s (48%) | n/a |" in text
     )
     assert "| addBatch: the whole foreachBatch call | 17.5 s (97%) | 70.0 s (88%) | 12.0 s (40%) |" in text
-    assert "Live, per batch: 2,000 ms a trigger, of which 750 ms Spark (parse and validate" in text
+    assert "Live, per batch: 2,000 ms a trigger; 750 ms Spark's stage (parse and validate" in text
     assert "The floor: 300 ms a trigger." in text
     # Without their first batches: 4 batches of 800 records in 6 s, 39 of 5,300,000 records in 68 s.
     fixed, per_record_us = batch_cost(_result(None)) or (0.0, 0.0)

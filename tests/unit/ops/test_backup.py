@@ -107,6 +107,16 @@ def test_a_batch_planned_but_not_committed_by_spark_may_be_in_the_warehouse(tmp_
     assert (manifest.checkpoint_batch, manifest.warehouse_batch) == (2, 3)
 
 
+def test_a_batch_committed_by_spark_may_be_missing_from_the_warehouse(tmp_path: Path) -> None:
+    """Stopped while batch 3's writes were in flight (Spark commits a batch as its writes begin, rtap.stream.overlap):
+    the next start takes 3 out of Spark's commit log and runs it again."""
+    settings = make_settings(tmp_path / "data")
+    commit_batches(settings, last=2)
+    spark_checkpoint(settings, committed=3, planned=4)
+    manifest = backup(settings, tmp_path / "backup")
+    assert (manifest.checkpoint_batch, manifest.warehouse_batch) == (3, 2)
+
+
 @pytest.mark.parametrize(
     ("committed", "planned", "warehouse"),
     [(5, 5, 2), (2, 2, 4)],

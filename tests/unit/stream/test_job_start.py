@@ -15,11 +15,15 @@ from rtap.stream import job as job_module
 from rtap.stream.job import (
     WARM_UP_RECORDS,
     StreamJob,
+    pipeline_id,
     planned_batches,
     python_error_line,
     warm_up_samples,
 )
+from rtap.stream.overlap import in_flight, writing
 from rtap.stream.spark import ParseStage
+from rtap.warehouse import create_client
+from rtap.warehouse.migrate import apply_migrations
 from tests.support.records import LEGACY_TOPIC, kafka_records, parse_locally
 
 
@@ -86,3 +90,33 @@ def test_a_warm_up_that_fails_stops_the_job_with_the_workers_exception_in_one_li
         "Spark's parse stage failed before the first batch: "
         "rtap.errors.ContractError: no source format configured for topic elsewhere"
     )
+
+
+@pytest.mark.parametrize(("warehouse", "runs_again"), [([0, 1], True), ([0, 1, 2], False)])
+def test_a_start_runs_again_the_batch_spark_committed_while_its_writes_were_in_flight(
+    tmp_path: Path, warehouse: list[int], runs_again: bool
+) -> None:
+    """Spark committed batch 2 and planned 3 while batch 2's writes ran beside the next batch's Spark stage, and the
+    job stopped: if the warehouse lacks batch 2's commit record, the start takes 2 out of Spark's commit log, so
+    Spark runs it again from its recorded offsets; if it has it, the checkpoint is left as it is."""
+    settings = Settings(data_dir=tmp_path)
+    with create_client(settings) as client:
+        apply_migrations(client)
+        job = StreamJob(settings, client)
+        pipeline = pipeline_id(job.checkpoint)
+        for log, last in (("offsets", 3), ("commits", 2)):
+            (job.checkpoint / log).mkdir()
+            for batch in range(last + 1):
+                (job.checkpoint / log / str(batch)).write_text("v1")
+        writing(job.checkpoint, 2)
+        for batch in warehouse:
+            client.command(
+                "INSERT INTO {db}.pipeline_batches (query_id, batch_id, started_at, finished_at) "
+                "SELECT {query_id:String}, {batch_id:Int64}, now64(3), now64(3)",
+                parameters={"query_id": pipeline, "batch_id": batch},
+            )
+        job._settle()
+    assert planned_batches(job.checkpoint) == ([0, 1, 2] if runs_again else [0, 1, 2, 3])
+    committed = sorted(int(p.name) for p in (job.checkpoint / "commits").iterdir())
+    assert committed == ([0, 1] if runs_again else [0, 1, 2])
+    assert in_flight(job.checkpoint) is None
