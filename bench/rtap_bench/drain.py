@@ -52,7 +52,8 @@ def time_split(data_dir: Path, log_path: Path | None = None) -> dict[str, int]:
     and the first batch's ``triggerExecution`` and records apart (``first_batch_ms``, ``first_batch_records``:
     it carries the code generation, which the cost model leaves out). From the job's log: inside
     ``addBatch``, Spark's stage to Arrow (``foreach_spark``), and the warehouse writes (``foreach_warehouse``),
-    which run beside the next batch's ``addBatch``; ``log_path``: the job's log (default ``data_dir/stream.log``).
+    which run beside the next batch's ``addBatch`` while the job is behind; ``log_path``: the job's log (default
+    ``data_dir/stream.log``).
     """
     totals: dict[str, int] = {}
     for path in sorted((data_dir / SPARK_EVENTS).rglob("*")):

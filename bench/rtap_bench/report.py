@@ -62,7 +62,7 @@ PHASES = (
     ("queryPlanning", "queryPlanning"),
     ("addBatch", "addBatch: the whole foreachBatch call"),
     ("foreach_spark", "- in it, Spark's stage: parse and validate, collect to Arrow"),
-    ("foreach_warehouse", "- beside the next addBatch, the warehouse writes: dedup lookup, inserts, windows, commit"),
+    ("foreach_warehouse", "- the warehouse writes (beside the next addBatch when behind): dedup, inserts, commit"),
     ("walCommit", "walCommit: offsets to the checkpoint"),
     ("commitOffsets", "commitOffsets: commit log"),
     ("triggerExecution", "triggerExecution: the whole trigger"),
@@ -238,7 +238,7 @@ def _time_split(result: dict[str, Any]) -> list[str]:
         lines += [
             f"Live, per batch: {per_batch:,.0f} ms a trigger; {spark:,.0f} ms Spark's stage (parse and validate in "
             f"the Python workers, collect to Arrow) and {warehouse:,.0f} ms warehouse writes (dedup lookup, inserts, "
-            "window rewrites, commit row), which run beside the next batch's Spark stage (rtap.stream.overlap)."
+            "window rewrites, commit row), beside the next batch's Spark stage while behind (rtap.stream.overlap)."
             + (
                 f" The floor: {floor['triggerExecution'] / floor['batches']:,.0f} ms a trigger."
                 if floor.get("batches") and floor.get("triggerExecution")

@@ -15,10 +15,10 @@ warehouse never received (silent loss); an older one replays batches whose rows 
 offsets (``pipeline_batches`` would count them twice). So the backup takes the chDB directory's lock for its
 whole length (refused while ``rtap up`` or ``rtap stream`` holds it) and checks the two agree before it
 writes the manifest: the warehouse's last batch of the checkpoint's pipeline lies between the batch before the
-last one Spark committed and the last one it planned (Spark commits a batch as its writes begin, and the sink
-commits it in the warehouse when they end; a batch Spark committed and the warehouse did not is run again by the
-job's next start, rtap.stream.overlap). A restore is then, to the job, a crash at the moment of the backup: the
-batch it had begun runs again.
+last one Spark committed and the last one it planned (while the job is behind, Spark commits a batch as its
+writes begin, and the sink commits it in the warehouse when they end; a batch Spark committed and the warehouse
+did not is run again by the job's next start, rtap.stream.overlap). A restore is then, to the job, a crash at the
+moment of the backup: the batch it had begun runs again.
 
 Kafka is not in the backup: it is the source the job re-reads after a restore, within its retention (a
 restore older than the retention is refused when the job starts, rtap.stream.gaps).

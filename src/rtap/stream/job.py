@@ -1,8 +1,8 @@
 """The stream job: Spark's Kafka source -> parse and classify each micro-batch -> idempotent warehouse writes.
 
 Wiring only: the decisions live in ``rtap.stream.transforms`` (pure), the Spark stage in ``rtap.stream.spark``
-and the writes in ``rtap.stream.sink``. A batch's writes run beside the next batch's Spark stage
-(``rtap.stream.overlap``). Offsets are owned by Spark's checkpoint in the rtap data directory, held to the
+and the writes in ``rtap.stream.sink``. While the job is behind, a batch's writes run beside the next batch's
+Spark stage (``rtap.stream.overlap``). Offsets are owned by Spark's checkpoint in the rtap data directory, held to the
 warehouse's commit records: a micro-batch whose write fails runs again, and the sink makes that re-run harmless.
 If the checkpoint is lost, the job resumes after the last batch committed in ``pipeline_batches`` (the warehouse
 is the durable record of progress), never from the beginning of the topic and never silently past unread data.
@@ -43,7 +43,7 @@ from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
-from rtap.stream.overlap import InFlightWrite, in_flight, rewind, writing, written
+from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
 from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.stream.spark import ParseStage, build_session, forget_jvm, jvm_exit_code, warm_up
@@ -152,8 +152,10 @@ class StreamJob:
         # foreachBatch runs on py4j's callback thread. When the JVM dies during a batch, that thread may still be
         # in it while a new JVM starts: the new query starts once the old call is done.
         self._one_batch_at_a_time = threading.Lock()
-        # A batch's warehouse writes, beside the next batch's Spark stage (rtap.stream.overlap).
+        # A batch's warehouse writes, beside the next batch's Spark stage while the job is behind
+        # (rtap.stream.overlap); behind is a batch of the query's whole cap (set as each query starts).
         self._writes = InFlightWrite()
+        self._cap = settings.stream.max_batch_records
         # Why the last batch failed, as its Python exception said it (py4j reports only "Traceback" to Spark).
         self._batch_error: str | None = None
         self.checkpoint = settings.paths.checkpoints / "stream"
@@ -163,6 +165,7 @@ class StreamJob:
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
         settings = self._settings
         cap = batch_cap(settings.stream, recent_record_bytes(self._client))
+        self._cap = cap
         log.info("micro-batches of at most %d records", cap)
         reader = (
             spark.readStream.format("kafka")
@@ -188,8 +191,9 @@ class StreamJob:
             try:
                 self._process_batch(sink, parse, batch, batch_id)
             except Exception as error:
-                # After a write failed, this batch fails on it (PreviousWriteFailed) or is stopped by the job's
-                # watch (_await): the write's failure is the cause, and _write reported it.
+                # After a write failed, the batch that waits for it (its own, or the next) fails with WriteFailed,
+                # or the job's watch (_await) stops the query: the write's failure is the cause, and _write
+                # reported it.
                 if self._writes.failure() is None:
                     self._report_failure(error)
                 raise
@@ -199,8 +203,8 @@ class StreamJob:
         self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
 
     def _process_batch(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
-        """Parse the batch (beside the previous batch's writes), then classify it once those committed, and start
-        its writes."""
+        """Parse the batch (beside the previous batch's writes, if any), then classify it once those committed, and
+        start its writes; wait for them unless the job is behind (rtap.stream.overlap.overlaps)."""
         started = datetime.now(UTC)
         clock = time.perf_counter()
         parsed = parse(batch)
@@ -209,7 +213,11 @@ class StreamJob:
         high_water = sink.high_water(batch_id)  # what the previous batch committed
         classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
         writing(self.checkpoint, batch_id)
-        self._writes.submit(functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms))
+        self._writes.submit(
+            batch_id, functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms)
+        )
+        if not overlaps(parsed.num_rows, self._cap):
+            self._writes.wait()
 
     def _write(
         self,

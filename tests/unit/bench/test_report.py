@@ -175,7 +175,7 @@ def test_markdown_reports_fixed_rate_freshness_the_search_and_the_time_split() -
     assert "(events, dead letters, late events, duplicates, sessions; 5,301,000 records): **passed**" in text
     # Shares of the sustained phase's trigger time; a phase the drain run (or the floor) lacks is n/a.
     assert (
-        "| - beside the next addBatch, the warehouse writes: dedup lookup, inserts, windows, commit | n/a "
+        "| - the warehouse writes (beside the next addBatch when behind): dedup, inserts, commit | n/a "
         "| 38.0 s (48%) | n/a |" in text
     )
     assert "| addBatch: the whole foreachBatch call | 17.5 s (97%) | 70.0 s (88%) | 12.0 s (40%) |" in text

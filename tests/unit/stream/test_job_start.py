@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -20,7 +23,8 @@ from rtap.stream.job import (
     python_error_line,
     warm_up_samples,
 )
-from rtap.stream.overlap import in_flight, writing
+from rtap.stream.overlap import in_flight, overlaps, writing
+from rtap.stream.sink import BatchStats
 from rtap.stream.spark import ParseStage
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import apply_migrations
@@ -120,3 +124,52 @@ def test_a_start_runs_again_the_batch_spark_committed_while_its_writes_were_in_f
     committed = sorted(int(p.name) for p in (job.checkpoint / "commits").iterdir())
     assert committed == ([0, 1] if runs_again else [0, 1, 2])
     assert in_flight(job.checkpoint) is None
+
+
+class OrderedSink:
+    """A sink whose write records when it ended (after ``release``, if given), beside the test's own steps."""
+
+    def __init__(self, steps: list[str], release: threading.Event | None = None) -> None:
+        self.steps = steps
+        self.release = release
+
+    def high_water(self, batch_id: int) -> dict[object, datetime]:
+        return {}
+
+    def write(self, batch_id: int, classified: pa.Table, started: datetime, high_water: object) -> BatchStats:
+        if self.release is not None:
+            self.release.wait(timeout=10)  # a job that waits for this write never sets it: the order says so
+        else:
+            time.sleep(0.2)  # long enough for a job that does not wait to return first
+        self.steps.append("written")
+        rows = classified.num_rows
+        return BatchStats(batch_id, rows, rows, 0, 0, 0, 200, None, 0)
+
+
+@pytest.mark.parametrize(("rows", "behind"), [(899, False), (995, True)])
+def test_only_a_batch_of_the_whole_cap_leaves_foreach_batch_before_its_writes_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, behind: bool
+) -> None:
+    """A job that keeps up commits a batch in Spark after its writes (the next batch's Spark stage would contend
+    with them for the cores); one whose batch took the whole cap is behind, and lets Spark plan the next batch while
+    this one's writes run (rtap.stream.overlap). Spark can cut a backlog's batch a few records short of the cap."""
+    assert overlaps(rows, 1_000) is behind
+    job = StreamJob(Settings(data_dir=tmp_path), client=None)  # type: ignore[arg-type]  # the sink is the fake's
+    job._cap = 1_000
+    job.checkpoint.mkdir(parents=True)
+    monkeypatch.setattr(job_module, "classify", lambda parsed, **_: parsed)
+    steps: list[str] = []
+    release = threading.Event() if behind else None
+    sink = OrderedSink(steps, release)
+    batch = pa.table({"value": list(range(rows))})
+    job._process_batch(sink, lambda _: batch, batch=None, batch_id=7)  # type: ignore[arg-type]
+    steps.append("returned")
+    assert in_flight(job.checkpoint) == (7 if behind else None)
+    if release is not None:
+        release.set()
+    job._writes.wait()
+    job._writes.close()
+    assert steps == (["returned", "written"] if behind else ["written", "returned"])
+    assert in_flight(job.checkpoint) is None
+    assert job.last_batch is not None
+    assert job.last_batch.input_rows == rows

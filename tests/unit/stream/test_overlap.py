@@ -12,7 +12,7 @@ from rtap.stream.overlap import (
     COMMITS,
     OFFSETS,
     InFlightWrite,
-    PreviousWriteFailed,
+    WriteFailed,
     in_flight,
     rewind,
     writing,
@@ -87,16 +87,16 @@ def test_a_write_runs_beside_its_caller_and_its_outcome_is_taken_by_wait() -> No
         assert release.wait(10)
         done.append(threading.current_thread().name)
 
-    writes.submit(write)
+    writes.submit(4, write)
     assert started.wait(10)  # running while this thread goes on (the next batch's Spark stage)
     assert writes.failure() is None
     with pytest.raises(RuntimeError, match="in flight"):
-        writes.submit(write)  # at most one
+        writes.submit(4, write)  # at most one
     release.set()
     writes.wait()
     assert len(done) == 1
     assert done[0].startswith("rtap-write")
-    writes.submit(lambda: None)  # the next one
+    writes.submit(5, lambda: None)  # the next one
     writes.wait()
     writes.close()
 
@@ -108,16 +108,16 @@ def test_a_failed_write_fails_every_later_batch_until_the_restart_settles_it() -
     def write() -> None:
         raise error
 
-    writes.submit(write)
+    writes.submit(4, write)
     writes._pending.exception(timeout=10)  # type: ignore[union-attr]  # finished, not waited for
     assert writes.failure() is error  # what the job's watch finds when no new batch comes
     for _ in range(2):  # sticky: no later batch may commit while this one is missing
-        with pytest.raises(PreviousWriteFailed, match="previous batch's warehouse write failed: chDB: Code: 243"):
+        with pytest.raises(WriteFailed, match="batch 4's warehouse write failed: chDB: Code: 243"):
             writes.wait()
     with pytest.raises(RuntimeError, match="failed"):
-        writes.submit(lambda: None)
+        writes.submit(5, lambda: None)
     assert writes.settle() is error  # before the next start, which runs the batch again
     assert writes.failure() is None
-    writes.submit(lambda: None)
+    writes.submit(5, lambda: None)
     writes.wait()
     writes.close()
