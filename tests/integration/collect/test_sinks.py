@@ -82,7 +82,19 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_answered_200_is_missing(
         assert len(sender.acked) == acked_while_down  # nothing is acknowledged without a broker
 
         broker.start()
-        wait_for("a healthy /healthz", lambda: http.get("/healthz").status_code == 200, timeout_s=90)
+        # The probe needs the topic's metadata from the restarted broker: in a clean-clone run beside the e2e tests
+        # this took over 90 s once (14 s alone); the answer it last gave is in the failure.
+        last: list[str] = []
+
+        def healthy() -> bool:
+            answer = http.get("/healthz")
+            last[:] = [answer.text]
+            return answer.status_code == 200
+
+        try:
+            wait_for("a healthy /healthz", healthy, timeout_s=180)
+        except AssertionError as slow:
+            raise AssertionError(f"{slow}; the last /healthz: {last}") from slow
         # The idempotent producer re-acquires its producer id from the restarted broker first ("coordinator load
         # in progress" can last a while on a loaded machine): a clean-clone run once took over 60 s here.
         wait_for(
