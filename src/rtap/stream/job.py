@@ -212,11 +212,13 @@ class StreamJob:
         self._writes.wait()
         high_water = sink.high_water(batch_id)  # what the previous batch committed
         classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
-        writing(self.checkpoint, batch_id)
+        behind = overlaps(parsed.num_rows, self._cap)
+        if behind:  # Spark may commit this batch before its writes end: the checkpoint folder says so
+            writing(self.checkpoint, batch_id)
         self._writes.submit(
             batch_id, functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms)
         )
-        if not overlaps(parsed.num_rows, self._cap):
+        if not behind:
             self._writes.wait()
 
     def _write(
