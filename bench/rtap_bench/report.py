@@ -513,7 +513,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Ratios of medians: P/B3 **{_ratio(ratios['P_over_B3'])}**, P/K **{_ratio(ratios['P_over_K'])}**, "
         f"P/B4 {_ratio(ratios['P_over_B4'])}, P1/B1 {_ratio(ratios['P1_over_B1'])}; P sustained/B3 "
         f"**{_ratio(ratios.get('P_sustained_over_B3'))}**, P sustained/K "
-        f"**{_ratio(ratios.get('P_sustained_over_K'))}** (K is timed over its whole drain: one block, no batches).",
+        f"**{_ratio(ratios.get('P_sustained_over_K'))}** (K is timed over its whole drain in blocks of up to 65,409 "
+        "records, from its first read that returned records).",
         "",
         f"Whole drains, first batch included: B3 {_rate(b3['whole']['median_records_per_s'])} records/s, P "
         f"{_rate(p['whole']['median_records_per_s'])} records/s (P from its first batch's start; its process "
