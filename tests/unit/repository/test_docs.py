@@ -724,7 +724,10 @@ def freshness(step_rate: float) -> tuple[str, str]:
 
 
 # How the docs write a small count.
-NUMBER_WORDS = dict(enumerate(("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"), 1))
+NUMBER_WORDS = dict(enumerate((
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+), 1))  # fmt: skip
 
 
 def sustained_runs() -> list[float]:
