@@ -19,8 +19,8 @@ import sys
 import time
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime
 
+from rtap_bench.results import report_steps, step_options
 from rtap_bench.traffic import freshness, offer
 
 from rtap.settings import Settings
@@ -30,10 +30,7 @@ from rtap.warehouse import create_client
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=None, help="default: RTAP_KAFKA_BOOTSTRAP_SERVERS")
-    parser.add_argument("--rates", default="1000,10000", help="events/s per step, comma-separated")
-    parser.add_argument("--step-seconds", type=float, default=20.0)
-    parser.add_argument("--settle-seconds", type=float, default=15.0, help="wait after a step before reading")
-    parser.add_argument("--out", help="also write the JSON here")
+    step_options(parser, rates="1000,10000")
     args = parser.parse_args(argv)
     settings = Settings()
     bootstrap = args.bootstrap or settings.kafka.bootstrap_servers
@@ -49,11 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             fresh = freshness(client, run, sent)
         steps.append({**asdict(sent), "achieved_rate": round(sent.achieved_rate), "freshness": fresh})
         print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
-    report = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv), "steps": steps}
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with open(args.out, "w") as out:
-            json.dump(report, out, indent=2)
+    report_steps(steps, args.out)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import json
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 
 from rtap_bench.java_producer import send, stored
+from rtap_bench.results import report_steps, step_options
 
 from rtap.settings import Settings
 from rtap.warehouse import create_client
@@ -27,10 +27,7 @@ from rtap.warehouse import create_client
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="1000,1000,10000,1000,10000", help="events/s per step, comma-separated")
-    parser.add_argument("--step-seconds", type=float, default=20.0)
-    parser.add_argument("--settle-seconds", type=float, default=15.0, help="wait after a step before reading")
-    parser.add_argument("--out", help="also write the JSON here")
+    step_options(parser, rates="1000,1000,10000,1000,10000")
     args = parser.parse_args(argv)
     settings = Settings()
     steps = []
@@ -43,11 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         exact = found["events"] == found["ids"] == found["batched"] == sent["sent"] and sent["refused"] == 0
         steps.append({"rate": rate, **sent, **found, "exact": exact})
         print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
-    report = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv), "steps": steps}
-    print(json.dumps(report, indent=2))
-    if args.out:
-        with open(args.out, "w") as out:
-            json.dump(report, out, indent=2)
+    report_steps(steps, args.out)
     if not all(step["exact"] for step in steps):
         sys.exit("a step's events are not each stored once (see the steps above)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import shlex
@@ -31,3 +33,19 @@ def write_results(name: str, result: dict[str, Any], markdown: list[str]) -> Non
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     (RESULTS / f"{name}.md").write_text("\n".join(markdown) + "\n")
+
+
+def step_options(parser: argparse.ArgumentParser, rates: str) -> None:
+    """The options of a script that offers fixed rates to a running stack, one step each (``bench/outside*.py``)."""
+    parser.add_argument("--rates", default=rates, help="events/s per step, comma-separated")
+    parser.add_argument("--step-seconds", type=float, default=20.0)
+    parser.add_argument("--settle-seconds", type=float, default=15.0, help="wait after a step before reading")
+    parser.add_argument("--out", help="also write the JSON here")
+
+
+def report_steps(steps: list[dict[str, Any]], out: str | None) -> None:
+    """The steps of such a script, with when and how it ran, as JSON on stdout and in ``out`` if given."""
+    report = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv), "steps": steps}
+    print(json.dumps(report, indent=2))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2))
