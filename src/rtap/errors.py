@@ -144,3 +144,9 @@ class PipelineError(RtapError):
 
 class ValidationFailedError(RtapError):
     """An end-to-end validation or reconciliation found a difference."""
+
+
+def first_line(error: object) -> str:
+    """The first line of ``error``'s text, or its type's name when it has none: the one line an operator is shown."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

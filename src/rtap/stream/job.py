@@ -38,7 +38,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from rtap import metrics
-from rtap.errors import PipelineError
+from rtap.errors import PipelineError, first_line
 from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
@@ -200,7 +200,7 @@ class StreamJob:
 
     def _report_failure(self, error: BaseException) -> None:
         metrics.STREAM.batch_failed(error)
-        self._batch_error = f"{type(error).__name__}: {_first_line(error)}"
+        self._batch_error = f"{type(error).__name__}: {first_line(error)}"
 
     def _process_batch(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
         """Parse the batch (beside the previous batch's writes, if any), then classify it once those committed, and
@@ -401,11 +401,6 @@ def _exit_code_when_dead(spark: SparkSession, wait_s: float = 5.0) -> int | None
     return code
 
 
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def python_error_line(error: object) -> str:
     """The line of ``error``'s text that names the failure: after a Python traceback that Spark relays (from a
     Python worker, or from foreachBatch through py4j), the exception's own line; else the first line."""
@@ -415,4 +410,4 @@ def python_error_line(error: object) -> str:
             after = [x for x in lines[index + 1 :] if x.strip() and not x[0].isspace()]
             if after:
                 return after[0].strip()
-    return _first_line(error)
+    return first_line(error)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from rtap.errors import PipelineError
+from rtap.errors import PipelineError, first_line
 
 # Spark's logs in a checkpoint: a file per batch, named by its number.
 OFFSETS = "offsets"
@@ -78,8 +78,9 @@ class InFlightWrite:
         """Until the write in flight (if any) is done; raises :class:`WriteFailed` if it failed."""
         self._finish()
         if self._failed is not None:
-            line = (str(self._failed).strip().splitlines() or [type(self._failed).__name__])[0]
-            raise WriteFailed(f"batch {self._batch_id}'s warehouse write failed: {line}") from self._failed
+            raise WriteFailed(
+                f"batch {self._batch_id}'s warehouse write failed: {first_line(self._failed)}"
+            ) from self._failed
 
     def failure(self) -> BaseException | None:
         """The failure of a finished write (None while it runs or if it did not fail), without waiting: lets the
