@@ -216,7 +216,7 @@ class StreamJob:
         if behind:  # Spark may commit this batch before its writes end: the checkpoint folder says so
             writing(self.checkpoint, batch_id)
         self._writes.submit(
-            batch_id, functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms)
+            batch_id, functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms, behind)
         )
         if not behind:
             self._writes.wait()
@@ -229,8 +229,10 @@ class StreamJob:
         started: datetime,
         high_water: Mapping[TopicPartition, datetime],
         spark_ms: float,
+        marked: bool,
     ) -> None:
-        """On the write thread: the batch's warehouse writes, ending with its commit record."""
+        """On the write thread: the batch's warehouse writes, ending with its commit record; then the checkpoint's
+        in-flight marker goes, if this batch wrote one (``marked``)."""
         clock = time.perf_counter()
         try:
             stats = sink.write(batch_id, classified, started, high_water)
@@ -238,7 +240,8 @@ class StreamJob:
             self._report_failure(error)
             log.error("batch %d: the warehouse write failed: %s (the batch runs again)", batch_id, self._batch_error)
             raise
-        written(self.checkpoint)
+        if marked:
+            written(self.checkpoint)
         self.last_batch = stats
         self._committed_since_start.set()
         log.info(
