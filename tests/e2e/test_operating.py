@@ -35,10 +35,9 @@ from rtap.errors import ContractError
 from rtap.generate import ClickstreamGenerator, GroundTruth
 from rtap.ingest.producer import producer_config
 from rtap.ingest.topics import ensure_topics
-from rtap.ops.backup import committed_batches
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings, child_environment
-from rtap.stream.job import planned_batches
+from rtap.stream.checkpoint import committed_batches, planned_batches
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import load_migrations
 from tests.support.faults import LARGE, wait_for_next_minute, without_late

@@ -35,7 +35,8 @@ from pathlib import Path
 from rtap import __version__
 from rtap.errors import ConfigError
 from rtap.settings import Settings
-from rtap.stream.job import PIPELINE_ID_FILE, planned_batches
+from rtap.stream.checkpoint import committed_batches, planned_batches
+from rtap.stream.job import PIPELINE_ID_FILE
 from rtap.warehouse.migrate import load_migrations
 
 MANIFEST = "manifest.json"
@@ -70,12 +71,6 @@ class Manifest:
             raise ConfigError(f"{folder} is no rtap backup: it has no {MANIFEST}") from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a manifest this rtap reads: {exc}") from exc
-
-
-def committed_batches(checkpoint: Path) -> list[int]:
-    """The micro-batches Spark committed in ``checkpoint`` (its ``commits/<batch>`` files)."""
-    folder = checkpoint / "commits"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 def _stream_checkpoint(settings: Settings) -> Path:

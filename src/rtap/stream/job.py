@@ -41,6 +41,7 @@ from rtap import metrics
 from rtap.errors import PipelineError, first_line
 from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
+from rtap.stream.checkpoint import planned_batches
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
@@ -99,17 +100,6 @@ def starting_offsets(
     topics = {topic: (positions, log_start_offsets(kafka, topic)) for topic, positions in committed.items()}
     positions = {(topic, p): offset for topic, offsets in committed.items() for p, offset in offsets.items()}
     return spark_starting_offsets(topics, from_earliest=earliest), positions
-
-
-def planned_batches(checkpoint: Path) -> list[int]:
-    """The micro-batches Spark planned in ``checkpoint`` (its ``offsets/<batch>`` files).
-
-    Spark creates the ``offsets`` folder before it writes ``offsets/0``: a first attempt that failed before
-    planning a batch leaves the folder empty, and then the warehouse, not ``startingOffsets``, says where to
-    resume.
-    """
-    folder = checkpoint / "offsets"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:

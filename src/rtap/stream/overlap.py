@@ -30,11 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from rtap.errors import PipelineError, first_line
-
-# Spark's logs in a checkpoint: a file per batch, named by its number.
-OFFSETS = "offsets"
-COMMITS = "commits"
-
+from rtap.stream.checkpoint import COMMITS, OFFSETS, committed_batches, planned_batches
 
 # Spark shares ``maxOffsetsPerTrigger`` out among the partitions by their backlog and rounds each share down, so a
 # batch cut from a backlog can be a few records short of the cap (one per partition at most).
@@ -110,10 +106,6 @@ class InFlightWrite:
 WRITING = "rtap-writing"
 
 
-def _batches(folder: Path) -> list[int]:
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
 def writing(checkpoint: Path, batch: int) -> None:
     """Record that ``batch``'s writes begin: before Spark can commit it (``foreachBatch`` has not returned)."""
     temporary = checkpoint / f".{WRITING}.tmp"
@@ -144,11 +136,11 @@ def rewind(checkpoint: Path, batch: int) -> bool:
     next batch's writes start after the previous batch's committed. When Spark had not committed it, it runs it
     again by itself.
     """
-    committed = _batches(checkpoint / COMMITS)
+    committed = committed_batches(checkpoint)
     ahead = bool(committed) and committed[-1] == batch
     if ahead:
         (checkpoint / COMMITS / str(batch)).unlink()
-        for planned in _batches(checkpoint / OFFSETS):
+        for planned in planned_batches(checkpoint):
             if planned > batch:
                 (checkpoint / OFFSETS / str(planned)).unlink()
     written(checkpoint)

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from rtap.cli import app
 from rtap.errors import ConfigError, RetryableWarehouseError
-from rtap.ops.backup import CHECKPOINTS, MANIFEST, Manifest, backup, committed_batches, restore
+from rtap.ops.backup import CHECKPOINTS, MANIFEST, Manifest, backup, restore
 from rtap.settings import Settings, WarehouseSettings
+from rtap.stream.checkpoint import committed_batches
 from rtap.stream.job import PIPELINE_ID_FILE
 from rtap.warehouse import create_client
 from rtap.warehouse.chdb.ownership import try_acquire

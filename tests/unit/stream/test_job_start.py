@@ -15,11 +15,11 @@ from rtap.contract.model import LEGACY_FORMAT
 from rtap.errors import PipelineError
 from rtap.settings import KafkaSettings, Settings
 from rtap.stream import job as job_module
+from rtap.stream.checkpoint import planned_batches
 from rtap.stream.job import (
     WARM_UP_RECORDS,
     StreamJob,
     pipeline_id,
-    planned_batches,
     python_error_line,
     warm_up_samples,
 )

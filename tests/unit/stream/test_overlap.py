@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rtap.stream.checkpoint import COMMITS, OFFSETS
 from rtap.stream.overlap import (
-    COMMITS,
-    OFFSETS,
     InFlightWrite,
     WriteFailed,
     in_flight,
