@@ -31,6 +31,7 @@ from rtap.runtime.process import die_with_parent
 from rtap.settings import Settings, child_environment
 from rtap_bench.procfs import tree_cpu_s, tree_peak_rss_mb
 from rtap_bench.produce import Sample
+from rtap_bench.results import worker_result
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -365,13 +366,7 @@ def kafka_engine(settings: Settings, expected: int, timeout_s: float, python: Pa
         str(expected),
         str(timeout_s),
     ]
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s + 60, check=False)
-    except OSError as exc:
-        raise PipelineError(f"K: cannot run {python}: {exc}") from exc
-    if done.returncode != 0:
-        raise PipelineError(f"K: the Kafka engine worker failed: {' '.join(done.stderr.split()[-40:])}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = worker_result(args, "K: the Kafka engine worker", timeout_s + 60)
     if int(out["records"]) < expected:
         raise PipelineError(f"K: the Kafka engine read {out['records']} of {expected} records in {timeout_s:.0f} s")
     return KafkaEngineRun(Sample(int(out["records"]), float(out["seconds"])), int(out["views"]), str(out["chdb"]))

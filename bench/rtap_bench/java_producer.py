@@ -10,14 +10,12 @@ of the run: how many of its events ``events`` holds and under how many ids, and 
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from rtap.errors import PipelineError
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
+from rtap_bench.results import worker_result
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "OutsideProducer.java"
 
@@ -53,14 +51,7 @@ def send(
         str(rate),
         str(seconds),
     ]
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PipelineError(f"the Java producer did not run: {exc}") from exc
-    if done.returncode != 0:
-        raise PipelineError(f"the Java producer failed: {' '.join(done.stderr.split()[-40:])}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return worker_result(args, "the Java producer", timeout_s)
 
 
 def stored(client: WarehouseClient, run: str) -> dict[str, Any]:

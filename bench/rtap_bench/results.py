@@ -7,12 +7,15 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from rtap.errors import PipelineError
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -49,3 +52,16 @@ def report_steps(steps: list[dict[str, Any]], out: str | None) -> None:
     print(json.dumps(report, indent=2))
     if out:
         Path(out).write_text(json.dumps(report, indent=2))
+
+
+def worker_result(args: list[str], what: str, timeout_s: float) -> dict[str, Any]:
+    """Run a worker process that prints its result as one JSON line, last (K's chDB worker, the Java producer);
+    that result, or a :class:`PipelineError` naming ``what`` and the end of its stderr."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PipelineError(f"{what} did not run: {exc}") from exc
+    if done.returncode != 0:
+        raise PipelineError(f"{what} failed: {' '.join(done.stderr.split()[-40:])}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
