@@ -47,7 +47,7 @@ from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
 from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
 from rtap.stream.sink import BatchStats, WarehouseSink
-from rtap.stream.spark import ParseStage, build_session, forget_jvm, jvm_exit_code, warm_up
+from rtap.stream.spark import ParseStage, build_session, forget_jvm, freeze_heap, jvm_exit_code, warm_up
 from rtap.stream.transforms import TopicPartition, classify
 from rtap.warehouse import WarehouseClient
 
@@ -351,6 +351,7 @@ class StreamJob:
             "parse stage warmed up in %d ms (Python workers started, code compiled; rounds of %d records: %s ms)",
             sum(seconds) * 1000, WARM_UP_RECORDS, ", ".join(f"{s * 1000:.0f}" for s in seconds),
         )  # fmt: skip
+        freeze_heap()  # the driver's start-up is over (rtap.stream.spark.freeze_heap)
         return spark, parse
 
     def _await(self, query: StreamingQuery) -> BaseException | None:

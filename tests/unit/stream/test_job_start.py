@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from datetime import UTC, datetime
@@ -83,7 +84,11 @@ def test_a_warm_up_that_fails_stops_the_job_with_the_workers_exception_in_one_li
 ) -> None:
     settings = Settings(data_dir=tmp_path)
     job = StreamJob(settings, client=None)  # type: ignore[arg-type]  # the warm-up writes nothing
-    session, stage = job._warmed_up(spark)  # the real stage, on the generated records
+    try:
+        session, stage = job._warmed_up(spark)  # the real stage, on the generated records
+        assert gc.get_freeze_count() > 0  # the driver's start-up is over: its heap is frozen
+    finally:
+        gc.unfreeze()
     assert session is spark
     assert isinstance(stage, ParseStage)
     # A record of a topic the job has no format for fails in the Python worker, as a broken worker would.

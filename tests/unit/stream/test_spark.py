@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import shlex
+import weakref
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -20,7 +23,16 @@ from rtap.settings import (
     KafkaSettings,
     Settings,
 )
-from rtap.stream.spark import EXIT_ON_OOM, ParseStage, connector_jars, driver_java_options, msk_iam_jars
+from rtap.stream import spark as spark_module
+from rtap.stream.spark import (
+    EXIT_ON_OOM,
+    ParseStage,
+    connector_jars,
+    driver_java_options,
+    forget_jvm,
+    freeze_heap,
+    msk_iam_jars,
+)
 from rtap.stream.transforms import parsed_schema
 from tests.support.paths import REPO_ROOT
 from tests.support.records import (
@@ -204,3 +216,66 @@ def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
     assert parsed.num_rows == 0
     assert parsed.schema == parsed_schema()
     assert isinstance(parsed, pa.Table)
+
+
+@pytest.fixture
+def thawed():
+    """A test that freezes this process's heap leaves it thawed for the next."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+class _Node:
+    """An object that refers to itself: garbage only the cycle collector frees."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.usefixtures("thawed")
+def test_a_frozen_heap_is_left_out_of_collections_and_what_comes_after_is_still_collected() -> None:
+    before = _Node()
+    frozen = weakref.ref(before)
+    freeze_heap()
+    del before
+    after = _Node()
+    collectable = weakref.ref(after)
+    del after
+    gc.collect()
+    assert collectable() is None
+    assert frozen() is not None  # alive at the freeze: never walked again
+    gc.unfreeze()
+    gc.collect()
+    assert frozen() is None
+
+
+@pytest.mark.usefixtures("thawed")
+def test_a_python_worker_freezes_its_heap_once_its_readers_are_built() -> None:
+    """The first task of a worker builds its readers; PySpark's collection after every later task then walks only
+    what that task made."""
+    spark_module._readers.cache_clear()
+    try:
+        readers = spark_module._readers(tuple(sorted(FORMATS.items())), 4096, 3600.0)
+        assert set(readers) == set(FORMATS)
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        assert spark_module._readers(tuple(sorted(FORMATS.items())), 4096, 3600.0) is readers
+        assert gc.get_freeze_count() == 0  # built once per worker, frozen once
+    finally:
+        spark_module._readers.cache_clear()
+
+
+@pytest.mark.usefixtures("thawed")
+def test_a_dead_jvms_session_is_thawed_so_that_its_objects_can_be_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    # forget_jvm clears PySpark's references to the session: the other tests' session gets them back after this one.
+    for owner, name in [(SparkContext, "_gateway"), (SparkContext, "_jvm"), (SparkContext, "_active_spark_context"),
+                        (SparkSession, "_instantiatedSession"), (SparkSession, "_activeSession")]:  # fmt: skip
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    freeze_heap()
+    assert gc.get_freeze_count() > 0
+    forget_jvm(SimpleNamespace(sparkContext=SimpleNamespace(_gateway=None)))  # type: ignore[arg-type]
+    assert gc.get_freeze_count() == 0
