@@ -254,16 +254,16 @@ def test_a_frozen_heap_is_left_out_of_collections_and_what_comes_after_is_still_
 def test_a_python_worker_freezes_its_heap_once_its_readers_are_built() -> None:
     """The first task of a worker builds its readers; PySpark's collection after every later task then walks only
     what that task made."""
-    spark_module._readers.cache_clear()
+    spark_module._worker_readers.cache_clear()
     try:
-        readers = spark_module._readers(tuple(sorted(FORMATS.items())), 4096, 3600.0)
+        readers = spark_module._worker_readers(tuple(sorted(FORMATS.items())), 4096, 3600.0)
         assert set(readers) == set(FORMATS)
         assert gc.get_freeze_count() > 0
         gc.unfreeze()
-        assert spark_module._readers(tuple(sorted(FORMATS.items())), 4096, 3600.0) is readers
+        assert spark_module._worker_readers(tuple(sorted(FORMATS.items())), 4096, 3600.0) is readers
         assert gc.get_freeze_count() == 0  # built once per worker, frozen once
     finally:
-        spark_module._readers.cache_clear()
+        spark_module._worker_readers.cache_clear()
 
 
 @pytest.mark.usefixtures("thawed")
