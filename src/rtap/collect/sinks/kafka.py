@@ -16,6 +16,13 @@ all-brokers-down, then probes of the topic's metadata until one answers), while 
 ``RTAP_COLLECT_RETRY_AFTER_S`` after a failed delivery (then requests are let through again, and the first
 acknowledgement ends it), and for good after a fatal producer error. While unhealthy every request is a 503
 at once.
+
+A producer that knows no broker at all is replaced. librdkafka 2.16 drops every broker a metadata answer leaves
+out, and a lone broker in the middle of a clean shutdown can answer with none: the producer then has nothing to
+connect to and never bootstraps again, although the broker is back seconds later (docs/operations.md, "One broker,
+stopped cleanly"). Its statistics (every :data:`_STATS_EVERY_MS`) list the brokers it knows; after two in a row
+with none but its internal ones, a new producer takes the records to come, and the old one's are purged: their
+requests are answered 503, and the tracker sends them again.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from rtap.collect.api import Reason, Refused
@@ -43,6 +51,19 @@ _PROBE_EVERY_S = 1.0
 _PROBE_TIMEOUT_S = 2.0
 # See rtap.ingest.producer: stale partition leaders after a broker restart otherwise outlive the ack timeout.
 _METADATA_REFRESH_MS = 10_000
+# How often librdkafka reports the brokers the producer knows (a few kB of JSON), and after how many reports in a
+# row that name none the producer is replaced (see the module docstring).
+_STATS_EVERY_MS = 1_000
+_LOST_REPORTS = 2
+# Where a broker a client knows came from, in librdkafka's statistics: its bootstrap list or a metadata answer.
+# The others ("internal", "logical") are not connections to a cluster.
+_CLUSTER_SOURCES = frozenset({"configured", "learned"})
+
+
+def knows_a_broker(statistics: str | bytes) -> bool:
+    """Whether a librdkafka statistics report (``stats_cb``'s JSON) names a broker of the cluster."""
+    brokers = orjson.loads(statistics).get("brokers") or {}
+    return any(broker.get("source") in _CLUSTER_SOURCES for broker in brokers.values())
 
 
 def producer_config(kafka: KafkaSettings, collect: CollectorSettings) -> dict[str, Any]:
@@ -59,6 +80,7 @@ def producer_config(kafka: KafkaSettings, collect: CollectorSettings) -> dict[st
         "message.timeout.ms": int(collect.ack_timeout_s * 1000),
         "topic.metadata.refresh.interval.ms": _METADATA_REFRESH_MS,
         "reconnect.backoff.max.ms": 1000,
+        "statistics.interval.ms": _STATS_EVERY_MS,
         # The Java client's partitioner, as rtap's own producer: a session's events share a partition.
         "partitioner": "murmur2_random",
     }
@@ -105,12 +127,16 @@ class KafkaSink(Sink):
 
     def __init__(self, kafka: KafkaSettings, collect: CollectorSettings, metrics: CollectorMetrics) -> None:
         self._topic = kafka.browser_topic
-        self._config = {**producer_config(kafka, collect), "error_cb": self._on_error}
+        self._config = producer_config(kafka, collect)
         self._max_queued = collect.queue_max_messages
         self._timeout_s = collect.ack_timeout_s
         self._retry_after_s = collect.retry_after_s
         self._metrics = metrics
         self._producer: Producer | None = None
+        # Producers replaced for knowing no broker, polled until their purged records are reported.
+        self._retired: list[Producer] = []
+        self._generation = 0  # of the current producer: a retired one's reports are not the current one's
+        self._reports_without_broker = 0  # librdkafka's statistics in a row that named no broker
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         # Health, written by the polling thread and the event loop, read by both (single assignments).
@@ -125,7 +151,7 @@ class KafkaSink(Sink):
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._producer = Producer(self._config)
+        self._producer = self._new_producer()
         await asyncio.get_running_loop().run_in_executor(None, self._probe)
         self._metrics.watch_sink(lambda: self.health().ok, self.queued)
         self._thread = threading.Thread(target=self._serve, name="rtap-collect-kafka", daemon=True)
@@ -142,7 +168,7 @@ class KafkaSink(Sink):
                 log.error("%d records were not acknowledged by Kafka before the collector stopped", left)
 
     def queued(self) -> int:
-        return 0 if self._producer is None else len(self._producer)
+        return sum(len(producer) for producer in self._retired) + (0 if self._producer is None else len(self._producer))
 
     def health(self) -> Health:
         if self._fatal is not None:
@@ -194,13 +220,51 @@ class KafkaSink(Sink):
 
     def _serve(self) -> None:
         """The polling thread: delivery reports, and metadata probes while the broker is unreachable."""
-        producer = self._producer
-        assert producer is not None
         while not self._stopping.is_set():
+            producer = self._producer
+            assert producer is not None
             producer.poll(_POLL_S)
+            if self._reports_without_broker >= _LOST_REPORTS:
+                self._replace_producer()
+            if self._retired:
+                for old in self._retired:
+                    old.poll(0)
+                self._retired = [old for old in self._retired if len(old)]
             self._hand_over()
             if not self._reachable and time.monotonic() >= self._next_probe:
                 self._probe()
+
+    def _new_producer(self) -> Producer:
+        """A producer whose client-level reports (errors, statistics) count only while it is the current one."""
+        self._generation += 1
+        generation = self._generation
+
+        def on_error(error: KafkaError) -> None:
+            if generation == self._generation:
+                self._on_error(error)
+
+        def on_stats(statistics: str) -> None:
+            if generation == self._generation:
+                self._on_stats(statistics)
+
+        return Producer({**self._config, "error_cb": on_error, "stats_cb": on_stats})
+
+    def _on_stats(self, statistics: str) -> None:
+        """librdkafka's statistics (in the polling thread): count the reports in a row that name no broker."""
+        self._reports_without_broker = 0 if knows_a_broker(statistics) else self._reports_without_broker + 1
+
+    def _replace_producer(self) -> None:
+        """A new producer for the records to come; the old one's records are purged (each request waiting on one
+        is answered 503), and it is polled until they are all reported (see the module docstring)."""
+        old = self._producer
+        assert old is not None
+        log.warning("the Kafka producer knows no broker any more (lost during a broker's shutdown): replacing it")
+        self._reports_without_broker = 0
+        self._reachable = False
+        self._unreachable_why = "the Kafka producer lost every broker: a new one is connecting"
+        self._producer = self._new_producer()
+        old.purge()
+        self._retired.append(old)
 
     def _decide(self, future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
         """A request's outcome (in the thread serving delivery reports), for the next :meth:`_hand_over`."""
