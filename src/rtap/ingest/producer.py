@@ -10,10 +10,16 @@ exists to show.
 Deliveries: librdkafka is asked for error reports only (``delivery.report.only.error``), so the hot loop
 pays no Python callback per successful record; after the final flush every record has either been
 acknowledged (acks=all, idempotent) or reported failed, and ``delivered = produced - failed``.
+
+A producer that knows no broker any more (librdkafka 2.16 can lose them all during a lone broker's clean shutdown:
+:mod:`rtap.kafka_clients`) is replaced by a new one, which produces again, in their order, the records the old one
+never sent; the ones it may have sent are counted failed, as sending them again could store a copy the run's
+ground truth does not have.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -27,6 +33,7 @@ from typing import Any
 
 from rtap import metrics
 from rtap.errors import ConfigError
+from rtap.kafka_clients import BrokerWatch
 from rtap.settings import KafkaSettings, ProducerSettings, Settings
 
 # librdkafka gives up on a record after this long; the final flush waits a little longer than that, so
@@ -43,10 +50,14 @@ METADATA_REFRESH_MS = 10_000
 BLOCK_EVENTS = 1024
 # How long to let librdkafka drain a full local queue before trying again.
 QUEUE_FULL_WAIT_S = 0.05
+# How long a producer that knows no broker is given to report the records it is purged of (at once, in practice).
+PURGE_REPORTS_S = 5.0
 # Ahead of schedule by less than this: send now rather than pay a sleep that oversleeps anyway.
 MIN_SLEEP_S = 0.001
 # How often the daily-curve multiplier is re-read: it changes over hours, not microseconds.
 MULTIPLIER_REFRESH_S = 1.0
+
+log = logging.getLogger("rtap.produce")
 
 
 def producer_config(kafka: KafkaSettings, producer: ProducerSettings) -> dict[str, Any]:
@@ -164,18 +175,101 @@ class ProduceReport:
 
 
 class _DeliveryTally:
-    """librdkafka's delivery callback; with ``delivery.report.only.error`` it only sees failures."""
+    """librdkafka's delivery callback; with ``delivery.report.only.error`` it only sees failures.
 
-    def __init__(self) -> None:
+    While a producer that knows no broker is purged (``unsent`` is a list), the records it reports as never sent
+    are kept there, to be produced again, instead of counted failed.
+    """
+
+    def __init__(self, purged_from_queue: int) -> None:
         self.failed = 0
         self.first_error: str | None = None
+        self.unsent: list[tuple[bytes, bytes]] | None = None
+        self._purged_from_queue = purged_from_queue  # KafkaError._PURGE_QUEUE: confluent_kafka is imported late
 
-    def __call__(self, error: Any, _message: Any) -> None:
-        if error is not None:
-            self.failed += 1
-            metrics.PRODUCER.delivery_failures.inc()
-            if self.first_error is None:
-                self.first_error = str(error)
+    def __call__(self, error: Any, message: Any) -> None:
+        if error is None:
+            return
+        if self.unsent is not None and error.code() == self._purged_from_queue:
+            self.unsent.append((message.value(), message.key()))
+            return
+        self.count_failed(1, str(error))
+
+    def count_failed(self, records: int, why: str) -> None:
+        self.failed += records
+        metrics.PRODUCER.delivery_failures.inc(records)
+        if self.first_error is None:
+            self.first_error = why
+
+
+class _RunProducer:
+    """A run's producer, replaced whenever it knows no broker any more (see the module docstring).
+
+    ``current`` changes on a replacement: the hot loop, which binds its methods, binds them again after each call
+    here that may replace it.
+    """
+
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
+        from confluent_kafka import KafkaError, Producer
+
+        self._config = config
+        self._topic = topic
+        self._new_producer = Producer
+        self.tally = _DeliveryTally(KafkaError._PURGE_QUEUE)
+        self.watch: BrokerWatch  # the current producer's, set by _new
+        self.current = self._new()
+
+    def _new(self) -> Any:
+        self.watch = BrokerWatch()
+        return self._new_producer({**self._config, "on_delivery": self.tally, **self.watch.config()})
+
+    def replace(self) -> None:
+        """A new producer; the records the old one never sent go to it, in their order; the rest count failed."""
+        old = self.current
+        self.current = self._new()
+        failed_before = self.tally.failed
+        self.tally.unsent = []
+        old.purge()
+        left = old.flush(PURGE_REPORTS_S)
+        unsent, self.tally.unsent = self.tally.unsent, None
+        if left:
+            self.tally.count_failed(left, f"{left} records of a replaced producer were never reported")
+        log.warning(
+            "the Kafka producer knew no broker any more (lost during a broker's shutdown): replaced by a new one,"
+            " which sends again the %d records it never sent (%d failed)",
+            len(unsent),
+            self.tally.failed - failed_before,
+        )
+        produce, poll = self.current.produce, self.current.poll
+        for value, key in unsent:  # at most the old queue's bound: the new queue has room for them
+            while True:
+                try:
+                    produce(self._topic, value, key)
+                    break
+                except BufferError:
+                    poll(QUEUE_FULL_WAIT_S)
+
+    def produce_when_there_is_room(self, value: bytes, key: bytes) -> None:
+        """Produce one record once librdkafka's local queue has room again (it drains as the broker acks)."""
+        while True:
+            self.current.poll(QUEUE_FULL_WAIT_S)
+            if self.watch.lost:  # nothing would drain the queue before the records time out
+                self.replace()
+            try:
+                self.current.produce(self._topic, value, key)
+            except BufferError:
+                continue
+            return
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for every record's report, at most ``timeout_s``; returns how many are still queued."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left: int = self.current.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if not left or time.monotonic() >= deadline:
+                return left
+            if self.watch.lost:
+                self.replace()
 
 
 def new_run_id(seed: int) -> str:
@@ -192,17 +286,6 @@ def write_truth(truth_dir: Path, run_id: str, payload: bytes, *, latest: bool) -
         partial.write_bytes(payload)
         partial.replace(truth_dir / name)
     return truth_dir / f"{run_id}.json"
-
-
-def _produce_when_there_is_room(producer: Any, topic: str, value: bytes, key: bytes) -> None:
-    """Produce one record once librdkafka's local queue has room again (it drains as the broker acks)."""
-    while True:
-        producer.poll(QUEUE_FULL_WAIT_S)
-        try:
-            producer.produce(topic, value, key)
-        except BufferError:
-            continue
-        return
 
 
 def produce_run(
@@ -224,8 +307,6 @@ def produce_run(
     is only pointed at runs whose every record was delivered.
     """
     validate_run(rate, count, duration_s)
-    from confluent_kafka import Producer
-
     from rtap.generate import ClickstreamGenerator
     from rtap.ingest.topics import ensure_topics
 
@@ -238,13 +319,12 @@ def produce_run(
         generator_settings, partitions=kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
     )
     run_id = new_run_id(generator_settings.seed)
-    tally = _DeliveryTally()
-    producer = Producer({**producer_config(kafka, settings.producer), "on_delivery": tally})
+    topic = kafka.topic
+    run = _RunProducer(producer_config(kafka, settings.producer), topic)
     stop = stop if stop is not None else threading.Event()
 
-    topic = kafka.topic
-    produce = producer.produce
-    poll = producer.poll
+    produce = run.current.produce
+    poll = run.current.poll
     generate_block = generator.generate_block
     count_sent = metrics.PRODUCER.sent.inc
     monotonic = time.monotonic
@@ -290,23 +370,27 @@ def produce_run(
             try:
                 produce(topic, value, key)
             except BufferError:  # the local queue is full: let librdkafka drain it, then retry
-                _produce_when_there_is_room(producer, topic, value, key)
+                run.produce_when_there_is_room(value, key)
+                produce, poll = run.current.produce, run.current.poll
         produced += len(block.values)
         count_sent(len(block.values))
         scheduled += len(times_ms)
-        poll(0)  # serve delivery reports (failures only)
+        poll(0)  # serve delivery reports (failures only) and statistics
+        if run.watch.lost:
+            run.replace()
+            produce, poll = run.current.produce, run.current.poll
         now = monotonic()
         if stop.is_set() or (schedule is None and duration_s is not None and now - mono_start >= duration_s):
             break
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
-            on_progress(ProduceProgress(scheduled, produced, len(producer), tally.failed, now - mono_start, lag))
+            on_progress(ProduceProgress(scheduled, produced, len(run.current), run.tally.failed, now - mono_start, lag))
 
-    remaining = producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 10)
+    remaining = run.flush(DELIVERY_TIMEOUT_MS / 1000 + 10)
     metrics.PRODUCER.delivery_failures.inc(remaining)
     elapsed = monotonic() - mono_start
-    failed = tally.failed + remaining
-    first_error = tally.first_error or (
+    failed = run.tally.failed + remaining
+    first_error = run.tally.first_error or (
         f"{remaining} records still queued after the final flush" if remaining else None
     )
     if on_progress is not None:

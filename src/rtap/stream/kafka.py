@@ -19,6 +19,8 @@ from rtap.kafka_admin import admin_client, partition_offsets
 from rtap.settings import KafkaSettings
 
 DLQ_FLUSH_TIMEOUT_S = 30.0
+# How long a replaced producer is given to report the records it is purged of (at once, in practice).
+DLQ_PURGE_TIMEOUT_S = 5.0
 
 
 def produce_waiting(
@@ -57,9 +59,13 @@ class KafkaDeadLetterPublisher:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._topic = settings.dlq_topic
-        self._producer = Producer(
-            {**settings.client_config(), "enable.idempotence": True, "acks": "all", "compression.type": "lz4"}
-        )
+        self._config = {
+            **settings.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+        }
+        self._producer = Producer(self._config)
         self._errors: list[KafkaError] = []
 
     def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
@@ -91,6 +97,7 @@ class KafkaDeadLetterPublisher:
                     on_delivery=self._on_delivery,
                 )
             except KafkaException as exc:
+                self._renew()
                 raise BrokerError(f"dead-letter publish to {self._topic} failed: {exc}") from exc
 
     def delivered(self) -> None:
@@ -98,10 +105,22 @@ class KafkaDeadLetterPublisher:
         remaining = self._producer.flush(DLQ_FLUSH_TIMEOUT_S)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
+            self._renew()
             raise BrokerError(
                 f"dead-letter publish to {self._topic} failed: {remaining} undelivered, "
                 f"{len(errors)} errors ({errors[0] if errors else 'timeout'})"
             )
+
+    def _renew(self) -> None:
+        """A new producer after a failed delivery, for the batch that runs again (it publishes its dead letters
+        again). The old one may know no broker any more, which only a new client mends (:mod:`rtap.kafka_clients`):
+        its records are purged (the batch's, published again) and it is let go. Not a statistics watch as the
+        collector's: the job serves this client only while a batch runs, and the reports of an idle hour would
+        pile up unserved."""
+        old, self._producer = self._producer, Producer(self._config)
+        old.purge()
+        old.flush(DLQ_PURGE_TIMEOUT_S)  # serves the purged records' reports, which fail nothing now
+        self._errors = []
 
     def close(self) -> None:
         """Deliver what is queued and release the client (its threads would otherwise outlive the job)."""

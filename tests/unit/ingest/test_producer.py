@@ -1,4 +1,5 @@
-"""The producer's pure parts: its librdkafka settings, the open-loop schedule, run ids and truth files."""
+"""The producer's pure parts: its librdkafka settings, the open-loop schedule, run ids and truth files; and the
+replacement of a producer that knows no broker (librdkafka's own queue, no broker needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from rtap.errors import ConfigError
-from rtap.ingest.producer import OpenLoopSchedule, new_run_id, producer_config, validate_run, write_truth
+from rtap.ingest.producer import (
+    OpenLoopSchedule,
+    _RunProducer,
+    new_run_id,
+    producer_config,
+    validate_run,
+    write_truth,
+)
 from rtap.settings import KafkaSettings, ProducerSettings
 
 
@@ -113,3 +121,57 @@ def test_truth_of_a_failed_run_does_not_move_latest(tmp_path: Path) -> None:
     assert bad.read_bytes() == b'{"b": 2}'
     assert (tmp_path / "latest.json").read_bytes() == b'{"a": 1}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "run-a.json", "run-b.json"]
+
+
+def _queued(run: _RunProducer) -> list[tuple[bytes, bytes]]:
+    """The records the run's current producer holds, in its order (purged and reported to the run's tally)."""
+    run.tally.unsent = []
+    run.current.purge()
+    assert run.current.flush(5) == 0
+    queued, run.tally.unsent = run.tally.unsent, None
+    return queued
+
+
+def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in_their_order() -> None:
+    """Without a reachable broker every record stays in librdkafka's queue: never sent, so produced again by the
+    new producer, none counted failed (a broker that knew them could not store them twice)."""
+    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
+    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
+    records = [(f"value-{n}".encode(), f"key-{n % 7}".encode()) for n in range(500)]
+    old = run.current
+    for value, key in records:
+        run.current.produce("events", value, key)
+    old_watch = run.watch
+
+    run.replace()
+
+    assert run.current is not old
+    assert run.watch is not old_watch  # the old client's late reports cannot speak for the new one
+    assert len(old) == 0
+    assert (run.tally.failed, run.tally.first_error) == (0, None)
+    assert sorted(_queued(run)) == sorted(records)
+
+
+def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
+    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
+    run = _RunProducer({**producer_config(kafka, ProducerSettings()), "partitioner": "consistent"}, "events")
+    records = [(f"value-{n}".encode(), b"one session") for n in range(200)]
+    for value, key in records:
+        run.current.produce("events", value, key)
+
+    run.replace()
+
+    assert _queued(run) == records
+
+
+def test_a_record_that_may_have_been_sent_is_counted_failed_not_sent_again() -> None:
+    """Only a record purged from the queue is known unsent; any other report of the old producer is a failure."""
+    from confluent_kafka import KafkaError
+
+    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
+    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
+    run.tally.unsent = []
+    run.tally(KafkaError(KafkaError._PURGE_INFLIGHT), None)
+    assert run.tally.unsent == []
+    assert run.tally.failed == 1
+    assert run.tally.first_error is not None

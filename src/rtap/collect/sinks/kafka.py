@@ -17,12 +17,9 @@ all-brokers-down, then probes of the topic's metadata until one answers), while 
 acknowledgement ends it), and for good after a fatal producer error. While unhealthy every request is a 503
 at once.
 
-A producer that knows no broker at all is replaced. librdkafka 2.16 drops every broker a metadata answer leaves
-out, and a lone broker in the middle of a clean shutdown can answer with none: the producer then has nothing to
-connect to and never bootstraps again, although the broker is back seconds later (docs/operations.md, "One broker,
-stopped cleanly"). Its statistics (every :data:`_STATS_EVERY_MS`) list the brokers it knows; after two in a row
-with none but its internal ones, a new producer takes the records to come, and the old one's are purged: their
-requests are answered 503, and the tracker sends them again.
+A producer that knows no broker at all (librdkafka 2.16 can lose them all during a lone broker's clean shutdown:
+:mod:`rtap.kafka_clients`) is replaced: a new producer takes the records to come, and the old one's are purged:
+their requests are answered 503, and the tracker sends them again.
 """
 
 from __future__ import annotations
@@ -35,11 +32,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from rtap.collect.api import Reason, Refused
 from rtap.collect.sinks.base import Health, Record, Sink
+from rtap.kafka_clients import BrokerWatch
 from rtap.metrics.collector import CollectorMetrics
 from rtap.settings import CollectorSettings, KafkaSettings
 
@@ -51,19 +48,6 @@ _PROBE_EVERY_S = 1.0
 _PROBE_TIMEOUT_S = 2.0
 # See rtap.ingest.producer: stale partition leaders after a broker restart otherwise outlive the ack timeout.
 _METADATA_REFRESH_MS = 10_000
-# How often librdkafka reports the brokers the producer knows (a few kB of JSON), and after how many reports in a
-# row that name none the producer is replaced (see the module docstring).
-_STATS_EVERY_MS = 1_000
-_LOST_REPORTS = 2
-# Where a broker a client knows came from, in librdkafka's statistics: its bootstrap list or a metadata answer.
-# The others ("internal", "logical") are not connections to a cluster.
-_CLUSTER_SOURCES = frozenset({"configured", "learned"})
-
-
-def knows_a_broker(statistics: str | bytes) -> bool:
-    """Whether a librdkafka statistics report (``stats_cb``'s JSON) names a broker of the cluster."""
-    brokers = orjson.loads(statistics).get("brokers") or {}
-    return any(broker.get("source") in _CLUSTER_SOURCES for broker in brokers.values())
 
 
 def producer_config(kafka: KafkaSettings, collect: CollectorSettings) -> dict[str, Any]:
@@ -80,7 +64,6 @@ def producer_config(kafka: KafkaSettings, collect: CollectorSettings) -> dict[st
         "message.timeout.ms": int(collect.ack_timeout_s * 1000),
         "topic.metadata.refresh.interval.ms": _METADATA_REFRESH_MS,
         "reconnect.backoff.max.ms": 1000,
-        "statistics.interval.ms": _STATS_EVERY_MS,
         # The Java client's partitioner, as rtap's own producer: a session's events share a partition.
         "partitioner": "murmur2_random",
     }
@@ -135,8 +118,8 @@ class KafkaSink(Sink):
         self._producer: Producer | None = None
         # Producers replaced for knowing no broker, polled until their purged records are reported.
         self._retired: list[Producer] = []
-        self._generation = 0  # of the current producer: a retired one's reports are not the current one's
-        self._reports_without_broker = 0  # librdkafka's statistics in a row that named no broker
+        self._generation = 0  # of the current producer: a retired one's errors are not the current one's
+        self._watch = BrokerWatch()  # the current producer's statistics
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         # Health, written by the polling thread and the event loop, read by both (single assignments).
@@ -224,7 +207,7 @@ class KafkaSink(Sink):
             producer = self._producer
             assert producer is not None
             producer.poll(_POLL_S)
-            if self._reports_without_broker >= _LOST_REPORTS:
+            if self._watch.lost:
                 self._replace_producer()
             if self._retired:
                 for old in self._retired:
@@ -235,7 +218,7 @@ class KafkaSink(Sink):
                 self._probe()
 
     def _new_producer(self) -> Producer:
-        """A producer whose client-level reports (errors, statistics) count only while it is the current one."""
+        """A producer with its own broker watch, whose errors count only while it is the current one."""
         self._generation += 1
         generation = self._generation
 
@@ -243,15 +226,8 @@ class KafkaSink(Sink):
             if generation == self._generation:
                 self._on_error(error)
 
-        def on_stats(statistics: str) -> None:
-            if generation == self._generation:
-                self._on_stats(statistics)
-
-        return Producer({**self._config, "error_cb": on_error, "stats_cb": on_stats})
-
-    def _on_stats(self, statistics: str) -> None:
-        """librdkafka's statistics (in the polling thread): count the reports in a row that name no broker."""
-        self._reports_without_broker = 0 if knows_a_broker(statistics) else self._reports_without_broker + 1
+        self._watch = BrokerWatch()
+        return Producer({**self._config, **self._watch.config(), "error_cb": on_error})
 
     def _replace_producer(self) -> None:
         """A new producer for the records to come; the old one's records are purged (each request waiting on one
@@ -259,7 +235,6 @@ class KafkaSink(Sink):
         old = self._producer
         assert old is not None
         log.warning("the Kafka producer knows no broker any more (lost during a broker's shutdown): replacing it")
-        self._reports_without_broker = 0
         self._reachable = False
         self._unreachable_why = "the Kafka producer lost every broker: a new one is connecting"
         self._producer = self._new_producer()

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-import orjson
 import pytest
 from confluent_kafka import KafkaError, Producer
 from pydantic import ValidationError
 
-from rtap.collect.sinks.kafka import KafkaSink, knows_a_broker, producer_config
+from rtap.collect.sinks.kafka import KafkaSink, producer_config
+from rtap.kafka_clients import BrokerWatch
 from rtap.metrics.collector import CollectorMetrics
 from rtap.settings import CollectorSettings, KafkaSettings
+from tests.support.kafka_statistics import statistics
 
 BOUNDED = ("queue_max_messages", "queue_max_kbytes", "linger_ms", "ack_timeout_s")
 
@@ -37,34 +39,24 @@ def test_a_value_librdkafka_would_refuse_is_refused_by_the_settings(name: str) -
         CollectorSettings(_env_file=None, **{name: _upper(name) + 1})  # type: ignore[call-arg, arg-type]
 
 
-def _statistics(*sources: str) -> bytes:
-    """A librdkafka statistics report (the fields knows_a_broker reads) naming brokers of these sources."""
-    brokers = {f"b{n}": {"name": f"b{n}", "nodeid": n, "source": source} for n, source in enumerate(sources)}
-    return orjson.dumps({"name": "rtap-collector#producer-1", "type": "producer", "brokers": brokers})
+class _SilentWatch(BrokerWatch):
+    """A watch that librdkafka never reports to (its own reports would name 127.0.0.1:1): only the test's."""
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "statistics.interval.ms": 600_000}
 
 
-@pytest.mark.parametrize(
-    ("sources", "known"),
-    [
-        (("configured",), True),  # before the first metadata answer: the bootstrap list
-        (("learned", "internal"), True),
-        (("internal",), False),  # every broker dropped: only librdkafka's own queue for leaderless partitions
-        (("internal", "logical"), False),
-        ((), False),
-    ],
-)
-def test_a_statistics_report_tells_whether_the_client_knows_a_broker(sources: tuple[str, ...], known: bool) -> None:
-    assert knows_a_broker(_statistics(*sources)) is known
-
-
-def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_reported_failed() -> None:
+def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_reported_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two reports in a row naming no broker: a new producer takes over, the old one's record is purged (its request
     would be answered 503), and the old producer is let go once that is reported."""
+
+    monkeypatch.setattr("rtap.collect.sinks.kafka.BrokerWatch", _SilentWatch)
 
     async def scenario() -> tuple[int, KafkaError | None, int]:
         kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
         sink = KafkaSink(kafka, CollectorSettings(_env_file=None), CollectorMetrics())  # type: ignore[call-arg]
-        sink._config["statistics.interval.ms"] = 600_000  # only the reports below: librdkafka's would name 127.0.0.1:1
         await sink.start()
         try:
             old = sink._producer
@@ -72,7 +64,7 @@ def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_reporte
             outcome: list[KafkaError | None] = []
             old.produce(kafka.browser_topic, b"{}", b"key", on_delivery=lambda error, _message: outcome.append(error))
             for _ in range(2):
-                sink._on_stats(_statistics("internal").decode())
+                sink._watch(statistics("internal"))
             deadline = time.monotonic() + 10
             while (not outcome or sink._retired) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
