@@ -238,6 +238,18 @@ def panel_values(page: Page, panel: str) -> dict[str, float]:
     return values
 
 
+def orders_tile(page: Page) -> int:
+    """The orders tile's figure (0 while the panel has no data)."""
+    text: str | None = page.evaluate(
+        """() => {
+        const node = document.querySelector('#panel-orders_revenue');
+        if (!node || node.dataset.state !== 'ok') return null;
+        return node.querySelector(".number[data-column='orders'] .value")?.textContent ?? null;
+    }"""
+    )
+    return int(text.replace(",", "")) if text else 0
+
+
 def wait_for_panels(page: Page, expected: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not expected():
@@ -249,12 +261,13 @@ def test_a_scripted_visit_lands_exactly_once_and_moves_the_dashboard(stack: Stac
     board = stack.browser.new_page(viewport={"width": 1680, "height": 1050}, locale="en-US", timezone_id="UTC")
     board.goto(f"{stack.dashboard.url}/#clickstream")
     board.wait_for_function(  # both panels have answered once: their values before the visit are known
-        "['conversion_funnel', 'most_clicked_urls'].every("
+        "['conversion_funnel', 'most_clicked_urls', 'orders_revenue'].every("
         "id => ['ok', 'empty'].includes(document.querySelector(`#panel-${id}`)?.dataset.state))"
     )
     assert board.get_attribute("#shop", "href") == stack.collector.shop_url  # the header's link to the shop
     funnel_before = panel_values(board, "conversion_funnel")
     urls_before = panel_values(board, "most_clicked_urls")
+    orders_before = orders_tile(board)
 
     page = visitor.new_page()
     shop = stack.collector.shop_url
@@ -300,9 +313,13 @@ def test_a_scripted_visit_lands_exactly_once_and_moves_the_dashboard(stack: Stac
     funnel_after = {stage: funnel_before.get(stage, 0) + 1 for stage in ("Session", "Added to cart", "Checkout")}
     funnel_after["Purchase"] = funnel_before.get("Purchase", 0) + 1
 
-    def moved() -> bool:
+    def moved() -> bool:  # the orders tile too, which the screenshot shows (it refreshes on its own clock)
         funnel, urls = panel_values(board, "conversion_funnel"), panel_values(board, "most_clicked_urls")
-        return funnel == funnel_after and all(urls.get(u, 0) - urls_before.get(u, 0) == n for u, n in views.items())
+        return (
+            funnel == funnel_after
+            and all(urls.get(u, 0) - urls_before.get(u, 0) == n for u, n in views.items())
+            and orders_tile(board) > orders_before
+        )
 
     wait_for_panels(board, moved, "the visit")
     board.wait_for_timeout(800)  # plotly's transition
