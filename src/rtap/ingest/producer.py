@@ -227,6 +227,7 @@ class _RunProducer:
         """A new producer; the records the old one never sent go to it, in their order; the rest count failed."""
         old = self.current
         self.current = self._new()
+        metrics.PRODUCER.clients_replaced.inc()
         failed_before = self.tally.failed
         self.tally.unsent = []
         old.purge()

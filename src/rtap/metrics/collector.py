@@ -62,6 +62,11 @@ class CollectorMetrics(Collector):
             registry=None,
             multiprocess_mode="livemin",
         )
+        self.producers_replaced = Counter(
+            "rtap_collect_producers_replaced",
+            "Kafka producers replaced for knowing no broker any more (librdkafka 2.16: rtap.kafka_clients).",
+            registry=None,
+        )
         self.queued = Gauge(
             "rtap_collect_producer_queue_messages",
             "Records in the producer's queue or in flight, awaiting Kafka's acknowledgement (bounded).",
@@ -93,6 +98,7 @@ class CollectorMetrics(Collector):
             self.ack_seconds,
             self.sink_healthy,
             self.queued,
+            self.producers_replaced,
         ):
             yield from metric.collect()
 

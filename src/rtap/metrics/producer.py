@@ -27,7 +27,13 @@ class ProducerMetrics(Collector):
             "Records Kafka did not acknowledge: delivery errors and records still queued after the final flush.",
             registry=None,
         )
+        self.clients_replaced = Counter(
+            "rtap_producer_clients_replaced",
+            "Kafka producers replaced for knowing no broker any more (librdkafka 2.16: rtap.kafka_clients).",
+            registry=None,
+        )
 
     def collect(self) -> Iterator[Metric]:
         yield from self.sent.collect()
         yield from self.delivery_failures.collect()
+        yield from self.clients_replaced.collect()

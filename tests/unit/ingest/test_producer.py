@@ -123,6 +123,18 @@ def test_truth_of_a_failed_run_does_not_move_latest(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "run-a.json", "run-b.json"]
 
 
+def _replacements() -> float:
+    from prometheus_client import CollectorRegistry
+
+    from rtap import metrics
+
+    registry = CollectorRegistry()
+    registry.register(metrics.PRODUCER)
+    value = registry.get_sample_value("rtap_producer_clients_replaced_total")
+    assert value is not None
+    return value
+
+
 def _queued(run: _RunProducer) -> list[tuple[bytes, bytes]]:
     """The records the run's current producer holds, in its order (purged and reported to the run's tally)."""
     run.tally.unsent = []
@@ -142,6 +154,7 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
     for value, key in records:
         run.current.produce("events", value, key)
     old_watch = run.watch
+    replaced_before = _replacements()
 
     run.replace()
 
@@ -149,6 +162,7 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
     assert run.watch is not old_watch  # the old client's late reports cannot speak for the new one
     assert len(old) == 0
     assert (run.tally.failed, run.tally.first_error) == (0, None)
+    assert _replacements() == replaced_before + 1
     assert sorted(_queued(run)) == sorted(records)
 
 

@@ -235,6 +235,7 @@ class KafkaSink(Sink):
         old = self._producer
         assert old is not None
         log.warning("the Kafka producer knows no broker any more (lost during a broker's shutdown): replacing it")
+        self._metrics.producers_replaced.inc()
         self._reachable = False
         self._unreachable_why = "the Kafka producer lost every broker: a new one is connecting"
         self._producer = self._new_producer()

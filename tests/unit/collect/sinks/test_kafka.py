@@ -54,9 +54,11 @@ def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_reporte
 
     monkeypatch.setattr("rtap.collect.sinks.kafka.BrokerWatch", _SilentWatch)
 
+    metrics = CollectorMetrics()
+
     async def scenario() -> tuple[int, KafkaError | None, int]:
         kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-        sink = KafkaSink(kafka, CollectorSettings(_env_file=None), CollectorMetrics())  # type: ignore[call-arg]
+        sink = KafkaSink(kafka, CollectorSettings(_env_file=None), metrics)  # type: ignore[call-arg]
         await sink.start()
         try:
             old = sink._producer
@@ -78,3 +80,5 @@ def test_a_producer_that_knows_no_broker_is_replaced_and_its_records_are_reporte
     assert error is not None
     assert error.code() == KafkaError._PURGE_QUEUE
     assert retired == 0
+    replacements = [m for m in metrics.collect() if m.name == "rtap_collect_producers_replaced"]
+    assert [sample.value for sample in replacements[0].samples if sample.name.endswith("_total")] == [1.0]
