@@ -1,4 +1,5 @@
-"""What every long-lived librdkafka client of rtap watches for: that it knows no broker any more.
+"""What rtap's librdkafka producers share: producing through a full local queue, and noticing that a client knows
+no broker any more.
 
 librdkafka 2.16.0 (the one confluent-kafka 2.16.1 and 2.16.2 bundle) drops every broker a metadata answer leaves
 out, and a lone broker in the middle of a clean shutdown can answer with none. The client then has nothing to
@@ -19,9 +20,13 @@ restart of the query.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:  # confluent_kafka is imported by the clients' own modules, when they make one
+    from confluent_kafka import KafkaError, Producer
 
 # How often librdkafka reports the brokers a client knows, and after how many reports in a row that name none the
 # client is given up. Two reports: one can be taken in the instant between a broker's removal and its successor's.
@@ -59,3 +64,26 @@ class BrokerWatch:
     def config(self) -> dict[str, Any]:
         """The librdkafka properties that make a client report to this watch."""
         return {"statistics.interval.ms": STATS_EVERY_MS, "stats_cb": self}
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> None:
+    """``producer.produce`` that waits while librdkafka's local queue is full instead of failing.
+
+    A full queue (``BufferError``) means the broker is slower than we produce, not that anything failed:
+    serving delivery callbacks for a moment frees room. Real failures still raise (``KafkaException``) or
+    reach ``on_delivery`` (without one, the producer's configured callback).
+    """
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.1)

@@ -33,7 +33,7 @@ from typing import Any
 
 from rtap import metrics
 from rtap.errors import ConfigError
-from rtap.kafka_clients import BrokerWatch
+from rtap.kafka_clients import BrokerWatch, produce_waiting
 from rtap.settings import KafkaSettings, ProducerSettings, Settings
 
 # librdkafka gives up on a record after this long; the final flush waits a little longer than that, so
@@ -210,18 +210,19 @@ class _RunProducer:
     """
 
     def __init__(self, config: dict[str, Any], topic: str) -> None:
-        from confluent_kafka import KafkaError, Producer
+        from confluent_kafka import KafkaError
 
         self._config = config
         self._topic = topic
-        self._new_producer = Producer
         self.tally = _DeliveryTally(KafkaError._PURGE_QUEUE)
         self.watch: BrokerWatch  # the current producer's, set by _new
         self.current = self._new()
 
     def _new(self) -> Any:
+        from confluent_kafka import Producer
+
         self.watch = BrokerWatch()
-        return self._new_producer({**self._config, "on_delivery": self.tally, **self.watch.config()})
+        return Producer({**self._config, "on_delivery": self.tally, **self.watch.config()})
 
     def replace(self) -> None:
         """A new producer; the records the old one never sent go to it, in their order; the rest count failed."""
@@ -241,14 +242,8 @@ class _RunProducer:
             len(unsent),
             self.tally.failed - failed_before,
         )
-        produce, poll = self.current.produce, self.current.poll
         for value, key in unsent:  # at most the old queue's bound: the new queue has room for them
-            while True:
-                try:
-                    produce(self._topic, value, key)
-                    break
-                except BufferError:
-                    poll(QUEUE_FULL_WAIT_S)
+            produce_waiting(self.current, self._topic, key=key, value=value)
 
     def produce_when_there_is_room(self, value: bytes, key: bytes) -> None:
         """Produce one record once librdkafka's local queue has room again (it drains as the broker acks)."""

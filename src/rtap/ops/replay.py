@@ -29,9 +29,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from rtap.contract.formats import validate_source
 from rtap.errors import BrokerError, ContractError
+from rtap.kafka_clients import produce_waiting
 from rtap.ops.dead_letters import Filters, reason_class
 from rtap.settings import Settings
-from rtap.stream.kafka import produce_waiting
 from rtap.warehouse import WarehouseClient
 
 PAGE_ROWS = 256

@@ -6,7 +6,7 @@ cannot: publish dead letters to ``clickstream.events.dlq`` and measure how far t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,34 +16,12 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from rtap.errors import BrokerError
 from rtap.kafka_admin import admin_client, partition_offsets
+from rtap.kafka_clients import produce_waiting
 from rtap.settings import KafkaSettings
 
 DLQ_FLUSH_TIMEOUT_S = 30.0
 # How long a replaced producer is given to report the records it is purged of (at once, in practice).
 DLQ_PURGE_TIMEOUT_S = 5.0
-
-
-def produce_waiting(
-    producer: Producer,
-    topic: str,
-    *,
-    key: bytes | None,
-    value: bytes | None,
-    on_delivery: Callable[[KafkaError | None, Any], None],
-    headers: list[tuple[str, str | bytes | None]] | None = None,
-) -> None:
-    """``producer.produce`` that waits while librdkafka's local queue is full instead of failing.
-
-    A full queue (``BufferError``) means the broker is slower than we produce, not that anything failed:
-    serving delivery callbacks for a moment frees room. Real failures still raise (``KafkaException``) or
-    reach ``on_delivery``.
-    """
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 class KafkaDeadLetterPublisher:

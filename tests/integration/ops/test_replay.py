@@ -15,11 +15,11 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from rtap.contract.model import LEGACY_FORMAT
 from rtap.ingest.topics import ensure_topics
+from rtap.kafka_clients import produce_waiting
 from rtap.ops.cli import replay_lines
 from rtap.ops.dead_letters import Filters
 from rtap.ops.replay import replay_dead_letters
 from rtap.settings import Settings, StreamSettings, WarehouseSettings
-from rtap.stream.kafka import produce_waiting
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 from tests.support.seed import insert_events, purchase
