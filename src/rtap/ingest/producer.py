@@ -13,31 +13,26 @@ acknowledged (acks=all, idempotent) or reported failed, and ``delivered = produc
 
 A producer that knows no broker any more (librdkafka 2.16 can lose them all during a lone broker's clean shutdown:
 :mod:`rtap.kafka_clients`) is replaced by a new one, which produces again, in their order, the records the old one
-never had acknowledged, less those Kafka already holds: a record whose request was cut off mid-flight goes back to
-librdkafka's queue and is purged with the ones never sent, although the broker may have stored it, so once the
-broker answers, each of their partitions is read back from the oldest of them on (:func:`stored_prefixes`). A record
-the old producer reports otherwise (in flight when purged) counts failed, as sending it again could store a copy
-the run's ground truth does not have.
+never sent; the ones it may have sent are counted failed, as sending them again could store a copy the run's
+ground truth does not have.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import secrets
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rtap import metrics
-from rtap.errors import BrokerError, ConfigError
+from rtap.errors import ConfigError
 from rtap.kafka_clients import BrokerWatch, produce_waiting
 from rtap.settings import KafkaSettings, ProducerSettings, Settings
 
@@ -57,9 +52,6 @@ BLOCK_EVENTS = 1024
 QUEUE_FULL_WAIT_S = 0.05
 # How long a producer that knows no broker is given to report the records it is purged of (at once, in practice).
 PURGE_REPORTS_S = 5.0
-# How long a replacement waits for Kafka to answer before it can tell which purged records are stored: as long as
-# librdkafka would have kept them.
-READ_BACK_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000
 # Ahead of schedule by less than this: send now rather than pay a sleep that oversleeps anyway.
 MIN_SLEEP_S = 0.001
 # How often the daily-curve multiplier is re-read: it changes over hours, not microseconds.
@@ -182,132 +174,24 @@ class ProduceReport:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class PurgedRecord:
-    """A record a replaced producer reported purged from its queue: never acknowledged, perhaps sent."""
-
-    value: bytes
-    key: bytes
-    partition: int  # -1: it never had a partition, so it was never sent
-    created_ms: int  # its Kafka timestamp: when the run produced it
-
-    @property
-    def digest(self) -> bytes:
-        return record_digest(self.key, self.value)
-
-
-def record_digest(key: bytes | None, value: bytes | None) -> bytes:
-    """What tells a record read back from Kafka for one the run produced: its key and value."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in (key or b"", value or b""):
-        digest.update(len(part).to_bytes(8, "little"))
-        digest.update(part)
-    return digest.digest()
-
-
-def stored_prefixes(
-    client_config: Mapping[str, Any], topic: str, purged: Sequence[PurgedRecord], timeout_s: float
-) -> dict[int, int]:
-    """How many of each partition's purged records, the oldest first, Kafka holds. Raises :class:`BrokerError`
-    when Kafka does not answer in ``timeout_s``.
-
-    The idempotent producer has a partition's records stored in the order they were produced, so the stored ones
-    are the oldest of its purged records: the run's records the partition holds from the oldest purged record's
-    timestamp on end with them. Read back from that timestamp, the records that look like purged ones (by
-    :func:`record_digest`) are those, after any acknowledged record of the same millisecond that repeats one of
-    them byte for byte (the generator's duplicates do): :func:`stored_prefix` tells them apart by their order.
-    """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    queued: dict[int, list[bytes]] = {}
-    oldest: dict[int, int] = {}
-    for record in purged:
-        if record.partition >= 0:
-            queued.setdefault(record.partition, []).append(record.digest)
-            oldest[record.partition] = min(oldest.get(record.partition, record.created_ms), record.created_ms)
-    if not queued:
-        return {}
-    wanted = {partition: set(digests) for partition, digests in queued.items()}
-    deadline = time.monotonic() + timeout_s
-    consumer = Consumer(
-        {**client_config, "group.id": f"rtap-produce-read-back-{secrets.token_hex(4)}", "enable.auto.commit": False}
-    )
-    try:
-        while True:  # the broker may still be down: ask until it answers
-            wait = max(0.1, min(5.0, deadline - time.monotonic()))
-            try:
-                starts = consumer.offsets_for_times([TopicPartition(topic, p, t) for p, t in oldest.items()], wait)
-                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), wait)[1] for p in queued}
-                break
-            except KafkaException as error:
-                if time.monotonic() >= deadline:
-                    raise BrokerError(f"Kafka did not answer for {timeout_s:.0f} s: {error}") from error
-        if failed := [tp for tp in starts if tp.error is not None]:
-            raise BrokerError(f"reading back {topic}: {failed[0].error}")
-        # offsets_for_times gives -1 where no record is that recent: nothing of the run's is stored there
-        reads = [tp for tp in starts if 0 <= tp.offset < ends[tp.partition]]
-        found: dict[int, list[bytes]] = {p: [] for p in queued}
-        consumer.assign(reads)
-        while reads:
-            if time.monotonic() >= deadline:
-                raise BrokerError(f"reading back {topic} took more than {timeout_s:.0f} s")
-            for message in consumer.consume(num_messages=10_000, timeout=1.0):
-                if message.error() is not None:
-                    raise BrokerError(f"reading back {topic}: {message.error()}")
-                partition, digest = message.partition(), record_digest(message.key(), message.value())
-                if partition is not None and digest in wanted[partition]:
-                    found[partition].append(digest)
-            reads = [tp for tp in consumer.position(reads) if tp.offset < ends[tp.partition]]
-        return {partition: stored_prefix(found[partition], queued[partition]) for partition in queued}
-    finally:
-        consumer.close()
-
-
-def stored_prefix(found: Sequence[bytes], queued: Sequence[bytes]) -> int:
-    """How many of ``queued`` (a partition's purged records, oldest first) Kafka holds, given ``found``: the
-    records read back from that partition that look like purged ones, in the partition's order. The stored ones
-    are what ``found`` ends with; anything before them is an acknowledged record that repeats one."""
-    for start in range(len(found)):
-        stored = len(found) - start
-        if stored <= len(queued) and list(found[start:]) == list(queued[:stored]):
-            return stored
-    return 0
-
-
-def not_stored(purged: Sequence[PurgedRecord], stored: Mapping[int, int]) -> list[PurgedRecord]:
-    """``purged`` in its order, less the oldest ``stored[partition]`` records of each partition."""
-    skipped: Counter[int] = Counter()
-    kept = []
-    for record in purged:
-        if skipped[record.partition] < stored.get(record.partition, 0):
-            skipped[record.partition] += 1
-            continue
-        kept.append(record)
-    return kept
-
-
 class _DeliveryTally:
     """librdkafka's delivery callback; with ``delivery.report.only.error`` it only sees failures.
 
-    While a producer that knows no broker is purged (``purged`` is a list), the records it reports purged from its
-    queue are kept there, to be produced again unless Kafka holds them, instead of counted failed.
+    While a producer that knows no broker is purged (``unsent`` is a list), the records it reports as never sent
+    are kept there, to be produced again, instead of counted failed.
     """
 
     def __init__(self, purged_from_queue: int) -> None:
         self.failed = 0
         self.first_error: str | None = None
-        self.purged: list[PurgedRecord] | None = None
+        self.unsent: list[tuple[bytes, bytes]] | None = None
         self._purged_from_queue = purged_from_queue  # KafkaError._PURGE_QUEUE: confluent_kafka is imported late
 
     def __call__(self, error: Any, message: Any) -> None:
         if error is None:
             return
-        if self.purged is not None and error.code() == self._purged_from_queue:
-            partition = message.partition()  # None: never given one
-            created = message.timestamp()[1]
-            self.purged.append(
-                PurgedRecord(message.value(), message.key(), -1 if partition is None else partition, created)
-            )
+        if self.unsent is not None and error.code() == self._purged_from_queue:
+            self.unsent.append((message.value(), message.key()))
             return
         self.count_failed(1, str(error))
 
@@ -325,12 +209,10 @@ class _RunProducer:
     here that may replace it.
     """
 
-    def __init__(self, config: dict[str, Any], topic: str, *, client_config: Mapping[str, Any]) -> None:
-        """``config``: the producer's; ``client_config``: what a consumer that reads records back needs."""
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
         from confluent_kafka import KafkaError
 
         self._config = config
-        self._client_config = client_config
         self._topic = topic
         self.tally = _DeliveryTally(KafkaError._PURGE_QUEUE)
         self.watch: BrokerWatch  # the current producer's, set by _new
@@ -343,34 +225,25 @@ class _RunProducer:
         return Producer({**self._config, "on_delivery": self.tally, **self.watch.config()})
 
     def replace(self) -> None:
-        """A new producer; the records the old one had queued go to it, in their order, less those Kafka holds
-        (read back once it answers); any other record of the old one counts failed."""
+        """A new producer; the records the old one never sent go to it, in their order; the rest count failed."""
         old = self.current
         self.current = self._new()
         metrics.PRODUCER.clients_replaced.inc()
         failed_before = self.tally.failed
-        self.tally.purged = []
+        self.tally.unsent = []
         old.purge()
         left = old.flush(PURGE_REPORTS_S)
-        purged, self.tally.purged = self.tally.purged, None
+        unsent, self.tally.unsent = self.tally.unsent, None
         if left:
             self.tally.count_failed(left, f"{left} records of a replaced producer were never reported")
-        try:
-            stored = stored_prefixes(self._client_config, self._topic, purged, READ_BACK_TIMEOUT_S)
-        except BrokerError as error:  # cannot tell which were stored: sending them again could store copies
-            sent = [record for record in purged if record.partition >= 0]
-            self.tally.count_failed(len(sent), f"{len(sent)} records of a replaced producer may be stored: {error}")
-            purged, stored = [record for record in purged if record.partition < 0], {}
-        unsent = not_stored(purged, stored)
         log.warning(
             "the Kafka producer knew no broker any more (lost during a broker's shutdown): replaced by a new one,"
-            " which sends again the %d records it never sent (%d stored already, %d failed)",
+            " which sends again the %d records it never sent (%d failed)",
             len(unsent),
-            len(purged) - len(unsent),
             self.tally.failed - failed_before,
         )
-        for record in unsent:  # at most the old queue's bound: the new queue has room for them
-            produce_waiting(self.current, self._topic, key=record.key, value=record.value)
+        for value, key in unsent:  # at most the old queue's bound: the new queue has room for them
+            produce_waiting(self.current, self._topic, key=key, value=value)
 
     def produce_when_there_is_room(self, value: bytes, key: bytes) -> None:
         """Produce one record once librdkafka's local queue has room again (it drains as the broker acks)."""
@@ -443,7 +316,7 @@ def produce_run(
     )
     run_id = new_run_id(generator_settings.seed)
     topic = kafka.topic
-    run = _RunProducer(producer_config(kafka, settings.producer), topic, client_config=kafka.client_config())
+    run = _RunProducer(producer_config(kafka, settings.producer), topic)
     stop = stop if stop is not None else threading.Event()
 
     produce = run.current.produce

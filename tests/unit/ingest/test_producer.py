@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rtap.errors import BrokerError, ConfigError
+from rtap.errors import ConfigError
 from rtap.ingest.producer import (
     OpenLoopSchedule,
-    PurgedRecord,
     _RunProducer,
     new_run_id,
-    not_stored,
     producer_config,
-    record_digest,
-    stored_prefix,
-    stored_prefixes,
     validate_run,
     write_truth,
 )
@@ -142,18 +137,18 @@ def _replacements() -> float:
 
 def _queued(run: _RunProducer) -> list[tuple[bytes, bytes]]:
     """The records the run's current producer holds, in its order (purged and reported to the run's tally)."""
-    run.tally.purged = []
+    run.tally.unsent = []
     run.current.purge()
     assert run.current.flush(5) == 0
-    queued, run.tally.purged = run.tally.purged, None
-    return [(record.value, record.key) for record in queued]
+    queued, run.tally.unsent = run.tally.unsent, None
+    return queued
 
 
 def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in_their_order() -> None:
     """Without a reachable broker every record stays in librdkafka's queue: never sent, so produced again by the
     new producer, none counted failed (a broker that knew them could not store them twice)."""
     kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events", client_config=kafka.client_config())
+    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
     records = [(f"value-{n}".encode(), f"key-{n % 7}".encode()) for n in range(500)]
     old = run.current
     for value, key in records:
@@ -173,11 +168,7 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
 
 def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
     kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(
-        {**producer_config(kafka, ProducerSettings()), "partitioner": "consistent"},
-        "events",
-        client_config=kafka.client_config(),
-    )
+    run = _RunProducer({**producer_config(kafka, ProducerSettings()), "partitioner": "consistent"}, "events")
     records = [(f"value-{n}".encode(), b"one session") for n in range(200)]
     for value, key in records:
         run.current.produce("events", value, key)
@@ -192,69 +183,9 @@ def test_a_record_that_may_have_been_sent_is_counted_failed_not_sent_again() -> 
     from confluent_kafka import KafkaError
 
     kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events", client_config=kafka.client_config())
-    run.tally.purged = []
+    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
+    run.tally.unsent = []
     run.tally(KafkaError(KafkaError._PURGE_INFLIGHT), None)
-    assert run.tally.purged == []
+    assert run.tally.unsent == []
     assert run.tally.failed == 1
     assert run.tally.first_error is not None
-
-
-def _purged(value: str, partition: int, created_ms: int = 0) -> PurgedRecord:
-    return PurgedRecord(value.encode(), b"k", partition, created_ms)
-
-
-def test_the_oldest_purged_records_of_each_partition_that_kafka_holds_are_left_out_of_a_replacement() -> None:
-    purged = [_purged("a", 0), _purged("b", 1), _purged("c", 0), _purged("d", -1), _purged("e", 0), _purged("f", 1)]
-
-    assert not_stored(purged, {0: 2, 1: 0}) == [_purged("b", 1), _purged("d", -1), _purged("e", 0), _purged("f", 1)]
-    assert not_stored(purged, {}) == purged
-
-
-@pytest.mark.parametrize(
-    ("found", "queued", "stored"),
-    [
-        ("", "xyz", 0),  # nothing stored
-        ("xy", "xyz", 2),  # the two oldest stored
-        ("xyz", "xyz", 3),
-        ("xxy", "xyz", 2),  # an acknowledged x of the same millisecond before the stored x, y
-        ("x", "yxz", 0),  # an acknowledged record that repeats a later purged one: none of these stored
-        ("yxy", "xyz", 2),
-    ],
-)
-def test_the_stored_purged_records_are_what_the_records_read_back_end_with(
-    found: str, queued: str, stored: int
-) -> None:
-    """Read back from the oldest purged record's millisecond, an acknowledged record of that millisecond can
-    repeat a purged one byte for byte (the generator's duplicates): only the order tells them apart."""
-    assert stored_prefix([c.encode() for c in found], [c.encode() for c in queued]) == stored
-
-
-def test_a_record_digest_keeps_key_and_value_apart() -> None:
-    assert record_digest(b"ab", b"c") != record_digest(b"a", b"bc")
-    assert record_digest(None, b"x") == record_digest(b"", b"x")
-
-
-def test_records_that_may_be_stored_count_failed_when_kafka_cannot_be_read_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Records with a partition may have been sent: without an answer from Kafka they cannot be told from stored
-    ones, so they count failed rather than risk a second copy; a record without a partition is still sent again."""
-    monkeypatch.setattr("rtap.ingest.producer.READ_BACK_TIMEOUT_S", 1.0)
-    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events", client_config=kafka.client_config())
-    for n in range(30):
-        run.current.produce("events", f"value-{n}".encode(), b"key", partition=0)
-    run.current.produce("events", b"no partition yet", b"key")
-
-    run.replace()
-
-    assert run.tally.failed == 30
-    assert "may be stored" in str(run.tally.first_error)
-    assert _queued(run) == [(b"no partition yet", b"key")]
-
-
-def test_read_back_gives_up_in_one_line_when_kafka_does_not_answer() -> None:
-    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    with pytest.raises(BrokerError, match="Kafka did not answer for 1 s"):
-        stored_prefixes(kafka.client_config(), "events", [_purged("a", 0)], 1.0)
