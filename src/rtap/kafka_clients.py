@@ -20,7 +20,7 @@ restart of the query.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,25 +37,28 @@ LOST_REPORTS = 2
 _CLUSTER_SOURCES = frozenset({"configured", "learned"})
 
 
-def knows_a_broker(statistics: str | bytes) -> bool:
-    """Whether a librdkafka statistics report (``stats_cb``'s JSON) names a broker of the cluster."""
-    brokers = orjson.loads(statistics).get("brokers") or {}
+def knows_a_broker(report: Mapping[str, Any]) -> bool:
+    """Whether a librdkafka statistics report (``stats_cb``'s JSON, parsed) names a broker of the cluster."""
+    brokers = report.get("brokers") or {}
     return any(broker.get("source") in _CLUSTER_SOURCES for broker in brokers.values())
 
 
 class BrokerWatch:
     """One client's ``stats_cb``: :attr:`lost` once :data:`LOST_REPORTS` reports in a row named no broker.
 
-    One watch per client: a replaced client's late reports then cannot speak for its successor.
+    One watch per client: a replaced client's late reports then cannot speak for its successor. It keeps the last
+    report (:attr:`report`), which says what the client had done when it was lost (``rtap.ingest.producer``).
     """
 
-    __slots__ = ("_without",)
+    __slots__ = ("_without", "report")
 
     def __init__(self) -> None:
         self._without = 0  # reports in a row that named no broker
+        self.report: dict[str, Any] = {}
 
     def __call__(self, statistics: str) -> None:
-        self._without = 0 if knows_a_broker(statistics) else self._without + 1
+        self.report = orjson.loads(statistics)
+        self._without = 0 if knows_a_broker(self.report) else self._without + 1
 
     @property
     def lost(self) -> bool:

@@ -13,8 +13,16 @@ acknowledged (acks=all, idempotent) or reported failed, and ``delivered = produc
 
 A producer that knows no broker any more (librdkafka 2.16 can lose them all during a lone broker's clean shutdown:
 :mod:`rtap.kafka_clients`) is replaced by a new one, which produces again, in their order, the records the old one
-never sent; the ones it may have sent are counted failed, as sending them again could store a copy the run's
-ground truth does not have.
+had not had acknowledged, less those Kafka holds. librdkafka reports them all purged from its queue, including any
+whose request a broker's stop cut off after the broker had stored it (such a record goes back to the queue). Which
+of a partition's purged records are stored is counted, not guessed: the idempotent producer has a partition's
+records stored in the order they were produced, its statistics say how many of them were acknowledged
+(:func:`acknowledged`), and the run knows where the producer's records begin in each partition (the log end before
+its first record), so the stored ones are the oldest purged, as many as the log holds beyond those
+(:func:`stored_counts`); they are read back and compared byte for byte before they are skipped (:func:`holds`).
+Where that cannot be told (another producer wrote to the partition, a record of the producer failed, Kafka did not
+answer within the delivery timeout), a partition's purged records count failed: sending them again could store a
+copy the run's ground truth does not have.
 """
 
 from __future__ import annotations
@@ -25,14 +33,15 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rtap import metrics
-from rtap.errors import ConfigError
+from rtap.errors import BrokerError, ConfigError
+from rtap.kafka_admin import admin_client, partition_offsets
 from rtap.kafka_clients import BrokerWatch, produce_waiting
 from rtap.settings import KafkaSettings, ProducerSettings, Settings
 
@@ -52,6 +61,10 @@ BLOCK_EVENTS = 1024
 QUEUE_FULL_WAIT_S = 0.05
 # How long a producer that knows no broker is given to report the records it is purged of (at once, in practice).
 PURGE_REPORTS_S = 5.0
+# How long a replacement waits for Kafka to answer, to learn which purged records it holds and where the new
+# producer's records begin: as long as librdkafka would have kept the records. Asked again every READ_BACK_RETRY_S.
+READ_BACK_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000
+READ_BACK_RETRY_S = 1.0
 # Ahead of schedule by less than this: send now rather than pay a sleep that oversleeps anyway.
 MIN_SLEEP_S = 0.001
 # How often the daily-curve multiplier is re-read: it changes over hours, not microseconds.
@@ -174,25 +187,131 @@ class ProduceReport:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class PurgedRecord:
+    """A record a replaced producer reported purged from its queue: never acknowledged, perhaps stored."""
+
+    value: bytes
+    key: bytes
+    partition: int  # -1: it never had one, so it was never sent
+
+
+def acknowledged(report: Mapping[str, Any], topic: str) -> dict[int, int]:
+    """Per partition of ``topic``: how many records the idempotent producer that made the statistics ``report`` had
+    acknowledged. librdkafka numbers a partition's records 1, 2, ... as they are produced and reports the last one
+    acknowledged (``acked_msgid``)."""
+    partitions = ((report.get("topics") or {}).get(topic) or {}).get("partitions") or {}
+    return {int(p): int(stats.get("acked_msgid") or 0) for p, stats in partitions.items() if int(p) >= 0}
+
+
+def stored_counts(
+    purged: Mapping[int, int], starts: Mapping[int, int] | None, acked: Mapping[int, int], ends: Mapping[int, int]
+) -> dict[int, int | None]:
+    """Per partition with ``purged[p]`` purged records: how many of them, the oldest, Kafka holds if no other
+    producer wrote to it: the log's records beyond where the producer's began (``starts``) and the ones it had
+    acknowledged. None where that count cannot be the producer's (no known start, below zero, above ``purged``)."""
+    counts: dict[int, int | None] = {}
+    for partition, queued in purged.items():
+        start = None if starts is None else starts.get(partition)
+        end = ends.get(partition)
+        stored = None if start is None or end is None else end - start - acked.get(partition, 0)
+        counts[partition] = stored if stored is not None and 0 <= stored <= queued else None
+    return counts
+
+
+def split_purged(
+    purged: Sequence[PurgedRecord], stored: Mapping[int, int | None]
+) -> tuple[list[PurgedRecord], int, int]:
+    """``purged`` in its order, less the oldest ``stored[p]`` of each partition (Kafka holds them) and every one of
+    a partition whose count is None (whether Kafka holds them cannot be told): the records to send again, how many
+    Kafka holds, and how many cannot be told."""
+    skipped: dict[int, int] = {}
+    unsent: list[PurgedRecord] = []
+    unknown = 0
+    for record in purged:
+        held = stored.get(record.partition, 0)
+        if held is None:
+            unknown += 1
+        elif skipped.get(record.partition, 0) < held:
+            skipped[record.partition] = skipped.get(record.partition, 0) + 1
+        else:
+            unsent.append(record)
+    return unsent, sum(skipped.values()), unknown
+
+
+def end_offsets(kafka: KafkaSettings, timeout_s: float, stop: threading.Event) -> dict[int, int]:
+    """Each partition's log end, asked until Kafka answers: :class:`BrokerError` after ``timeout_s``, or once
+    ``stop`` is set."""
+    admin = admin_client(kafka)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            attempt_s = max(0.1, min(5.0, deadline - time.monotonic()))
+            offsets = partition_offsets(admin, [kafka.topic], "latest", timeout_s=attempt_s)
+            return {partition: offset for (_, partition), offset in offsets.items()}
+        except BrokerError as error:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"Kafka did not answer for {timeout_s:.0f} s ({error})") from error
+            if stop.wait(READ_BACK_RETRY_S):
+                raise BrokerError("the run was stopped before Kafka answered") from error
+
+
+def holds(
+    kafka: KafkaSettings, expected: Mapping[int, tuple[int, Sequence[PurgedRecord]]], timeout_s: float
+) -> dict[int, bool]:
+    """Whether each partition ``p`` holds, from offset ``expected[p][0]`` on, the records ``expected[p][1]`` (keys
+    and values, in their order). :class:`BrokerError` when they cannot be read in ``timeout_s``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    wanted = {partition: [(r.key, r.value) for r in records] for partition, (_, records) in expected.items() if records}
+    found: dict[int, list[tuple[bytes, bytes]]] = {partition: [] for partition in wanted}
+    if not wanted:
+        return {partition: True for partition in expected}
+    consumer = Consumer(
+        {**kafka.client_config(), "group.id": f"rtap-produce-read-back-{secrets.token_hex(4)}", "log_level": 2}
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(kafka.topic, p, expected[p][0]) for p in wanted])
+        while any(len(found[p]) < len(wanted[p]) for p in wanted):
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"reading back {kafka.topic} took more than {timeout_s:.0f} s")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise BrokerError(f"reading back {kafka.topic}: {message.error()}")
+                partition = message.partition()
+                if partition in found and len(found[partition]) < len(wanted[partition]):
+                    found[partition].append((message.key() or b"", message.value() or b""))
+    finally:
+        consumer.close()
+    return {partition: found.get(partition, []) == wanted.get(partition, []) for partition in expected}
+
+
 class _DeliveryTally:
     """librdkafka's delivery callback; with ``delivery.report.only.error`` it only sees failures.
 
-    While a producer that knows no broker is purged (``unsent`` is a list), the records it reports as never sent
-    are kept there, to be produced again, instead of counted failed.
+    While a producer that knows no broker is purged (``purged`` is a list), the records it reports purged from its
+    queue are kept there, to be produced again unless Kafka holds them, instead of counted failed. The partitions
+    of the current producer's failed records (``failed_partitions``) are those whose count of acknowledged records
+    no longer tells where its stored ones end.
     """
 
     def __init__(self, purged_from_queue: int) -> None:
         self.failed = 0
         self.first_error: str | None = None
-        self.unsent: list[tuple[bytes, bytes]] | None = None
+        self.purged: list[PurgedRecord] | None = None
+        self.failed_partitions: set[int] = set()
         self._purged_from_queue = purged_from_queue  # KafkaError._PURGE_QUEUE: confluent_kafka is imported late
 
     def __call__(self, error: Any, message: Any) -> None:
         if error is None:
             return
-        if self.unsent is not None and error.code() == self._purged_from_queue:
-            self.unsent.append((message.value(), message.key()))
+        partition = message.partition() if message is not None else None
+        if self.purged is not None and error.code() == self._purged_from_queue:
+            self.purged.append(PurgedRecord(message.value(), message.key(), -1 if partition is None else partition))
             return
+        if partition is not None:
+            self.failed_partitions.add(partition)
         self.count_failed(1, str(error))
 
     def count_failed(self, records: int, why: str) -> None:
@@ -209,11 +328,25 @@ class _RunProducer:
     here that may replace it.
     """
 
-    def __init__(self, config: dict[str, Any], topic: str) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        config: dict[str, Any],
+        *,
+        starts: dict[int, int] | None,
+        stop: threading.Event,
+        read_back_timeout_s: float = READ_BACK_TIMEOUT_S,
+    ) -> None:
+        """``starts``: each partition's log end before the first producer's first record (None: unknown, so the
+        records a replaced producer may have sent count failed). ``stop`` ends a replacement's wait for Kafka."""
         from confluent_kafka import KafkaError
 
+        self._kafka = kafka
         self._config = config
-        self._topic = topic
+        self._topic = kafka.topic
+        self._starts = starts
+        self._stop = stop
+        self._read_back_timeout_s = read_back_timeout_s
         self.tally = _DeliveryTally(KafkaError._PURGE_QUEUE)
         self.watch: BrokerWatch  # the current producer's, set by _new
         self.current = self._new()
@@ -225,25 +358,65 @@ class _RunProducer:
         return Producer({**self._config, "on_delivery": self.tally, **self.watch.config()})
 
     def replace(self) -> None:
-        """A new producer; the records the old one never sent go to it, in their order; the rest count failed."""
+        """A new producer; the records the old one had queued go to it, in their order, less those Kafka holds;
+        any other record of the old one, and any purged one whose fate cannot be told, counts failed."""
         old = self.current
+        # The report that found it lost came after its last broker was gone: no acknowledgement can follow it.
+        acked = acknowledged(self.watch.report, self._topic)
         self.current = self._new()
         metrics.PRODUCER.clients_replaced.inc()
         failed_before = self.tally.failed
-        self.tally.unsent = []
+        self.tally.purged = []
         old.purge()
         left = old.flush(PURGE_REPORTS_S)
-        unsent, self.tally.unsent = self.tally.unsent, None
+        purged, self.tally.purged = self.tally.purged, None
+        failed_partitions, self.tally.failed_partitions = self.tally.failed_partitions, set()
         if left:
             self.tally.count_failed(left, f"{left} records of a replaced producer were never reported")
+        stored, why = self._stored(purged, acked, failed_partitions)
+        unsent, held, unknown = split_purged(purged, stored)
+        if unknown:
+            self.tally.count_failed(unknown, f"{unknown} records of a replaced producer may be stored: {why}")
         log.warning(
             "the Kafka producer knew no broker any more (lost during a broker's shutdown): replaced by a new one,"
-            " which sends again the %d records it never sent (%d failed)",
+            " which sends again the %d records Kafka does not hold (%d it holds already, %d failed%s)",
             len(unsent),
+            held,
             self.tally.failed - failed_before,
+            f": {why}" if unknown else "",
         )
-        for value, key in unsent:  # at most the old queue's bound: the new queue has room for them
-            produce_waiting(self.current, self._topic, key=key, value=value)
+        for record in unsent:  # at most the old queue's bound: the new queue has room for them
+            produce_waiting(self.current, self._topic, key=record.key, value=record.value)
+
+    def _stored(
+        self, purged: Sequence[PurgedRecord], acked: Mapping[int, int], failed_partitions: set[int]
+    ) -> tuple[dict[int, int | None], str]:
+        """How many of each partition's purged records Kafka holds (None: cannot be told, and why); learns where
+        the new producer's records begin (Kafka's log ends now: it has sent nothing yet)."""
+        queued: dict[int, list[PurgedRecord]] = {}
+        for record in purged:
+            if record.partition >= 0:
+                queued.setdefault(record.partition, []).append(record)
+        try:
+            ends = end_offsets(self._kafka, self._read_back_timeout_s, self._stop)
+        except BrokerError as error:
+            self._starts = None
+            return dict.fromkeys(queued), str(error)
+        starts, self._starts = self._starts, ends
+        counts = stored_counts({p: len(records) for p, records in queued.items()}, starts, acked, ends)
+        for partition in failed_partitions & counts.keys():
+            counts[partition] = None
+        why = (
+            "Kafka did not answer when the producer's records began"
+            if starts is None
+            else "records of the producer failed, or another producer wrote to the same partitions"
+        )
+        expected = {p: ((starts or {})[p] + acked.get(p, 0), queued[p][:held]) for p, held in counts.items() if held}
+        try:
+            held_as_counted = holds(self._kafka, expected, self._read_back_timeout_s)
+        except BrokerError as error:
+            return {p: (None if p in expected else held) for p, held in counts.items()}, str(error)
+        return {p: (held if held_as_counted.get(p, True) else None) for p, held in counts.items()}, why
 
     def produce_when_there_is_room(self, value: bytes, key: bytes) -> None:
         """Produce one record once librdkafka's local queue has room again (it drains as the broker acks)."""
@@ -316,8 +489,11 @@ def produce_run(
     )
     run_id = new_run_id(generator_settings.seed)
     topic = kafka.topic
-    run = _RunProducer(producer_config(kafka, settings.producer), topic)
     stop = stop if stop is not None else threading.Event()
+    # Where the run's records will begin in each partition: what tells, should its producer be replaced, which of
+    # the records it never had acknowledged Kafka holds.
+    starts = end_offsets(kafka, timeout_s=15.0, stop=stop)
+    run = _RunProducer(kafka, producer_config(kafka, settings.producer), starts=starts, stop=stop)
 
     produce = run.current.produce
     poll = run.current.poll

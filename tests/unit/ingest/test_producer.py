@@ -1,24 +1,35 @@
-"""The producer's pure parts: its librdkafka settings, the open-loop schedule, run ids and truth files; and the
-replacement of a producer that knows no broker (librdkafka's own queue, no broker needed)."""
+"""The producer's pure parts: its librdkafka settings, the open-loop schedule, run ids and truth files, how many of a
+replaced producer's purged records Kafka holds; and the replacement of a producer that knows no broker while Kafka
+does not answer (librdkafka's own queue, no broker needed; with a broker: tests/integration/ingest)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import threading
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rtap.errors import ConfigError
 from rtap.ingest.producer import (
     OpenLoopSchedule,
+    PurgedRecord,
     _RunProducer,
+    acknowledged,
     new_run_id,
     producer_config,
+    split_purged,
+    stored_counts,
     validate_run,
     write_truth,
 )
 from rtap.settings import KafkaSettings, ProducerSettings
+from tests.support.kafka_statistics import statistics
+
+# No broker listens there: librdkafka keeps every record in its queue, without a partition.
+NOWHERE = "127.0.0.1:1"
 
 
 def test_producer_config_is_durable_batched_and_java_compatible() -> None:
@@ -135,20 +146,69 @@ def _replacements() -> float:
     return value
 
 
+def test_a_statistics_report_says_how_many_records_of_each_partition_were_acknowledged() -> None:
+    report = orjson.loads(statistics("learned", topic="events", acked={0: 189, 1: 0, 5: 3}))
+    assert acknowledged(report, "events") == {0: 189, 1: 0, 5: 3}  # librdkafka's queue without a partition left out
+    assert acknowledged(report, "other") == {}
+    assert acknowledged({}, "events") == {}  # no report yet: nothing acknowledged
+
+
+@pytest.mark.parametrize(
+    ("purged", "end", "counted"),
+    [
+        (5, 1_000 + 40, 0),  # every record beyond the acknowledged ones was never stored
+        (5, 1_000 + 40 + 3, 3),  # a cut-off request's three records were stored: the three oldest purged
+        (5, 1_000 + 40 + 5, 5),
+        (5, 1_000 + 40 + 6, None),  # more than it purged: another producer wrote there
+        (5, 1_000 + 39, None),  # fewer than it had acknowledged: not the producer's records (a failure, a truncation)
+    ],
+)
+def test_the_stored_purged_records_are_counted_beyond_the_acknowledged_ones(
+    purged: int, end: int, counted: int | None
+) -> None:
+    """The producer's records began at offset 1,000 of partition 0, and it had 40 acknowledged."""
+    assert stored_counts({0: purged}, {0: 1_000}, {0: 40}, {0: end}) == {0: counted}
+
+
+def test_where_the_producers_records_began_is_unknown_nothing_can_be_counted() -> None:
+    assert stored_counts({0: 5, 3: 1}, None, {0: 40}, {0: 1_040, 3: 7}) == {0: None, 3: None}
+    assert stored_counts({0: 5}, {1: 0}, {}, {0: 0, 1: 0}) == {0: None}
+    assert stored_counts({2: 4}, {2: 10}, {}, {2: 10}) == {2: 0}  # no report of it: none acknowledged
+
+
+def test_the_records_kafka_holds_are_not_sent_again_and_those_it_cannot_tell_are_not_either() -> None:
+    purged = [PurgedRecord(f"{p}-{n}".encode(), b"k", p) for n in range(4) for p in (0, 1, 2, -1)]
+    unsent, held, unknown = split_purged(purged, {0: 2, 1: None, 2: 0})
+    # in their order, less partition 0's two oldest; none of partition 1's
+    assert unsent == [r for r in purged if r.partition != 1 and r.value not in (b"0-0", b"0-1")]
+    assert (held, unknown) == (2, 4)
+
+
+def _run(bootstrap: str = NOWHERE, **config: object) -> _RunProducer:
+    """A run's producer that knows no broker; Kafka does not answer its replacements either (a second)."""
+    kafka = KafkaSettings(_env_file=None, bootstrap_servers=bootstrap)  # type: ignore[call-arg]
+    return _RunProducer(
+        kafka,
+        {**producer_config(kafka, ProducerSettings()), **config},
+        starts=None,
+        stop=threading.Event(),
+        read_back_timeout_s=1.0,
+    )
+
+
 def _queued(run: _RunProducer) -> list[tuple[bytes, bytes]]:
     """The records the run's current producer holds, in its order (purged and reported to the run's tally)."""
-    run.tally.unsent = []
+    run.tally.purged = []
     run.current.purge()
     assert run.current.flush(5) == 0
-    queued, run.tally.unsent = run.tally.unsent, None
-    return queued
+    queued, run.tally.purged = run.tally.purged, None
+    return [(record.value, record.key) for record in queued]
 
 
 def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in_their_order() -> None:
-    """Without a reachable broker every record stays in librdkafka's queue: never sent, so produced again by the
-    new producer, none counted failed (a broker that knew them could not store them twice)."""
-    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
+    """Without a reachable broker every record stays in librdkafka's queue without a partition: never sent, so
+    produced again by the new producer, none counted failed (a broker that knew them could not store them twice)."""
+    run = _run()
     records = [(f"value-{n}".encode(), f"key-{n % 7}".encode()) for n in range(500)]
     old = run.current
     for value, key in records:
@@ -160,15 +220,14 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
 
     assert run.current is not old
     assert run.watch is not old_watch  # the old client's late reports cannot speak for the new one
-    assert len(old) == 0
+    assert old.flush(1) == 0  # nothing of it is left (its statistics and errors may still be queued: served here)
     assert (run.tally.failed, run.tally.first_error) == (0, None)
     assert _replacements() == replaced_before + 1
     assert sorted(_queued(run)) == sorted(records)
 
 
 def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
-    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer({**producer_config(kafka, ProducerSettings()), "partitioner": "consistent"}, "events")
+    run = _run(partitioner="consistent")
     records = [(f"value-{n}".encode(), b"one session") for n in range(200)]
     for value, key in records:
         run.current.produce("events", value, key)
@@ -179,13 +238,24 @@ def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
 
 
 def test_a_record_that_may_have_been_sent_is_counted_failed_not_sent_again() -> None:
-    """Only a record purged from the queue is known unsent; any other report of the old producer is a failure."""
+    """Only a record purged from the queue can be sent again; any other report of the old producer is a failure."""
     from confluent_kafka import KafkaError
 
-    kafka = KafkaSettings(_env_file=None, bootstrap_servers="127.0.0.1:1")  # type: ignore[call-arg]
-    run = _RunProducer(producer_config(kafka, ProducerSettings()), "events")
-    run.tally.unsent = []
+    run = _run()
+    run.tally.purged = []
     run.tally(KafkaError(KafkaError._PURGE_INFLIGHT), None)
-    assert run.tally.unsent == []
+    assert run.tally.purged == []
     assert run.tally.failed == 1
     assert run.tally.first_error is not None
+
+
+def test_purged_records_that_had_a_partition_count_failed_while_kafka_does_not_answer() -> None:
+    """They may have been sent: only Kafka can say whether it holds them. Records without a partition were not."""
+    run = _run()
+    purged = [PurgedRecord(b"sent?", b"a", 2), PurgedRecord(b"never sent", b"b", -1), PurgedRecord(b"x", b"c", 2)]
+
+    stored, why = run._stored(purged, {2: 10}, set())
+
+    assert stored == {2: None}
+    assert why.startswith("Kafka did not answer for 1 s")
+    assert run._starts is None  # nor is it known where the new producer's records begin
