@@ -21,8 +21,9 @@ records stored in the order they were produced, its statistics say how many of t
 its first record), so the stored ones are the oldest purged, as many as the log holds beyond those
 (:func:`stored_counts`); they are read back and compared byte for byte before they are skipped (:func:`holds`).
 Where that cannot be told (another producer wrote to the partition, a record of the producer failed, Kafka did not
-answer within the delivery timeout), a partition's purged records count failed: sending them again could store a
-copy the run's ground truth does not have.
+answer within the delivery timeout), a partition's purged records are sent again all the same and counted
+(``rtap_producer_records_resent_unchecked_total``): a copy is a duplicate the stream job counts, where a record not
+sent would be an event lost.
 """
 
 from __future__ import annotations
@@ -222,21 +223,22 @@ def stored_counts(
 def split_purged(
     purged: Sequence[PurgedRecord], stored: Mapping[int, int | None]
 ) -> tuple[list[PurgedRecord], int, int]:
-    """``purged`` in its order, less the oldest ``stored[p]`` of each partition (Kafka holds them) and every one of
-    a partition whose count is None (whether Kafka holds them cannot be told): the records to send again, how many
-    Kafka holds, and how many cannot be told."""
+    """``purged`` in its order, less the oldest ``stored[p]`` of each partition (Kafka holds them): the records to
+    send again, how many Kafka holds, and how many of those sent again are of a partition whose count is None
+    (whether Kafka holds some of them could not be told). Those are sent again all the same: a copy is a duplicate
+    the stream job counts, a record not sent is an event lost."""
     skipped: dict[int, int] = {}
     unsent: list[PurgedRecord] = []
-    unknown = 0
+    unchecked = 0
     for record in purged:
         held = stored.get(record.partition, 0)
         if held is None:
-            unknown += 1
+            unchecked += 1
         elif skipped.get(record.partition, 0) < held:
             skipped[record.partition] = skipped.get(record.partition, 0) + 1
-        else:
-            unsent.append(record)
-    return unsent, sum(skipped.values()), unknown
+            continue
+        unsent.append(record)
+    return unsent, sum(skipped.values()), unchecked
 
 
 def end_offsets(kafka: KafkaSettings, timeout_s: float, stop: threading.Event) -> dict[int, int]:
@@ -359,7 +361,7 @@ class _RunProducer:
 
     def replace(self) -> None:
         """A new producer; the records the old one had queued go to it, in their order, less those Kafka holds;
-        any other record of the old one, and any purged one whose fate cannot be told, counts failed."""
+        any other record of the old one counts failed."""
         old = self.current
         # The report that found it lost came after its last broker was gone: no acknowledgement can follow it.
         acked = acknowledged(self.watch.report, self._topic)
@@ -374,25 +376,30 @@ class _RunProducer:
         if left:
             self.tally.count_failed(left, f"{left} records of a replaced producer were never reported")
         stored, why = self._stored(purged, acked, failed_partitions)
-        unsent, held, unknown = split_purged(purged, stored)
-        if unknown:
-            self.tally.count_failed(unknown, f"{unknown} records of a replaced producer may be stored: {why}")
+        unsent, held, unchecked = split_purged(purged, stored)
         log.warning(
             "the Kafka producer knew no broker any more (lost during a broker's shutdown): replaced by a new one,"
-            " which sends again the %d records Kafka does not hold (%d it holds already, %d failed%s)",
+            " which sends again the %d records Kafka does not hold (%d it holds already, %d failed)",
             len(unsent),
             held,
             self.tally.failed - failed_before,
-            f": {why}" if unknown else "",
         )
+        if unchecked:
+            metrics.PRODUCER.resent_unchecked.inc(unchecked)
+            log.warning(
+                "%d of them are of partitions where it could not be told whether Kafka holds some already (%s):"
+                " any it holds is stored twice, and the stream job counts the copy a duplicate",
+                unchecked,
+                why,
+            )
         for record in unsent:  # at most the old queue's bound: the new queue has room for them
             produce_waiting(self.current, self._topic, key=record.key, value=record.value)
 
     def _stored(
         self, purged: Sequence[PurgedRecord], acked: Mapping[int, int], failed_partitions: set[int]
     ) -> tuple[dict[int, int | None], str]:
-        """How many of each partition's purged records Kafka holds (None: cannot be told, and why); learns where
-        the new producer's records begin (Kafka's log ends now: it has sent nothing yet)."""
+        """How many of each partition's purged records Kafka holds (None: cannot be told; and why not); learns
+        where the new producer's records begin (Kafka's log ends now: it has sent nothing yet)."""
         queued: dict[int, list[PurgedRecord]] = {}
         for record in purged:
             if record.partition >= 0:

@@ -32,8 +32,15 @@ class ProducerMetrics(Collector):
             "Kafka producers replaced for knowing no broker any more (librdkafka 2.16: rtap.kafka_clients).",
             registry=None,
         )
+        self.resent_unchecked = Counter(
+            "rtap_producer_records_resent_unchecked",
+            "Records a replaced producer's successor sent again without knowing whether Kafka held them already "
+            "(another producer wrote to their partition, or Kafka did not answer): any it held is stored twice.",
+            registry=None,
+        )
 
     def collect(self) -> Iterator[Metric]:
         yield from self.sent.collect()
         yield from self.delivery_failures.collect()
         yield from self.clients_replaced.collect()
+        yield from self.resent_unchecked.collect()

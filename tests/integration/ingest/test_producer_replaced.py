@@ -180,3 +180,41 @@ def test_a_partition_another_producer_wrote_to_cannot_be_told(broker: LocalKafka
     assert "another producer" in why
     failed, _ = _run_from(settings, starts)._stored(_purged(b"B"), {0: 2}, {0})  # a record of it had failed
     assert failed == {0: None}
+
+
+def _unchecked() -> float:
+    from prometheus_client import CollectorRegistry
+
+    from rtap import metrics
+
+    registry = CollectorRegistry()
+    registry.register(metrics.PRODUCER)
+    return registry.get_sample_value("rtap_producer_records_resent_unchecked_total") or 0.0
+
+
+@pytest.mark.parametrize("other_producer", [False, True])
+def test_a_replaced_producers_records_go_to_its_successor_whether_or_not_the_count_can_tell(
+    broker: LocalKafka, other_producer: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's producers reach no broker (their records stay queued, with the partition they were given) while
+    the read-back reaches this one. Where another producer wrote to the partition since the run's records began,
+    whether Kafka holds some of the purged ones cannot be told: they are sent again all the same, and counted."""
+    settings, starts = _kafka_holding(broker, [(b"other producer", b"X")] if other_producer else [])
+    kafka = settings.kafka
+    config = {**producer_config(kafka, ProducerSettings()), "bootstrap.servers": "127.0.0.1:1"}
+    run = _RunProducer(kafka, config, starts=starts, stop=threading.Event())
+    records = [(b"key", f"record-{n}".encode()) for n in range(3)]
+    for key, value in records:
+        run.current.produce(kafka.topic, value, key, partition=0)
+    unchecked_before = _unchecked()
+
+    with caplog.at_level(logging.WARNING, logger="rtap.produce"):
+        run.replace()
+
+    assert (run.tally.failed, run.tally.first_error) == (0, None)
+    assert _unchecked() - unchecked_before == (3 if other_producer else 0)
+    assert any("could not be told" in message for message in caplog.messages) is other_producer
+    run.tally.purged = []
+    run.current.purge()
+    assert run.current.flush(5) == 0
+    assert [(r.key, r.value) for r in run.tally.purged] == records  # the successor holds them, in their order
