@@ -375,10 +375,16 @@ class _RunProducer:
         failed_partitions, self.tally.failed_partitions = self.tally.failed_partitions, set()
         if left:
             self.tally.count_failed(left, f"{left} records of a replaced producer were never reported")
+        log.warning(
+            "the Kafka producer knew no broker any more (lost during a broker's shutdown): asking Kafka (for at most"
+            " %.0f s) which of the %d records it had not had acknowledged it holds",
+            self._read_back_timeout_s,
+            len(purged),
+        )
         stored, why = self._stored(purged, acked, failed_partitions)
         unsent, held, unchecked = split_purged(purged, stored)
         log.warning(
-            "the Kafka producer knew no broker any more (lost during a broker's shutdown): replaced by a new one,"
+            "the Kafka producer that knew no broker is replaced by a new one,"
             " which sends again the %d records Kafka does not hold (%d it holds already, %d failed)",
             len(unsent),
             held,
