@@ -269,8 +269,9 @@ def holds(
     found: dict[int, list[tuple[bytes, bytes]]] = {partition: [] for partition in wanted}
     if not wanted:
         return {partition: True for partition in expected}
+    # Assigned, not subscribed, and committing nothing: the group id librdkafka requires leaves no group behind.
     consumer = Consumer(
-        {**kafka.client_config(), "group.id": f"rtap-produce-read-back-{secrets.token_hex(4)}", "log_level": 2}
+        {**kafka.client_config(), "group.id": "rtap-produce-read-back", "enable.auto.commit": False, "log_level": 2}
     )
     deadline = time.monotonic() + timeout_s
     try:

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from rtap.generate import GroundTruth
 from rtap.ingest.producer import ProduceReport, PurgedRecord, _RunProducer, produce_run, producer_config
 from rtap.ingest.topics import ensure_topics
+from rtap.kafka_admin import admin_client
 from rtap.kafka_clients import LOST_REPORTS, BrokerWatch
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import ProducerSettings, Settings
@@ -156,6 +157,8 @@ def test_the_purged_records_kafka_holds_are_found_by_count_and_read_back(broker:
 
     assert counts == {0: 3}
     assert run._starts == {**starts, 0: starts[0] + 9}  # the new producer's records begin after them
+    groups = admin_client(settings.kafka).list_consumer_groups(request_timeout=15).result()
+    assert [group.group_id for group in groups.valid] == []  # the read-back committed nothing, joined nothing
 
 
 def test_a_copy_of_an_acknowledged_record_is_told_from_the_stored_one_by_the_count(broker: LocalKafka) -> None:
