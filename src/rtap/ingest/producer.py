@@ -340,8 +340,9 @@ class _RunProducer:
         stop: threading.Event,
         read_back_timeout_s: float = READ_BACK_TIMEOUT_S,
     ) -> None:
-        """``starts``: each partition's log end before the first producer's first record (None: unknown, so the
-        records a replaced producer may have sent count failed). ``stop`` ends a replacement's wait for Kafka."""
+        """``starts``: each partition's log end before the first producer's first record (None: unknown, so whether
+        Kafka holds some of a replaced producer's records cannot be told: they are sent again unchecked). ``stop``
+        ends a replacement's wait for Kafka."""
         from confluent_kafka import KafkaError
 
         self._kafka = kafka
