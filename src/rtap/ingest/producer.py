@@ -262,20 +262,18 @@ def holds(
     kafka: KafkaSettings, expected: Mapping[int, tuple[int, Sequence[PurgedRecord]]], timeout_s: float
 ) -> dict[int, bool]:
     """Whether each partition ``p`` holds, from offset ``expected[p][0]`` on, the records ``expected[p][1]`` (keys
-    and values, in their order). :class:`BrokerError` when they cannot be read in ``timeout_s``."""
+    and values, in their order; at least one). :class:`BrokerError` when they cannot be read in ``timeout_s``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    wanted = {partition: [(r.key, r.value) for r in records] for partition, (_, records) in expected.items() if records}
+    wanted = {partition: [(r.key, r.value) for r in records] for partition, (_, records) in expected.items()}
     found: dict[int, list[tuple[bytes, bytes]]] = {partition: [] for partition in wanted}
-    if not wanted:
-        return {partition: True for partition in expected}
     # Assigned, not subscribed, and committing nothing: the group id librdkafka requires leaves no group behind.
     consumer = Consumer(
         {**kafka.client_config(), "group.id": "rtap-produce-read-back", "enable.auto.commit": False, "log_level": 2}
     )
     deadline = time.monotonic() + timeout_s
     try:
-        consumer.assign([TopicPartition(kafka.topic, p, expected[p][0]) for p in wanted])
+        consumer.assign([TopicPartition(kafka.topic, p, first) for p, (first, _) in expected.items()])
         while any(len(found[p]) < len(wanted[p]) for p in wanted):
             if time.monotonic() >= deadline:
                 raise BrokerError(f"reading back {kafka.topic} took more than {timeout_s:.0f} s")
@@ -287,7 +285,7 @@ def holds(
                     found[partition].append((message.key() or b"", message.value() or b""))
     finally:
         consumer.close()
-    return {partition: found.get(partition, []) == wanted.get(partition, []) for partition in expected}
+    return {partition: found[partition] == wanted[partition] for partition in wanted}
 
 
 class _DeliveryTally:
@@ -427,6 +425,8 @@ class _RunProducer:
             else "records of the producer failed, or another producer wrote to the same partitions"
         )
         expected = {p: ((starts or {})[p] + acked.get(p, 0), queued[p][:held]) for p, held in counts.items() if held}
+        if not expected:
+            return counts, why
         try:
             held_as_counted = holds(self._kafka, expected, self._read_back_timeout_s)
         except BrokerError as error:

@@ -32,6 +32,7 @@ from rtap.kafka_clients import LOST_REPORTS, BrokerWatch
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import ProducerSettings, Settings
 from tests.support.pipeline import local_broker_settings
+from tests.support.producer import producer_counter, queued
 
 # Open loop: records keep coming while the broker is down, so the lost producer holds some when it is replaced.
 RATE = 2_000.0
@@ -188,16 +189,6 @@ def test_a_partition_another_producer_wrote_to_cannot_be_told(broker: LocalKafka
     assert failed == {0: None}
 
 
-def _unchecked() -> float:
-    from prometheus_client import CollectorRegistry
-
-    from rtap import metrics
-
-    registry = CollectorRegistry()
-    registry.register(metrics.PRODUCER)
-    return registry.get_sample_value("rtap_producer_records_resent_unchecked_total") or 0.0
-
-
 @pytest.mark.parametrize("other_producer", [False, True])
 def test_a_replaced_producers_records_go_to_its_successor_whether_or_not_the_count_can_tell(
     broker: LocalKafka, other_producer: bool, caplog: pytest.LogCaptureFixture
@@ -212,15 +203,14 @@ def test_a_replaced_producers_records_go_to_its_successor_whether_or_not_the_cou
     records = [(b"key", f"record-{n}".encode()) for n in range(3)]
     for key, value in records:
         run.current.produce(kafka.topic, value, key, partition=0)
-    unchecked_before = _unchecked()
+    unchecked_before = producer_counter("rtap_producer_records_resent_unchecked_total")
 
     with caplog.at_level(logging.WARNING, logger="rtap.produce"):
         run.replace()
 
     assert (run.tally.failed, run.tally.first_error) == (0, None)
-    assert _unchecked() - unchecked_before == (3 if other_producer else 0)
+    assert producer_counter("rtap_producer_records_resent_unchecked_total") - unchecked_before == (
+        3 if other_producer else 0
+    )
     assert any("could not be told" in message for message in caplog.messages) is other_producer
-    run.tally.purged = []
-    run.current.purge()
-    assert run.current.flush(5) == 0
-    assert [(r.key, r.value) for r in run.tally.purged] == records  # the successor holds them, in their order
+    assert [(key, value) for value, key in queued(run)] == records  # the successor holds them, in their order

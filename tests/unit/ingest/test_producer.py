@@ -27,6 +27,7 @@ from rtap.ingest.producer import (
 )
 from rtap.settings import KafkaSettings, ProducerSettings
 from tests.support.kafka_statistics import statistics
+from tests.support.producer import producer_counter, queued
 
 # No broker listens there: librdkafka keeps every record in its queue, without a partition.
 NOWHERE = "127.0.0.1:1"
@@ -134,18 +135,6 @@ def test_truth_of_a_failed_run_does_not_move_latest(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "run-a.json", "run-b.json"]
 
 
-def _replacements() -> float:
-    from prometheus_client import CollectorRegistry
-
-    from rtap import metrics
-
-    registry = CollectorRegistry()
-    registry.register(metrics.PRODUCER)
-    value = registry.get_sample_value("rtap_producer_clients_replaced_total")
-    assert value is not None
-    return value
-
-
 def test_a_statistics_report_says_how_many_records_of_each_partition_were_acknowledged() -> None:
     report = orjson.loads(statistics("learned", topic="events", acked={0: 189, 1: 0, 5: 3}))
     assert acknowledged(report, "events") == {0: 189, 1: 0, 5: 3}  # librdkafka's queue without a partition left out
@@ -196,15 +185,6 @@ def _run(bootstrap: str = NOWHERE, **config: object) -> _RunProducer:
     )
 
 
-def _queued(run: _RunProducer) -> list[tuple[bytes, bytes]]:
-    """The records the run's current producer holds, in its order (purged and reported to the run's tally)."""
-    run.tally.purged = []
-    run.current.purge()
-    assert run.current.flush(5) == 0
-    queued, run.tally.purged = run.tally.purged, None
-    return [(record.value, record.key) for record in queued]
-
-
 def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in_their_order() -> None:
     """Without a reachable broker every record stays in librdkafka's queue without a partition: never sent, so
     produced again by the new producer, none counted failed (a broker that knew them could not store them twice)."""
@@ -214,7 +194,7 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
     for value, key in records:
         run.current.produce("events", value, key)
     old_watch = run.watch
-    replaced_before = _replacements()
+    replaced_before = producer_counter("rtap_producer_clients_replaced_total")
 
     run.replace()
 
@@ -222,8 +202,8 @@ def test_a_replaced_producer_hands_the_records_it_never_sent_to_its_successor_in
     assert run.watch is not old_watch  # the old client's late reports cannot speak for the new one
     assert old.flush(1) == 0  # nothing of it is left (its statistics and errors may still be queued: served here)
     assert (run.tally.failed, run.tally.first_error) == (0, None)
-    assert _replacements() == replaced_before + 1
-    assert sorted(_queued(run)) == sorted(records)
+    assert producer_counter("rtap_producer_clients_replaced_total") == replaced_before + 1
+    assert sorted(queued(run)) == sorted(records)
 
 
 def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
@@ -234,7 +214,7 @@ def test_records_of_one_key_keep_their_order_across_a_replacement() -> None:
 
     run.replace()
 
-    assert _queued(run) == records
+    assert queued(run) == records
 
 
 def test_a_record_that_may_have_been_sent_is_counted_failed_not_sent_again() -> None:
