@@ -37,6 +37,7 @@ def settings(
         update={
             "topic": unique_name("events"),
             "dlq_topic": unique_name("dlq"),
+            "browser_topic": unique_name("browser"),
             "source_topics": {unique_name("legacy"): LEGACY_FORMAT},
         }
     )
@@ -72,9 +73,31 @@ def _event(n: int, **extra: Any) -> bytes:
     )
 
 
-def _legacy(n: int) -> bytes:
+def _legacy(n: int, event_id: str | None = None) -> bytes:
     return orjson.dumps(
-        {"event_id": str(uuid.UUID(int=n)), "user_id": f"u{n}", "page_url": "/old", "timestamp": "2026-11-29T10:00:00"}
+        {
+            "event_id": event_id or str(uuid.UUID(int=n)),
+            "user_id": f"u{n}",
+            "page_url": "/old",
+            "timestamp": "2026-11-29T10:00:00",
+        }
+    )
+
+
+def _browser(n: int, event_id: str) -> bytes:
+    """The tracker's format, created and sent at once: its event time is the collector's receive time."""
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": "page_view",
+            "created_at": "2026-11-29T10:00:00.000Z",
+            "sent_at": "2026-11-29T10:00:00.000Z",
+            "received_at": "2026-11-29T10:00:00.000Z",
+            "anonymous_id": f"u{n}",
+            "session_id": f"s{n}",
+            "url": "http://127.0.0.1:8070/shop/",
+            "site": "demo",
+        }
     )
 
 
@@ -183,6 +206,28 @@ def test_each_dead_letter_goes_back_to_its_own_topic_checked_against_its_own_for
     # Keyed by the session (contract v1's key), bytes as stored, each on the topic it came from.
     assert sorted(_read_all(settings, v1)) == sorted((f"s{n}".encode(), raw) for n, (_, raw) in enumerate(fixed))
     assert sorted(value or b"" for _, value in _read_all(settings, legacy)) == sorted(raw for _, raw in fixed_legacy)
+
+
+def test_an_event_stored_under_another_spelling_of_its_id_is_already_stored_in_every_format(
+    settings: Settings, warehouse: WarehouseClient
+) -> None:
+    """A UUID is one id in any letter case (issue 22): the job stores it in lower case, a dead letter keeps it as
+    the producer wrote it (Swift's UUID().uuidString is upper case), and replaying it must find the stored copy."""
+    ids = {n: str(uuid.UUID(int=0xFEEDFACE << 96 | n)) for n in (50, 51, 52)}  # letters to spell both ways
+    insert_events(
+        warehouse,
+        [{**purchase(EVENT_TIME, f"u{n}", "p1", "1.00", 1, n), "event_id": event_id} for n, event_id in ids.items()],
+    )
+    (legacy,) = settings.kafka.source_topics
+    rows = [
+        (settings.kafka.topic, _event(50, event_id=ids[50].upper())),
+        (legacy, _legacy(51, ids[51].upper())),
+        (settings.kafka.browser_topic, _browser(52, ids[52][:8].upper() + ids[52][8:])),
+    ]
+    insert_dead_letters(warehouse, rows)
+    report = replay_dead_letters(warehouse, settings, last_hour())
+    assert (report.already_stored, report.replayed_total, dict(report.still_invalid)) == (3, 0, {})
+    assert [_read_all(settings, topic) for topic, _ in rows] == [[], [], []]
 
 
 def test_a_truncated_dead_letter_is_reported_never_replayed(settings: Settings, warehouse: WarehouseClient) -> None:

@@ -97,6 +97,13 @@ def test_device_times_with_offsets_are_read_as_the_instants_they_name() -> None:
     assert row["event_time"] == RECEIVED - timedelta(seconds=10)
 
 
+def test_an_upper_case_id_is_the_same_id_in_the_reader_and_the_reference() -> None:
+    """Replay compares the reference's id with the stored one (``toString`` of a UUID: lower case)."""
+    shouted = orjson.dumps({**EVENT, "event_id": str(EVENT["event_id"]).upper()})
+    (row,), _ = read(shouted)
+    assert row["event_id"] == validate_source(shouted, BROWSER_FORMAT)["event_id"] == EVENT["event_id"]
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -150,6 +157,8 @@ def browser_records(draw: st.DrawFn) -> dict[str, object]:
     )
     record["created_at"] = draw(device_times)
     record["sent_at"] = draw(device_times)
+    # Any spelling of the id: an app may send upper case (Swift's UUID().uuidString) in the tracker's format.
+    record["event_id"] = draw(st.sampled_from([str.lower, str.upper, str.title]))(str(EVENT["event_id"]))
     for name in draw(st.lists(st.sampled_from(BROWSER_FIELDS), max_size=3, unique=True)):
         if draw(st.booleans()):
             record.pop(name, None)
