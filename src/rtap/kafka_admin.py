@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
 from confluent_kafka.admin._metadata import ClusterMetadata
 
@@ -172,13 +172,15 @@ def registered_brokers(settings: KafkaSettings, timeout_s: float = 5.0) -> int:
 def partition_offsets(
     admin: AdminClient,
     topics: Iterable[str],
-    which: Literal["earliest", "latest"],
+    which: Literal["earliest", "latest", "stable"],
     *,
     timeout_s: float = 10.0,
     missing_ok: bool = False,
     metadata: ClusterMetadata | None = None,
 ) -> dict[tuple[str, int], int]:
-    """Per (topic, partition): the log start (``earliest``, after retention) or the log end (``latest``).
+    """Per (topic, partition): the log start (``earliest``, after retention), the log end (``latest``), or the
+    last stable offset (``stable``: the log end short of the first record of a transaction still open, which is
+    where a ``read_committed`` consumer such as the stream job can read up to).
 
     A topic that does not exist raises, unless ``missing_ok`` (then it has no partitions to report).
     ``metadata``, when the caller has just read it, saves the round trip that finds the partitions.
@@ -197,7 +199,8 @@ def partition_offsets(
             request.update({TopicPartition(name, p): spec for p in topic.partitions})
         if not request:
             return {}
-        futures = admin.list_offsets(request, request_timeout=timeout_s)
+        isolation = IsolationLevel.READ_COMMITTED if which == "stable" else IsolationLevel.READ_UNCOMMITTED
+        futures = admin.list_offsets(request, isolation_level=isolation, request_timeout=timeout_s)
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:
         raise BrokerError(f"cannot read the {which} offsets of {', '.join(names)}: {describe_error(exc)}") from exc

@@ -7,12 +7,16 @@ sends the issue's measured cases against the real stream job on a real broker:
    blob that is no JSON, a 200,000-byte array nested 100,000 deep, and one nested 20,000 deep within the size
    limit: each a dead letter with its reason and size, the valid ones all stored;
 2. event ids in upper case, re-sent verbatim once stored, then in lower case, then both spellings in one batch;
-3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views.
+3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views;
+4. a transactional producer (as Flink's and Kafka Streams' exactly-once sinks write): a committed transaction, an
+   aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
+   the markers that end transactions are neither lag nor a stall once the job has read past them.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -46,7 +50,8 @@ def view(event_id: str, *, session: str, at: datetime | None = None) -> bytes:
     )
 
 
-def send(producer: Producer, topic: str, records: list[tuple[str, bytes]]) -> None:
+def send(producer: Producer, topic: str, records: list[tuple[str, bytes]], partition: int = -1) -> None:
+    """``records`` (key, value) acknowledged by the broker; to ``partition``, or by key (-1, the client's default)."""
     failures: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: object) -> None:
@@ -54,7 +59,7 @@ def send(producer: Producer, topic: str, records: list[tuple[str, bytes]]) -> No
             failures.append(error)
 
     for key, value in records:
-        producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
+        producer.produce(topic, key=key.encode(), value=value, partition=partition, on_delivery=delivered)
         producer.poll(0)
     assert producer.flush(60) == 0
     assert failures == []
@@ -105,6 +110,27 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     send(producer, topic, [("clock", view(str(uuid.uuid4()), session="clock")) for _ in range(800)])
     job.wait_processed(sent := sent + 1_001)
 
+    # 4. Transactions on partition 0: 300 views committed, 200 aborted, 100 left open while the job runs on, then
+    # aborted; then 100 plain views on partition 1.
+    transactional = Producer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "transactional.id": f"outside-{uuid.uuid4()}"}
+    )
+    transactional.init_transactions(30)
+    for count, outcome in ((300, "commit"), (200, "abort"), (100, "stay open, then abort")):
+        transactional.begin_transaction()
+        for _ in range(count):
+            transactional.produce(topic, view(str(uuid.uuid4()), session="txn"), key=b"txn", partition=0)
+        transactional.flush(30)  # in the log, whatever becomes of the transaction
+        if outcome == "commit":
+            transactional.commit_transaction(30)
+            job.wait_processed(sent := sent + count)
+            continue
+        if outcome != "abort":
+            time.sleep(3)  # the job's batches go on while the transaction stays open
+        transactional.abort_transaction(30)
+    send(producer, topic, [("plain", view(str(uuid.uuid4()), session="plain")) for _ in range(100)], partition=1)
+    job.wait_processed(sent := sent + 100)
+
     state = json.loads((settings.paths.run / JOB_STATE_FILE).read_text())
     assert job.stop() == 0
     assert state["restarts"] == 0, state
@@ -120,8 +146,17 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
         stored_case = client.query_rows(
             "SELECT toString(event_id) FROM {db}.events FINAL WHERE session_id = 'case' ORDER BY 1"
         )
+        by_session = dict(
+            client.query_rows(
+                "SELECT session_id, count() FROM {db}.events FINAL WHERE session_id IN ('txn', 'plain') GROUP BY 1"
+            )
+        )
+        (last_lag,) = client.query_rows("SELECT argMax(kafka_lag, batch_id) FROM {db}.pipeline_batches FINAL")[0]
 
-    assert events == views == 2_000 + 500 + 1_000  # every valid view once; the fast one is a dead letter
+    # Every valid view once (the fast one is a dead letter); of the transactions, the committed one only.
+    assert events == views == 2_000 + 500 + 1_000 + 300 + 100
+    assert by_session == {"txn": 300, "plain": 100}
+    assert last_lag == 0  # the three transaction markers on partition 0 are behind the job, not ahead of it
     assert duplicates == 300 + 300 + 200
     assert late == 0  # the fast clock made no honest view late
     assert [r[0] for r in stored_case] == sorted(ids)

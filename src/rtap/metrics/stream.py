@@ -143,7 +143,7 @@ class StreamMetrics(Collector):
         )
         self.position = Gauge(
             "rtap_stream_committed_offset",
-            "Per partition, the offset after the last record the job committed (Kafka's consumer position).",
+            "Per partition, the offset after the last batch the job committed (Kafka's consumer position).",
             ["topic", "partition"],
             registry=None,
         )
@@ -287,7 +287,10 @@ class KafkaEndOffsets(Collector):
                 offsets = {}
             errors = self._errors
         ends = GaugeMetricFamily(
-            "rtap_kafka_log_end_offset", "Log-end offset of each input topic partition.", labels=["topic", "partition"]
+            "rtap_kafka_log_end_offset",
+            "Log-end offset of each input topic partition as the job reads it (read_committed: Kafka's last stable "
+            "offset, short of a transaction still open).",
+            labels=["topic", "partition"],
         )
         for (topic, partition), offset in sorted(offsets.items()):
             ends.add_metric([topic, str(partition)], offset)

@@ -78,6 +78,8 @@ class Gap:
 
     @property
     def records(self) -> int:
+        """The offsets deleted: on a topic a transactional producer writes, an upper bound of the records lost, as
+        its transaction markers and aborted records take offsets too (what was deleted cannot be read to tell)."""
         return self.end_offset - self.first_offset
 
 

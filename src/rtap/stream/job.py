@@ -41,7 +41,7 @@ from rtap import metrics
 from rtap.errors import PipelineError, first_line
 from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
-from rtap.stream.checkpoint import planned_batches
+from rtap.stream.checkpoint import planned_batches, planned_offsets
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
@@ -69,6 +69,10 @@ SELECT sum(input_bytes), sum(input_rows) FROM (
 
 
 FETCH_MAX_WAIT_MS = 50
+# A transactional producer (Flink's or Kafka Streams' exactly-once sinks) writes records that become events only
+# when its transaction commits: an aborted transaction's records are never events, an open one's not yet. Kafka's
+# default, read_uncommitted, stored both. (The lag is measured against the same view: rtap.stream.kafka.LagProbe.)
+ISOLATION_LEVEL = "read_committed"
 # Before the first micro-batch, the parse stage runs this many times on this many generated records
 # (rtap.stream.spark.warm_up says why; one round left the first batch at 1.3 s, three at 1.0, ten no better).
 WARM_UP_ROUNDS = 3
@@ -170,6 +174,7 @@ class StreamJob:
             # ~50 took 1.5-1.7 s (3 partitions a task), which alone made freshness p99 ~2 s. Spark asks only
             # for offsets that exist, so a short wait costs nothing while records flow.
             .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
+            .option("kafka.isolation.level", ISOLATION_LEVEL)
         )
         # Spark's source is Kafka's Java client: the same connection as the Python clients, in Java's properties.
         for key, value in settings.kafka.java_client_config().items():
@@ -201,12 +206,14 @@ class StreamJob:
         spark_ms = (time.perf_counter() - clock) * 1000
         self._writes.wait()
         high_water = sink.high_water(batch_id)  # what the previous batch committed
+        planned = planned_offsets(self.checkpoint, batch_id)
         classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
         behind = overlaps(parsed.num_rows, self._cap)
         if behind:  # Spark may commit this batch before its writes end: the checkpoint folder says so
             writing(self.checkpoint, batch_id)
         self._writes.submit(
-            batch_id, functools.partial(self._write, sink, batch_id, classified, started, high_water, spark_ms, behind)
+            batch_id,
+            functools.partial(self._write, sink, batch_id, classified, started, high_water, planned, spark_ms, behind),
         )
         if not behind:
             self._writes.wait()
@@ -218,6 +225,7 @@ class StreamJob:
         classified: pa.Table,
         started: datetime,
         high_water: Mapping[TopicPartition, datetime],
+        planned: Mapping[TopicPartition, int],
         spark_ms: float,
         marked: bool,
     ) -> None:
@@ -225,7 +233,7 @@ class StreamJob:
         in-flight marker goes, if this batch wrote one (``marked``)."""
         clock = time.perf_counter()
         try:
-            stats = sink.write(batch_id, classified, started, high_water)
+            stats = sink.write(batch_id, classified, started, high_water, planned)
         except Exception as error:
             self._report_failure(error)
             log.error("batch %d: the warehouse write failed: %s (the batch runs again)", batch_id, self._batch_error)

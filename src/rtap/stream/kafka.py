@@ -108,7 +108,7 @@ class KafkaDeadLetterPublisher:
 
 @dataclass(frozen=True)
 class PartitionLag:
-    """Where the job is in one partition: ``position`` (after its last processed record) and the log end."""
+    """Where the job is in one partition: ``position`` (after the last offset it processed) and the log end."""
 
     position: int
     end: int
@@ -134,5 +134,7 @@ class LagProbe:
         return {key: PartitionLag(self._positions.get(key, 0), end) for key, end in latest.items()}
 
     def latest_offsets(self) -> dict[tuple[str, int], int]:
-        """The log-end offset of every partition of every input topic (a topic not created yet has none)."""
-        return partition_offsets(self._admin, self._topics, "latest", missing_ok=True)
+        """The last stable offset of every partition of every input topic (a topic not created yet has none): the
+        log end as the job reads it (``read_committed``), so an open transaction's records are not lag yet and the
+        commit and abort markers that end transactions are not lag ever."""
+        return partition_offsets(self._admin, self._topics, "stable", missing_ok=True)

@@ -475,11 +475,20 @@ class WarehouseSink:
         return accepted, candidates.filter(pa.array(~duplicate & ~written)), blocks
 
     def write(
-        self, batch_id: int, classified: pa.Table, started_at: datetime, high_water: Mapping[TopicPartition, datetime]
+        self,
+        batch_id: int,
+        classified: pa.Table,
+        started_at: datetime,
+        high_water: Mapping[TopicPartition, datetime],
+        planned: Mapping[TopicPartition, int] | None = None,
     ) -> BatchStats:
         """Write every record of the batch to exactly one place, then commit the batch record.
 
         ``high_water`` is what :meth:`high_water` returned for this batch (the state it was classified with).
+        ``planned``, from the stream job, is where Spark planned the batch to end in each partition
+        (rtap.stream.checkpoint.planned_offsets): the positions the batch leaves the job at, past the transaction
+        markers and aborted records no record shows. Without it (a batch not read by Spark) each partition's
+        position is the offset after its last record.
         """
         now = datetime.now(UTC)
         table = _with_lineage(classified, batch_id, now)
@@ -489,6 +498,8 @@ class WarehouseSink:
         in_batch = _status(table, DUPLICATE)
 
         end_offsets = {key: int(str(o)) + 1 for key, o in _max_by_partition(table, "kafka_offset").items()}
+        for key, offset in (planned or {}).items():
+            end_offsets[key] = max(offset, end_offsets.get(key, 0))
         # The two Kafka round trips of a batch (the dead letters' acknowledgement, the log ends the lag is measured
         # against) overlap the warehouse writes instead of adding to them: ~5 ms each a batch (py-spy on `rtap up`
         # at 10,000 events/s). The lag is therefore the log end as the batch's writes began.

@@ -137,11 +137,15 @@ class OrderedSink:
     def __init__(self, steps: list[str], release: threading.Event | None = None) -> None:
         self.steps = steps
         self.release = release
+        self.planned: object = None
 
     def high_water(self, batch_id: int) -> dict[object, datetime]:
         return {}
 
-    def write(self, batch_id: int, classified: pa.Table, started: datetime, high_water: object) -> BatchStats:
+    def write(
+        self, batch_id: int, classified: pa.Table, started: datetime, high_water: object, planned: object
+    ) -> BatchStats:
+        self.planned = planned
         if self.release is not None:
             self.release.wait(timeout=10)  # a job that waits for this write never sets it: the order says so
         else:
@@ -161,7 +165,8 @@ def test_only_a_batch_of_the_whole_cap_leaves_foreach_batch_before_its_writes_en
     assert overlaps(rows, 1_000) is behind
     job = StreamJob(Settings(data_dir=tmp_path), client=None)  # type: ignore[arg-type]  # the sink is the fake's
     job._cap = 1_000
-    job.checkpoint.mkdir(parents=True)
+    (job.checkpoint / "offsets").mkdir(parents=True)
+    (job.checkpoint / "offsets" / "7").write_text(f'v1\n{{}}\n{{"t":{{"0":{rows + 1}}}}}')  # as Spark planned it
     monkeypatch.setattr(job_module, "classify", lambda parsed, **_: parsed)
     steps: list[str] = []
     release = threading.Event() if behind else None
@@ -178,3 +183,4 @@ def test_only_a_batch_of_the_whole_cap_leaves_foreach_batch_before_its_writes_en
     assert in_flight(job.checkpoint) is None
     assert job.last_batch is not None
     assert job.last_batch.input_rows == rows
+    assert sink.planned == {("t", 0): rows + 1}  # where Spark planned the batch to end, for the sink's positions

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -178,6 +178,27 @@ def test_metrics_advance_by_exactly_the_committed_rows(warehouse) -> None:
     )
     assert behind == row[7] == 7
     assert registry.get_sample_value("rtap_stream_committed_offset", {"topic": TOPIC, "partition": "1"}) == 2
+
+
+def test_a_batch_ends_where_spark_planned_it_past_offsets_no_record_shows(warehouse) -> None:
+    """A transactional producer's commit marker (offset 3 here) and aborted records take offsets the batch never
+    sees: the position is Spark's planned end, so lag and resume start after them, not at them."""
+    probed: list[dict] = []
+
+    def lag(positions: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], PartitionLag]:
+        probed.append(dict(positions))
+        return {}
+
+    sink = WarehouseSink(warehouse, Settings().stream, "pipeline-p", RecordingPublisher(), lag, topic=TOPIC)
+    marks = sink.high_water(0)
+    records = [(0, offset, event(200 + offset, "2026-11-29T12:00:00Z")) for offset in range(3)]
+    planned = {(TOPIC, 0): 4, (TOPIC, 1): 9}  # partition 1: nine offsets of an aborted transaction, no record
+    sink.write(0, classify_records(records, marks, max_record_bytes=65536), datetime.now(UTC), marks, planned)
+    assert probed == [planned]
+    (positions,) = warehouse.query_rows(
+        "SELECT topic_end_offsets FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-p'"
+    )[0]
+    assert dict(positions) == {TOPIC: [(0, 4), (1, 9)]}
 
 
 def test_an_empty_batch_commits_a_record_and_writes_nothing_else(warehouse) -> None:
