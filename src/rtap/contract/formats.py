@@ -101,7 +101,6 @@ def upcast_legacy(document: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {f.name: None for f in contract_fields()}
     event.update({name: document.get(name) for name in _KEPT})
     event.update(
-        event_id=document["event_id"].lower(),  # one UUID, however it is spelled (as in v1)
         event_type=LEGACY_EVENT_TYPE,
         event_time=moment,
         session_id=legacy_session_id(document["user_id"], moment),
@@ -150,8 +149,7 @@ def upcast_browser(document: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {f.name: None for f in contract_fields()}
     event.update({name: document.get(name) for name in _BROWSER_KEPT})
     event.update({v1: document.get(name) for name, v1 in _BROWSER_RENAMED.items()})
-    # One UUID however it is spelled (as in v1 and the legacy format): an app's upper-case id meets its stored copy.
-    event.update(event_id=document["event_id"].lower(), event_time=moment, schema_version=1)
+    event.update(event_time=moment, schema_version=1)
     if event["price"] is not None:
         event["price"] = Decimal(str(event["price"])).quantize(Decimal(1).scaleb(-PRICE_SCALE))
     return event

@@ -188,7 +188,8 @@ def format_event_time(value: datetime) -> str:
 
 
 def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str, Any]:
-    """``record`` as a JSON object valid against schema ``name`` (fastjsonschema, the reference implementation).
+    """``record`` as a JSON object valid against schema ``name`` (fastjsonschema, the reference implementation),
+    its UUIDs (``format: uuid``) in lower case, one id however it is spelled, as the job's validator gives them.
 
     Raises :class:`ContractError` naming the first broken rule.
     """
@@ -204,7 +205,12 @@ def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str,
     except fastjsonschema.JsonSchemaValueException as exc:
         field = exc.path[1] if len(exc.path) > 1 else None
         raise ContractError(exc.message, field) from exc
-    return record
+    uuids = {
+        f.name: v.lower()
+        for f in format_fields(name)
+        if f.format == "uuid" and isinstance(v := record.get(f.name), str)
+    }
+    return {**record, **uuids}
 
 
 def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_VERSION) -> dict[str, Any]:
@@ -217,7 +223,6 @@ def validate_event(record: bytes | str | dict[str, Any], version: int = CURRENT_
     record = check_document(record, f"clickstream-event.v{version}")
     event = {f.name: record.get(f.name) for f in contract_fields(version)}
     event["event_time"] = parse_event_time(record["event_time"])
-    event["event_id"] = str(event["event_id"]).lower()  # one UUID, however it is spelled
     if event["price"] is not None:
         event["price"] = Decimal(str(event["price"])).quantize(Decimal(1).scaleb(-PRICE_SCALE))
     return event
