@@ -8,12 +8,12 @@ the same rates, with the same sender, so the full job's figures can be read agai
 
 The floor job (``python -m rtap_bench.floor``, a process of its own like ``rtap up``'s job): the session from
 ``rtap.stream.spark.build_session`` with rtap's default stream settings; Spark's Kafka source with the job's
-options (``rtap.stream.job``: the same ``kafka.fetch.max.wait.ms``, isolation level, batch cap and
-``failOnDataLoss``), the same polling delay and trigger (0: the next batch as soon as the previous one is done);
-a ``foreachBatch`` that reads the batch in one task per core as the job does, takes each record's ``event_id``
-and ``event_time`` to the driver (``from_json`` in the JVM: a truncated record gives nulls), notes the time (its
-"commit") and writes them as one Arrow file per batch, named with its record count so the harness can count
-without opening it.
+options (``rtap.stream.job.kafka_source``: the same ``kafka.fetch.max.wait.ms``, isolation level and
+``failOnDataLoss``, a batch cap by the same rule), the same polling delay and trigger (0: the next batch as soon
+as the previous one is done); a ``foreachBatch`` that reads the batch in one task per core as the job does, takes
+each record's ``event_id`` and ``event_time`` to the driver (``from_json`` in the JVM: a truncated record gives
+nulls), notes the time (its "commit") and writes them as one Arrow file per batch, named with its record count so
+the harness can count without opening it.
 
 Freshness per event = that time minus the event's ``event_time``, over the events of the step's run (event
 time within the run, so the two-minute-late events fall out as they do for the job), each event once at its
@@ -251,7 +251,7 @@ def _record(batch: DataFrame, batch_id: int, directory: Path) -> None:
 
 def run(settings: Settings, directory: Path) -> None:
     """Run the floor job until SIGTERM or SIGINT (module docstring)."""
-    from rtap.stream.job import DEFAULT_RECORD_BYTES, FETCH_MAX_WAIT_MS, ISOLATION_LEVEL, batch_cap
+    from rtap.stream.job import DEFAULT_RECORD_BYTES, batch_cap, kafka_source
     from rtap.stream.spark import build_session
 
     stop = threading.Event()
@@ -261,19 +261,9 @@ def run(settings: Settings, directory: Path) -> None:
     stream = settings.stream
     spark = build_session(settings)
     spark.conf.set("spark.sql.streaming.pollingDelay", f"{int(stream.poll_interval_s * 1000)}ms")
-    reader = (
-        spark.readStream.format("kafka")
-        .option("subscribe", ",".join(settings.kafka.input_topics))
-        .option("startingOffsets", stream.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(batch_cap(stream, float(DEFAULT_RECORD_BYTES))))
-        .option("failOnDataLoss", "true")
-        .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
-        .option("kafka.isolation.level", ISOLATION_LEVEL)
-    )
-    for key, value in settings.kafka.java_client_config().items():
-        reader = reader.option(f"kafka.{key}", value)
+    cap = batch_cap(stream, float(DEFAULT_RECORD_BYTES))
     query = (
-        reader.load()
+        kafka_source(spark, settings, stream.starting_offsets, cap)
         .writeStream.queryName("rtap-floor")
         .foreachBatch(lambda batch, batch_id: _record(batch, batch_id, directory))
         .option("checkpointLocation", str(settings.data_dir / "checkpoint"))

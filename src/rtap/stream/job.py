@@ -106,6 +106,30 @@ def starting_offsets(
     return spark_starting_offsets(topics, from_earliest=earliest), positions
 
 
+def kafka_source(spark: SparkSession, settings: Settings, start: str, cap: int) -> DataFrame:
+    """Spark's Kafka source over every input topic as the job reads it (the bench's floor job reads the same),
+    from ``start`` (Spark's ``startingOffsets``), at most ``cap`` records a micro-batch."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("subscribe", ",".join(settings.kafka.input_topics))
+        .option("startingOffsets", start)
+        .option("maxOffsetsPerTrigger", str(cap))
+        # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
+        # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
+        .option("failOnDataLoss", "true")
+        # The Kafka consumer's fetch that finds no new records waits up to fetch.max.wait.ms (500 ms by
+        # default) on the broker, once per partition a task reads in turn: at 1,000 events/s one batch in
+        # ~50 took 1.5-1.7 s (3 partitions a task), which alone made freshness p99 ~2 s. Spark asks only
+        # for offsets that exist, so a short wait costs nothing while records flow.
+        .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
+        .option("kafka.isolation.level", ISOLATION_LEVEL)
+    )
+    # Spark's source is Kafka's Java client: the same connection as the Python clients, in Java's properties.
+    for key, value in settings.kafka.java_client_config().items():
+        reader = reader.option(f"kafka.{key}", value)
+    return reader.load()
+
+
 def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
     """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_batch_bytes``)."""
     by_bytes = int(stream.max_batch_bytes // max(1.0, bytes_per_record))
@@ -157,29 +181,9 @@ class StreamJob:
         self.state_path = settings.paths.run / JOB_STATE_FILE
 
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
-        settings = self._settings
-        cap = batch_cap(settings.stream, recent_record_bytes(self._client))
-        self._cap = cap
-        log.info("micro-batches of at most %d records", cap)
-        reader = (
-            spark.readStream.format("kafka")
-            .option("subscribe", ",".join(settings.kafka.input_topics))
-            .option("startingOffsets", start)
-            .option("maxOffsetsPerTrigger", str(cap))
-            # Data loss (retention deleted unread offsets) stops the query with Spark's explicit error; the
-            # restart then finds the gap (rtap.stream.gaps), stops the job or records and skips it.
-            .option("failOnDataLoss", "true")
-            # The Kafka consumer's fetch that finds no new records waits up to fetch.max.wait.ms (500 ms by
-            # default) on the broker, once per partition a task reads in turn: at 1,000 events/s one batch in
-            # ~50 took 1.5-1.7 s (3 partitions a task), which alone made freshness p99 ~2 s. Spark asks only
-            # for offsets that exist, so a short wait costs nothing while records flow.
-            .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
-            .option("kafka.isolation.level", ISOLATION_LEVEL)
-        )
-        # Spark's source is Kafka's Java client: the same connection as the Python clients, in Java's properties.
-        for key, value in settings.kafka.java_client_config().items():
-            reader = reader.option(f"kafka.{key}", value)
-        return reader.load()
+        self._cap = batch_cap(self._settings.stream, recent_record_bytes(self._client))
+        log.info("micro-batches of at most %d records", self._cap)
+        return kafka_source(spark, self._settings, start, self._cap)
 
     def _process(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
         with self._one_batch_at_a_time:

@@ -497,9 +497,11 @@ class WarehouseSink:
         candidates = _required_not_null(_status(table, ACCEPTED))
         in_batch = _status(table, DUPLICATE)
 
-        end_offsets = {key: int(str(o)) + 1 for key, o in _max_by_partition(table, "kafka_offset").items()}
-        for key, offset in (planned or {}).items():
-            end_offsets[key] = max(offset, end_offsets.get(key, 0))
+        end_offsets = (
+            dict(planned)
+            if planned is not None
+            else {key: int(str(o)) + 1 for key, o in _max_by_partition(table, "kafka_offset").items()}
+        )
         # The two Kafka round trips of a batch (the dead letters' acknowledgement, the log ends the lag is measured
         # against) overlap the warehouse writes instead of adding to them: ~5 ms each a batch (py-spy on `rtap up`
         # at 10,000 events/s). The lag is therefore the log end as the batch's writes began.
