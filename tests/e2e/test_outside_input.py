@@ -10,7 +10,9 @@ sends the issue's measured cases against the real stream job on a real broker:
 3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views;
 4. a transactional producer (as Flink's and Kafka Streams' exactly-once sinks write): a committed transaction, an
    aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
-   the markers that end transactions are neither lag nor a stall once the job has read past them.
+   the markers that end transactions are neither lag nor a stall once the job has read past them;
+5. partitions added to the topic (as an operator grows it for throughput): the running job reads them from their
+   start, and the job starts again on the grown topic, whose count no longer matches ``RTAP_KAFKA_PARTITIONS``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewPartitions
 
 from rtap.ingest.topics import ensure_topics
 from rtap.stream.restarts import JOB_STATE_FILE
@@ -131,9 +135,24 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     send(producer, topic, [("plain", view(str(uuid.uuid4()), session="plain")) for _ in range(100)], partition=1)
     job.wait_processed(sent := sent + 100)
 
+    # 5. Two partitions more while the job runs, 100 views to each; then a restart on the grown topic, 100 more.
+    grown = settings.kafka.partitions + 2
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin.create_partitions([NewPartitions(topic, grown)])[topic].result(30)
+    for _ in range(100):  # until the producer's metadata has them (it refuses an unknown partition)
+        if len(producer.list_topics(topic, timeout=10).topics[topic].partitions) == grown:
+            break
+        time.sleep(0.1)
+    for partition in range(grown - 2, grown):
+        send(producer, topic, [("grown", view(str(uuid.uuid4()), session="grown")) for _ in range(100)], partition)
+    job.wait_processed(sent := sent + 200)
     state = json.loads((settings.paths.run / JOB_STATE_FILE).read_text())
     assert job.stop() == 0
     assert state["restarts"] == 0, state
+    job = StreamProcess(settings)
+    send(producer, topic, [("grown", view(str(uuid.uuid4()), session="grown")) for _ in range(100)], grown - 1)
+    job.wait_processed(sent := sent + 100)
+    assert job.stop() == 0
 
     with create_client(settings) as client:
         events, duplicates, late, views = client.query_rows(
@@ -148,14 +167,15 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
         )
         by_session = dict(
             client.query_rows(
-                "SELECT session_id, count() FROM {db}.events FINAL WHERE session_id IN ('txn', 'plain') GROUP BY 1"
+                "SELECT session_id, count() FROM {db}.events FINAL"
+                " WHERE session_id IN ('txn', 'plain', 'grown') GROUP BY 1"
             )
         )
         (last_lag,) = client.query_rows("SELECT argMax(kafka_lag, batch_id) FROM {db}.pipeline_batches FINAL")[0]
 
     # Every valid view once (the fast one is a dead letter); of the transactions, the committed one only.
-    assert events == views == 2_000 + 500 + 1_000 + 300 + 100
-    assert by_session == {"txn": 300, "plain": 100}
+    assert events == views == 2_000 + 500 + 1_000 + 300 + 100 + 300
+    assert by_session == {"txn": 300, "plain": 100, "grown": 300}
     assert last_lag == 0  # the three transaction markers on partition 0 are behind the job, not ahead of it
     assert duplicates == 300 + 300 + 200
     assert late == 0  # the fast clock made no honest view late

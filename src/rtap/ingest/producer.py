@@ -492,15 +492,20 @@ def produce_run(
     """
     validate_run(rate, count, duration_s)
     from rtap.generate import ClickstreamGenerator
-    from rtap.ingest.topics import ensure_topics
+    from rtap.ingest.topics import ensure_topics, topic_partitions
 
     generator_settings = settings.generator
     if seed is not None:
         generator_settings = generator_settings.model_copy(update={"seed": seed})
     kafka = settings.kafka
     ensure_topics(kafka, timeout_s=15.0)
+    # The topic's own count, not RTAP_KAFKA_PARTITIONS: an existing topic may have grown (rtap.ingest.topics), and
+    # the producer's partitioner spreads keys over the partitions the topic has.
+    partitions = topic_partitions(kafka, kafka.topic, timeout_s=15.0)
+    if partitions is None:
+        raise BrokerError(f"topic {kafka.topic} vanished right after it was checked")
     generator = ClickstreamGenerator(
-        generator_settings, partitions=kafka.partitions, watermark_delay_s=settings.stream.watermark_delay_s
+        generator_settings, partitions=partitions, watermark_delay_s=settings.stream.watermark_delay_s
     )
     run_id = new_run_id(generator_settings.seed)
     topic = kafka.topic

@@ -1,9 +1,11 @@
 """rtap's topics, created on purpose and checked: the input topics and the dead-letter topic.
 
-The input topic's partition count is part of the ground truth: the generator predicts each record's
-partition as ``murmur2(key) % settings.kafka.partitions`` (what Kafka's default partitioner does), so a
-topic with another count is an error here rather than a silent mismatch later. Kafka never shrinks a
-topic, and growing one moves keys between partitions, so rtap does neither by itself.
+``RTAP_KAFKA_PARTITIONS`` is how many partitions a topic gets when rtap creates it. A topic that already exists
+is used with the partitions it has, whatever the setting says: operators grow topics for throughput (Kafka never
+shrinks one), a team's topics were sized before rtap, and the stream job reads every partition there is. The
+generator predicts each record's partition from the count the contract-v1 topic has when a run starts
+(:func:`rtap.ingest.producer.produce_run`); growing the topic during a run moves keys between partitions under it,
+so grow it while the generator is stopped.
 """
 
 from __future__ import annotations
@@ -32,22 +34,14 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
     """Create the input topics (contract v1, the collector's and the source topics) and the dead-letter topic
     if they are missing; returns the names it created.
 
-    Input topics get the broker's append time as their records' timestamps (:data:`INPUT_TOPIC_CONFIG`).
-    Idempotent: existing topics are checked, not changed. Raises BrokerError if the contract-v1 topic exists
-    with another partition count, the dead-letter topic with fewer, or Kafka refuses a creation (for
-    example a replication factor larger than the cluster). A source topic that exists is used as it is,
-    whatever its partition count (a team's own topic, created before rtap).
+    Input topics get the broker's append time as their records' timestamps (:data:`INPUT_TOPIC_CONFIG`), and
+    ``settings.partitions`` partitions. Idempotent: a topic that exists is used as it is (module docstring).
+    Raises BrokerError if Kafka refuses a creation (for example a replication factor larger than the cluster).
     """
     admin, metadata = connect(settings, timeout_s)
     wanted = {name: settings.partitions for name in (*settings.input_topics, settings.dlq_topic)}
     existing = metadata.topics
-    missing = []
-    for name in wanted:
-        found = existing.get(name)
-        if found is None or found.error is not None:
-            missing.append(name)
-        else:
-            check_partitions(settings, name, len(found.partitions))
+    missing = [name for name in wanted if (found := existing.get(name)) is None or found.error is not None]
     if not missing:
         return []
     config = {
@@ -68,11 +62,8 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
         try:
             future.result(timeout=timeout_s)
         except KafkaException as exc:
-            if _code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: checked below
+            if _code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: used as it is
                 raise BrokerError(f"creating Kafka topic {name} failed: {describe_error(exc)}") from exc
-            raced = topic_partitions(settings, name, timeout_s)
-            if raced is not None:
-                check_partitions(settings, name, raced)
         else:
             created.append(name)
     return created
@@ -81,21 +72,3 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -
 def _code(exc: KafkaException) -> int | None:
     error = exc.args[0] if exc.args else None
     return error.code() if isinstance(error, KafkaError) else None
-
-
-def check_partitions(settings: KafkaSettings, name: str, partitions: int) -> None:
-    """Raise BrokerError if ``name``'s partition count breaks what the pipeline assumes (a source topic may have
-    any; the contract-v1 topic exactly ``RTAP_KAFKA_PARTITIONS``; the others at least that many)."""
-    expected = settings.partitions
-    if name in settings.source_topics:
-        return
-    if name == settings.topic and partitions != expected:
-        raise BrokerError(
-            f"topic {name} has {partitions} partitions but RTAP_KAFKA_PARTITIONS={expected}: the generator's "
-            f"partition predictions need them equal; set RTAP_KAFKA_PARTITIONS={partitions} or recreate the topic"
-        )
-    if partitions < expected:
-        raise BrokerError(
-            f"topic {name} has {partitions} partitions, fewer than RTAP_KAFKA_PARTITIONS={expected}; "
-            "set RTAP_KAFKA_PARTITIONS to match or recreate the topic"
-        )

@@ -14,12 +14,12 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from rtap.generate import GroundTruth
 from rtap.generate.partition import kafka_partition
 from rtap.ingest.producer import produce_run
-from rtap.ingest.topics import ensure_topics
+from rtap.ingest.topics import ensure_topics, topic_partitions
 from rtap.settings import Settings
 
 
@@ -32,10 +32,12 @@ def settings(
     return kafka_settings.model_copy(update={"kafka": kafka, "data_dir": tmp_path_factory.mktemp("rtap-produce")})
 
 
-def _consume_all(settings: Settings, expected: int, timeout_s: float = 60.0) -> list[Message]:
+def _consume_all(
+    settings: Settings, expected: int, timeout_s: float = 60.0, partitions: int | None = None
+) -> list[Message]:
     kafka = settings.kafka
     consumer = Consumer({**kafka.client_config(), "group.id": "rtap-test", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(kafka.topic, p, 0) for p in range(kafka.partitions)])
+    consumer.assign([TopicPartition(kafka.topic, p, 0) for p in range(partitions or kafka.partitions)])
     messages: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -71,6 +73,28 @@ def test_records_arrive_keyed_by_session_on_the_predicted_partition(settings: Se
     truth = GroundTruth.from_json(report.truth_path.read_bytes())
     assert truth.totals().produced == report.produced
     assert (settings.paths.truth / "latest.json").read_bytes() == report.truth_path.read_bytes()
+
+
+def test_a_grown_topic_is_predicted_with_the_partitions_it_has(settings: Settings) -> None:
+    """An operator grew the topic beyond RTAP_KAFKA_PARTITIONS: the truth predicts with the topic's own count."""
+    kafka = settings.kafka
+    grown = kafka.partitions + 3
+    ensure_topics(kafka)
+    admin = AdminClient(dict(kafka.client_config()))
+    admin.create_partitions([NewPartitions(kafka.topic, grown)])[kafka.topic].result(30)
+    deadline = time.monotonic() + 30
+    while topic_partitions(kafka, kafka.topic) != grown and time.monotonic() < deadline:  # the broker's metadata
+        time.sleep(0.1)
+
+    report = produce_run(settings, rate=0, count=2_000, seed=12)
+
+    messages = _consume_all(settings, report.produced, partitions=grown)
+    assert report.failed == 0
+    assert len(messages) == report.produced
+    assert GroundTruth.from_json(report.truth_path.read_bytes()).partitions == grown
+    for message in messages:
+        assert message.partition() == kafka_partition(message.key() or b"", grown)
+    assert {message.partition() for message in messages} == set(range(grown))
 
 
 def test_fixed_rate_run_keeps_the_open_loop_schedule(settings: Settings) -> None:

@@ -1,12 +1,13 @@
-"""Topic administration against the real broker: idempotent creation, refused mismatches, clear errors."""
+"""Topic administration against the real broker: idempotent creation, existing topics as they are, clear errors."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from rtap.errors import BrokerError
 from rtap.ingest.topics import ensure_topics, topic_partitions
@@ -33,28 +34,23 @@ def test_ensure_topics_twice_creates_once(kafka_settings: Settings, unique_name:
     assert {kafka.topic, kafka.dlq_topic} <= set(list_topics(kafka))
 
 
-def test_input_topic_with_other_partition_count_is_refused(
+def test_existing_topics_are_used_with_the_partitions_they_have(
     kafka_settings: Settings, unique_name: Callable[[str], str]
 ) -> None:
+    """A team's dead-letter topic made with one partition, an input topic an operator grew: neither is refused,
+    whatever RTAP_KAFKA_PARTITIONS says, and none is changed."""
     kafka = _unique_topics(kafka_settings, unique_name, partitions=2)
-    ensure_topics(kafka)
-
-    with pytest.raises(BrokerError, match=r"has 2 partitions but RTAP_KAFKA_PARTITIONS=4"):
-        ensure_topics(kafka.model_copy(update={"partitions": 4}))
-    with pytest.raises(BrokerError, match=r"has 2 partitions but RTAP_KAFKA_PARTITIONS=1"):
-        ensure_topics(kafka.model_copy(update={"partitions": 1}))
-
-
-def test_dead_letter_topic_with_fewer_partitions_is_refused(
-    kafka_settings: Settings, unique_name: Callable[[str], str]
-) -> None:
-    kafka = _unique_topics(kafka_settings, unique_name, partitions=3)
     admin = AdminClient(dict(kafka.client_config()))
-    created = admin.create_topics([NewTopic(kafka.dlq_topic, num_partitions=1, replication_factor=1)])
-    created[kafka.dlq_topic].result(30)
+    admin.create_topics([NewTopic(kafka.dlq_topic, num_partitions=1, replication_factor=1)])[kafka.dlq_topic].result(30)
+    assert ensure_topics(kafka) == [kafka.topic, kafka.browser_topic]
+    admin.create_partitions([NewPartitions(kafka.topic, 5)])[kafka.topic].result(30)
+    deadline = time.monotonic() + 30
+    while topic_partitions(kafka, kafka.topic) != 5 and time.monotonic() < deadline:  # the broker's metadata
+        time.sleep(0.1)
 
-    with pytest.raises(BrokerError, match=rf"topic {kafka.dlq_topic} has 1 partitions, fewer than"):
-        ensure_topics(kafka)
+    for partitions in (1, 2, 4, 6):
+        assert ensure_topics(kafka.model_copy(update={"partitions": partitions})) == []
+    assert [topic_partitions(kafka, name) for name in (kafka.topic, kafka.browser_topic, kafka.dlq_topic)] == [5, 2, 1]
 
 
 def test_impossible_replication_factor_is_a_broker_error(

@@ -7,8 +7,8 @@ logins), so that a wrong password, a certificate the client does not trust, a to
 a server too old or a master that does not answer is named in one line, instead of a time-out later:
 
 - Kafka: the first contact (:func:`rtap.kafka_admin.connect`: unreachable, or the login or a certificate
-  refused), then every input topic and the dead-letter topic: it exists, has the partitions
-  ``RTAP_KAFKA_PARTITIONS`` promises, and the login may do on it what the pipeline does (the broker's own
+  refused), then every input topic and the dead-letter topic: it exists (with any number of partitions:
+  rtap.ingest.topics), and the login may do on it what the pipeline does (the broker's own
   answer: ``authorized_operations``, which a cluster without an authorizer reports as everything); rtap's own
   input topics stamp records with the broker's clock (``LogAppendTime``, as rtap.ingest.topics creates them);
 - ClickHouse: the writer's login (migrations and the job) and, on a server, the reader's (dashboards,
@@ -37,7 +37,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in the 
 )
 
 from rtap.errors import BrokerError, PreflightError, WarehouseError
-from rtap.ingest.topics import INPUT_TOPIC_CONFIG, check_partitions
+from rtap.ingest.topics import INPUT_TOPIC_CONFIG
 from rtap.kafka_admin import connect, describe_error
 from rtap.runtime.stack.checks import Check
 from rtap.settings import KafkaSettings, Settings
@@ -119,11 +119,6 @@ def _topic_checks(admin: AdminClient, kafka: KafkaSettings, timeout_s: float) ->
             description = future.result()
         except KafkaException as exc:
             yield Check(label, False, _topic_refusal(kafka, name, exc))
-            continue
-        try:
-            check_partitions(kafka, name, len(description.partitions))
-        except BrokerError as error:
-            yield Check(label, False, str(error))
             continue
         allowed = set(description.authorized_operations or ())
         missing = [operation.name for operation in needs[name] if not allowed & {operation, AclOperation.ALL}]
