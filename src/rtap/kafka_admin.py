@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in the stubs
 from confluent_kafka.admin._metadata import ClusterMetadata
 
@@ -204,3 +204,19 @@ def partition_offsets(
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:
         raise BrokerError(f"cannot read the {which} offsets of {', '.join(names)}: {describe_error(exc)}") from exc
+
+
+# Kafka's "no id" (a broker before topic ids, KIP-516), as confluent-kafka prints a Uuid: base64 of 16 zero bytes.
+_NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def topic_ids(admin: AdminClient, topics: Iterable[str], *, timeout_s: float = 10.0) -> dict[str, str]:
+    """Per topic, the id Kafka gave it when it was created (base64, as Kafka's tools print it): a topic deleted and
+    created again under its name gets a new one. '' when the broker has no topic ids."""
+    names = tuple(topics)
+    try:
+        futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout_s)
+        ids = {name: str(future.result().topic_id) for name, future in futures.items()}
+    except KafkaException as exc:
+        raise BrokerError(f"cannot describe {', '.join(names)}: {describe_error(exc)}") from exc
+    return {name: "" if found == _NO_TOPIC_ID else found for name, found in ids.items()}

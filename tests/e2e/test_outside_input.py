@@ -12,11 +12,15 @@ sends the issue's measured cases against the real stream job on a real broker:
    aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
    the markers that end transactions are neither lag nor a stall once the job has read past them;
 5. partitions added to the topic (as an operator grows it for throughput): the running job reads them from their
-   start, and the job starts again on the grown topic, whose count no longer matches ``RTAP_KAFKA_PARTITIONS``.
+   start, and the job starts again on the grown topic, whose count no longer matches ``RTAP_KAFKA_PARTITIONS``;
+6. the topic deleted and created again while the job is stopped, then written past every offset the warehouse read
+   (so that only the topic's id tells the two logs apart): the job refuses to start, in one line, and writes
+   nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -28,7 +32,10 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions
 
+from rtap.errors import BrokerError
 from rtap.ingest.topics import ensure_topics
+from rtap.kafka_admin import topic_ids
+from rtap.stream.gaps import resume_positions
 from rtap.stream.restarts import JOB_STATE_FILE
 from rtap.warehouse import create_client
 from tests.support.pipeline import StreamProcess, pipeline_settings
@@ -153,6 +160,32 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     send(producer, topic, [("grown", view(str(uuid.uuid4()), session="grown")) for _ in range(100)], grown - 1)
     job.wait_processed(sent := sent + 100)
     assert job.stop() == 0
+
+    # 6. The topic created again with as many partitions, and written past every position the warehouse read in it.
+    def current_id() -> str | None:
+        with contextlib.suppress(BrokerError):  # no such topic: the deletion is under way
+            return topic_ids(admin, [topic], timeout_s=5)[topic]
+        return None
+
+    old_id = current_id()
+    admin.delete_topics([topic])[topic].result(30)
+    deadline = time.monotonic() + 60
+    while current_id() in (None, old_id) and time.monotonic() < deadline:
+        with contextlib.suppress(BrokerError):  # the old one is still being deleted
+            ensure_topics(settings.kafka.model_copy(update={"partitions": grown}))
+        time.sleep(0.2)
+    with create_client(settings) as client:
+        read = resume_positions(client, settings.kafka, topic)
+    assert sorted(read) == list(range(grown))
+    again = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
+    for partition, position in read.items():
+        send(
+            again, topic, [("again", view(str(uuid.uuid4()), session="again")) for _ in range(position + 1)], partition
+        )
+    job = StreamProcess(settings)
+    assert job.process.wait(timeout=300) == 1
+    refused = job.log_tail(5)
+    assert f"topic {topic} is not the log this warehouse read (Kafka gives it id " in refused, refused
 
     with create_client(settings) as client:
         events, duplicates, late, views = client.query_rows(

@@ -43,6 +43,7 @@ from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings, StreamSettings
 from rtap.stream.checkpoint import planned_batches, planned_offsets
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
+from rtap.stream.identity import check_topic_identity
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
 from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
@@ -269,6 +270,7 @@ class StreamJob:
 
     def _start(self, spark: SparkSession, parse: ParseStage, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
         # Before every start, restarts included: Spark's own data-loss failure ends up here too.
+        ids = check_topic_identity(self._settings, self._client)
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
         sink = WarehouseSink(
@@ -278,6 +280,7 @@ class StreamJob:
             dead_letters,
             LagProbe(self._settings.kafka, committed),
             topic=self._settings.kafka.topic,
+            topic_ids=ids,
         )
         stream = self._settings.stream
         spark.conf.set("spark.sql.streaming.pollingDelay", f"{int(stream.poll_interval_s * 1000)}ms")
@@ -292,7 +295,8 @@ class StreamJob:
 
     def run(self) -> None:
         """Run until :meth:`stop`; failures restart the query (or the JVM), too many in a row raise."""
-        # Also before Spark's start-up, so that refusing to skip deleted records takes seconds, not a JVM start.
+        # Also before Spark's start-up, so that refusing another log or deleted records takes seconds, not a JVM start.
+        check_topic_identity(self._settings, self._client)
         check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
         self.state.write(self.state_path)
         spark, parse = self._warmed_up(self._spark or build_session(self._settings))

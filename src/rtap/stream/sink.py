@@ -178,13 +178,13 @@ INSERT_BATCH = """
 INSERT INTO {db}.pipeline_batches
     (query_id, batch_id, started_at, finished_at, input_rows, valid, duplicates, late, dead_letters, duration_ms,
      rows_per_second, watermark, max_event_time, freshness_ms, kafka_lag, topic_high_water, topic_end_offsets,
-     input_bytes, topic_duplicates)
+     input_bytes, topic_duplicates, topic_ids)
 SELECT {query_id:String}, {batch_id:Int64}, {started_at:DateTime64(3, 'UTC')}, {finished_at:DateTime64(3, 'UTC')},
        {input_rows:UInt64}, {valid:UInt64}, {duplicates:UInt64}, {late:UInt64}, {dead_letters:UInt64},
        {duration_ms:UInt64}, {rows_per_second:Float64}, {watermark:Nullable(DateTime64(3, 'UTC'))},
        {max_event_time:Nullable(DateTime64(3, 'UTC'))}, {freshness_ms:Nullable(Int64)}, {kafka_lag:Int64},
        {marks:Map(String, Map(Int32, DateTime64(3, 'UTC')))}, {offsets:Map(String, Map(Int32, Int64))},
-       {input_bytes:UInt64}, {topic_duplicates:Map(String, UInt64)}
+       {input_bytes:UInt64}, {topic_duplicates:Map(String, UInt64)}, {topic_ids:Map(String, String)}
 """
 
 # Before migration 0009 a batch recorded the partitions of the contract-v1 topic only, in partition_high_water.
@@ -343,10 +343,13 @@ class WarehouseSink:
         kafka_lag: Callable[[Mapping[TopicPartition, int]], Mapping[TopicPartition, PartitionLag]],
         *,
         topic: str,
+        topic_ids: Mapping[str, str] | None = None,
     ) -> None:
-        """``topic``: the contract-v1 input topic, the one topic of rows written before migration 0009."""
+        """``topic``: the contract-v1 input topic, the one topic of rows written before migration 0009.
+        ``topic_ids``: the id of each input topic, recorded with every batch (rtap.stream.identity)."""
         self._client = client
         self._topic = topic
+        self._topic_ids = dict(topic_ids or {})
         self._settings = settings
         self._pipeline_id = pipeline_id
         self._dead_letters = dead_letters
@@ -588,6 +591,7 @@ class WarehouseSink:
             "offsets": _by_topic(end_offsets),
             "input_bytes": stats.input_bytes,
             "topic_duplicates": stats.duplicates_by_topic,
+            "topic_ids": self._topic_ids,
         }
         token = f"rtap:batches:{self._pipeline_id}:{stats.batch_id}:{block_digest(batch)[1]}"
         self._client.command(INSERT_BATCH, parameters=parameters, settings={"insert_deduplication_token": token})

@@ -16,6 +16,7 @@ import pytest
 
 from rtap.errors import BrokerError, RtapError
 from rtap.settings import Settings
+from rtap.stream.identity import RECORDED_TOPIC_IDS
 from rtap.stream.kafka import PartitionLag
 from rtap.stream.sink import FINALS_MINUTES, WarehouseSink
 from rtap.warehouse import WarehouseClient, create_client
@@ -199,6 +200,26 @@ def test_a_batch_ends_where_spark_planned_it_past_offsets_no_record_shows(wareho
         "SELECT topic_end_offsets FROM {db}.pipeline_batches FINAL WHERE query_id = 'pipeline-p'"
     )[0]
     assert dict(positions) == {TOPIC: [(0, 4), (1, 9)]}
+
+
+def test_every_batch_records_the_ids_of_the_logs_it_read(warehouse) -> None:
+    """What the next start compares Kafka's topic ids with (rtap.stream.identity): the newest batch's ids."""
+    for batch_id, ids in enumerate(({TOPIC: "id-a", "browser": "id-c"}, {TOPIC: "id-b", "browser": "id-c"})):
+        sink = WarehouseSink(
+            warehouse,
+            Settings().stream,
+            f"ids-{batch_id}",
+            RecordingPublisher(),
+            lambda o: {},
+            topic=TOPIC,
+            topic_ids=ids,
+        )
+        marks = sink.high_water(0)
+        records = [(99, batch_id, event(900 + batch_id, "2026-11-29T12:00:00Z"))]  # a partition of its own: its marks
+        sink.write(0, classify_records(records, marks, max_record_bytes=65536), datetime.now(UTC), marks)
+
+    (recorded,) = warehouse.query_rows(RECORDED_TOPIC_IDS)[0]
+    assert dict(recorded) == {TOPIC: "id-b", "browser": "id-c"}
 
 
 def test_an_empty_batch_commits_a_record_and_writes_nothing_else(warehouse) -> None:

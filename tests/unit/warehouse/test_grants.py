@@ -31,7 +31,13 @@ SRC = Path(__file__).resolve().parents[3] / "src"
 USERS_XML = SRC.parent / "deploy" / "compose" / "clickhouse" / "users.d" / "rtap-users.xml"
 
 # The modules that send SQL, by the account they run as: the stream job and migrate write; the rest read.
-WRITER_MODULES = ("rtap.stream.sink", "rtap.stream.gaps", "rtap.stream.job", "rtap.warehouse.migrate")
+WRITER_MODULES = (
+    "rtap.stream.sink",
+    "rtap.stream.gaps",
+    "rtap.stream.identity",
+    "rtap.stream.job",
+    "rtap.warehouse.migrate",
+)
 READER_MODULES = (
     "rtap.ops.reconcile",
     "rtap.ops.dead_letters",
