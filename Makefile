@@ -40,6 +40,14 @@ $(TOOLS)/bin/checkov:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet checkov==3.3.30  # own venv: it pins an old `packaging`
 
+# Confluent's JSON Schema serializer writes some of tests/e2e/test_outside_input.py's records: input from another
+# client library. Its own venv: its registry client brings httpx2, which starlette's TestClient (the dashboard's and
+# the collector's tests) switches to once it is installed.
+SERIALIZERS := .venv-serializers
+$(SERIALIZERS)/bin/python:
+	$(PYTHON) -m venv $(SERIALIZERS)
+	$(SERIALIZERS)/bin/pip install --quiet "confluent-kafka[json,schemaregistry]==2.16.1"
+
 # actionlint checks .github/workflows (tests/unit/deploy/test_github_actions.py). Built from the Go module
 # proxy at a pinned version: its PyPI wrappers download the binary from GitHub when they are installed.
 GO ?= go
@@ -94,7 +102,7 @@ fmt: $(BIN)/rtap ## Format the code
 # 1,797 s on a slow day (2026-12-04), over the 30 minutes CI allows; two took 1,144 s there, every test passing.
 # `make test PYTEST_WORKERS=` runs them one at a time.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
-test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint ## Run every check: lint, unit, integration and end-to-end tests
+test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint $(SERIALIZERS)/bin/python ## Run every check: lint, unit, integration and end-to-end tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_WORKERS) --durations=20 $(PYTEST_ARGS)  # the slowest tests in the log
 

@@ -11,9 +11,12 @@ sends the issue's measured cases against the real stream job on a real broker:
 4. a transactional producer (as Flink's and Kafka Streams' exactly-once sinks write): a committed transaction, an
    aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
    the markers that end transactions are neither lag nor a stall once the job has read past them;
-5. partitions added to the topic (as an operator grows it for throughput): the running job reads them from their
+5. views serialized by Confluent's JSON Schema serializer (confluent-kafka's, with its in-memory registry, run in
+   its own virtualenv: tests/support/confluent_json.py), which puts Schema Registry's header before the JSON: each
+   an event;
+6. partitions added to the topic (as an operator grows it for throughput): the running job reads them from their
    start, and the job starts again on the grown topic, whose count no longer matches ``RTAP_KAFKA_PARTITIONS``;
-6. the topic deleted and created again while the job is stopped, then written past every offset the warehouse read
+7. the topic deleted and created again while the job is stopped, then written past every offset the warehouse read
    (so that only the topic's id tells the two logs apart): the job refuses to start, in one line, and writes
    nothing.
 """
@@ -38,9 +41,25 @@ from rtap.kafka_admin import topic_ids
 from rtap.stream.gaps import resume_positions
 from rtap.stream.restarts import JOB_STATE_FILE
 from rtap.warehouse import create_client
+from tests.support.confluent_json import serialized
 from tests.support.pipeline import StreamProcess, pipeline_settings
 
 pytestmark = pytest.mark.timeout(900)
+
+
+# The JSON Schema a team would register for the views below (Confluent's serializer checks each against it).
+VIEW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event_id": {"type": "string"},
+        "event_type": {"type": "string"},
+        "event_time": {"type": "string", "format": "date-time"},
+        "user_id": {"type": "string"},
+        "session_id": {"type": "string"},
+        "page_url": {"type": "string"},
+    },
+    "required": ["event_id", "event_type", "event_time"],
+}
 
 
 def now() -> datetime:
@@ -142,7 +161,14 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     send(producer, topic, [("plain", view(str(uuid.uuid4()), session="plain")) for _ in range(100)], partition=1)
     job.wait_processed(sent := sent + 100)
 
-    # 5. Two partitions more while the job runs, 100 views to each; then a restart on the grown topic, 100 more.
+    # 5. Views serialized by Confluent's JSON Schema serializer.
+    documents = [orjson.loads(view(str(uuid.uuid4()), session="registry")) for _ in range(200)]
+    framed = serialized(topic, VIEW_SCHEMA, documents)
+    assert all(value.startswith(b"\x00") for value in framed)  # the registry's header, then the document
+    send(producer, topic, [("registry", value) for value in framed])
+    job.wait_processed(sent := sent + 200)
+
+    # 6. Two partitions more while the job runs, 100 views to each; then a restart on the grown topic, 100 more.
     grown = settings.kafka.partitions + 2
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     admin.create_partitions([NewPartitions(topic, grown)])[topic].result(30)
@@ -161,7 +187,7 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     job.wait_processed(sent := sent + 100)
     assert job.stop() == 0
 
-    # 6. The topic created again with as many partitions, and written past every position the warehouse read in it.
+    # 7. The topic created again with as many partitions, and written past every position the warehouse read in it.
     def current_id() -> str | None:
         with contextlib.suppress(BrokerError):  # no such topic: the deletion is under way
             return topic_ids(admin, [topic], timeout_s=5)[topic]
@@ -201,14 +227,14 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
         by_session = dict(
             client.query_rows(
                 "SELECT session_id, count() FROM {db}.events FINAL"
-                " WHERE session_id IN ('txn', 'plain', 'grown') GROUP BY 1"
+                " WHERE session_id IN ('txn', 'plain', 'grown', 'registry') GROUP BY 1"
             )
         )
         (last_lag,) = client.query_rows("SELECT argMax(kafka_lag, batch_id) FROM {db}.pipeline_batches FINAL")[0]
 
     # Every valid view once (the fast one is a dead letter); of the transactions, the committed one only.
-    assert events == views == 2_000 + 500 + 1_000 + 300 + 100 + 300
-    assert by_session == {"txn": 300, "plain": 100, "grown": 300}
+    assert events == views == 2_000 + 500 + 1_000 + 300 + 100 + 200 + 300
+    assert by_session == {"txn": 300, "plain": 100, "grown": 300, "registry": 200}
     assert last_lag == 0  # the three transaction markers on partition 0 are behind the job, not ahead of it
     assert duplicates == 300 + 300 + 200
     assert late == 0  # the fast clock made no honest view late

@@ -187,15 +187,28 @@ def format_event_time(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+# Confluent Schema Registry's wire format: a zero "magic" byte and the schema's id (4 bytes, big-endian) before the
+# serialized value. Its JSON Schema serializers (confluent-kafka's JSONSerializer, Java's KafkaJsonSchemaSerializer)
+# put the JSON document after it. No JSON text starts with a zero byte, so the header is never mistaken for a payload.
+WIRE_HEADER = b"\x00"
+WIRE_HEADER_BYTES = 5
+
+
+def unframed(payload: bytes) -> bytes:
+    """``payload`` without a Schema Registry header (:data:`WIRE_HEADER`), or as it is when it has none."""
+    return payload[WIRE_HEADER_BYTES:] if len(payload) >= WIRE_HEADER_BYTES and payload[:1] == WIRE_HEADER else payload
+
+
 def check_document(record: bytes | str | dict[str, Any], name: str) -> dict[str, Any]:
     """``record`` as a JSON object valid against schema ``name`` (fastjsonschema, the reference implementation),
     its UUIDs (``format: uuid``) in lower case, one id however it is spelled, as the job's validator gives them.
+    Bytes may carry a Schema Registry header (:func:`unframed`), as the job reads them.
 
     Raises :class:`ContractError` naming the first broken rule.
     """
     if isinstance(record, (bytes, str)):
         try:
-            record = orjson.loads(record)
+            record = orjson.loads(unframed(record) if isinstance(record, bytes) else record)
         except orjson.JSONDecodeError as exc:
             raise ContractError(f"invalid JSON ({exc})") from exc
     if not isinstance(record, dict):

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from rtap.contract import contract_fields
 from rtap.contract.formats import SourceReader
+from rtap.contract.model import WIRE_HEADER, WIRE_HEADER_BYTES, unframed
 from rtap.contract.validator import arrow_type, record_times_ms
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ContractError
@@ -78,9 +79,10 @@ def parse_records(
     """Kafka records (the columns of Spark's Kafka source) -> lineage, typed contract columns, ``error``, ``raw``.
 
     Each record is read by the reader of its topic's source format (``readers``: topic -> reader), which
-    validates it against that format's schema and gives contract-v1 columns. ``raw`` and ``raw_key`` (the
-    record's bytes) are kept only for invalid records: valid ones are fully represented by their columns, and
-    carrying every payload to the driver would double the batch's memory. They keep at most ``max_raw_bytes``
+    validates it against that format's schema and gives contract-v1 columns (a value in Schema Registry's wire
+    format is read after its header: :func:`_payloads`). ``raw`` and ``raw_key`` (the record's bytes, as written)
+    are kept only for invalid records: valid ones are fully represented by their columns, and carrying every
+    payload to the driver would double the batch's memory. They keep at most ``max_raw_bytes``
     (the record size limit: a larger record is never valid), so that a dead letter of any size the broker
     accepts fits the dead-letter topic and the table; ``raw_size`` keeps the value's real size.
     """
@@ -98,7 +100,7 @@ def parse_records(
     if reader is None:  # the job subscribes to the configured topics only: a record of another is a bug
         raise ContractError(f"no source format configured for topic {names[0]}")
     timestamps = records.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
-    verdict = reader.validate(records.column("value").to_pylist(), record_times_ms(timestamps))
+    verdict = reader.validate(_payloads(records.column("value")), record_times_ms(timestamps))
     invalid = pc.invert(verdict.valid)
     nothing = pa.nulls(records.num_rows, pa.binary())
     columns = dict(verdict.columns)
@@ -119,6 +121,19 @@ def parse_records(
         ).cast(pa.int32()),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=parsed_schema())
+
+
+def _payloads(values: pa.Array) -> list[bytes | None]:
+    """The documents the readers parse: each value, less a Schema Registry header where it has one
+    (:func:`rtap.contract.model.unframed`). The test over the batch is vectorised; most batches have none."""
+    payloads: list[bytes | None] = values.to_pylist()
+    binary = values.cast(pa.binary())
+    framed = pc.and_(
+        pc.greater_equal(pc.binary_length(binary), WIRE_HEADER_BYTES), pc.starts_with(binary, pattern=WIRE_HEADER)
+    )
+    for index in np.flatnonzero(np.asarray(pc.fill_null(framed, False))):
+        payloads[index] = unframed(payloads[index])  # type: ignore[arg-type]  # a framed value is never null
+    return payloads
 
 
 def _cut(values: pa.Array, limit: int) -> pa.Array:
