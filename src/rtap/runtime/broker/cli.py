@@ -22,7 +22,11 @@ def start(
 
     broker = LocalKafka(Settings(), attached=False)
     pid = broker.start(timeout_s=timeout)
-    created = ensure_topics(broker.kafka_settings())
+    try:
+        created = ensure_topics(broker.kafka_settings())
+    except BaseException:
+        broker.stop()  # it came up for these topics: nothing is left half-started
+        raise
     out = console()
     out.print(f"Kafka is up on {broker.bootstrap_servers} (pid {pid}, data in {broker.files.data})")
     if created:

@@ -111,6 +111,29 @@ def test_broker_that_fails_to_start_reports_its_log(tmp_path: Path) -> None:
     assert _processes_using(broker.files.server_properties) == []
 
 
+def test_cli_start_whose_topics_cannot_be_created_stops_the_broker_it_started(tmp_path: Path) -> None:
+    """`rtap kafka start` starts the broker, then creates rtap's topics; a creation Kafka refuses (a replication
+    factor of 3 on one broker) is one line and a non-zero exit, and the broker does not stay behind."""
+    settings = local_broker_settings(tmp_path)
+    kafka = settings.kafka
+    environment = {
+        **os.environ,
+        "RTAP_DATA_DIR": str(tmp_path),
+        "RTAP_JARS_DIR": str(settings.jars_dir),
+        "RTAP_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RTAP_KAFKA_PORT": str(kafka.port),
+        "RTAP_KAFKA_CONTROLLER_PORT": str(kafka.controller_port),
+        "RTAP_KAFKA_REPLICATION_FACTOR": "3",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rtap", "kafka", "start"], env=environment, capture_output=True, text=True, timeout=180
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: creating Kafka topic {kafka.topic} failed: " in done.stderr + done.stdout
+    assert _processes_using(LocalKafka(settings).files.server_properties) == []
+
+
 OWNER = textwrap.dedent(
     """
     import sys, time
