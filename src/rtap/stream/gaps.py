@@ -165,8 +165,15 @@ def set_checkpoint_aside(checkpoint: Path) -> Path | None:
     return aside
 
 
-def check_retention(settings: Settings, client: WarehouseClient, checkpoint: Path, pipeline_id: str) -> list[Gap]:
+def check_retention(
+    settings: Settings,
+    client: WarehouseClient,
+    checkpoint: Path,
+    pipeline_id: str,
+    positions: Mapping[str, Mapping[int, int]],
+) -> list[Gap]:
     """Before a query starts: stop on unread deleted records, or record and skip them when accepted.
+    ``positions``: each input topic's :func:`resume_positions`.
 
     Raises :class:`PipelineError` (one line: partitions, offsets, counts, how to continue) unless
     ``settings.stream.accept_data_loss``; then returns the gaps it recorded (empty when there are none).
@@ -176,7 +183,7 @@ def check_retention(settings: Settings, client: WarehouseClient, checkpoint: Pat
         gap
         for topic in settings.kafka.input_topics
         for gap in find_gaps(
-            resume_positions(client, settings.kafka, topic),
+            positions[topic],
             log_start_offsets(settings.kafka, topic),
             from_earliest=from_earliest,
             topic=topic,

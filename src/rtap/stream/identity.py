@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from rtap.errors import PipelineError
 from rtap.kafka_admin import admin_client, partition_offsets, topic_ids
 from rtap.settings import Settings
-from rtap.stream.gaps import resume_positions
 from rtap.warehouse import WarehouseClient
 
 # The topic ids of the last committed batch that recorded any: every batch records those of all its input topics.
@@ -99,15 +98,17 @@ def refusal(found: list[OtherLog]) -> str:
     )
 
 
-def check_topic_identity(settings: Settings, client: WarehouseClient) -> dict[str, str]:
+def check_topic_identity(
+    settings: Settings, client: WarehouseClient, positions: Mapping[str, Mapping[int, int]]
+) -> dict[str, str]:
     """Each input topic's id now, for the batches to record; raises PipelineError (:func:`refusal`) when a topic
-    is another log than the one the warehouse read."""
+    is another log than the one the warehouse read. ``positions``: each input topic's
+    :func:`rtap.stream.gaps.resume_positions`."""
     kafka = settings.kafka
     admin = admin_client(kafka)
     current = topic_ids(admin, kafka.input_topics)
     rows = client.query_rows(RECORDED_TOPIC_IDS)
     recorded = dict(rows[0][0]) if rows else {}  # a Map arrives as (key, value) pairs from Arrow
-    positions = {topic: resume_positions(client, kafka, topic) for topic in kafka.input_topics}
     ends = partition_offsets(admin, [topic for topic, read in positions.items() if read], "latest")
     log_ends: dict[str, dict[int, int]] = {}
     for (topic, partition), offset in ends.items():

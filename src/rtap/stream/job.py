@@ -268,10 +268,19 @@ class StreamJob:
         elif rewind(self.checkpoint, batch):
             log.warning("batch %d: Spark committed it, its warehouse writes did not commit: it runs again", batch)
 
+    def _check_logs(self) -> dict[str, str]:
+        """Before a query starts: each input topic is the log the warehouse read (rtap.stream.identity), and
+        nothing it had not read was deleted (rtap.stream.gaps), both judged from the same resume positions, read
+        once. Returns the topics' ids, for the batches to record."""
+        kafka = self._settings.kafka
+        positions = {topic: resume_positions(self._client, kafka, topic) for topic in kafka.input_topics}
+        ids = check_topic_identity(self._settings, self._client, positions)
+        check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint), positions)
+        return ids
+
     def _start(self, spark: SparkSession, parse: ParseStage, dead_letters: KafkaDeadLetterPublisher) -> StreamingQuery:
         # Before every start, restarts included: Spark's own data-loss failure ends up here too.
-        ids = check_topic_identity(self._settings, self._client)
-        check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
+        ids = self._check_logs()
         start, committed = starting_offsets(self._settings, self._client, self.checkpoint)
         sink = WarehouseSink(
             self._client,
@@ -296,8 +305,7 @@ class StreamJob:
     def run(self) -> None:
         """Run until :meth:`stop`; failures restart the query (or the JVM), too many in a row raise."""
         # Also before Spark's start-up, so that refusing another log or deleted records takes seconds, not a JVM start.
-        check_topic_identity(self._settings, self._client)
-        check_retention(self._settings, self._client, self.checkpoint, pipeline_id(self.checkpoint))
+        self._check_logs()
         self.state.write(self.state_path)
         spark, parse = self._warmed_up(self._spark or build_session(self._settings))
         dead_letters = KafkaDeadLetterPublisher(self._settings.kafka)
