@@ -41,9 +41,10 @@ from rtap_bench.parsed import parsed_records
 from rtap_bench.results import run_facts, write_results
 from rtap_bench.traffic import Traffic
 
+from rtap.contract.vocabulary import ACCEPTED
 from rtap.settings import Settings
 from rtap.stream.sink import WarehouseSink, _with_lineage
-from rtap.stream.transforms import _in_kafka_order
+from rtap.stream.transforms import _in_kafka_order, event_minutes
 
 # Two tasks reading six partitions: the runs in which Spark hands a batch back.
 TASK_ORDER = (0, 2, 4, 1, 3, 5)
@@ -62,6 +63,7 @@ def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table,
     candidates = parsed.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
     candidates = candidates.filter(parsed["error"].is_null())
     count = candidates.num_rows
+    candidates = candidates.append_column("status", pa.array([ACCEPTED] * count, pa.string()))
     found = sorted(random.Random(seed).sample(range(count), max(1, int(count * copies))))
     rows = candidates.take(pa.array(found, pa.int64()))
     known = pa.table(
@@ -71,6 +73,7 @@ def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table,
             "stored_partition": rows["kafka_partition"],
             "stored_offset": pa.array(np.arange(len(found)) + 10**9, pa.int64()),  # another, earlier record
             "stored_block": pa.array(np.full(len(found), 7), pa.uint64()),
+            "stored_minute": pa.array(event_minutes(rows["event_time"]), pa.int64()),  # a re-send: the same minute
         }
     )
     return candidates, known
@@ -79,7 +82,7 @@ def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table,
 def match_before(candidates: pa.Table, known: pa.Table) -> tuple[pa.Table, set[int]]:
     """``WarehouseSink._events_to_insert`` at 6c4af7b, after its query: a Python loop over every candidate."""
     copies: dict[str, list[tuple[tuple[Any, ...], int]]] = {}
-    stored = zip(*(known[c].to_pylist() for c in known.column_names), strict=True)
+    stored = zip(*(known[c].to_pylist() for c in known.column_names[:5]), strict=True)  # before: no minutes
     for event_id, topic, partition, offset, block in stored:
         copies.setdefault(event_id, []).append(((topic, partition, offset), block))
     duplicate = np.zeros(candidates.num_rows, dtype=bool)

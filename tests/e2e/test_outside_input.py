@@ -7,6 +7,8 @@ sends the issue's measured cases against the real stream job on a real broker:
    blob that is no JSON, a 200,000-byte array nested 100,000 deep, and one nested 20,000 deep within the size
    limit: each a dead letter with its reason and size, the valid ones all stored;
 2. event ids in upper case, re-sent verbatim once stored, then in lower case, then both spellings in one batch;
+   and events stamped again when resent (a copy 30 s later, one 3 minutes later), all in one burst and across
+   batches: the same count either way, in events as in the windows;
 3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views;
 4. a transactional producer (as Flink's and Kafka Streams' exactly-once sinks write): a committed transaction, an
    aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
@@ -132,6 +134,19 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     both = [("case", view(spelling, session="case", at=at)) for i in ids[300:] for spelling in (i.upper(), i)]
     send(producer, topic, both)
     job.wait_processed(sent := sent + 400)
+    restamped = [str(uuid.uuid4()) for _ in range(200)]
+
+    def stamped(event_ids: list[str], at: datetime, seconds: tuple[int, ...]) -> list[tuple[str, bytes]]:
+        return [
+            ("restamp", view(i, session="restamp", at=at + timedelta(seconds=t))) for i in event_ids for t in seconds
+        ]
+
+    send(producer, topic, stamped(restamped[:100], now(), (0, 30, 180)))  # 30 s: a duplicate; 3 min: another event
+    job.wait_processed(sent := sent + 300)
+    at = now()
+    for seconds in ((0, 30), (180,)):  # the same, across batches
+        send(producer, topic, stamped(restamped[100:], at, seconds))
+        job.wait_processed(sent := sent + 100 * len(seconds))
 
     # 3. One partition: 200 on time, one from a clock 50 minutes fast, 800 on time.
     clock = [("clock", view(str(uuid.uuid4()), session="clock")) for _ in range(200)]
@@ -227,16 +242,16 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
         by_session = dict(
             client.query_rows(
                 "SELECT session_id, count() FROM {db}.events FINAL"
-                " WHERE session_id IN ('txn', 'plain', 'grown', 'registry') GROUP BY 1"
+                " WHERE session_id IN ('txn', 'plain', 'grown', 'registry', 'restamp') GROUP BY 1"
             )
         )
         (last_lag,) = client.query_rows("SELECT argMax(kafka_lag, batch_id) FROM {db}.pipeline_batches FINAL")[0]
 
     # Every valid view once (the fast one is a dead letter); of the transactions, the committed one only.
-    assert events == views == 2_000 + 500 + 1_000 + 300 + 100 + 200 + 300
-    assert by_session == {"txn": 300, "plain": 100, "grown": 300, "registry": 200}
+    assert events == views == 2_000 + 500 + 400 + 1_000 + 300 + 100 + 200 + 300
+    assert by_session == {"txn": 300, "plain": 100, "grown": 300, "registry": 200, "restamp": 400}
     assert last_lag == 0  # the three transaction markers on partition 0 are behind the job, not ahead of it
-    assert duplicates == 300 + 300 + 200
+    assert duplicates == 300 + 300 + 200 + 200
     assert late == 0  # the fast clock made no honest view late
     assert [r[0] for r in stored_case] == sorted(ids)
     reasons = sorted((size, kept, error.split(":")[0]) for size, kept, error in dead)

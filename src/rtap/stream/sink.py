@@ -49,7 +49,7 @@ from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition
+from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition, event_minutes, later_copies
 from rtap.warehouse import WarehouseClient
 
 if TYPE_CHECKING:
@@ -69,15 +69,23 @@ EVENT_TABLE_COLUMNS = (
 )
 _EVENT_SELECT = ", ".join("toUUID(event_id)" if c == "event_id" else c for c in EVENT_TABLE_COLUMNS)
 _EVENT_INSERT = ", ".join(EVENT_TABLE_COLUMNS)
+# events' last key column (migration 0016): the minute the duplicate lookup looks for an event's copies around.
+# Two copies of an event_id two minutes or more apart are two events (transforms.later_copies), and this keeps
+# FINAL from collapsing them into one when they share an hour and a type, as the aggregates count both.
+_STORED_EVENT_COLUMNS = f"{_EVENT_INSERT}, dedup_minute"
+_STORED_EVENT_VALUES = f"{_EVENT_SELECT}, toStartOfMinute(event_time)"  # a batch's rows as events stores them
 
-# Each candidate's stored copies: from another Kafka record it is a duplicate; from the same record an earlier
-# attempt at this batch stored it. A copy carries its event time (to within a minute: the tracker's re-sends
-# differ by the network's jitter), so the lookup reads the candidates' minutes and their neighbours by
-# event_ids' key: the same few minutes of rows whatever the table's size (migration 0010). The table alias keeps
-# the id's condition on the UUID column (the key), not on the String the SELECT names event_id.
+# The candidates' stored copies, with their minutes: one from another Kafka record is an accepted event the
+# candidates of its id are judged against (transforms.later_copies: a copy in a neighbouring minute is a duplicate);
+# one from the same record was stored by an earlier attempt at this batch. A copy carries its event time (to within
+# a minute: the tracker's re-sends differ by the network's jitter), so the lookup reads the candidates' minutes and
+# their neighbours by event_ids' key: the same few minutes of rows whatever the table's size (migration 0010). It
+# returns a copy in any of those minutes; the rule then pairs each with its own candidates' minutes. The table
+# alias keeps the id's condition on the UUID column (the key), not on the String the SELECT names event_id.
 STORED_COPIES = """
 SELECT DISTINCT toString(e.event_id) AS event_id, if(e.kafka_topic = '', {topic:String}, e.kafka_topic) AS stored_topic,
-       e.kafka_partition AS stored_partition, e.kafka_offset AS stored_offset, e.block_id AS stored_block
+       e.kafka_partition AS stored_partition, e.kafka_offset AS stored_offset, e.block_id AS stored_block,
+       intDiv(toUnixTimestamp(e.minute), 60) AS stored_minute
 FROM {db}.event_ids AS e
 WHERE e.minute IN (
         SELECT DISTINCT arrayJoin([m - 60, m, m + 60]) FROM (SELECT toStartOfMinute(event_time) AS m FROM $candidates)
@@ -85,7 +93,7 @@ WHERE e.minute IN (
   AND e.event_id IN (SELECT toUUID(event_id) FROM $candidates)
 """
 
-INSERT_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows"
+INSERT_EVENTS = f"INSERT INTO {{db}}.events ({_STORED_EVENT_COLUMNS}) SELECT {_STORED_EVENT_VALUES} FROM $rows"
 # The write-ahead record of an events block (migration 0012), inserted just before the block.
 INSERT_EVENT_BLOCK = """
 INSERT INTO {db}.event_blocks (block_id, token, first_time, last_time, rows, written_at)
@@ -102,20 +110,20 @@ WHERE block_id IN (SELECT block FROM $blocks) GROUP BY block_id
 # deduplicates a block that spans two partitions (midnight) only when it comes as the same single chunk of input,
 # and a SELECT from a table yields a chunk per part (measured with chDB 26.9: the copy was stored again).
 STORED_BLOCK_ROWS = f"""
-SELECT {_EVENT_INSERT} FROM {{db}}.events
+SELECT {_STORED_EVENT_COLUMNS} FROM {{db}}.events
 WHERE event_time BETWEEN {{first:DateTime64(3, 'UTC')}} - INTERVAL 1 SECOND
                      AND {{last:DateTime64(3, 'UTC')}} + INTERVAL 1 SECOND
   AND block_id = {{block:UInt64}}
 """
-RESEND_EVENTS = f"INSERT INTO {{db}}.events ({_EVENT_INSERT}) SELECT {_EVENT_INSERT} FROM $rows"
+RESEND_EVENTS = f"INSERT INTO {{db}}.events ({_STORED_EVENT_COLUMNS}) SELECT {_STORED_EVENT_COLUMNS} FROM $rows"
 # An events block is one insert block whatever its size, so a re-sent block carries the very rows its token
 # named the first time (ClickHouse would otherwise cut an insert into blocks of about a million rows).
 _ONE_BLOCK = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 50}
 # optimize_on_insert off: ClickHouse would merge each block into itself before writing it (collapse the rows a
 # ReplacingMergeTree or AggregatingMergeTree key repeats), in events and in each view's table, and in every block
-# rtap inserts there the key is already unique: classify leaves one record per event_id, and each view groups by
-# its own key. The pass found nothing and cost a fifth of a 36,000-record events insert on chDB
-# (bench/results/sink.md); reads never relied on it (FINAL, or the states' merge functions).
+# rtap inserts there the key is already unique: no two accepted records of an event_id share a minute (events' key
+# ends with it), and each view groups by its own key. The pass found nothing and cost a fifth of a 36,000-record
+# events insert on chDB (bench/results/sink.md); reads never relied on it (FINAL, or the states' merge functions).
 _EVENTS_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "optimize_on_insert": 0, **_ONE_BLOCK}
 # The batch's late records and dead letters, less those an earlier attempt stored (by each table's key), in one
 # statement each: the insert's own SELECT reads the table as it was before it. At 1,000 events/s most batches
@@ -124,7 +132,7 @@ _EVENTS_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "op
 # token is the same for the same records whoever sends them, and a batch cut anew names other records, so the
 # filter, not the token, keeps their copies out.
 INSERT_LATE = f"""
-INSERT INTO {{db}}.late_events ({_EVENT_INSERT}) SELECT {_EVENT_SELECT} FROM $rows
+INSERT INTO {{db}}.late_events ({_STORED_EVENT_COLUMNS}) SELECT {_STORED_EVENT_VALUES} FROM $rows
 WHERE (kafka_topic, kafka_partition, kafka_offset) NOT IN (
     SELECT if(kafka_topic = '', {{topic:String}}, kafka_topic), kafka_partition, kafka_offset FROM {{db}}.late_events
     WHERE (kafka_partition, kafka_offset) IN (SELECT kafka_partition, kafka_offset FROM $rows)
@@ -445,37 +453,51 @@ class WarehouseSink:
                 minute += timedelta(minutes=1)
         return minutes
 
-    def _events_to_insert(self, candidates: pa.Table) -> tuple[pa.Table, pa.Table, set[int]]:
-        """(accepted, to insert, stored blocks): the candidates less duplicates of events stored from other
-        Kafka records; of those the rows to insert now; the blocks that stored the others, to re-send (see the
-        module docstring on a block stored by an earlier attempt)."""
-        if not candidates.num_rows:
-            return candidates, candidates, set()
-        keys = candidates.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
+    def _events_to_insert(self, pool: pa.Table) -> tuple[pa.Table, pa.Table, set[int]]:
+        """(accepted, to insert, stored blocks) of ``pool``, the batch's valid on-time records in Kafka order, each
+        accepted or a duplicate as classify judged the batch alone: the records accepted once the copies stored by
+        earlier batches count too; of those the rows to insert now; the blocks that stored the others, to re-send
+        (see the module docstring on a block stored by an earlier attempt).
+
+        A copy stored from one of the pool's own records was accepted by an earlier attempt; a copy from any other
+        record is an accepted event the pool's copies of its id are judged against
+        (:func:`rtap.stream.transforms.later_copies`, the same rule as in the batch)."""
+        if not pool.num_rows:
+            return pool, pool, set()
+        keys = pool.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
         known = self._client.query_arrow(STORED_COPIES, inputs={"candidates": keys}, parameters={"topic": self._topic})
+        duplicate = np.array(pc.equal(pool["status"], DUPLICATE), dtype=bool)  # a copy: written to below
         if not known.num_rows:
-            return candidates, candidates, set()
-        copies: dict[str, list[tuple[KafkaRecord, int]]] = {}
-        for event_id, topic, partition, offset, block in _records(known, tuple(known.column_names)):
-            copies.setdefault(event_id, []).append(((topic, partition, offset), block))
-        duplicate = np.zeros(candidates.num_rows, dtype=bool)
-        written = np.zeros(candidates.num_rows, dtype=bool)
-        blocks: set[int] = set()
-        # Only the few candidates with a stored copy are looked at one by one (a Python loop over the whole
-        # batch cost 2.1-2.3 us a record on the driver: bench/bench_driver.py).
-        ids = candidates["event_id"]
+            kept = pool.filter(pa.array(~duplicate))
+            return kept, kept, set()
+        ids = pool["event_id"]
         rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
-        found_rows = candidates.take(pa.array(rows, pa.int64()))
-        for index, (event_id, *record) in zip(rows, _records(found_rows, ("event_id", *_RECORD_COLUMNS)), strict=True):
-            found = copies[event_id]
-            same = [block for where, block in found if where == tuple(record)]
-            duplicate[index] = not same
-            written[index] = bool(same)
-            blocks.update(same)
-        accepted = candidates.filter(pa.array(~duplicate))
-        if not written.any() or blocks == {block_digest(accepted)[0]}:
-            return accepted, accepted, set()  # nothing stored yet, or this very block: re-sent whole
-        return accepted, candidates.filter(pa.array(~duplicate & ~written)), blocks
+        # Only the few records with a stored copy are looked at one by one (a Python loop over the whole batch cost
+        # 2.1-2.3 us a record on the driver: bench/bench_driver.py).
+        found_rows = pool.take(pa.array(rows, pa.int64()))
+        own = {tuple(record): row for row, record in zip(rows, _records(found_rows, _RECORD_COLUMNS), strict=True)}
+        stored: dict[str, list[int]] = {}
+        written = np.zeros(pool.num_rows, dtype=bool)
+        blocks: set[int] = set()
+        for event_id, *record, block, minute in _records(known, tuple(known.column_names)):
+            row = own.get(tuple(record))
+            if row is None:
+                stored.setdefault(event_id, []).append(minute)
+            else:
+                written[row] = True
+                blocks.add(block)
+        # Every copy of those ids in the batch is among found_rows, in Kafka order: judged again with the stored ones.
+        duplicate[rows] = later_copies(
+            found_rows["event_id"].combine_chunks(),
+            event_minutes(found_rows["event_time"]),
+            np.ones(len(rows), dtype=bool),
+            stored=stored,
+            kept=written[rows],
+        )
+        kept = pool.filter(pa.array(~duplicate))
+        if not written.any() or blocks == {block_digest(kept)[0]}:
+            return kept, kept, set()  # nothing stored yet, or this very block: re-sent whole
+        return kept, pool.filter(pa.array(~duplicate & ~written)), blocks
 
     def write(
         self,
@@ -497,8 +519,7 @@ class WarehouseSink:
         table = _with_lineage(classified, batch_id, now)
         dead = _status(table, DEAD_LETTER)
         late = _required_not_null(_status(table, LATE))
-        candidates = _required_not_null(_status(table, ACCEPTED))
-        in_batch = _status(table, DUPLICATE)
+        pool = _required_not_null(table.filter(pc.is_in(table["status"], pa.array([ACCEPTED, DUPLICATE]))))
 
         end_offsets = (
             dict(planned)
@@ -514,9 +535,9 @@ class WarehouseSink:
             self._insert(INSERT_DEAD_LETTERS, dead, "dead_letters")
             self._insert(INSERT_LATE, late, "late_events", parameters={"topic": self._topic})
 
-            accepted, new_events, stored_blocks = self._events_to_insert(candidates)
-            # By topic: the in-batch copies, and the candidates that were copies of events stored before.
-            by_topic = _count_by_topic(in_batch) + _count_by_topic(candidates) - _count_by_topic(accepted)
+            accepted, new_events, stored_blocks = self._events_to_insert(pool)
+            # By topic: the copies in the batch and of events stored before.
+            by_topic = _count_by_topic(pool) - _count_by_topic(accepted)
 
             # Also the batch's partial aggregates: materialized views on events (migration 0008), each state table
             # deduplicating its own block of a retried insert.
@@ -540,7 +561,7 @@ class WarehouseSink:
             batch_id=batch_id,
             input_rows=table.num_rows,
             accepted=accepted.num_rows,
-            duplicates=in_batch.num_rows + candidates.num_rows - accepted.num_rows,
+            duplicates=pool.num_rows - accepted.num_rows,
             duplicates_by_topic=dict(by_topic),
             late=late.num_rows,
             dead_letters=dead.num_rows,

@@ -21,9 +21,12 @@ record identically:
   when its own delay (its Kafka timestamp minus its event time) exceeds the watermark delay minus the lead.
   The fast record itself is judged by its own event time like any other (the contract dead-letters one that
   is too far ahead: ``StreamSettings.max_future_skew_s``).
-- ``duplicate``: valid and on time, but an earlier on-time record in this batch (in Kafka order: partition,
-  then offset) carried the same event_id. (Copies in earlier batches are found by the sink in the warehouse,
-  which is the dedup state that survives restarts.)
+- ``duplicate``: valid and on time, and a copy of an event accepted before it: an earlier record (in Kafka order:
+  partition, then offset) that carried the same event_id, was accepted, and whose event time lies in the same
+  minute or a minute on either side (:func:`later_copies`). Copies in earlier batches are found by the sink in the
+  warehouse, which is the dedup state that survives restarts, by the same rule: it can look an id up only among a
+  few minutes of events, so the rule in a batch is that lookup's, or the same records would count differently as
+  they are cut into batches.
 - ``accepted``: everything else; goes to ``events`` and the aggregates.
 
 Why the batch-level decisions are vectorised over Arrow on the driver rather than planned as Spark window
@@ -33,7 +36,7 @@ that arrives already in that order, and that sort was most of the job's cost per
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import numpy as np
@@ -205,16 +208,58 @@ def _late(
     return late
 
 
-def _later_copies(event_ids: pa.Array, candidates: np.ndarray) -> np.ndarray:
-    """Per record: a candidate whose event_id an earlier candidate (in table order) already carried."""
+def event_minutes(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Event times (Arrow timestamps) as whole minutes since the epoch: what :func:`later_copies` compares."""
+    millis = pc.fill_null(times.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()), 0)
+    minutes: np.ndarray = np.floor_divide(np.asarray(millis), 60_000)
+    return minutes
+
+
+def later_copies(
+    event_ids: pa.Array,
+    minutes: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    stored: Mapping[str, Iterable[int]] | None = None,
+    kept: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per record: a candidate that copies an event accepted before it, which is then a duplicate.
+
+    A candidate copies an accepted event when that event carries its event_id and lies in its minute or a minute
+    on either side (``minutes``: :func:`event_minutes`). The accepted events are those of ``stored`` (event_id ->
+    the minutes of copies stored by earlier batches) and the candidates before it (table order) that this rule
+    accepted, or that ``kept`` marks as accepted already (stored by an earlier attempt at the batch). A candidate
+    two minutes or more from every accepted copy is another event of that id: the warehouse finds a stored copy
+    by its id among the minutes around it only (rtap.stream.sink.STORED_COPIES), so a wider rule here would make
+    the same records count differently as they are cut into batches.
+
+    Only the ids seen twice, or stored, are walked one by one; a set of accepted minutes per id keeps a hostile
+    batch of one id repeated (any number of times, at any times) linear.
+    """
     later = np.zeros(len(candidates), dtype=bool)
     positions = np.flatnonzero(candidates)
-    if len(positions) < 2:
+    if not len(positions):
         return later
-    codes = np.asarray(pc.dictionary_encode(event_ids.take(pa.array(positions))).indices)
-    first = np.zeros(len(positions), dtype=bool)
-    first[np.unique(codes, return_index=True)[1]] = True
-    later[positions[~first]] = True
+    encoded = pc.dictionary_encode(event_ids.take(pa.array(positions)))
+    codes = np.asarray(encoded.indices)
+    stored = stored or {}
+    walk = np.bincount(codes) > 1  # per distinct id (Arrow's, not Python strings: most batches have few to walk)
+    if stored:
+        walk |= np.asarray(pc.is_in(encoded.dictionary, value_set=pa.array(list(stored), pa.string())))
+    walked = walk[codes]
+    if not walked.any():
+        return later
+    names = dict(zip(np.flatnonzero(walk).tolist(), encoded.dictionary.filter(pa.array(walk)).to_pylist(), strict=True))
+    accepted: dict[int, set[int]] = {}
+    for position, code in zip(positions[walked], codes[walked], strict=True):
+        seen = accepted.get(code)
+        if seen is None:
+            seen = accepted[code] = set(stored.get(names[code], ()))
+        minute = int(minutes[position])
+        if (kept is None or not kept[position]) and not seen.isdisjoint((minute - 1, minute, minute + 1)):
+            later[position] = True
+        else:
+            seen.add(minute)
     return later
 
 
@@ -229,7 +274,8 @@ def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime],
     valid = np.asarray(pc.is_null(parsed.column("error")))
     marks = mark_times(parsed, valid)
     late = _late(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
-    duplicate = _later_copies(parsed.column("event_id").combine_chunks(), valid & ~late)
+    event_ids = parsed.column("event_id").combine_chunks()
+    duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), valid & ~late)
     status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
     status[~valid] = DEAD_LETTER
     status[late] = LATE

@@ -3,6 +3,7 @@ any letter case, and a batch re-cut at other offsets after a lost checkpoint cha
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,3 +134,51 @@ def test_a_lost_checkpoint_in_the_middle_of_a_batch_changes_no_table(tmp_path: P
     assert expected["events"] == [(11, 11)]  # 8 + 6 records, less a copy, a dead letter and a late one
     assert expected["late_events"] == [(1,)]
     assert expected["dead_letters"] == [(1, len(b'{"event_id": "cut short'))]
+
+
+def copies_minutes_apart() -> list[tuple[int, int, object]]:
+    """Copies of three event ids, whose event times differ as a client that stamps an event again when it resends
+    it makes them (each id in a partition of its own, in time order, so none is late):
+
+    - id 1 at 12:00:10, a re-send at 12:00:40 (the same minute), and again at 12:03:10: two events, a duplicate;
+    - id 2 at 12:00:10, 12:01:10, 12:02:10: the second copies the first; the third is two minutes from every
+      accepted copy (the second was not accepted): two events, a duplicate;
+    - id 3 at 12:00:59 and 12:01:00 (a minute apart across its edge), then 12:05:00: two events, a duplicate.
+    """
+    times = {1: ("12:00:10", "12:00:40", "12:03:10"), 2: ("12:00:10", "12:01:10", "12:02:10")}
+    times[3] = ("12:00:59", "12:01:00", "12:05:00")
+    return [
+        (n, offset, event(n, f"2026-11-29T{at}Z", user_id=f"u{n}", page_url=f"https://shop.example/{n}"))
+        for n, copies in times.items()
+        for offset, at in enumerate(copies)
+    ]
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (2,), (1, 2), (3, 6), (1, 4, 7)], ids=repr)
+def test_copies_minutes_apart_count_the_same_however_the_batches_are_cut(tmp_path: Path, cuts: tuple[int]) -> None:
+    """The same nine records, in one batch or cut into several at the offsets ``cuts`` (every partition at each),
+    give the same tables: a copy is judged against the accepted copies of its id in the neighbouring minutes,
+    in the batch as in the warehouse. Before, a batch judged by the id alone and the warehouse by the minutes, so
+    one batch gave 3 events where the cuts gave 4 to 6, and events FINAL (keyed by hour, type and id) collapsed
+    the copies an hour shared while the windows counted each."""
+    records = copies_minutes_apart()
+    with create_client(Settings(data_dir=tmp_path)) as client:
+        apply_migrations(client)
+        job = sink(client, "cuts")
+        bounds = [0, *cuts, 99]
+        stats = [
+            run_batch(job, batch_id, [r for r in records if low <= r[1] < high])
+            for batch_id, (low, high) in enumerate(itertools.pairwise(bounds))
+        ]
+        assert sum(s.accepted for s in stats) == 6
+        assert sum(s.duplicates for s in stats) == 3
+        stored = client.query_rows(
+            "SELECT page_url, toString(event_time) FROM {db}.events FINAL ORDER BY page_url, event_time"
+        )
+        assert stored == [
+            (f"https://shop.example/{n}", f"2026-11-29 {at}.000")
+            for n, kept in ((1, ("12:00:10", "12:03:10")), (2, ("12:00:10", "12:02:10")), (3, ("12:00:59", "12:05:00")))
+            for at in kept
+        ]
+        views = client.query_rows("SELECT page_url, sum(views) FROM {db}.page_views_1m FINAL GROUP BY 1 ORDER BY 1")
+        assert views == [(f"https://shop.example/{n}", 2) for n in (1, 2, 3)]  # the windows count what events holds

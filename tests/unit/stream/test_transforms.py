@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 
 from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
+from rtap.stream.transforms import later_copies
 from tests.support.records import MAX_RECORD_BYTES, classify_records, event
 
 
@@ -105,6 +108,36 @@ def test_the_first_copy_of_an_event_is_accepted_and_later_copies_are_duplicates(
     copy = event(7, "2026-11-29T12:00:00Z")
     rows = classify([(2, 5, copy), (2, 6, copy), (2, 9, copy), (2, 3, event(8))])
     assert [rows[(2, o)]["status"] for o in (3, 5, 6, 9)] == [ACCEPTED, ACCEPTED, DUPLICATE, DUPLICATE]
+
+
+def test_a_copy_in_a_neighbouring_minute_is_a_duplicate_and_one_two_minutes_away_another_event() -> None:
+    """The rule the warehouse's lookup of stored copies can follow (the minutes around a copy), so the same records
+    count the same in one batch as across several: 12:00:10, a copy at 12:01:50 (the next minute), one at 12:02:10
+    (two minutes from the only accepted copy: the 12:01 copy was not accepted), one at 12:02:59."""
+    at = ["12:00:10", "12:01:50", "12:02:10", "12:02:59"]
+    rows = classify([(0, i, event(7, f"2026-11-29T{t}Z")) for i, t in enumerate(at)])
+    assert [rows[(0, i)]["status"] for i in range(4)] == [ACCEPTED, DUPLICATE, ACCEPTED, DUPLICATE]
+
+
+def test_copies_stored_before_and_copies_an_earlier_attempt_kept_count_as_accepted() -> None:
+    """The sink's second pass: ``stored`` (the minutes of copies from earlier batches) and ``kept`` (this batch's
+    records an earlier attempt stored) are accepted copies the others are judged against."""
+    ids = pa.array(["a", "a", "b", "b", "c"])
+    minutes = np.array([10, 12, 20, 21, 30])
+    every = np.ones(5, dtype=bool)
+    assert later_copies(ids, minutes, every).tolist() == [False, False, False, True, False]
+    stored = {"a": [11], "c": [40]}
+    assert later_copies(ids, minutes, every, stored=stored).tolist() == [True, True, False, True, False]
+    kept = np.array([False, False, False, True, False])  # b's second copy was stored by an earlier attempt
+    assert later_copies(ids, minutes, every, kept=kept).tolist() == [False, False, False, False, False]
+
+
+def test_a_batch_of_one_id_repeated_is_judged_in_one_pass() -> None:
+    """A hostile batch: 200,000 copies of one id, two to a minute: half are duplicates, in time linear in the
+    copies (a set of accepted minutes, not a list of copies)."""
+    minutes = np.repeat(np.arange(0, 200_000, 2), 2)
+    later = later_copies(pa.array(["x"] * len(minutes)), minutes, np.ones(len(minutes), dtype=bool))
+    assert later.tolist() == [False, True] * 100_000
 
 
 @pytest.mark.parametrize(
