@@ -64,6 +64,7 @@ def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table,
     candidates = candidates.filter(parsed["error"].is_null())
     count = candidates.num_rows
     candidates = candidates.append_column("status", pa.array([ACCEPTED] * count, pa.string()))
+    candidates = candidates.append_column("behind", pa.array(np.zeros(count, dtype=bool)))
     found = sorted(random.Random(seed).sample(range(count), max(1, int(count * copies))))
     rows = candidates.take(pa.array(found, pa.int64()))
     known = pa.table(
@@ -126,7 +127,7 @@ def answering_sink(known: pa.Table, settings: Settings) -> WarehouseSink:
 
 def match_after(sink: WarehouseSink, candidates: pa.Table) -> tuple[pa.Table, set[int]]:
     """``WarehouseSink._events_to_insert`` as the job runs it now (its query answered by ``sink``'s stand-in)."""
-    accepted, _, blocks = sink._events_to_insert(candidates)
+    accepted, _, blocks, _ = sink._events_to_insert(candidates, {})
     return accepted, blocks
 
 

@@ -8,7 +8,8 @@ sends the issue's measured cases against the real stream job on a real broker:
    limit: each a dead letter with its reason and size, the valid ones all stored;
 2. event ids in upper case, re-sent verbatim once stored, then in lower case, then both spellings in one batch;
    and events stamped again when resent (a copy 30 s later, one 3 minutes later), all in one burst and across
-   batches: the same count either way, in events as in the windows;
+   batches: the same count either way, in events as in the windows; and stored views re-sent verbatim once their
+   partition has moved on (a producer replaying after an outage): duplicates, not late events;
 3. one key (one partition): on-time views, one view whose clock is 50 minutes fast, then more on-time views;
 4. a transactional producer (as Flink's and Kafka Streams' exactly-once sinks write): a committed transaction, an
    aborted one, and one left open while the job runs, then aborted. Only the committed records are events, and
@@ -147,6 +148,11 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     for seconds in ((0, 30), (180,)):  # the same, across batches
         send(producer, topic, stamped(restamped[100:], at, seconds))
         job.wait_processed(sent := sent + 100 * len(seconds))
+    stamp = now() - timedelta(seconds=20)  # on time; behind the watermark once the partition is 10 s further on
+    replayed = [("replay", view(str(uuid.uuid4()), session="replay", at=stamp)) for _ in range(100)]
+    send(producer, topic, replayed, partition=3)
+    job.wait_processed(sent := sent + 100)
+    replay_after = time.monotonic() + 15  # cases 3 to 5 run meanwhile
 
     # 3. One partition: 200 on time, one from a clock 50 minutes fast, 800 on time.
     clock = [("clock", view(str(uuid.uuid4()), session="clock")) for _ in range(200)]
@@ -182,6 +188,11 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
     assert all(value.startswith(b"\x00") for value in framed)  # the registry's header, then the document
     send(producer, topic, [("registry", value) for value in framed])
     job.wait_processed(sent := sent + 200)
+
+    # 2, the replay: the partition moves on, then the stored views again, byte for byte.
+    time.sleep(max(0.0, replay_after - time.monotonic()))
+    send(producer, topic, [("replay", view(str(uuid.uuid4()), session="replay")), *replayed], partition=3)
+    job.wait_processed(sent := sent + 101)
 
     # 6. Two partitions more while the job runs, 100 views to each; then a restart on the grown topic, 100 more.
     grown = settings.kafka.partitions + 2
@@ -242,17 +253,17 @@ def test_outside_traffic_is_exact_and_never_stops_the_job(broker, tmp_path) -> N
         by_session = dict(
             client.query_rows(
                 "SELECT session_id, count() FROM {db}.events FINAL"
-                " WHERE session_id IN ('txn', 'plain', 'grown', 'registry', 'restamp') GROUP BY 1"
+                " WHERE session_id IN ('txn', 'plain', 'grown', 'registry', 'restamp', 'replay') GROUP BY 1"
             )
         )
         (last_lag,) = client.query_rows("SELECT argMax(kafka_lag, batch_id) FROM {db}.pipeline_batches FINAL")[0]
 
     # Every valid view once (the fast one is a dead letter); of the transactions, the committed one only.
-    assert events == views == 2_000 + 500 + 400 + 1_000 + 300 + 100 + 200 + 300
-    assert by_session == {"txn": 300, "plain": 100, "grown": 300, "registry": 200, "restamp": 400}
+    assert events == views == 2_000 + 500 + 400 + 101 + 1_000 + 300 + 100 + 200 + 300
+    assert by_session == {"txn": 300, "plain": 100, "grown": 300, "registry": 200, "restamp": 400, "replay": 101}
     assert last_lag == 0  # the three transaction markers on partition 0 are behind the job, not ahead of it
-    assert duplicates == 300 + 300 + 200 + 200
-    assert late == 0  # the fast clock made no honest view late
+    assert duplicates == 300 + 300 + 200 + 200 + 100
+    assert late == 0  # the fast clock made no honest view late, and a replay is duplicates
     assert [r[0] for r in stored_case] == sorted(ids)
     reasons = sorted((size, kept, error.split(":")[0]) for size, kept, error in dead)
     limit = settings.stream.max_record_bytes

@@ -3,9 +3,10 @@
 Every record is classified by the pipeline's rules (``rtap.stream.transforms``), in production order:
 
 1. a record that breaks the contract is a **dead letter**;
-2. per Kafka partition, a valid record is **late** when its event_time is earlier than the highest
+2. a valid record whose event_id was already accepted is a **duplicate**, on time or not (the generator's copies
+   are byte-identical, so the job's rule of copies within a minute of each other is the same here);
+3. per Kafka partition, any other valid record is **late** when its event_time is earlier than the highest
    event_time of the valid records before it in that partition, minus the watermark delay;
-3. a valid, on-time record whose event_id was already accepted is a **duplicate**;
 4. anything else is **accepted**: it is in ``events`` and counted in the one-minute aggregates.
 
 The truth keeps counters and, per UTC minute, the aggregates the warehouse shows (``page_views_1m``,
@@ -210,13 +211,14 @@ class GroundTruth:
                 continue
             if time_ms < first[partition]:
                 first[partition] = time_ms
-        self.late += len(late)
         rejected = late
         if batch.ids:
             duplicates = self._duplicates(batch.ids, set(late))
             if duplicates:
                 self.duplicates += len(duplicates)
+                late = sorted(set(late) - set(duplicates))
                 rejected = sorted(late + duplicates)
+        self.late += len(late)
         accepted = count - len(rejected)
         if not accepted:
             return
@@ -239,7 +241,8 @@ class GroundTruth:
             self._close_minutes()
 
     def _duplicates(self, ids: dict[int, tuple[str, bool]], late: set[int]) -> list[int]:
-        """Positions of on-time records whose event_id was accepted before; maintains the remembered ids.
+        """Positions of records whose event_id was accepted before, ``late`` ones (behind the watermark) included;
+        maintains the remembered ids, which only an accepted record adds.
 
         Only the records in ``ids`` can repeat an id (the batch's promise), so only they are looked up,
         in production order.
@@ -247,14 +250,12 @@ class GroundTruth:
         remembered = self._ids
         found = []
         for index in sorted(ids):
-            if index in late:
-                continue
             event_id, may_recur = ids[index]
             if event_id in remembered:
                 found.append(index)
                 if not may_recur:
                     remembered.discard(event_id)
-            elif may_recur:
+            elif may_recur and index not in late:
                 remembered.add(event_id)
         return found
 

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
-from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
+from rtap.contract.vocabulary import DEAD_LETTER, DUPLICATE
 from rtap.settings import StreamSettings
 from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition, event_minutes, later_copies
 from rtap.warehouse import WarehouseClient
@@ -453,51 +453,57 @@ class WarehouseSink:
                 minute += timedelta(minutes=1)
         return minutes
 
-    def _events_to_insert(self, pool: pa.Table) -> tuple[pa.Table, pa.Table, set[int]]:
-        """(accepted, to insert, stored blocks) of ``pool``, the batch's valid on-time records in Kafka order, each
-        accepted or a duplicate as classify judged the batch alone: the records accepted once the copies stored by
-        earlier batches count too; of those the rows to insert now; the blocks that stored the others, to re-send
-        (see the module docstring on a block stored by an earlier attempt).
+    def _events_to_insert(
+        self, pool: pa.Table, end_offsets: Mapping[TopicPartition, int]
+    ) -> tuple[pa.Table, pa.Table, set[int], pa.Table]:
+        """(accepted, to insert, stored blocks, late) of ``pool``, the batch's valid records in Kafka order as
+        classify judged the batch alone: the records accepted once the copies stored by earlier batches count too;
+        of those the rows to insert now; the blocks that stored the others, to re-send (see the module docstring on
+        a block stored by an earlier attempt); the records behind the watermark that copy no accepted event.
 
-        A copy stored from one of the pool's own records was accepted by an earlier attempt; a copy from any other
-        record is an accepted event the pool's copies of its id are judged against
-        (:func:`rtap.stream.transforms.later_copies`, the same rule as in the batch)."""
-        if not pool.num_rows:
-            return pool, pool, set()
-        keys = pool.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
-        known = self._client.query_arrow(STORED_COPIES, inputs={"candidates": keys}, parameters={"topic": self._topic})
+        A copy stored from one of the pool's own records was accepted by an earlier attempt. A copy from a record
+        before the batch's end (``end_offsets``: where it ends in each partition) is an accepted event the pool's
+        copies of its id are judged against (:func:`rtap.stream.transforms.later_copies`, the same rule as in the
+        batch). One from a record past that end was stored by an attempt that read further before its checkpoint
+        was lost; it comes after every record here, which it was judged after."""
+        behind = np.asarray(pool["behind"]) if pool.num_rows else np.zeros(0, dtype=bool)
         duplicate = np.array(pc.equal(pool["status"], DUPLICATE), dtype=bool)  # a copy: written to below
-        if not known.num_rows:
-            kept = pool.filter(pa.array(~duplicate))
-            return kept, kept, set()
-        ids = pool["event_id"]
-        rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
-        # Only the few records with a stored copy are looked at one by one (a Python loop over the whole batch cost
-        # 2.1-2.3 us a record on the driver: bench/bench_driver.py).
-        found_rows = pool.take(pa.array(rows, pa.int64()))
-        own = {tuple(record): row for row, record in zip(rows, _records(found_rows, _RECORD_COLUMNS), strict=True)}
-        stored: dict[str, list[int]] = {}
+        known = pa.table({})
+        if pool.num_rows:
+            keys = pool.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
+            parameters = {"topic": self._topic}
+            known = self._client.query_arrow(STORED_COPIES, inputs={"candidates": keys}, parameters=parameters)
         written = np.zeros(pool.num_rows, dtype=bool)
         blocks: set[int] = set()
-        for event_id, *record, block, minute in _records(known, tuple(known.column_names)):
-            row = own.get(tuple(record))
-            if row is None:
-                stored.setdefault(event_id, []).append(minute)
-            else:
-                written[row] = True
-                blocks.add(block)
-        # Every copy of those ids in the batch is among found_rows, in Kafka order: judged again with the stored ones.
-        duplicate[rows] = later_copies(
-            found_rows["event_id"].combine_chunks(),
-            event_minutes(found_rows["event_time"]),
-            np.ones(len(rows), dtype=bool),
-            stored=stored,
-            kept=written[rows],
-        )
-        kept = pool.filter(pa.array(~duplicate))
-        if not written.any() or blocks == {block_digest(kept)[0]}:
-            return kept, kept, set()  # nothing stored yet, or this very block: re-sent whole
-        return kept, pool.filter(pa.array(~duplicate & ~written)), blocks
+        if known.num_rows:
+            ids = pool["event_id"]
+            rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
+            # Only the few records with a stored copy are looked at one by one (a Python loop over the whole batch
+            # cost 2.1-2.3 us a record on the driver: bench/bench_driver.py).
+            found_rows = pool.take(pa.array(rows, pa.int64()))
+            own = {tuple(r): row for row, r in zip(rows, _records(found_rows, _RECORD_COLUMNS), strict=True)}
+            stored: dict[str, list[int]] = {}
+            for event_id, topic, partition, offset, block, minute in _records(known, tuple(known.column_names)):
+                row = own.get((topic, partition, offset))
+                if row is not None:
+                    written[row] = True
+                    blocks.add(block)
+                elif offset < end_offsets.get((topic, partition), offset + 1):
+                    stored.setdefault(event_id, []).append(minute)
+            # Every copy of those ids in the batch is among found_rows, in Kafka order: judged again with the stored.
+            duplicate[rows] = later_copies(
+                found_rows["event_id"].combine_chunks(),
+                event_minutes(found_rows["event_time"]),
+                np.ones(len(rows), dtype=bool),
+                stored=stored,
+                kept=written[rows],
+                acceptable=~behind[rows],
+            )
+        accepted = pool.filter(pa.array(~duplicate & ~behind))
+        late = pool.filter(pa.array(~duplicate & behind))
+        if not written.any() or blocks == {block_digest(accepted)[0]}:
+            return accepted, accepted, set(), late  # nothing stored yet, or this very block: re-sent whole
+        return accepted, pool.filter(pa.array(~duplicate & ~behind & ~written)), blocks, late
 
     def write(
         self,
@@ -518,8 +524,7 @@ class WarehouseSink:
         now = datetime.now(UTC)
         table = _with_lineage(classified, batch_id, now)
         dead = _status(table, DEAD_LETTER)
-        late = _required_not_null(_status(table, LATE))
-        pool = _required_not_null(table.filter(pc.is_in(table["status"], pa.array([ACCEPTED, DUPLICATE]))))
+        pool = _required_not_null(table.filter(pc.not_equal(table["status"], DEAD_LETTER)))
 
         end_offsets = (
             dict(planned)
@@ -533,11 +538,10 @@ class WarehouseSink:
         try:
             self._dead_letters.publish(dead)
             self._insert(INSERT_DEAD_LETTERS, dead, "dead_letters")
+            accepted, new_events, stored_blocks, late = self._events_to_insert(pool, end_offsets)
             self._insert(INSERT_LATE, late, "late_events", parameters={"topic": self._topic})
-
-            accepted, new_events, stored_blocks = self._events_to_insert(pool)
             # By topic: the copies in the batch and of events stored before.
-            by_topic = _count_by_topic(pool) - _count_by_topic(accepted)
+            by_topic = _count_by_topic(pool) - _count_by_topic(accepted) - _count_by_topic(late)
 
             # Also the batch's partial aggregates: materialized views on events (migration 0008), each state table
             # deduplicating its own block of a retried insert.
@@ -547,8 +551,7 @@ class WarehouseSink:
                 minutes = touched_minutes(accepted["event_time"]) | resent
                 rewrite_final_rows(self._client, minutes, int(self._settings.bot_clicks_per_minute))
 
-            valid = table.filter(pc.not_equal(table["status"], DEAD_LETTER))
-            high_water = _merged_high_water(high_water, valid)
+            high_water = _merged_high_water(high_water, pool)
             self._dead_letters.delivered()
         except BaseException:
             probe.exception()  # waits for it (at most one probe runs); the write's failure is the one raised
@@ -561,7 +564,7 @@ class WarehouseSink:
             batch_id=batch_id,
             input_rows=table.num_rows,
             accepted=accepted.num_rows,
-            duplicates=pool.num_rows - accepted.num_rows,
+            duplicates=pool.num_rows - accepted.num_rows - late.num_rows,
             duplicates_by_topic=dict(by_topic),
             late=late.num_rows,
             dead_letters=dead.num_rows,

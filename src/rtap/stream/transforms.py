@@ -7,8 +7,8 @@ that a replayed micro-batch (after a crash) or a different batching (after a res
 record identically:
 
 - ``dead_letter``: the record breaks the contract (``error`` says why; ``raw`` keeps the payload).
-- ``late``: valid, but its event_time is behind the watermark *of its Kafka partition at that record*:
-  the partition's high-water mark before it (over the valid records before it in the same partition,
+- ``late``: valid, no copy (below), but its event_time is behind the watermark *of its Kafka partition at that
+  record*: the partition's high-water mark before it (over the valid records before it in the same partition,
   including earlier micro-batches, passed in as ``high_water``), minus the watermark delay. Tracking the
   watermark per partition and per record, in Kafka order, makes it independent of micro-batch boundaries;
   Spark's built-in watermark moves once per batch, so the same event could be on time in one run and late in
@@ -21,12 +21,14 @@ record identically:
   when its own delay (its Kafka timestamp minus its event time) exceeds the watermark delay minus the lead.
   The fast record itself is judged by its own event time like any other (the contract dead-letters one that
   is too far ahead: ``StreamSettings.max_future_skew_s``).
-- ``duplicate``: valid and on time, and a copy of an event accepted before it: an earlier record (in Kafka order:
-  partition, then offset) that carried the same event_id, was accepted, and whose event time lies in the same
-  minute or a minute on either side (:func:`later_copies`). Copies in earlier batches are found by the sink in the
-  warehouse, which is the dedup state that survives restarts, by the same rule: it can look an id up only among a
-  few minutes of events, so the rule in a batch is that lookup's, or the same records would count differently as
-  they are cut into batches.
+- ``duplicate``: valid, and a copy of an event accepted before it: an earlier record (in Kafka order: partition,
+  then offset) that carried the same event_id, was accepted, and whose event time lies in the same minute or a
+  minute on either side (:func:`later_copies`). A copy is a duplicate even when it is behind the watermark (a
+  producer replaying what it sent before an outage): its event is in ``events`` already, and ``late_events`` holds
+  the events no aggregate counted. Copies in earlier batches are found by the sink in the warehouse, which is the
+  dedup state that survives restarts, by the same rule: it can look an id up only among a few minutes of events,
+  so the rule in a batch is that lookup's, or the same records would count differently as they are cut into
+  batches.
 - ``accepted``: everything else; goes to ``events`` and the aggregates.
 
 Why the batch-level decisions are vectorised over Arrow on the driver rather than planned as Spark window
@@ -222,6 +224,7 @@ def later_copies(
     *,
     stored: Mapping[str, Iterable[int]] | None = None,
     kept: np.ndarray | None = None,
+    acceptable: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per record: a candidate that copies an event accepted before it, which is then a duplicate.
 
@@ -229,6 +232,8 @@ def later_copies(
     on either side (``minutes``: :func:`event_minutes`). The accepted events are those of ``stored`` (event_id ->
     the minutes of copies stored by earlier batches) and the candidates before it (table order) that this rule
     accepted, or that ``kept`` marks as accepted already (stored by an earlier attempt at the batch). A candidate
+    that copies none is accepted only where ``acceptable`` (default: all): a record behind its watermark can be a
+    copy, but is never the accepted event later copies are judged against. A candidate
     two minutes or more from every accepted copy is another event of that id: the warehouse finds a stored copy
     by its id among the minutes around it only (rtap.stream.sink.STORED_COPIES), so a wider rule here would make
     the same records count differently as they are cut into batches.
@@ -258,15 +263,16 @@ def later_copies(
         minute = int(minutes[position])
         if (kept is None or not kept[position]) and not seen.isdisjoint((minute - 1, minute, minute + 1)):
             later[position] = True
-        else:
+        elif acceptable is None or acceptable[position]:
             seen.add(minute)
     return later
 
 
 def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime], watermark_delay_s: float) -> pa.Table:
     """The whole per-batch decision: every parsed record gets exactly one status (``status``, one of
-    :data:`rtap.contract.vocabulary.STATUSES`), and ``mark_time``, how far it moves its partition's mark
-    (null: not at all).
+    :data:`rtap.contract.vocabulary.STATUSES`), ``mark_time``, how far it moves its partition's mark (null: not at
+    all), and ``behind``, whether it is valid and behind its partition's watermark (its status is then ``late``,
+    or ``duplicate`` when it copies an accepted event: the sink judges it again against stored copies).
 
     Rows come back in Kafka order (topic, partition, offset).
     """
@@ -275,10 +281,14 @@ def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime],
     marks = mark_times(parsed, valid)
     late = _late(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
     event_ids = parsed.column("event_id").combine_chunks()
-    duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), valid & ~late)
+    duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), valid, acceptable=~late)
     status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
     status[~valid] = DEAD_LETTER
     status[late] = LATE
     status[duplicate] = DUPLICATE
     mark_time = pa.array(marks, pa.int64(), mask=marks == _NO_TIME).cast(pa.timestamp("ms", tz="UTC"))
-    return parsed.append_column("status", pa.array(status, pa.string())).append_column("mark_time", mark_time)
+    return (
+        parsed.append_column("status", pa.array(status, pa.string()))
+        .append_column("mark_time", mark_time)
+        .append_column("behind", pa.array(late, pa.bool_()))
+    )

@@ -128,6 +128,18 @@ def test_merge_refuses_other_topics() -> None:
         GroundTruth(partitions=1, watermark_delay_s=30).merge(GroundTruth(partitions=2, watermark_delay_s=30))
 
 
+def test_a_copy_behind_the_watermark_is_a_duplicate_and_a_late_record_is_never_remembered() -> None:
+    truth = GroundTruth(partitions=2, watermark_delay_s=30)
+    assert truth.add_record(0, event(1, 10)) == ACCEPTED
+    assert truth.add_record(0, event(2, 300)) == ACCEPTED  # partition 0 moves on
+    assert truth.add_record(0, event(1, 10)) == DUPLICATE  # a replay of what was stored: not late
+    assert truth.add_record(1, event(3, 300)) == ACCEPTED
+    assert truth.add_record(1, event(4, 10)) == LATE
+    assert truth.add_record(1, event(4, 10)) == LATE  # a copy of a late record: late too
+    totals = truth.totals()
+    assert (totals.accepted, totals.duplicates, totals.late) == (3, 1, 2)
+
+
 def test_id_hint_forgets_ids_without_changing_answers() -> None:
     truth = GroundTruth(partitions=1, watermark_delay_s=30)
     args = (0, 1_000, "e1", "page_view", "u1", "s1", "https://shop.example/a", None, 0)
@@ -147,10 +159,10 @@ def naive(records: list[tuple[int, int, str, str, str]], partitions: int, delay_
     accepted: list[tuple[int, int, str, str, str]] = []
     for index, (partition, time_ms, event_id, _, _) in enumerate(records):
         before = [r[1] for r in records[:index] if r[0] == partition]
-        if before and time_ms < max(before) - delay_ms:
+        if event_id in {r[2] for r in accepted}:
+            statuses.append(DUPLICATE)  # a copy of an accepted event, on time or not
+        elif before and time_ms < max(before) - delay_ms:
             statuses.append(LATE)
-        elif event_id in {r[2] for r in accepted}:
-            statuses.append(DUPLICATE)
         else:
             statuses.append(ACCEPTED)
             accepted.append(records[index])

@@ -36,10 +36,15 @@ def sink(client: WarehouseClient, pipeline: str, kind: type[WarehouseSink] = War
     return kind(client, Settings().stream, pipeline, KeptDeadLetters(), lambda offsets: {}, topic=TOPIC)
 
 
-def run_batch(target: WarehouseSink, batch_id: int, records: list[tuple[int, int, object]]) -> BatchStats:
+def run_batch(
+    target: WarehouseSink,
+    batch_id: int,
+    records: list[tuple[int, int, object]],
+    planned: dict[tuple[str, int], int] | None = None,
+) -> BatchStats:
     marks = target.high_water(batch_id)
     classified = classify_records(records, marks, max_record_bytes=65536)
-    return target.write(batch_id, classified, datetime.now(UTC), marks)
+    return target.write(batch_id, classified, datetime.now(UTC), marks, planned)
 
 
 def spelled(n: int, case: str) -> str:
@@ -182,3 +187,59 @@ def test_copies_minutes_apart_count_the_same_however_the_batches_are_cut(tmp_pat
         ]
         views = client.query_rows("SELECT page_url, sum(views) FROM {db}.page_views_1m FINAL GROUP BY 1 ORDER BY 1")
         assert views == [(f"https://shop.example/{n}", 2) for n in (1, 2, 3)]  # the windows count what events holds
+
+
+def replayed_after_the_partition_moved_on() -> list[tuple[int, int, object]]:
+    """Partition 0: a view at 12:00:10, one at 12:05:00, then the first re-sent verbatim (behind the watermark: a
+    producer replaying after an outage): a duplicate. Partition 1: a view at 12:05:00, one at 12:00:10 (late), then
+    that one re-sent: late too (a late event is in no aggregate, so its copy is not a copy of an accepted event)."""
+    first, late = event(1, "2026-11-29T12:00:10Z"), event(3, "2026-11-29T12:00:10Z")
+    on = [event(n, "2026-11-29T12:05:00Z") for n in (2, 4)]
+    return [(0, 0, first), (0, 1, on[0]), (0, 2, first), (1, 0, on[1]), (1, 1, late), (1, 2, late)]
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (2,), (1, 2)], ids=repr)
+def test_a_replay_of_stored_events_is_duplicates_not_late_events(tmp_path: Path, cuts: tuple[int]) -> None:
+    """Before, a copy behind the watermark was late whatever it copied: a producer's replay of what the job had
+    stored filled late_events (and its panel) with events that were in events already."""
+    with create_client(Settings(data_dir=tmp_path)) as client:
+        apply_migrations(client)
+        job = sink(client, "replay")
+        records = replayed_after_the_partition_moved_on()
+        bounds = [0, *cuts, 99]
+        stats = [
+            run_batch(job, batch_id, [r for r in records if low <= r[1] < high])
+            for batch_id, (low, high) in enumerate(itertools.pairwise(bounds))
+        ]
+        assert (sum(s.accepted for s in stats), sum(s.duplicates for s in stats), sum(s.late for s in stats)) == (
+            3,
+            1,
+            2,
+        )
+        assert client.query_rows("SELECT count() FROM {db}.events FINAL") == [(3,)]
+        assert client.query_rows("SELECT kafka_partition, kafka_offset FROM {db}.late_events ORDER BY ALL") == [
+            (1, 1),
+            (1, 2),
+        ]
+
+
+def test_a_copy_stored_past_a_lost_checkpoints_batch_is_no_earlier_copy(tmp_path: Path) -> None:
+    """A job writes a batch whose late view (partition 0) has an on-time copy on partition 1, accepted after it, and
+    dies before its commit record; a new checkpoint cuts the first batch before that copy. The copy, stored past
+    the batch's end, came after the late view: it is late, as in one clean run, not a duplicate of what follows."""
+    late = event(5, "2026-11-29T12:00:10Z")
+    records: list[tuple[int, int, object]] = [(0, 0, event(6, "2026-11-29T12:05:00Z")), (0, 1, late), (1, 0, late)]
+    with create_client(Settings(data_dir=tmp_path / "clean")) as client:
+        apply_migrations(client)
+        run_batch(sink(client, "clean"), 0, records)
+        expected = tables(client)
+    with create_client(Settings(data_dir=tmp_path / "crash")) as client:
+        apply_migrations(client)
+        with pytest.raises(RuntimeError, match="killed before the commit record"):
+            run_batch(sink(client, "lost", CrashBeforeCommit), 0, records)
+        resumed = sink(client, "resumed")
+        run_batch(resumed, 0, records[:2], planned={(TOPIC, 0): 2, (TOPIC, 1): 0})
+        run_batch(resumed, 1, records[2:], planned={(TOPIC, 0): 2, (TOPIC, 1): 1})
+        assert tables(client) == expected
+    assert expected["late_events"] == [(1,)]
+    assert expected["batches"] == [(3, 2, 0, 1, 0)]  # input, accepted, duplicates, late, dead letters

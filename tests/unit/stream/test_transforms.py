@@ -132,6 +132,25 @@ def test_copies_stored_before_and_copies_an_earlier_attempt_kept_count_as_accept
     assert later_copies(ids, minutes, every, kept=kept).tolist() == [False, False, False, False, False]
 
 
+def test_a_copy_behind_the_watermark_is_a_duplicate_and_a_late_event_is_never_the_one_copies_are_judged_by() -> None:
+    """Partition 0: a view at 12:00:10, a view at 12:05:00 (the mark moves on), then the first re-sent verbatim (a
+    producer replaying after an outage): a duplicate, its event is stored. Partition 1: a view at 12:05:00, then
+    one at 12:00:10 (late, no copy of an accepted event), then a copy of that late one on partition 2, on time
+    there: accepted (the late one is in late_events, in no aggregate)."""
+    first, late = event(7, "2026-11-29T12:00:10Z"), event(8, "2026-11-29T12:00:10Z")
+    on = [event(n, "2026-11-29T12:05:00Z") for n in (9, 10)]  # each partition's mark moves on
+    rows = classify([(0, 0, first), (0, 1, on[0]), (0, 2, first), (1, 0, on[1]), (1, 1, late), (2, 0, late)])
+    assert {key: row["status"] for key, row in rows.items()} == {
+        (0, 0): ACCEPTED,
+        (0, 1): ACCEPTED,
+        (0, 2): DUPLICATE,
+        (1, 0): ACCEPTED,
+        (1, 1): LATE,
+        (2, 0): ACCEPTED,
+    }
+    assert [rows[(0, 2)]["behind"], rows[(1, 1)]["behind"], rows[(2, 0)]["behind"]] == [True, True, False]
+
+
 def test_a_batch_of_one_id_repeated_is_judged_in_one_pass() -> None:
     """A hostile batch: 200,000 copies of one id, two to a minute: half are duplicates, in time linear in the
     copies (a set of accepted minutes, not a list of copies)."""
