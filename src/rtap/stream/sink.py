@@ -323,7 +323,6 @@ def rewrite_final_rows(client: WarehouseClient, minutes: Iterable[datetime], bot
             client.command(sql, parameters=parameters)
 
 
-KafkaRecord = tuple[str, int, int]  # topic, partition, offset
 _RECORD_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 
