@@ -28,7 +28,9 @@ record identically:
   the events no aggregate counted. Copies in earlier batches are found by the sink in the warehouse, which is the
   dedup state that survives restarts, by the same rule: it can look an id up only among a few minutes of events,
   so the rule in a batch is that lookup's, or the same records would count differently as they are cut into
-  batches.
+  batches. Kafka orders records within a partition only: a late record whose on-time copy is in another partition
+  is late when the copy comes after it (a later partition of the same batch) and a duplicate when the copy came
+  first (an earlier batch). The accepted events, and so every aggregate, are the same either way.
 - ``accepted``: everything else; goes to ``events`` and the aggregates.
 
 Why the batch-level decisions are vectorised over Arrow on the driver rather than planned as Spark window

@@ -243,3 +243,23 @@ def test_a_copy_stored_past_a_lost_checkpoints_batch_is_no_earlier_copy(tmp_path
         assert tables(client) == expected
     assert expected["late_events"] == [(1,)]
     assert expected["batches"] == [(3, 2, 0, 1, 0)]  # input, accepted, duplicates, late, dead letters
+
+
+def test_a_late_record_and_its_copy_in_another_partition_count_the_same_events_however_cut(tmp_path: Path) -> None:
+    """Kafka orders records within a partition only. Partition 1: a view at 12:05:00, then one at 12:00:10 (late);
+    partition 2: the same view, on time there. In one batch the late one comes first (partition 1) and stays late;
+    cut before it, its copy came first and was accepted, so it is a duplicate. The events are the same."""
+    view = event(11, "2026-11-29T12:00:10Z")
+    records: list[tuple[int, int, object]] = [(1, 0, event(12, "2026-11-29T12:05:00Z")), (1, 1, view), (2, 0, view)]
+    outcomes = []
+    for name, batches in (("whole", [records]), ("cut", [[records[2]], records[:2]])):
+        with create_client(Settings(data_dir=tmp_path / name)) as client:
+            apply_migrations(client)
+            job = sink(client, name)
+            stats = [run_batch(job, batch_id, batch) for batch_id, batch in enumerate(batches)]
+            events = client.query_rows("SELECT toString(event_id), event_time FROM {db}.events FINAL ORDER BY ALL")
+            outcomes.append((events, [(s.accepted, s.duplicates, s.late) for s in stats]))
+    (whole_events, whole), (cut_events, cut) = outcomes
+    assert whole_events == cut_events
+    assert whole == [(2, 0, 1)]
+    assert cut == [(1, 0, 0), (1, 1, 0)]
