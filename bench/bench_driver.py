@@ -64,7 +64,7 @@ def stored_copies(parsed: pa.Table, copies: float, seed: int) -> tuple[pa.Table,
     candidates = candidates.filter(parsed["error"].is_null())
     count = candidates.num_rows
     candidates = candidates.append_column("status", pa.array([ACCEPTED] * count, pa.string()))
-    candidates = candidates.append_column("behind", pa.array(np.zeros(count, dtype=bool)))
+    candidates = candidates.append_column("behind_ms", pa.array(np.zeros(count, dtype=np.int64)))
     found = sorted(random.Random(seed).sample(range(count), max(1, int(count * copies))))
     rows = candidates.take(pa.array(found, pa.int64()))
     known = pa.table(

@@ -3,8 +3,9 @@
 Every record is classified by the pipeline's rules (``rtap.stream.transforms``), in production order:
 
 1. a record that breaks the contract is a **dead letter**;
-2. a valid record whose event_id was already accepted is a **duplicate**, on time or not (the generator's copies
-   are byte-identical, so the job's rule of copies within a minute of each other is the same here);
+2. a valid record whose event_id was already accepted is a **duplicate**, on time or at most
+   ``COPY_LOOKBACK_MS`` behind the watermark (the generator's copies are byte-identical, so the job's rule of
+   copies within a minute of each other is the same here);
 3. per Kafka partition, any other valid record is **late** when its event_time is earlier than the highest
    event_time of the valid records before it in that partition, minus the watermark delay;
 4. anything else is **accepted**: it is in ``events`` and counted in the one-minute aggregates.
@@ -32,7 +33,15 @@ from typing import TypeVar
 import orjson
 
 from rtap.contract import PRICE_SCALE, validate_event
-from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, PAGE_VIEW_TYPES, PURCHASE
+from rtap.contract.vocabulary import (
+    ACCEPTED,
+    COPY_LOOKBACK_MS,
+    DEAD_LETTER,
+    DUPLICATE,
+    LATE,
+    PAGE_VIEW_TYPES,
+    PURCHASE,
+)
 from rtap.errors import ContractError, ValidationFailedError
 from rtap.generate.minutes import USER_BITS, EventStats, Minutes, PageViews, TypeRow, minute_start
 
@@ -202,18 +211,21 @@ class GroundTruth:
         self.produced += count
         high, first, delay = self._high_water, self._first_on_time, self.watermark_delay_ms
         late: list[int] = []
+        stale: set[int] = set()  # too far behind to be judged a copy
         for index, (partition, time_ms) in enumerate(zip(batch.partitions, times, strict=True)):
             mark = high[partition]
             if time_ms > mark:
                 high[partition] = time_ms
             elif time_ms < mark - delay:
                 late.append(index)
+                if time_ms < mark - delay - COPY_LOOKBACK_MS:
+                    stale.add(index)
                 continue
             if time_ms < first[partition]:
                 first[partition] = time_ms
         rejected = late
         if batch.ids:
-            duplicates = self._duplicates(batch.ids, set(late))
+            duplicates = self._duplicates(batch.ids, set(late), stale)
             if duplicates:
                 self.duplicates += len(duplicates)
                 late = sorted(set(late) - set(duplicates))
@@ -240,9 +252,10 @@ class GroundTruth:
             self._until_close = CLOSE_EVERY
             self._close_minutes()
 
-    def _duplicates(self, ids: dict[int, tuple[str, bool]], late: set[int]) -> list[int]:
-        """Positions of records whose event_id was accepted before, ``late`` ones (behind the watermark) included;
-        maintains the remembered ids, which only an accepted record adds.
+    def _duplicates(self, ids: dict[int, tuple[str, bool]], late: set[int], stale: set[int]) -> list[int]:
+        """Positions of records whose event_id was accepted before, ``late`` ones (behind the watermark) included
+        unless ``stale`` (further behind than the job looks for copies); maintains the remembered ids, which only
+        an accepted record adds.
 
         Only the records in ``ids`` can repeat an id (the batch's promise), so only they are looked up,
         in production order.
@@ -251,7 +264,7 @@ class GroundTruth:
         found = []
         for index in sorted(ids):
             event_id, may_recur = ids[index]
-            if event_id in remembered:
+            if event_id in remembered and index not in stale:
                 found.append(index)
                 if not may_recur:
                     remembered.discard(event_id)

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
-from rtap.contract.vocabulary import DEAD_LETTER, DUPLICATE
+from rtap.contract.vocabulary import COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE
 from rtap.settings import StreamSettings
 from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition, event_minutes, later_copies
 from rtap.warehouse import WarehouseClient
@@ -458,25 +458,30 @@ class WarehouseSink:
         """(accepted, to insert, stored blocks, late) of ``pool``, the batch's valid records in Kafka order as
         classify judged the batch alone: the records accepted once the copies stored by earlier batches count too;
         of those the rows to insert now; the blocks that stored the others, to re-send (see the module docstring on
-        a block stored by an earlier attempt); the records behind the watermark that copy no accepted event.
+        a block stored by an earlier attempt); the records behind the watermark that copy no accepted event. Only
+        the records at most :data:`~rtap.contract.vocabulary.COPY_LOOKBACK_MS` behind are looked up (classify judged
+        none further behind a copy): the minutes the lookup reads stay those of the newest events.
 
         A copy stored from one of the pool's own records was accepted by an earlier attempt. A copy from a record
         before the batch's end (``end_offsets``: where it ends in each partition) is an accepted event the pool's
         copies of its id are judged against (:func:`rtap.stream.transforms.later_copies`, the same rule as in the
         batch). One from a record past that end was stored by an attempt that read further before its checkpoint
         was lost; it comes after every record here, which it was judged after."""
-        behind = np.asarray(pool["behind"]) if pool.num_rows else np.zeros(0, dtype=bool)
+        behind_ms = np.asarray(pool["behind_ms"]) if pool.num_rows else np.zeros(0, dtype=np.int64)
+        behind, checked = behind_ms > 0, behind_ms <= COPY_LOOKBACK_MS
         duplicate = np.array(pc.equal(pool["status"], DUPLICATE), dtype=bool)  # a copy: written to below
         known = pa.table({})
-        if pool.num_rows:
-            keys = pool.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
+        if checked.any():
+            keys = pool.filter(pa.array(checked))
+            keys = keys.select(["event_id", "event_time", "kafka_topic", "kafka_partition", "kafka_offset"])
             parameters = {"topic": self._topic}
             known = self._client.query_arrow(STORED_COPIES, inputs={"candidates": keys}, parameters=parameters)
         written = np.zeros(pool.num_rows, dtype=bool)
         blocks: set[int] = set()
         if known.num_rows:
             ids = pool["event_id"]
-            rows = np.flatnonzero(pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False))
+            found = pc.fill_null(pc.is_in(ids, value_set=known["event_id"].cast(ids.type)), False)
+            rows = np.flatnonzero(np.asarray(found) & checked)
             # Only the few records with a stored copy are looked at one by one (a Python loop over the whole batch
             # cost 2.1-2.3 us a record on the driver: bench/bench_driver.py).
             found_rows = pool.take(pa.array(rows, pa.int64()))

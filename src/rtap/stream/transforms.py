@@ -23,14 +23,15 @@ record identically:
   is too far ahead: ``StreamSettings.max_future_skew_s``).
 - ``duplicate``: valid, and a copy of an event accepted before it: an earlier record (in Kafka order: partition,
   then offset) that carried the same event_id, was accepted, and whose event time lies in the same minute or a
-  minute on either side (:func:`later_copies`). A copy is a duplicate even when it is behind the watermark (a
-  producer replaying what it sent before an outage): its event is in ``events`` already, and ``late_events`` holds
-  the events no aggregate counted. Copies in earlier batches are found by the sink in the warehouse, which is the
-  dedup state that survives restarts, by the same rule: it can look an id up only among a few minutes of events,
-  so the rule in a batch is that lookup's, or the same records would count differently as they are cut into
-  batches. Kafka orders records within a partition only: a late record whose on-time copy is in another partition
-  is late when the copy comes after it (a later partition of the same batch) and a duplicate when the copy came
-  first (an earlier batch). The accepted events, and so every aggregate, are the same either way.
+  minute on either side (:func:`later_copies`). A copy is a duplicate even when it is behind the watermark, by up
+  to ``COPY_LOOKBACK_MS`` (rtap.contract.vocabulary; a producer resending what it sent before a timeout): its
+  event is in ``events`` already, and ``late_events`` holds the events no aggregate counted. Copies in earlier
+  batches are found by the sink in the warehouse, which is the dedup state that survives restarts, by the same
+  rule: it can look an id up only among a few minutes of events, so the rule in a batch is that lookup's, or the
+  same records would count differently as they are cut into batches. Kafka orders records within a partition
+  only: a late record whose on-time copy is in another partition is late when the copy comes after it (a later
+  partition of the same batch) and a duplicate when the copy came first (an earlier batch). The accepted events,
+  and so every aggregate, are the same either way.
 - ``accepted``: everything else; goes to ``events`` and the aggregates.
 
 Why the batch-level decisions are vectorised over Arrow on the driver rather than planned as Spark window
@@ -51,7 +52,7 @@ from rtap.contract import contract_fields
 from rtap.contract.formats import SourceReader
 from rtap.contract.model import WIRE_HEADER, WIRE_HEADER_BYTES, unframed
 from rtap.contract.validator import arrow_type, record_times_ms
-from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
+from rtap.contract.vocabulary import ACCEPTED, COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ContractError
 
 EVENT_COLUMNS = tuple(f.name for f in contract_fields())
@@ -187,11 +188,12 @@ def mark_times(parsed: pa.Table, valid: np.ndarray) -> np.ndarray:
     return np.where(valid & (times != _NO_TIME), capped, _NO_TIME)
 
 
-def _late(
+def _behind_ms(
     parsed: pa.Table, valid: np.ndarray, marks: np.ndarray, high_water: Mapping[TopicPartition, datetime], delay_ms: int
 ) -> np.ndarray:
-    """Per record: valid and its event time behind (the partition's mark before it) - delay. ``marks``: each
-    record's :func:`mark_times`; ``high_water``: the marks committed by earlier batches."""
+    """Per record, ms: how far a valid record's event time is behind its watermark, (the partition's mark before it)
+    - delay; 0 when it is not (or the record is invalid). ``marks``: each record's :func:`mark_times`;
+    ``high_water``: the marks committed by earlier batches."""
     # Topics as small integer codes: comparing Python strings per record would cost more than the rest here.
     encoded = pc.dictionary_encode(parsed.column("kafka_topic").combine_chunks())
     names = encoded.dictionary.to_pylist()
@@ -199,17 +201,18 @@ def _late(
     partitions = np.asarray(parsed.column("kafka_partition"))
     times = np.asarray(pc.fill_null(parsed.column("event_time").cast(pa.int64()), _NO_TIME))
     times = np.where(valid, times, _NO_TIME)
-    late = np.zeros(len(times), dtype=bool)
+    behind = np.zeros(len(times), dtype=np.int64)
     if len(times) == 0:
-        return late
+        return behind
     starts = np.flatnonzero(np.r_[True, (partitions[1:] != partitions[:-1]) | (topics[1:] != topics[:-1])])
     for start, end in zip(starts, np.r_[starts[1:], len(times)], strict=True):
         carried = high_water.get((names[topics[start]], int(partitions[start])))
         initial = _NO_TIME if carried is None else int(carried.timestamp() * 1000)
         running = np.maximum.accumulate(np.r_[initial, marks[start:end]])[:-1]  # the mark *before* each record
         watermark = np.where(running == _NO_TIME, _NO_TIME, running - delay_ms)  # no valid record yet: none
-        late[start:end] = valid[start:end] & (times[start:end] < watermark)
-    return late
+        late = valid[start:end] & (times[start:end] < watermark)
+        behind[start:end] = np.where(late, watermark - times[start:end], 0)
+    return behind
 
 
 def event_minutes(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -273,17 +276,20 @@ def later_copies(
 def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime], watermark_delay_s: float) -> pa.Table:
     """The whole per-batch decision: every parsed record gets exactly one status (``status``, one of
     :data:`rtap.contract.vocabulary.STATUSES`), ``mark_time``, how far it moves its partition's mark (null: not at
-    all), and ``behind``, whether it is valid and behind its partition's watermark (its status is then ``late``,
-    or ``duplicate`` when it copies an accepted event: the sink judges it again against stored copies).
+    all), and ``behind_ms``, how far a valid record is behind its partition's watermark (0: on time). One behind is
+    ``late``, or ``duplicate`` when it copies an accepted event and is at most ``COPY_LOOKBACK_MS`` behind; the
+    sink judges every record within that bound again against stored copies.
 
     Rows come back in Kafka order (topic, partition, offset).
     """
     parsed = _in_kafka_order(parsed)
     valid = np.asarray(pc.is_null(parsed.column("error")))
     marks = mark_times(parsed, valid)
-    late = _late(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
+    behind = _behind_ms(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
+    late = behind > 0
     event_ids = parsed.column("event_id").combine_chunks()
-    duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), valid, acceptable=~late)
+    checked = valid & (behind <= COPY_LOOKBACK_MS)
+    duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), checked, acceptable=~late)
     status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
     status[~valid] = DEAD_LETTER
     status[late] = LATE
@@ -292,5 +298,5 @@ def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime],
     return (
         parsed.append_column("status", pa.array(status, pa.string()))
         .append_column("mark_time", mark_time)
-        .append_column("behind", pa.array(late, pa.bool_()))
+        .append_column("behind_ms", pa.array(behind, pa.int64()))
     )

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtap.contract import format_event_time
-from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE
+from rtap.contract.vocabulary import ACCEPTED, COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE, LATE
 from rtap.errors import ValidationFailedError
 from rtap.generate import EventStats, GroundTruth, PageViews
 from rtap.generate import minutes as minutes_module
@@ -136,8 +136,10 @@ def test_a_copy_behind_the_watermark_is_a_duplicate_and_a_late_record_is_never_r
     assert truth.add_record(1, event(3, 300)) == ACCEPTED
     assert truth.add_record(1, event(4, 10)) == LATE
     assert truth.add_record(1, event(4, 10)) == LATE  # a copy of a late record: late too
+    assert truth.add_record(0, event(5, 1_000)) == ACCEPTED  # partition 0 moves past the lookback
+    assert truth.add_record(0, event(1, 10)) == LATE  # too far behind to be judged a copy
     totals = truth.totals()
-    assert (totals.accepted, totals.duplicates, totals.late) == (3, 1, 2)
+    assert (totals.accepted, totals.duplicates, totals.late) == (4, 1, 3)
 
 
 def test_id_hint_forgets_ids_without_changing_answers() -> None:
@@ -159,8 +161,9 @@ def naive(records: list[tuple[int, int, str, str, str]], partitions: int, delay_
     accepted: list[tuple[int, int, str, str, str]] = []
     for index, (partition, time_ms, event_id, _, _) in enumerate(records):
         before = [r[1] for r in records[:index] if r[0] == partition]
-        if event_id in {r[2] for r in accepted}:
-            statuses.append(DUPLICATE)  # a copy of an accepted event, on time or not
+        stale = before and time_ms < max(before) - delay_ms - COPY_LOOKBACK_MS
+        if event_id in {r[2] for r in accepted} and not stale:
+            statuses.append(DUPLICATE)  # a copy of an accepted event, on time or not too far behind
         elif before and time_ms < max(before) - delay_ms:
             statuses.append(LATE)
         else:

@@ -263,3 +263,17 @@ def test_a_late_record_and_its_copy_in_another_partition_count_the_same_events_h
     assert whole_events == cut_events
     assert whole == [(2, 0, 1)]
     assert cut == [(1, 0, 0), (1, 1, 0)]
+
+
+def test_a_copy_stored_before_and_further_behind_than_the_lookback_is_late(tmp_path: Path) -> None:
+    """A view stored, its partition six minutes on, then the view again: late (the lookup is never given it)."""
+    first = event(21, "2026-11-29T12:00:10Z")
+    with create_client(Settings(data_dir=tmp_path)) as client:
+        apply_migrations(client)
+        job = sink(client, "lookback")
+        stats = [
+            run_batch(job, 0, [(0, 0, first)]),
+            run_batch(job, 1, [(0, 1, event(22, "2026-11-29T12:06:00Z"))]),
+            run_batch(job, 2, [(0, 2, first)]),
+        ]
+        assert [(s.accepted, s.duplicates, s.late) for s in stats] == [(1, 0, 0), (1, 0, 0), (0, 0, 1)]

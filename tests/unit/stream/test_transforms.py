@@ -11,7 +11,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from rtap.contract.vocabulary import ACCEPTED, DEAD_LETTER, DUPLICATE, LATE, STATUSES
+from rtap.contract.vocabulary import ACCEPTED, COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE, LATE, STATUSES
 from rtap.stream.transforms import later_copies
 from tests.support.records import MAX_RECORD_BYTES, classify_records, event
 
@@ -148,7 +148,16 @@ def test_a_copy_behind_the_watermark_is_a_duplicate_and_a_late_event_is_never_th
         (1, 1): LATE,
         (2, 0): ACCEPTED,
     }
-    assert [rows[(0, 2)]["behind"], rows[(1, 1)]["behind"], rows[(2, 0)]["behind"]] == [True, True, False]
+    assert [rows[(0, 2)]["behind_ms"], rows[(1, 1)]["behind_ms"], rows[(2, 0)]["behind_ms"]] == [260_000, 260_000, 0]
+
+
+def test_a_copy_further_behind_than_the_lookback_is_late() -> None:
+    """The lookup reads the minutes of what it is given: a record more than COPY_LOOKBACK_MS behind its watermark
+    is late whatever it copies, so no sender can make a batch read old minutes."""
+    first = event(7, "2026-11-29T12:00:10Z")
+    rows = classify([(0, 0, first), (0, 1, event(9, "2026-11-29T12:06:00Z")), (0, 2, first)])
+    assert rows[(0, 2)]["behind_ms"] == 320_000 > COPY_LOOKBACK_MS
+    assert [rows[(0, i)]["status"] for i in range(3)] == [ACCEPTED, ACCEPTED, LATE]
 
 
 def test_a_batch_of_one_id_repeated_is_judged_in_one_pass() -> None:
