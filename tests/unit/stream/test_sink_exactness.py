@@ -112,6 +112,23 @@ def tables(client: WarehouseClient) -> dict[str, object]:
     return {name: client.query_rows(sql) for name, sql in queries.items()}
 
 
+def one_clean_run(path: Path, records: list[tuple[int, int, object]]) -> dict[str, object]:
+    """Every table after one batch of ``records`` on a fresh warehouse at ``path``."""
+    with create_client(Settings(data_dir=path)) as client:
+        apply_migrations(client)
+        run_batch(sink(client, "clean"), 0, records)
+        return tables(client)
+
+
+def crash_before_commit(client: WarehouseClient, records: list[tuple[int, int, object]]) -> WarehouseSink:
+    """A fresh warehouse where a job wrote ``records`` as its first batch and died before the commit record; the
+    sink of the job that resumes with a new checkpoint."""
+    apply_migrations(client)
+    with pytest.raises(RuntimeError, match="killed before the commit record"):
+        run_batch(sink(client, "lost", CrashBeforeCommit), 0, records)
+    return sink(client, "resumed")  # a new checkpoint: a new pipeline id
+
+
 @pytest.mark.parametrize("recut", [5, 12], ids=["cut-elsewhere", "cut-the-same"])
 def test_a_lost_checkpoint_in_the_middle_of_a_batch_changes_no_table(tmp_path: Path, recut: int) -> None:
     """A job writes a batch's rows and dies before its commit record; its checkpoint is lost, so a new pipeline
@@ -121,16 +138,9 @@ def test_a_lost_checkpoint_in_the_middle_of_a_batch_changes_no_table(tmp_path: P
     p0 = [r for r in records if r[0] == 0]
     p1 = [r for r in records if r[0] == 1]
 
-    with create_client(Settings(data_dir=tmp_path / "clean")) as client:
-        apply_migrations(client)
-        run_batch(sink(client, "clean"), 0, records)
-        expected = tables(client)
-
+    expected = one_clean_run(tmp_path / "clean", records)
     with create_client(Settings(data_dir=tmp_path / "crash")) as client:
-        apply_migrations(client)
-        with pytest.raises(RuntimeError, match="killed before the commit record"):
-            run_batch(sink(client, "lost", CrashBeforeCommit), 0, p0[:12] + p1[:4])
-        resumed = sink(client, "resumed")  # a new checkpoint: a new pipeline id
+        resumed = crash_before_commit(client, p0[:12] + p1[:4])
         first = [r for r in records if r[1] < recut]
         run_batch(resumed, 0, first)
         run_batch(resumed, 1, [r for r in records if r not in first])
@@ -229,15 +239,9 @@ def test_a_copy_stored_past_a_lost_checkpoints_batch_is_no_earlier_copy(tmp_path
     the batch's end, came after the late view: it is late, as in one clean run, not a duplicate of what follows."""
     late = event(5, "2026-11-29T12:00:10Z")
     records: list[tuple[int, int, object]] = [(0, 0, event(6, "2026-11-29T12:05:00Z")), (0, 1, late), (1, 0, late)]
-    with create_client(Settings(data_dir=tmp_path / "clean")) as client:
-        apply_migrations(client)
-        run_batch(sink(client, "clean"), 0, records)
-        expected = tables(client)
+    expected = one_clean_run(tmp_path / "clean", records)
     with create_client(Settings(data_dir=tmp_path / "crash")) as client:
-        apply_migrations(client)
-        with pytest.raises(RuntimeError, match="killed before the commit record"):
-            run_batch(sink(client, "lost", CrashBeforeCommit), 0, records)
-        resumed = sink(client, "resumed")
+        resumed = crash_before_commit(client, records)
         run_batch(resumed, 0, records[:2], planned={(TOPIC, 0): 2, (TOPIC, 1): 0})
         run_batch(resumed, 1, records[2:], planned={(TOPIC, 0): 2, (TOPIC, 1): 1})
         assert tables(client) == expected
