@@ -467,7 +467,7 @@ class WarehouseSink:
         copies of its id are judged against (:func:`rtap.stream.transforms.later_copies`, the same rule as in the
         batch). One from a record past that end was stored by an attempt that read further before its checkpoint
         was lost; it comes after every record here, which it was judged after."""
-        behind_ms = np.asarray(pool["behind_ms"]) if pool.num_rows else np.zeros(0, dtype=np.int64)
+        behind_ms = np.asarray(pool["behind_ms"])
         behind, checked = behind_ms > 0, behind_ms <= COPY_LOOKBACK_MS
         duplicate = np.array(pc.equal(pool["status"], DUPLICATE), dtype=bool)  # a copy: written to below
         known = pa.table({})

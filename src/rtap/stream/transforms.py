@@ -238,10 +238,10 @@ def later_copies(
     the minutes of copies stored by earlier batches) and the candidates before it (table order) that this rule
     accepted, or that ``kept`` marks as accepted already (stored by an earlier attempt at the batch). A candidate
     that copies none is accepted only where ``acceptable`` (default: all): a record behind its watermark can be a
-    copy, but is never the accepted event later copies are judged against. A candidate
-    two minutes or more from every accepted copy is another event of that id: the warehouse finds a stored copy
-    by its id among the minutes around it only (rtap.stream.sink.STORED_COPIES), so a wider rule here would make
-    the same records count differently as they are cut into batches.
+    copy, but is never the accepted event later copies are judged against. A candidate two minutes or more from
+    every accepted copy is another event of that id: the warehouse finds a stored copy by its id among the minutes
+    around it only (rtap.stream.sink.STORED_COPIES), so a wider rule here would make the same records count
+    differently as they are cut into batches.
 
     Only the ids seen twice, or stored, are walked one by one; a set of accepted minutes per id keeps a hostile
     batch of one id repeated (any number of times, at any times) linear.
