@@ -299,8 +299,9 @@ def warm_up(
     ~0.4 s, and the first minute's freshness p99 was 3.6 s against 0.7 s in the next; with three rounds here
     (~3.9 s before the query starts) it took 1.0 s and the first minute's p99 was 1.2 s, and the first rows after
     ``rtap up`` came no later (``bench_startup``: 13.1 -> 12.7 s). The rest of that first batch is the Kafka
-    consumers' start, which needs the real topic. The workers stay up for the session
-    (``spark.python.worker.reuse``), so the rounds pay once per JVM.
+    consumers' start, which needs the real topic. The workers are reused (``spark.python.worker.reuse``) while
+    they are busy at least once a minute, which the job sees to (``rtap.stream.job.KEEP_WARM_S``), so the rounds
+    pay once per JVM.
     """
     now = datetime.now(UTC).replace(microsecond=0)  # the stage casts to milliseconds, refusing to drop any digit
     rows = [

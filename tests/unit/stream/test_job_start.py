@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from pyspark.sql import SparkSession
 
 from rtap.contract.model import LEGACY_FORMAT
 from rtap.errors import PipelineError
@@ -18,6 +20,7 @@ from rtap.settings import KafkaSettings, Settings
 from rtap.stream import job as job_module
 from rtap.stream.checkpoint import planned_batches
 from rtap.stream.job import (
+    KEEP_WARM_S,
     WARM_UP_RECORDS,
     StreamJob,
     pipeline_id,
@@ -26,7 +29,7 @@ from rtap.stream.job import (
 )
 from rtap.stream.overlap import in_flight, overlaps, writing
 from rtap.stream.sink import BatchStats
-from rtap.stream.spark import ParseStage
+from rtap.stream.spark import ParseStage, warm_up
 from rtap.warehouse import create_client
 from rtap.warehouse.migrate import apply_migrations
 from tests.support.records import LEGACY_TOPIC, kafka_records, parse_locally
@@ -99,6 +102,44 @@ def test_a_warm_up_that_fails_stops_the_job_with_the_workers_exception_in_one_li
         "Spark's parse stage failed before the first batch: "
         "rtap.errors.ContractError: no source format configured for topic elsewhere"
     )
+
+
+def test_the_stage_is_kept_warm_only_after_a_quiet_spell_and_never_beside_a_batch(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rule of ``StreamJob._keep_warm`` on a real session (that the workers then survive Spark's idle minute:
+    tests/integration/stream/test_job_keep_warm.py)."""
+    job = StreamJob(Settings(data_dir=tmp_path), client=None)  # type: ignore[arg-type]  # the stage writes nothing
+    stage = ParseStage(spark, formats=job._settings.kafka.input_topics, max_record_bytes=1_000, max_future_skew_s=1)
+    runs: list[Mapping[str, Sequence[bytes]]] = []
+
+    def counted(
+        session: SparkSession, parse: ParseStage, samples: Mapping[str, Sequence[bytes]], *, rounds: int
+    ) -> list[float]:
+        runs.append(samples)
+        return warm_up(session, parse, samples, rounds=rounds)
+
+    monkeypatch.setattr(job_module, "warm_up", counted)
+    job._stage_ran = time.monotonic() - KEEP_WARM_S + 5
+    job._keep_warm(spark, stage)
+    assert runs == []  # a stage ran recently
+    job._stage_ran = time.monotonic() - KEEP_WARM_S - 1
+    with job._one_batch_at_a_time:  # a batch is running
+        job._keep_warm(spark, stage)
+    assert runs == []
+    job._keep_warm(spark, stage)
+    assert runs == [{topic: [b"{}"] for topic in job._settings.kafka.input_topics}]  # one record per topic
+    assert time.monotonic() - job._stage_ran < 5
+    job._keep_warm(spark, stage)
+    assert len(runs) == 1  # not again until the next quiet spell
+    # A failing run is said in one line and left to the batches; the lock is free again.
+    monkeypatch.setattr(job_module, "warm_up", lambda *_, **__: counted(spark, stage, {"elsewhere": [b"{}"]}, rounds=1))
+    job._stage_ran = time.monotonic() - KEEP_WARM_S - 1
+    job._keep_warm(spark, stage)
+    assert "the parse stage's keep-warm run failed: rtap.errors.ContractError: no source format configured" in (
+        caplog.text
+    )
+    assert job._one_batch_at_a_time.acquire(blocking=False)
 
 
 @pytest.mark.parametrize(("warehouse", "runs_again"), [([0, 1], True), ([0, 1, 2], False)])
