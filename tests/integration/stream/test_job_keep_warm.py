@@ -7,7 +7,6 @@ idle for longer than that can show whether the job keeps them. ~80 s, mostly asl
 from __future__ import annotations
 
 import gc
-import os
 import time
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from rtap.stream.job import KEEP_WARM_S, StreamJob
 QUIET_S = 80.0
 
 
-def _python_workers() -> set[int]:
-    """Spark's Python workers under this process: what pyspark.daemon forked (their parent is a daemon too)."""
+def _python_workers(jvm: int) -> set[int]:
+    """The Python workers of the Spark JVM ``jvm``: what its pyspark.daemon processes forked."""
     parents: dict[int, int] = {}
     daemons: set[int] = set()
     for entry in Path("/proc").iterdir():
@@ -34,15 +33,7 @@ def _python_workers() -> set[int]:
         parents[pid] = int(stat[stat.rindex(")") + 2 :].split()[1])
         if b"pyspark.daemon" in cmdline:
             daemons.add(pid)
-
-    def under_us(pid: int) -> bool:
-        while pid > 1:
-            if pid == os.getpid():
-                return True
-            pid = parents.get(pid, 1)
-        return False
-
-    return {pid for pid in daemons if parents[pid] in daemons and under_us(pid)}
+    return {pid for pid in daemons if parents[pid] in daemons and parents.get(parents[pid]) == jvm}
 
 
 def test_the_python_workers_that_ran_the_warm_up_still_run_after_a_quiet_minute(spark, tmp_path: Path) -> None:
@@ -51,7 +42,8 @@ def test_the_python_workers_that_ran_the_warm_up_still_run_after_a_quiet_minute(
         session, stage = job._warmed_up(spark)
     finally:
         gc.unfreeze()
-    workers = _python_workers()
+    jvm = spark.sparkContext._gateway.proc.pid  # the session's JVM, which pyspark started
+    workers = _python_workers(jvm)
     assert workers, "the warm-up started no Python worker"
     runs = 0
     deadline = time.monotonic() + QUIET_S
@@ -61,4 +53,4 @@ def test_the_python_workers_that_ran_the_warm_up_still_run_after_a_quiet_minute(
         runs += job._stage_ran != before
         time.sleep(1)
     assert runs >= int(QUIET_S // KEEP_WARM_S)
-    assert _python_workers() == workers  # the same processes: none stopped, none started again
+    assert _python_workers(jvm) == workers  # the same processes: none stopped, none started again
