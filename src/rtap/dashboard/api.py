@@ -66,6 +66,8 @@ class PanelResult(BaseModel):
     range_to: datetime
     elapsed_ms: float
     updated_at: datetime
+    # With no rows: why there can be none yet, when the panel's ``empty_until`` says so (nothing is wrong).
+    empty_note: str | None = None
 
 
 class PanelRefusal(BaseModel):
@@ -265,6 +267,28 @@ def run_panel(
     return table, False
 
 
+def empty_note(
+    client: WarehouseClient,
+    panel: Panel,
+    start: datetime,
+    end: datetime,
+    *,
+    setting_values: Mapping[str, Any],
+    timeout_s: float | None = None,
+) -> str | None:
+    """For ``panel`` come back empty over [start, end): its ``empty_until`` note when what its rows need is not
+    there yet (the count is 0), else None (the panel is empty for no reason it knows)."""
+    if panel.empty_until is None:
+        return None
+    values = {"from": start, "to": end, **setting_values}
+    bound = {name: values[name] for name in panel.empty_until.parameters}
+    counted = client.query_arrow(
+        panel.empty_until.sql, parameters=bound, settings=panel_settings(client.limits, timeout_s)
+    )
+    waiting = counted.num_rows == 0 or not counted.column(0)[0].as_py()
+    return panel.empty_until.note if waiting else None
+
+
 def create_app(settings: Settings, client: WarehouseClient, definition: Definition | None = None) -> FastAPI:
     """The dashboard application over ``client`` (read-only) and the packaged (or given) definition."""
     definition = definition or load_definition()
@@ -382,14 +406,13 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
 
         def query() -> bytes:
             began = time.perf_counter()
+            values = setting_parameters(settings)
             table, truncated = run_panel(
-                client,
-                panel,
-                start,
-                end,
-                setting_values=setting_parameters(settings),
-                timeout_s=options.query_timeout_s,
+                client, panel, start, end, setting_values=values, timeout_s=options.query_timeout_s
             )
+            note = None
+            if table.num_rows == 0:
+                note = empty_note(client, panel, start, end, setting_values=values, timeout_s=options.query_timeout_s)
             return (
                 PanelResult(
                     panel=panel.id,
@@ -403,6 +426,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
                     range_to=end,
                     elapsed_ms=round((time.perf_counter() - began) * 1000, 1),
                     updated_at=datetime.now(UTC),
+                    empty_note=note,
                 )
                 .model_dump_json()
                 .encode()

@@ -61,6 +61,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _one_read_only_query(sql: str) -> str:
+    """``sql`` if it is one read-only query over {db}'s tables with only the bound parameters, stripped; else
+    ValueError saying what is wrong."""
+    if not _READ_ONLY_START.match(sql):
+        raise ValueError("must be a single SELECT (or WITH ... SELECT) query")
+    if ";" in sql.strip().rstrip(";"):
+        raise ValueError("must be a single statement (no ';' inside)")
+    if "{db}" not in sql:
+        raise ValueError("must read the rtap tables through {db}.<table>")
+    for match in PARAMETER.finditer(sql):
+        name, type_ = match["name"], match["type"].replace(" ", "")
+        if name in SETTING_PARAMETERS:
+            if type_ != SETTING_PARAMETERS[name]:
+                raise ValueError(f"parameter {{{name}}} must be a {SETTING_PARAMETERS[name]}, not {match['type']}")
+            continue
+        if name not in TIME_PARAMETERS:
+            known = ", ".join(f"{{{n}}}" for n in sorted(TIME_PARAMETERS | SETTING_PARAMETERS.keys()))
+            raise ValueError(f"unknown parameter {{{name}}}: only {known} are bound")
+        if not type_.startswith("DateTime64("):
+            raise ValueError(f"parameter {{{name}}} must be a DateTime64, not {match['type']}")
+    return sql.strip().rstrip(";").strip()
+
+
+def _parameters(sql: str) -> frozenset[str]:
+    return frozenset(match["name"] for match in PARAMETER.finditer(sql))
+
+
+class EmptyUntil(_Strict):
+    """When a panel with no rows is not yet able to have any (nothing is wrong): ``sql`` counts what its rows need
+    over the same range (one row, one number; 0 = nothing yet), ``note`` says so to the viewer and to
+    ``rtap validate``. Run only when the panel came back empty."""
+
+    sql: Annotated[str, Field(min_length=1)]
+    note: Annotated[str, Field(min_length=1, max_length=200)]
+
+    _sql_is_one_read_only_query = field_validator("sql")(_one_read_only_query)
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        return _parameters(self.sql)
+
+
 class Panel(_Strict):
     """One chart: its query, how it is drawn, how often it is re-queried and how wide it is."""
 
@@ -75,28 +117,9 @@ class Panel(_Strict):
     # Timeseries only: the bucket width, so the page can draw the newest, still-filling bucket as open.
     bucket_seconds: Annotated[int | None, Field(ge=1, le=86_400)] = None
     formats: dict[Annotated[str, Field(pattern=_COLUMN)], ColumnFormat] = Field(default_factory=dict)
+    empty_until: EmptyUntil | None = None
 
-    @field_validator("sql")
-    @classmethod
-    def _sql_is_one_read_only_query(cls, sql: str) -> str:
-        if not _READ_ONLY_START.match(sql):
-            raise ValueError("must be a single SELECT (or WITH ... SELECT) query")
-        if ";" in sql.strip().rstrip(";"):
-            raise ValueError("must be a single statement (no ';' inside)")
-        if "{db}" not in sql:
-            raise ValueError("must read the rtap tables through {db}.<table>")
-        for match in PARAMETER.finditer(sql):
-            name, type_ = match["name"], match["type"].replace(" ", "")
-            if name in SETTING_PARAMETERS:
-                if type_ != SETTING_PARAMETERS[name]:
-                    raise ValueError(f"parameter {{{name}}} must be a {SETTING_PARAMETERS[name]}, not {match['type']}")
-                continue
-            if name not in TIME_PARAMETERS:
-                known = ", ".join(f"{{{n}}}" for n in sorted(TIME_PARAMETERS | SETTING_PARAMETERS.keys()))
-                raise ValueError(f"unknown parameter {{{name}}}: only {known} are bound")
-            if not type_.startswith("DateTime64("):
-                raise ValueError(f"parameter {{{name}}} must be a DateTime64, not {match['type']}")
-        return sql.strip().rstrip(";").strip()
+    _sql_is_one_read_only_query = field_validator("sql")(_one_read_only_query)
 
     @model_validator(mode="after")
     def _buckets_are_for_time_series(self) -> Panel:
@@ -107,7 +130,7 @@ class Panel(_Strict):
     @property
     def parameters(self) -> frozenset[str]:
         """The parameters this panel's SQL uses (a panel may be range-independent)."""
-        return frozenset(match["name"] for match in PARAMETER.finditer(self.sql))
+        return _parameters(self.sql)
 
 
 class Dashboard(_Strict):

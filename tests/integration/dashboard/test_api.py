@@ -149,6 +149,22 @@ def test_a_newer_version_replaces_the_window_under_final(api: TestClient, wareho
     assert latest == {page: 1000 + 10 * (i + 1) for i, page in enumerate(PAGES)}
 
 
+def test_ended_session_panels_say_why_they_are_empty_until_a_session_has_ended(warehouse: Warehouse) -> None:
+    """The same warehouse with a session gap longer than its history: no session has ended, so no abandoned cart
+    can exist yet (a fresh stack's first 30 minutes), and the panels say so instead of showing a rate of 0 %."""
+    settings = warehouse.settings.model_copy(update={"stream": StreamSettings(session_gap_s=3600)})
+    fresh = TestClient(create_app(settings, warehouse.reader))
+    carts = panel(fresh, "abandoned_carts")
+    assert carts["rows"] == []
+    assert carts["empty_note"].startswith("No session in this range has ended yet")
+    assert panel(fresh, "abandoned_cart_rate")["rows"] == [[0, None]]  # no rate, not 0 %
+    # With the 20 s gap sessions have ended: rows, and no note; an empty range says the same as the fresh stack.
+    assert panel(TestClient(create_app(warehouse.settings, warehouse.reader)), "abandoned_carts")["empty_note"] is None
+    assert panel(fresh, "abandoned_carts", **{"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T01:00:00Z"})[
+        "empty_note"
+    ].startswith("No session in this range has ended yet")
+
+
 def test_an_empty_range_gives_empty_rows_not_errors(api: TestClient) -> None:
     yesterday = {"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T01:00:00Z"}
     assert panel(api, "events_by_type", **yesterday)["rows"] == []

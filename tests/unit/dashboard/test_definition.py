@@ -97,6 +97,17 @@ _DELETE = object()
             "SELECT * FROM {db}.events WHERE event_time > {from:String}",
             "parameter {from} must be a DateTime64",
         ),
+        (
+            ["dashboards", 0, "panels", 0, "empty_until"],
+            {"note": "nothing yet", "sql": "SELECT count() FROM {db}.events; DROP TABLE {db}.events"},
+            "dashboards[0].panels[0].empty_until.sql: must be a single statement",
+        ),
+        (
+            ["dashboards", 0, "panels", 0, "empty_until"],
+            {"note": "nothing yet", "sql": "SELECT count() FROM {db}.sessions WHERE user_id = {user:String}"},
+            "dashboards[0].panels[0].empty_until.sql: unknown parameter {user}",
+        ),
+        (["dashboards", 0, "panels", 0, "empty_until"], {"sql": "SELECT 1 FROM {db}.events"}, "empty_until.note"),
         (["dashboards", 1, "panels", 1, "id"], "freshness", "duplicate panel id 'freshness'"),
         (["dashboards", 0, "panels"], [], "dashboards[0].panels:"),
         (["dashboards"], "nope", "dashboards:"),

@@ -60,6 +60,8 @@ class FakeStack:
     last_batch_age_s: float = 0.8
     newest_window: datetime = datetime(2025, 11, 29, 12, 0, tzinfo=UTC)
     empty_panels: set[str] = field(default_factory=set)
+    # Empty, with the note the API gives when the panel's empty_until counts nothing yet.
+    waiting_panels: dict[str, str] = field(default_factory=dict)
     failing_panels: set[str] = field(default_factory=set)
     flow_reads: list[dict[str, str]] = field(default_factory=list)
     # Event ids the pipeline has stored from the collector's topic (the browser events panel lists them).
@@ -93,6 +95,7 @@ class FakeStack:
             range_to=NOW,
             elapsed_ms=3.2,
             updated_at=NOW,
+            empty_note=self.waiting_panels.get(panel_id),
         )
         return httpx.Response(200, json=result.model_dump(mode="json"))
 
@@ -109,7 +112,7 @@ class FakeStack:
             return ["minute", "event_type", "events"], rows
         if panel_id == COLLECTOR_PANEL:
             return ["event_type", "event_id"], [["page_view", event_id] for event_id in self.browser_event_ids]
-        if panel_id in self.empty_panels:
+        if panel_id in self.empty_panels or panel_id in self.waiting_panels:
             return ["value"], []
         return ["value"], [[1]]
 
@@ -294,6 +297,22 @@ def test_an_empty_or_failing_panel_fails_unless_allowed_empty() -> None:
     results, _ = run(stack, allow_empty=frozenset({"bot_suspects"}))
     assert results["panel clickstream/bot_suspects"].ok
     assert results["panel clickstream/bot_suspects"].detail.endswith("(allowed to be empty)")
+
+
+def test_a_panel_empty_because_nothing_it_shows_can_exist_yet_passes_with_the_reason_and_so_does_its_card() -> None:
+    note = "No session in this range has ended yet"
+    stack = FakeStack(waiting_panels={"abandoned_carts": note})
+    title = PANEL_TITLES["abandoned_carts"]
+    metabase = FakeMetabase(empty_card=title, cards=[title, PANEL_TITLES["bot_suspects"]])
+    results, _ = run(stack, metabase)
+    assert failed(results) == set()
+    assert results["panel clickstream/abandoned_carts"].line() == (
+        f"✓ panel clickstream/abandoned_carts: 0 rows in 3.2 ms: {note}"
+    )
+    assert results[f"Metabase card {title}"].line() == f"✓ Metabase card {title}: 0 rows in 17 ms (allowed to be empty)"
+    # Without the note (sessions have ended, and still no row) both fail.
+    results, _ = run(FakeStack(empty_panels={"abandoned_carts"}), metabase)
+    assert failed(results) == {"panel clickstream/abandoned_carts", f"Metabase card {title}"}
 
 
 def test_an_unhealthy_dashboard_skips_the_data_checks() -> None:

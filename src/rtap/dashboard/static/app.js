@@ -290,7 +290,7 @@ function showAnswer(panel, node, result) {
   node.dataset.state = empty ? "empty" : "ok";
   node.dataset.rows = String(result.row_count);
   node.dataset.filling = String(Boolean(note));
-  message.textContent = empty ? "No data in this time range yet" : "";
+  message.textContent = empty ? result.empty_note || "No data in this time range yet" : "";
   const updated = new Date(result.updated_at);
   node.dataset.updated = result.updated_at;
   node.querySelector(".panel-updated").textContent =
