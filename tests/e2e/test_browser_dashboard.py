@@ -199,6 +199,26 @@ def test_the_rate_is_over_the_time_that_has_data(flowing: Served, page: Page) ->
     page.screenshot(path=str(ARTIFACTS / "dashboard-flowing.png"), full_page=True)
 
 
+def test_each_figure_of_a_number_tile_fits_its_share_of_the_tile_in_a_narrow_window(
+    flowing: Served, page: Page
+) -> None:
+    """Seen on `rtap up`: at 1,400 px, "3,038" orders ran into "$160,322.70" revenue in a quarter-width tile. Here
+    two long figures (210,000 events and 1,000.0 /s) in a quarter of a 1,000 px window: each value's text fits
+    its own box (the boxes sit side by side, so nothing overlaps), at a smaller size than a short figure's."""
+    page.set_viewport_size({"width": 1000, "height": 700})
+    page.goto(f"{flowing.server.url}/?range=1h#clickstream")
+    page.wait_for_function("() => document.querySelector('#panel-events_total')?.dataset.state === 'ok'")
+    boxes = page.eval_on_selector_all(
+        ".number .value", "els => els.map(e => ({text: e.innerText, scroll: e.scrollWidth, client: e.clientWidth}))"
+    )
+    assert [b["text"] for b in boxes if b["scroll"] > b["client"]] == []
+    size = "(panel, column) => getComputedStyle(document.querySelector("
+    size += "`#panel-${panel} .number[data-column='${column}'] .value`)).fontSize"
+    long = page.evaluate(f"({size})('events_total', 'per_second')")
+    assert float(long.removesuffix("px")) < 34  # shrunk to fit, from the tile's 34 px
+    page.screenshot(path=str(ARTIFACTS / "dashboard-narrow.png"))
+
+
 def test_range_choice_reloads_every_panel(served: Served, page: Page) -> None:
     page.goto(f"{served.server.url}/?range=15m#clickstream")
     wait_until_every_panel_has_data(page, "clickstream")

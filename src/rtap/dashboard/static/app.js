@@ -12,7 +12,7 @@ const PLOT_LAYOUT = {
   font: { color: "#b7c1cd", size: 11, family: "Inter, Segoe UI, system-ui, sans-serif" },
   margin: { l: 48, r: 12, t: 6, b: 28 },
   xaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", automargin: true },
-  yaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", rangemode: "tozero" },
+  yaxis: { gridcolor: "#222a35", zerolinecolor: "#2b3441", linecolor: "#2b3441", rangemode: "tozero", automargin: true },
   legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: { size: 10 } },
   hovermode: "x unified", colorway: PALETTE,
 };
@@ -114,8 +114,13 @@ function renderNumber(body, result, panel) {
   if (!box) { box = el("div", "numbers"); body.replaceChildren(box); }
   box.replaceChildren(...result.columns.map((name, i) => {
     const item = el("div", "number");
+    const text = formatValue(row[i], panel.formats[name]);
+    const caption = label(name);
     item.dataset.column = name;
-    item.append(el("div", "value", formatValue(row[i], panel.formats[name])), el("div", "label", label(name)));
+    // Its share of the tile and the length its font fits (style.css): a label's letter is ~0.4 of a value's.
+    item.style.setProperty("--chars", String(Math.max(text.length, 3)));
+    item.style.setProperty("--share", String(Math.max(text.length, Math.ceil(caption.length * 0.4), 3)));
+    item.append(el("div", "value", text), el("div", "label", caption));
     return item;
   }));
 }
