@@ -4,7 +4,10 @@ together.
 Everything that can be checked before starting is checked first (Java, jars, free ports), so a bad machine
 gives one line and leaves nothing running. Components then start in dependency order; if any of them fails
 later (the broker dies, the stream job gives up), everything is stopped in reverse order and the command
-exits non-zero. Ctrl-C or SIGTERM stops everything cleanly, the broker child included.
+exits non-zero. Ctrl-C or SIGTERM stops everything cleanly, the broker child included: the generator first, then
+the job once it has committed every record the input topics held at that moment (:func:`drain`, at most
+:data:`DRAIN_TIMEOUT_S`; a second Ctrl-C stops at once), so that the tables then account for everything that was
+sent (``rtap reconcile`` is exact after a stop); then the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,9 +31,14 @@ from rtap.settings import Settings
 if TYPE_CHECKING:
     from rtap.runtime.stack.console import OperatorConsole
     from rtap.runtime.stack.profiles import Profile
+    from rtap.warehouse import WarehouseClient
 
 log = logging.getLogger("rtap.up")
 UP_PID_FILE = "rtap-up.pid"
+# How long a stop waits for the job to read what the input topics hold (at 1,000 events/s: about a second).
+DRAIN_TIMEOUT_S = 15.0
+
+Offsets = Mapping[tuple[str, int], int]
 
 
 @dataclass
@@ -107,9 +116,13 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
     from rtap.warehouse.migrate import apply_migrations
 
     preflight(settings, profile)
-    stopping = threading.Event()
+    stopping, at_once = threading.Event(), threading.Event()  # the first signal, a second one
+
+    def on_signal(*_: object) -> None:
+        (at_once if stopping.is_set() else stopping).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, on_signal)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(_pid_file(settings))
@@ -138,7 +151,8 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         collector.start(wait=False)
         stack.callback(collector.stop)
         # One endpoint for the whole process: the job, the dashboard and the generator all run in it.
-        topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)
+        probe = LagProbe(settings.kafka)
+        topic_ends = metrics.KafkaEndOffsets(probe.latest_offsets)
         parts = (metrics.STREAM, metrics.DASHBOARD, metrics.PRODUCER, topic_ends)
         if endpoint := stack.enter_context(metrics.serving(settings.metrics, settings.metrics.port, *parts)):
             console.done(f"Prometheus metrics: {endpoint.url}")
@@ -182,7 +196,20 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         _where_to_look(console, dashboard.url, collector.url, spark_ui)
         stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
         _supervise(components, [brokers_failure, collector_failure], stopping)
-        console.line("stopping: the generator, the stream job, the collector, the dashboard, the broker…")
+        if generator:
+            _join(producer)
+        ends = probe.latest_offsets()
+        if left := unread(committed_positions(client, settings), ends):
+            console.line(
+                f"stopping: the stream job reads the {left:,} records it has not read yet "
+                f"(at most {DRAIN_TIMEOUT_S:g} s; Ctrl-C again to stop now)…"
+            )
+            left = drain(ends, lambda: committed_positions(client, settings), stream.thread.is_alive, at_once)
+            if left:
+                console.line(f"{left:,} records left in Kafka: the next start reads them")
+            else:
+                console.done("every record in the input topics read and committed")
+        console.line("stopping: the stream job, the collector, the dashboard, the broker…")
 
 
 def _where_to_look(console: OperatorConsole, dashboard_url: str, collector_url: str, spark_ui: str | None) -> None:
@@ -206,6 +233,40 @@ def _where_to_look(console: OperatorConsole, dashboard_url: str, collector_url: 
         console.line(f"  {label:<13} {where}")
     console.line("Ctrl-C stops everything.")
     console.line()
+
+
+def unread(positions: Offsets, ends: Offsets) -> int:
+    """Records between the job's committed position and the log end, over every (topic, partition) of ``ends``."""
+    return sum(max(0, end - positions.get(key, 0)) for key, end in ends.items())
+
+
+def committed_positions(client: WarehouseClient, settings: Settings) -> dict[tuple[str, int], int]:
+    """Per (topic, partition) of the input topics, the offset after the last record the warehouse accounts for."""
+    from rtap.stream.gaps import resume_positions
+
+    return {
+        (topic, partition): offset
+        for topic in settings.kafka.input_topics
+        for partition, offset in resume_positions(client, settings.kafka, topic).items()
+    }
+
+
+def drain(
+    ends: Offsets,
+    positions: Callable[[], Offsets],
+    job_running: Callable[[], bool],
+    at_once: threading.Event,
+    *,
+    timeout_s: float = DRAIN_TIMEOUT_S,
+    poll_s: float = 0.25,
+) -> int:
+    """Wait until the job has committed every record up to ``ends`` (the log ends when the stop began), for at most
+    ``timeout_s``, and only while it runs and ``at_once`` is not set; the records then still unread."""
+    deadline = time.monotonic() + timeout_s
+    while (left := unread(positions(), ends)) and job_running() and time.monotonic() < deadline:
+        if at_once.wait(poll_s):
+            break
+    return left
 
 
 def _supervise(
