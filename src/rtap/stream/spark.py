@@ -287,6 +287,26 @@ class ParseStage:
         return pa.concat_tables(tables) if tables else parsed_schema().empty_table()
 
 
+def sample_records(spark: SparkSession, samples: Mapping[str, Sequence[bytes]], now: datetime) -> DataFrame:
+    """``samples`` (topic -> record values) as the Kafka source's columns, stamped ``now``, offsets from 0 in each
+    topic's partition 0. From an Arrow table, a local relation: a list of rows would reach the JVM through a Python
+    RDD job, whose own pool of Python workers (two processes and their daemon, ~160 MB) the parse stage never uses."""
+    stamp = now.replace(microsecond=0)  # the stage casts to milliseconds, refusing to drop any digit
+    topics = [topic for topic, values in samples.items() for _ in values]
+    values = [value for topic_values in samples.values() for value in topic_values]
+    table = pa.table(
+        {
+            "key": pa.nulls(len(values), pa.binary()),
+            "value": pa.array(values, pa.binary()),
+            "topic": pa.array(topics, pa.string()),
+            "partition": pa.array([0] * len(values), pa.int32()),
+            "offset": pa.array([o for topic_values in samples.values() for o in range(len(topic_values))], pa.int64()),
+            "timestamp": pa.array([stamp] * len(values), pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    return spark.createDataFrame(table, KAFKA_COLUMNS)
+
+
 def warm_up(
     spark: SparkSession, stage: ParseStage, samples: Mapping[str, Sequence[bytes]], *, rounds: int
 ) -> list[float]:
@@ -303,11 +323,7 @@ def warm_up(
     they are busy at least once a minute, which the job sees to (``rtap.stream.job.KEEP_WARM_S``), so the rounds
     pay once per JVM.
     """
-    now = datetime.now(UTC).replace(microsecond=0)  # the stage casts to milliseconds, refusing to drop any digit
-    rows = [
-        (None, value, topic, 0, offset, now) for topic, values in samples.items() for offset, value in enumerate(values)
-    ]
-    frame = spark.createDataFrame(rows, KAFKA_COLUMNS)
+    frame = sample_records(spark, samples, datetime.now(UTC))
     seconds = []
     for _ in range(rounds):
         clock = time.perf_counter()

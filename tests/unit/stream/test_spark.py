@@ -6,6 +6,7 @@ import gc
 import shlex
 import weakref
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +33,7 @@ from rtap.stream.spark import (
     forget_jvm,
     freeze_heap,
     msk_iam_jars,
+    sample_records,
 )
 from rtap.stream.transforms import parsed_schema
 from tests.support.paths import REPO_ROOT
@@ -209,6 +211,18 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
     expected = parse_locally(kafka_records(records, topics)).sort_by(order)
     assert expected.num_rows == len(records)
     assert parsed.sort_by(order).equals(expected)
+
+
+def test_the_warm_up_records_come_from_the_driver_not_from_a_python_job(spark) -> None:
+    """A local relation: no Python RDD job, so no second pool of Python workers beside the stage's."""
+    now = datetime(2026, 12, 7, 2, 30, 15, 123456, tzinfo=UTC)
+    frame = sample_records(spark, {TOPIC: [b"{}", b"x"], LEGACY_TOPIC: [b"{}"]}, now)
+    assert "LocalRelation" in frame._jdf.queryExecution().analyzed().toString()
+    assert [tuple(row) for row in frame.collect()] == [
+        (None, b"{}", TOPIC, 0, 0, datetime(2026, 12, 7, 2, 30, 15)),  # the session's UTC, whole seconds
+        (None, b"x", TOPIC, 0, 1, datetime(2026, 12, 7, 2, 30, 15)),
+        (None, b"{}", LEGACY_TOPIC, 0, 0, datetime(2026, 12, 7, 2, 30, 15)),
+    ]
 
 
 def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
