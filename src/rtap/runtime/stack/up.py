@@ -13,6 +13,7 @@ sent (``rtap reconcile`` is exact after a stop); then the rest.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rtap.errors import PipelineError, PortInUseError, RtapError
+from rtap.errors import BrokerError, PipelineError, PortInUseError, RtapError
 from rtap.runtime.broker.java import find_java
 from rtap.runtime.ports import port_in_use
 from rtap.settings import Settings
@@ -198,17 +199,8 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         _supervise(components, [brokers_failure, collector_failure], stopping)
         if generator:
             _join(producer)
-        ends = probe.latest_offsets()
-        if left := unread(committed_positions(client, settings), ends):
-            console.line(
-                f"stopping: the stream job reads the {left:,} records it has not read yet "
-                f"(at most {DRAIN_TIMEOUT_S:g} s; Ctrl-C again to stop now)…"
-            )
-            left = drain(ends, lambda: committed_positions(client, settings), stream.thread.is_alive, at_once)
-            if left:
-                console.line(f"{left:,} records left in Kafka: the next start reads them")
-            else:
-                console.done("every record in the input topics read and committed")
+        positions = functools.partial(committed_positions, client, settings)
+        finish_reading(console, probe.latest_offsets, positions, stream.thread.is_alive, at_once)
         console.line("stopping: the stream job, the collector, the dashboard, the broker…")
 
 
@@ -249,6 +241,33 @@ def committed_positions(client: WarehouseClient, settings: Settings) -> dict[tup
         for topic in settings.kafka.input_topics
         for partition, offset in resume_positions(client, settings.kafka, topic).items()
     }
+
+
+def finish_reading(
+    console: OperatorConsole,
+    log_ends: Callable[[], Offsets],
+    positions: Callable[[], Offsets],
+    job_running: Callable[[], bool],
+    at_once: threading.Event,
+) -> None:
+    """At a stop: let the job commit what the input topics hold now (:func:`drain`), saying how many records it
+    waits for and how many are left. A broker that cannot say where its logs end is said, and not waited for:
+    a stop must stop."""
+    try:
+        ends = log_ends()
+    except BrokerError as exc:
+        console.line(f"stopping without waiting for the stream job to read what Kafka holds: {exc}")
+        return
+    if not (left := unread(positions(), ends)):
+        return
+    console.line(
+        f"stopping: the stream job reads the {left:,} records it has not read yet "
+        f"(at most {DRAIN_TIMEOUT_S:g} s; Ctrl-C again to stop now)…"
+    )
+    if left := drain(ends, positions, job_running, at_once):
+        console.line(f"{left:,} records left in Kafka: the next start reads them")
+    else:
+        console.done("every record in the input topics read and committed")
 
 
 def drain(
