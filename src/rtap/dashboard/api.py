@@ -243,6 +243,12 @@ def panel_settings(limits: Mapping[str, float], timeout_s: float | None) -> dict
     return {"max_execution_time": min(timeout_s, cap) if cap else timeout_s}
 
 
+def _bound(names: frozenset[str], start: datetime, end: datetime, setting_values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the parameters ``names`` a panel's query uses: the range and the settings'."""
+    values = {"from": start, "to": end, **setting_values}
+    return {name: values[name] for name in names}
+
+
 def run_panel(
     client: WarehouseClient,
     panel: Panel,
@@ -259,8 +265,7 @@ def run_panel(
     """
     # One row more than shown tells "exactly max_rows" apart from "cut".
     sql = f"SELECT * FROM (\n{panel.sql}\n) LIMIT {max_rows + 1}"
-    values = {"from": start, "to": end, **setting_values}
-    bound: Mapping[str, Any] = {name: values[name] for name in panel.parameters}
+    bound = _bound(panel.parameters, start, end, setting_values)
     table = client.query_arrow(sql, parameters=bound, settings=panel_settings(client.limits, timeout_s))
     if table.num_rows > max_rows:
         return table.slice(0, max_rows), True
@@ -280,8 +285,7 @@ def empty_note(
     there yet (the count is 0), else None (the panel is empty for no reason it knows)."""
     if panel.empty_until is None:
         return None
-    values = {"from": start, "to": end, **setting_values}
-    bound = {name: values[name] for name in panel.empty_until.parameters}
+    bound = _bound(panel.empty_until.parameters, start, end, setting_values)
     counted = client.query_arrow(
         panel.empty_until.sql, parameters=bound, settings=panel_settings(client.limits, timeout_s)
     )

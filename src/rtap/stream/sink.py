@@ -47,9 +47,9 @@ import pyarrow.compute as pc
 
 from rtap import metrics
 from rtap.contract import REQUIRED_FIELDS
-from rtap.contract.vocabulary import COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE
+from rtap.contract.vocabulary import DEAD_LETTER, DUPLICATE
 from rtap.settings import StreamSettings
-from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition, event_minutes, later_copies
+from rtap.stream.transforms import EVENT_COLUMNS, TopicPartition, event_minutes, judged_for_copies, later_copies
 from rtap.warehouse import WarehouseClient
 
 if TYPE_CHECKING:
@@ -468,7 +468,7 @@ class WarehouseSink:
         batch). One from a record past that end was stored by an attempt that read further before its checkpoint
         was lost; it comes after every record here, which it was judged after."""
         behind_ms = np.asarray(pool["behind_ms"])
-        behind, checked = behind_ms > 0, behind_ms <= COPY_LOOKBACK_MS
+        behind, checked = behind_ms > 0, judged_for_copies(behind_ms)
         duplicate = np.array(pc.equal(pool["status"], DUPLICATE), dtype=bool)  # a copy: written to below
         known = pa.table({})
         if checked.any():

@@ -215,6 +215,12 @@ def _behind_ms(
     return behind
 
 
+def judged_for_copies(behind_ms: np.ndarray) -> np.ndarray:
+    """Per record (``behind_ms``: classify's column), whether it may be judged a copy of an accepted event: on time
+    or at most ``COPY_LOOKBACK_MS`` behind its watermark. The one rule classify and the sink's lookup both follow."""
+    return np.asarray(behind_ms) <= COPY_LOOKBACK_MS
+
+
 def event_minutes(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Event times (Arrow timestamps) as whole minutes since the epoch: what :func:`later_copies` compares."""
     millis = pc.fill_null(times.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()), 0)
@@ -288,7 +294,7 @@ def classify(parsed: pa.Table, *, high_water: Mapping[TopicPartition, datetime],
     behind = _behind_ms(parsed, valid, marks, high_water, int(watermark_delay_s * 1000))
     late = behind > 0
     event_ids = parsed.column("event_id").combine_chunks()
-    checked = valid & (behind <= COPY_LOOKBACK_MS)
+    checked = valid & judged_for_copies(behind)
     duplicate = later_copies(event_ids, event_minutes(parsed.column("event_time")), checked, acceptable=~late)
     status = np.full(parsed.num_rows, ACCEPTED, dtype=object)
     status[~valid] = DEAD_LETTER
