@@ -333,14 +333,5 @@
   window.rtap = rtap;
 
   const data = script ? script.dataset : {};
-  if (data.writeKey) {
-    init({
-      writeKey: data.writeKey,
-      endpoint: data.endpoint,
-      batchSize: data.batchSize,
-      flushInterval: data.flushInterval,
-      maxQueue: data.maxQueue,
-      autoPage: data.autoPage !== "false",
-    });
-  }
+  if (data.writeKey) init(Object.assign({}, data, { autoPage: data.autoPage !== "false" }));
 })();
