@@ -4,6 +4,8 @@ Every event answered 200 is in Kafka; while the broker is down the collector ans
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -111,3 +113,57 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_answered_200_is_missing(
         for record in values(read_topic(settings.kafka, settings.kafka.browser_topic, len(sender.acked)))
     }
     assert sender.acked <= stored, f"{len(sender.acked - stored)} events answered 200 are not in Kafka"
+
+
+def test_a_full_produce_queue_is_503_at_once_and_nothing_answered_200_is_missing(
+    broker: LocalKafka, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    """A slow Kafka (the broker frozen, its connections open) fills the producer's bounded queue: the request that
+    does not fit is refused at once, 503 ``queue_full`` with Retry-After, and none of its events is written; the
+    requests already queued are answered 200 once Kafka acknowledges them."""
+    base = broker.settings.model_copy(update={"kafka": broker.kafka_settings()})
+    settings = collector_settings(base, tmp_path, unique_name)
+    env = {
+        "RTAP_COLLECT_QUEUE_MAX_MESSAGES": "20",
+        "RTAP_COLLECT_ACK_TIMEOUT_S": "60",
+        "RTAP_COLLECT_RETRY_AFTER_S": "2",
+    }
+
+    def batch(first: int, size: int) -> list[dict[str, object]]:
+        return [new_event(first + i) for i in range(size)]
+
+    with running_collector(settings, env) as collector, httpx.Client(base_url=collector.url, timeout=90.0) as http:
+
+        def post(events: list[dict[str, object]]) -> httpx.Response:
+            return http.post("/v1/batch", content=orjson.dumps({"write_key": DEMO_WRITE_KEY, "events": events}))
+
+        assert post(batch(0, 3)).status_code == 200  # the producer has its id and the topic's leader
+        pid = broker.pid()
+        assert pid is not None
+        queued = [batch(100, 8), batch(200, 8)]  # 16 of the queue's 20
+        answers: list[httpx.Response] = []
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            waiting = [threading.Thread(target=lambda e=e: answers.append(post(e))) for e in queued]
+            for thread in waiting:
+                thread.start()
+            time.sleep(2.0)  # both requests are in the producer's queue, waiting for acknowledgements
+            assert answers == [], "a request was answered while Kafka could not acknowledge it"
+            started = time.monotonic()
+            full = post(refused := batch(300, 8))
+            refused_in_s = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for thread in waiting:
+            thread.join(timeout=90)
+
+    assert full.status_code == 503
+    assert full.headers["retry-after"] == "2"
+    assert full.json()["reason"] == "queue_full"
+    assert refused_in_s < 5.0, f"the full queue's refusal took {refused_in_s:.1f} s: it must not wait for Kafka"
+    assert sorted(answer.status_code for answer in answers) == [200, 200]
+    records = values(read_topic(settings.kafka, settings.kafka.browser_topic, 3 + 16, settle_s=3.0))
+    assert len(records) == 3 + 16, "the refused request's events were written, or an accepted one's were not"
+    stored = {record["event_id"] for record in records}
+    assert {e["event_id"] for events in queued for e in events} <= stored
+    assert not stored & {e["event_id"] for e in refused}
