@@ -20,12 +20,16 @@ its connections over that wait, however fast the server. So each measurement run
 and its **operating point** is the highest rate whose p99 latency met the target (25 ms); where none did, the
 lowest p99. The targets are read at the operating points, and E1/N1 and B25/N25 at the same connections.
 
-Every event has its own id (wrk's Lua script numbers them). After each Kafka measurement the topic's log-end
-offsets must have grown by the events of the requests answered 200 (wrk counts the non-2xx answers), plus at
-most those of the requests in flight when wrk stopped (one per connection; wrk does not wait for their answers):
-nothing answered 200 is missing. The broker, the collector and wrk share this
-machine's cores. Results: bench/results/collect.json and collect.md (``--name``: another name; ``--only B25``: that
-measurement and its no-op companion only, e.g. for a quicker look at ``--workers``).
+Every event has its own id (wrk's Lua script numbers them, after a prefix of its run). After each Kafka
+measurement the topic's log-end offsets must have grown by the events of the requests answered 200 (wrk counts the
+non-2xx answers), plus at most those of the requests in flight when wrk stopped (one per connection; wrk does not
+wait for their answers): nothing answered 200 is missing. Once every measurement has run, the stream job
+(``rtap stream``, rtap's default settings) reads everything the collector wrote, and every event is checked in the
+warehouse: each run's events in ``events`` by its prefix, within the same bounds, none twice, and every record of
+the topic an event (no dead letter, late event or duplicate). The broker, the collector and wrk share this
+machine's cores; the job runs after them, alone. Results: bench/results/collect.json and collect.md (``--name``:
+another name; ``--only B25``: that measurement and its no-op companion only, e.g. for a quicker look at
+``--workers``).
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from rtap_bench.drain import running_job, wait_committed
 from rtap_bench.procfs import STEAL_QUIET, cpu_jiffies, steal_share, tree_cpu_s, tree_peak_rss_mb, tree_rss_mb
 from rtap_bench.produce import private_broker
 
 from rtap.ingest.topics import ensure_topics
 from rtap.runtime.stack.collector import CollectorDaemon
-from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, Settings
+from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, MetricsSettings, Settings
+from rtap.warehouse import create_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -130,12 +136,13 @@ def log_end(settings: Settings) -> int:
 
 
 def wrk(url: str, script: Path, seconds: float, connections: int, events: int) -> dict[str, Any]:
-    env = {**os.environ, "RTAP_EVENTS": str(events), "RTAP_PREFIX": secrets.token_hex(4), "RTAP_KEY": DEMO_WRITE_KEY}
+    prefix = secrets.token_hex(4)  # the first eight hex digits of each event id of this run
+    env = {**os.environ, "RTAP_EVENTS": str(events), "RTAP_PREFIX": prefix, "RTAP_KEY": DEMO_WRITE_KEY}
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     result: dict[str, Any] = orjson.loads(line.removeprefix("RESULT "))
-    result["command"] = shlex.join(command)
+    result.update(command=shlex.join(command), prefix=prefix)
     return result
 
 
@@ -191,16 +198,15 @@ def measure(
         + result["write"]
         + result["timeout"],
         "events_in_kafka": written,
+        "prefix": result["prefix"],
         "wrk": result,
     }
-    if kafka:
-        # Every event answered 200 is in Kafka. Beyond them at most the requests in flight when wrk stopped (it does
-        # not wait for their answers), one per connection, and those refused or failed.
-        in_flight = (connections + row["refused_or_failed"]) * events
-        assert written >= accepted * events, f"{name}: {accepted * events} events answered 200, {written} in Kafka"
-        assert written <= accepted * events + in_flight, f"{name}: {written} records for {accepted * events} events"
-    else:
-        assert written == 0, f"{name}: the no-op route wrote {written} records"
+    # Every event answered 200 is in Kafka. Beyond them at most the requests in flight when wrk stopped (it does
+    # not wait for their answers), one per connection, and those refused or failed; the no-op routes write none.
+    row["events_answered_200"] = accepted * events if kafka else 0
+    row["events_at_most"] = (accepted + connections + row["refused_or_failed"]) * events if kafka else 0
+    assert written >= row["events_answered_200"], f"{name}: {accepted * events} events answered 200, {written} in Kafka"
+    assert written <= row["events_at_most"], f"{name}: {written} records for {row['events_answered_200']} events"
     return row
 
 
@@ -211,7 +217,8 @@ def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: 
     assert pid is not None
     third = args.outage_seconds / 3
     before = log_end(settings)
-    env = {**os.environ, "RTAP_EVENTS": "25", "RTAP_PREFIX": secrets.token_hex(4), "RTAP_KEY": DEMO_WRITE_KEY}
+    prefix = secrets.token_hex(4)
+    env = {**os.environ, "RTAP_EVENTS": "25", "RTAP_PREFIX": prefix, "RTAP_KEY": DEMO_WRITE_KEY}
     command = [
         "wrk",
         "-t1",
@@ -254,11 +261,58 @@ def outage(broker: Any, collector: CollectorDaemon, settings: Settings, script: 
         "non_2xx": result["non_2xx"],
         "accepted_events": accepted_events,
         "events_in_kafka": written,
+        "prefix": prefix,
+        "events_answered_200": accepted_events,
+        # Any request may have landed: a 503 can come after Kafka took some of its records, and wrk does not wait
+        # for the requests in flight when it stops.
+        "events_at_most": (result["requests"] + max(args.connections)) * 25,
         "rss_mb_before_outage_max": max(up),
         "rss_mb_during_outage_max": max(down) if down else None,
         "rss_mb_samples": samples,
         "command": shlex.join([*command, "URL/v1/batch"]),
     }
+
+
+_STORED_BY_RUN = """
+SELECT substring(toString(event_id), 1, 8) AS run, count(), uniqExact(event_id)
+FROM {db}.events WHERE kafka_topic = {topic:String} GROUP BY run
+"""
+_OTHER_FATES = """
+SELECT (SELECT count() FROM {db}.dead_letters), (SELECT count() FROM {db}.late_events),
+       (SELECT toUInt64(sum(duplicates)) FROM {db}.pipeline_batches FINAL)
+"""
+
+
+def in_warehouse(settings: Settings, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stream job over everything the collector wrote (the broker still up, the collector stopped): every
+    record of the topic one row of ``events`` and each run's events there within its bounds, none twice.
+
+    Each run's rows are found by its id prefix (:func:`wrk`) and noted in it (``events_in_warehouse``); the
+    warm-up runs count in the total only.
+    """
+    records = log_end(settings)
+    job = settings.model_copy(update={"metrics": MetricsSettings(port=0)})  # beside a stack's endpoint
+    started = time.monotonic()
+    with running_job(job) as process:
+        wait_committed(job, process, records, timeout_s=600 + records / 10_000)
+        seconds = time.monotonic() - started
+        with create_client(job, readonly=True) as client:
+            rows = client.query_rows(_STORED_BY_RUN, parameters={"topic": settings.kafka.browser_topic})
+            dead, late, duplicates = (int(value) for value in client.query_rows(_OTHER_FATES)[0])
+    stored = {str(run): (int(count), int(unique)) for run, count, unique in rows}
+    for run in runs:
+        count, unique = stored.get(run["prefix"], (0, 0))
+        run["events_in_warehouse"] = count
+        what = run.get("measurement", "outage")
+        assert count == unique, f"{what}: {count - unique} events stored twice"
+        assert run["events_answered_200"] <= count <= run["events_at_most"], (
+            f"{what}: {count} events in the warehouse for {run['events_answered_200']} answered 200"
+        )
+    total = sum(count for count, _ in stored.values())
+    assert (total, dead, late, duplicates) == (records, 0, 0, 0), (
+        f"{records} records in Kafka: {total} events, {dead} dead letters, {late} late, {duplicates} duplicates"
+    )
+    return {"records": records, "events": total, "job_seconds": round(seconds, 1), "runs_checked": len(runs)}
 
 
 def _median(rows: list[dict[str, Any]], field: str) -> float:
@@ -411,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
                             )
                 if not stopped:
                     stopped = {**outage(broker, collector, settings, script, args), "workers": workers}
+        print("the stream job reads every record the collector wrote ...", flush=True)
+        stored = in_warehouse(settings, [*rows, stopped])
     levels = by_connections(rows)
     summary = {name: operating_point(measured) for name, measured in levels.items()}
     ratios = same_run_ratios(summary, levels, args.workers, args.only)
@@ -434,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "p99_target_ms": P99_TARGET_MS,
         "outage": stopped,
+        "in_warehouse": stored,
         "runs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -490,6 +547,13 @@ def markdown(report: dict[str, Any]) -> str:
         "acks=all, idempotent, lz4; a local single-node KRaft broker; all three on this machine's cores. Every event "
         "has its own id; after each measurement the topic's log-end offsets had grown by at least the events of the "
         "requests answered 200 (and by at most those of the requests still in flight when wrk stopped beyond them).",
+        "",
+        f"Then the stream job (`rtap stream`, default settings, alone on the machine) read all "
+        f"{report['in_warehouse']['records']:,} records the collector wrote in "
+        f"{report['in_warehouse']['job_seconds']:,.0f} s: each is one row of `events` "
+        f"({report['in_warehouse']['events']:,}; no dead letter, late event or duplicate), and each of the "
+        f"{report['in_warehouse']['runs_checked']} runs (the outage's included) has at least the events answered 200 "
+        "there, by its ids, none twice.",
         "",
         "A closed loop's rate is its connections over the latency, and each request waits for Kafka's "
         "acknowledgement after the producer's linger: each measurement's **operating point** is the connection "
