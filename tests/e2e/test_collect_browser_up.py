@@ -1,15 +1,16 @@
-"""The newcomer's path under `rtap up`, in Debian's Chromium: the dashboard's "demo shop" link opens the shop
-that rtap up's collector serves, a product is viewed and added to the cart, and the dashboard rtap up serves
-shows that visit: its pages in "Most clicked URLs", its session in the funnel.
+"""The newcomer's path under `rtap up` as `make run` starts it (the generator on), in Debian's Chromium: the
+dashboard's "demo shop" link opens the shop that rtap up's collector serves, a product is viewed and added to the
+cart, and the dashboard rtap up serves shows that visit's four events in "Latest browser events", beside the
+generator's traffic in the other panels.
 
-rtap up runs here without the generator: its traffic would fill every top-N panel and hide one visitor's few
-clicks (with it, `rtap validate` proves the pipeline: tests/e2e/test_up_validate.py). The collector's own
-scenarios (outage, closed tab, wrong clock) are in tests/e2e/test_collect_browser.py.
+The generator's traffic fills every top-N panel, so one visitor's pages and session in "Most clicked URLs" and the
+funnel are proven where nothing else writes: tests/e2e/test_collect_browser.py, with the collector's own scenarios
+(outage, closed tab, wrong clock).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,7 @@ from tests.support.pipeline import UpProcess
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 STARTED = "✓ Spark stream job running"
+SHOP = "demo-field-watch"
 
 
 def answers(url: str) -> bool:
@@ -38,8 +40,10 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_a_click_in_the_demo_shop_shows_in_the_dashboard_of_rtap_up(tmp_path: Path) -> None:
-    up = UpProcess(tmp_path)
+def test_a_click_in_the_demo_shop_shows_in_the_dashboard_of_rtap_up_beside_the_generators_traffic(
+    tmp_path: Path,
+) -> None:
+    up = UpProcess(tmp_path, generator=True)
     try:
         up.wait_console(STARTED)
         up.wait_for("the collector's health", lambda: answers(f"{up.collector_url}/healthz"), timeout_s=120)
@@ -52,33 +56,46 @@ def test_a_click_in_the_demo_shop_shows_in_the_dashboard_of_rtap_up(tmp_path: Pa
             shop = opened.value
             shop.wait_for_selector("a.card")
             assert shop.url == f"{up.collector_url}/shop/"
-            open_product(shop, shop.url, "demo-field-watch")
+            open_product(shop, shop.url, SHOP)
             add_to_cart(shop, quantity=1)
-            wait_until_sent(shop)
+            wait_until_sent(shop)  # every event answered 200: in Kafka
+            sent = time.monotonic()
             made = made_events(shop)
             assert [e["type"] for e in made] == ["page_view", "page_view", "product_view", "add_to_cart"]
-            views = Counter(e["url"] for e in made if e["type"] in ("page_view", "product_view"))
 
             board.bring_to_front()
+            # The panel's rows as drawn: event_id is its last column, each cell's title the full value.
+            shown = """() => Object.fromEntries([...document.querySelectorAll('#panel-browser_events tbody tr')]
+                .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.title))
+                .map((cells) => [cells[cells.length - 1], cells]))"""
+            ids = [e["event_id"] for e in made]
             board.wait_for_function(
-                """(views) => {
-                    const drawn = (id) => {
-                        const node = document.querySelector(`#panel-${id}`);
-                        if (!node || node.dataset.state !== 'ok') return {};
-                        const trace = node.querySelector('.chart').data[0];
-                        return Object.fromEntries(trace.y.map((label, i) => [label, trace.x[i]]));
-                    };
-                    const urls = drawn('most_clicked_urls'), funnel = drawn('conversion_funnel');
-                    return Object.entries(views).every(([url, n]) => urls[url] === n)
-                        && funnel['Session'] === 1 && funnel['Added to cart'] === 1 && funnel['Purchase'] === 0;
-                }""",
-                arg=dict(views),
+                f"(ids) => {{ const rows = ({shown})(); return ids.every((id) => id in rows); }}",
+                arg=ids,
                 timeout=120_000,
-                polling=1000,
+                polling=250,
             )
+            delay_s = time.monotonic() - sent
+            rows = board.evaluate(shown)
+            # event_time, event_type, page_url, product_id, user_id, session_id, event_id (dashboards.yaml)
+            assert [rows[e["event_id"]][1] for e in made] == [e["type"] for e in made]
+            assert {rows[e["event_id"]][4] for e in made} == {made[0]["anonymous_id"]}
+            assert {rows[e["event_id"]][5] for e in made} == {made[0]["session_id"]}
+            assert rows[made[2]["event_id"]][3] == SHOP
+
+            urls = board.evaluate(
+                """() => {
+                    const node = document.querySelector('#panel-most_clicked_urls');
+                    return node && node.dataset.state === 'ok' ? node.querySelector('.chart').data[0].y : [];
+                }"""
+            )
+            assert len([url for url in urls if "/shop/" not in url]) >= 3, f"no generator traffic beside: {urls}"
             board.wait_for_timeout(800)  # plotly's transition
             ARTIFACTS.mkdir(exist_ok=True)
             board.screenshot(path=str(ARTIFACTS / "dashboard-up-demo-shop.png"), full_page=True)
+            (ARTIFACTS / "dashboard-up-demo-shop.txt").write_text(
+                f"the visit's 4 events in 'Latest browser events' {delay_s:.1f} s after the collector took them\n"
+            )
         assert up.stop() == 0
     finally:
         up.kill()

@@ -133,14 +133,20 @@ class StreamProcess:
 
 class UpProcess:
     """`rtap up --no-generator` in a data directory of its own, on free ports, its console in a file; with
-    ``external``, `rtap up --profile external` on that Kafka cluster instead of a broker of its own.
+    ``generator``, `rtap up` as `make run` starts it (its generator on); with ``external``, `rtap up --profile
+    external` on that Kafka cluster instead of a broker of its own.
 
     ``settings`` are the stack's as the test process sees them (its broker, topics, warehouse), with the e2e
     generator's dirt, so that ``produce_run(up.settings, ...)`` feeds the stack and writes the truth.
     """
 
     def __init__(
-        self, tmp_path: Path, env: dict[str, str] | None = None, external: KafkaSettings | None = None
+        self,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        external: KafkaSettings | None = None,
+        *,
+        generator: bool = False,
     ) -> None:
         base = local_broker_settings(tmp_path / "data")
         self.settings = base.model_copy(
@@ -163,7 +169,8 @@ class UpProcess:
         self.console_path = tmp_path / "up-console.log"
         self.log_path = self.settings.paths.logs / "rtap-up.log"
         self._console = self.console_path.open("wb")
-        args = ["--no-generator"] if external is None else ["--profile", "external"]  # no generator there either
+        generating = [] if generator else ["--no-generator"]
+        args = generating if external is None else ["--profile", "external"]  # no generator there either
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rtap", "up", *args],
             env=self.env,
