@@ -296,9 +296,11 @@ def in_warehouse(settings: Settings, runs: list[dict[str, Any]]) -> dict[str, An
     with running_job(job) as process:
         wait_committed(job, process, records, timeout_s=600 + records / 10_000)
         seconds = time.monotonic() - started
-        with create_client(job, readonly=True) as client:
-            rows = client.query_rows(_STORED_BY_RUN, parameters={"topic": settings.kafka.browser_topic})
-            dead, late, duplicates = (int(value) for value in client.query_rows(_OTHER_FATES)[0])
+    # The job has stopped: its warehouse is this process's to open, without a reader's memory limit (a distinct
+    # count of tens of millions of ids needs about a gigabyte, four times what the socket's reader may use).
+    with create_client(job) as client:
+        rows = client.query_rows(_STORED_BY_RUN, parameters={"topic": settings.kafka.browser_topic})
+        dead, late, duplicates = (int(value) for value in client.query_rows(_OTHER_FATES)[0])
     stored = {str(run): (int(count), int(unique)) for run, count, unique in rows}
     for run in runs:
         count, unique = stored.get(run["prefix"], (0, 0))
