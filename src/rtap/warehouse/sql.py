@@ -4,6 +4,11 @@ rtap needs to find statement boundaries, comments, its ``$name`` input markers a
 keyword of a statement. Doing that with plain string search breaks as soon as a ``;``, ``--`` or
 ``$`` appears inside a string literal, a quoted identifier or a heredoc, so everything here walks
 the text once and only ever looks at code outside those.
+
+The read checks (:func:`is_read_only`, :func:`outside_reach`) are run on the statement as the engine's own
+parser prints it back (``rtap.warehouse.client``), where no comment is left and every literal is quoted one way:
+this lexer is not the judge of what a read may do, and where it still differs from ClickHouse's (number forms,
+heredoc tags that are not identifiers) the only cost is a statement split or stripped differently.
 """
 
 from __future__ import annotations
@@ -50,6 +55,24 @@ def _closing_quote(sql: str, start: int, quote: str) -> int:
     raise WarehouseError(f"unterminated {quote} quote in SQL starting at character {start}")
 
 
+# ClickHouse's single-line comments: ``--``, ``//``, and ``#`` before a space or ``!`` (MySQL's, and a shebang).
+_LINE_COMMENTS = ("--", "//", "# ", "#!")
+
+
+def _comment_end(sql: str, start: int) -> int:
+    """Index just past the ``/* */`` comment opened at ``start``; they nest, as in ClickHouse (and the standard)."""
+    depth, index = 1, start + 2
+    while depth:
+        opening, closing = sql.find("/*", index), sql.find("*/", index)
+        if closing < 0:
+            raise WarehouseError(f"unterminated /* comment in SQL starting at character {start}")
+        if 0 <= opening < closing:
+            depth, index = depth + 1, opening + 2
+        else:
+            depth, index = depth - 1, closing + 2
+    return index
+
+
 def segments(sql: str) -> Iterator[Segment]:
     """Split ``sql`` into code and non-code pieces; joining every ``text`` gives ``sql`` back."""
     index = 0
@@ -62,15 +85,12 @@ def segments(sql: str) -> Iterator[Segment]:
         if char in "'\"`":
             end = _closing_quote(sql, index, char)
             kind = "string" if char == "'" else "identifier"
-        elif sql.startswith("--", index):
+        elif sql.startswith(_LINE_COMMENTS, index):
             newline = sql.find("\n", index)
             end = length if newline < 0 else newline
             kind = "comment"
         elif sql.startswith("/*", index):
-            close = sql.find("*/", index + 2)
-            if close < 0:
-                raise WarehouseError(f"unterminated /* comment in SQL starting at character {index}")
-            end, kind = close + 2, "comment"
+            end, kind = _comment_end(sql, index), "comment"
         elif char == "$":
             tag = _HEREDOC_TAG.match(sql, index)
             if tag:
@@ -90,7 +110,7 @@ def segments(sql: str) -> Iterator[Segment]:
 
 
 def strip_comments(sql: str) -> str:
-    """``sql`` without ``--`` and ``/* */`` comments (each replaced by one space so tokens stay apart)."""
+    """``sql`` without its comments (each replaced by one space so tokens stay apart)."""
     return "".join(" " if seg.kind == "comment" else seg.text for seg in segments(sql))
 
 

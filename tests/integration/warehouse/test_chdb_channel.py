@@ -112,11 +112,9 @@ def test_a_second_process_reads_through_the_owner(owner: Owner) -> None:
         assert reader.owner_pid == owner.process.pid
         assert reader.query_rows("SELECT count(), sum(n) FROM {db}.numbers") == [(10, 45)]
         picked = reader.query_arrow(
-            "SELECT n FROM {db}.numbers WHERE n IN (SELECT k FROM $wanted) AND n < {limit:Int64} ORDER BY n",
-            inputs={"wanted": pa.table({"k": [2, 3, 8]})},
-            parameters={"limit": 5},
+            "SELECT n FROM {db}.numbers WHERE n < {limit:Int64} ORDER BY n", parameters={"limit": 3}
         )
-        assert picked.column("n").to_pylist() == [2, 3]
+        assert picked.column("n").to_pylist() == [0, 1, 2]
         assert reader.query_text("SELECT 7 AS x FORMAT JSONEachRow") == b'{"x":7}\n'
         assert "events" in {name for (name,) in reader.query_rows("SHOW TABLES FROM {db}")}
 
@@ -149,6 +147,39 @@ def test_rtap_sql_works_through_the_channel(owner: Owner) -> None:
     assert (result.returncode, result.stdout) == (0, "0\t0\n1\t2\n2\t4\n")
     formatted = _rtap(owner, "sql", "SELECT sum(n) AS total FROM {db}.numbers FORMAT JSONEachRow")
     assert formatted.stdout == '{"total":45}\n'
+
+
+# A value a producer could have written: a colour sequence (ESC [), a C1 control sequence introducer, a bell.
+HOSTILE = "SELECT concat('a', char(27), '[31m', 'b', char(194, 155), '2J', char(7)) AS v"
+
+
+def _on_a_terminal(owner: Owner, *args: str) -> bytes:
+    """What ``rtap`` prints when its stdout is a terminal (a pseudo-terminal read to its end)."""
+    import pty
+
+    main, child = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "rtap", *args], env=owner.env, stdout=child, stderr=child) as run:
+        os.close(child)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the child closed its side
+                break
+            if not chunk:
+                break
+            output += chunk
+        run.wait(timeout=60)
+    os.close(main)
+    return output
+
+
+def test_rtap_sql_on_a_terminal_escapes_what_a_terminal_would_act_on(owner: Owner) -> None:
+    shown = _on_a_terminal(owner, "sql", HOSTILE)
+    assert b"\x1b" not in shown and b"\x07" not in shown and "\u009b".encode() not in shown, shown
+    assert b"a\\x1b[31mb\\x9b2J\\x07" in shown
+    piped = _rtap(owner, "sql", HOSTILE)  # into a pipe: ClickHouse's bytes as they are, for the next program
+    assert piped.stdout == "a\x1b[31mb\x9b2J\x07\n"
 
 
 LIGHT_SQL = textwrap.dedent(
@@ -227,6 +258,10 @@ OUTSIDE = [
     "SELECT * FROM jdbc('jdbc:x://127.0.0.1:9', 't')",
     "SELECT * FROM filesystem('/')",
     "SELECT 1 INTO OUTFILE '/tmp/rtap-channel-must-not-write'",
+    # Behind ClickHouse's `#` and `//` comments, which a lexer of rtap's own once read as code (the peer's text
+    # reaches the owner as sent: the owner judges it as its engine reads it).
+    "SELECT line # '\nFROM file('/etc/hostname', 'LineAsString') -- '",
+    "SELECT 1 // '\nSETTINGS max_execution_time = 0 -- '",
 ]
 
 
@@ -327,6 +362,19 @@ def test_the_channel_refuses_settings_overrides_and_reads_that_reach_outside(
     assert refusal["kind"] == "rejected", refusal
     assert time.monotonic() - began < 5  # refused before the engine: no connection attempt, no minute of counting
     assert not Path("/tmp/rtap-channel-must-not-write").exists()
+
+
+def test_a_read_with_inputs_is_refused_it_would_hold_the_jobs_write_lock(limited_owner: Owner) -> None:
+    sql = "SELECT count() FROM {db}.numbers WHERE n IN (SELECT k FROM $wanted)"
+    with create_client(limited_owner.settings) as reader, pytest.raises(QueryRejectedError, match=r"no \$inputs"):
+        reader.query_arrow(sql, inputs={"wanted": pa.table({"k": [2, 3]})})
+    with _raw(limited_owner) as peer:  # a peer that skips the client's check: refused, and served on in step
+        header = {"version": 1, "sql": sql, "format": "arrow", "inputs": ["wanted"]}
+        _send(peer, json.dumps(header).encode())
+        _send(peer, b"an Arrow stream, never decoded")
+        assert "no $inputs" in str(_refusal(_receive(peer))["message"])
+        _send(peer, json.dumps({"version": 1, "sql": "SELECT 2", "format": "TabSeparated"}).encode())
+        assert _receive(peer) == b"T2\n"
 
 
 def test_a_frame_above_the_cap_is_refused_before_anything_is_allocated(limited_owner: Owner) -> None:

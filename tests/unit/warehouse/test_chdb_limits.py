@@ -100,6 +100,13 @@ def test_a_query_may_tighten_the_limits_but_not_lift_them(reader: WarehouseClien
         "SELECT * FROM url('http://127.0.0.1:9/x', 'CSV', 'x String')",
         "SELECT * FROM filesystem('/')",
         "SELECT 1 INTO OUTFILE '/tmp/rtap-must-not-exist'",
+        # Hidden in what reads as a string literal to a lexer that does not know ClickHouse's comments: `# ` and
+        # `//` start one there, so the engine reads the file() call and the SETTINGS clause (both ran before).
+        "SELECT line # '\nFROM file('/etc/hostname', 'LineAsString') -- '",
+        "SELECT 1 // '\n, file('/etc/hostname') -- '",
+        "SELECT 1 #! '\nSETTINGS max_execution_time = 0 -- '",
+        # Nested comments: the engine's comment ends at the second */, a naive one at the first.
+        "/* /* */ ' */ SELECT * FROM file('/etc/hostname', 'LineAsString') -- '",
     ],
 )
 def test_reads_that_reach_outside_are_refused_before_the_engine(
@@ -109,3 +116,17 @@ def test_reads_that_reach_outside_are_refused_before_the_engine(
         reader.query_rows(statement)
     with pytest.raises(QueryRejectedError):
         writer.query_text(statement)
+
+
+def test_a_read_is_one_statement_the_engine_can_parse(reader: WarehouseClient) -> None:
+    with pytest.raises(QueryRejectedError, match="ClickHouse cannot parse it: .*Syntax error"):
+        reader.query_rows("SELEC 1")
+    # chDB runs every statement of a string: a second one behind a `#` comment's quote is two, as ClickHouse reads it.
+    with pytest.raises(WarehouseError, match="2 statements"):
+        reader.query_rows("SELECT 1 # '\n; SELECT * FROM file('/etc/hostname', 'LineAsString') -- '")
+
+
+def test_a_read_is_judged_as_the_engine_reads_it_comments_and_heredocs_included(reader: WarehouseClient) -> None:
+    assert reader.query_rows("SELECT 1 # a comment\n, 'file(' AS f // another\n, $$settings x = 1$$ AS s") == [
+        (1, "file(", "settings x = 1")
+    ]

@@ -25,6 +25,16 @@ def test_split_ignores_semicolons_in_literals_and_comments() -> None:
     ]
 
 
+def test_comments_are_clickhouses_single_line_forms_and_nested_blocks() -> None:
+    assert sqltext.strip_comments("SELECT 1 # x ';\n, 2 // y '\n, 3 #! z\n, 4").split() == [
+        "SELECT", "1", ",", "2", ",", "3", ",", "4"
+    ]  # fmt: skip
+    assert sqltext.strip_comments("SELECT #x, 5") == "SELECT #x, 5"  # `#` before no space or `!`: not a comment
+    assert sqltext.split_statements("/* a /* b */ ; c */ SELECT 1; SELECT 2") == ["SELECT 1", "SELECT 2"]
+    with pytest.raises(WarehouseError, match="unterminated /\\* comment"):
+        sqltext.split_statements("/* a /* b */ SELECT 1")
+
+
 def test_strip_comments_keeps_comment_markers_inside_strings() -> None:
     assert sqltext.strip_comments("SELECT '--not a comment' -- a comment\n, 2").split() == [
         "SELECT",

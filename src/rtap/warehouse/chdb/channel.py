@@ -8,8 +8,7 @@ must be able to read while ``rtap up`` runs. The owner serves read-only queries 
 Protocol (version 1); every frame is a 4-byte big-endian length and that many bytes:
 
     request   frame: JSON {"version": 1, "sql": str, "format": "arrow" | <ClickHouse format>,
-                           "parameters": {name: escaped text}, "settings": {...}, "inputs": [name, ...]}
-              then one frame per input: an Arrow IPC stream
+                           "parameters": {name: escaped text}, "settings": {...}}
     response  frame: b"A" + Arrow IPC stream | b"T" + formatted bytes
                    | b"E" + JSON {"kind": "rejected" | "retryable" | "error", "code": int | null, "message": str}
 
@@ -20,7 +19,11 @@ user): every query runs on the read-only connection under the reader's limits, w
 not lift (``settings``: only those limits; a ``SETTINGS`` clause is refused, as is any function that reaches
 files, URLs, processes or other servers: rtap.warehouse.client); a frame is read only after its length is
 checked against :data:`MAX_REQUEST_BYTES` (a peer cannot make the owner allocate 4 GiB); at most
-:data:`MAX_CONNECTIONS` peers are served at once (one thread each), a further one gets a retryable refusal.
+:data:`MAX_CONNECTIONS` peers are served at once (one thread each), a further one gets a retryable refusal. A read
+through the socket binds no ``$inputs``: chDB resolves them through one name cache for the whole engine, so such a
+read holds the engine's write lock (rtap.warehouse.chdb.client), and a peer could hold the stream job's writes for
+as long as its read may run. A request that names inputs is refused, its frames read (within the size cap) and
+dropped.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from rtap.errors import (
     RtapError,
     WarehouseError,
 )
-from rtap.warehouse import sql as sqltext
 from rtap.warehouse.chdb.client import ChdbClient
 from rtap.warehouse.client import WarehouseClient, read_limits
 from rtap.warehouse.parameters import ParameterText, format_parameters
@@ -56,8 +58,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+NO_INPUTS = (
+    "refused by the chDB channel: a read through the socket binds no $inputs (binding them holds the engine's "
+    "write lock, which the stream job needs); run such a read in the process that owns the warehouse"
+)
 ARROW = "arrow"
-# A request (its header and its inputs together) may be this large: SQL and a few small tables.
+# A request (its header, and the frames a refused request names as inputs) may be this large.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # An answer may be this large: above the reader's result limit (read_max_memory_bytes), with text formats' room.
 MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
@@ -233,14 +239,13 @@ class ChannelServer:
                     return
                 budget = MAX_REQUEST_BYTES - len(header)
                 request = json.loads(header)
-                inputs = {}
-                for name in request.get("inputs", []):
+                named = request.get("inputs") or []
+                for _ in named:  # kept in step with the peer, never decoded: the request is refused
                     frame = _recv_frame(conn, budget)
                     if frame is None:
                         return
                     budget -= len(frame)
-                    inputs[str(name)] = _arrow_table(frame)
-                _send_frame(conn, self._answer(request, inputs))
+                _send_frame(conn, _error_payload(QueryRejectedError(NO_INPUTS)) if named else self._answer(request))
         except FrameTooLarge as exc:
             # The rest of the stream is out of step: say why, then end the connection.
             log.warning("chDB channel: refused a request: %s", exc)
@@ -256,7 +261,7 @@ class ChannelServer:
                 self._connections.discard(conn)
             conn.close()
 
-    def _answer(self, request: dict[str, Any], inputs: dict[str, pa.Table]) -> bytes:
+    def _answer(self, request: dict[str, Any]) -> bytes:
         if request.get("version") != PROTOCOL_VERSION:
             return _error_payload(WarehouseError(f"unsupported channel protocol version {request.get('version')}"))
         sql, fmt = request.get("sql"), request.get("format")
@@ -265,9 +270,7 @@ class ChannelServer:
         try:
             if fmt == ARROW:
                 parameters = {k: ParameterText(v) for k, v in dict(request.get("parameters") or {}).items()}
-                table = self._client.query_arrow(
-                    sql, inputs=inputs, parameters=parameters, settings=request.get("settings") or {}
-                )
+                table = self._client.query_arrow(sql, parameters=parameters, settings=request.get("settings") or {})
                 return b"A" + _arrow_bytes(table)
             return b"T" + self._client.query_text(sql, default_format=fmt)
         except RtapError as error:
@@ -362,7 +365,7 @@ class ChannelClient(WarehouseClient):
             f"{' '.join(statement.split())[:80]} (write from the owning process, or stop it first)"
         )
 
-    def _exchange(self, header: dict[str, Any], inputs: dict[str, pa.Table]) -> bytes:
+    def _exchange(self, header: dict[str, Any]) -> bytes:
         with self._lock:
             if self._sock is None:
                 self._sock = self._open(self.path, self._connect_timeout, self._timeout)
@@ -372,8 +375,6 @@ class ChannelClient(WarehouseClient):
             try:
                 try:
                     _send_frame(sock, json.dumps({"version": PROTOCOL_VERSION, **header}).encode())
-                    for table in inputs.values():
-                        _send_frame(sock, _arrow_bytes(table))
                 except OSError:
                     # The owner may have answered before it closed (a refusal): that answer says why.
                     response = _recv_frame(sock, MAX_RESPONSE_BYTES)
@@ -412,19 +413,18 @@ class ChannelClient(WarehouseClient):
         parameters: dict[str, Any],
         settings: dict[str, Any],
     ) -> pa.Table:
-        for name in inputs:
-            sqltext.check_identifier(name, "input name")
-        header = {
-            "sql": statement,
-            "format": ARROW,
-            "parameters": format_parameters(parameters),
-            "settings": settings,
-            "inputs": list(inputs),
-        }
-        return _arrow_table(self._exchange(header, inputs))
+        if inputs:
+            raise QueryRejectedError(NO_INPUTS)
+        header = {"sql": statement, "format": ARROW, "parameters": format_parameters(parameters), "settings": settings}
+        return _arrow_table(self._exchange(header))
 
     def _query_text(self, statement: str, default_format: str) -> bytes:
-        return self._exchange({"sql": statement, "format": default_format}, {})
+        return self._exchange({"sql": statement, "format": default_format})
+
+    def _as_the_engine_reads(self, statement: str) -> str:
+        """The statement as sent: the owner reads it as its engine does and judges it there (a peer's own check is
+        a courtesy, and asking the owner first would cost `rtap sql` a round trip and pyarrow's import)."""
+        return statement
 
     def _command(
         self, statement: str, inputs: dict[str, pa.Table], parameters: dict[str, Any], settings: dict[str, Any]
