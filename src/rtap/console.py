@@ -17,7 +17,9 @@ it; a caller that asks for markup escapes the values it interpolates (:func:`esc
 
 from __future__ import annotations
 
+import re
 import sys
+import unicodedata
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -63,3 +65,33 @@ def escape(text: object) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(str(text))
+
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero-width characters, the BOM) and the
+# line and paragraph separators: what a terminal acts on or draws differently from the text around it.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Everything outside printable ASCII is a candidate; the category decides (most text is ASCII: one scan).
+UNSAFE_CANDIDATE = re.compile(r"[^\x20-\x7e]")
+
+
+def inert(text: str, *, keep: str = "") -> str:
+    """``text`` with nothing a terminal would act on: controls (C0, C1), bidi and other format characters and line
+    separators written as escapes (``\\n``, ``\\x1b``, ``\\u202e``); printable text in any script stays as it
+    is, and so do the characters of ``keep`` (e.g. a table's newlines and tabs).
+
+    For whatever a producer or a browser wrote that reaches an operator's terminal: a hostile value must not
+    arrive there as control sequences or reordered text."""
+
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group(0)
+        if char in keep:
+            return char
+        if char in _NAMED:
+            return _NAMED[char]
+        if unicodedata.category(char) not in UNSAFE_CATEGORIES:
+            return char
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+    return UNSAFE_CANDIDATE.sub(escaped, text)

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rtap.console import console
+from rtap.console import console, inert
 from rtap.contract.model import load_schema
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -130,3 +130,9 @@ def test_values_print_literally_unless_markup_is_asked_for() -> None:
     buffer = io.StringIO()
     console(file=buffer).print("/data/[bold]/x")
     assert buffer.getvalue() == "/data/[bold]/x\n"
+
+
+def test_inert_escapes_what_a_terminal_acts_on_and_keeps_what_it_is_told_to() -> None:
+    hostile = "a\x1b[31mb\u009b2J\x07\u202eevil\r\u2028x\tTAB\nnext 日本語 café"
+    assert inert(hostile) == "a\\x1b[31mb\\x9b2J\\x07\\u202eevil\\r\\u2028x\\tTAB\\nnext 日本語 café"
+    assert inert(hostile, keep="\n\t") == "a\\x1b[31mb\\x9b2J\\x07\\u202eevil\\r\\u2028x\tTAB\nnext 日本語 café"

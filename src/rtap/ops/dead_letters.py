@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rtap.console import UNSAFE_CANDIDATE, UNSAFE_CATEGORIES, inert
 from rtap.errors import ConfigError
 from rtap.warehouse import WarehouseClient
 from rtap.warehouse.sql import quote_string
@@ -225,33 +226,15 @@ def _stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-# Controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero-width characters, the BOM) and the
-# line and paragraph separators: what a terminal acts on or draws differently from the text around it.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-# Everything outside printable ASCII is a candidate; the category decides (most payloads are ASCII: one scan).
-_CANDIDATE = re.compile(r"[^\x20-\x7e]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group(0)
-    if char in _NAMED:
-        return _NAMED[char]
-    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
-        return char
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
 def printable(text: str) -> str:
-    """``text`` on one line with nothing a terminal would act on: controls (C0, C1), bidi and other format
-    characters and line separators written as escapes; printable text in any script stays as it is."""
-    return _CANDIDATE.sub(_escape, text)
+    """``text`` on one line with nothing a terminal would act on (:func:`rtap.console.inert`): controls (C0, C1),
+    bidi and other format characters and line separators written as escapes; printable text in any script stays."""
+    return inert(text)
 
 
 def _json_escape(match: re.Match[str]) -> str:
     char = match.group(0)
-    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
+    if unicodedata.category(char) not in UNSAFE_CATEGORIES:
         return char
     encoded = char.encode("utf-16-be")  # JSON writes a character beyond the BMP as its surrogate pair
     return "".join(f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}" for i in range(0, len(encoded), 2))
@@ -262,7 +245,7 @@ def json_line(document: dict[str, Any]) -> str:
     escapes: a script reading it gets the exact text back, a terminal showing it gets nothing to act on)."""
     import orjson
 
-    return _CANDIDATE.sub(_json_escape, orjson.dumps(document).decode())
+    return UNSAFE_CANDIDATE.sub(_json_escape, orjson.dumps(document).decode())
 
 
 def reason_lines(total: int, found: list[Reason], filters: Filters) -> list[str]:

@@ -54,11 +54,18 @@ def sql(
         ),
     ] = None,
 ) -> None:
-    """Run a read-only query and print ClickHouse's own output (works while `rtap up` runs)."""
+    """Run a read-only query and print ClickHouse's own output (works while `rtap up` runs). On a terminal, control
+    and format characters in the values (a payload's escape sequences) are printed as escapes; into a pipe or a
+    file, the output is ClickHouse's, byte for byte."""
+    from rtap.console import inert, is_terminal
     from rtap.warehouse import create_client
 
-    fmt = output_format or ("PrettyCompactMonoBlock" if sys.stdout.isatty() else "TabSeparated")
+    terminal = is_terminal(sys.stdout)
+    fmt = output_format or ("PrettyCompactMonoBlock" if terminal else "TabSeparated")
     with create_client(Settings(), readonly=True) as client:
         output = client.query_text(query, default_format=fmt)
-    sys.stdout.buffer.write(output)
+    if terminal:  # what a producer wrote must not reach the terminal as control sequences (issue #24)
+        sys.stdout.write(inert(output.decode("utf-8", errors="backslashreplace"), keep="\n\t"))
+    else:
+        sys.stdout.buffer.write(output)
     sys.stdout.flush()
