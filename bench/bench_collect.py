@@ -467,6 +467,8 @@ def main(argv: list[str] | None = None) -> None:
                             )
                 if not stopped:
                     stopped = {**outage(broker, collector, settings, script, args), "workers": workers}
+        # The machine as the measurements had it, before the job's own load (it keeps both cores busy for minutes).
+        load_after, steal = os.getloadavg()[0], round(steal_share(ticks_before, cpu_jiffies()), 3)
         print("the stream job reads every record the collector wrote ...", flush=True)
         stored = in_warehouse(settings, [*rows, stopped])
     levels = by_connections(rows)
@@ -476,8 +478,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m bench.bench_collect " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": load_before},
-        "load_after": os.getloadavg()[0],
-        "steal": round(steal_share(ticks_before, cpu_jiffies()), 3),
+        "load_after": load_after,
+        "steal": steal,
         "seconds": args.seconds,
         "connections": list(args.connections),
         "workers": list(args.workers),
