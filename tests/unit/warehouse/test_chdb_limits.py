@@ -119,7 +119,7 @@ def test_reads_that_reach_outside_are_refused_before_the_engine(
 
 
 def test_a_read_is_one_statement_the_engine_can_parse(reader: WarehouseClient) -> None:
-    with pytest.raises(QueryRejectedError, match="ClickHouse cannot parse it: .*Syntax error"):
+    with pytest.raises(QueryRejectedError, match=r"ClickHouse cannot parse it: .*Syntax error"):
         reader.query_rows("SELEC 1")
     # chDB runs every statement of a string: a second one behind a `#` comment's quote is two, as ClickHouse reads it.
     with pytest.raises(WarehouseError, match="2 statements"):
