@@ -7,7 +7,7 @@ Reads run under the reader's limits (:func:`read_limits`: time, memory, result s
 chDB's read-only connection is opened with them, a server's reader profile sets them. A read-only client
 takes no other per-query setting, and no value above a limit (a query may tighten one, never lift it), and
 refuses what would reach beyond the warehouse (:func:`rtap.warehouse.sql.outside_reach`) before the engine
-sees it. A backend
+runs it, judged on the statement as the engine's own parser reads it (``_as_the_engine_reads``). A backend
 implements five hooks (``_command``, ``_query_arrow``, ``_query_text``, ``_insert_arrow``,
 ``_close``) that receive already rendered, checked SQL. Backends:
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -64,16 +65,19 @@ class Owner:
                 self.process.wait()
 
 
-def _start_owner(data_dir: Path, database: str, **settings: str) -> Owner:
+def _start_owner(data_dir: Path, database: str, stderr: Path | None = None, **settings: str) -> Owner:
     env = {**os.environ, "RTAP_DATA_DIR": str(data_dir), "RTAP_CLICKHOUSE_DATABASE": database, **settings}
     env.pop("RTAP_CLICKHOUSE_BACKEND", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", OWNER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    with contextlib.ExitStack() as files:
+        errors = None if stderr is None else files.enter_context(stderr.open("w"))
+        process = subprocess.Popen(
+            [sys.executable, "-c", OWNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+            text=True,
+        )
     owner = Owner(process, _settings(data_dir, database), env)
     assert process.stdout is not None
     poller = select.poll()  # not select(): this test process may hold more than 1024 descriptors (chDB's threads)
@@ -376,6 +380,23 @@ def test_a_read_with_inputs_is_refused_it_would_hold_the_jobs_write_lock(limited
         assert "no $inputs" in str(_refusal(_receive(peer))["message"])
         _send(peer, json.dumps({"version": 1, "sql": "SELECT 2", "format": "TabSeparated"}).encode())
         assert _receive(peer) == b"T2\n"
+
+
+def test_a_request_of_the_wrong_shape_costs_the_peer_its_connection_only(tmp_path: Path) -> None:
+    stderr = tmp_path / "owner.err"
+    owner = _start_owner(tmp_path / "data", f"rtap_it_{uuid.uuid4().hex[:8]}", stderr=stderr)
+    try:
+        for garbage in (b"[]", b'"SELECT 1"', b'{"version": 1, "sql": "SELECT 1", "inputs": 5}'):
+            with _raw(owner) as peer:
+                _send(peer, garbage)
+                assert _receive(peer) is None
+        with create_client(owner.settings) as reader:  # the owner serves on
+            assert reader.query_rows("SELECT count() FROM {db}.numbers") == [(10,)]
+    finally:
+        owner.stop()
+    said = stderr.read_text()
+    assert "Traceback" not in said, said  # each one a warning line, not a thread dying with a traceback
+    assert said.count("dropped a connection") == 3, said
 
 
 def test_a_frame_above_the_cap_is_refused_before_anything_is_allocated(limited_owner: Owner) -> None:

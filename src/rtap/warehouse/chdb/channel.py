@@ -239,7 +239,11 @@ class ChannelServer:
                     return
                 budget = MAX_REQUEST_BYTES - len(header)
                 request = json.loads(header)
+                if not isinstance(request, dict):
+                    raise ValueError("a request is a JSON object")
                 named = request.get("inputs") or []
+                if not isinstance(named, list):
+                    raise ValueError("a request's inputs are a list")
                 for _ in named:  # kept in step with the peer, never decoded: the request is refused
                     frame = _recv_frame(conn, budget)
                     if frame is None:
