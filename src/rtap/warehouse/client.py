@@ -20,6 +20,7 @@ The factory, ``rtap.warehouse.create_client``, is at the package's face: this mo
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import TracebackType
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 DEFAULT_TEXT_FORMAT = "PrettyCompactMonoBlock"
 _AS_READ = "SELECT formatQuerySingleLine({statement:String})"
+# Statements whose reading a client keeps: the panels of every dashboard and Metabase card, with room to spare.
+READINGS_KEPT = 256
 
 
 def read_limits(settings: WarehouseSettings) -> dict[str, float]:
@@ -68,6 +71,9 @@ class WarehouseClient(ABC):
         self.readonly = readonly
         self.limits = dict(limits)
         self.schema = schema or Schema()
+        # A statement's reading depends on its text alone, and the dashboard sends the same few texts on every
+        # refresh (their values go as parameters): the engine parses each once, not once a query.
+        self._engine_reading = functools.lru_cache(maxsize=READINGS_KEPT)(self._as_the_engine_reads)
 
     # -- public interface -------------------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class WarehouseClient(ABC):
         return f"refused on a read-only warehouse connection: {_head(statement)}"
 
     def _check_read_only(self, statement: str) -> None:
-        read = self._as_the_engine_reads(statement)
+        read = self._engine_reading(statement)
         if not sqltext.is_read_only(read):
             raise QueryRejectedError(
                 f"{self._refusal(statement)} (only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS are allowed)",
