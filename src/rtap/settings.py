@@ -601,6 +601,26 @@ class MetricsSettings(BaseSettings):
     port: int = Field(default=9464, ge=0, le=65535)  # `rtap up` and `rtap stream`
     dashboard_port: int = Field(default=9465, ge=0, le=65535)  # `rtap dashboard`
     producer_port: int = Field(default=9466, ge=0, le=65535)  # `rtap produce`
+    # With a password every scrape must carry it (HTTP basic auth, Prometheus' basic_auth), here and on the
+    # collector's /metrics; beyond loopback rtap listens only with one. With a certificate and key (PEM) the
+    # endpoint speaks TLS, so the password does not cross a network in clear (docs/security.md).
+    username: str = "prometheus"
+    password: SecretStr | None = None
+    tls_certificate_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _authenticated_beyond_loopback(self) -> MetricsSettings:
+        if self.enabled and self.password is None and not is_loopback(self.host):
+            raise ValueError(
+                f"RTAP_METRICS_HOST={self.host} is beyond loopback, where anyone could read rtap's metrics: set "
+                "RTAP_METRICS_PASSWORD (Prometheus scrapes with basic_auth) or keep RTAP_METRICS_HOST=127.0.0.1"
+            )
+        if not self.username or ":" in self.username:
+            raise ValueError(f"RTAP_METRICS_USERNAME={self.username!r}: basic auth needs a name without ':'")
+        if (self.tls_certificate_file is None) != (self.tls_key_file is None):
+            raise ValueError("RTAP_METRICS_TLS_CERTIFICATE_FILE and RTAP_METRICS_TLS_KEY_FILE go together")
+        return self
 
 
 class AlertSettings(BaseSettings):

@@ -4,13 +4,16 @@ within its window.
 
 Prometheus gets the repository's scrape configuration for local mode (deploy/prometheus/local.yml) with the
 test's ports and one-second intervals, and the alert rules `rtap metrics rules` generates for a 10 s stall
-window. It runs on loopback, under `timeout`, and is stopped at the end of the test.
+window. rtap runs with RTAP_METRICS_PASSWORD, as in compose, and Prometheus scrapes rtap's endpoint and the
+collector's with compose's basic_auth (deploy/prometheus/prometheus.yml), its password from a file. It runs on
+loopback, under `timeout`, and is stopped at the end of the test.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.timeout(900)
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 LOCAL_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "local.yml"
+COMPOSE_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 STALL_AFTER_S = 10
 # Prometheus runs no longer than this even if the test process is killed and cannot stop it.
 PROMETHEUS_LIFETIME_S = 900
@@ -51,15 +55,20 @@ def produce(env: dict[str, str], *args: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def scrape_config(metrics_port: int, spark_ui_port: int, collector_port: int) -> dict[str, Any]:
-    """local.yml with this test's ports and short intervals (the rest, rule files and relabelling, as is)."""
+def scrape_config(metrics_port: int, spark_ui_port: int, collector_port: int, password_file: Path) -> dict[str, Any]:
+    """local.yml with this test's ports and short intervals (the rest, rule files and relabelling, as is), and
+    compose's basic_auth for rtap's jobs with ``password_file``."""
     config: dict[str, Any] = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    compose_jobs = {job["job_name"]: job for job in yaml.safe_load(COMPOSE_CONFIG.read_text())["scrape_configs"]}
+    basic_auth = {**compose_jobs["rtap-stream"]["basic_auth"], "password_file": str(password_file)}
     ports = {"rtap": metrics_port, "spark-driver": spark_ui_port, "rtap-collector": collector_port}
     for job in config["scrape_configs"]:
         (static,) = job["static_configs"]
         (target,) = static["targets"]
         static["targets"] = [f"{target.rsplit(':', 1)[0]}:{ports[job['job_name']]}"]
+        if job["job_name"] != "spark-driver":
+            job["basic_auth"] = basic_auth
     return config
 
 
@@ -121,6 +130,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "RTAP_COLLECT_PORT": str(free_port()),
         "RTAP_METRICS_PORT": str(free_port()),
         "RTAP_METRICS_PRODUCER_PORT": "0",
+        "RTAP_METRICS_PASSWORD": secrets.token_hex(16),
         "RTAP_STREAM_MASTER": "local[2]",
         "RTAP_ALERT_STALL_AFTER_S": str(STALL_AFTER_S),
         "SPARK_CONF_DIR": str(spark_conf),
@@ -132,7 +142,9 @@ def prometheus(env: dict[str, str], prometheus_dir: Path) -> Iterator[Prometheus
     if not PROMETHEUS.exists():
         pytest.fail(f"{PROMETHEUS} is missing: run `make system-deps` (Debian's prometheus package)")
     spark_ui = int((Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf").read_text().split()[1])
-    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui, int(env["RTAP_COLLECT_PORT"]))
+    password_file = prometheus_dir / "rtap_metrics_password"
+    password_file.write_text(env["RTAP_METRICS_PASSWORD"])
+    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui, int(env["RTAP_COLLECT_PORT"]), password_file)
     (prometheus_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
     rtap(["metrics", "rules", "--output", str(prometheus_dir / "rules.yml")], env)  # the 10 s window
     port = free_port()
@@ -187,6 +199,8 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
     frozen: int | None = None
     try:
         wait_for("rtap up scraped", lambda: prometheus.value('up{job="rtap"}') == 1, 300)
+        for port in (env["RTAP_METRICS_PORT"], env["RTAP_COLLECT_PORT"]):  # only Prometheus, with the password
+            assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 401
         records = produce(env, "--rate", "1000", "--count", "4000", "--seed", "18")
 
         # Drained: every produced record read, and Prometheus has the final figures.

@@ -25,7 +25,7 @@ def collect(
     settings = Settings()
     overrides = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
     settings.collect = settings.collect.model_copy(update=overrides)
-    check_exposure(settings.collect)
+    check_exposure(settings.collect, settings.metrics)
     ensure_topics(settings.kafka)
     sock = listening_socket(settings.collect.host, settings.collect.port, "the collector")
     where = url(sock)

@@ -5,7 +5,8 @@
 - ``POST /v1/event``: one event with ``write_key`` and ``sent_at`` inside it;
 - ``GET /v1/pixel.gif?key=K&e=<JSON event>&sent_at=T``: a 1x1 GIF, for pages without JavaScript;
 - ``OPTIONS`` on the two POST routes: CORS preflights, answered for the key's origins only;
-- ``GET /healthz`` (the sink's health: 200 or 503), ``GET /metrics`` (Prometheus);
+- ``GET /healthz`` (the sink's health: 200 or 503), ``GET /metrics`` (Prometheus: with basic auth when
+  ``RTAP_METRICS_PASSWORD`` is set, and not served at all beyond loopback without it, rtap.collect.server);
 - ``GET /tracker.js`` and ``/shop/...``: the browser tracker and the demo shop (``static/``).
 
 The write key comes from ``X-Rtap-Write-Key`` or ``?key=`` (checked before the body is read), else from the
@@ -23,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +38,7 @@ from rtap.collect.limiters import RateLimiter
 from rtap.collect.records import encode, fill_pixel, received_now, server_fields
 from rtap.collect.sinks import Sink
 from rtap.metrics.collector import CollectorMetrics, CollectorRequestMetrics
+from rtap.metrics.endpoint import ScrapeAuth
 from rtap.settings import CollectorSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -211,15 +213,28 @@ class PostRoutes:
 
 
 def create_app(
-    settings: CollectorSettings, sink: Sink, *, port: int, metrics: CollectorMetrics | None = None
+    settings: CollectorSettings,
+    sink: Sink,
+    *,
+    port: int,
+    metrics: CollectorMetrics | None = None,
+    scrape: ScrapeAuth | None = None,
+    serve_metrics: bool = True,
 ) -> Starlette:
     """The collector as an ASGI app writing to ``sink`` (started and closed with the app). ``port`` is the port
-    it is served on: the demo key's origins are the collector's own (rtap.collect.keys)."""
+    it is served on: the demo key's origins are the collector's own (rtap.collect.keys). ``/metrics`` asks for
+    ``scrape``'s credential when given, and is not served when ``serve_metrics`` is false."""
     recorder = metrics or rtap_metrics.COLLECTOR
     handlers = Collector(settings, sink, WriteKeys.from_settings(settings, port), recorder)
     registry = rtap_metrics.process_registry(recorder)
 
-    async def prometheus(_request: Request) -> Response:
+    async def prometheus(request: Request) -> Response:
+        if scrape is not None and not scrape.allows(request.headers.get("authorization")):
+            return PlainTextResponse(
+                "rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n",
+                401,
+                headers={"WWW-Authenticate": ScrapeAuth.CHALLENGE},
+            )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
@@ -243,7 +258,7 @@ def create_app(
         Route("/v1/event", handlers.preflight, methods=["OPTIONS"]),
         Route("/v1/pixel.gif", handlers.pixel, methods=["GET"]),
         Route("/healthz", handlers.health, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        *([Route("/metrics", prometheus, methods=["GET"])] if serve_metrics else []),
         Route("/tracker.js", tracker, methods=["GET"]),
         Route("/", shop, methods=["GET"]),
         Mount("/shop", StaticFiles(directory=STATIC / "shop", html=True, check_dir=False)),

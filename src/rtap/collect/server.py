@@ -6,6 +6,7 @@ origins: bound beyond loopback with only the built-in demo key, it refuses to st
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 
@@ -15,16 +16,33 @@ from rtap import metrics
 from rtap.collect.routes import create_app
 from rtap.collect.sinks import KafkaSink
 from rtap.errors import ConfigError
-from rtap.settings import CollectorSettings, Settings, is_loopback
+from rtap.metrics.endpoint import ScrapeAuth
+from rtap.settings import CollectorSettings, MetricsSettings, Settings, is_loopback
+
+log = logging.getLogger("rtap.collect")
 
 
-def check_exposure(collect: CollectorSettings) -> None:
-    """Refuse, in one line, to listen beyond loopback with only the demo key (anyone could use it)."""
+def check_exposure(collect: CollectorSettings, metrics: MetricsSettings) -> None:
+    """Refuse, in one line, to listen beyond loopback with only the demo key (anyone could use it); say so when
+    the collector's ``/metrics`` will not be served (:func:`metrics_access`)."""
     if collect.demo_only and not is_loopback(collect.host):
         raise ConfigError(
             f"the collector would listen on {collect.host} with only the built-in demo write key: set "
             "RTAP_COLLECT_WRITE_KEYS to your sites' keys and origins (docs/collector.md), or listen on 127.0.0.1"
         )
+    if not metrics_access(collect, metrics)[0]:
+        log.warning(
+            "the collector listens on %s without RTAP_METRICS_PASSWORD: its /metrics is not served "
+            "(set it, and Prometheus scrapes with basic_auth)",
+            collect.host,
+        )
+
+
+def metrics_access(collect: CollectorSettings, metrics: MetricsSettings) -> tuple[bool, ScrapeAuth | None]:
+    """Whether the collector serves ``/metrics``, and the credential it asks for. The collector is the public
+    door, its counters are not: beyond loopback they are served only behind ``RTAP_METRICS_PASSWORD``."""
+    scrape = ScrapeAuth.from_settings(metrics)
+    return scrape is not None or is_loopback(collect.host), scrape
 
 
 def url(sock: socket.socket) -> str:
@@ -37,7 +55,8 @@ def serve_process(settings: Settings, sock: socket.socket) -> None:
     main thread), then finish the requests in flight and flush the producer: whatever was answered 200 is in
     Kafka, whatever was not was answered 503."""
     sink = KafkaSink(settings.kafka, settings.collect, metrics.COLLECTOR)
-    app = create_app(settings.collect, sink, port=sock.getsockname()[1])
+    serve_metrics, scrape = metrics_access(settings.collect, settings.metrics)
+    app = create_app(settings.collect, sink, port=sock.getsockname()[1], scrape=scrape, serve_metrics=serve_metrics)
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -65,7 +65,7 @@ _Start = Callable[[int, int], _Worker]
 def serve(settings: Settings, sock: socket.socket) -> None:
     """Serve on ``sock`` until SIGINT or SIGTERM (in the main thread): in this process, or in
     ``settings.collect.workers`` processes under this one."""
-    check_exposure(settings.collect)
+    check_exposure(settings.collect, settings.metrics)
     if settings.collect.workers == 1:
         serve_process(settings, sock)
     else:

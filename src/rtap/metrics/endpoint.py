@@ -3,28 +3,45 @@
 Each long-running command starts one (``rtap up``, ``rtap stream``, ``rtap dashboard``, ``rtap produce``) with the
 collectors of what runs in it, next to the process collectors (``process_start_time_seconds`` tells Prometheus
 about process restarts). It listens on ``RTAP_METRICS_HOST`` (loopback by default, like the dashboard) in a
-daemon thread of prometheus-client's own server, and stops with :meth:`MetricsEndpoint.stop`.
+daemon thread of prometheus-client's WSGI server, and stops with :meth:`MetricsEndpoint.stop`.
+
+Beyond loopback it listens only with ``RTAP_METRICS_PASSWORD`` set (the settings refuse otherwise), and then
+every scrape must carry it: HTTP basic auth, which Prometheus' ``basic_auth`` sends (:class:`ScrapeAuth`, also
+the collector's ``/metrics``). With ``RTAP_METRICS_TLS_*`` files it speaks TLS, so that password never crosses
+a network in clear.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hmac
 import logging
 import os
+import socket
+import ssl
 import threading
-from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, start_http_server
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, make_wsgi_app
 from prometheus_client.core import Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from rtap.errors import PortInUseError, ServiceError
+from rtap.errors import ConfigError, PortInUseError, ServiceError
 from rtap.settings import MetricsSettings
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger("rtap.metrics")
+
+#: How long a scrape's connection may stay silent (a TLS handshake included) before its thread lets it go.
+CONNECTION_TIMEOUT_S = 30.0
 
 #: Set (to a folder) in the processes of a multi-process server (rtap.collect.workers) before they import
 #: prometheus-client, which then keeps every value in a file there for any of them to sum up.
@@ -36,17 +53,56 @@ def multiprocess() -> bool:
     return MULTIPROCESS_DIR in os.environ
 
 
+class ScrapeAuth:
+    """The one credential a scrape must present when ``RTAP_METRICS_PASSWORD`` is set: ``Authorization: Basic``
+    with ``RTAP_METRICS_USERNAME`` and that password, compared in constant time."""
+
+    CHALLENGE = 'Basic realm="rtap metrics", charset="UTF-8"'
+
+    def __init__(self, username: str, password: str) -> None:
+        self._expected = b"Basic " + base64.b64encode(f"{username}:{password}".encode())
+
+    @classmethod
+    def from_settings(cls, settings: MetricsSettings) -> ScrapeAuth | None:
+        if settings.password is None:
+            return None
+        return cls(settings.username, settings.password.get_secret_value())
+
+    def allows(self, authorization: str | None) -> bool:
+        return hmac.compare_digest((authorization or "").encode("latin-1", "replace"), self._expected)
+
+
+def _guarded(app: WSGIApplication, auth: ScrapeAuth) -> WSGIApplication:
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", ScrapeAuth.CHALLENGE), ("Content-Type", "text/plain")])
+        return [b"rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n"]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape (one every 15 s per Prometheus); a silent connection is let go."""
+
+    timeout = CONNECTION_TIMEOUT_S
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 class MetricsEndpoint:
     """A running endpoint: ``url`` to scrape, ``stop()`` to close it (also as a context manager)."""
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread, registry: CollectorRegistry) -> None:
+    def __init__(self, server: WSGIServer, thread: threading.Thread, registry: CollectorRegistry, *, tls: bool) -> None:
         self._server = server
         self._thread = thread
         self.registry = registry
         host, port = server.server_address[:2]
         self.host: str = str(host)
         self.port: int = int(port)
-        self.url = f"http://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}/metrics"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}/metrics"
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -100,13 +156,46 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
     if not settings.enabled:
         return None
     registry = process_registry(*collectors)
+    app = make_wsgi_app(registry)
+    auth = ScrapeAuth.from_settings(settings)
+    if auth is not None:
+        app = _guarded(app, auth)
+    tls = _tls_context(settings)
     try:
-        server, thread = start_http_server(port, addr=settings.host, registry=registry)
+        # The family of the address asked for (an IPv6 host needs an AF_INET6 socket), as http.server does.
+        family, _, _, _, address = socket.getaddrinfo(
+            settings.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+
+        class Server(ThreadingWSGIServer):  # one request thread per scrape, daemon threads
+            address_family = family
+
+        server = make_server(str(address[0]), port, app, Server, handler_class=_QuietHandler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(settings.host, port, "the metrics endpoint") from exc
         raise ServiceError(f"cannot listen on {settings.host}:{port} for the metrics endpoint: {exc}") from exc
-    return MetricsEndpoint(server, thread, registry)
+    if tls is not None:
+        # The handshake happens on the request's own thread (its first read), not in the accepting loop, where
+        # a peer that connects and says nothing would hold up every other scrape.
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    thread = threading.Thread(target=server.serve_forever, name="rtap-metrics", daemon=True)
+    thread.start()
+    return MetricsEndpoint(server, thread, registry, tls=tls is not None)
+
+
+def _tls_context(settings: MetricsSettings) -> ssl.SSLContext | None:
+    if settings.tls_certificate_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_certificate_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"the metrics endpoint's TLS certificate {settings.tls_certificate_file} and key "
+            f"{settings.tls_key_file} cannot be used: {exc}"
+        ) from exc
+    return context
 
 
 @contextlib.contextmanager

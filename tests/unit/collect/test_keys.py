@@ -9,7 +9,7 @@ from rtap.collect.api import Reason, Refused
 from rtap.collect.keys import WriteKeys, cors_headers, demo_keys
 from rtap.collect.server import check_exposure
 from rtap.errors import ConfigError
-from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, SiteKey
+from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, MetricsSettings, SiteKey
 
 KEYS = WriteKeys({"k1": SiteKey(site="shop", origins=["https://Shop.example"]), "k2": SiteKey(site="blog")})
 
@@ -48,11 +48,12 @@ def test_the_demo_key_is_for_the_collectors_own_origin_and_loopback_only() -> No
     demo = WriteKeys(demo_keys(8070))
     assert demo.site(DEMO_WRITE_KEY, "http://127.0.0.1:8070").name == "demo"
     assert demo.site(DEMO_WRITE_KEY, "http://localhost:8070").name == "demo"
-    check_exposure(CollectorSettings(_env_file=None))  # type: ignore[call-arg]
+    metrics = MetricsSettings(_env_file=None)  # type: ignore[call-arg]
+    check_exposure(CollectorSettings(_env_file=None), metrics)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="only the built-in demo write key"):
-        check_exposure(CollectorSettings(_env_file=None, host="0.0.0.0"))  # type: ignore[call-arg]
+        check_exposure(CollectorSettings(_env_file=None, host="0.0.0.0"), metrics)  # type: ignore[call-arg]
     own = CollectorSettings(_env_file=None, host="0.0.0.0", write_keys={"k": SiteKey(site="s")})  # type: ignore[call-arg]
-    check_exposure(own)
+    check_exposure(own, metrics)
 
 
 @pytest.mark.parametrize("origin", ["shop.example", "https://shop.example/", "ftp://shop.example", "https://"])

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 from typer.testing import CliRunner
 
@@ -805,6 +806,13 @@ FIXED_BY_REASON = {
         "RTAP_METRICS_DASHBOARD_PORT",
         "RTAP_METRICS_PRODUCER_PORT",
     ),
+    "the processes Prometheus scrapes take its password (a compose secret for prometheus.yml's basic_auth), "
+    "over the compose network, where it needs no TLS of its own": (
+        "RTAP_METRICS_PASSWORD",
+        "RTAP_METRICS_USERNAME",
+        "RTAP_METRICS_TLS_CERTIFICATE_FILE",
+        "RTAP_METRICS_TLS_KEY_FILE",
+    ),
     "alert thresholds live in the rules file mounted into prometheus (regenerate: rtap metrics rules)": (
         "RTAP_ALERT_DATA_GAP_WINDOW_S",
         "RTAP_ALERT_DEAD_LETTER_SHARE",
@@ -1006,6 +1014,35 @@ def test_prometheus_scrapes_every_rtap_process_with_the_rules_mounted(services: 
     scraped = {target.split(":")[0] for job, hosts in targets.items() if job.startswith("rtap") for target in hosts}
     assert scraped == {name for name, s in rtap_services(services) if not is_one_shot(s)}
     assert targets["spark-driver"] == {"stream:4040"}
+
+
+def test_every_scraped_rtap_process_asks_for_the_password_prometheus_scrapes_with(
+    services: dict[str, dict[str, Any]], stacks: dict[str, dict[str, Any]], env_file: Path
+) -> None:
+    """rtap listens beyond loopback only with RTAP_METRICS_PASSWORD (its settings refuse otherwise): each scraped
+    service gets the one from .env, and Prometheus reads the same value from a secret file in its basic_auth."""
+    generated = parse_env_file(env_file)["RTAP_METRICS_PASSWORD"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    secret_file = "/run/secrets/rtap_metrics_password"
+    for job_name, service_name in {
+        "rtap-stream": "stream",
+        "rtap-dashboard": "dashboard",
+        "rtap-producer": "producer",
+        "rtap-collector": "collector",
+    }.items():
+        env = environment(services[service_name])
+        assert env["RTAP_METRICS_PASSWORD"] == generated, service_name
+        listening = rtap_settings.MetricsSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            host=env.get("RTAP_METRICS_HOST", "127.0.0.1"),
+            password=SecretStr(env["RTAP_METRICS_PASSWORD"]),
+        )
+        assert jobs[job_name]["basic_auth"] == {"username": listening.username, "password_file": secret_file}
+    prometheus = services["prometheus"]
+    assert [secret["target"] for secret in prometheus["secrets"]] == [secret_file]
+    assert [secret["source"] for secret in prometheus["secrets"]] == ["rtap_metrics_password"]
+    assert stacks["all"]["secrets"]["rtap_metrics_password"]["environment"] == "RTAP_METRICS_PASSWORD"
 
 
 def test_rtap_metrics_listen_beyond_the_container_loopback_but_are_not_published(

@@ -1,14 +1,21 @@
-"""The metrics endpoint: Prometheus' text format on loopback, a taken port refused in one line."""
+"""The metrics endpoint: Prometheus' text format on loopback, a taken port refused in one line; beyond loopback
+only with a password every scrape presents (basic auth), and TLS when given a certificate."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+from pathlib import Path
+
 import httpx
 import pytest
+from pydantic import SecretStr, ValidationError
 
-from rtap.errors import PortInUseError
+from rtap.errors import ConfigError, PortInUseError
 from rtap.metrics import ProducerMetrics, serve_metrics, serving
 from rtap.settings import MetricsSettings
 from tests.support.paths import taken_port
+from tests.support.tls import make_certificates
 
 
 def test_serves_the_given_collectors_and_the_process_in_the_text_format() -> None:
@@ -40,3 +47,65 @@ def test_a_taken_port_is_one_clear_error() -> None:
 def test_disabled_serves_nothing() -> None:
     with serving(MetricsSettings(enabled=False), 0, ProducerMetrics()) as endpoint:
         assert endpoint is None
+
+
+def test_a_password_makes_every_scrape_present_it() -> None:
+    settings = MetricsSettings(_env_file=None, password=SecretStr("s3cret"))  # type: ignore[call-arg]
+    with serving(settings, 0, ProducerMetrics()) as endpoint:
+        assert endpoint is not None
+        for auth in (None, ("prometheus", "wrong"), ("someone", "s3cret")):
+            refused = httpx.get(endpoint.url, auth=auth, timeout=5)
+            assert refused.status_code == 401, auth
+            assert refused.headers["www-authenticate"].startswith('Basic realm="rtap metrics"')
+            assert "rtap_producer" not in refused.text
+        scraped = httpx.get(endpoint.url, auth=("prometheus", "s3cret"), timeout=5)
+        assert scraped.status_code == 200
+        assert "rtap_producer_records_sent_total" in scraped.text
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "metrics.example"])
+def test_beyond_loopback_the_settings_refuse_to_serve_without_a_password(host: str) -> None:
+    with pytest.raises(ValidationError, match=f"RTAP_METRICS_HOST={host} is beyond loopback") as refused:
+        MetricsSettings(_env_file=None, host=host)  # type: ignore[call-arg]
+    assert "RTAP_METRICS_PASSWORD" in str(refused.value)
+    MetricsSettings(_env_file=None, host=host, password=SecretStr("p"))  # type: ignore[call-arg]
+    MetricsSettings(_env_file=None, host=host, enabled=False)  # type: ignore[call-arg]
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        MetricsSettings(_env_file=None, host=loopback)  # type: ignore[call-arg]
+
+
+def test_with_a_certificate_the_endpoint_speaks_only_tls_and_a_silent_peer_holds_up_no_scrape(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    settings = MetricsSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        password=SecretStr("s3cret"),
+        tls_certificate_file=certificates.broker_certificate,
+        tls_key_file=certificates.broker_key,
+    )
+    with serving(settings, 0, ProducerMetrics()) as endpoint:
+        assert endpoint is not None
+        assert endpoint.url.startswith("https://127.0.0.1:")
+        with socket.create_connection((endpoint.host, endpoint.port)):  # connects, never says hello
+            scraped = httpx.get(
+                endpoint.url,
+                auth=("prometheus", "s3cret"),
+                verify=ssl.create_default_context(cafile=certificates.ca),
+                timeout=5,
+            )
+        assert scraped.status_code == 200
+        assert "rtap_producer_records_sent_total" in scraped.text
+        with pytest.raises(httpx.TransportError):
+            httpx.get(endpoint.url.replace("https:", "http:"), auth=("prometheus", "s3cret"), timeout=5)
+
+
+def test_unusable_tls_files_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        MetricsSettings(_env_file=None, tls_certificate_file=tmp_path / "c.pem")  # type: ignore[call-arg]
+    (tmp_path / "c.pem").write_text("not a certificate")
+    settings = MetricsSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        tls_certificate_file=tmp_path / "c.pem",
+        tls_key_file=tmp_path / "k.pem",
+    )
+    with pytest.raises(ConfigError, match=r"TLS certificate .*c\.pem and key .*k\.pem cannot be used"):
+        serve_metrics(settings, 0)

@@ -57,7 +57,7 @@ def preflight(settings: Settings, profile: Profile) -> None:
     from rtap.collect.server import check_exposure
     from rtap.stream.spark import connector_jars
 
-    check_exposure(settings.collect)
+    check_exposure(settings.collect, settings.metrics)
     find_java()
     connector_jars(settings.jars_dir / "spark")
     ports = [
