@@ -10,16 +10,24 @@ COMPOSE_ENV ?= $(COMPOSE_DIR)/.env
 .PHONY: compose-env
 
 # The same rule as the AWS host's bootstrap (deploy/terraform/user_data.sh.tftpl): every variable whose
-# name contains PASSWORD or SECRET gets 24 random bytes as hex, every other line is copied. An existing
-# file is kept: the volumes were initialised with its passwords.
+# name contains PASSWORD or SECRET gets 24 random bytes as hex, SPARK_UI_TOKEN the token of the
+# RTAP_STREAM_UI_SECRET above it (HS256 with openssl: what rtap.stream.ui.token makes), every other line is
+# copied. An existing file is kept: the volumes were initialised with its passwords.
 compose-env: ## Write deploy/compose/.env from .env.example with fresh random secrets (kept if present)
 	@if [ -e "$(COMPOSE_ENV)" ]; then \
 	  echo "$(COMPOSE_ENV) exists: kept (to start over: docker compose ... down --volumes, then delete it)"; \
 	else \
 	  umask 077; \
+	  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }; \
 	  while IFS= read -r line || [ -n "$$line" ]; do \
 	    if [[ $$line =~ ^([A-Z0-9_]*(PASSWORD|SECRET)[A-Z0-9_]*)= ]]; then \
-	      printf '%s=%s\n' "$${BASH_REMATCH[1]}" "$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
+	      name=$${BASH_REMATCH[1]}; value=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n'); \
+	      if [ "$$name" = RTAP_STREAM_UI_SECRET ]; then ui_secret=$$value; fi; \
+	      printf '%s=%s\n' "$$name" "$$value"; \
+	    elif [[ $$line =~ ^SPARK_UI_TOKEN= ]]; then \
+	      signed=$$(printf %s '{"alg":"HS256","typ":"JWT"}' | b64url).$$(printf %s '{"sub":"rtap"}' | b64url); \
+	      printf 'SPARK_UI_TOKEN=%s.%s\n' "$$signed" "$$(printf %s "$$signed" \
+	        | openssl dgst -sha256 -hmac "$$ui_secret" -binary | b64url)"; \
 	    else \
 	      printf '%s\n' "$$line"; \
 	    fi; \

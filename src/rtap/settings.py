@@ -534,8 +534,17 @@ class StreamSettings(BaseSettings):
     max_consecutive_failures: int = Field(default=5, ge=1)
     # The Python the executors run the parse stage with (rtap and its packages installed); empty: this one.
     python: str | None = None
-    # Address the Spark UI (and, in local mode, the driver) listens on. Inside a container: 0.0.0.0.
+    # Address the Spark UI (and, in local mode, the driver) listens on. Inside a container: 0.0.0.0. Beyond
+    # loopback only with ui_secret: every UI request must then present a token signed with it (rtap.stream.ui).
     ui_host: str = LOOPBACK
+    ui_secret: SecretStr | None = None
+
+    @field_validator("ui_secret")
+    @classmethod
+    def _a_key_spark_accepts(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("at least 32 characters: Spark takes it as an HS256 key, of 256 bits or more")
+        return secret
 
 
 def _ip_networks(proxies: list[str]) -> list[str]:

@@ -4,9 +4,10 @@ within its window.
 
 Prometheus gets the repository's scrape configuration for local mode (deploy/prometheus/local.yml) with the
 test's ports and one-second intervals, and the alert rules `rtap metrics rules` generates for a 10 s stall
-window. rtap runs with RTAP_METRICS_PASSWORD, as in compose, and Prometheus scrapes rtap's endpoint and the
-collector's with compose's basic_auth (deploy/prometheus/prometheus.yml), its password from a file. It runs on
-loopback, under `timeout`, and is stopped at the end of the test.
+window. rtap runs with RTAP_METRICS_PASSWORD and RTAP_STREAM_UI_SECRET, as in compose, and Prometheus scrapes
+rtap's endpoint and the collector's with compose's basic_auth, and Spark's with compose's bearer token, made by
+`rtap stream --ui-token` (deploy/prometheus/prometheus.yml), each from a file. It runs on loopback, under
+`timeout`, and is stopped at the end of the test.
 """
 
 from __future__ import annotations
@@ -55,19 +56,24 @@ def produce(env: dict[str, str], *args: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def scrape_config(metrics_port: int, spark_ui_port: int, collector_port: int, password_file: Path) -> dict[str, Any]:
+def scrape_config(
+    metrics_port: int, spark_ui_port: int, collector_port: int, password_file: Path, token_file: Path
+) -> dict[str, Any]:
     """local.yml with this test's ports and short intervals (the rest, rule files and relabelling, as is), and
-    compose's basic_auth for rtap's jobs with ``password_file``."""
+    compose's basic_auth for rtap's jobs with ``password_file``, its bearer token for Spark's with ``token_file``."""
     config: dict[str, Any] = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     compose_jobs = {job["job_name"]: job for job in yaml.safe_load(COMPOSE_CONFIG.read_text())["scrape_configs"]}
     basic_auth = {**compose_jobs["rtap-stream"]["basic_auth"], "password_file": str(password_file)}
+    bearer = {**compose_jobs["spark-driver"]["authorization"], "credentials_file": str(token_file)}
     ports = {"rtap": metrics_port, "spark-driver": spark_ui_port, "rtap-collector": collector_port}
     for job in config["scrape_configs"]:
         (static,) = job["static_configs"]
         (target,) = static["targets"]
         static["targets"] = [f"{target.rsplit(':', 1)[0]}:{ports[job['job_name']]}"]
-        if job["job_name"] != "spark-driver":
+        if job["job_name"] == "spark-driver":
+            job["authorization"] = bearer
+        else:
             job["basic_auth"] = basic_auth
     return config
 
@@ -131,20 +137,28 @@ def env(tmp_path: Path) -> dict[str, str]:
         "RTAP_METRICS_PORT": str(free_port()),
         "RTAP_METRICS_PRODUCER_PORT": "0",
         "RTAP_METRICS_PASSWORD": secrets.token_hex(16),
+        "RTAP_STREAM_UI_SECRET": secrets.token_hex(24),
         "RTAP_STREAM_MASTER": "local[2]",
         "RTAP_ALERT_STALL_AFTER_S": str(STALL_AFTER_S),
         "SPARK_CONF_DIR": str(spark_conf),
     }
 
 
+def spark_ui_port(env: dict[str, str]) -> int:
+    return int((Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf").read_text().split()[1])
+
+
 @pytest.fixture
 def prometheus(env: dict[str, str], prometheus_dir: Path) -> Iterator[Prometheus]:
     if not PROMETHEUS.exists():
         pytest.fail(f"{PROMETHEUS} is missing: run `make system-deps` (Debian's prometheus package)")
-    spark_ui = int((Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf").read_text().split()[1])
-    password_file = prometheus_dir / "rtap_metrics_password"
+    spark_ui = spark_ui_port(env)
+    password_file, token_file = prometheus_dir / "rtap_metrics_password", prometheus_dir / "spark_ui_token"
     password_file.write_text(env["RTAP_METRICS_PASSWORD"])
-    config = scrape_config(int(env["RTAP_METRICS_PORT"]), spark_ui, int(env["RTAP_COLLECT_PORT"]), password_file)
+    token_file.write_text(rtap(["stream", "--ui-token"], env).stdout.strip())
+    config = scrape_config(
+        int(env["RTAP_METRICS_PORT"]), spark_ui, int(env["RTAP_COLLECT_PORT"]), password_file, token_file
+    )
     (prometheus_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
     rtap(["metrics", "rules", "--output", str(prometheus_dir / "rules.yml")], env)  # the 10 s window
     port = free_port()
@@ -236,7 +250,8 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
         assert prometheus.value("sum(rtap_kafka_log_end_offset)") == records
         assert prometheus.value('sum(rtap_stream_dead_letters_total{reason="other"})') == 0
         # Spark's own metrics arrive too, without its streaming-query gauges (rtap's are the ones above).
-        assert prometheus.value('up{job="spark-driver"}') == 1
+        assert prometheus.value('up{job="spark-driver"}') == 1  # with the token; without it, refused
+        assert httpx.get(f"http://127.0.0.1:{spark_ui_port(env)}/metrics/prometheus/", timeout=5).status_code == 403
         assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')
         assert not prometheus.query('{__name__=~"metrics_rtap_driver_spark_streaming_.*"}')
         # The collector's own endpoint is scraped, and its alert rules can see it.

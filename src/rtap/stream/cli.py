@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from rtap.errors import ConfigError
 from rtap.settings import Settings
 
 
@@ -23,20 +24,37 @@ def stream(
             "(default: stop with the partitions and counts; RTAP_STREAM_ACCEPT_DATA_LOSS).",
         ),
     ] = False,
+    ui_token: Annotated[
+        bool,
+        typer.Option(
+            "--ui-token",
+            help="Print the bearer token the Spark UI asks for when RTAP_STREAM_UI_SECRET is set, and exit.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the Spark Structured Streaming job until Ctrl-C / SIGTERM."""
+    """Run the Spark Structured Streaming job until Ctrl-C / SIGTERM.
+
+    The Spark UI listens beyond loopback only with RTAP_STREAM_UI_SECRET set (docs/security.md).
+    """
     from rtap import metrics
     from rtap.ingest.topics import ensure_topics
+    from rtap.stream import ui
     from rtap.stream.job import StreamJob
     from rtap.stream.kafka import LagProbe
     from rtap.warehouse import create_client, serve_channel
     from rtap.warehouse.migrate import apply_migrations
 
     settings = Settings()
+    if ui_token:
+        if settings.stream.ui_secret is None:
+            raise ConfigError("RTAP_STREAM_UI_SECRET is not set: the Spark UI asks for no token")
+        typer.echo(ui.token(settings.stream.ui_secret))
+        return
     if master:
         settings.stream.master = master
     if accept_data_loss:
         settings.stream.accept_data_loss = True
+    ui.check_exposure(settings.stream)  # before anything starts: a refusal is one line
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ensure_topics(settings.kafka)
     topic_ends = metrics.KafkaEndOffsets(LagProbe(settings.kafka).latest_offsets)

@@ -32,7 +32,9 @@ from rtap.contract.formats import SourceReader, reader
 from rtap.errors import DependencyError
 from rtap.runtime.jvm import class_sharing_options
 from rtap.settings import JAVA_REDACTION_REGEX, Settings
+from rtap.stream import ui
 from rtap.stream.transforms import parse_records, parsed_schema
+from rtap.stream.ui import local_master
 
 # The Kafka source and its client: resolved by `make jars` from jars/pom.xml (profile `spark`), pinned to the
 # exact pyspark version. Nothing else goes on the class path: pyspark ships the rest.
@@ -110,6 +112,7 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.shuffle.partitions", str(stream.shuffle_partitions))
         .config("spark.driver.memory", stream.driver_memory)
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.killEnabled", "false")  # whoever can read the UI cannot stop the pipeline's jobs
         .config("spark.sql.adaptive.enabled", "false")  # tiny per-batch plans: AQE re-planning costs more than it saves
         .config("spark.sql.streaming.metricsEnabled", "true")
         # The checkpoint's two writes per micro-batch (offsets, commit) through Hadoop's plain local file
@@ -129,12 +132,15 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_RECORDS))
         .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
     )
-    if stream.master.startswith(("local", "spark://127.0.0.1:", "spark://localhost:")):
+    if local_master(stream):
         # Local mode, or a standalone cluster on this machine (rtap.runtime.cluster): executors reach the driver on
         # loopback. The driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
         # ignores spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
         os.environ["SPARK_LOCAL_IP"] = stream.ui_host
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", stream.ui_host)
+    if stream.ui_secret is not None:  # every UI request presents a token (rtap.stream.ui)
+        for key, value in ui.spark_config(stream.ui_secret).items():
+            builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session

@@ -30,6 +30,8 @@ from typer.testing import CliRunner
 
 from rtap import settings as rtap_settings
 from rtap.cli import app
+from rtap.stream.ui import check_exposure as ui_check_exposure
+from rtap.stream.ui import token as ui_token
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
@@ -55,6 +57,8 @@ BROKERS_AND_DATABASES = {"kafka", "clickhouse", "metabase-db"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN|_KEY$")
 # The rule of `make compose-env` and of the AWS host's bootstrap: these names get random values.
 GENERATED_NAME = re.compile(r"^[A-Z0-9_]*(PASSWORD|SECRET)[A-Z0-9_]*$")
+# Made by both generators from a generated secret: the Spark UI's bearer token (rtap.stream.ui.token).
+DERIVED = {"SPARK_UI_TOKEN": "RTAP_STREAM_UI_SECRET"}
 VERSION_TAG = re.compile(r"^[^:@]+:(v?\d+(\.\d+)+[\w.-]*)$")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
@@ -177,7 +181,7 @@ def test_without_env_file_compose_refuses_and_says_what_to_run(tmp_path: Path) -
     result = run_compose(empty, "config", "--quiet")
     assert result.returncode != 0
     assert "make compose-env" in result.stderr
-    assert re.search(r"required variable \w*(PASSWORD|SECRET)\w* is missing", result.stderr)
+    assert re.search(r"required variable \w*(PASSWORD|SECRET|TOKEN)\w* is missing", result.stderr)
 
 
 # -- make compose-env -------------------------------------------------------------------------------
@@ -196,6 +200,10 @@ def test_compose_env_generates_every_secret_and_copies_the_rest(tmp_path: Path) 
             assert example[name] == "", f"{name} has a value in .env.example"
             assert re.fullmatch(r"[0-9a-f]{48}", one[name]), f"{name} is not 24 random bytes: {one[name]!r}"
             assert one[name] != two[name], f"{name} is the same in two generated files"
+        elif name in DERIVED:  # what rtap makes of the secret, so the job's UI accepts what its clients present
+            assert example[name] == "", f"{name} has a value in .env.example"
+            for generated in (one, two):
+                assert generated[name] == ui_token(SecretStr(generated[DERIVED[name]])), name
         else:
             assert one[name] == example[name]
     assert len({one[name] for name in secrets}) == len(secrets), "two secrets share a value"
@@ -220,7 +228,7 @@ def test_every_variable_the_stack_reads_is_in_env_example(raw: dict[str, Any]) -
     # A required variable must be one both generators fill, or `docker compose up` fails on a fresh host.
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
     assert required
-    assert all(GENERATED_NAME.match(name) for name in required), sorted(required)
+    assert all(GENERATED_NAME.match(name) or name in DERIVED for name in required), sorted(required)
 
 
 def test_the_generated_env_file_stays_out_of_git() -> None:
@@ -806,6 +814,9 @@ FIXED_BY_REASON = {
         "RTAP_METRICS_DASHBOARD_PORT",
         "RTAP_METRICS_PRODUCER_PORT",
     ),
+    "the stream service takes it from .env, and the spark-ui proxy and Prometheus the token made of it": (
+        "RTAP_STREAM_UI_SECRET",
+    ),
     "the processes Prometheus scrapes take its password (a compose secret for prometheus.yml's basic_auth), "
     "over the compose network, where it needs no TLS of its own": (
         "RTAP_METRICS_PASSWORD",
@@ -1040,9 +1051,49 @@ def test_every_scraped_rtap_process_asks_for_the_password_prometheus_scrapes_wit
         )
         assert jobs[job_name]["basic_auth"] == {"username": listening.username, "password_file": secret_file}
     prometheus = services["prometheus"]
-    assert [secret["target"] for secret in prometheus["secrets"]] == [secret_file]
-    assert [secret["source"] for secret in prometheus["secrets"]] == ["rtap_metrics_password"]
+    assert secret_file in [secret["target"] for secret in prometheus["secrets"]]
+    assert "rtap_metrics_password" in [secret["source"] for secret in prometheus["secrets"]]
     assert stacks["all"]["secrets"]["rtap_metrics_password"]["environment"] == "RTAP_METRICS_PASSWORD"
+
+
+def test_the_spark_ui_asks_for_its_token_and_only_the_loopback_proxy_presents_it(
+    services: dict[str, dict[str, Any]], stacks: dict[str, dict[str, Any]], env_file: Path
+) -> None:
+    """Beyond its container's loopback the Spark UI asks every request for the token of RTAP_STREAM_UI_SECRET
+    (rtap.stream.ui). The one proxy that adds it is published on the host's loopback and shares a network with
+    the stream job alone; Prometheus presents the token from a secret file."""
+    generated = parse_env_file(env_file)
+    stream = environment(services["stream"])
+    settings = rtap_settings.StreamSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        ui_host=stream["RTAP_STREAM_UI_HOST"],
+        master=stream["RTAP_STREAM_MASTER"],
+        ui_secret=SecretStr(stream["RTAP_STREAM_UI_SECRET"]),
+    )
+    assert stream["RTAP_STREAM_UI_SECRET"] == generated["RTAP_STREAM_UI_SECRET"]
+    ui_check_exposure(settings)  # rtap starts with it (and refuses without the secret)
+    assert "ports" not in services["stream"]  # reached through spark-ui only
+    proxy = services["spark-ui"]
+    assert proxy["ports"] == [
+        {"mode": "ingress", "host_ip": "127.0.0.1", "target": 4040, "published": "4040", "protocol": "tcp"}
+    ]
+    assert environment(proxy)["SPARK_UI_TOKEN"] == ui_token(settings.ui_secret)  # type: ignore[arg-type]
+    caddyfile = (ROOT / "deploy" / "compose" / "spark-ui" / "Caddyfile").read_text()
+    assert 'header_up Authorization "Bearer {$SPARK_UI_TOKEN}"' in caddyfile
+    assert "reverse_proxy stream:4040" in caddyfile
+    on_the_proxys_network = {
+        name for name, service in services.items() if "spark-ui" in (service.get("networks") or {})
+    }
+    assert on_the_proxys_network == {"stream", "spark-ui"}
+    assert set(proxy["networks"]) == {"spark-ui"}
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    spark_jobs = [job for job in config["scrape_configs"] if "stream:4040" in job["static_configs"][0]["targets"]]
+    assert len(spark_jobs) == 2
+    secret_file = "/run/secrets/spark_ui_token"
+    for job in spark_jobs:
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": secret_file}, job["job_name"]
+    assert secret_file in [secret["target"] for secret in services["prometheus"]["secrets"]]
+    assert stacks["all"]["secrets"]["spark_ui_token"]["environment"] == "SPARK_UI_TOKEN"
 
 
 def test_rtap_metrics_listen_beyond_the_container_loopback_but_are_not_published(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -648,3 +649,26 @@ def test_prometheus_and_the_metrics_endpoints_stay_closed(config: dict[str, list
         rule["from_port"] for rule in resources(config, "aws_vpc_security_group_ingress_rule").values()
     }
     assert not closed & opened
+
+
+def test_the_hosts_env_file_is_made_as_make_compose_env_makes_it(rendered: str, tmp_path: Path) -> None:
+    """The bootstrap's .env loop, run by bash: every secret 24 random bytes as hex, and the Spark UI's token the
+    one rtap makes of its secret (what the stream job's UI then accepts from the spark-ui proxy and Prometheus)."""
+    from pydantic import SecretStr
+
+    from rtap.stream.ui import token
+
+    start = rendered.index("  b64url() {")
+    end = rendered.index('>"$COMPOSE_DIR/.env"\n', start) + len('>"$COMPOSE_DIR/.env"\n')
+    example = ROOT / "deploy" / "compose" / ".env.example"
+    (tmp_path / ".env.example").write_text(example.read_text())
+    env = {"PATH": os.environ["PATH"], "COMPOSE_DIR": str(tmp_path), "UI_ADDRESS": "127.0.0.1"}
+    env |= {"COLLECTOR_ADDRESS": "0.0.0.0", "COLLECTOR_SITE": "203.0.113.7"}
+    result = subprocess.run(["bash", "-euc", rendered[start:end]], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / ".env").read_text().splitlines()
+    made = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    secrets = [name for name in made if re.search("PASSWORD|SECRET", name)]
+    assert secrets
+    assert all(re.fullmatch(r"[0-9a-f]{48}", made[name]) for name in secrets), secrets
+    assert made["SPARK_UI_TOKEN"] == token(SecretStr(made["RTAP_STREAM_UI_SECRET"]))

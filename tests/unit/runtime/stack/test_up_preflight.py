@@ -6,11 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from rtap.errors import ConfigError, PortInUseError
 from rtap.runtime.stack.profiles import PROFILES
 from rtap.runtime.stack.up import preflight
-from rtap.settings import CollectorSettings, DashboardSettings, KafkaSettings, MetricsSettings, Settings
+from rtap.settings import (
+    CollectorSettings,
+    DashboardSettings,
+    KafkaSettings,
+    MetricsSettings,
+    Settings,
+    StreamSettings,
+)
 from tests.support.paths import free_port
 from tests.support.paths import taken_port as listening
 
@@ -81,3 +89,13 @@ def test_two_broker_addresses_stop_the_local_profile_before_anything_starts(tmp_
     with pytest.raises(ConfigError, match="RTAP_KAFKA_BOOTSTRAP_SERVERS"):
         preflight(settings, LOCAL)
     preflight(settings, CLUSTER)  # the cluster profile hands its clients every broker's address
+
+
+def test_a_spark_ui_beyond_loopback_without_its_secret_stops_both_profiles(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
+    exposed = settings.model_copy(update={"stream": StreamSettings(ui_host="0.0.0.0")})
+    for profile in (LOCAL, CLUSTER):
+        with pytest.raises(ConfigError, match=r"the Spark UI would listen on 0\.0\.0\.0"):
+            preflight(exposed, profile)
+    secret = SecretStr("a-secret-of-at-least-thirty-two-chars")
+    preflight(settings.model_copy(update={"stream": StreamSettings(ui_host="0.0.0.0", ui_secret=secret)}), LOCAL)
