@@ -56,6 +56,14 @@ $(TOOLS)/bin/actionlint:
 	@command -v $(GO) >/dev/null || { echo "error: Go 1.24+ is required to build actionlint (https://go.dev/dl, or GO=/path/to/go)"; exit 1; }
 	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
+# Caddy, the compose stack's TLS proxy and the Spark UI's (deploy/compose/*/Caddyfile), at its image's version
+# (tests/unit/deploy/test_compose_caddy.py holds the two together): the tests validate every Caddyfile with it and run
+# it in front of real rtap services. Built from the Go module proxy, like actionlint (about 2 minutes).
+CADDY_VERSION := v2.10.2
+$(TOOLS)/bin/caddy:
+	@command -v $(GO) >/dev/null || { echo "error: Go 1.24+ is required to build Caddy (https://go.dev/dl, or GO=/path/to/go)"; exit 1; }
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/caddyserver/caddy/v2/cmd/caddy@$(CADDY_VERSION)
+
 jars/lib/.resolved: jars/pom.xml jars/settings.xml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: Maven is required to fetch the Kafka and Spark jars (apt-get install maven)"; exit 1; }
@@ -102,7 +110,7 @@ fmt: $(BIN)/rtap ## Format the code
 # 1,797 s on a slow day (2026-12-04), over the 30 minutes CI allows; two took 1,144 s there, every test passing.
 # `make test PYTEST_WORKERS=` runs them one at a time.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
-test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint $(SERIALIZERS)/bin/python ## Run every check: lint, unit, integration and end-to-end tests
+test: install system-deps $(TOOLS)/bin/checkov $(TOOLS)/bin/actionlint $(TOOLS)/bin/caddy $(SERIALIZERS)/bin/python ## Run every check: lint, unit, integration and end-to-end tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_WORKERS) --durations=20 $(PYTEST_ARGS)  # the slowest tests in the log
 

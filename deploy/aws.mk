@@ -116,8 +116,8 @@ aws-validate: $(BIN)/rtap ## AWS: wait for the host, then check it end to end wi
 	case "$$collector" in \
 	  http://127.0.0.1:*) collector=http://127.0.0.1:$(AWS_TUNNEL_COLLECTOR_PORT) ;; \
 	  https://[0-9]*) ca=$$(mktemp "$${TMPDIR:-/tmp}/rtap-collector-ca.XXXXXX"); \
-	    $(aws_ssh) ubuntu@$$ip "cd /opt/rtap/deploy/compose && sudo docker compose exec -T collector-tls cat /data/caddy/pki/authorities/local/root.crt" >"$$ca" || \
-	    { echo "error: could not read the collector's local CA from $$ip (is collector-tls running?)"; exit 1; } ;; \
+	    $(aws_ssh) ubuntu@$$ip "cd /opt/rtap/deploy/compose && sudo docker compose exec -T tls cat /data/caddy/pki/authorities/local/root.crt" >"$$ca" || \
+	    { echo "error: could not read the collector's local CA from $$ip (is its tls service running?)"; exit 1; } ;; \
 	esac; \
 	control=$$(mktemp -u "$${TMPDIR:-/tmp}/rtap-aws-tunnel.XXXXXX"); \
 	$(aws_ssh) -f -N -M -S "$$control" -o ExitOnForwardFailure=yes \

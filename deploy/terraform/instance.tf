@@ -24,8 +24,8 @@ locals {
     ttl_minutes = var.ttl_hours * 60
     # Compose profiles of the stack (deploy/compose/.env's COMPOSE_PROFILES).
     compose_profiles = var.simulated_producer ? "producer" : ""
-    # Where the dashboard and Metabase are published on the host (RTAP_UI_ADDRESS): its loopback, reached
-    # through an SSH tunnel, unless publish_web_uis.
+    # Where the dashboard and Metabase are published over TLS on the host (RTAP_UI_ADDRESS): its loopback,
+    # reached through an SSH tunnel, unless publish_web_uis. Their plain HTTP ports stay on loopback.
     ui_address = var.publish_web_uis ? "0.0.0.0" : "127.0.0.1"
     # Where the collector's TLS ports are published (RTAP_COLLECTOR_ADDRESS), and the name its certificate
     # is for (empty: the host's public address, found at boot).

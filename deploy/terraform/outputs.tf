@@ -1,3 +1,8 @@
+# The host's name in its certificate (the collector's and the published UIs'): the domain given, else its IP.
+locals {
+  site = var.collector_domain != "" ? var.collector_domain : aws_instance.host.public_ip
+}
+
 output "public_ip" {
   description = "Public IPv4 address of the host."
   value       = aws_instance.host.public_ip
@@ -5,17 +10,17 @@ output "public_ip" {
 
 output "dashboard_url" {
   description = "The rtap dashboard (its password: RTAP_DASHBOARD_PASSWORD in the host's deploy/compose/.env); on this machine while tunnel_command runs, unless publish_web_uis."
-  value       = "http://${var.publish_web_uis ? aws_instance.host.public_ip : "127.0.0.1"}:8050"
+  value       = var.publish_web_uis ? "https://${local.site}:9443" : "http://127.0.0.1:8050"
 }
 
 output "metabase_url" {
   description = "Metabase (its admin password is in the host's deploy/compose/.env, see docs/aws.md); on this machine while tunnel_command runs, unless publish_web_uis."
-  value       = "http://${var.publish_web_uis ? aws_instance.host.public_ip : "127.0.0.1"}:3000"
+  value       = var.publish_web_uis ? "https://${local.site}:3443" : "http://127.0.0.1:3000"
 }
 
 output "collector_url" {
   description = "The collector web pages send their events to (the demo shop: <collector_url>/shop/); on this machine while tunnel_command runs, unless publish_collector."
-  value       = var.publish_collector ? "https://${var.collector_domain != "" ? var.collector_domain : aws_instance.host.public_ip}" : "http://127.0.0.1:8070"
+  value       = var.publish_collector ? "https://${local.site}" : "http://127.0.0.1:8070"
 }
 
 output "spark_ui_url" {

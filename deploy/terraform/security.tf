@@ -1,7 +1,7 @@
 # The host's only firewall. Inbound: SSH from the admin network; the collector's TLS ports (443, and 80 for
 # the redirect and Let's Encrypt) from anywhere, unless publish_collector is false: web pages everywhere send
-# their events there; and with publish_web_uis the dashboard and Metabase from ui_cidrs (otherwise they are
-# reached through an SSH tunnel; the Spark UI always is).
+# their events there; and with publish_web_uis the dashboard and Metabase over TLS (the same Caddy: 9443, 3443)
+# from ui_cidrs (otherwise they are reached through an SSH tunnel; the Spark UI always is).
 # Kafka (9092/9093), ClickHouse (8123/9000) and PostgreSQL (5432) are never opened: they are reached
 # only inside the compose network. Outbound: HTTP and HTTPS only (apt, Docker's registry, GitHub,
 # PyPI, Maven Central). DNS, NTP and the instance metadata service are link-local VPC services that
@@ -11,8 +11,8 @@ locals {
   ui_cidrs = var.ui_cidrs != null ? var.ui_cidrs : [var.admin_cidr]
 
   web_uis = {
-    dashboard = { port = 8050, description = "rtap dashboard" }
-    metabase  = { port = 3000, description = "Metabase" }
+    dashboard = { port = 9443, description = "rtap dashboard over TLS" }
+    metabase  = { port = 3443, description = "Metabase over TLS" }
   }
 
   ui_rules = var.publish_web_uis ? {
@@ -20,7 +20,7 @@ locals {
     "${pair[0]} ${pair[1]}" => merge(local.web_uis[pair[0]], { cidr = pair[1] })
   } : {}
 
-  # The collector behind Caddy (deploy/compose/collector-tls): TLS, and port 80 for its redirect and ACME.
+  # The collector behind Caddy (deploy/compose/tls): TLS, and port 80 for its redirect and ACME.
   collector_ports = var.publish_collector ? {
     https = { port = 443, description = "rtap collector over TLS: web pages' events" }
     http  = { port = 80, description = "rtap collector: redirect to https, Let's Encrypt challenge" }

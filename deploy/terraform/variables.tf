@@ -93,9 +93,10 @@ variable "admin_cidr" {
 
 variable "publish_web_uis" {
   description = <<-EOT
-    Publish the rtap dashboard (8050) and Metabase (3000) on the host's public address, to ui_cidrs. Off by
-    default: they stay on the host's loopback and are reached through an SSH tunnel (the tunnel_command
-    output), so no password crosses the internet in plain HTTP. The Spark UI (no login) is never published.
+    Publish the rtap dashboard and Metabase on the host's public address over TLS (9443, 3443: the host's
+    Caddy, with the collector's certificate), to ui_cidrs. Off by default: they stay on the host's loopback
+    and are reached through an SSH tunnel (the tunnel_command output). Their plain HTTP ports and the Spark UI
+    are never published.
   EOT
   type        = bool
   default     = false
@@ -129,9 +130,9 @@ variable "collector_domain" {
 
 variable "ui_cidrs" {
   description = <<-EOT
-    With publish_web_uis: the networks allowed to reach the rtap dashboard (8050) and Metabase (3000).
-    Null means [admin_cidr]. ["0.0.0.0/0"] opens them to the world: a deliberate choice, see docs/aws.md
-    (both ask for a login, but over plain HTTP).
+    With publish_web_uis: the networks allowed to reach the rtap dashboard (9443) and Metabase (3443), over
+    TLS. Null means [admin_cidr]. ["0.0.0.0/0"] opens them to the world: a deliberate choice, see docs/aws.md
+    (both ask for a login).
   EOT
   type        = list(string)
   default     = null

@@ -47,6 +47,11 @@ class ClientAddress:
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._trusted)
 
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` is one of the trusted proxies, whose forwarded headers are believed."""
+        address = parse_address(peer)
+        return address is not None and self._is_trusted(address)
+
     def resolve(self, peer: str | None, forwarded_for: Sequence[str]) -> IPAddress | None:
         """The client of a request from ``peer`` carrying these ``X-Forwarded-For`` lines (in their order)."""
         client = parse_address(peer)

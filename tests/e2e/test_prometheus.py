@@ -28,6 +28,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.caddy import running_caddy
 from tests.support.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.timeout(900)
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.timeout(900)
 PROMETHEUS = Path("/usr/bin/prometheus")
 LOCAL_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "local.yml"
 COMPOSE_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+SPARK_UI_PROXY = REPO_ROOT / "deploy" / "compose" / "spark-ui" / "Caddyfile"
 STALL_AFTER_S = 10
 # Prometheus runs no longer than this even if the test process is killed and cannot stop it.
 PROMETHEUS_LIFETIME_S = 900
@@ -204,7 +206,7 @@ def spark_jvm(up: subprocess.Popen[bytes]) -> int:
 
 
 def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
-    env: dict[str, str], prometheus: Prometheus, tmp_path: Path
+    env: dict[str, str], prometheus: Prometheus, prometheus_dir: Path, tmp_path: Path
 ) -> None:
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
@@ -251,7 +253,17 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
         assert prometheus.value('sum(rtap_stream_dead_letters_total{reason="other"})') == 0
         # Spark's own metrics arrive too, without its streaming-query gauges (rtap's are the ones above).
         assert prometheus.value('up{job="spark-driver"}') == 1  # with the token; without it, refused
-        assert httpx.get(f"http://127.0.0.1:{spark_ui_port(env)}/metrics/prometheus/", timeout=5).status_code == 403
+        ui = f"127.0.0.1:{spark_ui_port(env)}"
+        assert httpx.get(f"http://{ui}/api/v1/applications", timeout=5).status_code == 403
+        # compose's spark-ui proxy (a real Caddy, deploy/compose/spark-ui/Caddyfile) presents it for a browser
+        proxy_port, token = free_port(), (prometheus_dir / "spark_ui_token").read_text()
+        replacements = {"stream:4040": ui, "\n:4040 {": f"\n:{proxy_port} {{"}
+        with running_caddy(
+            SPARK_UI_PROXY, replacements, {"SPARK_UI_TOKEN": token}, tmp_path / "caddy", ready_port=proxy_port
+        ):
+            through = httpx.get(f"http://127.0.0.1:{proxy_port}/api/v1/applications", timeout=10)
+        assert through.status_code == 200, through.text
+        assert through.json()[0]["name"] == "rtap-stream"
         assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')
         assert not prometheus.query('{__name__=~"metrics_rtap_driver_spark_streaming_.*"}')
         # The collector's own endpoint is scraped, and its alert rules can see it.

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from starlette.types import Scope
 
 from rtap import __version__, metrics
+from rtap.addresses import ClientAddress
 from rtap.dashboard.admission import Admission, CachedAnswers, ClientRateLimit, ResultCache
 from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
@@ -349,7 +350,12 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
     app.add_middleware(CachedAnswers, answer=cached_panel)
     password = Password.from_settings(options)
     if password is not None:  # beyond loopback: a login, then a session for everything else (rtap.dashboard.auth)
-        app.add_middleware(Gate, password=password, lifetime_s=options.session_hours * 3600)
+        app.add_middleware(
+            Gate,
+            password=password,
+            lifetime_s=options.session_hours * 3600,
+            proxies=ClientAddress(options.trusted_proxies),
+        )
     # Outside the login, so that guessing passwords is limited too; inside the metrics, which count its 429s.
     app.add_middleware(
         ClientRateLimit,

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rtap.addresses import ClientAddress
 from rtap.errors import ConfigError
 from rtap.settings import DashboardSettings
 
@@ -183,9 +184,10 @@ class FailedLogins:
 class Gate:
     """ASGI middleware: the login form, and a session required for everything else (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, password: Password, lifetime_s: float) -> None:
+    def __init__(self, app: ASGIApp, password: Password, lifetime_s: float, proxies: ClientAddress) -> None:
         self._app = app
         self._password = password
+        self._proxies = proxies
         self._sessions = Sessions(lifetime_s)
         self._failures = FailedLogins()
         self._form = (resources.files("rtap.dashboard") / "static" / "login.html").read_text(encoding="utf-8")
@@ -237,6 +239,14 @@ class Gate:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._over_tls(request),
         )
         return response
+
+    def _over_tls(self, request: Request) -> bool:
+        """Whether the browser reached the dashboard over TLS: directly, or through a trusted proxy that says so
+        (``X-Forwarded-Proto``); the session cookie is then ``Secure``, never sent over plain HTTP."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else None
+        return self._proxies.trusts(peer) and request.headers.get("x-forwarded-proto") == "https"

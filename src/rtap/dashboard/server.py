@@ -63,7 +63,15 @@ def serve_dashboard(
     host = settings.dashboard.host
     sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     app = create_app(settings, client, definition)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        # rtap believes X-Forwarded-For and -Proto from RTAP_DASHBOARD_TRUSTED_PROXIES only (rtap.addresses);
+        # uvicorn's own handling would believe any peer on 127.0.0.1.
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rtap-dashboard", daemon=True)
     thread.start()

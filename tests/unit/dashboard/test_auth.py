@@ -171,3 +171,28 @@ def test_rtap_validate_logs_in_with_the_password(warehouse: tuple[Settings, Ware
     assert api.get("/api/dashboards").status_code == 200
     with pytest.raises(ConfigError, match="RTAP_DASHBOARD_PASSWORD"):
         dashboard_login(TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader)), "nope")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_proto", "secure"),
+    [
+        ("172.30.253.2", "https", True),  # the TLS proxy the dashboard trusts says the browser used TLS
+        ("172.30.253.2", None, False),  # that proxy, over plain HTTP
+        ("192.0.2.7", "https", False),  # anyone else's header is not believed
+    ],
+)
+def test_the_session_cookie_is_secure_when_the_browser_came_over_tls(
+    warehouse: tuple[Settings, WarehouseClient], peer: str, forwarded_proto: str | None, secure: bool
+) -> None:
+    settings, reader = warehouse
+    behind = protected(settings, password=SecretStr(PASSWORD))
+    behind = behind.model_copy(
+        update={"dashboard": behind.dashboard.model_copy(update={"trusted_proxies": ["172.30.253.0/29"]})}
+    )
+    api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
+    headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
+    answer = api.post("/login", data={"password": PASSWORD}, headers=headers)
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert ("; secure" in cookie.lower()) is secure, cookie

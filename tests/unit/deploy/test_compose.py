@@ -45,11 +45,12 @@ SPARK_DEFAULTS = COMPOSE_DIR / "spark" / "spark-defaults.conf"
 # The documented host (docs/compose.md): every memory limit together, per profile.
 HOST_MEMORY = 8 * 1024**3
 UI_PORTS = {8050, 3000, 4040}
-# The web UIs that ask for a login: the rtap dashboard (its password) and Metabase (its accounts).
-LOGIN_UIS = {8050, 3000}
+# The web UIs that ask for a login, the rtap dashboard (its password) and Metabase (its accounts), over TLS
+# (the tls service): the ports RTAP_UI_ADDRESS publishes; their plain ports stay on loopback.
+LOGIN_UIS_TLS = {9443, 3443}
 # Kafka's listener for producers on the Docker host (the previous system's producers used this port).
 KAFKA_HOST_PORT = 9094
-# The collector: TLS (443, and 80 for the redirect and Let's Encrypt) through collector-tls, its plain port on loopback.
+# The collector: TLS (443, and 80 for the redirect and Let's Encrypt) through tls, its plain port on loopback.
 COLLECTOR_TLS_PORTS = {443, 80}
 COLLECTOR_PORTS = COLLECTOR_TLS_PORTS | {8070}
 PROFILES = {"default": (), "cluster": ("cluster",), "producer": ("producer",), "all": ("cluster", "producer")}
@@ -367,8 +368,7 @@ def test_no_broker_or_database_port_is_published(services: dict[str, dict[str, A
     assert [port["target"] for port in services["kafka"]["ports"]] == [KAFKA_HOST_PORT]
     for name, service in services.items():
         for port in service.get("ports") or []:
-            web_ui = port["target"] in LOGIN_UIS and name in {"dashboard", "metabase-gate"}
-            assert web_ui or port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
 
 
 def published_ports(env_file: Path) -> list[dict[str, Any]]:
@@ -381,15 +381,37 @@ def test_every_port_is_on_loopback_by_default(env_file: Path) -> None:
     """What `make compose-env` writes publishes nothing beyond this machine."""
     assert "RTAP_UI_ADDRESS=127.0.0.1" in env_file.read_text().splitlines()
     published = published_ports(env_file)
-    assert {p["target"] for p in published} == UI_PORTS | COLLECTOR_PORTS | {8080, 9090, KAFKA_HOST_PORT}
+    assert {p["target"] for p in published} == UI_PORTS | LOGIN_UIS_TLS | COLLECTOR_PORTS | {
+        8080,
+        9090,
+        KAFKA_HOST_PORT,
+    }
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
 
 
-def test_only_the_uis_with_a_login_follow_rtap_ui_address(env_file: Path, tmp_path: Path) -> None:
+def test_only_the_uis_with_a_login_follow_rtap_ui_address_and_only_over_tls(env_file: Path, tmp_path: Path) -> None:
+    """A password crosses a network only inside TLS: RTAP_UI_ADDRESS=0.0.0.0 publishes the tls service's ports
+    for the dashboard and Metabase; their plain HTTP ports, and the Spark UI's proxy, stay on loopback."""
     everywhere = tmp_path / ".env"
     everywhere.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=127.0.0.1", "RTAP_UI_ADDRESS=0.0.0.0"))
-    beyond = {p["target"] for p in published_ports(everywhere) if p["host_ip"] != "127.0.0.1"}
-    assert beyond == LOGIN_UIS  # the Spark UI (no login, can stop the job) stays on loopback
+    result = run_compose(everywhere, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    beyond = {
+        (name, p["target"])
+        for name, service in services.items()
+        for p in service.get("ports") or []
+        if p["host_ip"] != "127.0.0.1"
+    }
+    assert beyond == {("tls", port) for port in LOGIN_UIS_TLS}
+    caddyfile = (COMPOSE_DIR / "tls" / "Caddyfile").read_text()
+    assert "{$RTAP_COLLECTOR_SITE:localhost}:9443 {\n\treverse_proxy dashboard:8050\n}" in caddyfile
+    # Metabase through its gate, which runs only once the admin account is claimed
+    assert "{$RTAP_COLLECTOR_SITE:localhost}:3443 {\n\treverse_proxy metabase-gate:3000\n}" in caddyfile
+    (subnet,) = [c["subnet"] for c in json.loads(result.stdout)["networks"]["ui"]["ipam"]["config"]]
+    assert json.loads(environment(services["dashboard"])["RTAP_DASHBOARD_TRUSTED_PROXIES"]) == [subnet]
+    on_the_ui_network = {name for name, service in services.items() if "ui" in (service.get("networks") or {})}
+    assert on_the_ui_network == {"tls", "dashboard", "metabase-gate"}  # nothing else can forge its headers
 
 
 def test_the_collector_is_public_only_through_tls(env_file: Path, tmp_path: Path) -> None:
@@ -408,20 +430,20 @@ def test_the_collector_is_public_only_through_tls(env_file: Path, tmp_path: Path
         for p in service.get("ports") or []
         if p["host_ip"] != "127.0.0.1"
     }
-    assert beyond == {("collector-tls", port) for port in COLLECTOR_TLS_PORTS}
+    assert beyond == {("tls", port) for port in COLLECTOR_TLS_PORTS}
     assert [p["host_ip"] for p in services["collector"]["ports"]] == ["127.0.0.1"]
 
 
 def test_collector_tls_proxies_to_the_collector_which_believes_only_it(
     services: dict[str, dict[str, Any]], stacks: dict[str, dict[str, Any]]
 ) -> None:
-    caddyfile = (COMPOSE_DIR / "collector-tls" / "Caddyfile").read_text()
+    caddyfile = (COMPOSE_DIR / "tls" / "Caddyfile").read_text()
     assert "reverse_proxy collector:8070" in caddyfile
     assert "respond /metrics 404" in caddyfile  # Prometheus reads them inside the network, the public does not
     assert "{$RTAP_COLLECTOR_SITE:localhost} {" in caddyfile
     assert "admin 127.0.0.1:2019" in caddyfile
-    tls, collector = services["collector-tls"], services["collector"]
-    assert set(tls["networks"]) == {"edge"}  # it reaches the collector and nothing else
+    tls, collector = services["tls"], services["collector"]
+    assert set(tls["networks"]) == {"edge", "ui"}  # it reaches the collector, and the UIs it publishes
     assert set(collector["networks"]) == {"default", "edge"}
     (subnet,) = [c["subnet"] for c in stacks["all"]["networks"]["edge"]["ipam"]["config"]]
     env = environment(collector)
@@ -845,7 +867,10 @@ FIXED_BY_REASON = {
         "RTAP_COLLECT_PORT",
     ),
     "a benchmark's switch (bench/bench_collect.py), never a deployment's": ("RTAP_COLLECT_BENCH_NOOP",),
-    "the collector believes X-Forwarded-For from collector-tls only, on the stack's edge network": (
+    "the dashboard believes X-Forwarded-For and -Proto from tls only, on the stack's ui network": (
+        "RTAP_DASHBOARD_TRUSTED_PROXIES",
+    ),
+    "the collector believes X-Forwarded-For from tls only, on the stack's edge network": (
         "RTAP_COLLECT_TRUSTED_PROXIES",
     ),
     "Metabase and its view of ClickHouse are services of the stack": (

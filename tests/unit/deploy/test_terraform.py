@@ -33,8 +33,9 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # EC2 refuses user data above 16 KB (before base64).
 USER_DATA_LIMIT = 16 * 1024
 UI_PORTS = {8050, 3000, 4040}
-# What publish_web_uis may open: the UIs with a login. The Spark UI (none, and it can stop the job) never.
-LOGIN_UIS = {8050, 3000}
+# What publish_web_uis may open: the UIs with a login, over TLS (the host's Caddy). Their plain ports and the
+# Spark UI never.
+LOGIN_UIS = {9443, 3443}
 # Kafka, ClickHouse (HTTP, native, interserver, TLS variants) and PostgreSQL: reached only inside compose.
 NEVER_OPEN = {9092, 9093, 9094, 8123, 8443, 9000, 9009, 9440, 5432}
 # The collector's TLS proxy: 443, and 80 for its redirect to https and Let's Encrypt's HTTP challenge.
@@ -163,9 +164,9 @@ def test_ssh_is_open_to_the_admin_cidr_only(config: dict[str, list[Any]]) -> Non
 
 
 def test_web_uis_stay_on_the_hosts_loopback_unless_published(config: dict[str, list[Any]]) -> None:
-    """By default the host publishes its UIs on its loopback (reached through SSH: no password crosses the
-    internet in plain HTTP) and the security group opens no UI port; publish_web_uis opens the UIs with a
-    login, to ui_cidrs, and puts them on the host's public interface."""
+    """By default the host publishes its UIs on its loopback (reached through SSH) and the security group opens
+    no UI port; publish_web_uis opens the UIs with a login, over TLS only (no password crosses the internet in
+    plain HTTP), to ui_cidrs, and puts their TLS ports on the host's public interface."""
     assert variables(config)["publish_web_uis"]["default"] is False
     rules = local_value(config, "ui_rules")
     assert rules.startswith("${var.publish_web_uis ? {"), rules
@@ -179,6 +180,10 @@ def test_web_uis_stay_on_the_hosts_loopback_unless_published(config: dict[str, l
 def test_published_web_uis_are_open_to_ui_cidrs_which_default_to_the_admin_cidr(config: dict[str, list[Any]]) -> None:
     web_uis = local_value(config, "web_uis")
     assert {ui["port"] for ui in web_uis.values()} == LOGIN_UIS
+    assert not LOGIN_UIS & UI_PORTS  # the TLS ports, never the plain ones
+    outputs = {name: block[name] for block in config["output"] for name in block}
+    assert outputs["dashboard_url"]["value"].startswith('${var.publish_web_uis ? "https://${local.site}:9443"')
+    assert outputs["metabase_url"]["value"].startswith('${var.publish_web_uis ? "https://${local.site}:3443"')
     assert local_value(config, "ui_cidrs") == "${var.ui_cidrs != null ? var.ui_cidrs : [var.admin_cidr]}"
     assert variables(config)["ui_cidrs"]["default"] is None
     rule = resources(config, "aws_vpc_security_group_ingress_rule")["web_ui"]
