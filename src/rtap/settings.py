@@ -593,8 +593,22 @@ class DashboardSettings(BaseSettings):
     password: SecretStr | None = None
     password_hash: SecretStr | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # The password travels in the login form: beyond loopback the dashboard speaks TLS itself with this
+    # certificate and key (PEM), or sits behind a TLS proxy listed in trusted_proxies.
+    tls_certificate_file: Path | None = None
+    tls_key_file: Path | None = None
 
     _networks = field_validator("trusted_proxies")(_ip_networks)
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Self:
+        if (self.tls_certificate_file is None) != (self.tls_key_file is None):
+            raise ValueError("RTAP_DASHBOARD_TLS_CERTIFICATE_FILE and RTAP_DASHBOARD_TLS_KEY_FILE go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certificate_file is not None
 
 
 class MetricsSettings(BaseSettings):

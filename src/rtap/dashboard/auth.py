@@ -5,7 +5,9 @@ bypasses host firewalls such as ufw. So:
 
 - :func:`check_exposure` refuses, before anything listens, an address beyond loopback without
   ``RTAP_DASHBOARD_PASSWORD`` (or its scrypt hash, ``RTAP_DASHBOARD_PASSWORD_HASH``, made by
-  ``rtap dashboard --hash-password``, so the server's environment need not hold the password itself).
+  ``rtap dashboard --hash-password``, so the server's environment need not hold the password itself), and
+  without TLS: its own (``RTAP_DASHBOARD_TLS_*``) or a TLS proxy's (``RTAP_DASHBOARD_TRUSTED_PROXIES``), since
+  the password travels in the login form.
   An OIDC or other single-sign-on proxy is the other way: keep the dashboard on loopback and let the proxy,
   on the same host, reach it there.
 - :class:`Gate` (with a password configured): ``GET /login`` is a form, ``POST /login`` checks the password
@@ -15,8 +17,7 @@ bypasses host firewalls such as ufw. So:
   ``rtap validate``'s liveness probe). Failed logins are limited to :data:`MAX_FAILED_LOGINS` a minute for
   the whole dashboard (429 beyond): a fixed amount of memory, whoever is guessing.
 
-The password travels in the login form, so beyond one machine it belongs behind TLS (a reverse proxy) or an
-SSH tunnel; docs/security.md.
+docs/security.md has what each deployment sets.
 """
 
 from __future__ import annotations
@@ -112,13 +113,23 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: DashboardSettings) -> None:
-    """ConfigError if the dashboard would listen beyond loopback without a password (or with a bad hash)."""
+    """ConfigError if the dashboard would listen beyond loopback without a password (or with a bad hash), or
+    where that password would cross the network in clear: neither TLS of its own nor a TLS proxy it trusts."""
     password = Password.from_settings(settings)
-    if password is None and not is_loopback(settings.host):
+    if is_loopback(settings.host):
+        return
+    if password is None:
         raise ConfigError(
             f"the dashboard would listen on {settings.host}, beyond loopback, without authentication: set "
             "RTAP_DASHBOARD_PASSWORD (or RTAP_DASHBOARD_PASSWORD_HASH from `rtap dashboard --hash-password`), "
             "or keep RTAP_DASHBOARD_HOST=127.0.0.1 (docs/security.md)"
+        )
+    if not settings.tls and not settings.trusted_proxies:
+        raise ConfigError(
+            f"the dashboard would take its password on {settings.host} in plain HTTP: set "
+            "RTAP_DASHBOARD_TLS_CERTIFICATE_FILE and RTAP_DASHBOARD_TLS_KEY_FILE, or put a TLS proxy in front and "
+            "list it in RTAP_DASHBOARD_TRUSTED_PROXIES, or keep RTAP_DASHBOARD_HOST=127.0.0.1 and use an SSH "
+            "tunnel (docs/security.md)"
         )
 
 

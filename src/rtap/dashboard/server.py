@@ -7,6 +7,7 @@ The listening socket is bound here, before uvicorn starts, so a taken port is a 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 
@@ -15,7 +16,7 @@ import uvicorn
 from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
-from rtap.errors import ServiceError
+from rtap.errors import ConfigError, ServiceError
 from rtap.runtime.ports import listening_socket
 from rtap.settings import Settings
 from rtap.warehouse import WarehouseClient
@@ -26,14 +27,14 @@ _START_TIMEOUT_S = 15.0
 class DashboardServer:
     """A running dashboard: ``url`` to open, ``stop()`` to shut it down (also as a context manager)."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket) -> None:
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket, *, tls: bool) -> None:
         self._server = server
         self._thread = thread
         self._socket = sock
         host, port = sock.getsockname()[:2]
         self.host: str = host
         self.port: int = port
-        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
 
     @property
     def running(self) -> bool:
@@ -61,7 +62,6 @@ def serve_dashboard(
     """
     check_exposure(settings.dashboard)
     host = settings.dashboard.host
-    sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     app = create_app(settings, client, definition)
     config = uvicorn.Config(
         app,
@@ -71,7 +71,17 @@ def serve_dashboard(
         # rtap believes X-Forwarded-For and -Proto from RTAP_DASHBOARD_TRUSTED_PROXIES only (rtap.addresses);
         # uvicorn's own handling would believe any peer on 127.0.0.1.
         proxy_headers=False,
+        ssl_certfile=settings.dashboard.tls_certificate_file,
+        ssl_keyfile=settings.dashboard.tls_key_file,
     )
+    try:
+        config.load()  # here, so that unusable TLS files are one clear line before anything listens
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"the dashboard's TLS certificate {settings.dashboard.tls_certificate_file} and key "
+            f"{settings.dashboard.tls_key_file} cannot be used: {exc}"
+        ) from exc
+    sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rtap-dashboard", daemon=True)
     thread.start()
@@ -82,4 +92,4 @@ def serve_dashboard(
             sock.close()
             raise ServiceError(f"the dashboard did not start on {host}:{sock.getsockname()[1]}")
         time.sleep(0.02)
-    return DashboardServer(server, thread, sock)
+    return DashboardServer(server, thread, sock, tls=settings.dashboard.tls)

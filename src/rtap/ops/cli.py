@@ -95,7 +95,10 @@ def validate(
 
     settings = Settings()
     dashboard_url = base_url(
-        target or f"http://{connect_host(settings.dashboard.host)}:{settings.dashboard.port}", "--target"
+        target
+        or f"{'https' if settings.dashboard.tls else 'http'}://"
+        f"{connect_host(settings.dashboard.host)}:{settings.dashboard.port}",
+        "--target",
     )
     options = ValidationOptions(
         freshness_s=freshness_s, flow_timeout_s=flow_timeout_s, allow_empty=frozenset(allow_empty or ())

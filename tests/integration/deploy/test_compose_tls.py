@@ -5,6 +5,7 @@ become this test's loopback ports; nothing else of the file changes."""
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from tests.support.seed import seeded_warehouse
 pytestmark = needs_caddy
 
 CADDYFILE = REPO_ROOT / "deploy" / "compose" / "tls" / "Caddyfile"
-PASSWORD = "a password that must not cross a network in clear"
+PASSWORD = secrets.token_hex(16)  # must not cross a network in clear
 
 
 @pytest.fixture(scope="module")

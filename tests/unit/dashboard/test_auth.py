@@ -4,14 +4,17 @@ answer needs a session (a login form, then a signed cookie); the health probe st
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import MAX_FAILED_LOGINS, SESSION_COOKIE, check_exposure, hash_password
@@ -21,6 +24,7 @@ from rtap.ops.checks import dashboard_login
 from rtap.settings import DashboardSettings, Settings
 from rtap.warehouse import WarehouseClient
 from tests.support.seed import seeded_warehouse
+from tests.support.tls import make_certificates
 
 PASSWORD = "correct horse battery staple"
 
@@ -55,9 +59,58 @@ def test_loopback_needs_no_password(host: str) -> None:
     check_exposure(DashboardSettings(host=host))
 
 
-def test_a_password_or_its_hash_allows_any_address() -> None:
-    check_exposure(DashboardSettings(host="0.0.0.0", password=SecretStr(PASSWORD)))
-    check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr(hash_password(PASSWORD))))
+def test_a_password_or_its_hash_with_tls_allows_any_address(tmp_path: Path) -> None:
+    """TLS of its own or a TLS proxy's in front: the password never crosses the network in clear."""
+    own_tls = {"tls_certificate_file": tmp_path / "c.pem", "tls_key_file": tmp_path / "k.pem"}
+    behind_a_proxy = {"trusted_proxies": ["10.0.0.5"]}
+    for tls in (own_tls, behind_a_proxy):
+        check_exposure(DashboardSettings(host="0.0.0.0", password=SecretStr(PASSWORD), **tls))  # type: ignore[arg-type]
+        hashed = SecretStr(hash_password(PASSWORD))
+        check_exposure(DashboardSettings(host="0.0.0.0", password_hash=hashed, **tls))  # type: ignore[arg-type]
+
+
+def test_a_password_in_plain_http_beyond_loopback_is_refused() -> None:
+    with pytest.raises(ConfigError, match="in plain HTTP: set RTAP_DASHBOARD_TLS_CERTIFICATE_FILE") as refused:
+        check_exposure(DashboardSettings(host="0.0.0.0", password=SecretStr(PASSWORD)))
+    assert "\n" not in str(refused.value)
+
+
+def test_with_a_certificate_the_dashboard_speaks_tls_and_its_cookie_is_secure(
+    warehouse: tuple[Settings, WarehouseClient], tmp_path: Path
+) -> None:
+    settings, reader = warehouse
+    certificates = make_certificates(tmp_path)
+    dashboard = DashboardSettings.model_validate(
+        {
+            "password": SecretStr(PASSWORD),
+            "tls_certificate_file": certificates.broker_certificate,  # made for 127.0.0.1
+            "tls_key_file": certificates.broker_key,
+        }
+    )
+    with serve_dashboard(settings.model_copy(update={"dashboard": dashboard}), reader, port=0) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        trusting = ssl.create_default_context(cafile=certificates.ca)
+        with httpx.Client(base_url=server.url, verify=trusting, follow_redirects=False, timeout=10) as browser:
+            login = browser.post("/login", data={"password": PASSWORD})
+            assert login.status_code == 303
+            assert "; secure" in login.headers["set-cookie"].lower()
+            assert browser.get("/openapi.json").status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url.replace("https:", "http:") + "/api/health", timeout=5)
+
+
+def test_unusable_tls_files_are_one_line_before_anything_listens(
+    warehouse: tuple[Settings, WarehouseClient], tmp_path: Path
+) -> None:
+    settings, reader = warehouse
+    (tmp_path / "c.pem").write_text("not a certificate")
+    dashboard = DashboardSettings.model_validate(
+        {"tls_certificate_file": tmp_path / "c.pem", "tls_key_file": tmp_path / "k.pem"}
+    )
+    with pytest.raises(ConfigError, match=r"TLS certificate .*c\.pem and key .*k\.pem cannot be used"):
+        serve_dashboard(settings.model_copy(update={"dashboard": dashboard}), reader, port=0)
+    with pytest.raises(ValidationError, match="go together"):
+        DashboardSettings.model_validate({"tls_certificate_file": tmp_path / "c.pem"})
 
 
 def test_the_rtap_dashboard_command_refuses_too(warehouse: tuple[Settings, WarehouseClient]) -> None:
@@ -161,7 +214,7 @@ def test_the_hash_password_command_reads_stdin_and_prints_the_hash() -> None:
     assert result.returncode == 0, result.stderr
     printed = result.stdout.strip()
     assert printed.startswith("scrypt$")
-    check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr(printed)))
+    check_exposure(DashboardSettings(host="0.0.0.0", password_hash=SecretStr(printed), trusted_proxies=["10.0.0.5"]))
 
 
 def test_rtap_validate_logs_in_with_the_password(warehouse: tuple[Settings, WarehouseClient]) -> None:

@@ -867,8 +867,10 @@ FIXED_BY_REASON = {
         "RTAP_COLLECT_PORT",
     ),
     "a benchmark's switch (bench/bench_collect.py), never a deployment's": ("RTAP_COLLECT_BENCH_NOOP",),
-    "the dashboard believes X-Forwarded-For and -Proto from tls only, on the stack's ui network": (
+    "the dashboard believes X-Forwarded-For and -Proto from tls only, on the stack's ui network, which is its TLS": (
         "RTAP_DASHBOARD_TRUSTED_PROXIES",
+        "RTAP_DASHBOARD_TLS_CERTIFICATE_FILE",
+        "RTAP_DASHBOARD_TLS_KEY_FILE",
     ),
     "the collector believes X-Forwarded-For from tls only, on the stack's edge network": (
         "RTAP_COLLECT_TRUSTED_PROXIES",
