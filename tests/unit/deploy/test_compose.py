@@ -389,26 +389,35 @@ def test_every_port_is_on_loopback_by_default(env_file: Path) -> None:
     assert {p["host_ip"] for p in published} == {"127.0.0.1"}
 
 
-def test_only_the_uis_with_a_login_follow_rtap_ui_address_and_only_over_tls(env_file: Path, tmp_path: Path) -> None:
-    """A password crosses a network only inside TLS: RTAP_UI_ADDRESS=0.0.0.0 publishes the tls service's ports
-    for the dashboard and Metabase; their plain HTTP ports, and the Spark UI's proxy, stay on loopback."""
-    everywhere = tmp_path / ".env"
-    everywhere.write_text(env_file.read_text().replace("RTAP_UI_ADDRESS=127.0.0.1", "RTAP_UI_ADDRESS=0.0.0.0"))
-    result = run_compose(everywhere, "config", "--format", "json")
+def stack_with(env_file: Path, tmp_path: Path, line: str, instead: str) -> dict[str, Any]:
+    """Compose's model of the stack with one line of the generated .env changed."""
+    changed = tmp_path / ".env"
+    changed.write_text(env_file.read_text().replace(line, instead))
+    result = run_compose(changed, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
-    beyond = {
+    return dict(json.loads(result.stdout))
+
+
+def published_beyond_loopback(services: dict[str, dict[str, Any]]) -> set[tuple[str, int]]:
+    return {
         (name, p["target"])
         for name, service in services.items()
         for p in service.get("ports") or []
         if p["host_ip"] != "127.0.0.1"
     }
-    assert beyond == {("tls", port) for port in LOGIN_UIS_TLS}
+
+
+def test_only_the_uis_with_a_login_follow_rtap_ui_address_and_only_over_tls(env_file: Path, tmp_path: Path) -> None:
+    """A password crosses a network only inside TLS: RTAP_UI_ADDRESS=0.0.0.0 publishes the tls service's ports
+    for the dashboard and Metabase; their plain HTTP ports, and the Spark UI's proxy, stay on loopback."""
+    stack = stack_with(env_file, tmp_path, "RTAP_UI_ADDRESS=127.0.0.1", "RTAP_UI_ADDRESS=0.0.0.0")
+    services = stack["services"]
+    assert published_beyond_loopback(services) == {("tls", port) for port in LOGIN_UIS_TLS}
     caddyfile = (COMPOSE_DIR / "tls" / "Caddyfile").read_text()
     assert "{$RTAP_COLLECTOR_SITE:localhost}:9443 {\n\treverse_proxy dashboard:8050\n}" in caddyfile
     # Metabase through its gate, which runs only once the admin account is claimed
     assert "{$RTAP_COLLECTOR_SITE:localhost}:3443 {\n\treverse_proxy metabase-gate:3000\n}" in caddyfile
-    (subnet,) = [c["subnet"] for c in json.loads(result.stdout)["networks"]["ui"]["ipam"]["config"]]
+    (subnet,) = [c["subnet"] for c in stack["networks"]["ui"]["ipam"]["config"]]
     assert json.loads(environment(services["dashboard"])["RTAP_DASHBOARD_TRUSTED_PROXIES"]) == [subnet]
     on_the_ui_network = {name for name, service in services.items() if "ui" in (service.get("networks") or {})}
     assert on_the_ui_network == {"tls", "dashboard", "metabase-gate"}  # nothing else can forge its headers
@@ -417,20 +426,10 @@ def test_only_the_uis_with_a_login_follow_rtap_ui_address_and_only_over_tls(env_
 def test_the_collector_is_public_only_through_tls(env_file: Path, tmp_path: Path) -> None:
     """RTAP_COLLECTOR_ADDRESS=0.0.0.0 (what the AWS host sets) publishes TLS only: a page on https:// cannot
     post to http://, and the collector's plain port stays on this machine."""
-    public = tmp_path / ".env"
-    public.write_text(
-        env_file.read_text().replace("RTAP_COLLECTOR_ADDRESS=127.0.0.1", "RTAP_COLLECTOR_ADDRESS=0.0.0.0")
-    )
-    result = run_compose(public, "config", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
-    beyond = {
-        (name, p["target"])
-        for name, service in services.items()
-        for p in service.get("ports") or []
-        if p["host_ip"] != "127.0.0.1"
-    }
-    assert beyond == {("tls", port) for port in COLLECTOR_TLS_PORTS}
+    services = stack_with(env_file, tmp_path, "RTAP_COLLECTOR_ADDRESS=127.0.0.1", "RTAP_COLLECTOR_ADDRESS=0.0.0.0")[
+        "services"
+    ]
+    assert published_beyond_loopback(services) == {("tls", port) for port in COLLECTOR_TLS_PORTS}
     assert [p["host_ip"] for p in services["collector"]["ports"]] == ["127.0.0.1"]
 
 
