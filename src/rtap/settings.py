@@ -631,6 +631,8 @@ class MetricsSettings(BaseSettings):
     password: SecretStr | None = None
     tls_certificate_file: Path | None = None
     tls_key_file: Path | None = None
+    # Without TLS, beyond loopback only on a network that never leaves this host (compose's bridge), said here.
+    private_network: bool = False
 
     @model_validator(mode="after")
     def _authenticated_beyond_loopback(self) -> MetricsSettings:
@@ -638,6 +640,17 @@ class MetricsSettings(BaseSettings):
             raise ValueError(
                 f"RTAP_METRICS_HOST={self.host} is beyond loopback, where anyone could read rtap's metrics: set "
                 "RTAP_METRICS_PASSWORD (Prometheus scrapes with basic_auth) or keep RTAP_METRICS_HOST=127.0.0.1"
+            )
+        if (
+            self.enabled
+            and not is_loopback(self.host)
+            and self.tls_certificate_file is None
+            and not self.private_network
+        ):
+            raise ValueError(
+                f"RTAP_METRICS_HOST={self.host}: the scrape password would cross the network in clear: set "
+                "RTAP_METRICS_TLS_CERTIFICATE_FILE and RTAP_METRICS_TLS_KEY_FILE, or RTAP_METRICS_PRIVATE_NETWORK=true "
+                "if that network never leaves this host (a compose bridge)"
             )
         if not self.username or ":" in self.username:
             raise ValueError(f"RTAP_METRICS_USERNAME={self.username!r}: basic auth needs a name without ':'")

@@ -32,17 +32,19 @@ def check_exposure(collect: CollectorSettings, metrics: MetricsSettings) -> None
         )
     if not metrics_access(collect, metrics)[0]:
         log.warning(
-            "the collector listens on %s without RTAP_METRICS_PASSWORD: its /metrics is not served "
-            "(set it, and Prometheus scrapes with basic_auth)",
+            "the collector listens on %s: its /metrics is served there only with RTAP_METRICS_PASSWORD on a "
+            "network that stays on this host (RTAP_METRICS_PRIVATE_NETWORK=true), so it is not served",
             collect.host,
         )
 
 
 def metrics_access(collect: CollectorSettings, metrics: MetricsSettings) -> tuple[bool, ScrapeAuth | None]:
     """Whether the collector serves ``/metrics``, and the credential it asks for. The collector is the public
-    door, its counters are not: beyond loopback they are served only behind ``RTAP_METRICS_PASSWORD``."""
+    door, its counters are not: beyond loopback they are served only behind ``RTAP_METRICS_PASSWORD``, and only
+    where that password may travel: the collector speaks no TLS of its own, so on a network that stays on this
+    host (``RTAP_METRICS_PRIVATE_NETWORK``: compose's, where Prometheus scrapes it)."""
     scrape = ScrapeAuth.from_settings(metrics)
-    return scrape is not None or is_loopback(collect.host), scrape
+    return is_loopback(collect.host) or (scrape is not None and metrics.private_network), scrape
 
 
 def url(sock: socket.socket) -> str:

@@ -19,6 +19,8 @@ PUBLIC = CollectorSettings(_env_file=None, host="0.0.0.0", write_keys={"k": Site
 LOCAL = CollectorSettings(_env_file=None)  # type: ignore[call-arg]
 OPEN = MetricsSettings(_env_file=None)  # type: ignore[call-arg]
 GUARDED = MetricsSettings(_env_file=None, password=SecretStr("s3cret"))  # type: ignore[call-arg]
+# compose's: the password may cross its bridge network, which stays on the host
+GUARDED_PRIVATE = MetricsSettings(_env_file=None, password=SecretStr("s3cret"), private_network=True)  # type: ignore[call-arg]
 
 
 def _metrics_answers(collect: CollectorSettings, metrics: MetricsSettings, *auths: tuple[str, str] | None) -> list[int]:
@@ -38,14 +40,18 @@ def test_on_loopback_metrics_are_open_unless_a_password_is_set() -> None:
     assert _metrics_answers(LOCAL, GUARDED, None, ("prometheus", "nope"), ("prometheus", "s3cret")) == [401, 401, 200]
 
 
-def test_beyond_loopback_metrics_are_served_only_behind_the_password(caplog: pytest.LogCaptureFixture) -> None:
-    assert _metrics_answers(PUBLIC, GUARDED, None, ("prometheus", "s3cret")) == [401, 200]
+def test_beyond_loopback_metrics_are_served_only_behind_the_password_on_a_private_network(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert _metrics_answers(PUBLIC, GUARDED_PRIVATE, None, ("prometheus", "s3cret")) == [401, 200]
     assert _metrics_answers(PUBLIC, OPEN, None, ("prometheus", "s3cret")) == [404, 404]
+    # the collector has no TLS of its own: the password would cross an open network in clear
+    assert _metrics_answers(PUBLIC, GUARDED, ("prometheus", "s3cret")) == [404]
     with caplog.at_level(logging.WARNING, logger="rtap.collect"):
-        check_exposure(PUBLIC, GUARDED)
+        check_exposure(PUBLIC, GUARDED_PRIVATE)
         check_exposure(PUBLIC, OPEN)
     said = [record.getMessage() for record in caplog.records if record.module == "server"]  # not the sink's
     assert said == [
-        "the collector listens on 0.0.0.0 without RTAP_METRICS_PASSWORD: its /metrics is not served "
-        "(set it, and Prometheus scrapes with basic_auth)"
+        "the collector listens on 0.0.0.0: its /metrics is served there only with RTAP_METRICS_PASSWORD on a "
+        "network that stays on this host (RTAP_METRICS_PRIVATE_NETWORK=true), so it is not served"
     ]

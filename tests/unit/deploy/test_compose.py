@@ -841,6 +841,7 @@ FIXED_BY_REASON = {
     "the processes Prometheus scrapes take its password (a compose secret for prometheus.yml's basic_auth), "
     "over the compose network, where it needs no TLS of its own": (
         "RTAP_METRICS_PASSWORD",
+        "RTAP_METRICS_PRIVATE_NETWORK",
         "RTAP_METRICS_USERNAME",
         "RTAP_METRICS_TLS_CERTIFICATE_FILE",
         "RTAP_METRICS_TLS_KEY_FILE",
@@ -1074,6 +1075,7 @@ def test_every_scraped_rtap_process_asks_for_the_password_prometheus_scrapes_wit
             _env_file=None,  # type: ignore[call-arg]
             host=env.get("RTAP_METRICS_HOST", "127.0.0.1"),
             password=SecretStr(env["RTAP_METRICS_PASSWORD"]),
+            private_network=env["RTAP_METRICS_PRIVATE_NETWORK"] == "true",
         )
         assert jobs[job_name]["basic_auth"] == {"username": listening.username, "password_file": secret_file}
     prometheus = services["prometheus"]

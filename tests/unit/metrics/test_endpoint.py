@@ -64,11 +64,20 @@ def test_a_password_makes_every_scrape_present_it() -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "metrics.example"])
-def test_beyond_loopback_the_settings_refuse_to_serve_without_a_password(host: str) -> None:
+def test_beyond_loopback_the_settings_refuse_to_serve_without_a_password_or_in_clear(host: str) -> None:
     with pytest.raises(ValidationError, match=f"RTAP_METRICS_HOST={host} is beyond loopback") as refused:
         MetricsSettings(_env_file=None, host=host)  # type: ignore[call-arg]
     assert "RTAP_METRICS_PASSWORD" in str(refused.value)
-    MetricsSettings(_env_file=None, host=host, password=SecretStr("p"))  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="the scrape password would cross the network in clear"):
+        MetricsSettings(_env_file=None, host=host, password=SecretStr("p"))  # type: ignore[call-arg]
+    MetricsSettings(_env_file=None, host=host, password=SecretStr("p"), private_network=True)  # type: ignore[call-arg]
+    MetricsSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        host=host,
+        password=SecretStr("p"),
+        tls_certificate_file=Path("c.pem"),
+        tls_key_file=Path("k.pem"),
+    )
     MetricsSettings(_env_file=None, host=host, enabled=False)  # type: ignore[call-arg]
     for loopback in ("127.0.0.1", "::1", "localhost"):
         MetricsSettings(_env_file=None, host=loopback)  # type: ignore[call-arg]
