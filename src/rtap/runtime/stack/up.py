@@ -55,10 +55,12 @@ class Component:
 def preflight(settings: Settings, profile: Profile) -> None:
     """Refuse to start when something is certainly going to fail (one clear line, nothing started)."""
     from rtap.collect.server import check_exposure
+    from rtap.dashboard import auth
     from rtap.stream import ui
     from rtap.stream.spark import connector_jars
 
     check_exposure(settings.collect, settings.metrics)
+    auth.check_exposure(settings.dashboard)
     ui.check_exposure(settings.stream)
     find_java()
     connector_jars(settings.jars_dir / "spark")

@@ -99,3 +99,14 @@ def test_a_spark_ui_beyond_loopback_without_its_secret_stops_both_profiles(tmp_p
             preflight(exposed, profile)
     secret = SecretStr("a-secret-of-at-least-thirty-two-chars")
     preflight(settings.model_copy(update={"stream": StreamSettings(ui_host="0.0.0.0", ui_secret=secret)}), LOCAL)
+
+
+def test_a_dashboard_beyond_loopback_without_its_login_or_tls_stops_both_profiles(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
+    for dashboard, refusal in (
+        (DashboardSettings(host="0.0.0.0"), "without authentication"),
+        (DashboardSettings(host="0.0.0.0", password=SecretStr("a password")), "in plain HTTP"),
+    ):
+        for profile in (LOCAL, CLUSTER):
+            with pytest.raises(ConfigError, match=refusal):
+                preflight(settings.model_copy(update={"dashboard": dashboard}), profile)
