@@ -88,6 +88,6 @@ resource "aws_vpc_security_group_egress_rule" "web" {
 check "web_uis_not_public" {
   assert {
     condition     = !var.publish_web_uis || sum(concat([0], [for cidr in toset(local.ui_cidrs) : pow(2, 32 - tonumber(split("/", cidr)[1]))])) < pow(2, 31)
-    error_message = "ui_cidrs open the dashboard and Metabase to half the internet or more, over plain HTTP. Keep it only for a short demo; see docs/aws.md."
+    error_message = "ui_cidrs open the dashboard and Metabase to half the internet or more (behind their logins, over TLS). Keep it only for a short demo; see docs/aws.md."
   }
 }

@@ -58,11 +58,12 @@ def bootstrap_hosts(servers: str) -> list[str]:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine's loopback interface (by address, or as ``localhost``)."""
+    """Whether ``host`` names this machine's loopback interface (by address, bracketed or not, or as ``localhost``).
+    Any other name is not: what it resolves to when checked may not be what it resolves to when bound."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
     except ValueError:
         return False
 

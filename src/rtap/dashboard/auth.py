@@ -25,9 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -40,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap.addresses import ClientAddress
 from rtap.errors import ConfigError
-from rtap.settings import DashboardSettings
+from rtap.settings import DashboardSettings, is_loopback
 
 SESSION_COOKIE = "rtap_session"
 MAX_FAILED_LOGINS = 10
@@ -97,19 +95,6 @@ class Password:
             candidate.encode(), salt=self._salt, n=self._n, r=self._r, p=self._p, dklen=len(self._key)
         )
         return hmac.compare_digest(derived, self._key)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` names is a loopback address (a name is resolved)."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        found = socket.getaddrinfo(host, None)
-    except OSError:
-        return False  # a name that does not resolve is not known to be loopback
-    return bool(found) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in found)
 
 
 def check_exposure(settings: DashboardSettings) -> None:

@@ -97,6 +97,7 @@ def build_session(settings: Settings) -> SparkSession:
     if shutil.which("java") is None:
         raise DependencyError("Java 17+ is required by Spark and was not found on PATH")
     stream = settings.stream
+    ui.check_exposure(stream)  # every session rtap makes (the job's, `rtap jvm archive`'s), before the JVM starts
     # The parse stage runs in Python workers started with the interpreter PySpark reads from PYSPARK_PYTHON
     # (the spark.pyspark.python setting reaches only a driver started by spark-submit): by default this one,
     # whose environment has rtap installed; on a cluster, the executors' own (RTAP_STREAM_PYTHON).
@@ -134,10 +135,11 @@ def build_session(settings: Settings) -> SparkSession:
     )
     if local_master(stream):
         # Local mode, or a standalone cluster on this machine (rtap.runtime.cluster): executors reach the driver on
-        # loopback. The driver and the Spark UI listen on ui_host only (loopback unless configured). The UI
-        # ignores spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
+        # loopback, so its RPC and block-manager ports (no authentication) listen there alone. The Spark UI
+        # listens on ui_host (loopback unless configured, and then behind its token): it ignores
+        # spark.driver.bindAddress and reads SPARK_LOCAL_IP, which the JVM launched below inherits.
         os.environ["SPARK_LOCAL_IP"] = stream.ui_host
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", stream.ui_host)
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     if stream.ui_secret is not None:  # every UI request presents a token (rtap.stream.ui)
         for key, value in ui.spark_config(stream.ui_secret).items():
             builder = builder.config(key, value)

@@ -97,3 +97,13 @@ def test_rtap_stream_prints_the_token_or_refuses_in_one_line() -> None:
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.startswith("error: the Spark UI would listen on 0.0.0.0, beyond loopback")
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_every_session_rtap_builds_checks_first_so_no_path_skips_the_refusal() -> None:
+    """`rtap jvm archive` (run by `make install`) builds its session without `rtap stream`'s check."""
+    from rtap.settings import Settings
+    from rtap.stream.spark import build_session
+
+    exposed = Settings().model_copy(update={"stream": _stream(ui_host="0.0.0.0")})
+    with pytest.raises(ConfigError, match=r"the Spark UI would listen on 0\.0\.0\.0"):
+        build_session(exposed)  # before any JVM starts
