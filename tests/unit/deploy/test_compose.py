@@ -9,6 +9,7 @@ output (anchors merged, variables interpolated), so they see exactly what ``dock
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -398,6 +399,16 @@ def stack_with(env_file: Path, tmp_path: Path, line: str, instead: str) -> dict[
     return dict(json.loads(result.stdout))
 
 
+def proxy_address(stack: dict[str, Any], network: str) -> str:
+    """tls's fixed address on ``network``: inside the network's subnet, and not its gateway (the Docker host,
+    whose processes would otherwise be believed as the proxy)."""
+    (subnet,) = [ipaddress.ip_network(c["subnet"]) for c in stack["networks"][network]["ipam"]["config"]]
+    address = ipaddress.ip_address(stack["services"]["tls"]["networks"][network]["ipv4_address"])
+    assert address in subnet
+    assert address != next(subnet.hosts())  # .1, the gateway
+    return str(address)
+
+
 def published_beyond_loopback(services: dict[str, dict[str, Any]]) -> set[tuple[str, int]]:
     return {
         (name, p["target"])
@@ -417,8 +428,9 @@ def test_only_the_uis_with_a_login_follow_rtap_ui_address_and_only_over_tls(env_
     assert "{$RTAP_COLLECTOR_SITE:localhost}:9443 {\n\treverse_proxy dashboard:8050\n}" in caddyfile
     # Metabase through its gate, which runs only once the admin account is claimed
     assert "{$RTAP_COLLECTOR_SITE:localhost}:3443 {\n\treverse_proxy metabase-gate:3000\n}" in caddyfile
-    (subnet,) = [c["subnet"] for c in stack["networks"]["ui"]["ipam"]["config"]]
-    assert json.loads(environment(services["dashboard"])["RTAP_DASHBOARD_TRUSTED_PROXIES"]) == [subnet]
+    assert json.loads(environment(services["dashboard"])["RTAP_DASHBOARD_TRUSTED_PROXIES"]) == [
+        proxy_address(stack, "ui")
+    ]
     on_the_ui_network = {name for name, service in services.items() if "ui" in (service.get("networks") or {})}
     assert on_the_ui_network == {"tls", "dashboard", "metabase-gate"}  # nothing else can forge its headers
 
@@ -444,9 +456,8 @@ def test_collector_tls_proxies_to_the_collector_which_believes_only_it(
     tls, collector = services["tls"], services["collector"]
     assert set(tls["networks"]) == {"edge", "ui"}  # it reaches the collector, and the UIs it publishes
     assert set(collector["networks"]) == {"default", "edge"}
-    (subnet,) = [c["subnet"] for c in stacks["all"]["networks"]["edge"]["ipam"]["config"]]
     env = environment(collector)
-    assert json.loads(env["RTAP_COLLECT_TRUSTED_PROXIES"]) == [subnet]
+    assert json.loads(env["RTAP_COLLECT_TRUSTED_PROXIES"]) == [proxy_address(stacks["all"], "edge")]
     assert env["RTAP_COLLECT_HOST"] == "0.0.0.0"  # so rtap refuses to start it without write keys of its own
     assert {v["target"]: v["type"] for v in tls["volumes"]}["/data"] == "volume"  # certificates survive restarts
 
