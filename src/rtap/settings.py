@@ -598,6 +598,9 @@ class DashboardSettings(BaseSettings):
     # certificate and key (PEM), or sits behind a TLS proxy listed in trusted_proxies.
     tls_certificate_file: Path | None = None
     tls_key_file: Path | None = None
+    # Without TLS of its own, a login in plain HTTP from a peer that is neither loopback nor a trusted proxy
+    # saying https is refused, unless the port is reachable only from this host (compose: published on loopback).
+    private_network: bool = False
 
     _networks = field_validator("trusted_proxies")(_ip_networks)
 

@@ -36,7 +36,7 @@ from rtap.dashboard.admission import Admission, CachedAnswers, ClientRateLimit, 
 from rtap.dashboard.auth import Gate, Password
 from rtap.dashboard.definition import Dashboard, Definition, Panel, load_definition, setting_parameters
 from rtap.errors import BusyError, RetryableWarehouseError, WarehouseError
-from rtap.settings import Settings
+from rtap.settings import Settings, is_loopback
 from rtap.warehouse import WarehouseClient
 
 log = logging.getLogger(__name__)
@@ -355,6 +355,7 @@ def create_app(settings: Settings, client: WarehouseClient, definition: Definiti
             password=password,
             lifetime_s=options.session_hours * 3600,
             proxies=ClientAddress(options.trusted_proxies),
+            plain_logins=is_loopback(options.host) or options.private_network,
         )
     # Outside the login, so that guessing passwords is limited too; inside the metrics, which count its 429s.
     app.add_middleware(

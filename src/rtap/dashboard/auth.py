@@ -109,12 +109,12 @@ def check_exposure(settings: DashboardSettings) -> None:
             "RTAP_DASHBOARD_PASSWORD (or RTAP_DASHBOARD_PASSWORD_HASH from `rtap dashboard --hash-password`), "
             "or keep RTAP_DASHBOARD_HOST=127.0.0.1 (docs/security.md)"
         )
-    if not settings.tls and not settings.trusted_proxies:
+    if not settings.tls and not settings.trusted_proxies and not settings.private_network:
         raise ConfigError(
             f"the dashboard would take its password on {settings.host} in plain HTTP: set "
             "RTAP_DASHBOARD_TLS_CERTIFICATE_FILE and RTAP_DASHBOARD_TLS_KEY_FILE, or put a TLS proxy in front and "
-            "list it in RTAP_DASHBOARD_TRUSTED_PROXIES, or keep RTAP_DASHBOARD_HOST=127.0.0.1 and use an SSH "
-            "tunnel (docs/security.md)"
+            "list it in RTAP_DASHBOARD_TRUSTED_PROXIES, or set RTAP_DASHBOARD_PRIVATE_NETWORK=true if only this "
+            "host reaches the port, or keep RTAP_DASHBOARD_HOST=127.0.0.1 and use an SSH tunnel (docs/security.md)"
         )
 
 
@@ -177,13 +177,22 @@ class FailedLogins:
             self._times.append(time.monotonic())
 
 
+def _from_loopback(request: Request) -> bool:
+    return request.client is not None and is_loopback(request.client.host)
+
+
 class Gate:
     """ASGI middleware: the login form, and a session required for everything else (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, password: Password, lifetime_s: float, proxies: ClientAddress) -> None:
+    def __init__(
+        self, app: ASGIApp, password: Password, lifetime_s: float, proxies: ClientAddress, *, plain_logins: bool
+    ) -> None:
         self._app = app
         self._password = password
         self._proxies = proxies
+        # Whether a password may arrive in plain HTTP from any peer: on loopback, or on a network the operator
+        # says stays on this host (RTAP_DASHBOARD_PRIVATE_NETWORK). Otherwise only over TLS or from loopback.
+        self._plain_logins = plain_logins
         self._sessions = Sessions(lifetime_s)
         self._failures = FailedLogins()
         self._form = (resources.files("rtap.dashboard") / "static" / "login.html").read_text(encoding="utf-8")
@@ -213,6 +222,10 @@ class Gate:
         return HTMLResponse(self._form.replace("$message", message), status_code=status)
 
     async def _login(self, request: Request) -> Response:
+        if not (self._plain_logins or self._over_tls(request) or _from_loopback(request)):
+            # Refused before the body is read: the password in it has crossed the network in clear already,
+            # but is never checked, so a login page served over plain HTTP by mistake cannot be used.
+            return self._page(403, "Log in over https: this address takes no password in plain HTTP.")
         wait = self._failures.wait_s()
         if wait:
             refused = self._page(429, "Too many failed logins: try again in a minute.")

@@ -37,8 +37,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
 
 
 def protected(settings: Settings, **auth: SecretStr) -> Settings:
-    # An answer is shared for an hour: the login must hold for an answer the cache already has, too.
-    dashboard = DashboardSettings.model_validate({"host": "0.0.0.0", "cache_ttl_s": 3600, **auth})
+    # An answer is shared for an hour: the login must hold for an answer the cache already has, too. The test
+    # client is no loopback peer and speaks no TLS: a port only this host reaches (as compose's) takes its login.
+    dashboard = DashboardSettings.model_validate(
+        {"host": "0.0.0.0", "cache_ttl_s": 3600, "private_network": True, **auth}
+    )
     return settings.model_copy(update={"dashboard": dashboard})
 
 
@@ -228,21 +231,25 @@ def test_rtap_validate_logs_in_with_the_password(warehouse: tuple[Settings, Ware
 
 
 @pytest.mark.parametrize(
-    ("peer", "forwarded_proto", "secure"),
+    ("peer", "forwarded_proto", "private_network", "secure"),
     [
-        ("172.30.253.2", "https", True),  # the TLS proxy the dashboard trusts says the browser used TLS
-        ("172.30.253.2", None, False),  # that proxy, over plain HTTP
-        ("192.0.2.7", "https", False),  # anyone else's header is not believed
+        ("172.30.253.2", "https", False, True),  # the TLS proxy the dashboard trusts says the browser used TLS
+        ("127.0.0.1", None, False, False),  # a browser on this machine
+        ("172.30.253.2", None, True, False),  # that proxy over plain HTTP, on a network that stays on this host
+        ("192.0.2.7", None, True, False),  # anyone there
     ],
 )
 def test_the_session_cookie_is_secure_when_the_browser_came_over_tls(
-    warehouse: tuple[Settings, WarehouseClient], peer: str, forwarded_proto: str | None, secure: bool
+    warehouse: tuple[Settings, WarehouseClient],
+    peer: str,
+    forwarded_proto: str | None,
+    private_network: bool,
+    secure: bool,
 ) -> None:
     settings, reader = warehouse
     behind = protected(settings, password=SecretStr(PASSWORD))
-    behind = behind.model_copy(
-        update={"dashboard": behind.dashboard.model_copy(update={"trusted_proxies": ["172.30.253.0/29"]})}
-    )
+    update = {"trusted_proxies": ["172.30.253.2"], "private_network": private_network}
+    behind = behind.model_copy(update={"dashboard": behind.dashboard.model_copy(update=update)})
     api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
     headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
     answer = api.post("/login", data={"password": PASSWORD}, headers=headers)
@@ -250,3 +257,28 @@ def test_the_session_cookie_is_secure_when_the_browser_came_over_tls(
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=")
     assert ("; secure" in cookie.lower()) is secure, cookie
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_proto"),
+    [
+        ("192.0.2.7", None),  # a browser on the network, straight to the port, in plain HTTP
+        ("192.0.2.7", "https"),  # the same, claiming TLS: only a trusted proxy is believed
+        ("172.30.253.2", None),  # the trusted proxy itself, forwarding plain HTTP
+    ],
+)
+def test_beyond_loopback_a_password_in_plain_http_is_refused_unchecked(
+    warehouse: tuple[Settings, WarehouseClient], peer: str, forwarded_proto: str | None
+) -> None:
+    """RTAP_DASHBOARD_TRUSTED_PROXIES is no promise that only the proxy reaches the port: a login that did not
+    come over TLS is refused (403), whatever its password, before it is checked or counted as a failure."""
+    settings, reader = warehouse
+    behind = protected(settings, password=SecretStr(PASSWORD))
+    update = {"trusted_proxies": ["172.30.253.2"], "private_network": False}
+    behind = behind.model_copy(update={"dashboard": behind.dashboard.model_copy(update=update)})
+    api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
+    headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
+    refused = api.post("/login", data={"password": PASSWORD}, headers=headers)
+    assert refused.status_code == 403
+    assert "Log in over https" in refused.text
+    assert "set-cookie" not in refused.headers

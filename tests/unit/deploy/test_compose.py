@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from rtap import settings as rtap_settings
 from rtap.cli import app
+from rtap.dashboard.auth import check_exposure as check_dashboard_exposure
 from rtap.stream.ui import check_exposure as ui_check_exposure
 from rtap.stream.ui import token as ui_token
 
@@ -478,6 +479,17 @@ def test_the_dashboard_listens_beyond_its_container_only_with_its_password(
     assert GENERATED_NAME.match("RTAP_DASHBOARD_PASSWORD")
     assert env["RTAP_DASHBOARD_PASSWORD"] == generated["RTAP_DASHBOARD_PASSWORD"]
     assert len(env["RTAP_DASHBOARD_PASSWORD"]) >= 32
+    # rtap starts it so (its exposure check), and takes plain-HTTP logins only because the plain port is on loopback
+    check_dashboard_exposure(
+        rtap_settings.DashboardSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            host=env["RTAP_DASHBOARD_HOST"],
+            password=SecretStr(env["RTAP_DASHBOARD_PASSWORD"]),
+            trusted_proxies=json.loads(env["RTAP_DASHBOARD_TRUSTED_PROXIES"]),
+            private_network=env["RTAP_DASHBOARD_PRIVATE_NETWORK"] == "true",
+        )
+    )
+    assert {p["host_ip"] for p in services["dashboard"]["ports"]} == {"127.0.0.1"}
 
 
 def test_metabase_is_published_only_once_its_admin_account_is_claimed(services: dict[str, dict[str, Any]]) -> None:
@@ -880,6 +892,7 @@ FIXED_BY_REASON = {
     "a benchmark's switch (bench/bench_collect.py), never a deployment's": ("RTAP_COLLECT_BENCH_NOOP",),
     "the dashboard believes X-Forwarded-For and -Proto from tls only, on the stack's ui network, which is its TLS": (
         "RTAP_DASHBOARD_TRUSTED_PROXIES",
+        "RTAP_DASHBOARD_PRIVATE_NETWORK",
         "RTAP_DASHBOARD_TLS_CERTIFICATE_FILE",
         "RTAP_DASHBOARD_TLS_KEY_FILE",
     ),
