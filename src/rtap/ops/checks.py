@@ -30,6 +30,7 @@ import httpx
 from rtap.dashboard.auth import SESSION_COOKIE
 from rtap.errors import ConfigError, ServiceError
 from rtap.http_json import request_json
+from rtap.settings import is_loopback
 
 # The panels of dashboards.yaml the flow and freshness checks read (their SQL defines the figures).
 FLOW_PANEL, FLOW_COLUMN = "events_total", "total_events"
@@ -154,6 +155,17 @@ def list_panels(api: httpx.Client) -> tuple[CheckResult, list[PanelRef]]:
         return CheckResult(name, False, f"/api/dashboards has an unexpected shape: missing {exc}"), []
     dashboards = len({panel.dashboard for panel in panels})
     return CheckResult(name, bool(panels), f"{dashboards} dashboards, {len(panels)} panels"), panels
+
+
+def check_password_transport(url: str, option: str) -> None:
+    """ConfigError if rtap would send a password to ``url`` in clear: plain HTTP to a host beyond loopback (an
+    SSH tunnel ends on loopback, TLS is https)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
+        raise ConfigError(
+            f"{option} {url} is plain HTTP beyond loopback, where the password rtap logs in with would travel in "
+            "clear: use its https:// address, or an SSH tunnel to it and http://127.0.0.1"
+        )
 
 
 def dashboard_login(api: httpx.Client, password: str) -> None:

@@ -87,6 +87,7 @@ def validate(
         CollectorTarget,
         MetabaseTarget,
         ValidationOptions,
+        check_password_transport,
         dashboard_login,
         run_checks,
         validate_until,
@@ -107,13 +108,16 @@ def validate(
     with ExitStack() as stack:
         dashboard_client = stack.enter_context(new_client(dashboard_url, timeout_s))
         if settings.dashboard.password is not None:  # a dashboard beyond loopback asks for it
+            check_password_transport(dashboard_url, "--target")
             dashboard_login(dashboard_client, settings.dashboard.password.get_secret_value())
         metabase_target = None
         if metabase:
             password = settings.metabase.admin_password.get_secret_value()
             if not password:
                 raise ConfigError("--metabase needs RTAP_METABASE_ADMIN_PASSWORD to run the rtap cards")
-            metabase_client = stack.enter_context(new_client(base_url(metabase, "--metabase"), timeout_s))
+            metabase_url = base_url(metabase, "--metabase")
+            check_password_transport(metabase_url, "--metabase")
+            metabase_client = stack.enter_context(new_client(metabase_url, timeout_s))
             metabase_target = MetabaseTarget(metabase_client, settings.metabase.admin_email, password)
         collector_target = None
         if not skip_collector:

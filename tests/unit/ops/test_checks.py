@@ -9,6 +9,10 @@ Time never really passes: the flow check's sleep advances a fake clock.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +24,7 @@ from typer.testing import CliRunner
 
 from rtap.dashboard.api import RANGE_CHOICES, DashboardsResponse, PanelResult
 from rtap.dashboard.definition import load_definition
+from rtap.errors import ConfigError
 from rtap.ops.checks import (
     COLLECTOR_PANEL,
     FLOW_PANEL,
@@ -29,6 +34,7 @@ from rtap.ops.checks import (
     CollectorTarget,
     MetabaseTarget,
     ValidationOptions,
+    check_password_transport,
     run_checks,
     validate_until,
 )
@@ -433,3 +439,40 @@ def test_the_panels_and_columns_validate_reads_exist_in_the_packaged_definition(
     assert f"AS {FLOW_COLUMN}" in sql[FLOW_PANEL]
     assert f"AS {WINDOW_COLUMN}" in sql[WINDOWS_PANEL]
     assert FRESHNESS_PANEL in sql
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://203.0.113.5:8050",
+        "http://dashboard.example",
+        "http://localhost.localdomain:3000",
+        "http://[2001:db8::1]",
+    ],
+)
+def test_a_password_is_never_sent_in_plain_http_beyond_loopback(url: str) -> None:
+    with pytest.raises(ConfigError, match="plain HTTP beyond loopback") as refused:
+        check_password_transport(url, "--target")
+    assert url in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:18050", "http://localhost:3000", "http://[::1]:8050", "https://dashboard.example:9443"]
+)
+def test_a_password_goes_over_tls_or_to_loopback(url: str) -> None:
+    check_password_transport(url, "--target")
+
+
+def test_rtap_validate_refuses_before_it_sends_the_password() -> None:
+    """Nothing listens at the target: the refusal comes before any connection."""
+    env = {**os.environ, "RTAP_DASHBOARD_PASSWORD": secrets.token_hex(8), "RTAP_METRICS_ENABLED": "false"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rtap", "validate", "--target", "http://192.0.2.1:8050", "--skip-collector"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: --target http://192.0.2.1:8050 is plain HTTP beyond loopback")
