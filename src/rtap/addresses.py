@@ -65,3 +65,20 @@ class ClientAddress:
             if not self._is_trusted(hop):
                 break
         return client
+
+
+def names_loopback(host_header: str | None) -> bool:
+    """Whether a request's ``Host`` header names this machine's loopback (``localhost`` or a loopback address,
+    with any port). A server on loopback with no login answers only such requests: a web page whose DNS name
+    an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name, and is refused."""
+    if not host_header:
+        return False
+    name = host_header.strip().lower()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1] if "]" in name else ""
+    else:
+        name = name.rpartition(":")[0] if name.count(":") == 1 else name
+    if name in ("localhost", "localhost."):
+        return True
+    address = parse_address(name)
+    return address is not None and address.is_loopback

@@ -262,6 +262,8 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
             SPARK_UI_PROXY, replacements, {"SPARK_UI_TOKEN": token}, tmp_path / "caddy", ready_port=proxy_port
         ):
             through = httpx.get(f"http://127.0.0.1:{proxy_port}/api/v1/applications", timeout=10)
+            rebound = httpx.get(f"http://127.0.0.1:{proxy_port}/api/v1/applications", headers={"Host": "evil.example"})
+            assert rebound.status_code == 421  # DNS rebinding: only this machine's loopback names are answered
         assert through.status_code == 200, through.text
         assert through.json()[0]["name"] == "rtap-stream"
         assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')

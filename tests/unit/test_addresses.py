@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtap.addresses import ClientAddress, parse_address
+from rtap.addresses import ClientAddress, names_loopback, parse_address
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,25 @@ def test_the_client_is_the_peer_or_what_trusted_proxies_say(
 def test_addresses_as_peers_and_proxies_spell_them(text: str | None, address: str | None) -> None:
     parsed = parse_address(text)
     assert (None if parsed is None else str(parsed)) == address
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1:8050", True),
+        ("127.0.0.1", True),
+        ("localhost:8050", True),
+        ("LOCALHOST", True),
+        ("[::1]:8050", True),
+        ("127.1.2.3:80", True),
+        ("evil.example:8050", False),
+        ("evil.example", False),
+        ("localhost.evil.example:8050", False),
+        ("10.0.0.1:8050", False),
+        ("[2001:db8::1]:8050", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_a_host_header_names_loopback_or_not(host: str | None, loopback: bool) -> None:
+    assert names_loopback(host) is loopback

@@ -12,16 +12,34 @@ import threading
 import time
 
 import uvicorn
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rtap.addresses import names_loopback
 from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
 from rtap.errors import ConfigError, ServiceError
 from rtap.runtime.ports import listening_socket
-from rtap.settings import Settings
+from rtap.settings import Settings, is_loopback
 from rtap.warehouse import WarehouseClient
 
 _START_TIMEOUT_S = 15.0
+
+
+class LoopbackNamesOnly:
+    """ASGI middleware: a 421 for any request whose ``Host`` is not a loopback name (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not names_loopback(Headers(scope=scope).get("host")):
+            refused = PlainTextResponse("This dashboard answers only for this machine's loopback names.\n", 421)
+            await refused(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
 
 
 class DashboardServer:
@@ -62,7 +80,9 @@ def serve_dashboard(
     """
     check_exposure(settings.dashboard)
     host = settings.dashboard.host
-    app = create_app(settings, client, definition)
+    app: ASGIApp = create_app(settings, client, definition)
+    if is_loopback(host):  # no login here: only requests for this machine's own names (rtap.addresses)
+        app = LoopbackNamesOnly(app)
     config = uvicorn.Config(
         app,
         log_level="warning",

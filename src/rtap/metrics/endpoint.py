@@ -32,8 +32,9 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from rtap.addresses import names_loopback
 from rtap.errors import ConfigError, PortInUseError, ServiceError
-from rtap.settings import MetricsSettings
+from rtap.settings import MetricsSettings, is_loopback
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -80,6 +81,18 @@ def _guarded(app: WSGIApplication, auth: ScrapeAuth) -> WSGIApplication:
         return [b"rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n"]
 
     return guarded
+
+
+def _loopback_names_only(app: WSGIApplication) -> WSGIApplication:
+    """With no password, on loopback: only requests for this machine's own names (DNS rebinding, rtap.addresses)."""
+
+    def checked(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if names_loopback(environ.get("HTTP_HOST")):
+            return app(environ, start_response)
+        start_response("421 Misdirected Request", [("Content-Type", "text/plain")])
+        return [b"rtap's metrics answer only for this machine's loopback names\n"]
+
+    return checked
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -160,6 +173,8 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
     auth = ScrapeAuth.from_settings(settings)
     if auth is not None:
         app = _guarded(app, auth)
+    elif is_loopback(settings.host):
+        app = _loopback_names_only(app)
     tls = _tls_context(settings)
     try:
         # The family of the address asked for (an IPv6 host needs an AF_INET6 socket), as http.server does.

@@ -282,3 +282,15 @@ def test_beyond_loopback_a_password_in_plain_http_is_refused_unchecked(
     assert refused.status_code == 403
     assert "Log in over https" in refused.text
     assert "set-cookie" not in refused.headers
+
+
+def test_on_loopback_without_a_login_only_loopback_names_are_answered(
+    warehouse: tuple[Settings, WarehouseClient],
+) -> None:
+    """DNS rebinding: a page whose name an attacker points at 127.0.0.1 could otherwise read every panel."""
+    settings, reader = warehouse
+    with serve_dashboard(settings, reader, port=0) as server:
+        for host, status in (("evil.example", 421), ("evil.example:8050", 421), ("localhost:8050", 200)):
+            answer = httpx.get(f"{server.url}/api/health", headers={"Host": host}, timeout=5)
+            assert answer.status_code == status, host
+        assert httpx.get(f"{server.url}/api/health", timeout=5).status_code == 200

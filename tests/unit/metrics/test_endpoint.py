@@ -118,3 +118,11 @@ def test_unusable_tls_files_are_one_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"TLS certificate .*c\.pem and key .*k\.pem cannot be used"):
         serve_metrics(settings, 0)
+
+
+def test_without_a_password_on_loopback_only_loopback_names_are_answered() -> None:
+    """DNS rebinding: a page whose name an attacker points at 127.0.0.1 sends that name as its Host."""
+    with serving(MetricsSettings(_env_file=None), 0, ProducerMetrics()) as endpoint:  # type: ignore[call-arg]
+        assert endpoint is not None
+        for host, status in (("evil.example", 421), (f"evil.example:{endpoint.port}", 421), ("localhost", 200)):
+            assert httpx.get(endpoint.url, headers={"Host": host}, timeout=5).status_code == status, host
