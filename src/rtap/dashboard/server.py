@@ -7,7 +7,6 @@ The listening socket is bound here, before uvicorn starts, so a taken port is a 
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 
@@ -20,12 +19,18 @@ from rtap.addresses import names_loopback
 from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
-from rtap.errors import ConfigError, ServiceError
-from rtap.runtime.ports import listening_socket
-from rtap.settings import Settings, is_loopback
+from rtap.errors import ServiceError
+from rtap.runtime.ports import listening_socket, server_tls_context
+from rtap.settings import DashboardSettings, Settings, is_loopback
 from rtap.warehouse import WarehouseClient
 
 _START_TIMEOUT_S = 15.0
+
+
+def check_tls_files(dashboard: DashboardSettings) -> None:
+    """One clear line, before anything listens, when the dashboard's TLS certificate and key cannot be used."""
+    if dashboard.tls_certificate_file is not None and dashboard.tls_key_file is not None:
+        server_tls_context(dashboard.tls_certificate_file, dashboard.tls_key_file, "the dashboard")
 
 
 class LoopbackNamesOnly:
@@ -79,6 +84,7 @@ def serve_dashboard(
     before the socket is bound.
     """
     check_exposure(settings.dashboard)
+    check_tls_files(settings.dashboard)
     host = settings.dashboard.host
     app: ASGIApp = create_app(settings, client, definition)
     if is_loopback(host):  # no login here: only requests for this machine's own names (rtap.addresses)
@@ -94,13 +100,6 @@ def serve_dashboard(
         ssl_certfile=settings.dashboard.tls_certificate_file,
         ssl_keyfile=settings.dashboard.tls_key_file,
     )
-    try:
-        config.load()  # here, so that unusable TLS files are one clear line before anything listens
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"the dashboard's TLS certificate {settings.dashboard.tls_certificate_file} and key "
-            f"{settings.dashboard.tls_key_file} cannot be used: {exc}"
-        ) from exc
     sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rtap-dashboard", daemon=True)

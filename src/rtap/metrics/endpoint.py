@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, make_wsgi_app
@@ -33,7 +33,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from rtap.addresses import names_loopback
-from rtap.errors import ConfigError, PortInUseError, ServiceError
+from rtap.errors import PortInUseError, ServiceError
+from rtap.runtime.ports import server_tls_context
 from rtap.settings import MetricsSettings, is_loopback
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rtap.metrics")
 
+#: Connections served at once; more are closed at once (a scrape is one).
+MAX_CONNECTIONS = 16
 #: How long a scrape's connection may stay silent (a TLS handshake included) before its thread lets it go.
 CONNECTION_TIMEOUT_S = 30.0
 
@@ -102,6 +105,31 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class _BoundedServer(ThreadingWSGIServer):
+    """One daemon thread per connection, at most :data:`MAX_CONNECTIONS` at once (Prometheus opens one or two):
+    a peer that opens hundreds cannot fill the process with threads; the one beyond the bound is closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class MetricsEndpoint:
@@ -182,7 +210,7 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
             settings.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
 
-        class Server(ThreadingWSGIServer):  # one request thread per scrape, daemon threads
+        class Server(_BoundedServer):
             address_family = family
 
         server = make_server(str(address[0]), port, app, Server, handler_class=_QuietHandler)
@@ -202,15 +230,7 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
 def _tls_context(settings: MetricsSettings) -> ssl.SSLContext | None:
     if settings.tls_certificate_file is None or settings.tls_key_file is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(settings.tls_certificate_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"the metrics endpoint's TLS certificate {settings.tls_certificate_file} and key "
-            f"{settings.tls_key_file} cannot be used: {exc}"
-        ) from exc
-    return context
+    return server_tls_context(settings.tls_certificate_file, settings.tls_key_file, "the metrics endpoint")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import ssl
+from pathlib import Path
 
 from rtap.errors import ConfigError, PortInUseError, ServiceError
 from rtap.settings import LOOPBACK
@@ -69,3 +71,13 @@ def listening_socket(host: str, port: int, what: str) -> socket.socket:
         raise ServiceError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
     sock.set_inheritable(True)
     return sock
+
+
+def server_tls_context(certificate: Path, key: Path, what: str) -> ssl.SSLContext:
+    """A server's TLS context from a PEM certificate and key, or one clear line naming ``what`` and the files."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certificate, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{what}'s TLS certificate {certificate} and key {key} cannot be used: {exc}") from exc
+    return context

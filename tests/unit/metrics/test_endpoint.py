@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -126,3 +127,26 @@ def test_without_a_password_on_loopback_only_loopback_names_are_answered() -> No
         assert endpoint is not None
         for host, status in (("evil.example", 421), (f"evil.example:{endpoint.port}", 421), ("localhost", 200)):
             assert httpx.get(endpoint.url, headers={"Host": host}, timeout=5).status_code == status, host
+
+
+def test_connections_beyond_the_bound_are_closed_and_scrapes_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rtap.metrics.endpoint.MAX_CONNECTIONS", 2)
+    with serving(MetricsSettings(_env_file=None), 0, ProducerMetrics()) as endpoint:  # type: ignore[call-arg]
+        assert endpoint is not None
+        held = [socket.create_connection((endpoint.host, endpoint.port)) for _ in range(2)]  # silent peers
+        try:
+            extra = socket.create_connection((endpoint.host, endpoint.port), timeout=5)
+            assert extra.recv(1) == b""  # closed at once: no thread for it
+            extra.close()
+        finally:
+            for peer in held:
+                peer.close()
+        deadline = time.monotonic() + 10
+        while True:  # the held connections' threads end as their peers close
+            try:
+                if httpx.get(endpoint.url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "no slot came back"
+            time.sleep(0.1)

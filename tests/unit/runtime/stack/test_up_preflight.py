@@ -110,3 +110,16 @@ def test_a_dashboard_beyond_loopback_without_its_login_or_tls_stops_both_profile
         for profile in (LOCAL, CLUSTER):
             with pytest.raises(ConfigError, match=refusal):
                 preflight(settings.model_copy(update={"dashboard": dashboard}), profile)
+
+
+def test_unusable_tls_files_stop_both_profiles_before_anything_starts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_port=free_port(), dashboard_port=free_port())
+    (tmp_path / "c.pem").write_text("not a certificate")
+    files = {"tls_certificate_file": tmp_path / "c.pem", "tls_key_file": tmp_path / "k.pem"}
+    for update, what in (
+        ({"dashboard": DashboardSettings.model_validate(files)}, "the dashboard's"),
+        ({"metrics": MetricsSettings.model_validate({**files, "port": free_port()})}, "the metrics endpoint's"),
+    ):
+        for profile in (LOCAL, CLUSTER):
+            with pytest.raises(ConfigError, match=f"{what} TLS certificate .* cannot be used"):
+                preflight(settings.model_copy(update=update), profile)
