@@ -230,6 +230,19 @@ def test_rtap_validate_logs_in_with_the_password(warehouse: tuple[Settings, Ware
         dashboard_login(TestClient(create_app(protected(settings, password=SecretStr(PASSWORD)), reader)), "nope")
 
 
+def _login_from(
+    warehouse: tuple[Settings, WarehouseClient], peer: str, forwarded_proto: str | None, *, private_network: bool
+) -> httpx.Response:
+    """A right password posted from ``peer`` to a dashboard beyond loopback behind the TLS proxy 172.30.253.2."""
+    settings, reader = warehouse
+    behind = protected(settings, password=SecretStr(PASSWORD))
+    update = {"trusted_proxies": ["172.30.253.2"], "private_network": private_network}
+    behind = behind.model_copy(update={"dashboard": behind.dashboard.model_copy(update=update)})
+    api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
+    headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
+    return api.post("/login", data={"password": PASSWORD}, headers=headers)
+
+
 @pytest.mark.parametrize(
     ("peer", "forwarded_proto", "private_network", "secure"),
     [
@@ -246,13 +259,7 @@ def test_the_session_cookie_is_secure_when_the_browser_came_over_tls(
     private_network: bool,
     secure: bool,
 ) -> None:
-    settings, reader = warehouse
-    behind = protected(settings, password=SecretStr(PASSWORD))
-    update = {"trusted_proxies": ["172.30.253.2"], "private_network": private_network}
-    behind = behind.model_copy(update={"dashboard": behind.dashboard.model_copy(update=update)})
-    api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
-    headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
-    answer = api.post("/login", data={"password": PASSWORD}, headers=headers)
+    answer = _login_from(warehouse, peer, forwarded_proto, private_network=private_network)
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=")
@@ -272,13 +279,7 @@ def test_beyond_loopback_a_password_in_plain_http_is_refused_unchecked(
 ) -> None:
     """RTAP_DASHBOARD_TRUSTED_PROXIES is no promise that only the proxy reaches the port: a login that did not
     come over TLS is refused (403), whatever its password, before it is checked or counted as a failure."""
-    settings, reader = warehouse
-    behind = protected(settings, password=SecretStr(PASSWORD))
-    update = {"trusted_proxies": ["172.30.253.2"], "private_network": False}
-    behind = behind.model_copy(update={"dashboard": behind.dashboard.model_copy(update=update)})
-    api = TestClient(create_app(behind, reader), follow_redirects=False, client=(peer, 40000))
-    headers = {} if forwarded_proto is None else {"X-Forwarded-Proto": forwarded_proto}
-    refused = api.post("/login", data={"password": PASSWORD}, headers=headers)
+    refused = _login_from(warehouse, peer, forwarded_proto, private_network=False)
     assert refused.status_code == 403
     assert "Log in over https" in refused.text
     assert "set-cookie" not in refused.headers
