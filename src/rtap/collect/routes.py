@@ -230,11 +230,7 @@ def create_app(
 
     async def prometheus(request: Request) -> Response:
         if scrape is not None and not scrape.allows(request.headers.get("authorization")):
-            return PlainTextResponse(
-                "rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n",
-                401,
-                headers={"WWW-Authenticate": ScrapeAuth.CHALLENGE},
-            )
+            return PlainTextResponse(ScrapeAuth.REFUSAL, 401, headers={"WWW-Authenticate": ScrapeAuth.CHALLENGE})
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager

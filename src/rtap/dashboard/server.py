@@ -87,7 +87,7 @@ def serve_dashboard(
     check_tls_files(settings.dashboard)
     host = settings.dashboard.host
     app: ASGIApp = create_app(settings, client, definition)
-    if is_loopback(host):  # no login here: only requests for this machine's own names (rtap.addresses)
+    if is_loopback(host):  # on loopback: only requests for this machine's own names (rtap.addresses)
         app = LoopbackNamesOnly(app)
     config = uvicorn.Config(
         app,

@@ -62,6 +62,7 @@ class ScrapeAuth:
     with ``RTAP_METRICS_USERNAME`` and that password, compared in constant time."""
 
     CHALLENGE = 'Basic realm="rtap metrics", charset="UTF-8"'
+    REFUSAL = "rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n"
 
     def __init__(self, username: str, password: str) -> None:
         self._expected = b"Basic " + base64.b64encode(f"{username}:{password}".encode())
@@ -81,7 +82,7 @@ def _guarded(app: WSGIApplication, auth: ScrapeAuth) -> WSGIApplication:
         if auth.allows(environ.get("HTTP_AUTHORIZATION")):
             return app(environ, start_response)
         start_response("401 Unauthorized", [("WWW-Authenticate", ScrapeAuth.CHALLENGE), ("Content-Type", "text/plain")])
-        return [b"rtap's metrics need RTAP_METRICS_USERNAME and RTAP_METRICS_PASSWORD (basic auth)\n"]
+        return [ScrapeAuth.REFUSAL.encode()]
 
     return guarded
 
@@ -203,7 +204,7 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
         app = _guarded(app, auth)
     elif is_loopback(settings.host):
         app = _loopback_names_only(app)
-    tls = _tls_context(settings)
+    tls = tls_context(settings)
     try:
         # The family of the address asked for (an IPv6 host needs an AF_INET6 socket), as http.server does.
         family, _, _, _, address = socket.getaddrinfo(
@@ -227,7 +228,8 @@ def serve_metrics(settings: MetricsSettings, port: int, *collectors: Collector) 
     return MetricsEndpoint(server, thread, registry, tls=tls is not None)
 
 
-def _tls_context(settings: MetricsSettings) -> ssl.SSLContext | None:
+def tls_context(settings: MetricsSettings) -> ssl.SSLContext | None:
+    """The endpoint's TLS, when configured; unusable files are one clear line (also rtap up's preflight)."""
     if settings.tls_certificate_file is None or settings.tls_key_file is None:
         return None
     return server_tls_context(settings.tls_certificate_file, settings.tls_key_file, "the metrics endpoint")

@@ -34,7 +34,6 @@ from rtap.runtime.jvm import class_sharing_options
 from rtap.settings import JAVA_REDACTION_REGEX, Settings
 from rtap.stream import ui
 from rtap.stream.transforms import parse_records, parsed_schema
-from rtap.stream.ui import local_master
 
 # The Kafka source and its client: resolved by `make jars` from jars/pom.xml (profile `spark`), pinned to the
 # exact pyspark version. Nothing else goes on the class path: pyspark ships the rest.
@@ -133,7 +132,7 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_RECORDS))
         .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
     )
-    if local_master(stream):
+    if ui.local_master(stream):
         # Local mode, or a standalone cluster on this machine (rtap.runtime.cluster): executors reach the driver on
         # loopback, so its RPC and block-manager ports (no authentication) listen there alone. The Spark UI
         # listens on ui_host (loopback unless configured, and then behind its token): it ignores

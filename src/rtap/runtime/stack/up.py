@@ -57,7 +57,7 @@ def preflight(settings: Settings, profile: Profile) -> None:
     from rtap.collect.server import check_exposure
     from rtap.dashboard import auth
     from rtap.dashboard.server import check_tls_files
-    from rtap.runtime.ports import server_tls_context
+    from rtap.metrics.endpoint import tls_context
     from rtap.stream import ui
     from rtap.stream.spark import connector_jars
 
@@ -65,8 +65,8 @@ def preflight(settings: Settings, profile: Profile) -> None:
     auth.check_exposure(settings.dashboard)
     ui.check_exposure(settings.stream)
     check_tls_files(settings.dashboard)
-    if settings.metrics.enabled and settings.metrics.tls_certificate_file and settings.metrics.tls_key_file:
-        server_tls_context(settings.metrics.tls_certificate_file, settings.metrics.tls_key_file, "the metrics endpoint")
+    if settings.metrics.enabled:
+        tls_context(settings.metrics)
     find_java()
     connector_jars(settings.jars_dir / "spark")
     ports = [
