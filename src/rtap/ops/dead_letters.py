@@ -139,22 +139,30 @@ class DeadLetter:
 
 
 def parse_instant(value: str, option: str) -> datetime:
-    """An ISO 8601 instant, naive meaning UTC (rtap stores UTC); one clear line when it is not one."""
+    """An ISO 8601 instant, naive meaning UTC (rtap stores UTC); one clear line when it is not one, or when its
+    offset moves it out of Python's calendar (0001-01-01T00:00+01:00 is in year 0 in UTC)."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ConfigError(
             f"{option} must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z, got {value!r}"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"{option} must be between the years 1 and 9999 in UTC, got {value!r}") from None
 
 
 def parse_duration(value: str, option: str) -> timedelta:
     """``90s``, ``15m``, ``6h`` or ``2d``."""
     match = DURATION.match(value)
-    if match is None or int(match[1]) == 0:
+    try:  # int() refuses more than 4,300 digits; timedelta more than 999,999,999 days
+        duration = timedelta(**{DURATION_UNITS[match[2]]: int(match[1])}) if match is not None else None
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{option} reaches back beyond the year 1, got {value!r}") from None
+    if not duration:
         raise ConfigError(f"{option} must be a positive duration such as 90s, 15m, 6h or 2d, got {value!r}")
-    return timedelta(**{DURATION_UNITS[match[2]]: int(match[1])})
+    return duration
 
 
 def resolve_filters(
@@ -174,7 +182,13 @@ def resolve_filters(
     if start is not None:
         begin = parse_instant(start, "--from")
     else:
-        begin = stop - parse_duration(since or default_since, "--since")
+        back = since or default_since
+        try:
+            begin = stop - parse_duration(back, "--since")
+        except OverflowError:
+            raise ConfigError(
+                f"--since {back} before {stop.isoformat()} reaches back beyond the year 1; give a shorter one or --from"
+            ) from None
     if begin >= stop:
         raise ConfigError(f"--from ({begin.isoformat()}) must be before --to ({stop.isoformat()})")
     if topic is not None and not topic.strip():

@@ -177,6 +177,13 @@ def test_recent_payloads_newest_first_cut_and_escaped(reader: WarehouseClient) -
         ({"start": "yesterday"}, "--from must be an ISO 8601 date-time"),
         ({"start": "2026-01-02", "end": "2026-01-01"}, "must be before --to"),
         ({"topic": " "}, "--topic must not be empty"),
+        # Out of Python's calendar: one line naming the option, not an OverflowError.
+        ({"since": "1000000d"}, "--since 1000000d before .* reaches back beyond the year 1"),
+        ({"since": "1000000000d"}, "--since reaches back beyond the year 1"),  # more days than timedelta holds
+        ({"since": "9" * 5000 + "s"}, "--since reaches back beyond the year 1"),  # more digits than int() reads
+        ({"end": "0001-01-01T00:30:00Z"}, "--since 1h before 0001-01-01T00:30:00.* reaches back beyond the year 1"),
+        ({"start": "0001-01-01T00:00+01:00"}, "--from must be between the years 1 and 9999 in UTC"),
+        ({"start": "2026-01-01", "end": "9999-12-31T23:30-01:00"}, "--to must be between the years 1 and 9999"),
     ],
 )
 def test_bad_options_are_one_clear_line(options: dict[str, str], message: str) -> None:
@@ -207,6 +214,22 @@ def test_a_bad_option_is_one_line_and_exit_2(settings: Settings) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == "error: --since must be a positive duration such as 90s, 15m, 6h or 2d, got 'a while'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["dlq", "show", "--since", "1000000d"], "--since"),
+        (["dlq", "replay", "--from", "0001-01-01T00:00+01:00"], "--from"),
+        (["dlq", "reasons", "--to", "9999-12-31T23:30-01:00"], "--to"),
+    ],
+)
+def test_a_date_outside_the_calendar_is_one_line_and_exit_2(settings: Settings, args: list[str], option: str) -> None:
+    result = rtap(settings, *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"error: {option} ")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def two_days_ago(**filters: str | None) -> Filters:
