@@ -60,12 +60,14 @@ def up(
     The console shows the start-up steps, a status line (events/s, Kafka lag, freshness, dead letters, late,
     duplicates) and warnings; Spark's, Kafka clients' and INFO logs go to DATA_DIR/logs/rtap-up.log.
     """
+    from rtap.ingest.producer import validate_run
     from rtap.runtime.stack.console import operator_output
     from rtap.runtime.stack.profiles import PROFILES
     from rtap.runtime.stack.up import run_stack
 
     if rate <= 0:
         raise ConfigError(f"--rate must be > 0 for `rtap up`, got {rate}")
+    validate_run(rate, None, None)  # the generator's own check (NaN, inf), before anything starts
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
     with operator_output(settings, verbose=verbose) as output:
         output.console.line(f"log: {output.log_path} (Spark, Kafka clients, one line per micro-batch)")
