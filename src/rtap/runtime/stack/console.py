@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtap.console import console as make_console
+from rtap.runtime.process import LOG_BACKUPS, LOG_MAX_BYTES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from rtap.settings import Settings
 
 LOG_FILE = "rtap-up.log"
-LOG_MAX_BYTES = 20 * 2**20
-LOG_BACKUPS = 3
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The logger that carries what was written to descriptors 1 and 2 (the JVM, librdkafka, stray prints).
 OUTPUT_LOGGER = "rtap.output"
