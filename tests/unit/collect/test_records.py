@@ -80,3 +80,14 @@ def test_an_event_too_large_as_written_refuses_the_request() -> None:
         encode([{"a": "x" * 10}, {"a": "x" * 2000}], {"site": "s"}, max_event_bytes=1024)
     assert caught.value.reason == Reason.EVENT_TOO_LARGE
     assert caught.value.events == 2
+
+
+@pytest.mark.parametrize("depth", [254, 300, 1023])
+def test_an_event_nested_deeper_than_orjson_writes_is_refused_as_wrong_shape(depth: int) -> None:
+    event = {"properties": orjson.loads(b"[" * depth + b"]" * depth)}  # what a request of that depth parses to
+    with pytest.raises(Refused) as caught:
+        encode([{"a": 1}, event], {"site": "s"}, max_event_bytes=1 << 20)
+    assert caught.value.reason == Reason.WRONG_SHAPE
+    assert caught.value.status == 400
+    assert "event 1" in caught.value.message
+    assert caught.value.events == 2
