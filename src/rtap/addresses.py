@@ -82,3 +82,12 @@ def names_loopback(host_header: str | None) -> bool:
         return True
     address = parse_address(name)
     return address is not None and address.is_loopback
+
+
+def client_key(address: IPAddress) -> str:
+    """What a limit per client counts under: an IPv4 address, or an IPv6 address's /64. One host is commonly
+    given a whole /64 and may send from any address in it: counted per address, it would get a fresh allowance
+    (and could evict everyone else's) with each one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)

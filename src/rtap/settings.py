@@ -735,6 +735,12 @@ class CollectorSettings(BaseSettings):
     max_batch_events: int = Field(default=500, ge=1)
     # Connections and requests served at once (each holds at most max_body_bytes); beyond it uvicorn answers 503.
     max_connections: int = Field(default=2048, ge=1)
+    # A slow client holds a connection: its request line and headers must arrive within header_timeout_s (408),
+    # its body within body_timeout_s (408, retried), and one client (an IPv6 /64) may hold at most
+    # max_connections_per_client of max_connections (loopback and trusted proxies uncounted; rtap.runtime.http).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_connections_per_client: int = Field(default=256, ge=1)
     # Server processes on the one listening socket (rtap.collect.workers): one interpreter serves ~37,000 events/s
     # within 25 ms on this project's 2-core machine (bench/results/collect.md). Each has its own producer queue and
     # connection limit, and takes 1/workers of each key's rate and burst.

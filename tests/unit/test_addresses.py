@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtap.addresses import ClientAddress, names_loopback, parse_address
+from rtap.addresses import ClientAddress, client_key, names_loopback, parse_address
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,19 @@ def test_addresses_as_peers_and_proxies_spell_them(text: str | None, address: st
 )
 def test_a_host_header_names_loopback_or_not(host: str | None, loopback: bool) -> None:
     assert names_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.5", "203.0.113.5"),
+        ("2001:db8:1:2::7", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # the same host's /64: one client
+        ("2001:db8:1:3::7", "2001:db8:1:3::/64"),
+        ("::ffff:203.0.113.5", "203.0.113.5"),  # IPv4-mapped: the IPv4 client it is
+    ],
+)
+def test_a_limit_counts_an_ipv4_client_by_its_address_and_an_ipv6_one_by_its_64(address: str, key: str) -> None:
+    parsed = parse_address(address)
+    assert parsed is not None
+    assert client_key(parsed) == key

@@ -18,10 +18,12 @@ from starlette.responses import Response
 
 @dataclass(frozen=True)
 class Answer:
-    """One kind of refusal: its HTTP status and whether the client should send the same request again later."""
+    """One kind of refusal: its HTTP status, whether the client should send the same request again later, and
+    whether the connection is closed after it (a client too slow to send its body would go on holding it)."""
 
     status: int
     retry: bool
+    close: bool = False
 
 
 class Reason(Enum):
@@ -36,6 +38,7 @@ class Reason(Enum):
     UNKNOWN_WRITE_KEY = "unknown_write_key"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"  # the browser's Origin is not one of the key's origins
     BODY_TOO_LARGE = "body_too_large"  # the body, or what it inflates to
+    BODY_TIMEOUT = "body_timeout"  # the body did not arrive within RTAP_COLLECT_BODY_TIMEOUT_S
     EVENT_TOO_LARGE = "event_too_large"  # one event, as it would be written to Kafka
     TOO_MANY_EVENTS = "too_many_events"  # more events in one request than RTAP_COLLECT_MAX_BATCH_EVENTS
     RATE_LIMITED = "rate_limited"  # the write key's or the client's token bucket is empty
@@ -55,6 +58,7 @@ ANSWERS: dict[Reason, Answer] = {
     Reason.UNKNOWN_WRITE_KEY: Answer(401, retry=False),
     Reason.ORIGIN_NOT_ALLOWED: Answer(403, retry=False),
     Reason.BODY_TOO_LARGE: Answer(413, retry=False),
+    Reason.BODY_TIMEOUT: Answer(408, retry=True, close=True),
     Reason.EVENT_TOO_LARGE: Answer(413, retry=False),
     Reason.TOO_MANY_EVENTS: Answer(413, retry=False),
     Reason.RATE_LIMITED: Answer(429, retry=True),
@@ -90,6 +94,8 @@ def refusal(refused: Refused, headers: dict[str, str] | None = None) -> Response
     extra = dict(headers or {})
     if answer.retry:
         extra["Retry-After"] = str(refused.retry_after_s or 1)
+    if answer.close:
+        extra["Connection"] = "close"
     body = orjson.dumps({"error": refused.message, "reason": refused.reason.value})
     return Response(body, status_code=answer.status, headers=extra, media_type="application/json")
 

@@ -2,8 +2,9 @@
 
 A write key is public (it sits in the site's pages); what makes it useful to the site alone is its list of
 origins: a browser states the page's origin in the ``Origin`` header and cannot lie about it, so another
-site's pages cannot send with the key. A request without ``Origin`` (a server, curl, the pixel as an image)
-is accepted on the key alone: a non-browser client could write any header anyway.
+site's pages cannot send with the key. The pixel, an image, carries no ``Origin``: its ``Referer``'s origin is
+checked instead (browsers send it by default). A request with neither (a server, curl, a page that hides its
+referrer) is accepted on the key alone: a non-browser client could write any header anyway.
 
 Preflights (``OPTIONS``) carry no body and no header values, so they are answered from the key in the query
 (``?key=``) when there is one, else from every configured key's origins; the request that follows is checked
@@ -12,6 +13,7 @@ against its own key.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 
 from rtap.collect.api import Reason, Refused
@@ -64,6 +66,20 @@ class WriteKeys:
             return origin.lower() in self._any_origin
         site = self._sites.get(key)
         return site is not None and origin.lower() in site.origins
+
+
+def referer_origin(referer: str | None) -> str | None:
+    """The origin (``scheme://host[:port]``) of a ``Referer`` URL; None without one, or for one that names no
+    http(s) origin."""
+    if not referer:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(referer.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def cors_headers(origin: str | None) -> dict[str, str]:

@@ -9,6 +9,8 @@ wrong shape.
 
 from __future__ import annotations
 
+import asyncio
+import urllib.parse
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,18 +34,28 @@ class Envelope:
 
 
 async def read_body(
-    chunks: AsyncIterator[bytes], *, content_length: str | None, content_encoding: str | None, limit: int
+    chunks: AsyncIterator[bytes],
+    *,
+    content_length: str | None,
+    content_encoding: str | None,
+    limit: int,
+    timeout_s: float,
 ) -> bytes:
-    """The request's body, inflated when it is gzip, refused when either form exceeds ``limit`` bytes."""
+    """The request's body, inflated when it is gzip, refused when either form exceeds ``limit`` bytes or the
+    body takes longer than ``timeout_s`` to arrive (a client trickling it would hold its connection forever)."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise Refused(Reason.BODY_TOO_LARGE, f"the body has {content_length} bytes, more than {limit}")
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise Refused(Reason.BODY_TOO_LARGE, f"the body has more than {limit} bytes")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(Reason.BODY_TOO_LARGE, f"the body has more than {limit} bytes")
+                parts.append(chunk)
+    except TimeoutError as exc:
+        raise Refused(Reason.BODY_TIMEOUT, f"the body took longer than {timeout_s:g} s", retry_after_s=1) from exc
     body = b"".join(parts)
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("identity", ""):
@@ -65,6 +77,17 @@ def inflate(body: bytes, limit: int) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise Refused(Reason.INVALID_GZIP, "the gzip body is truncated or followed by other bytes")
     return out
+
+
+def query(raw: bytes) -> dict[str, str]:
+    """A query string's parameters (the last of a repeated name), decoded strictly: a percent-escape that is
+    not UTF-8 (or a byte that is not ASCII) is refused, never replaced by U+FFFD, which would store other bytes
+    than those sent."""
+    try:
+        pairs = urllib.parse.parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise Refused(Reason.INVALID_JSON, f"the query string is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    return dict(pairs)
 
 
 def parse_json(data: bytes | str, what: str = "the body") -> Any:

@@ -30,10 +30,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap import metrics as rtap_metrics
-from rtap.addresses import ClientAddress
+from rtap.addresses import ClientAddress, client_key
 from rtap.collect import payload
 from rtap.collect.api import Reason, Refused, accepted, refusal
-from rtap.collect.keys import Site, WriteKeys, cors_headers, preflight_headers
+from rtap.collect.keys import Site, WriteKeys, cors_headers, preflight_headers, referer_origin
 from rtap.collect.limiters import RateLimiter
 from rtap.collect.records import encode, fill_pixel, received_now, server_fields
 from rtap.collect.sinks import Sink
@@ -85,6 +85,7 @@ class Collector:
                 content_length=request.headers.get("content-length"),
                 content_encoding=request.headers.get("content-encoding"),
                 limit=self._settings.max_body_bytes,
+                timeout_s=self._settings.body_timeout_s,
             )
             document = payload.parse_json(body)
             envelope = payload.single(document) if single else payload.batch(document, self._settings.max_batch_events)
@@ -105,14 +106,16 @@ class Collector:
     async def pixel(self, request: Request) -> Response:
         received_at = received_now()
         origin = request.headers.get("origin")
-        params = request.query_params
         try:
+            params = payload.query(request.scope["query_string"])
             encoded = params.get("e")
             if encoded is None:
                 raise Refused(Reason.WRONG_SHAPE, "the pixel needs the event as JSON in e=")
             envelope = payload.single(payload.parse_json(encoded, "e="))
             key = params.get("key") or envelope.write_key
-            site = self._keys.site(key, origin)
+            # An image request has no Origin; the page's origin is in its Referer (browsers send it by default),
+            # so another site's page embedding the pixel is refused like its scripts are (rtap.collect.keys).
+            site = self._keys.site(key, origin or referer_origin(request.headers.get("referer")))
             assert key is not None
             if "sent_at" in params:
                 envelope = payload.Envelope(key, params["sent_at"], envelope.events)
@@ -135,7 +138,7 @@ class Collector:
         """Stamp, limit, encode and store one request's events; their number once Kafka has them all."""
         peer = request.client.host if request.client is not None else None
         client = self._addresses.resolve(peer, request.headers.getlist("x-forwarded-for"))
-        self._limiter.admit(key, None if client is None else str(client), len(envelope.events))
+        self._limiter.admit(key, None if client is None else client_key(client), len(envelope.events))
         user_agent = request.headers.get("user-agent")
         fields = server_fields(
             received_at=received_at,

@@ -17,6 +17,7 @@ from rtap.collect.routes import create_app
 from rtap.collect.sinks import KafkaSink
 from rtap.errors import ConfigError
 from rtap.metrics.endpoint import ScrapeAuth
+from rtap.runtime.http import guarded_protocol
 from rtap.settings import CollectorSettings, MetricsSettings, Settings, is_loopback
 
 log = logging.getLogger("rtap.collect")
@@ -47,6 +48,12 @@ def metrics_access(collect: CollectorSettings, metrics: MetricsSettings) -> tupl
     return is_loopback(collect.host) or (scrape is not None and metrics.private_network), scrape
 
 
+def max_header_bytes(collect: CollectorSettings) -> int:
+    """The longest request line and headers the collector reads: the pixel's URL carries a whole event,
+    percent-encoded (up to 3 bytes a byte), beside ordinary headers."""
+    return 16_384 + 3 * collect.max_event_bytes
+
+
 def url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -67,6 +74,12 @@ def serve_process(settings: Settings, sock: socket.socket) -> None:
         proxy_headers=False,  # rtap.collect.records reads X-Forwarded-For from trusted proxies only
         server_header=False,
         limit_concurrency=settings.collect.max_connections,
+        http=guarded_protocol(
+            header_timeout_s=settings.collect.header_timeout_s,
+            max_header_bytes=max_header_bytes(settings.collect),
+            per_client=settings.collect.max_connections_per_client,
+            trusted_proxies=settings.collect.trusted_proxies,
+        ),
         timeout_graceful_shutdown=math.ceil(settings.collect.ack_timeout_s) + 2,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtap import metrics
-from rtap.addresses import ClientAddress
+from rtap.addresses import ClientAddress, client_key
 from rtap.buckets import TokenBuckets
 from rtap.errors import BusyError
 
@@ -189,10 +189,11 @@ class ClientRateLimit:
         await self._app(scope, receive, send)
 
     def _client(self, peer: str, scope: Scope) -> str:
-        """The viewer's address: the peer, or what a trusted proxy's X-Forwarded-For lines say."""
+        """The viewer's address (an IPv6 one's /64: rtap.addresses.client_key): the peer, or what a trusted
+        proxy's X-Forwarded-For lines say."""
         forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
         resolved = self._addresses.resolve(peer, forwarded)
-        return peer if resolved is None else str(resolved)
+        return peer if resolved is None else client_key(resolved)
 
     def _refusal(self, wait_s: float) -> Response:
         metrics.DASHBOARD.rate_limited.inc()

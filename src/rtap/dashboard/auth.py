@@ -177,6 +177,17 @@ class FailedLogins:
             self._times.append(time.monotonic())
 
 
+async def read_login_body(request: Request) -> bytes | None:
+    """The login form's body, or None past :data:`MAX_LOGIN_BODY` bytes: counted as it arrives, since a chunked
+    body has no length to check first, and it comes before anyone has logged in."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_LOGIN_BODY:
+            return None
+    return body
+
+
 def _from_loopback(request: Request) -> bool:
     return request.client is not None and is_loopback(request.client.host)
 
@@ -233,8 +244,8 @@ class Gate:
             return refused
         if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BODY:
             return self._page(413, "That is not a login.")
-        body = await request.body()
-        if len(body) > MAX_LOGIN_BODY:
+        body = await read_login_body(request)
+        if body is None:
             return self._page(413, "That is not a login.")
         candidate = parse_qs(body.decode("utf-8", errors="replace")).get("password", [""])[0]
         if not candidate or not self._password.matches(candidate):

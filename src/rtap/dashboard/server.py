@@ -20,11 +20,16 @@ from rtap.dashboard.api import create_app
 from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
 from rtap.errors import ServiceError
+from rtap.runtime.http import guarded_protocol
 from rtap.runtime.ports import listening_socket, server_tls_context
 from rtap.settings import DashboardSettings, Settings, is_loopback
 from rtap.warehouse import WarehouseClient
 
 _START_TIMEOUT_S = 15.0
+MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_CLIENT = 64
+HEADER_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 65_536
 
 
 def check_tls_files(dashboard: DashboardSettings) -> None:
@@ -99,6 +104,16 @@ def serve_dashboard(
         proxy_headers=False,
         ssl_certfile=settings.dashboard.tls_certificate_file,
         ssl_keyfile=settings.dashboard.tls_key_file,
+        # Reachable by strangers before any login once published: the connections it holds are bounded, and so
+        # are the time and bytes a request's headers may take (rtap.runtime.http; the login body's own bound is
+        # rtap.dashboard.auth's). A page load opens a few; viewers beyond the admission's share wait anyway.
+        limit_concurrency=MAX_CONNECTIONS,
+        http=guarded_protocol(
+            header_timeout_s=HEADER_TIMEOUT_S,
+            max_header_bytes=MAX_HEADER_BYTES,
+            per_client=MAX_CONNECTIONS_PER_CLIENT,
+            trusted_proxies=settings.dashboard.trusted_proxies,
+        ),
     )
     sock = listening_socket(host, settings.dashboard.port if port is None else port, "the dashboard")
     server = uvicorn.Server(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -122,7 +123,7 @@ def test_sendbeacon_text_plain_single_event_gzip_batch_and_pixel_are_accepted(
 
 
 def test_the_pixel_of_a_page_without_javascript_gets_the_ids_a_script_would_have_made(
-    client: httpx.Client, settings: Settings
+    client: httpx.Client, collector: CollectorDaemon, settings: Settings
 ) -> None:
     # What the demo shop's <noscript> image sends: a constant event, no ids, no times.
     constant = quote(orjson.dumps({"type": "page_view", "url": "/shop/cart.html"}))
@@ -131,8 +132,9 @@ def test_the_pixel_of_a_page_without_javascript_gets_the_ids_a_script_would_have
         assert answer.status_code == 200, answer.text
         assert answer.headers["cache-control"] == "no-store"
     referred = quote(orjson.dumps({"type": "page_view"}))
+    page = f"{origin(collector)}/p"
     answer = client.get(
-        f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={referred}", headers={"User-Agent": "lynx", "Referer": "http://x/p"}
+        f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={referred}", headers={"User-Agent": "lynx", "Referer": page}
     )
     assert answer.status_code == 200, answer.text
     pixels = [r for r in browser_records(settings, 3) if r.get("user_agent") == "lynx"]
@@ -140,7 +142,24 @@ def test_the_pixel_of_a_page_without_javascript_gets_the_ids_a_script_would_have
     assert len({r["event_id"] for r in pixels}) == 3  # one request, one event
     assert len({r["anonymous_id"] for r in pixels}) == 1  # the same visitor: site, address, browser
     assert len({r["session_id"] for r in pixels}) == 1
-    assert [r["url"] for r in pixels] == ["/shop/cart.html", "/shop/cart.html", "http://x/p"]
+    assert [r["url"] for r in pixels] == ["/shop/cart.html", "/shop/cart.html", page]
+
+
+def test_the_pixel_is_refused_from_another_sites_page_and_with_a_query_that_is_not_utf8(
+    client: httpx.Client, settings: Settings
+) -> None:
+    event = quote(orjson.dumps(new_event(20)))
+    embedded = client.get(
+        f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={event}", headers={"Referer": "https://evil.example/page.html"}
+    )
+    assert embedded.status_code == 403, embedded.text
+    assert embedded.json()["reason"] == "origin_not_allowed"
+    # %FF is no UTF-8: refused, where a lenient decoder would have stored U+FFFD in its place
+    mangled = "%7B%22type%22%3A%22page_view%22%2C%22title%22%3A%22caf%FF%22%7D"  # {"type": ..., "title": "caf\xff"}
+    not_utf8 = client.get(f"/v1/pixel.gif?key={DEMO_WRITE_KEY}&e={mangled}")
+    assert not_utf8.status_code == 400, not_utf8.text
+    assert not_utf8.json()["reason"] == "invalid_json"
+    assert "not UTF-8" in not_utf8.json()["error"]
 
 
 @pytest.mark.parametrize(
@@ -169,6 +188,8 @@ def test_the_pixel_of_a_page_without_javascript_gets_the_ids_a_script_would_have
         ({"Content-Encoding": "gzip"}, {"write_key": DEMO_WRITE_KEY, "events": [new_event()]}, 400, "invalid_gzip"),
         ({}, {"write_key": DEMO_WRITE_KEY, "events": [new_event(title="x" * 40_000)]}, 413, "event_too_large"),
         ({}, {"write_key": DEMO_WRITE_KEY, "events": [new_event()] * 501}, 413, "too_many_events"),
+        # JSON orjson reads (1,024 levels) but cannot write again (254): a 400, never a 500 a tracker retries
+        ({}, b'{"write_key": "rtap-demo", "events": [{"p": ' + b"[" * 300 + b"]" * 300 + b"}]}", 400, "wrong_shape"),
     ],
 )
 def test_what_can_never_become_an_event_is_refused_with_its_status_and_reason(
@@ -324,3 +345,30 @@ def test_several_workers_write_every_accepted_event_once_and_count_them_together
         assert "rtap_collect_sink_healthy 1.0" in exposition
     stored = [record["event_id"] for record in browser_records(settings, 300)]
     assert sorted(stored) == sorted(sent)
+
+
+def test_slow_clients_lose_their_connection_instead_of_holding_it(
+    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory, unique_name: Callable[[str], str]
+) -> None:
+    """Slow-loris: a connection that sends nothing, and a body that never ends, each get a 408 within the
+    collector's deadlines (shortened here) and lose the connection, which every other client needs."""
+    settings = collector_settings(kafka_settings, tmp_path_factory.mktemp("rtap-collect-slow"), unique_name)
+    env = {"RTAP_COLLECT_HEADER_TIMEOUT_S": "0.5", "RTAP_COLLECT_BODY_TIMEOUT_S": "1"}
+    with running_collector(settings, env) as daemon:
+        address = httpx.URL(daemon.url)
+        with socket.create_connection((address.host, address.port), timeout=10) as silent:
+            assert _until_closed(silent).startswith(b"HTTP/1.1 408 ")
+        with socket.create_connection((address.host, address.port), timeout=10) as trickling:
+            head = f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Rtap-Write-Key: {DEMO_WRITE_KEY}\r\n"
+            trickling.sendall(head.encode() + b'Content-Length: 1000\r\n\r\n{"events": [')
+            answer = _until_closed(trickling)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b'"reason":"body_timeout"' in answer
+        assert b"retry-after: 1" in answer.lower()
+
+
+def _until_closed(conn: socket.socket) -> bytes:
+    received = b""
+    while chunk := conn.recv(65536):
+        received += chunk
+    return received

@@ -12,10 +12,10 @@ from rtap.collect.api import ANSWERS, Reason, Refused, refusal
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "collector.md"
 
 
-def test_every_reason_has_an_answer_and_only_429_and_503_are_retried() -> None:
+def test_every_reason_has_an_answer_and_only_408_429_and_503_are_retried() -> None:
     assert set(ANSWERS) == set(Reason)
     for reason, answer in ANSWERS.items():
-        assert answer.retry == (answer.status in (429, 503)), reason
+        assert answer.retry == (answer.status in (408, 429, 503)), reason
         assert 400 <= answer.status < 600
 
 

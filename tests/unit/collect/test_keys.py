@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from rtap.collect.api import Reason, Refused
-from rtap.collect.keys import WriteKeys, cors_headers, demo_keys
+from rtap.collect.keys import WriteKeys, cors_headers, demo_keys, referer_origin
 from rtap.collect.server import check_exposure
 from rtap.errors import ConfigError
 from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, MetricsSettings, SiteKey
@@ -60,3 +60,20 @@ def test_the_demo_key_is_for_the_collectors_own_origin_and_loopback_only() -> No
 def test_an_origin_that_is_no_origin_is_refused_by_the_settings(origin: str) -> None:
     with pytest.raises(ValidationError, match="is not an origin"):
         SiteKey(site="s", origins=[origin])
+
+
+@pytest.mark.parametrize(
+    ("referer", "origin"),
+    [
+        ("https://shop.example/cart.html?x=1#top", "https://shop.example"),
+        ("HTTPS://Shop.Example:8443/", "https://shop.example:8443"),
+        ("http://127.0.0.1:8070/shop/", "http://127.0.0.1:8070"),
+        (None, None),
+        ("", None),
+        ("android-app://com.example/", None),  # no http(s) origin: the key alone decides, as without a Referer
+        ("https://someone@shop.example/", None),
+        ("not a url", None),
+    ],
+)
+def test_the_pixels_origin_is_its_referers(referer: str | None, origin: str | None) -> None:
+    assert referer_origin(referer) == origin

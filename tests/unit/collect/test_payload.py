@@ -22,7 +22,7 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 def read(*parts: bytes, length: str | None = None, encoding: str | None = None) -> bytes:
     return asyncio.run(
-        payload.read_body(_chunks(*parts), content_length=length, content_encoding=encoding, limit=LIMIT)
+        payload.read_body(_chunks(*parts), content_length=length, content_encoding=encoding, limit=LIMIT, timeout_s=5)
     )
 
 
@@ -69,6 +69,24 @@ def test_a_gzip_bomb_is_refused_after_inflating_at_most_the_limit() -> None:
     assert sum(inflated) <= LIMIT + 1
 
 
+def test_a_body_that_trickles_in_past_its_deadline_is_refused_and_may_be_sent_again() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:  # a byte now and then, for ever: what a slow-loris client sends
+            yield b"x"
+            await asyncio.sleep(0.01)
+
+    async def read_slowly() -> bytes:
+        return await payload.read_body(
+            trickle(), content_length=None, content_encoding=None, limit=LIMIT, timeout_s=0.2
+        )
+
+    with pytest.raises(Refused) as caught:
+        asyncio.run(read_slowly())
+    assert caught.value.reason is Reason.BODY_TIMEOUT
+    assert caught.value.status == 408
+    assert caught.value.retry_after_s == 1
+
+
 def test_broken_gzip_and_unknown_encodings_are_refused() -> None:
     assert refused(lambda: read(b"not gzip", encoding="gzip")) == Reason.INVALID_GZIP
     assert refused(lambda: read(gzip.compress(b"{}")[:-4], encoding="gzip")) == Reason.INVALID_GZIP
@@ -88,3 +106,10 @@ def test_envelopes_take_the_batch_and_the_single_event_apart() -> None:
     assert refused(lambda: payload.batch({"write_key": 7, "events": [{}]}, max_events=2)) == Reason.UNKNOWN_WRITE_KEY
     assert refused(lambda: payload.single([1])) == Reason.WRONG_SHAPE
     assert refused(lambda: payload.parse_json(b"\xff")) == Reason.INVALID_JSON
+
+
+def test_a_query_is_decoded_strictly_as_utf8() -> None:
+    assert payload.query(b"key=k&e=%7B%22t%22%3A%22caf%C3%A9%22%7D&e=last") == {"key": "k", "e": "last"}
+    assert payload.query(b"e=caf%C3%A9+x") == {"e": "café x"}
+    for raw in (b"e=caf%FF", b"e=caf%C3", "e=café".encode()):  # a bad escape, a cut one, a raw non-ASCII byte
+        assert refused(lambda raw=raw: payload.query(raw)) == Reason.INVALID_JSON

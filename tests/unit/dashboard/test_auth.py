@@ -3,6 +3,7 @@ answer needs a session (a login form, then a signed cookie); the health probe st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -15,9 +16,17 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
+from starlette.requests import Request
 
 from rtap.dashboard.api import create_app
-from rtap.dashboard.auth import MAX_FAILED_LOGINS, SESSION_COOKIE, check_exposure, hash_password
+from rtap.dashboard.auth import (
+    MAX_FAILED_LOGINS,
+    MAX_LOGIN_BODY,
+    SESSION_COOKIE,
+    check_exposure,
+    hash_password,
+    read_login_body,
+)
 from rtap.dashboard.server import serve_dashboard
 from rtap.errors import ConfigError
 from rtap.ops.checks import dashboard_login
@@ -295,3 +304,16 @@ def test_on_loopback_without_a_login_only_loopback_names_are_answered(
             answer = httpx.get(f"{server.url}/api/health", headers={"Host": host}, timeout=5)
             assert answer.status_code == status, host
         assert httpx.get(f"{server.url}/api/health", timeout=5).status_code == 200
+
+
+def test_a_chunked_login_body_is_refused_once_past_the_limit_not_read_whole() -> None:
+    pulled = 0
+
+    async def receive() -> dict[str, object]:  # a chunked body without end: what a client may send pre-login
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    scope = {"type": "http", "method": "POST", "path": "/login", "headers": [(b"transfer-encoding", b"chunked")]}
+    assert asyncio.run(read_login_body(Request(scope, receive))) is None
+    assert pulled == MAX_LOGIN_BODY // 1024 + 1
