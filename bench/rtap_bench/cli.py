@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from rtap.options import finite
+
 SMOKE_EVENTS = 3_000
 SMOKE_BATCH_RECORDS = 1_000
 SMOKE_STEP_S = 4.0
@@ -42,14 +44,19 @@ def bench(
     smoke: Annotated[
         bool, typer.Option(help=f"A tiny run for CI: {SMOKE_EVENTS:,} records, one repeat, two short live steps.")
     ] = False,
-    timeout: Annotated[float, typer.Option(min=10, help="Seconds each drain may take before the run fails.")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option(min=10, callback=finite, help="Seconds each drain may take before the run fails.")
+    ] = 600.0,
     step_seconds: Annotated[
-        float, typer.Option(min=2, max=60, help="Seconds of open-loop load per step of the live phase.")
+        float,
+        typer.Option(min=2, max=60, callback=finite, help="Seconds of open-loop load per step of the live phase."),
     ] = 20.0,
     lead_in_seconds: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds of unjudged traffic before the live phases' first step (the JVMs' compilers)."
+            min=0,
+            callback=finite,
+            help="Seconds of unjudged traffic before the live phases' first step (the JVMs' compilers).",
         ),
     ] = LEAD_IN_S,
     rates: Annotated[

@@ -11,6 +11,7 @@ import typer
 
 from rtap.console import console as make_console
 from rtap.errors import BrokerError
+from rtap.options import finite
 from rtap.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,9 +21,9 @@ if TYPE_CHECKING:
 
 
 def produce(
-    rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 1000.0,
+    rate: Annotated[float, typer.Option(callback=finite, help="Events per second; 0 = as fast as possible.")] = 1000.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    duration: Annotated[float | None, typer.Option(callback=finite, help="Stop after this many seconds.")] = None,
     seed: Annotated[int | None, typer.Option(help="Generator seed (default: RTAP_GEN_SEED).")] = None,
 ) -> None:
     """Produce generated clickstream events to Kafka (until --count, --duration, or Ctrl-C).

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rtap.console import console as make_console
+from rtap.options import finite
 from rtap.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,20 +36,34 @@ def validate(
         typer.Option(help="Base URL of Metabase, e.g. http://IP:3000; its rtap cards are run too."),
     ] = None,
     freshness_s: Annotated[
-        float, typer.Option("--freshness-s", min=1, help="Bound on the age of the newest data (seconds).")
+        float,
+        typer.Option(
+            "--freshness-s", min=1, max=86_400, callback=finite, help="Bound on the age of the newest data (seconds)."
+        ),
     ] = 60.0,
     flow_timeout_s: Annotated[
-        float, typer.Option("--flow-timeout-s", min=1, help="How long to wait for the event count to grow.")
+        float,
+        typer.Option(
+            "--flow-timeout-s", min=1, max=86_400, callback=finite, help="How long to wait for the event count to grow."
+        ),
     ] = 30.0,
     wait_s: Annotated[
         float,
-        typer.Option("--wait-s", min=0, help="Retry failing checks for this long (a stack still starting)."),
+        typer.Option(
+            "--wait-s",
+            min=0,
+            max=86_400,
+            callback=finite,
+            help="Retry failing checks for this long (a stack still starting).",
+        ),
     ] = 0.0,
     allow_empty: Annotated[
         list[str] | None,
         typer.Option("--allow-empty", help="A panel id that may return no rows in this run (repeatable)."),
     ] = None,
-    timeout_s: Annotated[float, typer.Option("--timeout-s", min=1, help="HTTP timeout per request.")] = 30.0,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", min=1, max=86_400, callback=finite, help="HTTP timeout per request.")
+    ] = 30.0,
     collector: Annotated[
         str | None,
         typer.Option(

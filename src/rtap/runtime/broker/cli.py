@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from rtap.console import console
+from rtap.options import finite
 from rtap.settings import Settings
 
 app = typer.Typer(help="The local single-node Kafka broker (KRaft, run from the Maven jars).", no_args_is_help=True)
@@ -14,7 +15,9 @@ app = typer.Typer(help="The local single-node Kafka broker (KRaft, run from the 
 
 @app.command()
 def start(
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the broker to answer.")] = 90.0,
+    timeout: Annotated[
+        float, typer.Option(min=1, callback=finite, help="Seconds to wait for the broker to answer.")
+    ] = 90.0,
 ) -> None:
     """Start the broker in the background and create rtap's topics."""
     from rtap.ingest.topics import ensure_topics
@@ -35,7 +38,9 @@ def start(
 
 @app.command()
 def stop(
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for a clean shutdown before SIGKILL.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=1, callback=finite, help="Seconds to wait for a clean shutdown before SIGKILL.")
+    ] = 30.0,
 ) -> None:
     """Stop the broker started by `rtap kafka start` (SIGTERM, then SIGKILL after --timeout)."""
     from rtap.runtime.broker import LocalKafka

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rtap.console import console as make_console
+from rtap.options import finite
 from rtap.settings import Settings
 
 app = typer.Typer(
@@ -22,7 +23,9 @@ def up(
     workers: Annotated[int, typer.Option(min=1, max=16, help="Spark workers.")] = 2,
     worker_cores: Annotated[int, typer.Option(min=1, help="Cores each worker offers to executors.")] = 1,
     worker_memory: Annotated[str, typer.Option(help="Memory each worker offers to executors (Spark syntax).")] = "1g",
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for every process to be ready.")] = 300.0,
+    timeout: Annotated[
+        float, typer.Option(min=1, callback=finite, help="Seconds to wait for every process to be ready.")
+    ] = 300.0,
 ) -> None:
     """Start the cluster in the background, create rtap's replicated topics, print the settings to use it."""
     from rtap.ingest.topics import ensure_topics

@@ -12,6 +12,7 @@ import typer
 
 from rtap.console import console as make_console
 from rtap.errors import ConfigError
+from rtap.options import finite
 from rtap.settings import Settings
 
 jvm_app = typer.Typer(
@@ -40,7 +41,7 @@ def up(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where all state lives (default: RTAP_DATA_DIR or .rtap).")
     ] = None,
-    rate: Annotated[float, typer.Option(help="Generator rate in events/s.")] = 1000.0,
+    rate: Annotated[float, typer.Option(callback=finite, help="Generator rate in events/s.")] = 1000.0,
     profile: Annotated[
         Profile,
         typer.Option(
@@ -60,14 +61,12 @@ def up(
     The console shows the start-up steps, a status line (events/s, Kafka lag, freshness, dead letters, late,
     duplicates) and warnings; Spark's, Kafka clients' and INFO logs go to DATA_DIR/logs/rtap-up.log.
     """
-    from rtap.ingest.producer import validate_run
     from rtap.runtime.stack.console import operator_output
     from rtap.runtime.stack.profiles import PROFILES
     from rtap.runtime.stack.up import run_stack
 
     if rate <= 0:
         raise ConfigError(f"--rate must be > 0 for `rtap up`, got {rate}")
-    validate_run(rate, None, None)  # the generator's own check (NaN, inf), before anything starts
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
     with operator_output(settings, verbose=verbose) as output:
         output.console.line(f"log: {output.log_path} (Spark, Kafka clients, one line per micro-batch)")
@@ -109,6 +108,7 @@ def preflight(
         typer.Option(
             "--timeout-s",
             min=1,
+            callback=finite,
             help="How long Kafka and the Spark master get to answer (ClickHouse: RTAP_CLICKHOUSE_CONNECT_TIMEOUT_S).",
         ),
     ] = 10.0,  # rtap.runtime.stack.preflight.PREFLIGHT_TIMEOUT_S, imported only when the command runs

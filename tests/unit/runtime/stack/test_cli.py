@@ -29,6 +29,6 @@ def test_a_bad_rate_is_refused_before_anything_starts(
 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --rate must be")
+    assert err.startswith("error: --rate must be") or err.startswith("error: Invalid value for '--rate'")
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "logs").exists()
