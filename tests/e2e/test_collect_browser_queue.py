@@ -170,7 +170,7 @@ def test_the_commerce_helpers_name_their_event_types(collector: ScriptedCollecto
     }
 
 
-@pytest.mark.parametrize("refusal", [400, 401, 403, 413])
+@pytest.mark.parametrize("refusal", [400, 401, 403, 415])  # 413: tests/e2e/test_collect_browser_split.py
 def test_a_4xx_is_never_retried_and_its_events_leave_the_queue(
     collector: ScriptedCollector, page: Page, refusal: int
 ) -> None:

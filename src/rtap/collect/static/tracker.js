@@ -1,16 +1,16 @@
-/* rtap browser tracker (written for rtap, no third-party code, no build step; docs/tracker.md).
- * Store: the queue in localStorage, bounded, shared by the site's tabs. Outbox: sends it in batches and retries.
- * Page hooks: beacon the rest when the page is hidden. An event leaves the Store only after a 2xx (Kafka has it)
- * or a 4xx that says never; a beaconed one stays, and the pipeline drops copies by event_id, made once here.
+/* rtap browser tracker (no third-party code, no build step; docs/tracker.md). Store: the queue the site's tabs
+ * share. Outbox: sends it in batches, retries. An event leaves the Store after a 2xx or a 4xx that says never.
  */
 (() => {
   "use strict";
   if (window.rtap && window.rtap.version) return; // loaded twice: the first one stays in charge
 
   // The retry policy, in one place. 2xx: sent. 408, 429, 5xx, no answer: again after max(Retry-After, full
-  // jitter in [0, min(CAP, BASE * 2^(failures-1))]). Other 4xx (400, 401, 403, 413): never; dropped, counted.
+  // jitter in [0, min(CAP, BASE * 2^(failures-1))]). 413 on a batch: each half in turn. Other 4xx (400, 401,
+  // 403, 413 on one event): never; dropped, counted.
   const RETRY_BASE_MS = 1000;
   const RETRY_CAP_MS = 30000;
+  const MAX_BATCH = 500; // the collector's default RTAP_COLLECT_MAX_BATCH_EVENTS
   const SENT = "sent", REFUSED = "refused", RETRY = "retry";
   const fate = (status) => {
     if (status >= 200 && status < 300) return SENT;
@@ -21,7 +21,7 @@
 
   const DEFAULTS = { batchSize: 20, flushInterval: 3000, maxQueue: 500 };
   const SESSION_IDLE_MS = 30 * 60 * 1000;
-  const BEACON_MAX = 50; // per hide; the browser's quota (64 KB in flight) may stop it sooner
+  const BEACON_MAX = 50; // per hide; the browser's 64 KB quota may stop it sooner
   const KEY = "rtap_"; // every cookie and localStorage key
 
   const now = () => new Date().toISOString(); // created_at and sent_at: one clock, the device's
@@ -112,7 +112,7 @@
     }
   }
 
-  /** Sends the Store's events, a batch at a time (on size or interval), retried per the policy above. */
+  /** Sends the Store's events in batches (on size or interval), per the policy above. */
   class Outbox {
     constructor(config, store) {
       this.config = config;
@@ -121,6 +121,7 @@
       this.timer = 0;
       this.retrying = false; // the timer is a backoff: new events wait for it
       this.busy = false;
+      this.pieces = []; // after a 413, the halves' sizes
     }
     add(event) {
       const queued = this.store.push(event);
@@ -133,14 +134,14 @@
       this.retrying = retrying;
       this.timer = setTimeout(() => this.flush(), ms);
     }
-    /** Sends now, whatever timer is pending (a full batch, the interval, a backoff's end, rtap.flush(), online). */
+    /** Sends now, whatever timer is pending. */
     async flush() {
       if (this.busy || !allowed()) return;
       clearTimeout(this.timer);
       this.timer = 0;
       this.retrying = false;
-      const batch = this.store.all().slice(0, this.config.batchSize);
-      if (!batch.length) return;
+      const batch = this.store.all().slice(0, this.pieces[0] || this.config.batchSize);
+      if (!batch.length) return (this.pieces = []);
       this.busy = true;
       let status = 0;
       let retryAfterMs = 0;
@@ -160,15 +161,19 @@
         return this.schedule(Math.max(retryAfterMs, backoffMs(this.failures)), true);
       }
       this.failures = 0;
-      this.store.remove(new Set(batch.map((e) => e.event_id)));
-      if (outcome === REFUSED) {
-        count("refused", batch.length);
-        console.warn(`rtap: the collector refused ${batch.length} events with HTTP ${status}; they are dropped`);
+      this.pieces.shift();
+      const half = Math.ceil(batch.length / 2);
+      if (status === 413 && batch.length > 1) this.pieces.unshift(half, batch.length - half);
+      else {
+        this.store.remove(new Set(batch.map((e) => e.event_id)));
+        if (outcome === REFUSED) {
+          count("refused", batch.length);
+          console.warn(`rtap: the collector refused ${batch.length} events with HTTP ${status}; they are dropped`);
+        }
       }
       if (this.store.all().length) this.flush();
     }
-    /** The page is leaving or hidden: the browser sends these even after it is gone. No answer comes back,
-     * so nothing is removed: the batch path sends them again. */
+    /** The page is going: the browser sends these after it. No answer comes, so they stay for the batch path. */
     beacon() {
       if (!navigator.sendBeacon || !allowed()) return;
       for (const event of this.store.all().slice(0, BEACON_MAX)) {
@@ -273,7 +278,7 @@
     const config = {
       writeKey: String(o.writeKey),
       endpoint: String(o.endpoint || origin).replace(/\/+$/, ""),
-      batchSize: number("batchSize", 1),
+      batchSize: Math.min(MAX_BATCH, number("batchSize", 1)),
       flushInterval: number("flushInterval", 0),
       maxQueue: number("maxQueue", 1),
     };
