@@ -135,10 +135,10 @@ class Collector:
         pixel: bool = False,
         store: bool = True,
     ) -> int:
-        """Stamp, limit, encode and store one request's events; their number once Kafka has them all."""
+        """Stamp, encode, limit and store one request's events; their number once Kafka has them all. Limited once
+        encoded: a request refused for its size takes no tokens (the tracker sends such a batch again in halves)."""
         peer = request.client.host if request.client is not None else None
         client = self._addresses.resolve(peer, request.headers.getlist("x-forwarded-for"))
-        self._limiter.admit(key, None if client is None else client_key(client), len(envelope.events))
         user_agent = request.headers.get("user-agent")
         fields = server_fields(
             received_at=received_at,
@@ -155,6 +155,7 @@ class Collector:
                 event, site=site.name, ip=fields["ip"], user_agent=user_agent, referer=referer, day=received_at[:10]
             )
         records = encode(envelope.events, fields, self._settings.max_event_bytes)
+        self._limiter.admit(key, None if client is None else client_key(client), len(records))
         if not store:
             return len(records)
         await self._sink.send(records)

@@ -296,6 +296,9 @@ def test_rate_limits_answer_429_with_retry_after(
     env = {"RTAP_COLLECT_MAX_BATCH_EVENTS": "5", "RTAP_COLLECT_IP_BURST": "5", "RTAP_COLLECT_IP_EVENTS_PER_S": "0.5"}
     with running_collector(settings, env) as daemon, httpx.Client(base_url=daemon.url, timeout=30.0) as http:
         batch = {"write_key": DEMO_WRITE_KEY, "events": [new_event(n) for n in range(5)]}
+        # A request refused for its size takes no tokens: the five that follow still fit the burst of five.
+        oversized = {**batch, "events": [*batch["events"][:4], new_event(9, title="x" * 40_000)]}
+        assert http.post("/v1/batch", content=orjson.dumps(oversized)).status_code == 413
         assert http.post("/v1/batch", content=orjson.dumps(batch)).status_code == 200
         limited = http.post("/v1/batch", content=orjson.dumps(batch))
         assert limited.status_code == 429
