@@ -7,7 +7,7 @@ import gzip
 import re
 from pathlib import Path
 
-from rtap.settings import DEMO_WRITE_KEY
+from rtap.settings import DEMO_WRITE_KEY, CollectorSettings
 from tests.support.paths import REPO_ROOT
 
 STATIC = REPO_ROOT / "src" / "rtap" / "collect" / "static"
@@ -41,3 +41,11 @@ def test_every_shop_page_loads_the_tracker_first_with_the_demo_key() -> None:
         scripts = re.findall(r"<script ([^>]*)>", page.read_text(encoding="utf-8"))
         assert scripts[0] == f'src="/tracker.js" data-write-key="{DEMO_WRITE_KEY}"', page.name
         assert 'src="shop.js" defer' in scripts[1:], page.name
+
+
+def test_the_trackers_batch_cap_is_the_collectors_default_max_batch_events() -> None:
+    """tracker.js caps batchSize at the collector's default limit of events per request (it does not ask a
+    collector for its settings), so the two numbers move together."""
+    found = re.search(r"const MAX_BATCH = (\d+);", TRACKER.read_text(encoding="utf-8"))
+    assert found, "tracker.js must state its batch cap as `const MAX_BATCH = <n>;`"
+    assert int(found.group(1)) == CollectorSettings.model_fields["max_batch_events"].default
