@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from rtap.runtime.broker import LocalKafka
 from rtap.runtime.stack.collector import CollectorDaemon
 from rtap.settings import DEMO_WRITE_KEY, CollectorSettings, Settings
 from tests.support.collect import collector_settings, read_topic, running_collector, values
-from tests.support.demo_shop import chromium
+from tests.support.demo_shop import chromium, tracker_status, wait_until_sent
 from tests.support.scripted_collector import Answer, ScriptedCollector, scripted_collector
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -61,15 +60,6 @@ def track(page: Page, product_ids: list[str]) -> list[str]:
     return ids
 
 
-def status(page: Page) -> dict[str, Any]:
-    found: dict[str, Any] = page.evaluate("rtap.status()")
-    return found
-
-
-def wait_until_sent(page: Page, timeout_ms: float = 30_000) -> None:
-    page.wait_for_function("rtap.status().queued === 0", timeout=timeout_ms, polling=100)
-
-
 def small(count: int) -> list[str]:
     return [f"sku-{n}" for n in range(count)]
 
@@ -89,7 +79,7 @@ def test_a_413_sends_each_half_in_order_until_only_the_event_refused_alone_is_dr
     requests = scripted.wait_for(5, "/v1/batch")
     assert [[e["event_id"] for e in r.events] for r in requests] == [[a, b, c, d], [a, b], [c, d], [c], [d]]
     page.wait_for_function("(() => { const s = rtap.status(); return s.queued === 0 && s.refused === 1; })()")
-    assert status(page)["dropped"] == 0
+    assert tracker_status(page)["dropped"] == 0
     page.evaluate("rtap.flush()")
     page.wait_for_timeout(1500)  # a retry of the refused event would come within the first backoff step
     assert len(scripted.received()) == 5
@@ -103,7 +93,7 @@ def test_a_busy_answer_to_a_half_retries_that_half_before_the_next(scripted: Scr
     assert [[e["event_id"] for e in r.events] for r in requests] == [[a, b, c, d], [a, b], [a, b], [c, d]]
     assert requests[2].at - requests[1].at >= 0.95
     page.wait_for_function("(() => { const s = rtap.status(); return s.queued === 0 && s.failures === 0; })()")
-    assert status(page)["refused"] == 0
+    assert tracker_status(page)["refused"] == 0
 
 
 def test_a_413_for_one_event_is_never_retried(scripted: ScriptedCollector, page: Page) -> None:
@@ -195,8 +185,8 @@ def test_a_batch_with_one_event_too_large_loses_only_that_event(collector: Colle
     wait_until_sent(page)
     valid = ids[:3] + ids[4:]
     assert in_kafka(collector, ids, len(valid)) == valid  # each once, in order, and not the one too large
-    assert status(page)["refused"] == 1
-    assert status(page)["dropped"] == 0
+    assert tracker_status(page)["refused"] == 1
+    assert tracker_status(page)["dropped"] == 0
     too_large = (413, "event_too_large")
     assert batches(answers) == [
         (8, *too_large),
@@ -215,7 +205,7 @@ def test_a_batch_size_over_the_collectors_limit_delivers_every_event(collector: 
     page.evaluate("rtap.flush()")  # sends what waits, whether or not a batch filled
     wait_until_sent(page)
     assert in_kafka(collector, ids, len(ids)) == ids
-    assert status(page)["refused"] == 0
+    assert tracker_status(page)["refused"] == 0
     assert batches(answers) == [(MAX_BATCH_EVENTS, 200, None), (20, 200, None)]
 
 
@@ -226,7 +216,7 @@ def test_body_too_large_and_too_many_events_are_split_until_accepted(
     ids = track(page, [f"sku-{n}-" + "y" * 3000 for n in range(8)])  # 8 x 3 KB: over 16 KiB; 4: under it
     wait_until_sent(page)
     assert in_kafka(strict_collector, ids, len(ids)) == ids
-    assert status(page)["refused"] == 0
+    assert tracker_status(page)["refused"] == 0
     too_many = (413, "too_many_events")
     assert batches(answers) == [
         (8, 413, "body_too_large"),
