@@ -8,7 +8,7 @@ until it answers everyone else with a bare 503 (slowloris). :func:`guarded_proto
 - a **header deadline**: from the connection's first byte (or from a kept-alive connection's next request)
   to the end of the request's headers; past it the connection gets ``408`` and is closed;
 - a **header size**: a request line and headers longer than ``max_header_bytes`` get ``431`` and are closed,
-  checked after each read, so at most one read (64 KiB) more is held;
+  checked after each read (uvicorn holds at most that read more);
 - **connections per client**: beyond ``per_client`` open connections from one address (an IPv6 address's
   /64: rtap.addresses.client_key), a new one is closed at once; loopback peers and the trusted proxies are not
   counted (behind a proxy every client shares its address, and the proxy has limits of its own).
@@ -75,10 +75,14 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._awaiting_headers:
-            self._header_bytes += len(data)
         super().data_received(data)
-        if self._awaiting_headers and self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
+        if not self._awaiting_headers:
+            return
+        # The whole read counts towards the headers still pending after it: exact for a request's first read
+        # (on_message_begin started the count during it); more only when the read also ends an earlier pipelined
+        # request, which browsers never send.
+        self._header_bytes += len(data)
+        if self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
             self._disarm()
             _answer(
                 self.transport,
