@@ -374,6 +374,7 @@ class StreamJob:
                 formats=self._settings.kafka.input_topics,
                 max_record_bytes=stream.max_record_bytes,
                 max_future_skew_s=stream.max_future_skew_s,
+                max_batch_bytes=stream.max_batch_bytes,
             )
             seconds = warm_up(spark, parse, warm_up_samples(self._settings, datetime.now(UTC)), rounds=WARM_UP_ROUNDS)
         except (Py4JJavaError, PySparkException) as error:  # a Python worker that cannot start or parse

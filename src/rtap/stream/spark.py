@@ -33,7 +33,7 @@ from rtap.errors import DependencyError
 from rtap.runtime.jvm import class_sharing_options
 from rtap.settings import JAVA_REDACTION_REGEX, Settings
 from rtap.stream import ui
-from rtap.stream.transforms import parse_records, parsed_schema
+from rtap.stream.transforms import bound_raw, parse_records, parsed_schema
 
 # The Kafka source and its client: resolved by `make jars` from jars/pom.xml (profile `spark`), pinned to the
 # exact pyspark version. Nothing else goes on the class path: pyspark ships the rest.
@@ -241,13 +241,17 @@ def _parse_partition(
     formats: tuple[tuple[str, str], ...],
     max_record_bytes: int,
     max_future_skew_s: float,
+    raw_budget: int,
 ) -> Iterator[pa.RecordBatch]:
-    """Runs in a Python worker, once per Spark task: each Arrow batch of Kafka records -> one IPC stream."""
+    """Runs in a Python worker, once per Spark task: each Arrow batch of Kafka records -> one IPC stream. The
+    task's dead letters keep at most ``raw_budget`` bytes of payload in full (:func:`bound_raw`)."""
     readers = _worker_readers(formats, max_record_bytes, max_future_skew_s)
+    held = 0
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        parsed = parse_records(batch, readers, max_raw_bytes=max_record_bytes)
+        parsed, kept = bound_raw(parse_records(batch, readers, max_raw_bytes=max_record_bytes), raw_budget - held)
+        held += kept
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, parsed.schema) as writer:
             writer.write_batch(parsed)
@@ -270,20 +274,28 @@ class ParseStage:
     """
 
     def __init__(
-        self, spark: SparkSession, *, formats: Mapping[str, str], max_record_bytes: int, max_future_skew_s: float
+        self,
+        spark: SparkSession,
+        *,
+        formats: Mapping[str, str],
+        max_record_bytes: int,
+        max_future_skew_s: float,
+        max_batch_bytes: int,
     ) -> None:
+        # One task per core, not one per Kafka partition: each task pays a Python worker's round trip (measured at
+        # 1,000 events/s: 6 tasks 427 ms, 2 tasks 255 ms a batch). What a task holds is bounded by the batch cap,
+        # and what its dead letters bring to the driver by its share of max_batch_bytes (bound_raw).
+        self._tasks = spark.sparkContext.defaultParallelism
         parse = functools.partial(
             _parse_partition,
             formats=tuple(sorted(formats.items())),
             max_record_bytes=max_record_bytes,
             max_future_skew_s=max_future_skew_s,
+            raw_budget=max_batch_bytes // max(self._tasks, 1),
         )
         self._udf = pandas_udf(  # type: ignore[call-overload]  # how mapInArrow builds its UDF
             parse, returnType=f"{_PARSED} binary", functionType=PythonEvalType.SQL_MAP_ARROW_ITER_UDF
         )
-        # One task per core, not one per Kafka partition: each task pays a Python worker's round trip (measured at
-        # 1,000 events/s: 6 tasks 427 ms, 2 tasks 255 ms a batch). What a task holds is bounded by the batch cap.
-        self._tasks = spark.sparkContext.defaultParallelism
 
     def __call__(self, records: DataFrame) -> pa.Table:
         kafka = records.coalesce(self._tasks)

@@ -144,6 +144,37 @@ def _payloads(values: pa.Array) -> list[bytes | None]:
     return payloads
 
 
+# What a dead letter keeps of its value and of its key once its task's dead letters hold their budget
+# (:func:`bound_raw`): enough to see what the record was, and ``raw_size`` still says how big it was.
+SHORT_RAW_BYTES = 1024
+
+
+def bound_raw(parsed: pa.RecordBatch, budget: int) -> tuple[pa.RecordBatch, int]:
+    """``parsed`` with the ``raw`` and ``raw_key`` of its dead letters cut to :data:`SHORT_RAW_BYTES` from the
+    row where, in order, they would hold more than ``budget`` bytes in all; and the bytes they hold then.
+
+    Why: each dead letter keeps up to ``max_record_bytes`` of value and of key, and a batch is capped in records
+    by the sizes of the records before it, so a producer that turns to records near that size, all invalid,
+    could bring batch-cap x 128 KiB into the driver (200,000 of them: 25 GiB) and kill it on every restart, as
+    Spark re-reads the same planned range. Spread over its tasks, ``max_batch_bytes`` bounds the batch.
+    """
+    raw, raw_key = parsed.column("raw"), parsed.column("raw_key")
+    sizes = np.asarray(pc.add(pc.fill_null(pc.binary_length(raw), 0), pc.fill_null(pc.binary_length(raw_key), 0)))
+    held = np.cumsum(sizes)
+    over = held > budget
+    if not over.any():
+        return parsed, int(held[-1]) if len(held) else 0
+    mask = pa.array(over)
+    columns = dict(zip(parsed.schema.names, parsed.columns, strict=True))
+    columns["raw"] = pc.if_else(mask, _cut(raw, SHORT_RAW_BYTES), raw)
+    columns["raw_key"] = pc.if_else(mask, _cut(raw_key, SHORT_RAW_BYTES), raw_key)
+    bounded = pa.RecordBatch.from_arrays(list(columns.values()), schema=parsed.schema)
+    kept = pc.add(
+        pc.fill_null(pc.binary_length(columns["raw"]), 0), pc.fill_null(pc.binary_length(columns["raw_key"]), 0)
+    )
+    return bounded, int(pc.sum(kept).as_py() or 0)
+
+
 def _cut(values: pa.Array, limit: int) -> pa.Array:
     """Binary values cut to their first ``limit`` bytes."""
     return pc.binary_slice(values.cast(pa.binary()), 0, limit)

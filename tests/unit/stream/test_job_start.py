@@ -110,7 +110,13 @@ def test_the_stage_is_kept_warm_only_after_a_quiet_spell_and_never_beside_a_batc
     """The rule of ``StreamJob._keep_warm`` on a real session (that the workers then survive Spark's idle minute:
     tests/integration/stream/test_job_keep_warm.py)."""
     job = StreamJob(Settings(data_dir=tmp_path), client=None)  # type: ignore[arg-type]  # the stage writes nothing
-    stage = ParseStage(spark, formats=job._settings.kafka.input_topics, max_record_bytes=1_000, max_future_skew_s=1)
+    stage = ParseStage(
+        spark,
+        formats=job._settings.kafka.input_topics,
+        max_record_bytes=1_000,
+        max_future_skew_s=1,
+        max_batch_bytes=1 << 27,
+    )
     runs: list[Mapping[str, Sequence[bytes]]] = []
 
     def counted(

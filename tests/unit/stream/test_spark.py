@@ -35,7 +35,7 @@ from rtap.stream.spark import (
     msk_iam_jars,
     sample_records,
 )
-from rtap.stream.transforms import parsed_schema
+from rtap.stream.transforms import SHORT_RAW_BYTES, parsed_schema
 from tests.support.paths import REPO_ROOT
 from tests.support.records import (
     FORMATS,
@@ -203,7 +203,9 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # several Arrow batches per task
     try:
         frame = kafka_batch(spark, records, topics).repartition(3, "partition")
-        parsed = ParseStage(spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)(frame)
+        parsed = ParseStage(
+            spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0, max_batch_bytes=1 << 27
+        )(frame)
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert parsed.schema == parsed_schema()
@@ -211,6 +213,28 @@ def test_the_spark_stage_parses_every_record_as_the_workers_function_does(spark)
     expected = parse_locally(kafka_records(records, topics)).sort_by(order)
     assert expected.num_rows == len(records)
     assert parsed.sort_by(order).equals(expected)
+
+
+def test_dead_letters_bring_at_most_their_share_of_the_batch_bytes_to_the_driver(spark) -> None:
+    """A batch of big invalid records (not JSON, 3,000 bytes each): past each task's share of max_batch_bytes a
+    dead letter keeps SHORT_RAW_BYTES of its payload, and every record is still there with its real size."""
+    blob = b"x" * 3000
+    records: list[tuple[int, int, object]] = [(p, o, blob) for p in range(4) for o in range(20)]
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # the budget spans a task's Arrow batches
+    try:
+        frame = kafka_batch(spark, records, [TOPIC] * len(records)).repartition(4, "partition")
+        stage = ParseStage(
+            spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0, max_batch_bytes=40_000
+        )
+        parsed = stage(frame)
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert parsed.num_rows == len(records)
+    assert set(parsed.column("raw_size").to_pylist()) == {3000}
+    kept = parsed.column("raw").to_pylist()
+    assert sum(map(len, kept)) <= 40_000 + len(records) * SHORT_RAW_BYTES
+    assert {len(raw) for raw in kept} == {3000, SHORT_RAW_BYTES}
+    assert all(raw == blob[: len(raw)] for raw in kept)
 
 
 def test_the_warm_up_records_come_from_the_driver_not_from_a_python_job(spark) -> None:
@@ -226,7 +250,9 @@ def test_the_warm_up_records_come_from_the_driver_not_from_a_python_job(spark) -
 
 
 def test_an_empty_micro_batch_is_an_empty_table(spark) -> None:
-    parsed = ParseStage(spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0)(kafka_batch(spark, []))
+    parsed = ParseStage(
+        spark, formats=FORMATS, max_record_bytes=4096, max_future_skew_s=3600.0, max_batch_bytes=1 << 27
+    )(kafka_batch(spark, []))
     assert parsed.num_rows == 0
     assert parsed.schema == parsed_schema()
     assert isinstance(parsed, pa.Table)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from rtap.contract.vocabulary import ACCEPTED, COPY_LOOKBACK_MS, DEAD_LETTER, DUPLICATE, LATE, STATUSES
-from rtap.stream.transforms import later_copies
+from rtap.stream.transforms import bound_raw, later_copies
 from tests.support.records import MAX_RECORD_BYTES, classify_records, event
 
 
@@ -215,3 +215,24 @@ def test_an_empty_batch_classifies_to_an_empty_table() -> None:
     out = classify_records([])
     assert out.num_rows == 0
     assert "status" in out.column_names
+
+
+def test_dead_letters_past_the_budget_keep_a_short_payload_in_row_order() -> None:
+    big, key = b"v" * 2000, b"k" * 100
+    batch = pa.record_batch(
+        {
+            "raw": pa.array([big, None, big, big, big], pa.binary()),  # None: a valid record, nothing kept
+            "raw_key": pa.array([key, None, None, key, None], pa.binary()),
+            "kafka_offset": pa.array(range(5), pa.int64()),
+        }
+    )
+    bounded, held = bound_raw(batch, budget=4200)  # the first two dead letters fit (2,100 + 2,000)
+    assert [len(v) if v else None for v in bounded.column("raw").to_pylist()] == [2000, None, 2000, 1024, 1024]
+    assert [len(v) if v else None for v in bounded.column("raw_key").to_pylist()] == [100, None, None, 100, None]
+    assert held == 2100 + 2000 + 1124 + 1024
+    assert bounded.column("kafka_offset").equals(batch.column("kafka_offset"))
+    untouched, held = bound_raw(batch, budget=10_000)
+    assert untouched is batch
+    assert held == 8200
+    _, held = bound_raw(batch, budget=-5)  # a task already past its budget: every payload short
+    assert held == 4 * 1024 + 2 * 100
