@@ -265,6 +265,30 @@ def test_engine_errors_keep_their_code(client: WarehouseClient) -> None:
     assert "no_such_table" in str(missing.value.query)
 
 
+def test_a_failed_query_is_the_error_raised_even_when_clearing_the_connection_fails_too(
+    client: WarehouseClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = client._engine  # type: ignore[attr-defined]
+    session = engine.session
+
+    class ClearingFails:
+        """The engine's session, but the throwaway query after a failure fails as well."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(session, name)
+
+        def query(self, sql: str, *args: object, **kwargs: object) -> object:
+            if sql == "SELECT 1":
+                raise RuntimeError("Code: 999. DB::Exception: the connection is gone")
+            return session.query(sql, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "session", ClearingFails())
+    with pytest.raises(WarehouseError) as failed:
+        client.command("INSERT INTO {db}.no_such_table VALUES (1)")
+    assert failed.value.code == 60  # the insert's error, not the clearing query's
+    assert "then clearing the connection failed too: Code: 999" in "\n".join(failed.value.__notes__)
+
+
 def test_clients_in_one_process_share_the_engine(settings: Settings, client: WarehouseClient) -> None:
     with create_client(settings) as second:
         assert isinstance(second, ChdbClient)

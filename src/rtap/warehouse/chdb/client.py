@@ -114,8 +114,12 @@ class _Engine:
                 # A query that fails while it writes Arrow (a time or memory limit, throwIf) leaves its partial
                 # output in the connection, and chDB hands it to the next query as that one's answer (measured:
                 # "Invalid flatbuffers message"). One throwaway query takes it.
-                conn.query("SELECT 1", "TabSeparated")
-                raise translate(exc, sql) from exc
+                error = translate(exc, sql)
+                try:
+                    conn.query("SELECT 1", "TabSeparated")
+                except RuntimeError as cleanup:  # the query's own error stays the one raised, and says so
+                    error.add_note(f"then clearing the connection failed too: {str(cleanup).strip()[:200]}")
+                raise error from exc
 
     def close(self) -> None:
         self.merge_priority.stop()
