@@ -11,7 +11,9 @@ it like any other record. Never re-published:
 - a truncated one: the table keeps at most the record size limit of a payload, and its size in ``raw_size``
   (migration 0010; a warehouse migrated before has no such column, and then nothing stored is cut);
 - one larger than the record size limit (``RTAP_STREAM_MAX_RECORD_BYTES``): the job would refuse it again;
-- one that still fails its format (counted by reason class);
+- one that still fails its format (counted by reason class): checked by the reference validator, for the event
+  it names, and by the job's own reader with the record stamped now, for its reason (the event time's bounds
+  are the job's, so a dead letter the job would refuse again is reported, never re-sent to fail again);
 - one whose event is stored already (in ``events`` or ``late_events``, same id, same event time): a replay run
   before, or another copy that passed. The job would only count it as a duplicate.
 
@@ -20,14 +22,17 @@ Memory is bounded by the page size times the record size limit, whatever the tab
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from rtap.contract.formats import validate_source
+from rtap.contract.formats import reader, validate_source
+from rtap.contract.model import unframed
 from rtap.errors import BrokerError, ContractError
 from rtap.kafka_clients import produce_waiting
 from rtap.ops.dead_letters import Filters, reason_class
@@ -42,10 +47,12 @@ SELECT count() FROM system.columns
 WHERE database = {database:String} AND table = 'dead_letters' AND name = 'raw_size'
 """
 # Keyset pages in the table's own order; the payload travels only when it may be replayed (whole, within the
-# limit, UTF-8: the contract's formats are JSON, so other bytes cannot pass and are not sent through a text path).
+# limit, UTF-8 after any Schema Registry header, as the job reads it: the contract's formats are JSON, so other
+# bytes cannot pass), in hex: a header's bytes are not UTF-8, and a String column comes back as text.
 PAGE = """
-SELECT topic, `partition`, `offset`, size, length(raw) < size AS truncated, isValidUTF8(raw) AS utf8,
-       if(NOT truncated AND size <= {max_bytes:UInt64} AND utf8, raw, '') AS payload
+SELECT topic, `partition`, `offset`, size, length(raw) < size AS truncated,
+       isValidUTF8(if(length(raw) >= 5 AND substring(raw, 1, 1) = char(0), substring(raw, 6), raw)) AS utf8,
+       if(NOT truncated AND size <= {max_bytes:UInt64} AND utf8, hex(raw), '') AS payload
 FROM (SELECT *, $size AS size FROM {db}.dead_letters FINAL WHERE $filters)
 WHERE (topic, `partition`, `offset`) > ({after_topic:String}, {after_partition:Int32}, {after_offset:Int64})
 ORDER BY topic, `partition`, `offset`
@@ -117,16 +124,16 @@ def _has_raw_size(client: WarehouseClient) -> bool:
     return bool(count)
 
 
-def _bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
 def replay_dead_letters(
     client: WarehouseClient, settings: Settings, filters: Filters, *, dry_run: bool = False, page_rows: int = PAGE_ROWS
 ) -> ReplayReport:
     """Re-publish the dead letters that ``filters`` selects and that now pass their topic's format."""
     formats = settings.kafka.input_topics
     limit = settings.stream.max_record_bytes
+    readers = {
+        topic: reader(name, max_record_bytes=limit, max_future_skew_s=settings.stream.max_future_skew_s)
+        for topic, name in formats.items()
+    }
     sql = PAGE.replace("$size", "raw_size" if _has_raw_size(client) else "length(raw)").replace(
         "$filters", filters.sql()
     )
@@ -160,11 +167,16 @@ def replay_dead_letters(
             elif not utf8:
                 report.still_invalid["invalid JSON (not UTF-8)"] += 1
             else:
-                raw = _bytes(payload)
+                raw = bytes.fromhex(payload)
                 try:
-                    event = validate_source(raw, formats[topic])
+                    event = validate_source(unframed(raw), formats[topic])
                 except ContractError as exc:
                     report.still_invalid[reason_class(str(exc))] += 1
+                    continue
+                now_ms = np.array([int(time.time() * 1000)], np.int64)
+                (reason,) = readers[topic].validate([unframed(raw)], now_ms).errors.to_pylist()
+                if reason is not None:
+                    report.still_invalid[reason_class(reason)] += 1
                     continue
                 candidates.append(_Candidate(topic, raw, event))
         stored = _stored_event_ids(client, [c.event for c in candidates])

@@ -243,3 +243,21 @@ def test_a_truncated_dead_letter_is_reported_never_replayed(settings: Settings, 
     assert "        1  truncated, not replayable (the warehouse keeps only the start of the payload)" in lines
     assert "        1  larger than the record size limit (1,024 bytes), not replayable" in lines
     assert [value for _, value in _read_all(settings, v1)] == [rows[0][1]]
+
+
+def test_replay_judges_as_the_job_does_a_time_it_would_refuse_and_a_framed_payload(
+    settings: Settings, warehouse: WarehouseClient
+) -> None:
+    """A dead letter the job would refuse again (its event time beyond the record's time + the allowed skew) is
+    reported with the job's reason, never re-sent to fail again; one written in Schema Registry's wire format
+    (a header whose schema id has bytes over 0x7f, then JSON) is judged after its header, as the job reads it."""
+    v1 = settings.kafka.topic
+    far = _event(60, event_time="9999-12-31T23:59:59.999Z")
+    framed = b"\x00\x00\x01\x86\xca" + _event(61)  # schema id 100042
+    insert_dead_letters(warehouse, [(v1, far), (v1, framed)])
+    report = replay_dead_letters(warehouse, settings, last_hour())
+    assert report.replayed == {v1: 1}
+    ((reason, count),) = report.still_invalid.items()  # the job's own reason
+    assert count == 1
+    assert reason.startswith("event_time: outside 1970-01-01 .. record timestamp + ")
+    assert [value for _, value in _read_all(settings, v1)] == [framed]  # bytes as stored, header included
