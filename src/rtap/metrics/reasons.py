@@ -25,7 +25,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("not_allowed", re.compile(r"^\w+: must be one of ")),
     ("bad_format", re.compile(r"^\w+: (not a valid |does not match pattern)")),
     ("bad_length", re.compile(r"^\w+: (shorter|longer) than ")),
-    ("implausible_time", re.compile(r"^event_time: outside ")),
+    ("implausible_time", re.compile(r"^(event_time|timestamp): outside ")),  # timestamp: the legacy format's
 )
 OTHER = "other"
 REASON_CLASSES: tuple[str, ...] = (*(name for name, _ in _PATTERNS), OTHER)

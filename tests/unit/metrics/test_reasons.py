@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
+from rtap.contract.formats import reader
+from rtap.contract.model import LEGACY_FORMAT
 from rtap.contract.vocabulary import DEAD_LETTER
 from rtap.metrics.reasons import OTHER, REASON_CLASSES, reason_class
 from rtap.settings import StreamSettings
@@ -57,3 +62,12 @@ def test_every_kind_of_contract_violation_has_its_class() -> None:
 @pytest.mark.parametrize("error", [None, "", "something the contract never says"])
 def test_unknown_text_is_other(error: str | None) -> None:
     assert reason_class(error) == OTHER
+
+
+def test_the_previous_systems_format_names_its_time_timestamp_and_gets_the_same_class() -> None:
+    legacy = reader(LEGACY_FORMAT, max_record_bytes=STREAM.max_record_bytes, max_future_skew_s=STREAM.max_future_skew_s)
+    record = {"event_id": str(uuid.UUID(int=17)), "user_id": "u17", "page_url": "/", "timestamp": "2099-01-01T00:00:00"}
+    now_ms = np.array([int(time.time() * 1000)], np.int64)
+    (error,) = legacy.validate([orjson.dumps(record)], now_ms).errors.to_pylist()
+    assert error.startswith("timestamp: outside ")
+    assert reason_class(error) == "implausible_time"
