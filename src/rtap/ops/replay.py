@@ -14,8 +14,9 @@ it like any other record. Never re-published:
 - one that still fails its format (counted by reason class): checked by the reference validator, for the event
   it names, and by the job's own reader with the record stamped now, for its reason (the event time's bounds
   are the job's, so a dead letter the job would refuse again is reported, never re-sent to fail again);
-- one whose event is stored already (in ``events`` or ``late_events``, same id, same event time): a replay run
-  before, or another copy that passed. The job would only count it as a duplicate.
+- one whose event is stored already (in ``events`` or ``late_events``, same id, an event time in the same minute
+  or one on either side: the job's copy rule): a replay run before, or another copy that passed. The job would
+  only count it as a duplicate.
 
 Memory is bounded by the page size times the record size limit, whatever the table holds.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -58,13 +59,15 @@ WHERE (topic, `partition`, `offset`) > ({after_topic:String}, {after_partition:I
 ORDER BY topic, `partition`, `offset`
 LIMIT {page:UInt32}
 """
+# The stored copies of the page's ids, by the minute of their event time, in the minutes the job's copy rule
+# looks at (rtap.stream.transforms.later_copies: the event's minute and one on either side).
 STORED = """
-SELECT DISTINCT toString(event_id) FROM (
+SELECT DISTINCT toString(event_id), toUnixTimestamp(toStartOfMinute(event_time)) DIV 60 FROM (
     SELECT event_id, event_time FROM {db}.events
-    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time <= {last:DateTime64(3,'UTC')}
+    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time < {last:DateTime64(3,'UTC')}
     UNION ALL
     SELECT event_id, event_time FROM {db}.late_events
-    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time <= {last:DateTime64(3,'UTC')}
+    WHERE event_time >= {first:DateTime64(3,'UTC')} AND event_time < {last:DateTime64(3,'UTC')}
 )
 WHERE has({ids:Array(String)}, toString(event_id))
 """
@@ -179,9 +182,10 @@ def replay_dead_letters(
                     report.still_invalid[reason_class(reason)] += 1
                     continue
                 candidates.append(_Candidate(topic, raw, event))
-        stored = _stored_event_ids(client, [c.event for c in candidates])
+        stored = _stored_copies(client, [c.event for c in candidates])
         for candidate in candidates:
-            if str(candidate.event["event_id"]) in stored:
+            minute = _minute(candidate.event["event_time"])
+            if any(abs(m - minute) <= 1 for m in stored.get(str(candidate.event["event_id"]), ())):
                 report.already_stored += 1
                 continue
             report.replayed[candidate.topic] += 1
@@ -192,14 +196,24 @@ def replay_dead_letters(
     return report
 
 
-def _stored_event_ids(client: WarehouseClient, events: list[dict[str, Any]]) -> set[str]:
-    """The ids among ``events`` that ``events`` or ``late_events`` hold with an event time in the same span (the
-    job's own duplicate check looks there, the same way)."""
+def _minute(at: datetime) -> int:
+    """Minutes since the epoch of ``at`` (the job's minutes: rtap.stream.transforms.event_minutes)."""
+    return int(at.timestamp()) // 60
+
+
+def _stored_copies(client: WarehouseClient, events: list[dict[str, Any]]) -> dict[str, set[int]]:
+    """The minutes of the copies ``events`` or ``late_events`` hold of each of ``events``' ids, around their
+    times. A dead letter is stored already when a copy lies in its minute or one on either side, the job's rule:
+    a copy further away is another event of that id, which the job would store."""
     if not events:
-        return set()
-    times: list[datetime] = [event["event_time"] for event in events]
+        return {}
+    minutes = [_minute(event["event_time"]) for event in events]
+    first = datetime.fromtimestamp((min(minutes) - 1) * 60, UTC)
+    last = datetime.fromtimestamp((max(minutes) + 2) * 60, UTC)
     rows = client.query_rows(
-        STORED,
-        parameters={"first": min(times), "last": max(times), "ids": [str(event["event_id"]) for event in events]},
+        STORED, parameters={"first": first, "last": last, "ids": [str(event["event_id"]) for event in events]}
     )
-    return {str(row[0]) for row in rows}
+    stored: dict[str, set[int]] = {}
+    for event_id, minute in rows:
+        stored.setdefault(str(event_id), set()).add(int(minute))
+    return stored

@@ -261,3 +261,28 @@ def test_replay_judges_as_the_job_does_a_time_it_would_refuse_and_a_framed_paylo
     assert count == 1
     assert reason.startswith("event_time: outside 1970-01-01 .. record timestamp + ")
     assert [value for _, value in _read_all(settings, v1)] == [framed]  # bytes as stored, header included
+
+
+def test_already_stored_means_a_copy_within_the_jobs_minute_rule(
+    settings: Settings, warehouse: WarehouseClient
+) -> None:
+    """The job counts a record as a copy of a stored event of its id only in its minute or one on either side;
+    replay decides "already stored" by the same rule, whatever else shares the page."""
+    v1 = settings.kafka.topic
+    far, near = str(uuid.UUID(int=70)), str(uuid.UUID(int=71))
+    insert_events(
+        warehouse,
+        [
+            {**purchase(EVENT_TIME + timedelta(minutes=20), "u70", "p1", "1.00", 1, 70), "event_id": far},
+            {**purchase(EVENT_TIME + timedelta(seconds=40), "u71", "p1", "1.00", 1, 71), "event_id": near},
+        ],
+    )
+    rows = [
+        (v1, _event(70, event_id=far)),  # 10:00, its id stored at 10:20: another event, which the job would store
+        (v1, _event(71, event_id=near)),  # 10:00, its id stored at 10:00:40: a copy
+        (v1, _event(72, event_time="2026-11-29T10:30:00.000Z")),  # widens the page's span past both
+    ]
+    insert_dead_letters(warehouse, rows)
+    report = replay_dead_letters(warehouse, settings, last_hour())
+    assert (report.replayed, report.already_stored) == ({v1: 2}, 1)
+    assert sorted(value for _, value in _read_all(settings, v1)) == sorted([rows[0][1], rows[2][1]])
