@@ -18,6 +18,7 @@ from rtap.collect.sinks import KafkaSink
 from rtap.errors import ConfigError
 from rtap.metrics.endpoint import ScrapeAuth
 from rtap.runtime.http import guarded_protocol
+from rtap.runtime.ports import http_url
 from rtap.settings import CollectorSettings, MetricsSettings, Settings, is_loopback
 
 log = logging.getLogger("rtap.collect")
@@ -56,7 +57,7 @@ def max_header_bytes(collect: CollectorSettings) -> int:
 
 def url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    return http_url(host, port)
 
 
 def serve_process(settings: Settings, sock: socket.socket) -> None:

@@ -21,7 +21,7 @@ from rtap.dashboard.auth import check_exposure
 from rtap.dashboard.definition import Definition
 from rtap.errors import ServiceError
 from rtap.runtime.http import guarded_protocol
-from rtap.runtime.ports import listening_socket, server_tls_context
+from rtap.runtime.ports import http_url, listening_socket, server_tls_context
 from rtap.settings import DashboardSettings, Settings, is_loopback
 from rtap.warehouse import WarehouseClient
 
@@ -62,7 +62,7 @@ class DashboardServer:
         host, port = sock.getsockname()[:2]
         self.host: str = host
         self.port: int = port
-        self.url = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+        self.url = http_url(host, port, "https" if tls else "http")
 
     @property
     def running(self) -> bool:

@@ -73,6 +73,11 @@ def listening_socket(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+def http_url(host: str, port: int, scheme: str = "http") -> str:
+    """The URL of a server on ``host``:``port``, an IPv6 address in brackets."""
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def server_tls_context(certificate: Path, key: Path, what: str) -> ssl.SSLContext:
     """A server's TLS context from a PEM certificate and key, or one clear line naming ``what`` and the files."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

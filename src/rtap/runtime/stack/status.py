@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 
 from rtap.errors import RtapError
+from rtap.runtime.ports import http_url
 from rtap.runtime.stack.checks import Check
 from rtap.runtime.stack.profiles import brokers_check
 from rtap.runtime.stack.up import UP_PID_FILE
@@ -67,7 +68,7 @@ def collector_check(settings: Settings) -> Check:
 
     collect = settings.collect
     host = "127.0.0.1" if collect.host in ("0.0.0.0", "") else collect.host
-    url = f"http://{f'[{host}]' if ':' in host else host}:{collect.port}"
+    url = http_url(host, collect.port)
     try:
         answer = httpx.get(f"{url}/healthz", timeout=2.0)
         detail = str(answer.json().get("detail", answer.text))
