@@ -74,13 +74,9 @@ def names_loopback(host_header: str | None) -> bool:
     if not host_header:
         return False
     name = host_header.strip().lower()
-    if name.startswith("["):
-        name = name[: name.find("]") + 1] if "]" in name else ""
-    else:
-        name = name.rpartition(":")[0] if name.count(":") == 1 else name
-    if name in ("localhost", "localhost."):
+    if name.partition(":")[0] in ("localhost", "localhost."):
         return True
-    address = parse_address(name)
+    address = parse_address(name)  # an address with or without its port, an IPv6 one in brackets
     return address is not None and address.is_loopback
 
 

@@ -55,8 +55,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        ip = parse_address(self.client[0]) if self.client else None
-        if ip is not None and not ip.is_loopback and not self.proxies.trusts(str(ip)):
+        peer = self.client[0] if self.client else None
+        ip = parse_address(peer)
+        if ip is not None and not ip.is_loopback and not self.proxies.trusts(peer):
             key = client_key(ip)
             if self.open_by_client[key] >= self.per_client:
                 transport.close()
