@@ -38,8 +38,8 @@ _POLL_S = 0.1
 # attached daemon's): a week of uptime, or a flood of refused requests, must not fill the disk.
 LOG_MAX_BYTES = 20 * 2**20
 LOG_BACKUPS = 3
-# A line longer than this is cut into pieces: the pump's buffer must not grow with its input.
-_MAX_LINE_BYTES = 64 * 1024
+# A line longer than this is cut into pieces: a pump's buffer must not grow with its input (also rtap-up.log's).
+MAX_LINE_BYTES = 64 * 1024
 # Output read but not yet written while the disk is slow; beyond it the newest chunks are dropped (and counted)
 # rather than the reading stalled, which would stall the daemon on a full pipe.
 _BACKLOG_BYTES = 4 * 2**20
@@ -107,7 +107,7 @@ def spawn(
                 env=env,
                 start_new_session=True,
             )
-    handler = _rotating_file(log, max_bytes, backups)
+    handler = fresh_log(log, "%(message)s", max_bytes=max_bytes, backups=backups, kind=_RotatingFile, errors="replace")
     try:
         process = _PumpedPopen(
             command,
@@ -135,11 +135,20 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         pass
 
 
-def _rotating_file(log: Path, max_bytes: int, backups: int) -> _RotatingFile:
-    handler = _RotatingFile(log, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors="replace")
-    if log.stat().st_size:  # every run starts a fresh file; the previous one is <log>.1
+def fresh_log(
+    log: Path,
+    log_format: str,
+    *,
+    max_bytes: int = LOG_MAX_BYTES,
+    backups: int = LOG_BACKUPS,
+    kind: type[logging.handlers.RotatingFileHandler] = logging.handlers.RotatingFileHandler,
+    errors: str | None = None,
+) -> logging.handlers.RotatingFileHandler:
+    """A rotating log for one run: every run starts a fresh file, the previous one is ``<log>.1``."""
+    handler = kind(log, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors=errors)
+    if log.stat().st_size:
         handler.doRollover()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(logging.Formatter(log_format))
     return handler
 
 
@@ -174,7 +183,7 @@ class _LogPump:
     :data:`_AFTER_EXIT_S` after the exit.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], pipe: IO[bytes], handler: _RotatingFile) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], pipe: IO[bytes], handler: logging.Handler) -> None:
         self._process = process
         self._pipe = pipe
         self._handler = handler
@@ -249,7 +258,7 @@ class _LogPump:
                 if done:
                     break
                 *lines, pending = (pending + b"".join(chunks)).split(b"\n")
-                if len(pending) >= _MAX_LINE_BYTES:  # no newline yet: the pending piece stays bounded
+                if len(pending) >= MAX_LINE_BYTES:  # no newline yet: the pending piece stays bounded
                     lines.append(pending)
                     pending = b""
                 if dropped:
@@ -261,14 +270,14 @@ class _LogPump:
             self._handler.close()
 
     def _emit(self, lines: list[bytes]) -> None:
-        """The lines as records of at most :data:`_MAX_LINE_BYTES` each: the handler decides on a rollover before
+        """The lines as records of at most :data:`MAX_LINE_BYTES` each: the handler decides on a rollover before
         each, so the file exceeds its size by at most one record."""
         block: list[bytes] = []
         size = 0
         for line in lines:
-            for start in range(0, max(len(line), 1), _MAX_LINE_BYTES - 1):  # a longer line is cut into pieces
-                piece = line[start : start + _MAX_LINE_BYTES - 1]
-                if block and size + len(piece) + 1 > _MAX_LINE_BYTES:
+            for start in range(0, max(len(line), 1), MAX_LINE_BYTES - 1):  # a longer line is cut into pieces
+                piece = line[start : start + MAX_LINE_BYTES - 1]
+                if block and size + len(piece) + 1 > MAX_LINE_BYTES:
                     self._record(block)
                     block, size = [], 0
                 block.append(piece.rstrip(b"\r"))

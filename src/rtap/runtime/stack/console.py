@@ -10,7 +10,7 @@ Why file descriptors and not only logging: the JVM that pyspark launches and lib
 descriptors 1 and 2 directly, past ``sys.stdout`` and past Python's logging, and neither is configured from here
 (the JVM also prints JDK notices before log4j starts). So while ``rtap up`` runs, descriptors 1 and 2 are a pipe
 whose lines a thread writes to the log file, and the console writes to a copy of the original stdout. The log
-rotates (:data:`LOG_MAX_BYTES` x :data:`LOG_BACKUPS`) so that a week of uptime does not fill the disk.
+rotates (rtap.runtime.process.LOG_MAX_BYTES x LOG_BACKUPS) so that a week of uptime does not fill the disk.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtap.console import console as make_console
-from rtap.runtime.process import LOG_BACKUPS, LOG_MAX_BYTES
+from rtap.runtime.process import MAX_LINE_BYTES, fresh_log
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,8 +50,6 @@ FILE_ONLY_LOGGERS = (OUTPUT_LOGGER, "py4j")
 # JVM dies): the job's own line says what happened, so these stay in the file like the rest of py4j's.
 FILE_ONLY_PACKAGES = (f"{os.sep}py4j{os.sep}",)
 _STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
-# A line longer than this (a plan dump) is cut into pieces: the pump's buffer must not grow with its input.
-MAX_LINE_BYTES = 64 * 1024
 _POLL_S = 0.2
 
 
@@ -192,13 +190,7 @@ class OperatorOutput:
 
 def _file_handler(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-    )
-    if path.stat().st_size:  # every run starts a fresh file; the previous one is rtap-up.log.1
-        handler.doRollover()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    return handler
+    return fresh_log(path, LOG_FORMAT)
 
 
 @contextlib.contextmanager
