@@ -13,7 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rtap.runtime.stack.console import LOG_FILE, MAX_LINE_BYTES
+from rtap.runtime.process import MAX_LINE_BYTES
+from rtap.runtime.stack.console import LOG_FILE
 
 SCRIPT = textwrap.dedent(
     """
