@@ -214,7 +214,9 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
     )
     frozen: int | None = None
     try:
-        wait_for("rtap up scraped", lambda: prometheus.value('up{job="rtap"}') == 1, 300)
+        # rtap's endpoint serves before the collector (a process of its own) is listening: wait for both.
+        for job in ("rtap", "rtap-collector"):
+            wait_for(f"{job} scraped", lambda job=job: prometheus.value(f'up{{job="{job}"}}') == 1, 300)
         for port in (env["RTAP_METRICS_PORT"], env["RTAP_COLLECT_PORT"]):  # only Prometheus, with the password
             assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 401
         records = produce(env, "--rate", "1000", "--count", "4000", "--seed", "18")
