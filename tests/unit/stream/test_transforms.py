@@ -151,6 +151,14 @@ def test_a_copy_behind_the_watermark_is_a_duplicate_and_a_late_event_is_never_th
     assert [rows[(0, 2)]["behind_ms"], rows[(1, 1)]["behind_ms"], rows[(2, 0)]["behind_ms"]] == [260_000, 260_000, 0]
 
 
+def test_a_resend_of_a_late_event_is_late_again() -> None:
+    """A producer re-sending a record that was late (no accepted copy): late again, a second row in late_events
+    (keyed by Kafka coordinates), never a duplicate of the late one (README, "Late events")."""
+    late = event(8, "2026-11-29T12:00:10Z")
+    rows = classify([(0, 0, event(9, "2026-11-29T12:05:00Z")), (0, 1, late), (0, 2, late)])
+    assert [rows[(0, i)]["status"] for i in range(3)] == [ACCEPTED, LATE, LATE]
+
+
 def test_a_copy_further_behind_than_the_lookback_is_late() -> None:
     """The lookup reads the minutes of what it is given: a record more than COPY_LOOKBACK_MS behind its watermark
     is late whatever it copies, so no sender can make a batch read old minutes."""
