@@ -12,6 +12,7 @@ rtap's endpoint and the collector's with compose's basic_auth, and Spark's with 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -196,6 +197,10 @@ def prometheus(env: dict[str, str], prometheus_dir: Path) -> Iterator[Prometheus
         log.close()
 
 
+def scraped(prometheus: Prometheus, job: str) -> bool:
+    return prometheus.value(f'up{{job="{job}"}}') == 1
+
+
 def spark_jvm(up: subprocess.Popen[bytes]) -> int:
     """The pid of the Spark driver's JVM, a child of the `rtap up` process."""
     children = subprocess.run(
@@ -216,7 +221,7 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
     try:
         # rtap's endpoint serves before the collector (a process of its own) is listening: wait for both.
         for job in ("rtap", "rtap-collector"):
-            wait_for(f"{job} scraped", lambda job=job: prometheus.value(f'up{{job="{job}"}}') == 1, 300)
+            wait_for(f"{job} scraped", functools.partial(scraped, prometheus, job), 300)
         for port in (env["RTAP_METRICS_PORT"], env["RTAP_COLLECT_PORT"]):  # only Prometheus, with the password
             assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 401
         records = produce(env, "--rate", "1000", "--count", "4000", "--seed", "18")
