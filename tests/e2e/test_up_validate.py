@@ -71,7 +71,8 @@ def test_up_serves_live_data_that_validate_status_and_a_browser_accept(tmp_path:
         # The page a data team keeps open: every panel draws the pipeline's data, and the charts move as the
         # generator keeps producing (the page polls; the job commits a batch every few seconds).
         page.goto(f"http://127.0.0.1:{dashboard_port}/#clickstream")
-        wait_until_every_panel_has_data(page, "clickstream")
+        # abandoned_carts fills only once a session has ended: the session gap, then the watermark (30 s) past it.
+        wait_until_every_panel_has_data(page, "clickstream", timeout_s=120)
         before = events_shown(page)
         deadline = time.monotonic() + 120
         while events_shown(page) == before and time.monotonic() < deadline:

@@ -14,13 +14,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def wait_until_every_panel_has_data(page: Page, dashboard_id: str) -> None:
+def wait_until_every_panel_has_data(page: Page, dashboard_id: str, timeout_s: float = 20) -> None:
     dashboard = next(d for d in load_definition().dashboards if d.id == dashboard_id)
     page.wait_for_function(
         "([id, n]) => document.querySelector('#grid')?.dataset.dashboard === id"
         " && document.querySelectorAll('.panel[data-state=\"ok\"]').length === n",
         arg=[dashboard_id, len(dashboard.panels)],
-        timeout=20_000,
+        timeout=timeout_s * 1000,
     )
     states = page.eval_on_selector_all(".panel", "nodes => nodes.map(n => [n.dataset.panel, n.dataset.state])")
     assert states == [[panel.id, "ok"] for panel in dashboard.panels]
