@@ -339,7 +339,8 @@ def test_a_collector_outage_mid_visit_loses_nothing_and_doubles_nothing(stack: S
     stack.collector.stop()
     stopped = time.monotonic()
     add_to_cart(page, quantity=1)
-    page.wait_for_timeout(4000)  # past the batch interval: the tracker tries, and finds nobody
+    # Past the batch interval (3 s) the tracker tries, and finds nobody: wait for that try to have failed.
+    page.wait_for_function("rtap.status().failures >= 1", timeout=30_000, polling=200)
     add_to_cart(page, quantity=2)
     status = tracker_status(page)
     assert status["queued"] == 2
