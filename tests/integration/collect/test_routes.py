@@ -7,6 +7,7 @@ import gzip
 import ipaddress
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -343,7 +344,13 @@ def test_several_workers_write_every_accepted_event_once_and_count_them_together
             )
             assert answer.status_code == 200, answer.text
             sent.update(event["event_id"] for event in events)
+        # The health gauge is the least over the live workers, each writing its own every second: a worker that
+        # took no request yet may still report 0 until its probe reaches Kafka. Wait for all to say healthy.
+        deadline = time.monotonic() + 30
         exposition = httpx.get(daemon.url + "/metrics").text
+        while "rtap_collect_sink_healthy 1.0" not in exposition and time.monotonic() < deadline:
+            time.sleep(0.5)
+            exposition = httpx.get(daemon.url + "/metrics").text
         assert "rtap_collect_events_accepted_total 300.0" in exposition
         assert "rtap_collect_sink_healthy 1.0" in exposition
     stored = [record["event_id"] for record in browser_records(settings, 300)]
