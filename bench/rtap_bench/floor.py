@@ -251,7 +251,8 @@ def _record(batch: DataFrame, batch_id: int, directory: Path) -> None:
 
 def run(settings: Settings, directory: Path) -> None:
     """Run the floor job until SIGTERM or SIGINT (module docstring)."""
-    from rtap.stream.job import DEFAULT_RECORD_BYTES, batch_cap, kafka_source
+    from rtap.stream.caps import DEFAULT_RECORD_BYTES, batch_cap
+    from rtap.stream.job import kafka_source
     from rtap.stream.spark import build_session
 
     stop = threading.Event()

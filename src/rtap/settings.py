@@ -513,7 +513,7 @@ class StreamSettings(BaseSettings):
     trigger_interval_s: float = Field(default=0.0, ge=0)
     poll_interval_s: float = Field(default=0.1, gt=0)
     # A micro-batch is at most max_batch_records records and, by the record size the last batches had, about
-    # max_batch_bytes of payload: what one batch brings into the driver (rtap.stream.job.batch_cap).
+    # max_batch_bytes of payload: what one batch brings into the driver (rtap.stream.caps).
     max_batch_records: int = Field(default=200_000, ge=1)
     max_batch_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
     starting_offsets: Literal["earliest", "latest"] = "earliest"

@@ -15,8 +15,8 @@ import pytest
 
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings
+from rtap.stream.caps import batch_cap, recent_record_bytes
 from rtap.stream.checkpoint import planned_batches
-from rtap.stream.job import batch_cap, recent_record_bytes
 from rtap.warehouse import create_client
 from tests.support.faults import measure, stream_log
 from tests.support.pipeline import assert_tables_equal_truth, pipeline_settings, produce, run_until_drained

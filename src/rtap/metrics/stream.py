@@ -152,6 +152,11 @@ class StreamMetrics(Collector):
             "When the last batch was committed (pipeline_batches.finished_at), Unix time.",
             registry=None,
         )
+        self.batch_cap = Gauge(
+            "rtap_stream_batch_cap_records",
+            "The running query's cap: Kafka records a micro-batch may hold (rtap.stream.caps).",
+            registry=None,
+        )
         self.last_gap = Gauge(
             "rtap_stream_last_data_gap_timestamp_seconds",
             "When the job last recorded a retention gap in data_gaps, Unix time.",
@@ -240,6 +245,7 @@ class StreamMetrics(Collector):
             self.batch_duration,
             self.lag,
             self.position,
+            self.batch_cap,
         ):
             yield from metric.collect()
         yield from self.freshness.collect()

@@ -2,8 +2,8 @@
 batches Spark planned, with their Kafka ranges) and ``commits`` (the batches it finished).
 
 The job decides where to start from them (rtap.stream.job) and where each batch ends (:func:`planned_offsets`),
-the overlap takes a batch out of them (rtap.stream.overlap.rewind), and a backup checks them against the warehouse
-(rtap.ops.backup).
+the overlap takes a batch out of them (rtap.stream.overlap.rewind), so does a batch too large for the driver
+(:func:`unplan`), and a backup checks them against the warehouse (rtap.ops.backup).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rtap.errors import PipelineError
 
 OFFSETS = "offsets"
 COMMITS = "commits"
+SOURCES = "sources"
 
 
 def _logged(folder: Path) -> list[int]:
@@ -54,3 +55,38 @@ def planned_offsets(checkpoint: Path, batch: int) -> dict[tuple[str, int], int]:
         }
     except (OSError, IndexError, ValueError, AttributeError) as exc:
         raise PipelineError(f"cannot read Spark's planned offsets of batch {batch} from {path}: {exc}") from exc
+
+
+def initial_offsets(checkpoint: Path) -> dict[tuple[str, int], int] | None:
+    """Where Spark's Kafka source started the query in ``checkpoint`` (batch 0's start), per (topic, partition);
+    None when it is not there or not in the form Spark 4.1 writes (``sources/0/0``: a NUL byte, a version line,
+    then the offsets it resolved ``startingOffsets`` to)."""
+    try:
+        lines = (checkpoint / SOURCES / "0" / "0").read_text().lstrip("\0").splitlines()
+        return {
+            (topic, int(partition)): int(offset)
+            for topic, partitions in json.loads(lines[1]).items()
+            for partition, offset in partitions.items()
+        }
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
+
+
+def unplan(checkpoint: Path) -> tuple[int, int | None] | None:
+    """Take the newest batch Spark planned and did not commit out of its offset log, so that the next query plans
+    it again from the previous batch's end with its own cap (rtap.stream.caps: a batch that ran out of memory).
+    Returns (that batch, the offsets it spanned, or None if its start is not known), or None when every planned
+    batch is committed.
+
+    Spark resumes from its two logs: with the newest planned batch also the newest committed, it plans a new one.
+    The records a first attempt stored are skipped by the next (rtap.stream.sink), however the batch is cut.
+    """
+    planned, committed = planned_batches(checkpoint), committed_batches(checkpoint)
+    if not planned or (committed and committed[-1] >= planned[-1]):
+        return None
+    batch = planned[-1]
+    end = planned_offsets(checkpoint, batch)
+    start = planned_offsets(checkpoint, batch - 1) if batch - 1 in planned else initial_offsets(checkpoint) or {}
+    spanned = sum(offset - start[key] for key, offset in end.items()) if start.keys() >= end.keys() else None
+    (checkpoint / OFFSETS / str(batch)).unlink()
+    return batch, spanned

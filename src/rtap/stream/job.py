@@ -8,9 +8,10 @@ If the checkpoint is lost, the job resumes after the last batch committed in ``p
 is the durable record of progress), never from the beginning of the topic and never silently past unread data.
 
 Bounded memory on any backlog: a micro-batch is capped in records and, through the bytes per record of the
-last committed batches, in bytes (:func:`batch_cap`), and each task holds its share of one batch; the driver
-holds at most two (one being written, the next one parsed). A backlog therefore drains as a sequence of
-full-size batches, never as one.
+last committed batches, in bytes (``rtap.stream.caps``: the query starts again when record sizes move the cap
+4 x, and a batch that ran out of memory is planned again smaller), and each task holds its share of one batch;
+the driver holds at most two (one being written, the next one parsed). A backlog therefore drains as a sequence
+of full-size batches, never as one.
 
 The job survives its own JVM: when Spark's JVM dies (out of memory, killed), the job starts a new one and
 resumes from the checkpoint, with the same bounded backoff as a failed batch. Only
@@ -38,15 +39,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from rtap import metrics
-from rtap.errors import PipelineError, first_line
+from rtap.errors import PipelineError, WarehouseError, first_line
 from rtap.generate.generator import ClickstreamGenerator
-from rtap.settings import Settings, StreamSettings
-from rtap.stream.checkpoint import planned_batches, planned_offsets
+from rtap.settings import Settings
+from rtap.stream.caps import RECHECK_S, BatchCaps, recent_record_bytes
+from rtap.stream.checkpoint import planned_batches, planned_offsets, unplan
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.identity import check_topic_identity
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
 from rtap.stream.overlap import InFlightWrite, in_flight, overlaps, rewind, writing, written
-from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit
+from rtap.stream.restarts import JOB_STATE_FILE, FailuresInARow, JobState, describe_jvm_exit, out_of_memory
 from rtap.stream.sink import BatchStats, WarehouseSink
 from rtap.stream.spark import ParseStage, build_session, forget_jvm, freeze_heap, jvm_exit_code, warm_up
 from rtap.stream.transforms import TopicPartition, classify
@@ -55,17 +57,9 @@ from rtap.warehouse import WarehouseClient
 log = logging.getLogger("rtap.stream")
 
 PIPELINE_ID_FILE = "rtap-pipeline-id"
-# Until the job has committed batches that say otherwise: a generous guess of a record's size.
-DEFAULT_RECORD_BYTES = 1024
 # Whether a batch of this checkpoint's pipeline committed in the warehouse (by pipeline_batches' key).
 BATCH_COMMITTED = """
 SELECT 1 FROM {db}.pipeline_batches WHERE query_id = {query_id:String} AND batch_id = {batch_id:Int64} LIMIT 1
-"""
-_RECENT_RECORD_BYTES = """
-SELECT sum(input_bytes), sum(input_rows) FROM (
-    SELECT input_bytes, input_rows FROM {db}.pipeline_batches FINAL
-    WHERE input_bytes > 0 ORDER BY finished_at DESC LIMIT 20
-)
 """
 
 
@@ -137,18 +131,6 @@ def kafka_source(spark: SparkSession, settings: Settings, start: str, cap: int) 
     return reader.load()
 
 
-def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
-    """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_batch_bytes``)."""
-    by_bytes = int(stream.max_batch_bytes // max(1.0, bytes_per_record))
-    return max(1, min(stream.max_batch_records, by_bytes))
-
-
-def recent_record_bytes(client: WarehouseClient) -> float:
-    """Bytes per record over the last committed batches that recorded their size."""
-    total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES)[0]
-    return float(total_bytes) / float(rows) if rows else float(DEFAULT_RECORD_BYTES)
-
-
 def warm_up_samples(settings: Settings, now: datetime) -> dict[str, list[bytes]]:
     """What the warm-up parses: the generator's clickstream from ``now`` on the contract-v1 topic (valid events and
     its dirt: both of the readers' paths), and an empty object on every other input topic (which builds its
@@ -180,7 +162,11 @@ class StreamJob:
         # A batch's warehouse writes, beside the next batch's Spark stage while the job is behind
         # (rtap.stream.overlap); behind is a batch of the query's whole cap (set as each query starts).
         self._writes = InFlightWrite()
-        self._cap = settings.stream.max_batch_records
+        self._caps = BatchCaps(settings.stream, current=settings.stream.max_batch_records)
+        # Set when the job stopped its query to start it again with another cap (rtap.stream.caps), and when a
+        # failure for want of memory left a batch to plan again smaller before the next start.
+        self._recapping = False
+        self._shrink_pending = False
         # Why the last batch failed, as its Python exception said it (py4j reports only "Traceback" to Spark).
         self._batch_error: str | None = None
         self.checkpoint = settings.paths.checkpoints / "stream"
@@ -189,9 +175,10 @@ class StreamJob:
         self._stage_ran = time.monotonic()  # when the parse stage last ran (a batch's, the warm-up's, or _keep_warm's)
 
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
-        self._cap = batch_cap(self._settings.stream, recent_record_bytes(self._client))
-        log.info("micro-batches of at most %d records", self._cap)
-        return kafka_source(spark, self._settings, start, self._cap)
+        cap = self._caps.for_query(recent_record_bytes(self._client))
+        metrics.STREAM.batch_cap.set(cap)
+        log.info("micro-batches of at most %d records", cap)
+        return kafka_source(spark, self._settings, start, cap)
 
     def _process(self, sink: WarehouseSink, parse: ParseStage, batch: DataFrame, batch_id: int) -> None:
         with self._one_batch_at_a_time:
@@ -201,7 +188,7 @@ class StreamJob:
                 # After a write failed, the batch that waits for it (its own, or the next) fails with WriteFailed,
                 # or the job's watch (_await) stops the query: the write's failure is the cause, and _write
                 # reported it.
-                if self._writes.failure() is None:
+                if self._writes.failure() is None and not self._recapping:  # not a batch the job interrupted
                     self._report_failure(error)
                 raise
 
@@ -221,7 +208,7 @@ class StreamJob:
         high_water = sink.high_water(batch_id)  # what the previous batch committed
         planned = planned_offsets(self.checkpoint, batch_id)
         classified = classify(parsed, high_water=high_water, watermark_delay_s=self._settings.stream.watermark_delay_s)
-        behind = overlaps(parsed.num_rows, self._cap)
+        behind = overlaps(parsed.num_rows, self._caps.current)
         if behind:  # Spark may commit this batch before its writes end: the checkpoint folder says so
             writing(self.checkpoint, batch_id)
         self._writes.submit(
@@ -255,6 +242,7 @@ class StreamJob:
             written(self.checkpoint)
         self.last_batch = stats
         self._committed_since_start.set()
+        self._caps.committed(stats.input_rows)
         log.info(
             "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms "
             "(spark %d ms, warehouse %d ms, %d records behind)",
@@ -275,6 +263,21 @@ class StreamJob:
             written(self.checkpoint)  # committed just before the job stopped
         elif rewind(self.checkpoint, batch):
             log.warning("batch %d: Spark committed it, its warehouse writes did not commit: it runs again", batch)
+
+    def _plan_smaller(self) -> None:
+        """After a failure for want of memory: the batch Spark planned and did not commit is planned again, at
+        most a quarter as large (rtap.stream.caps)."""
+        unplanned = unplan(self.checkpoint)
+        spanned = unplanned[1] if unplanned is not None else None
+        limit = f"{self._caps.out_of_memory(spanned):,}"
+        if unplanned is None:
+            log.warning("out of memory between batches: at most %s records a batch until the backlog is read", limit)
+            return
+        size = "" if spanned is None else f" of {spanned:,} records"
+        log.warning(
+            "batch %d%s ran out of memory: it is planned again, at most %s records a batch until the backlog is read",
+            unplanned[0], size, limit,
+        )  # fmt: skip
 
     def _check_logs(self) -> dict[str, str]:
         """Before a query starts: each input topic is the log the warehouse read (rtap.stream.identity), and
@@ -321,6 +324,9 @@ class StreamJob:
         try:
             while not self._stop.is_set():
                 self._settle()
+                if self._shrink_pending:
+                    self._shrink_pending = False
+                    self._plan_smaller()
                 self._committed_since_start.clear()
                 self._batch_error = None
                 jvm_died = False
@@ -341,13 +347,19 @@ class StreamJob:
                     jvm_died, reason = True, describe_jvm_exit(code)
                     forget_jvm(spark)
                     self._query = None
+                if self._recapping and not self._stop.is_set():
+                    self._recapping = False
+                    continue
                 if self._stop.is_set() or not (jvm_died or error is not None):
                     return
                 failures.failed(committed_since_last_start=self._committed_since_start.is_set())
-                if failures.exhausted:
+                # Out of memory: the batch is planned again smaller, down to one record, before the limit applies.
+                memory = out_of_memory(reason) or (error is not None and out_of_memory(str(error)))
+                self._shrink_pending = memory and self._caps.can_shrink
+                if failures.exhausted and not self._shrink_pending:
                     raise PipelineError(failures.give_up_line(reason))
                 self._record_restart(reason)
-                log.warning("%s", failures.restart_line(reason))
+                log.warning("%s", failures.restart_line(reason, smaller=self._shrink_pending))
                 if self._stop.wait(failures.backoff_s):
                     return
                 metrics.STREAM.job_restarted("jvm" if jvm_died else None)
@@ -391,6 +403,7 @@ class StreamJob:
     def _await(self, query: StreamingQuery, spark: SparkSession, parse: ParseStage) -> BaseException | None:
         """Wait until the query ends or a stop is requested, keeping the parse stage warm meanwhile; the query's
         failure, if it failed."""
+        checked = time.monotonic()
         try:
             while not self._stop.is_set() and query.isActive:
                 query.awaitTermination(1)
@@ -398,9 +411,28 @@ class StreamJob:
                     query.stop()
                     return failed
                 self._keep_warm(spark, parse)
+                if time.monotonic() - checked >= RECHECK_S:
+                    checked = time.monotonic()
+                    if self._recap(query):
+                        return None
             return query.exception()
         except StreamingQueryException as failure:
             return failure
+
+    def _recap(self, query: StreamingQuery) -> bool:
+        """Stop ``query`` if the last batches' record sizes call for another cap (rtap.stream.caps); whether it did.
+        A warehouse that cannot say now is asked again at the next check (the batches meet its failure too)."""
+        try:
+            cap = self._caps.restart_with(recent_record_bytes(self._client))
+        except WarehouseError as error:
+            log.warning("the batch cap's check could not read the last batches' sizes: %s", first_line(error))
+            return False
+        if cap is None:
+            return False
+        log.warning("the last batches' record sizes call for %s records a batch: restarting the query", f"{cap:,}")
+        self._recapping = True
+        query.stop()
+        return True
 
     def _keep_warm(self, spark: SparkSession, parse: ParseStage) -> None:
         """Run the parse stage on one record per input topic if no stage ran for :data:`KEEP_WARM_S` and no batch

@@ -19,6 +19,9 @@ JOB_STATE_FILE = "stream-job.json"
 MAX_BACKOFF_S = 30.0
 # -XX:+ExitOnOutOfMemoryError (rtap.stream.spark) exits the JVM with this code.
 JVM_OUT_OF_MEMORY_EXIT = 3
+# Spark's own (SparkExitCode.OOM): its handler of uncaught exceptions exits with it when one of its threads, a
+# task's say, dies of an OutOfMemoryError (measured: a task's Arrow buffers out of direct memory).
+SPARK_OUT_OF_MEMORY_EXIT = 52
 
 
 @dataclass
@@ -78,11 +81,13 @@ class FailuresInARow:
     def backoff_s(self) -> float:
         return min(MAX_BACKOFF_S, 2.0**self.count)
 
-    def restart_line(self, reason: str) -> str:
-        """The one line the console shows for a restart (``reason``: :func:`describe_jvm_exit` or a failed batch)."""
+    def restart_line(self, reason: str, *, smaller: bool = False) -> str:
+        """The one line the console shows for a restart (``reason``: :func:`describe_jvm_exit` or a failed batch;
+        ``smaller``: the batch is planned again smaller, and the limit waits until it cannot be)."""
+        limit = "the batch is planned again smaller" if smaller else f"the job stops at {self.limit}"
         return (
             f"{reason}: restarting the stream job from its checkpoint in {self.backoff_s:.0f} s "
-            f"(failure {self.count} in a row; the job stops at {self.limit})"
+            f"(failure {self.count} in a row; {limit})"
         )
 
     def give_up_line(self, reason: str) -> str:
@@ -95,15 +100,21 @@ def describe_jvm_exit(code: int | None) -> str:
     """Why Spark's JVM is gone, from its exit status (negative: the signal that killed it; None: still there)."""
     if code is None:
         return "Spark's JVM stopped answering"
-    if code == JVM_OUT_OF_MEMORY_EXIT:
-        return "Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code 3)"
+    if code in (JVM_OUT_OF_MEMORY_EXIT, SPARK_OUT_OF_MEMORY_EXIT):
+        return f"Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code {code})"
     if code < 0:
         return f"Spark's JVM was killed by signal {-code}"
     return f"Spark's JVM exited with code {code}"
 
 
+def out_of_memory(reason: str) -> bool:
+    """Whether a failure's text (:func:`describe_jvm_exit`'s, or a failed batch's error) says memory ran out: the
+    JVM's heap, its direct memory (netty's OutOfDirectMemoryError) or Arrow's allocator (OutOfMemoryException)."""
+    return "out of memory" in reason or "OutOfMemory" in reason or "OutOfDirectMemory" in reason
+
+
 def _advice(reason: str) -> str:
-    if "out of memory" in reason or "OutOfMemoryError" in reason:
+    if out_of_memory(reason):
         return "; lower RTAP_STREAM_MAX_BATCH_BYTES or _RECORDS, or raise RTAP_STREAM_DRIVER_MEMORY, then start again"
     if "killed by signal" in reason:
         return (

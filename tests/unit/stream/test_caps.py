@@ -1,4 +1,4 @@
-"""A micro-batch's cap in records and bytes (``rtap.stream.job.batch_cap``) and the record size it divides by,
+"""A micro-batch's cap in records and bytes (``rtap.stream.caps.batch_cap``) and the record size it divides by,
 read from the batches the job committed last (on the real embedded ClickHouse)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from rtap.settings import Settings, StreamSettings
-from rtap.stream.job import DEFAULT_RECORD_BYTES, batch_cap, recent_record_bytes
+from rtap.stream.caps import DEFAULT_RECORD_BYTES, BatchCaps, batch_cap, recent_record_bytes
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 
@@ -63,3 +63,65 @@ def test_the_record_size_is_the_average_of_the_last_committed_batches(warehouse:
     assert recent_record_bytes(warehouse) == 400.0
     commit(warehouse, 31, rows=3_000, size=3_000_000)  # weighted by records, not an average of averages
     assert recent_record_bytes(warehouse) == pytest.approx((19 * 400_000 + 3_000_000) / (19 * 1_000 + 3_000))
+
+
+def caps(records: int = 200_000, by_bytes: int = 128 * MIB) -> BatchCaps:
+    stream = StreamSettings(max_batch_records=records, max_batch_bytes=by_bytes)
+    return BatchCaps(stream, current=stream.max_batch_records)
+
+
+def test_a_batch_that_ran_out_of_memory_is_planned_again_a_quarter_as_large_down_to_one_record() -> None:
+    """60,000 records of 40 KB in a 1 GiB driver (module docstring): 15,000, then 3,750... never 0."""
+    batch = caps()
+    assert batch.for_query(300.0) == 200_000
+    assert batch.out_of_memory(60_000) == 15_000  # the records the failed batch spanned, not the cap
+    assert batch.for_query(300.0) == 15_000  # the sizes of the last batches (small ones) do not lift it
+    assert batch.out_of_memory(None) == 3_750  # not known (the first batch): the cap's
+    limits = [batch.out_of_memory(batch.for_query(300.0)) for _ in range(8)]
+    assert limits == [937, 234, 58, 14, 3, 1, 1, 1]
+    assert not batch.can_shrink
+
+
+def test_the_limit_holds_until_a_batch_under_it_read_the_backlog() -> None:
+    batch = caps()
+    batch.for_query(300.0)
+    batch.out_of_memory(60_000)
+    assert batch.for_query(300.0) == 15_000
+    batch.committed(15_000)  # a full batch: more is waiting
+    assert batch.restart_with(300.0) is None
+    batch.committed(14_999 // 2)  # under the cap: the backlog is read
+    assert batch.restart_with(300.0) == 200_000  # the cap the record sizes give, limit gone
+    assert batch.limit is None
+    assert batch.for_query(300.0) == 200_000
+
+
+def test_under_a_limit_the_query_restarts_only_for_a_smaller_cap() -> None:
+    batch = caps()
+    batch.for_query(300.0)
+    batch.out_of_memory(60_000)
+    batch.for_query(300.0)  # 15,000
+    assert batch.restart_with(100.0) is None  # larger: not before the backlog is read
+    assert batch.restart_with(40_000.0) == 3_355  # 128 MiB of 40-KB records: 4 x smaller or more
+    assert batch.for_query(40_000.0) == 3_355
+
+
+def test_record_sizes_that_move_the_cap_4x_either_way_restart_the_query_and_less_does_not() -> None:
+    batch = caps()
+    assert batch.for_query(1_000.0) == 134_217
+    assert batch.restart_with(2_000.0) is None  # 2 x: not worth a restart
+    assert batch.restart_with(4_000.0) == 33_554  # 4 x smaller
+    assert batch.for_query(4_000.0) == 33_554
+    assert batch.restart_with(2_000.0) is None
+    assert batch.restart_with(300.0) == 200_000  # 6 x larger (capped by records)
+    batch.committed(10)  # no limit: a small batch changes nothing
+    assert not batch.drained
+
+
+def test_a_read_backlog_lifts_the_limit_without_a_restart_when_the_sizes_give_no_larger_cap() -> None:
+    batch = caps()
+    batch.for_query(40_000.0)  # 3,355
+    batch.out_of_memory(100_000)  # limit 838
+    assert batch.for_query(40_000.0) == 838
+    batch.committed(10)
+    assert batch.restart_with(200_000.0) is None  # 671 by the sizes: no larger, and not 4 x smaller
+    assert batch.limit is None

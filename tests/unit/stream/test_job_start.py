@@ -211,7 +211,7 @@ def test_only_a_batch_of_the_whole_cap_leaves_foreach_batch_before_its_writes_en
     this one's writes run (rtap.stream.overlap). Spark can cut a backlog's batch a few records short of the cap."""
     assert overlaps(rows, 1_000) is behind
     job = StreamJob(Settings(data_dir=tmp_path), client=None)  # type: ignore[arg-type]  # the sink is the fake's
-    job._cap = 1_000
+    job._caps.current = 1_000
     (job.checkpoint / "offsets").mkdir(parents=True)
     (job.checkpoint / "offsets" / "7").write_text(f'v1\n{{}}\n{{"t":{{"0":{rows + 1}}}}}')  # as Spark planned it
     monkeypatch.setattr(job_module, "classify", lambda parsed, **_: parsed)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rtap.stream.restarts import MAX_BACKOFF_S, FailuresInARow, JobState, describe_jvm_exit
+from rtap.stream.restarts import MAX_BACKOFF_S, FailuresInARow, JobState, describe_jvm_exit, out_of_memory
 
 
 def test_failures_in_a_row_end_the_job_at_the_limit() -> None:
@@ -52,6 +52,7 @@ def test_the_backoff_doubles_and_is_bounded() -> None:
     [
         (-9, "Spark's JVM was killed by signal 9"),
         (3, "Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code 3)"),
+        (52, "Spark's JVM ran out of memory (java.lang.OutOfMemoryError, exit code 52)"),
         (1, "Spark's JVM exited with code 1"),
         (None, "Spark's JVM stopped answering"),
     ],
@@ -70,10 +71,34 @@ def test_the_restart_is_one_line_with_the_cause_the_wait_and_the_count() -> None
     )
 
 
+def test_a_restart_that_plans_the_batch_again_smaller_says_so_instead_of_the_limit() -> None:
+    failures = FailuresInARow(limit=1)
+    failures.failed(committed_since_last_start=True)
+    line = failures.restart_line(describe_jvm_exit(52), smaller=True)
+    assert line.endswith("(failure 1 in a row; the batch is planned again smaller)")
+
+
+@pytest.mark.parametrize(
+    ("reason", "memory"),
+    [
+        (describe_jvm_exit(3), True),
+        (describe_jvm_exit(52), True),
+        # a task's failure as a batch's error relays it (measured: Arrow's and netty's, in a 1 GiB driver)
+        ("batch failed (org.apache.arrow.memory.OutOfMemoryException: Failure allocating buffer.)", True),
+        ("io.netty.util.internal.OutOfDirectMemoryError: failed to allocate 536870912 byte(s)", True),
+        (describe_jvm_exit(-9), False),  # the kernel's OOM killer, or anyone's kill -9: not known to be memory
+        ("batch failed (Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space)", False),
+    ],
+)
+def test_out_of_memory_is_told_by_the_jvms_exit_or_the_errors_name(reason: str, memory: bool) -> None:
+    assert out_of_memory(reason) is memory
+
+
 @pytest.mark.parametrize(
     ("reason", "advice"),
     [
         (describe_jvm_exit(3), "RTAP_STREAM_DRIVER_MEMORY"),
+        (describe_jvm_exit(52), "RTAP_STREAM_DRIVER_MEMORY"),
         (describe_jvm_exit(-9), "OOM killer"),
         ("batch failed (Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space)", "see the log"),
     ],

@@ -1,0 +1,110 @@
+"""How many records a micro-batch may hold, and when the job starts its query again to change that.
+
+Spark's Kafka source plans each batch by a count of offsets (``maxOffsetsPerTrigger``), fixed when a query starts,
+and knows nothing of the records' sizes, while the driver collects a whole batch. So the job divides
+``max_batch_bytes`` by the bytes per record of its last committed batches (:func:`batch_cap`), and
+:class:`BatchCaps` keeps that true while the job runs:
+
+- Record sizes change under a running query. Every :data:`RECHECK_S` the job asks for the cap the last batches'
+  sizes give, and starts the query again (its Spark JVM stays) when it differs from the running one by
+  :data:`RATIO` or more either way: a cap that stays 4 x too small leaves the job unable to keep up, and one 4 x
+  too large brings that much more into the driver.
+- A batch planned before its records' size was known can be too large for the driver. Measured here: 60,000
+  valid contract-v1 events of 40 KB each (every string at its maxLength), read as one backlog by a 1 GiB driver,
+  ended every attempt with an OutOfMemoryError in a task (Spark's exit code 52), five in a row, and the job
+  stopped; Spark replays the range it planned, however often. After a failure for want of memory the job takes
+  that batch out of Spark's offset log (rtap.stream.checkpoint.unplan) and plans it again at most
+  1/:data:`SHRINK` as large (:meth:`BatchCaps.out_of_memory`), until a batch fits: down to one record, so that
+  no valid input can stop the job. The smaller cap holds until the backlog is read (a batch under the cap,
+  :meth:`BatchCaps.committed`), or until record sizes call for a smaller one still.
+
+A restart of the query is exact like any other (the sink's writes are idempotent, a batch cut at other offsets
+skips what an earlier attempt stored); only its second or two are lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtap.settings import StreamSettings
+from rtap.stream.overlap import BEHIND_SHARE
+from rtap.warehouse import WarehouseClient
+
+# Until the job has committed batches that say otherwise: a generous guess of a record's size.
+DEFAULT_RECORD_BYTES = 1024
+_RECENT_RECORD_BYTES = """
+SELECT sum(input_bytes), sum(input_rows) FROM (
+    SELECT input_bytes, input_rows FROM {db}.pipeline_batches FINAL
+    WHERE input_bytes > 0 ORDER BY finished_at DESC LIMIT 20
+)
+"""
+# How often the running query's cap is held against the last batches' record sizes, and how far apart the two
+# must be for the query to start again (a restart costs a second or two of freshness, so not for small changes).
+RECHECK_S = 30.0
+RATIO = 4
+# After a batch ran out of memory, the next plans at most this fraction of it: from the default 200,000 records,
+# 50,000, 12,500, 3,125... (halving took five failures to go from 60,000 40-KB records to a size that fits).
+SHRINK = 4
+
+
+def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
+    """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_batch_bytes``)."""
+    by_bytes = int(stream.max_batch_bytes // max(1.0, bytes_per_record))
+    return max(1, min(stream.max_batch_records, by_bytes))
+
+
+def recent_record_bytes(client: WarehouseClient) -> float:
+    """Bytes per record over the last committed batches that recorded their size."""
+    total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES)[0]
+    return float(total_bytes) / float(rows) if rows else float(DEFAULT_RECORD_BYTES)
+
+
+@dataclass
+class BatchCaps:
+    """The cap of the running query, the limit a failure for want of memory set, and whether to start again.
+
+    ``committed`` is called from the thread that writes batches, the rest from the job's: each writes its own
+    fields only (``drained`` is set by one and read by the other).
+    """
+
+    stream: StreamSettings
+    current: int
+    limit: int | None = None
+    drained: bool = False
+
+    def for_query(self, bytes_per_record: float) -> int:
+        """The cap of a query starting now: by the record sizes, within the limit if one holds."""
+        cap = batch_cap(self.stream, bytes_per_record)
+        self.current = cap if self.limit is None else min(cap, self.limit)
+        self.drained = False
+        return self.current
+
+    @property
+    def can_shrink(self) -> bool:
+        return self.current > 1
+
+    def out_of_memory(self, records: int | None) -> int:
+        """A batch of ``records`` (None: not known, the cap's) ran out of memory: the limit of the next queries,
+        1/:data:`SHRINK` of it."""
+        failed = self.current if records is None else min(records, self.current)
+        self.limit = max(1, failed // SHRINK)
+        return self.limit
+
+    def committed(self, rows: int) -> None:
+        """A batch of ``rows`` records committed: one under the cap read the whole backlog."""
+        if self.limit is not None and rows < BEHIND_SHARE * self.current:
+            self.drained = True
+
+    def restart_with(self, bytes_per_record: float) -> int | None:
+        """The cap to start the query again with now, if any: under a limit, once its backlog is read (the limit
+        goes) or for a smaller cap; else for one :data:`RATIO` x larger or smaller."""
+        wanted = batch_cap(self.stream, bytes_per_record)
+        if self.limit is not None and self.drained:
+            self.limit = None
+            if wanted > self.current:
+                return wanted
+        if wanted * RATIO <= self.current:
+            return wanted
+        if self.limit is None and wanted >= self.current * RATIO:
+            return wanted
+        return None
