@@ -228,7 +228,6 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
 
         # Drained: every produced record read, and Prometheus has the final figures.
         wait_for("the job drains", lambda: prometheus.value("rtap_stream_records_read_total") == records, 300)
-        time.sleep(3)  # a few more scrapes, so every series is at its final value
         sql = rtap(
             [
                 "sql",
@@ -252,14 +251,20 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
             "rtap_stream_batch_duration_seconds_count": batches,
             "rtap_stream_last_batch_timestamp_seconds * 1000": last_ms,
         }
+        # A few more scrapes (1 s apart, each allowed 1 s) until every series is at its final value.
+        deadline = time.monotonic() + 30
         seen = {promql: prometheus.value(promql) for promql in figures}
+        while seen != pytest.approx(figures, abs=1e-3) and time.monotonic() < deadline:
+            time.sleep(1)
+            seen = {promql: prometheus.value(promql) for promql in figures}
         print("\nPrometheus | warehouse:", *(f"{q} = {seen[q]!r} | {figures[q]}" for q in figures), sep="\n  ")
         assert seen == pytest.approx(figures, abs=1e-3)
         assert events + dead + late + duplicates == records
         assert prometheus.value("sum(rtap_kafka_log_end_offset)") == records
         assert prometheus.value('sum(rtap_stream_dead_letters_total{reason="other"})') == 0
         # Spark's own metrics arrive too, without its streaming-query gauges (rtap's are the ones above).
-        assert prometheus.value('up{job="spark-driver"}') == 1  # with the token; without it, refused
+        # Scraped with the token (without it, refused); waited for: one scrape slower than its 1 s timeout reads 0.
+        wait_for("spark-driver scraped", functools.partial(scraped, prometheus, "spark-driver"), 30)
         ui = f"127.0.0.1:{spark_ui_port(env)}"
         assert httpx.get(f"http://{ui}/api/v1/applications", timeout=5).status_code == 403
         # compose's spark-ui proxy (a real Caddy, deploy/compose/spark-ui/Caddyfile) presents it for a browser
@@ -276,7 +281,7 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
         assert prometheus.query('{__name__=~"metrics_rtap_driver_jvm_heap_used_.*"}')
         assert not prometheus.query('{__name__=~"metrics_rtap_driver_spark_streaming_.*"}')
         # The collector's own endpoint is scraped, and its alert rules can see it.
-        assert prometheus.value('up{job="rtap-collector"}') == 1
+        wait_for("rtap-collector scraped", functools.partial(scraped, prometheus, "rtap-collector"), 30)
 
         # Idle (nothing to read) for longer than the stall window: no batch, and rightly no alert.
         time.sleep(STALL_AFTER_S + 5)
