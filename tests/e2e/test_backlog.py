@@ -16,7 +16,9 @@ import pytest
 from rtap.runtime.broker import LocalKafka
 from rtap.settings import Settings
 from rtap.stream.caps import batch_cap, recent_record_bytes
+from rtap.stream.checkpoint import committed_batches as spark_commits
 from rtap.stream.checkpoint import planned_batches
+from rtap.stream.job import pipeline_id
 from rtap.warehouse import create_client
 from tests.support.faults import measure, stream_log
 from tests.support.pipeline import assert_tables_equal_truth, pipeline_settings, produce, run_until_drained
@@ -64,14 +66,17 @@ def test_a_backlog_of_many_batches_drains_in_batches_capped_by_records_and_bytes
     assert all(rows <= RECORDS_CAP for _, rows, _ in by_records), by_records
     assert read < produced - 2 * RECORDS_CAP, "the first run read almost all of the backlog: nothing left to cap"
 
+    checkpoint = settings.paths.checkpoints / "stream"
+    committed_checkpoint = spark_commits(checkpoint)
     with create_client(settings) as client:
-        record_bytes = recent_record_bytes(client)  # what the second run divides its bytes cap by
+        # what the second run divides its bytes cap by
+        record_bytes = recent_record_bytes(client, pipeline_id(checkpoint), committed_checkpoint[-1])
     by_bytes_settings = with_stream(settings, max_batch_bytes=BYTES_CAP)
     cap = batch_cap(by_bytes_settings.stream, record_bytes)
     assert cap < RECORDS_CAP, f"{record_bytes:.0f} bytes per record: the bytes cap would not bind"
     # A stop can land after the first run planned its next batch (offsets/<n> written) but before it committed
     # it: Spark replays that batch with the offsets it planned, at the records cap, before the bytes cap applies.
-    replayed = {n for n in planned_batches(settings.paths.checkpoints / "stream") if n > by_records[-1][0]}
+    replayed = {n for n in planned_batches(checkpoint) if n > by_records[-1][0]}
     run_until_drained(by_bytes_settings, produced)
 
     assert f"micro-batches of at most {cap} records" in stream_log(settings)

@@ -32,10 +32,16 @@ from rtap.warehouse import WarehouseClient
 
 # Until the job has committed batches that say otherwise: a generous guess of a record's size.
 DEFAULT_RECORD_BYTES = 1024
+# The last RECENT_BATCHES batches of this pipeline that read records, among the last SIZE_LOOKBACK batch ids: a
+# range of pipeline_batches' key (query_id, batch_id), so that the check every RECHECK_S reads a few granules
+# however many batches the table keeps (a row per batch for 90 days).
+RECENT_BATCHES = 20
+SIZE_LOOKBACK = 200
 _RECENT_RECORD_BYTES = """
 SELECT sum(input_bytes), sum(input_rows) FROM (
     SELECT input_bytes, input_rows FROM {db}.pipeline_batches FINAL
-    WHERE input_bytes > 0 ORDER BY finished_at DESC LIMIT 20
+    WHERE query_id = {query_id:String} AND batch_id BETWEEN {first:Int64} AND {last:Int64} AND input_bytes > 0
+    ORDER BY batch_id DESC LIMIT {batches:UInt32}
 )
 """
 # How often the running query's cap is held against the last batches' record sizes, and how far apart the two
@@ -53,9 +59,18 @@ def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
     return max(1, min(stream.max_batch_records, by_bytes))
 
 
-def recent_record_bytes(client: WarehouseClient) -> float:
-    """Bytes per record over the last committed batches that recorded their size."""
-    total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES)[0]
+def recent_record_bytes(client: WarehouseClient, query_id: str, last_batch: int | None) -> float:
+    """Bytes per record over the last batches of pipeline ``query_id`` up to ``last_batch`` (Spark's last commit)
+    that recorded their size; :data:`DEFAULT_RECORD_BYTES` before any."""
+    if last_batch is None:
+        return float(DEFAULT_RECORD_BYTES)
+    parameters = {
+        "query_id": query_id,
+        "first": last_batch - SIZE_LOOKBACK,
+        "last": last_batch + 1,  # the warehouse can be one batch ahead of Spark's commit log (rtap.stream.overlap)
+        "batches": RECENT_BATCHES,
+    }
+    total_bytes, rows = client.query_rows(_RECENT_RECORD_BYTES, parameters=parameters)[0]
     return float(total_bytes) / float(rows) if rows else float(DEFAULT_RECORD_BYTES)
 
 

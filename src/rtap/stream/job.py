@@ -43,7 +43,7 @@ from rtap.errors import PipelineError, WarehouseError, first_line
 from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings
 from rtap.stream.caps import RECHECK_S, BatchCaps, recent_record_bytes
-from rtap.stream.checkpoint import planned_batches, planned_offsets, unplan
+from rtap.stream.checkpoint import committed_batches, planned_batches, planned_offsets, unplan
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.identity import check_topic_identity
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
@@ -175,7 +175,7 @@ class StreamJob:
         self._stage_ran = time.monotonic()  # when the parse stage last ran (a batch's, the warm-up's, or _keep_warm's)
 
     def _kafka_source(self, spark: SparkSession, start: str) -> DataFrame:
-        cap = self._caps.for_query(recent_record_bytes(self._client))
+        cap = self._caps.for_query(self._record_bytes())
         metrics.STREAM.batch_cap.set(cap)
         log.info("micro-batches of at most %d records", cap)
         return kafka_source(spark, self._settings, start, cap)
@@ -419,11 +419,17 @@ class StreamJob:
         except StreamingQueryException as failure:
             return failure
 
+    def _record_bytes(self) -> float:
+        """Bytes per record of this pipeline's last committed batches (rtap.stream.caps.recent_record_bytes)."""
+        committed = committed_batches(self.checkpoint)
+        last = committed[-1] if committed else None
+        return recent_record_bytes(self._client, pipeline_id(self.checkpoint), last)
+
     def _recap(self, query: StreamingQuery) -> bool:
         """Stop ``query`` if the last batches' record sizes call for another cap (rtap.stream.caps); whether it did.
         A warehouse that cannot say now is asked again at the next check (the batches meet its failure too)."""
         try:
-            cap = self._caps.restart_with(recent_record_bytes(self._client))
+            cap = self._caps.restart_with(self._record_bytes())
         except WarehouseError as error:
             log.warning("the batch cap's check could not read the last batches' sizes: %s", first_line(error))
             return False

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from rtap.settings import Settings, StreamSettings
-from rtap.stream.caps import DEFAULT_RECORD_BYTES, BatchCaps, batch_cap, recent_record_bytes
+from rtap.stream.caps import DEFAULT_RECORD_BYTES, SIZE_LOOKBACK, BatchCaps, batch_cap, recent_record_bytes
 from rtap.warehouse import WarehouseClient, create_client
 from rtap.warehouse.migrate import apply_migrations
 
@@ -38,11 +38,11 @@ def warehouse(tmp_path: Path) -> Iterator[WarehouseClient]:
         yield client
 
 
-def commit(client: WarehouseClient, batch_id: int, rows: int, size: int) -> None:
+def commit(client: WarehouseClient, batch_id: int, rows: int, size: int, query_id: str = "q") -> None:
     """A ``pipeline_batches`` row with only what the cap reads: later batches finish later."""
     finished = datetime(2026, 12, 2, 12, 0, tzinfo=UTC) + timedelta(seconds=batch_id)
     row = {
-        "query_id": ["q"],
+        "query_id": [query_id],
         "batch_id": [batch_id],
         "started_at": [finished],
         "finished_at": [finished],
@@ -53,16 +53,36 @@ def commit(client: WarehouseClient, batch_id: int, rows: int, size: int) -> None
 
 
 def test_the_record_size_is_the_average_of_the_last_committed_batches(warehouse: WarehouseClient) -> None:
-    assert recent_record_bytes(warehouse) == DEFAULT_RECORD_BYTES  # nothing committed yet
+    def size(last: int | None) -> float:
+        return recent_record_bytes(warehouse, "q", last)
+
+    assert size(None) == DEFAULT_RECORD_BYTES  # nothing committed yet
     commit(warehouse, 0, rows=0, size=0)  # an empty batch (or one from before migration 0007) says nothing
-    assert recent_record_bytes(warehouse) == DEFAULT_RECORD_BYTES
+    assert size(0) == DEFAULT_RECORD_BYTES
     for batch_id in range(1, 11):
         commit(warehouse, batch_id, rows=1_000, size=2_000_000)  # old batches of 2,000-byte records
     for batch_id in range(11, 31):
         commit(warehouse, batch_id, rows=1_000, size=400_000)  # the last 20: 400-byte records
-    assert recent_record_bytes(warehouse) == 400.0
+    assert size(30) == 400.0
     commit(warehouse, 31, rows=3_000, size=3_000_000)  # weighted by records, not an average of averages
-    assert recent_record_bytes(warehouse) == pytest.approx((19 * 400_000 + 3_000_000) / (19 * 1_000 + 3_000))
+    assert size(31) == pytest.approx((19 * 400_000 + 3_000_000) / (19 * 1_000 + 3_000))
+    assert size(30) == size(31)  # the warehouse one batch ahead of Spark's commit log (an overlapped write)
+    assert size(15) == (10 * 2_000_000 + 6 * 400_000) / 16_000  # up to the batch given and the one after it
+
+
+def test_the_record_size_reads_this_pipelines_recent_batch_ids_only(warehouse: WarehouseClient) -> None:
+    """A range of pipeline_batches' key, however many batches it keeps: another pipeline's batches (a checkpoint
+    set aside) and this one's older than SIZE_LOOKBACK batch ids do not count."""
+    commit(warehouse, 5, rows=1_000, size=9_000_000, query_id="another")
+    commit(warehouse, 1, rows=1_000, size=4_000_000)
+    assert recent_record_bytes(warehouse, "q", SIZE_LOOKBACK + 2) == DEFAULT_RECORD_BYTES
+    commit(warehouse, SIZE_LOOKBACK + 2, rows=1_000, size=300_000)
+    assert recent_record_bytes(warehouse, "q", SIZE_LOOKBACK + 2) == 300.0
+    plan = warehouse.query_rows(
+        "EXPLAIN indexes = 1 SELECT input_bytes FROM {db}.pipeline_batches FINAL WHERE query_id = 'q' "
+        "AND batch_id BETWEEN 2 AND 202"
+    )
+    assert any("PrimaryKey" in line for (line,) in plan), plan  # the key serves it
 
 
 def caps(records: int = 200_000, by_bytes: int = 128 * MIB) -> BatchCaps:
