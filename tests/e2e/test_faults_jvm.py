@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -28,8 +29,10 @@ from tests.support.terminal import NOISE
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 RATE = 10_000.0
-# 25 s of traffic (100 s at the large scale): it still flows when the job commits its first batch of it.
-EVENTS = scaled(250_000, 1_000_000)
+# 25 s of traffic (100 s at the large scale) at least, and on until the job has restarted: it still flows when the
+# job commits its first batch of it, however long that takes on a slow machine, up to a bound (150 s, 300 s).
+TRAFFIC_S = scaled(25, 100)
+MAX_EVENTS = scaled(1_500_000, 3_000_000)
 KILLED = "Spark's JVM was killed by signal 9: restarting the stream job from its checkpoint in 2 s"
 STARTED = "✓ Spark stream job running"
 # What the console must not show besides the job's line: py4j's tracebacks (through the root logger too).
@@ -43,13 +46,16 @@ def noise(console: str) -> list[str]:
 def test_spark_jvm_killed_under_rtap_up_restarts_from_its_checkpoint_exactly(tmp_path: Path) -> None:
     up = UpProcess(tmp_path)
     reports: list[ProduceReport] = []
+    stop = threading.Event()
     producer = threading.Thread(
-        target=lambda: reports.append(produce_run(up.settings, rate=RATE, count=EVENTS, seed=91)), daemon=True
+        target=lambda: reports.append(produce_run(up.settings, rate=RATE, count=MAX_EVENTS, seed=91, stop=stop)),
+        daemon=True,
     )
     try:
         up.wait_console(STARTED)
         broker, jvm = up.broker(), up.spark_jvm()
         producer.start()
+        traffic_ends = time.monotonic() + TRAFFIC_S
         up.wait_for("a committed batch of the traffic", lambda: up.processed() > 0)
         assert producer.is_alive(), "the traffic had ended before the kill"
         os.kill(jvm, signal.SIGKILL)
@@ -64,6 +70,8 @@ def test_spark_jvm_killed_under_rtap_up_restarts_from_its_checkpoint_exactly(tmp
         assert "Spark's JVM was killed by signal 9" in status, status
         assert up.broker() == broker
 
+        time.sleep(max(0.0, traffic_ends - time.monotonic()))
+        stop.set()
         producer.join(timeout=300)
         (report,) = reports
         assert report.failed == 0, f"{report.failed} records not delivered"
@@ -82,6 +90,7 @@ def test_spark_jvm_killed_under_rtap_up_restarts_from_its_checkpoint_exactly(tmp
         assert metrics[("rtap_stream_records_read_total", "")] == produced
         assert up.stop() == 0
     except BaseException:
+        stop.set()
         up.kill()
         raise
 
