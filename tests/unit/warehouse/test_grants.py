@@ -36,6 +36,7 @@ WRITER_MODULES = (
     "rtap.stream.gaps",
     "rtap.stream.identity",
     "rtap.stream.job",
+    "rtap.stream.caps",
     "rtap.warehouse.migrate",
 )
 READER_MODULES = (
