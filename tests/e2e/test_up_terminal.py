@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,12 @@ def past_start_up(screen: str) -> bool:
         if match and int(match.group(1).replace(",", "")) >= 5:
             return True
     return False
+
+
+def cut_to_40(screen: str) -> bool:
+    """The newest status line fits 40 columns, cut with an ellipsis."""
+    lines = status_lines(screen)
+    return bool(lines) and len(lines[-1]) <= 40 and lines[-1].endswith("…")
 
 
 def test_up_in_a_terminal(tmp_path: Path, page: Page) -> None:
@@ -73,11 +78,12 @@ def test_up_in_a_terminal(tmp_path: Path, page: Page) -> None:
         # A narrow terminal folds long lines for display only: copying them (tmux -J) gives each line back whole,
         # and the status line is cut to the width instead of wrapping.
         terminal.resize(40)
-        time.sleep(3)
+        # The line is redrawn at the new width at its next refresh, which a slow machine may take a while to reach.
+        narrowed = terminal.wait_for(cut_to_40, timeout_s=30, what="the status line cut to 40 columns")
         joined = terminal.screen(joined=True, history=200).splitlines()
         assert f"  SQL           {SQL}" in joined
         assert f"✓ Spark stream job running (local[2]), checkpoint in {data_dir}/checkpoints/stream" in joined
-        narrow = status_lines(terminal.screen())[-1]
+        narrow = status_lines(narrowed)[-1]
         assert len(narrow) <= 40
         assert narrow.endswith("…")
         screenshot(page, terminal.screen(colours=True), 40, ARTIFACTS / "up-terminal-40-columns.png")
