@@ -147,7 +147,12 @@ def test_a_full_produce_queue_is_503_at_once_and_nothing_answered_200_is_missing
             waiting = [threading.Thread(target=lambda e=e: answers.append(post(e))) for e in queued]
             for thread in waiting:
                 thread.start()
-            time.sleep(2.0)  # both requests are in the producer's queue, waiting for acknowledgements
+            # Both requests are in the producer's queue (its 16 records), waiting for acknowledgements.
+            wait_for(
+                "16 records in the producer's queue",
+                lambda: "rtap_collect_producer_queue_messages 16.0" in http.get("/metrics").text,
+                timeout_s=30,
+            )
             assert answers == [], "a request was answered while Kafka could not acknowledge it"
             started = time.monotonic()
             full = post(refused := batch(300, 8))
