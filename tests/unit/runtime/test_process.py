@@ -37,6 +37,11 @@ def test_the_log_of_an_attached_daemon_rotates_and_keeps_the_newest_lines(tmp_pa
         [sys.executable, "-c", WRITE_LINES], log=log, cwd=tmp_path, attached=True, max_bytes=max_bytes, backups=2
     )
     assert child.wait(timeout=60) == 0
+    # wait() gives the pump _DRAIN_TIMEOUT_S to write the last lines; 4 MB line by line can take longer on a
+    # loaded machine (a full unit run beside other tests once missed the newest lines)
+    deadline = time.monotonic() + 60
+    while _pump_threads(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     assert [path.name for path in _logs(log)] == ["collector.log", "collector.log.1", "collector.log.2"]
     assert all(path.stat().st_size <= max_bytes for path in _logs(log))
