@@ -79,7 +79,12 @@ def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
         subprocess.run(["chattr", "-i", str(events_dir)], check=True)
 
         job.wait_processed(produced)
+        # The job counts a batch in its metrics right after it writes the batch's row: scrape until they agree.
+        deadline = time.monotonic() + 30
         scraped = scrape(settings.metrics.port)
+        while scraped.get(("rtap_stream_records_read_total", "")) != produced and time.monotonic() < deadline:
+            time.sleep(0.5)
+            scraped = scrape(settings.metrics.port)
         assert job.stop() == 0
     except BaseException:
         if job.process.poll() is None:

@@ -9,6 +9,7 @@ and nothing else.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import subprocess
 import sys
@@ -85,12 +86,13 @@ def failures(checks: list[Check]) -> dict[str, str]:
     return {check.name: check.detail for check in checks if not check.ok}
 
 
-def waited(check: Callable[[], list[Check]]) -> list[Check]:
-    """The checks once the broker's ACL cache has the fixture's ACLs (KRaft applies them asynchronously)."""
+def waited(check: Callable[[], list[Check]], expected: dict[str, str] | None = None) -> list[Check]:
+    """The checks once the broker's ACL cache has the fixture's ACLs and its metadata the topics just created (KRaft
+    applies both asynchronously): once their failures are ``expected`` (none by default), or the last after 30 s."""
     deadline = time.monotonic() + 30
     while True:
         checks = check()
-        if not failures(checks) or time.monotonic() > deadline:
+        if failures(checks) == (expected or {}) or time.monotonic() > deadline:
             return checks
         time.sleep(0.5)
 
@@ -143,15 +145,16 @@ def test_a_missing_acl_names_the_login_the_operation_and_the_topic(cluster: AclK
     unlisted = created(cluster, {"browser_topic": f"na-{uuid.uuid4().hex[:8]}.browser"})["browser_topic"]
     kafka = login(cluster, {**names, "dlq_topic": read_only, "browser_topic": unlisted})
 
-    problems = failures(check_services(settings(tmp_path, kafka), TIMEOUT_S))
-
-    assert problems == {
+    expected = {
         f"topic {read_only}": f"the Kafka login {USER} may not WRITE topic {read_only}: missing ACL (docs/external.md)",
         f"topic {unlisted}": (
             f"the Kafka login {USER} may not DESCRIBE topic {unlisted} (so Kafka does not say whether it exists): "
             "missing ACL (docs/external.md lists the ACLs)"
         ),
     }
+    problems = failures(waited(lambda: check_services(settings(tmp_path, kafka), TIMEOUT_S), expected))
+
+    assert problems == expected
 
 
 def test_producer_timestamps_on_an_input_topic_are_named(cluster: AclKafka, tmp_path: Path) -> None:
@@ -161,14 +164,15 @@ def test_producer_timestamps_on_an_input_topic_are_named(cluster: AclKafka, tmp_
     for future in admin.create_topics([created_by_hand], request_timeout=30).values():
         future.result(timeout=30)
     created(cluster, names)  # the others, as rtap creates them
-    problems = failures(check_services(settings(tmp_path, login(cluster, names)), TIMEOUT_S))
-    assert problems == {
+    expected = {
         f"topic {names['topic']}": (
             f"topic {names['topic']} stamps records with CreateTime, the producers' clocks, which would then bound how "
             "far an event's time may run ahead: set message.timestamp.type=LogAppendTime on it (kafka-configs --alter "
             f"--entity-type topics --entity-name {names['topic']} --add-config message.timestamp.type=LogAppendTime)"
         )
     }
+    problems = failures(waited(lambda: check_services(settings(tmp_path, login(cluster, names)), TIMEOUT_S), expected))
+    assert problems == expected
 
 
 def test_timestamps_go_unchecked_where_the_login_may_not_read_the_configuration(
@@ -186,7 +190,8 @@ def test_topics_pass_with_the_partitions_they_have(cluster: AclKafka, tmp_path: 
     """A team's topics sized before rtap, whatever RTAP_KAFKA_PARTITIONS says: each reported with its count."""
     names = created(cluster, topics("pf-"))
     for partitions in (1, PARTITIONS + 1):
-        checks = check_services(settings(tmp_path, login(cluster, names, partitions=partitions)), TIMEOUT_S)
+        sized = settings(tmp_path, login(cluster, names, partitions=partitions))
+        checks = waited(functools.partial(check_services, sized, TIMEOUT_S))
         details = {check.name: check.detail for check in checks}
         assert failures(checks) == {}
         assert details[f"topic {names['dlq_topic']}"] == f"{PARTITIONS} partitions, WRITE allowed"
