@@ -329,7 +329,7 @@ class StreamJob:
                     self._plan_smaller()
                 self._committed_since_start.clear()
                 self._batch_error = None
-                jvm_died = False
+                jvm_died, error = False, None
                 try:
                     self._query = self._start(spark, parse, dead_letters)
                     error = self._await(self._query, spark, parse)
