@@ -9,6 +9,7 @@ that ``rtap --help`` stays instant and ``rtap sql`` stays light.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -81,7 +82,7 @@ def _register_bench() -> None:
 _register()
 
 
-def _fail(message: str, exit_code: int) -> None:
+def _fail(message: str, exit_code: int) -> NoReturn:
     console(stderr=True, markup=True).print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(exit_code)
 

@@ -60,8 +60,9 @@ def request_json(
     """The JSON body of a 2xx answer (None for an empty one); ``error`` naming the request for anything else.
     A 429 or 503 with ``Retry-After`` is tried again as it says (see the module docstring)."""
     where = f"{method} {client.build_request(method, path).url}"
-    waited = 0.0
-    for attempt in range(1, _MAX_TRIES + 1):
+    attempt, waited = 0, 0.0
+    while True:
+        attempt += 1
         try:
             response = client.request(method, path, params=params, json=body)
         except httpx.TimeoutException as exc:

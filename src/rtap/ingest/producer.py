@@ -524,7 +524,7 @@ def produce_run(
 
     mono_start = monotonic()
     wall_start = time.time()
-    schedule = None
+    schedule, due = None, 0.0
     if rate > 0:
 
         def multiplier(wall: float) -> float:

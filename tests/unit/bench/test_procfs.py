@@ -31,6 +31,7 @@ def test_peak_rss_of_a_child_that_allocates() -> None:
         [sys.executable, "-c", "import sys; b = bytearray(64 * 1024 * 1024); sys.stdin.read()"],
         stdin=subprocess.PIPE,
     )
+    peak = None
     try:
         for _ in range(100):
             peak = peak_rss_mb(child.pid)

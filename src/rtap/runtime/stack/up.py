@@ -137,6 +137,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
     with contextlib.ExitStack() as stack:
         stack.enter_context(_pid_file(settings))
         spark_pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtap-spark"))
+        spark = None
         if profile.spark_first:
             # Spark's JVM start overlaps the warehouse's and the broker's: first data 41 s -> 35 s after `rtap up`
             # (before the JVM archives of rtap.runtime.jvm). Warming the plan up on a local batch too was measured and
@@ -153,7 +154,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         settings, brokers_failure = started.settings, started.failure
         for line in started.lines:
             console.done(line)
-        if not profile.spark_first:
+        if spark is None:
             spark = spark_pool.submit(build_session, settings)
         ensure_topics(settings.kafka)
         # In a process of its own (rtap.runtime.stack.collector); its start overlaps the dashboard's and Spark's.
@@ -194,6 +195,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         job.wait_until_started()
         console.done(f"Spark stream job running ({settings.stream.master}), checkpoint in {job.checkpoint}")
 
+        producer = None
         if generator:
             generator_stop = threading.Event()
             producer = _background(
@@ -206,7 +208,7 @@ def run_stack(settings: Settings, *, generator: bool, rate: float, console: Oper
         _where_to_look(console, dashboard.url, collector.url, spark_ui)
         stack.enter_context(StatusLine(console, reader, pipeline_id(job.checkpoint)))
         _supervise(components, [brokers_failure, collector_failure], stopping)
-        if generator:
+        if producer is not None:
             _join(producer)
         positions = functools.partial(committed_positions, client, settings)
         finish_reading(console, probe.latest_offsets, positions, stream.thread.is_alive, at_once)
