@@ -328,7 +328,7 @@ class StreamJob:
                     self._shrink_pending = False
                     self._plan_smaller()
                 self._committed_since_start.clear()
-                self._batch_error = None
+                self._batch_error, self._recapping = None, False
                 jvm_died, error = False, None
                 try:
                     self._query = self._start(spark, parse, dead_letters)
@@ -347,8 +347,7 @@ class StreamJob:
                     jvm_died, reason = True, describe_jvm_exit(code)
                     forget_jvm(spark)
                     self._query = None
-                if self._recapping and not self._stop.is_set():
-                    self._recapping = False
+                if self._recapping and not jvm_died and not self._stop.is_set():  # stopped for another cap
                     continue
                 if self._stop.is_set() or not (jvm_died or error is not None):
                     return
