@@ -5,11 +5,13 @@ characters: about 40 KB each), sent by a plain confluent-kafka producer before t
 whose first batch the job plans by the size of records it has seen (none: 1 KiB each). With a 512 MiB driver that
 batch runs Spark's JVM out of memory. Before rtap.stream.caps every restart replayed the same planned range and the
 job stopped after five; now each failure for want of memory plans the batch again a quarter as large, the job never
-stops, every event is stored once, and once the backlog is read the next check lifts the smaller cap.
+stops, and every event is stored once. The batch that fits makes the smaller cap a budget of bytes: when ordinary
+events follow, the cap grows again within it, and they are stored once too.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -24,8 +26,9 @@ from tests.support.pipeline import StreamProcess, pipeline_settings
 pytestmark = pytest.mark.timeout(900)
 
 EVENTS = 12_000
-SMALLER = "ran out of memory: it is planned again, at most"
-LIFTED = "the last batches' record sizes call for"
+SMALL_EVENTS = 30_000
+SMALLER = re.compile(r"ran out of memory: it is planned again, at most ([\d,]+) records")
+LIFTED = re.compile(r"the last batches' record sizes call for ([\d,]+) records")
 
 
 def fat_view(index: int, at: str) -> bytes:
@@ -44,6 +47,24 @@ def fat_view(index: int, at: str) -> bytes:
         "schema_version": 1,
     }
     return orjson.dumps(event)
+
+
+def small_view(index: int, at: str) -> bytes:
+    """An ordinary page view, about 300 bytes."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "page_view",
+        "event_time": at,
+        "user_id": f"u{index % 500}",
+        "session_id": f"s{index % 64}",
+        "page_url": f"https://shop.example/p/{index % 100}",
+        "schema_version": 1,
+    }
+    return orjson.dumps(event)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
 
 
 def test_a_batch_too_large_for_the_driver_is_planned_again_smaller_until_it_fits(
@@ -68,14 +89,27 @@ def test_a_batch_too_large_for_the_driver_is_planned_again_smaller_until_it_fits
 
     job = StreamProcess(settings)
     job.wait_processed(EVENTS)
-    job.wait_logged(LIFTED, timeout_s=120)  # the backlog read, the next check lifts the smaller cap
     log = (settings.data_dir / "stream.log").read_text(errors="replace")
-    assert job.process.poll() is None, job.log_tail()
-    shrinks = [line for line in log.splitlines() if SMALLER in line]
+    shrinks = [line for line in log.splitlines() if SMALLER.search(line)]
     print("\n".join(shrinks))
     assert shrinks, job.log_tail(60)
     assert "batch 0 of 12,000 records ran out of memory" in shrinks[0]  # where Spark started the query: counted
+    limit = number(SMALLER.findall(shrinks[-1])[0])
+
+    # Ordinary events after them: the cap grows again (within the budget of bytes the batch that fit gave).
+    for index in range(SMALL_EVENTS):
+        producer.produce(settings.kafka.topic, small_view(index, at), key=str(index % 64).encode())
+        if index % 10_000 == 9_999:
+            producer.flush(60)
+    assert producer.flush(60) == 0
+    job.wait_processed(EVENTS + SMALL_EVENTS)
+    job.wait_logged("the last batches' record sizes call for", timeout_s=120)
+    log = (settings.data_dir / "stream.log").read_text(errors="replace")
+    grown = [number(cap) for cap in LIFTED.findall(log)]
+    print(f"limit {limit:,}, then caps {grown}")
+    assert max(grown) >= 4 * limit
     assert "times in a row without committing a batch" not in log
+    assert job.process.poll() is None, job.log_tail()
     assert job.stop() == 0
 
     with create_client(settings, readonly=True) as client:
@@ -85,4 +119,5 @@ def test_a_batch_too_large_for_the_driver_is_planned_again_smaller_until_it_fits
             "(SELECT sum(duplicates) FROM {db}.pipeline_batches FINAL), (SELECT count() FROM {db}.dead_letters), "
             "(SELECT count() FROM {db}.late_events), (SELECT sum(views) FROM {db}.page_views_1m FINAL)"
         )[0]
-    assert (stored, rows, read, duplicates, dead, late, views) == (EVENTS, EVENTS, EVENTS, 0, 0, 0, EVENTS)
+    total = EVENTS + SMALL_EVENTS
+    assert (stored, rows, read, duplicates, dead, late, views) == (total, total, total, 0, 0, 0, total)

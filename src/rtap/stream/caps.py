@@ -14,9 +14,12 @@ and knows nothing of the records' sizes, while the driver collects a whole batch
   ended every attempt with an OutOfMemoryError in a task (Spark's exit code 52), five in a row, and the job
   stopped; Spark replays the range it planned, however often. After a failure for want of memory the job takes
   that batch out of Spark's offset log (rtap.stream.checkpoint.unplan) and plans it again at most
-  1/:data:`SHRINK` as large (:meth:`BatchCaps.out_of_memory`), until a batch fits: down to one record, so that
-  no valid input can stop the job. The smaller cap holds until the backlog is read (a batch under the cap,
-  :meth:`BatchCaps.committed`), or until record sizes call for a smaller one still.
+  1/:data:`SHRINK` as large (:meth:`BatchCaps.out_of_memory`), until a batch fits: down to one record a
+  partition (Spark gives each partition with a backlog at least one), so that no valid input can stop the job.
+  The first batch that fits turns the smaller cap into a smaller budget of bytes (:meth:`BatchCaps.committed`):
+  the driver holds no more than that, so the cap follows record sizes within it from then on, and records as
+  small as before get a cap as large as before, or nearly (a job that keeps up is not held back by large records
+  long gone).
 
 A restart of the query is exact like any other (the sink's writes are idempotent, a batch cut at other offsets
 skips what an earlier attempt stored); only its second or two are lost.
@@ -24,10 +27,9 @@ skips what an earlier attempt stored); only its second or two are lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rtap.settings import StreamSettings
-from rtap.stream.overlap import BEHIND_SHARE
 from rtap.warehouse import WarehouseClient
 
 # Until the job has committed batches that say otherwise: a generous guess of a record's size.
@@ -53,9 +55,10 @@ RATIO = 4
 SHRINK = 4
 
 
-def batch_cap(stream: StreamSettings, bytes_per_record: float) -> int:
-    """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_batch_bytes``)."""
-    by_bytes = int(stream.max_batch_bytes // max(1.0, bytes_per_record))
+def batch_cap(stream: StreamSettings, bytes_per_record: float, *, max_bytes: int | None = None) -> int:
+    """Records per micro-batch: ``max_batch_records``, or fewer where records are large (``max_bytes``, by default
+    ``max_batch_bytes``)."""
+    by_bytes = int((max_bytes or stream.max_batch_bytes) // max(1.0, bytes_per_record))
     return max(1, min(stream.max_batch_records, by_bytes))
 
 
@@ -78,20 +81,30 @@ def recent_record_bytes(client: WarehouseClient, query_id: str, last_batch: int 
 class BatchCaps:
     """The cap of the running query, the limit a failure for want of memory set, and whether to start again.
 
-    ``committed`` is called from the thread that writes batches, the rest from the job's: each writes its own
-    fields only (``drained`` is set by one and read by the other).
+    ``budget`` is the bytes a batch may bring into the driver: ``max_batch_bytes``, until a batch ran it out of
+    memory. Then ``limit`` (records) holds until the first batch under it commits, whose records' size turns it
+    into a budget in bytes (that size x the limit) for the rest of the job's life: it is a fact about the driver, not
+    about those records, so once they are gone the cap follows record sizes again within it.
+
+    ``committed`` is called from the thread that writes batches, the rest from the job's, and never beside a
+    ``committed`` except :meth:`restart_with`, which at worst sees the limit one check late.
     """
 
     stream: StreamSettings
     current: int
     limit: int | None = None
-    drained: bool = False
+    budget: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = self.stream.max_batch_bytes
+
+    def _by_size(self, bytes_per_record: float) -> int:
+        return batch_cap(self.stream, bytes_per_record, max_bytes=self.budget)
 
     def for_query(self, bytes_per_record: float) -> int:
         """The cap of a query starting now: by the record sizes, within the limit if one holds."""
-        cap = batch_cap(self.stream, bytes_per_record)
+        cap = self._by_size(bytes_per_record)
         self.current = cap if self.limit is None else min(cap, self.limit)
-        self.drained = False
         return self.current
 
     @property
@@ -105,19 +118,16 @@ class BatchCaps:
         self.limit = max(1, failed // SHRINK)
         return self.limit
 
-    def committed(self, rows: int) -> None:
-        """A batch of ``rows`` records committed: one under the cap read the whole backlog."""
-        if self.limit is not None and rows < BEHIND_SHARE * self.current:
-            self.drained = True
+    def committed(self, rows: int, size: int) -> None:
+        """A batch of ``rows`` records and ``size`` bytes committed: under a limit, the budget its records give."""
+        if self.limit is not None and rows > 0 and size > 0:
+            self.budget = min(self.budget, max(1, self.limit * size // rows))
+            self.limit = None
 
     def restart_with(self, bytes_per_record: float) -> int | None:
-        """The cap to start the query again with now, if any: under a limit, once its backlog is read (the limit
-        goes) or for a smaller cap; else for one :data:`RATIO` x larger or smaller."""
-        wanted = batch_cap(self.stream, bytes_per_record)
-        if self.limit is not None and self.drained:
-            self.limit = None
-            if wanted > self.current:
-                return wanted
+        """The cap to start the query again with now, if any: one :data:`RATIO` x smaller or larger than the running
+        query's (under a limit not yet turned into a budget, only smaller)."""
+        wanted = self._by_size(bytes_per_record)
         if wanted * RATIO <= self.current:
             return wanted
         if self.limit is None and wanted >= self.current * RATIO:

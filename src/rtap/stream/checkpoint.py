@@ -72,21 +72,25 @@ def initial_offsets(checkpoint: Path) -> dict[tuple[str, int], int] | None:
         return None
 
 
-def unplan(checkpoint: Path) -> tuple[int, int | None] | None:
-    """Take the newest batch Spark planned and did not commit out of its offset log, so that the next query plans
-    it again from the previous batch's end with its own cap (rtap.stream.caps: a batch that ran out of memory).
-    Returns (that batch, the offsets it spanned, or None if its start is not known), or None when every planned
-    batch is committed.
+def uncommitted_batch(checkpoint: Path) -> int | None:
+    """The newest batch Spark planned and did not commit in ``checkpoint``, if any."""
+    planned, committed = planned_batches(checkpoint), committed_batches(checkpoint)
+    if not planned or (committed and committed[-1] >= planned[-1]):
+        return None
+    return planned[-1]
+
+
+def unplan(checkpoint: Path, batch: int) -> int | None:
+    """Take ``batch``, the newest Spark planned and did not commit (:func:`uncommitted_batch`), out of its offset
+    log, so that the next query plans it again from the previous batch's end with its own cap (rtap.stream.caps: a
+    batch that ran out of memory). Returns the offsets it spanned, or None if its start is not known.
 
     Spark resumes from its two logs: with the newest planned batch also the newest committed, it plans a new one.
     The records a first attempt stored are skipped by the next (rtap.stream.sink), however the batch is cut.
     """
-    planned, committed = planned_batches(checkpoint), committed_batches(checkpoint)
-    if not planned or (committed and committed[-1] >= planned[-1]):
-        return None
-    batch = planned[-1]
     end = planned_offsets(checkpoint, batch)
-    start = planned_offsets(checkpoint, batch - 1) if batch - 1 in planned else initial_offsets(checkpoint) or {}
+    start = planned_offsets(checkpoint, batch - 1) if batch - 1 in planned_batches(checkpoint) else None
+    start = start if start is not None else initial_offsets(checkpoint) or {}
     spanned = sum(offset - start[key] for key, offset in end.items()) if start.keys() >= end.keys() else None
     (checkpoint / OFFSETS / str(batch)).unlink()
-    return batch, spanned
+    return spanned

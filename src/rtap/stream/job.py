@@ -43,7 +43,7 @@ from rtap.errors import PipelineError, WarehouseError, first_line
 from rtap.generate.generator import ClickstreamGenerator
 from rtap.settings import Settings
 from rtap.stream.caps import RECHECK_S, BatchCaps, recent_record_bytes
-from rtap.stream.checkpoint import committed_batches, planned_batches, planned_offsets, unplan
+from rtap.stream.checkpoint import committed_batches, planned_batches, planned_offsets, uncommitted_batch, unplan
 from rtap.stream.gaps import check_retention, log_start_offsets, resume_positions, spark_starting_offsets
 from rtap.stream.identity import check_topic_identity
 from rtap.stream.kafka import KafkaDeadLetterPublisher, LagProbe
@@ -242,7 +242,7 @@ class StreamJob:
             written(self.checkpoint)
         self.last_batch = stats
         self._committed_since_start.set()
-        self._caps.committed(stats.input_rows)
+        self._caps.committed(stats.input_rows, stats.input_bytes)
         log.info(
             "batch %d: %d records -> %d events, %d duplicates, %d late, %d dead letters in %d ms "
             "(spark %d ms, warehouse %d ms, %d records behind)",
@@ -266,18 +266,24 @@ class StreamJob:
 
     def _plan_smaller(self) -> None:
         """After a failure for want of memory: the batch Spark planned and did not commit is planned again, at
-        most a quarter as large (rtap.stream.caps)."""
-        unplanned = unplan(self.checkpoint)
-        spanned = unplanned[1] if unplanned is not None else None
-        limit = f"{self._caps.out_of_memory(spanned):,}"
-        if unplanned is None:
-            log.warning("out of memory between batches: at most %s records a batch until the backlog is read", limit)
-            return
-        size = "" if spanned is None else f" of {spanned:,} records"
-        log.warning(
-            "batch %d%s ran out of memory: it is planned again, at most %s records a batch until the backlog is read",
-            unplanned[0], size, limit,
-        )  # fmt: skip
+        most a quarter as large (rtap.stream.caps), unless the warehouse committed it (it fit: Spark replays it as
+        planned and the sink drops its writes as copies). A checkpoint that cannot be read or changed here leaves
+        the batch as planned, and only the limit applies to the batches after it."""
+        spanned, what = None, "out of memory between batches"
+        try:
+            batch = uncommitted_batch(self.checkpoint)
+            if batch is not None and self._client.query_rows(
+                BATCH_COMMITTED, parameters={"query_id": pipeline_id(self.checkpoint), "batch_id": batch}
+            ):
+                what = f"out of memory after batch {batch} committed"
+            elif batch is not None:
+                spanned = unplan(self.checkpoint, batch)
+                size = "" if spanned is None else f" of {spanned:,} records"
+                what = f"batch {batch}{size} ran out of memory: it is planned again"
+        except (PipelineError, OSError) as error:
+            what = f"out of memory; the batch stays as planned ({first_line(error)})"
+        limit = self._caps.out_of_memory(spanned)
+        log.warning("%s, at most %s records a batch until one fits", what, f"{limit:,}")
 
     def _check_logs(self) -> dict[str, str]:
         """Before a query starts: each input topic is the log the warehouse read (rtap.stream.identity), and
@@ -348,6 +354,8 @@ class StreamJob:
                     forget_jvm(spark)
                     self._query = None
                 if self._recapping and not jvm_died and not self._stop.is_set():  # stopped for another cap
+                    if self._committed_since_start.is_set():
+                        failures.recovered()
                     continue
                 if self._stop.is_set() or not (jvm_died or error is not None):
                     return

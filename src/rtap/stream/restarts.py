@@ -73,6 +73,10 @@ class FailuresInARow:
         """Count one failure; a batch committed since the last (re)start means the job had recovered."""
         self.count = 1 if committed_since_last_start else self.count + 1
 
+    def recovered(self) -> None:
+        """A batch committed and the query stopped without a failure (a new cap): the next failure is the first."""
+        self.count = 0
+
     @property
     def exhausted(self) -> bool:
         return self.count >= self.limit

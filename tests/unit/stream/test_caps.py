@@ -102,17 +102,32 @@ def test_a_batch_that_ran_out_of_memory_is_planned_again_a_quarter_as_large_down
     assert not batch.can_shrink
 
 
-def test_the_limit_holds_until_a_batch_under_it_read_the_backlog() -> None:
+def test_the_first_batch_that_fits_turns_the_limit_into_a_budget_of_bytes() -> None:
+    """The limit that fit 20-KB records is a budget for the driver: records of 1 KiB again get a cap of that
+    budget's size (not the limit's, which would leave a job that keeps up behind for good), 20-KB ones the limit."""
     batch = caps()
     batch.for_query(300.0)
     batch.out_of_memory(60_000)
-    assert batch.for_query(300.0) == 15_000
-    batch.committed(15_000)  # a full batch: more is waiting
-    assert batch.restart_with(300.0) is None
-    batch.committed(14_999 // 2)  # under the cap: the backlog is read
-    assert batch.restart_with(300.0) == 200_000  # the cap the record sizes give, limit gone
-    assert batch.limit is None
-    assert batch.for_query(300.0) == 200_000
+    batch.out_of_memory(batch.for_query(300.0))  # 15,000 did not fit either: 3,750
+    assert batch.for_query(300.0) == 3_750
+    assert batch.restart_with(1_024.0) is None  # before one fits: never larger
+    batch.committed(3_000, 3_000 * 20_000)  # it fit (a batch a little short of the cap): 3,750 x 20 KB
+    assert (batch.limit, batch.budget) == (None, 75_000_000)
+    assert batch.restart_with(20_000.0) is None  # the same records: the same cap
+    assert batch.restart_with(1_024.0) == 73_242  # 1 KiB records again: 19 x larger, within the budget
+    assert batch.for_query(1_024.0) == 73_242
+    assert batch.restart_with(20_000.0) == 3_750  # 20-KB records again: the budget holds them to the limit
+    batch.committed(10, 400)  # no limit: a batch that commits changes nothing
+    assert batch.budget == 75_000_000
+
+
+def test_the_budget_is_never_wider_than_max_batch_bytes() -> None:
+    batch = caps()
+    batch.for_query(300.0)
+    batch.out_of_memory(60_000)  # 15,000
+    batch.for_query(300.0)
+    batch.committed(15_000, 15_000 * 40_000)  # 600 MB fit: more than the setting allows anyway
+    assert batch.budget == 128 * MIB
 
 
 def test_under_a_limit_the_query_restarts_only_for_a_smaller_cap() -> None:
@@ -120,7 +135,7 @@ def test_under_a_limit_the_query_restarts_only_for_a_smaller_cap() -> None:
     batch.for_query(300.0)
     batch.out_of_memory(60_000)
     batch.for_query(300.0)  # 15,000
-    assert batch.restart_with(100.0) is None  # larger: not before the backlog is read
+    assert batch.restart_with(100.0) is None  # larger: not before a batch fit
     assert batch.restart_with(40_000.0) == 3_355  # 128 MiB of 40-KB records: 4 x smaller or more
     assert batch.for_query(40_000.0) == 3_355
 
@@ -133,15 +148,3 @@ def test_record_sizes_that_move_the_cap_4x_either_way_restart_the_query_and_less
     assert batch.for_query(4_000.0) == 33_554
     assert batch.restart_with(2_000.0) is None
     assert batch.restart_with(300.0) == 200_000  # 6 x larger (capped by records)
-    batch.committed(10)  # no limit: a small batch changes nothing
-    assert not batch.drained
-
-
-def test_a_read_backlog_lifts_the_limit_without_a_restart_when_the_sizes_give_no_larger_cap() -> None:
-    batch = caps()
-    batch.for_query(40_000.0)  # 3,355
-    batch.out_of_memory(100_000)  # limit 838
-    assert batch.for_query(40_000.0) == 838
-    batch.committed(10)
-    assert batch.restart_with(200_000.0) is None  # 671 by the sizes: no larger, and not 4 x smaller
-    assert batch.limit is None

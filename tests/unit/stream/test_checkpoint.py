@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rtap.errors import PipelineError
-from rtap.stream.checkpoint import planned_batches, planned_offsets, unplan
+from rtap.stream.checkpoint import planned_batches, planned_offsets, uncommitted_batch, unplan
 
 # The form Spark 4.1 writes offsets/<batch> in (a file of this project's `rtap up`, its metadata shortened).
 SPARK_OFFSETS = (
@@ -55,9 +55,10 @@ def test_unplan_takes_the_newest_uncommitted_batch_out_and_says_what_it_spanned(
     write_offsets(tmp_path, 5, offsets_text(p0=160, p1=90))
     (tmp_path / "commits").mkdir()
     (tmp_path / "commits" / "4").write_text("v1\n{}")
-    assert unplan(tmp_path) == (5, 100)  # 60 + 40 records
+    assert uncommitted_batch(tmp_path) == 5
+    assert unplan(tmp_path, 5) == 100  # 60 + 40 records
     assert planned_batches(tmp_path) == [4]  # Spark plans batch 5 again, from batch 4's end
-    assert unplan(tmp_path) is None  # every planned batch is committed: nothing to take out
+    assert uncommitted_batch(tmp_path) is None  # every planned batch is committed: nothing to take out
 
 
 def write_initial(checkpoint: Path, text: str) -> None:
@@ -69,7 +70,8 @@ def test_unplan_of_the_first_batch_counts_from_where_the_query_started(tmp_path:
     write_offsets(tmp_path, 0, offsets_text(p0=100, p1=7))
     # as Spark 4.1 writes it (a file of this project's `rtap up`, shortened to one topic)
     write_initial(tmp_path, '\0v1\n{"clickstream.events":{"0":40,"1":0}}')
-    assert unplan(tmp_path) == (0, 67)
+    assert uncommitted_batch(tmp_path) == 0
+    assert unplan(tmp_path, 0) == 67
     assert planned_batches(tmp_path) == []
 
 
@@ -78,18 +80,19 @@ def test_unplan_of_the_first_batch_without_its_start_cannot_say_its_size(tmp_pat
     write_offsets(tmp_path, 0, offsets_text(p0=100))
     if initial is not None:
         write_initial(tmp_path, initial)
-    assert unplan(tmp_path) == (0, None)
+    assert unplan(tmp_path, 0) is None
     assert planned_batches(tmp_path) == []
 
 
 def test_unplan_of_a_batch_that_reads_a_new_partition_cannot_say_its_size(tmp_path: Path) -> None:
     write_offsets(tmp_path, 1, offsets_text(p0=100))
     write_offsets(tmp_path, 2, offsets_text(p0=150, p1=30))  # partition 1 added meanwhile
-    assert unplan(tmp_path) == (2, None)
+    assert uncommitted_batch(tmp_path) == 2
+    assert unplan(tmp_path, 2) is None
     assert planned_batches(tmp_path) == [1]
 
 
-def test_unplan_leaves_a_checkpoint_without_batches_alone(tmp_path: Path) -> None:
-    assert unplan(tmp_path) is None
+def test_a_checkpoint_without_batches_has_none_uncommitted(tmp_path: Path) -> None:
+    assert uncommitted_batch(tmp_path) is None
     (tmp_path / "offsets").mkdir()  # Spark creates the folder before offsets/0
-    assert unplan(tmp_path) is None
+    assert uncommitted_batch(tmp_path) is None

@@ -31,6 +31,15 @@ def test_a_committed_batch_makes_the_next_failure_the_first_again() -> None:
     assert not failures.exhausted
 
 
+def test_a_query_stopped_for_a_new_cap_after_a_commit_makes_the_next_failure_the_first() -> None:
+    failures = FailuresInARow(limit=3)
+    failures.failed(committed_since_last_start=False)
+    failures.failed(committed_since_last_start=False)
+    failures.recovered()  # the query committed batches, then the job started it again with another cap
+    failures.failed(committed_since_last_start=False)  # the new query fails before its first commit
+    assert failures.count == 1
+
+
 def test_a_limit_of_one_gives_up_at_the_first_failure() -> None:
     failures = FailuresInARow(limit=1)
     failures.failed(committed_since_last_start=True)
