@@ -231,3 +231,38 @@ def test_only_a_batch_of_the_whole_cap_leaves_foreach_batch_before_its_writes_en
     assert job.last_batch is not None
     assert job.last_batch.input_rows == rows
     assert sink.planned == {("t", 0): rows + 1}  # where Spark planned the batch to end, for the sink's positions
+
+
+class CommittedBatches:
+    """The warehouse as ``_plan_smaller`` asks it: whether a batch's commit row is there."""
+
+    def __init__(self, committed: set[int]) -> None:
+        self.committed = committed
+
+    def query_rows(self, statement: str, parameters: Mapping[str, object]) -> list[tuple[int]]:
+        assert "pipeline_batches" in statement
+        return [(1,)] if parameters["batch_id"] in self.committed else []
+
+
+@pytest.mark.parametrize(
+    ("in_the_warehouse", "offsets_4", "replanned", "limit"),
+    [
+        (set(), 'v1\n{}\n{"t":{"0":900}}', True, 100),  # 400 records: planned again, a quarter as large
+        ({4}, 'v1\n{}\n{"t":{"0":900}}', False, 50_000),  # it fit and committed: Spark replays it as planned
+        (set(), "v1\n{}\n{not json", False, 50_000),  # unreadable: left as planned, the limit by the cap
+    ],
+    ids=["uncommitted", "committed by the warehouse", "unreadable"],
+)
+def test_after_out_of_memory_only_a_batch_the_warehouse_lacks_is_planned_again_smaller(
+    tmp_path: Path, in_the_warehouse: set[int], offsets_4: str, replanned: bool, limit: int
+) -> None:
+    job = StreamJob(Settings(data_dir=tmp_path), client=CommittedBatches(in_the_warehouse))  # type: ignore[arg-type]
+    job._caps.current = 200_000
+    (job.checkpoint / "offsets").mkdir(parents=True)
+    (job.checkpoint / "commits").mkdir()
+    (job.checkpoint / "offsets" / "3").write_text('v1\n{}\n{"t":{"0":500}}')
+    (job.checkpoint / "commits" / "3").write_text("v1\n{}")
+    (job.checkpoint / "offsets" / "4").write_text(offsets_4)
+    job._plan_smaller()
+    assert planned_batches(job.checkpoint) == ([3] if replanned else [3, 4])
+    assert job._caps.limit == limit
