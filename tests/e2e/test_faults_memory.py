@@ -25,8 +25,8 @@ from tests.support.pipeline import StreamProcess, pipeline_settings
 
 pytestmark = pytest.mark.timeout(900)
 
-EVENTS = 12_000
-SMALL_EVENTS = 30_000
+EVENTS = 8_000
+SMALL_EVENTS = 20_000
 SMALLER = re.compile(r"ran out of memory: it is planned again, at most ([\d,]+) records")
 LIFTED = re.compile(r"the last batches' record sizes call for ([\d,]+) records")
 
@@ -85,7 +85,7 @@ def test_a_batch_too_large_for_the_driver_is_planned_again_smaller_until_it_fits
         if index % 1_000 == 999:
             producer.flush(60)
     assert producer.flush(60) == 0
-    assert min(sizes) > 40_000  # 12,000 of them: ~480 MB, in a 512 MiB driver
+    assert min(sizes) > 40_000  # 8,000 of them: ~320 MB, in a 512 MiB driver
 
     job = StreamProcess(settings)
     job.wait_processed(EVENTS)
@@ -93,7 +93,7 @@ def test_a_batch_too_large_for_the_driver_is_planned_again_smaller_until_it_fits
     shrinks = [line for line in log.splitlines() if SMALLER.search(line)]
     print("\n".join(shrinks))
     assert shrinks, job.log_tail(60)
-    assert "batch 0 of 12,000 records ran out of memory" in shrinks[0]  # where Spark started the query: counted
+    assert f"batch 0 of {EVENTS:,} records ran out of memory" in shrinks[0]  # where Spark started the query: counted
     limit = number(SMALLER.findall(shrinks[-1])[0])
 
     # Ordinary events after them: the cap grows again (within the budget of bytes the batch that fit gave).
