@@ -26,6 +26,7 @@ from rtap.runtime.cluster import LocalCluster
 from rtap.settings import GeneratorSettings, Settings, StreamSettings, child_environment
 from tests.support.paths import REPO_ROOT
 from tests.support.pipeline import StreamProcess, assert_tables_equal_truth
+from tests.support.waiting import settled
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -74,12 +75,7 @@ def test_broker_and_worker_killed_mid_run_on_the_cluster_loses_nothing(tmp_path:
             cluster.spark.kill_worker(0)
             job.wait_processed(before + 1)
             # The master learns of the loss on its own (the worker's connection closing), perhaps after that batch.
-            deadline = time.monotonic() + 30
-            alive = cluster.spark.state().alive_workers
-            while alive != 1 and time.monotonic() < deadline:
-                time.sleep(0.5)
-                alive = cluster.spark.state().alive_workers
-            assert alive == 1
+            assert settled(lambda: cluster.spark.state().alive_workers, lambda alive: alive == 1, 30) == 1
 
             # The driver's admin client waits for the dead leader until its call times out (60 s by default)
             # before it reads the new leaders: a pause, then the job catches up by itself.

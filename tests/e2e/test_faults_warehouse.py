@@ -24,6 +24,7 @@ from rtap.warehouse import create_client
 from tests.support.faults import LARGE, measure, record, scaled, scrape, stream_log
 from tests.support.paths import free_port
 from tests.support.pipeline import StreamProcess, assert_tables_equal_truth, pipeline_settings, produce
+from tests.support.waiting import settled
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
@@ -80,11 +81,11 @@ def test_warehouse_write_failures_fail_the_batch_which_is_retried_exactly(
 
         job.wait_processed(produced)
         # The job counts a batch in its metrics right after it writes the batch's row: scrape until they agree.
-        deadline = time.monotonic() + 30
-        scraped = scrape(settings.metrics.port)
-        while scraped.get(("rtap_stream_records_read_total", "")) != produced and time.monotonic() < deadline:
-            time.sleep(0.5)
-            scraped = scrape(settings.metrics.port)
+        scraped = settled(
+            lambda: scrape(settings.metrics.port),
+            lambda metrics: metrics.get(("rtap_stream_records_read_total", "")) == produced,
+            30,
+        )
         assert job.stop() == 0
     except BaseException:
         if job.process.poll() is None:

@@ -31,6 +31,7 @@ import yaml
 
 from tests.support.caddy import running_caddy
 from tests.support.paths import REPO_ROOT, free_port
+from tests.support.waiting import settled
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -252,11 +253,12 @@ def test_prometheus_sees_what_the_warehouse_holds_and_alerts_on_a_stalled_job(
             "rtap_stream_last_batch_timestamp_seconds * 1000": last_ms,
         }
         # A few more scrapes (1 s apart, each allowed 1 s) until every series is at its final value.
-        deadline = time.monotonic() + 30
-        seen = {promql: prometheus.value(promql) for promql in figures}
-        while seen != pytest.approx(figures, abs=1e-3) and time.monotonic() < deadline:
-            time.sleep(1)
-            seen = {promql: prometheus.value(promql) for promql in figures}
+        seen = settled(
+            lambda: {promql: prometheus.value(promql) for promql in figures},
+            lambda now: now == pytest.approx(figures, abs=1e-3),
+            30,
+            every_s=1,
+        )
         print("\nPrometheus | warehouse:", *(f"{q} = {seen[q]!r} | {figures[q]}" for q in figures), sep="\n  ")
         assert seen == pytest.approx(figures, abs=1e-3)
         assert events + dead + late + duplicates == records

@@ -7,7 +7,6 @@ import gzip
 import ipaddress
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -19,6 +18,7 @@ from rtap.runtime.stack.collector import CollectorDaemon
 from rtap.runtime.stack.status import collector_check
 from rtap.settings import DEMO_WRITE_KEY, Settings
 from tests.support.collect import collector_settings, new_event, read_topic, running_collector, values
+from tests.support.waiting import settled
 
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 SENT_AT = "2026-12-02T08:00:00.000Z"
@@ -346,11 +346,9 @@ def test_several_workers_write_every_accepted_event_once_and_count_them_together
             sent.update(event["event_id"] for event in events)
         # The health gauge is the least over the live workers, each writing its own every second: a worker that
         # took no request yet may still report 0 until its probe reaches Kafka. Wait for all to say healthy.
-        deadline = time.monotonic() + 30
-        exposition = httpx.get(daemon.url + "/metrics").text
-        while "rtap_collect_sink_healthy 1.0" not in exposition and time.monotonic() < deadline:
-            time.sleep(0.5)
-            exposition = httpx.get(daemon.url + "/metrics").text
+        exposition = settled(
+            lambda: httpx.get(daemon.url + "/metrics").text, lambda text: "rtap_collect_sink_healthy 1.0" in text, 30
+        )
         assert "rtap_collect_events_accepted_total 300.0" in exposition
         assert "rtap_collect_sink_healthy 1.0" in exposition
     stored = [record["event_id"] for record in browser_records(settings, 300)]

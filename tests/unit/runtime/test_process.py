@@ -15,6 +15,7 @@ import pytest
 
 from rtap.runtime import process
 from rtap.runtime.process import signal_group, spawn
+from tests.support.waiting import settled
 
 LINES = 40_000
 LINE = "line {:06d} " + "x" * 88  # 100 bytes with its newline
@@ -39,9 +40,7 @@ def test_the_log_of_an_attached_daemon_rotates_and_keeps_the_newest_lines(tmp_pa
     assert child.wait(timeout=60) == 0
     # wait() gives the pump _DRAIN_TIMEOUT_S to write the last lines; 4 MB line by line can take longer on a
     # loaded machine (a full unit run beside other tests once missed the newest lines)
-    deadline = time.monotonic() + 60
-    while _pump_threads(child.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    settled(lambda: _pump_threads(child.pid), lambda threads: not threads, 60, every_s=0.1)
 
     assert [path.name for path in _logs(log)] == ["collector.log", "collector.log.1", "collector.log.2"]
     assert all(path.stat().st_size <= max_bytes for path in _logs(log))
@@ -105,10 +104,7 @@ def test_the_pump_ends_with_the_daemon_even_if_its_child_holds_the_pipe(grandchi
     child = spawn([sys.executable, "-c", script], log=log, cwd=tmp_path, attached=True, max_bytes=256 * 1024, backups=1)
     try:
         assert child.wait(timeout=30) == 0
-        deadline = time.monotonic() + 10
-        while _pump_threads(child.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _pump_threads(child.pid)
+        assert not settled(lambda: _pump_threads(child.pid), lambda threads: not threads, 10, every_s=0.05)
         if grandchild[0] == "sleep":
             assert log.read_text() == "started\n"
         assert all(path.stat().st_size <= 256 * 1024 for path in _logs(log))
