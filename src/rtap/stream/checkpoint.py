@@ -37,6 +37,15 @@ def committed_batches(checkpoint: Path) -> list[int]:
     return _logged(checkpoint / COMMITS)
 
 
+def _source_offsets(line: str) -> dict[tuple[str, int], int]:
+    """The Kafka source's offsets as Spark writes them on one line, ``{"topic": {"partition": offset}}``."""
+    return {
+        (topic, int(partition)): int(offset)
+        for topic, partitions in json.loads(line).items()
+        for partition, offset in partitions.items()
+    }
+
+
 def planned_offsets(checkpoint: Path, batch: int) -> dict[tuple[str, int], int]:
     """Where Spark's Kafka source planned ``batch`` to end, per (topic, partition): the offset after its range.
 
@@ -47,12 +56,7 @@ def planned_offsets(checkpoint: Path, batch: int) -> dict[tuple[str, int], int]:
     """
     path = checkpoint / OFFSETS / str(batch)
     try:
-        lines = path.read_text().splitlines()
-        return {
-            (topic, int(partition)): int(offset)
-            for topic, partitions in json.loads(lines[2]).items()
-            for partition, offset in partitions.items()
-        }
+        return _source_offsets(path.read_text().splitlines()[2])
     except (OSError, IndexError, ValueError, AttributeError) as exc:
         raise PipelineError(f"cannot read Spark's planned offsets of batch {batch} from {path}: {exc}") from exc
 
@@ -62,12 +66,7 @@ def initial_offsets(checkpoint: Path) -> dict[tuple[str, int], int] | None:
     None when it is not there or not in the form Spark 4.1 writes (``sources/0/0``: a NUL byte, a version line,
     then the offsets it resolved ``startingOffsets`` to)."""
     try:
-        lines = (checkpoint / SOURCES / "0" / "0").read_text().lstrip("\0").splitlines()
-        return {
-            (topic, int(partition)): int(offset)
-            for topic, partitions in json.loads(lines[1]).items()
-            for partition, offset in partitions.items()
-        }
+        return _source_offsets((checkpoint / SOURCES / "0" / "0").read_text().lstrip("\0").splitlines()[1])
     except (OSError, IndexError, ValueError, AttributeError):
         return None
 
@@ -89,8 +88,8 @@ def unplan(checkpoint: Path, batch: int) -> int | None:
     The records a first attempt stored are skipped by the next (rtap.stream.sink), however the batch is cut.
     """
     end = planned_offsets(checkpoint, batch)
-    start = planned_offsets(checkpoint, batch - 1) if batch - 1 in planned_batches(checkpoint) else None
-    start = start if start is not None else initial_offsets(checkpoint) or {}
+    previous = batch - 1 in planned_batches(checkpoint)
+    start = planned_offsets(checkpoint, batch - 1) if previous else initial_offsets(checkpoint) or {}
     spanned = sum(offset - start[key] for key, offset in end.items()) if start.keys() >= end.keys() else None
     (checkpoint / OFFSETS / str(batch)).unlink()
     return spanned
